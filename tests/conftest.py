@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny models saved through the normal weights format, and generated audio."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def piano_like(notes: np.ndarray, sr: int = 16000, seconds: float | None = None) -> np.ndarray:
+    """Decaying harmonic tones for a note list (n, 4): a cheap stand-in for a piano recording."""
+    end = seconds if seconds is not None else (float(notes[:, 1].max()) + 0.5 if len(notes) else 1.0)
+    y = np.zeros(int(end * sr), dtype=np.float32)
+    for on, off, pitch, vel in notes:
+        a, b = int(on * sr), min(int(off * sr), len(y))
+        t = np.arange(b - a) / sr
+        f0 = 440.0 * 2 ** ((pitch - 69) / 12)
+        tone = sum(np.sin(2 * np.pi * f0 * h * t) / h for h in (1, 2, 3) if f0 * h < sr / 2)
+        y[a:b] += (vel / 127) * 0.2 * np.exp(-3 * t) * tone
+    return np.clip(y, -1, 1).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def tiny_transcriber(tmp_path_factory) -> Path:
+    """A randomly initialised, tiny Onsets and Frames saved as a real weights file."""
+    import torch
+
+    from w2m2w.checkpoint import save_weights
+    from w2m2w.models.onsets_frames import OnsetsFrames, OnsetsFramesConfig
+    from dataclasses import asdict
+
+    torch.manual_seed(0)
+    cfg = OnsetsFramesConfig(model_size=32, lstm_units=8)
+    model = OnsetsFrames(cfg)
+    path = tmp_path_factory.mktemp("weights") / "onsets_frames.safetensors"
+    save_weights(path, "onsets_frames", model.state_dict(), asdict(cfg), {"note": "untrained test model"})
+    return path
+
+
+@pytest.fixture(scope="session")
+def example_audio(tmp_path_factory) -> Path:
+    """A 3-second WAV of a few notes."""
+    import soundfile as sf
+
+    notes = np.array([[0.2, 1.0, 60, 80], [0.5, 1.5, 64, 70], [1.0, 2.5, 67, 90]], dtype=np.float64)
+    path = tmp_path_factory.mktemp("audio") / "notes.wav"
+    sf.write(str(path), piano_like(notes, seconds=3.0), 16000)
+    return path
+
+
+def run_pipeline(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """The real `python run.py ARGS`, as a user runs it."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)

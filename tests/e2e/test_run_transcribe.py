@@ -1,0 +1,148 @@
+"""End-to-end: the real run.py, transcribe stage, with a tiny model made by the test."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.conftest import REPO, run_pipeline
+
+
+def hidden_files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob(".*") if p.is_file() and ".hydra" not in p.parts]
+
+
+@pytest.fixture()
+def batch(tmp_path, example_audio) -> Path:
+    """A folder of good and bad inputs, nested."""
+    root = tmp_path / "in"
+    (root / "set a").mkdir(parents=True)
+    shutil.copy(example_audio, root / "set a" / "take 1.wav")
+    y, sr = sf.read(example_audio)
+    sf.write(str(root / "stereo44k.flac"), np.stack([y, y], 1), 44100)  # resampled and mixed down by the loader
+    (root / "empty.wav").write_bytes(b"")
+    (root / "notes.mp3").write_text("this is not audio\n")
+    (root / "corrupt.flac").write_bytes(b"fLaC" + bytes(2000))
+    sf.write(str(root / "silent.wav"), np.zeros(16000, dtype=np.float32), 16000)
+    return root
+
+
+def test_demo_run_writes_contract(tmp_path, tiny_transcriber):
+    run_dir = tmp_path / "run"
+    res = run_pipeline(f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    mid = run_dir / "1-transcribe" / "bach_prelude_c.mid"
+    side = json.loads(mid.with_suffix(".json").read_text())
+    assert mid.is_file()
+    assert side["stage"] == "transcribe" and side["piece"] == "bach_prelude_c"
+    assert len(side["input_sha256"]) == 64 and len(side["config_hash"]) == 64 and len(side["weights_sha256"]) == 64
+    assert side["stats"]["audio_seconds"] > 20
+    run_json = json.loads((run_dir / "run.json").read_text())
+    assert run_json["inputs"]["bach_prelude_c"]["source"].endswith("bach_prelude_c.flac")
+    assert list((run_dir / ".hydra").glob("*/config.yaml")), "Hydra's record of the call belongs in the run directory"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["counts"] == {"done": 1}
+
+
+def test_rerun_skips_current_and_force_recomputes(tmp_path, tiny_transcriber, example_audio):
+    run_dir = tmp_path / "run"
+    args = [f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir}", f"input={example_audio}"]
+    assert run_pipeline(*args).returncode == 0
+    side_path = run_dir / "1-transcribe" / "notes.json"
+    first = json.loads(side_path.read_text())["created"]
+    mtime = side_path.stat().st_mtime_ns
+    res = run_pipeline(*args)
+    assert res.returncode == 0 and "current" in res.stdout
+    assert side_path.stat().st_mtime_ns == mtime
+    res = run_pipeline(*args, "transcribe.onset_threshold=0.7")  # a new setting -> recomputed
+    assert res.returncode == 0
+    assert side_path.stat().st_mtime_ns != mtime
+    assert json.loads(side_path.read_text())["settings"]["onset_threshold"] == 0.7
+    mtime = side_path.stat().st_mtime_ns
+    assert run_pipeline(*args, "transcribe.onset_threshold=0.7", "force=true").returncode == 0
+    assert side_path.stat().st_mtime_ns != mtime
+    assert first  # the sidecar records when it was made
+
+
+def test_rerun_over_run_dir_without_input(tmp_path, tiny_transcriber, example_audio):
+    run_dir = tmp_path / "run"
+    assert run_pipeline(f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir}", f"input={example_audio}").returncode == 0
+    res = run_pipeline(f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir}", "stages=[transcribe]")
+    assert res.returncode == 0
+    assert "notes" in res.stdout and "current" in res.stdout  # pieces came from run.json, not the demo
+    assert not (run_dir / "1-transcribe" / "bach_prelude_c.mid").exists()
+
+
+def test_bad_inputs_are_named_and_batch_goes_on(tmp_path, tiny_transcriber, batch):
+    run_dir = tmp_path / "run"
+    res = run_pipeline(f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir}", f"input={batch}")
+    assert res.returncode == 1, "a failed piece makes the run exit non-zero"
+    log = res.stdout + res.stderr
+    for name, reason in [("empty.wav", "empty"), ("notes.mp3", "not readable"), ("corrupt.flac", "not readable"), ("silent.wav", "silent")]:
+        lines = [ln for ln in log.splitlines() if "ERROR" in ln and name in ln]
+        assert lines and reason in lines[0], f"no clear error line for {name}:\n{log[-3000:]}"
+    out = run_dir / "1-transcribe"
+    assert (out / "set_a" / "take_1.mid").is_file(), "nested folders are mirrored with safe names"
+    assert (out / "stereo44k.mid").is_file()
+    assert sorted(p.name for p in out.rglob("*.mid")) == ["stereo44k.mid", "take_1.mid"]
+    assert hidden_files(out) == [], "no temporary files stay behind"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["counts"] == {"done": 2, "failed": 4}
+    assert set(summary["failed"]) == {"empty", "notes", "corrupt", "silent"}
+
+
+def test_glob_and_list_inputs(tmp_path, tiny_transcriber, batch):
+    run_dir = tmp_path / "run"
+    res = run_pipeline(f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir}", f"input={batch}/**/*.wav")
+    pieces = json.loads((run_dir / "run.json").read_text())["inputs"]
+    assert set(pieces) == {"set_a/take_1", "empty", "silent"}
+    assert res.returncode == 1
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# my takes\n{batch / 'set a' / 'take 1.wav'}\n{batch / 'stereo44k.flac'}\n")
+    run_dir2 = tmp_path / "run2"
+    res = run_pipeline(f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir2}", f"input={listing}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert set(json.loads((run_dir2 / "run.json").read_text())["inputs"]) == {"set_a/take_1", "stereo44k"}
+
+
+def test_interrupted_run_resumes(tmp_path, tiny_transcriber, batch):
+    run_dir = tmp_path / "run"
+    out = run_dir / "1-transcribe"
+    out.mkdir(parents=True)
+    # what a killed run leaves: a temporary file of a dead process, and an output without its sidecar
+    stale = out / ".stereo44k.mid.tmp-999999-0123abcd.mid"
+    stale.write_bytes(b"half a midi file")
+    (out / "stereo44k.mid").write_bytes(b"MThd not really")
+    res = run_pipeline(f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir}", f"input={batch / 'stereo44k.flac'}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert not stale.exists()
+    assert (out / "stereo44k.json").is_file()
+    import pretty_midi
+
+    pretty_midi.PrettyMIDI(str(out / "stereo44k.mid"))  # a real MIDI file now
+
+
+def test_missing_and_corrupt_weights_named(tmp_path, example_audio):
+    bad = tmp_path / "w.safetensors"
+    bad.write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 12\n")
+    for weights, expect in [(tmp_path / "nope.safetensors", "not found"), (bad, "Git LFS")]:
+        res = run_pipeline(f"transcribe.weights={weights}", f"run_dir={tmp_path / 'run'}", f"input={example_audio}")
+        assert res.returncode != 0
+        assert str(weights) in res.stdout + res.stderr and expect in res.stdout + res.stderr
+
+
+def test_bad_arguments(tmp_path, tiny_transcriber):
+    res = run_pipeline(f"transcribe.weights={tiny_transcriber}", f"run_dir={tmp_path / 'r'}", f"input={tmp_path / 'missing'}")
+    assert res.returncode == 2 and "no such file or folder" in res.stdout + res.stderr
+    empty = tmp_path / "empty_dir"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("no audio here")
+    res = run_pipeline(f"transcribe.weights={tiny_transcriber}", f"run_dir={tmp_path / 'r'}", f"input={empty}")
+    assert res.returncode == 2 and "holds no audio" in res.stdout + res.stderr
+    res = run_pipeline(f"run_dir={tmp_path / 'r'}", "stages=[transcribe,synthesize]")
+    assert res.returncode == 2 and "contiguous" in res.stdout + res.stderr

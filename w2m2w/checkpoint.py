@@ -1,0 +1,125 @@
+"""Weights files: one safetensors file per model, config and training summary in its metadata.
+
+No pickles anywhere: loading a weights file can never run code.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT_VERSION = "1"
+
+
+class WeightsError(RuntimeError):
+    """A weights file that is missing, truncated, corrupt or for another model."""
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_weights(path: str | os.PathLike, model_name: str, state_dict: dict[str, torch.Tensor], config: dict[str, Any], training: dict[str, Any] | None = None) -> None:
+    """Write `state_dict` atomically with the model name, config and training summary as metadata."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "model": model_name,
+        "config": json.dumps(config, sort_keys=True),
+        "training": json.dumps(training or {}, sort_keys=True),
+    }
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_weights(path: str | os.PathLike, model_name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+    """Read a weights file: (state_dict, config, training summary).
+
+    Raises WeightsError naming the file and what to do when it is missing,
+    a Git LFS pointer, truncated or corrupt, or holds another model.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found; train one with `python -m w2m2w.train` or point the config at an existing file")
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head.startswith(b"version https://git-lfs"):
+        raise WeightsError(f"{path}: is a Git LFS pointer, not weights; run `git lfs pull` or fetch the real file")
+    try:
+        tensors = {}
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            for k in f.keys():
+                tensors[k] = f.get_tensor(k)
+    except Exception as exc:
+        raise WeightsError(f"{path}: not a valid safetensors weights file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); it may be truncated, re-download or retrain it") from None
+    if meta.get("model") != model_name:
+        raise WeightsError(f"{path}: holds weights for model {meta.get('model')!r}, expected {model_name!r}")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise WeightsError(f"{path}: weights format version {meta.get('format_version')!r}, this w2m2w reads {FORMAT_VERSION!r}")
+    return tensors, json.loads(meta.get("config", "{}")), json.loads(meta.get("training", "{}"))
+
+
+def save_training_state(directory: str | os.PathLike, model_name: str, model: torch.nn.Module, config: dict[str, Any], optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """A resumable training checkpoint without pickles: model and optimizer tensors as
+    safetensors, step counters and RNG states as JSON. Each file is replaced atomically;
+    state.json is written last, so a checkpoint is complete when state.json names its step."""
+    from safetensors.torch import save_file
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    save_weights(d / "model.safetensors", model_name, model.state_dict(), config, {"step": state.get("step")})
+    opt = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for idx, pstate in opt["state"].items():
+        for k, v in pstate.items():
+            if torch.is_tensor(v):
+                tensors[f"{idx}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars[f"{idx}.{k}"] = v
+    tmp = d / f".optim.tmp{os.getpid()}"
+    save_file(tensors, str(tmp), metadata={"param_groups": json.dumps(opt["param_groups"]), "scalars": json.dumps(scalars)})
+    os.replace(tmp, d / "optim.safetensors")
+    tmp = d / f".state.tmp{os.getpid()}"
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, d / "state.json")
+
+
+def load_training_state(directory: str | os.PathLike, model_name: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
+    """Restore model and optimizer from save_training_state's folder; None when there is none."""
+    from safetensors import safe_open
+
+    d = Path(directory)
+    if not (d / "state.json").is_file():
+        return None
+    tensors, _, _ = load_weights(d / "model.safetensors", model_name)
+    model.load_state_dict(tensors)
+    with safe_open(str(d / "optim.safetensors"), framework="pt") as f:
+        meta = f.metadata()
+        flat = {k: f.get_tensor(k) for k in f.keys()}
+    scalars = json.loads(meta["scalars"])
+    opt_state: dict[int, dict[str, Any]] = {}
+    for key, v in list(flat.items()) + list(scalars.items()):
+        idx, name = key.split(".", 1)
+        opt_state.setdefault(int(idx), {})[name] = v
+    optimizer.load_state_dict({"state": opt_state, "param_groups": json.loads(meta["param_groups"])})
+    return json.loads((d / "state.json").read_text())

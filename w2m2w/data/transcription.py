@@ -1,0 +1,183 @@
+"""Audio + note datasets for the transcriber: MAPS layout, MAESTRO v3 layout, rendered MIDI.
+
+An Example pairs an audio file with its notes (a .tsv or a .mid). Training
+draws random fixed-length segments from examples held in memory.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import SAMPLE_RATE
+from ..audio import load_audio
+from ..midi import apply_sustain, load_notes, notes_to_rolls, sort_notes
+
+
+@dataclass(frozen=True)
+class Example:
+    audio: str
+    notes: str
+    name: str
+    group: str  # piano, soundfont or "maestro": what a held-out split is made on
+
+
+MAPS_PIANOS = ("AkPnBcht", "AkPnBsdf", "AkPnCGdD", "AkPnStgb", "SptkBGAm", "SptkBGCl", "ENSTDkAm", "ENSTDkCl")
+
+
+def maps_piece(name: str) -> str:
+    """'MAPS_MUS-bach_847_AkPnBcht' -> 'bach_847'."""
+    stem = name.removeprefix("MAPS_MUS-")
+    return stem.rsplit("_", 1)[0]
+
+
+def maps_examples(root: str | os.PathLike, include: list[str] | None = None, exclude: list[str] | None = None, exclude_pieces: set[str] | None = None) -> list[Example]:
+    """Examples from a MAPS-layout folder (flac/NAME.flac + tsv/NAME.tsv, piano name last in NAME)."""
+    root = Path(root)
+    out = []
+    for flac in sorted((root / "flac").glob("*.flac")):
+        tsv = root / "tsv" / (flac.stem + ".tsv")
+        if not tsv.is_file():
+            continue
+        piano = flac.stem.rsplit("_", 1)[-1]
+        if include and piano not in include:
+            continue
+        if exclude and piano in exclude:
+            continue
+        if exclude_pieces and maps_piece(flac.stem) in exclude_pieces:
+            continue
+        out.append(Example(str(flac), str(tsv), flac.stem, piano))
+    return out
+
+
+def maestro_examples(root: str | os.PathLike, split: str = "train") -> list[Example]:
+    """Examples from MAESTRO v3 in its published layout (maestro-v3.0.0.csv beside year folders)."""
+    root = Path(root)
+    csvs = sorted(root.glob("maestro-v*.csv"))
+    if not csvs:
+        raise FileNotFoundError(f"{root}: no maestro-v*.csv found")
+    out = []
+    with open(csvs[-1], newline="") as f:
+        for row in csv.DictReader(f):
+            if row["split"] != split:
+                continue
+            audio = root / row["audio_filename"]
+            midi = root / row["midi_filename"]
+            if audio.is_file() and midi.is_file():
+                out.append(Example(str(audio), str(midi), Path(row["audio_filename"]).stem, "maestro"))
+    return out
+
+
+def crop_notes(notes: np.ndarray, start: float, duration: float) -> np.ndarray:
+    """Notes that start inside [start, start + duration), shifted to 0 and cut at the end."""
+    notes = sort_notes(notes)
+    keep = (notes[:, 0] >= start) & (notes[:, 0] < start + duration)
+    out = notes[keep].copy()
+    out[:, :2] -= start
+    out[:, 1] = np.minimum(out[:, 1], duration)
+    return out
+
+
+def rendered_examples(midi_paths: list[str], soundfonts: list[str], cache_dir: str | os.PathLike, seconds: float = 60.0, offset: float = 0.0) -> list[Example]:
+    """Render the first `seconds` (after `offset`) of each MIDI file with each soundfont, cached as FLAC + TSV.
+
+    Labels are the notes with the sustain pedal applied, as MAESTRO's are.
+    """
+    import soundfile as sf
+
+    from .render import render_notes
+
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    out = []
+    for midi in midi_paths:
+        key = hashlib.sha1(f"{os.path.abspath(midi)}|{seconds}|{offset}".encode()).hexdigest()[:12]
+        notes = None
+        for sf_name in soundfonts:
+            name = f"{Path(midi).stem}_{key}_{sf_name}"
+            flac, tsv = cache / f"{name}.flac", cache / f"{name}.tsv"
+            if not (flac.is_file() and tsv.is_file()):
+                if notes is None:
+                    notes = crop_notes(load_notes(midi), offset, seconds)
+                if len(notes) == 0:
+                    break
+                y = render_notes(notes, sf_name)
+                tmp_tsv = tsv.with_suffix(".tmp.tsv")
+                np.savetxt(tmp_tsv, notes, fmt="%.6f", delimiter="\t", header="onset,offset,note,velocity")
+                tmp_flac = flac.with_name(flac.stem + ".tmp.flac")
+                sf.write(str(tmp_flac), y, SAMPLE_RATE)
+                os.replace(tmp_tsv, tsv)
+                os.replace(tmp_flac, flac)
+            out.append(Example(str(flac), str(tsv), name, sf_name))
+    return out
+
+
+class SegmentSampler:
+    """Random fixed-length training segments from examples held in memory.
+
+    sample() returns audio (batch, samples) and targets dict of (batch, frames, 88).
+    """
+
+    def __init__(self, examples: list[Example], segment_seconds: float, frame_rate: float, hop_length: int, seed: int = 0, augment_p: float = 0.0):
+        self.items = []
+        for ex in examples:
+            y = load_audio(ex.audio)
+            notes = load_notes(ex.notes)
+            self.items.append((y, notes))
+        if not self.items:
+            raise ValueError("no training examples")
+        self.seg_frames = int(round(segment_seconds * frame_rate))
+        self.hop = hop_length
+        self.frame_rate = frame_rate
+        self.rng = np.random.default_rng(seed)
+        self.augment_p = augment_p
+        lengths = np.array([len(y) for y, _ in self.items], dtype=np.float64)
+        self.weights = lengths / lengths.sum()
+
+    def state(self) -> dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+    def sample(self, batch_size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        from .augment import augment
+
+        n_samples = (self.seg_frames - 1) * self.hop
+        audio = np.zeros((batch_size, n_samples), dtype=np.float32)
+        targets = {k: np.zeros((batch_size, self.seg_frames, 88), dtype=np.float32) for k in ("onset", "offset", "frame", "velocity")}
+        for b in range(batch_size):
+            y, notes = self.items[self.rng.choice(len(self.items), p=self.weights)]
+            start_frame = int(self.rng.integers(0, max(1, (len(y) - n_samples) // self.hop)))
+            a = start_frame * self.hop
+            seg = y[a:a + n_samples]
+            audio[b, :len(seg)] = seg
+            if self.augment_p > 0:
+                audio[b] = augment(audio[b], self.rng, self.augment_p)
+            t0 = a / SAMPLE_RATE
+            sel = notes[(notes[:, 1] > t0) & (notes[:, 0] < t0 + n_samples / SAMPLE_RATE)].copy()
+            sel[:, :2] -= t0
+            rolls = notes_to_rolls(sel, self.seg_frames, self.frame_rate)
+            for k in targets:
+                targets[k][b] = rolls[k]
+        return audio, targets
+
+
+def load_examples_audio_notes(examples: list[Example], max_seconds: float | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, audio, notes) for validation, optionally only the first `max_seconds`."""
+    out = []
+    for ex in examples:
+        y = load_audio(ex.audio)
+        notes = load_notes(ex.notes)
+        if max_seconds is not None:
+            y = y[: int(max_seconds * SAMPLE_RATE)]
+            notes = crop_notes(notes, 0.0, max_seconds)
+        out.append((ex.name, y, notes))
+    return out
+
+
+__all__ = ["Example", "maps_examples", "maestro_examples", "rendered_examples", "SegmentSampler", "crop_notes", "apply_sustain"]

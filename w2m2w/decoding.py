@@ -1,0 +1,51 @@
+"""Onset/frame/velocity probabilities -> notes (Hawthorne et al. 2018 decoding)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .midi import MIN_MIDI, empty_notes, sort_notes
+
+
+def decode_notes(
+    onset: np.ndarray,
+    frame: np.ndarray,
+    velocity: np.ndarray | None,
+    frame_rate: float,
+    onset_threshold: float = 0.5,
+    frame_threshold: float = 0.5,
+    min_duration: float = 0.0,
+) -> np.ndarray:
+    """Decode (frames, 88) probabilities to a note list (n, 4).
+
+    A note starts at the first frame of each run of onset probability above
+    `onset_threshold` and lasts while the frame probability stays above
+    `frame_threshold` (the onset run itself counts as sounding). Its velocity
+    is the mean velocity-head output over the onset run, scaled to 1..127.
+    """
+    onset = np.asarray(onset)
+    frame = np.asarray(frame)
+    T, K = onset.shape
+    on = onset > onset_threshold
+    fr = frame > frame_threshold
+    # first frame of each onset run
+    starts = on & ~np.vstack([np.zeros((1, K), bool), on[:-1]])
+    notes = []
+    for t, k in zip(*np.nonzero(starts)):
+        run_end = t
+        while run_end + 1 < T and on[run_end + 1, k]:
+            run_end += 1
+        end = run_end + 1
+        while end < T and fr[end, k] and not starts[end, k]:
+            end += 1
+        if velocity is not None:
+            v = float(np.mean(velocity[t:run_end + 1, k]))
+            vel = float(np.clip(round(v * 127), 1, 127))
+        else:
+            vel = 64.0
+        onset_s = t / frame_rate
+        offset_s = end / frame_rate
+        if offset_s - onset_s >= min_duration:
+            notes.append((onset_s, offset_s, k + MIN_MIDI, vel))
+    if not notes:
+        return empty_notes()
+    return sort_notes(np.array(notes, dtype=np.float64))

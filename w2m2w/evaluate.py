@@ -1,0 +1,340 @@
+"""`python -m w2m2w.evaluate task=NAME input=PATH ...`: score the pipeline's outputs.
+
+task=transcription scores MIDI transcriptions (or audio, transcribed first with
+the shipped transcriber) against same-named reference .mid/.midi or MAPS .tsv
+files with mir_eval. Each scored file is one JSON line on stdout; the last line
+of stdout is one JSON object with the mean metrics. task=generation and
+task=synthesis belong to later stages and are not available yet.
+
+Hydra stays in main(); everything above it takes plain arguments.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+MIDI_EXTENSIONS = (".mid", ".midi")
+# Order matters: when a folder holds several references for one piece, the first extension wins.
+REFERENCE_EXTENSIONS = (".mid", ".midi", ".tsv")
+TASKS = ("transcription", "generation", "synthesis")
+AVAILABLE_TASKS = ("transcription",)
+
+
+class EvaluateError(ValueError):
+    """A usage or input problem; the message is one line that names the path involved."""
+
+
+@dataclass
+class Item:
+    """One input file and the reference it is scored against (None when unmatched)."""
+
+    path: Path
+    rel: str  # path relative to the input root, with extension: what the report names
+    key: str  # rel without extension: what references are matched on
+    reference: Path | None = None
+
+
+@dataclass
+class TranscriptionReport:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    unmatched: list[str] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
+def _selected(rel: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    """Globs match either the relative path or the bare file name."""
+    name = rel.rsplit("/", 1)[-1]
+
+    def hit(patterns: Sequence[str]) -> bool:
+        return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in patterns)
+
+    return (not include or hit(include)) and not (exclude and hit(exclude))
+
+
+def find_inputs(root: str | os.PathLike, extensions: Iterable[str], include: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[Item]:
+    """Files under `root` (recursive; or `root` itself when it is a file) with one of `extensions`."""
+    root = Path(root)
+    exts = tuple(e.lower() for e in extensions)
+    if root.is_file():
+        candidates = [(root, root.name)]
+    else:
+        # hidden names are temporaries of atomic writes or editor files, never inputs
+        candidates = [(p, p.relative_to(root).as_posix()) for p in root.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+    items = []
+    for path, rel in sorted(candidates, key=lambda c: c[1]):
+        if path.suffix.lower() not in exts or not _selected(rel, include, exclude):
+            continue
+        items.append(Item(path, rel, rel[: -len(path.suffix)]))
+    return items
+
+
+def _normalise(key: str) -> str:
+    # run directories sanitise piece ids, so compare names with punctuation and case folded away
+    return re.sub(r"[^0-9a-z/]+", "_", key.lower()).strip("_")
+
+
+class ReferenceIndex:
+    """Reference files by relative path without extension, with looser fallbacks.
+
+    Lookup order: exact relative path, normalised relative path, then the file
+    name alone (exact, then normalised) when it names exactly one reference.
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        root = Path(root)
+        self.root = root
+        if root.is_file():
+            files = [(root, root.stem)]
+        else:
+            files = [(p, p.relative_to(root).with_suffix("").as_posix()) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in REFERENCE_EXTENSIONS]
+        rank = {e: i for i, e in enumerate(REFERENCE_EXTENSIONS)}
+        files.sort(key=lambda f: (f[1], rank[f[0].suffix.lower()]))
+        self.exact: dict[str, Path] = {}
+        self.norm: dict[str, Path] = {}
+        self.stem: dict[str, list[Path]] = {}
+        self.norm_stem: dict[str, list[Path]] = {}
+        for path, key in files:
+            if key in self.exact:
+                continue  # a .tsv beside a .mid of the same piece: the .mid wins
+            self.exact[key] = path
+            self.norm.setdefault(_normalise(key), path)
+            stem = key.rsplit("/", 1)[-1]
+            self.stem.setdefault(stem, []).append(path)
+            self.norm_stem.setdefault(_normalise(stem), []).append(path)
+
+    def __len__(self) -> int:
+        return len(self.exact)
+
+    def find(self, key: str) -> Path | None:
+        if key in self.exact:
+            return self.exact[key]
+        if _normalise(key) in self.norm:
+            return self.norm[_normalise(key)]
+        stem = key.rsplit("/", 1)[-1]
+        for table, k in ((self.stem, stem), (self.norm_stem, _normalise(stem))):
+            hits = table.get(k, [])
+            if len(hits) == 1:
+                return hits[0]
+        return None
+
+
+def _round(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: round(float(v), 6) for k, v in metrics.items()}
+
+
+def evaluate_transcription(
+    input_path: str | os.PathLike,
+    reference: str | os.PathLike,
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    source: str = "auto",
+    weights: str | os.PathLike | None = None,
+    device: str = "cpu",
+    decode: dict[str, float] | None = None,
+    onset_tolerance: float = 0.05,
+    frame_rate: float = 100.0,
+    apply_pedal: bool = True,
+    emit: Callable[[dict[str, Any]], None] = lambda row: None,
+    warn: Callable[[str], None] = lambda msg: None,
+) -> TranscriptionReport:
+    """Score every MIDI (or audio) file under `input_path` against `reference`.
+
+    `emit` receives each per-file row as it is scored, `warn` a one-line
+    message for each file that is skipped. Raises EvaluateError for a missing
+    input or reference, an input without usable files, or unusable weights.
+    """
+    from .audio import AUDIO_EXTENSIONS
+    from .metrics import mean_metrics, transcription_metrics
+    from .midi import load_midi_notes, load_notes
+
+    input_path, reference = Path(input_path), Path(reference)
+    if not input_path.exists():
+        raise EvaluateError(f"input {input_path}: no such file or folder")
+    if not reference.exists():
+        raise EvaluateError(f"reference {reference}: no such file or folder")
+    if source not in ("auto", "midi", "audio"):
+        raise EvaluateError(f"source={source}: choose auto, midi or audio")
+    items: list[Item] = []
+    requested = source
+    if source in ("auto", "midi"):
+        items = find_inputs(input_path, MIDI_EXTENSIONS, include, exclude)
+        source = "midi" if items or source == "midi" else "auto"
+    if source in ("auto", "audio"):
+        items = find_inputs(input_path, AUDIO_EXTENSIONS, include, exclude)
+        source = "audio"
+    if not items:
+        what = {"midi": "MIDI", "audio": "audio"}.get(requested, "MIDI or audio")
+        filters = "".join(f" {k}={v}" for k, v in (("include", list(include)), ("exclude", list(exclude))) if v)
+        raise EvaluateError(f"input {input_path}: no {what} files found{filters and ' matching' + filters}")
+    index = ReferenceIndex(reference)
+    if len(index) == 0:
+        raise EvaluateError(f"reference {reference}: no .mid, .midi or .tsv files found")
+
+    report = TranscriptionReport()
+    matched = []
+    for item in items:
+        item.reference = index.find(item.key)
+        if item.reference is None:
+            report.unmatched.append(item.rel)
+        else:
+            matched.append(item)
+
+    model = None
+    if source == "audio" and matched:
+        model = _load_model(weights, device)
+    audio_s = transcribe_s = 0.0
+    for item in matched:
+        extra: dict[str, Any] = {}
+        try:
+            ref = load_notes(item.reference, apply_pedal=apply_pedal)
+        except Exception as exc:  # a bad reference skips its piece, never the whole evaluation
+            _fail(report, warn, item, f"reference {_naming(item.reference, exc)}")
+            continue
+        try:
+            if model is None:
+                est = load_midi_notes(item.path, apply_pedal=apply_pedal)
+            else:
+                est, extra = _transcribe_file(model, item.path, decode or {})
+                audio_s += extra["audio_s"]
+                transcribe_s += extra["transcribe_s"]
+        except ValueError as exc:  # MidiError, AudioError
+            _fail(report, warn, item, _naming(item.path, exc))
+            continue
+        metrics = transcription_metrics(ref, est, onset_tolerance=onset_tolerance, frame_rate=frame_rate)
+        row = {"file": item.rel, "reference": str(item.reference), "ref_notes": int(len(ref)), "est_notes": int(len(est)), **extra, **_round(metrics)}
+        report.rows.append(row)
+        emit(row)
+
+    metric_rows = [{k: v for k, v in r.items() if k.endswith(("_precision", "_recall", "_f1"))} for r in report.rows]
+    summary: dict[str, Any] = {"task": "transcription", "input": str(input_path), "reference": str(reference), "source": source, "files": len(report.rows)}
+    summary.update(_round(mean_metrics(metric_rows)))
+    summary["onset_tolerance"] = onset_tolerance
+    if model is not None:
+        from .checkpoint import sha256_file
+
+        summary.update(weights=str(weights), weights_sha256=sha256_file(weights), audio_s=round(audio_s, 3), transcribe_s=round(transcribe_s, 3), x_real_time=round(audio_s / transcribe_s, 3) if transcribe_s else None)
+    summary["unmatched"] = report.unmatched
+    summary["failed"] = report.failed
+    report.summary = summary
+    return report
+
+
+def _naming(path: Path, exc: Exception) -> str:
+    """One line that starts with `path`, whether or not the exception already names it."""
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return msg if msg.startswith(str(path)) else f"{path}: {msg}"
+
+
+def _fail(report: TranscriptionReport, warn: Callable[[str], None], item: Item, reason: str) -> None:
+    report.failed.append({"file": item.rel, "error": reason})
+    warn(f"skipped {item.rel}: {reason}")
+
+
+def _load_model(weights: str | os.PathLike | None, device: str) -> Any:
+    from .checkpoint import WeightsError
+    from .transcription import load_transcriber
+
+    if not weights:
+        raise EvaluateError("the input holds audio: set weights=PATH to a transcriber weights file")
+    try:
+        return load_transcriber(weights, device=device)
+    except WeightsError as exc:
+        raise EvaluateError(str(exc)) from None
+
+
+def _transcribe_file(model, path: Path, decode: dict[str, float]) -> tuple[Any, dict[str, float]]:
+    from . import SAMPLE_RATE
+    from .audio import load_audio
+    from .transcription import DecodeConfig, transcribe
+
+    y = load_audio(path)
+    t0 = time.perf_counter()
+    notes = transcribe(model, y, DecodeConfig(**decode))
+    dt = time.perf_counter() - t0
+    return notes, {"audio_s": round(len(y) / SAMPLE_RATE, 3), "transcribe_s": round(dt, 3)}
+
+
+def _write_json(path: str | os.PathLike, obj: Any) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def _error(msg: str, code: int = 2) -> None:
+    print(f"w2m2w.evaluate: {msg}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def run(cfg: Any) -> int:
+    """The command behind main(), on a plain mapping-like config; returns the exit status."""
+    task = str(cfg.task)
+    if task not in TASKS:
+        _error(f"unknown task={task}; choose one of {', '.join(TASKS)}")
+    if task not in AVAILABLE_TASKS:
+        _error(f"task={task} is not available yet")
+    if cfg.input is None:
+        _error(f"task={task} needs input=PATH (a folder of MIDI or audio files, or one file)")
+    if cfg.reference is None:
+        _error(f"task={task} needs reference=PATH (a folder of same-named .mid/.midi/.tsv files)")
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(int(cfg.threads))
+
+    def emit(row: dict[str, Any]) -> None:
+        print(json.dumps(row), flush=True)
+
+    def warn(msg: str) -> None:
+        print(f"w2m2w.evaluate: {msg}", file=sys.stderr, flush=True)
+
+    try:
+        report = evaluate_transcription(
+            cfg.input, cfg.reference,
+            include=_as_list(cfg.include), exclude=_as_list(cfg.exclude), source=str(cfg.source),
+            weights=cfg.weights, device=str(cfg.device), decode=dict(cfg.decode),
+            onset_tolerance=float(cfg.onset_tolerance), frame_rate=float(cfg.frame_rate), apply_pedal=bool(cfg.apply_pedal),
+            emit=emit, warn=warn,
+        )
+    except EvaluateError as exc:
+        _error(str(exc))
+    if cfg.output:
+        _write_json(cfg.output, {"rows": report.rows, "summary": report.summary})
+    print(json.dumps(report.summary), flush=True)
+    if not report.rows:
+        warn(f"no file was scored ({len(report.unmatched)} without a reference, {len(report.failed)} failed)")
+        return 1
+    return 0
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    code = run(cfg)
+    if code:
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Onsets and Frames (Hawthorne et al. 2018; MAESTRO version, Hawthorne et al. 2019).
+
+Input: log-mel frames (batch, frames, n_mels). Each of the four heads
+(onset, offset, frame, velocity) has its own convolutional acoustic stack
+followed by a bidirectional LSTM; the frame head's LSTM also sees the onset
+and offset predictions (gradient stopped), as in the paper.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..features import MelConfig, log_mel
+from ..midi import N_KEYS
+
+
+@dataclass
+class OnsetsFramesConfig:
+    n_mels: int = 229
+    model_size: int = 256  # paper: 768 (conv channels model_size/16, model_size/8)
+    lstm_units: int = 128  # per direction
+    dropout: float = 0.25
+
+
+class ConvStack(nn.Module):
+    """Acoustic model: 3 conv layers with batch norm, frequency max-pooling, then a dense layer.
+
+    (batch, frames, n_mels) -> (batch, frames, model_size)
+    """
+
+    def __init__(self, n_mels: int, model_size: int, dropout: float):
+        super().__init__()
+        c1, c2 = model_size // 16, model_size // 8
+        self.cnn = nn.Sequential(
+            nn.Conv2d(1, c1, 3, padding=1), nn.BatchNorm2d(c1), nn.ReLU(),
+            nn.Conv2d(c1, c1, 3, padding=1), nn.BatchNorm2d(c1), nn.ReLU(),
+            nn.MaxPool2d((1, 2)), nn.Dropout(dropout),
+            nn.Conv2d(c1, c2, 3, padding=1), nn.BatchNorm2d(c2), nn.ReLU(),
+            nn.MaxPool2d((1, 2)), nn.Dropout(dropout),
+        )
+        self.fc = nn.Sequential(nn.Linear(c2 * (n_mels // 4), model_size), nn.Dropout(2 * dropout))
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        x = self.cnn(mel.unsqueeze(1))  # (b, c, t, f)
+        b, c, t, f = x.shape
+        return self.fc(x.transpose(1, 2).reshape(b, t, c * f))
+
+
+class BiLSTM(nn.Module):
+    """Bidirectional LSTM over frames: (batch, frames, in) -> (batch, frames, 2 * units)."""
+
+    def __init__(self, n_in: int, units: int):
+        super().__init__()
+        self.rnn = nn.LSTM(n_in, units, batch_first=True, bidirectional=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rnn(x)[0]
+
+
+class OnsetsFrames(nn.Module):
+    def __init__(self, cfg: OnsetsFramesConfig = OnsetsFramesConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.mel_cfg = MelConfig(n_mels=cfg.n_mels)
+        m, u = cfg.model_size, cfg.lstm_units
+
+        def head_stack() -> nn.Sequential:
+            return nn.Sequential(ConvStack(cfg.n_mels, m, cfg.dropout), BiLSTM(m, u), nn.Linear(2 * u, N_KEYS))
+
+        self.onset_stack = head_stack()
+        self.offset_stack = head_stack()
+        self.velocity_stack = head_stack()
+        self.frame_acoustic = nn.Sequential(ConvStack(cfg.n_mels, m, cfg.dropout), nn.Linear(m, N_KEYS))
+        self.frame_combined = nn.Sequential(BiLSTM(3 * N_KEYS, u), nn.Linear(2 * u, N_KEYS))
+
+    @property
+    def frame_rate(self) -> float:
+        return self.mel_cfg.sample_rate / self.mel_cfg.hop_length
+
+    def config_dict(self) -> dict:
+        return asdict(self.cfg)
+
+    def forward(self, mel: torch.Tensor) -> dict[str, torch.Tensor]:
+        """mel: (batch, frames, n_mels) log-mel. Returns logits, each (batch, frames, 88);
+        'velocity' is a regression output (about 0..1), not a logit."""
+        onset = self.onset_stack(mel)
+        offset = self.offset_stack(mel)
+        act = torch.sigmoid(self.frame_acoustic(mel))
+        combined = torch.cat([torch.sigmoid(onset).detach(), torch.sigmoid(offset).detach(), act], dim=-1)
+        frame = self.frame_combined(combined)
+        velocity = self.velocity_stack(mel)
+        return {"onset": onset, "offset": offset, "frame": frame, "velocity": velocity}
+
+    def loss(self, out: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Binary cross-entropy for onset, offset and frame; velocity MSE on onset frames only (MAESTRO paper)."""
+        losses = {k: F.binary_cross_entropy_with_logits(out[k], target[k]) for k in ("onset", "offset", "frame")}
+        w = target["onset"]
+        losses["velocity"] = (w * (out["velocity"] - target["velocity"]) ** 2).sum() / w.sum().clamp(min=1.0)
+        return losses
+
+    @torch.no_grad()
+    def predict(self, audio: np.ndarray, chunk_seconds: float = 20.0, overlap_seconds: float = 2.0, batch_size: int = 4) -> dict[str, np.ndarray]:
+        """Probabilities for a whole recording of any length with bounded memory.
+
+        audio: (samples,) 16 kHz mono. The recording is cut into chunks of
+        `chunk_seconds` with `overlap_seconds` of context on each side; each
+        chunk's centre frames are kept, so the BiLSTMs see context at every seam.
+        Returns onset/offset/frame probabilities and velocity, each (frames, 88).
+        """
+        self.eval()
+        device = next(self.parameters()).device
+        hop = self.mel_cfg.hop_length
+        total = len(audio) // hop + 1
+        core = max(1, int(round(chunk_seconds * self.frame_rate)))
+        ctx = int(round(overlap_seconds * self.frame_rate))
+        out = {k: np.zeros((total, N_KEYS), dtype=np.float32) for k in ("onset", "offset", "frame", "velocity")}
+        starts = list(range(0, total, core))
+        audio_t = torch.from_numpy(np.asarray(audio, dtype=np.float32))
+        for i in range(0, len(starts), batch_size):
+            group = starts[i:i + batch_size]
+            # every chunk in a group gets the same padded length so they batch
+            width = core + 2 * ctx
+            segs = []
+            for s in group:
+                a = (s - ctx) * hop
+                seg = torch.zeros(width * hop - 1 if width > 1 else 1)
+                lo, hi = max(a, 0), min(a + len(seg), len(audio_t))
+                if hi > lo:
+                    seg[lo - a:hi - a] = audio_t[lo:hi]
+                segs.append(seg)
+            mel = log_mel(torch.stack(segs).to(device), self.mel_cfg)
+            res = self.forward(mel)
+            probs = {
+                "onset": torch.sigmoid(res["onset"]),
+                "offset": torch.sigmoid(res["offset"]),
+                "frame": torch.sigmoid(res["frame"]),
+                "velocity": res["velocity"].clamp(0, 1),
+            }
+            for j, s in enumerate(group):
+                n = min(core, total - s)
+                for k, v in probs.items():
+                    out[k][s:s + n] = v[j, ctx:ctx + n].float().cpu().numpy()
+        return out

@@ -1,0 +1,158 @@
+"""Runs stages over pieces following the run-directory contract (no Hydra here).
+
+A stage is a module with NAME, `settings(cfg) -> dict` (what decides its
+output, hashed into the sidecar), `weights_file(cfg) -> Path | None`, and
+`run(cfg, job, run_dir) -> dict` that writes `job.output` and returns stats.
+The pipeline decides what is current, writes atomically, records sidecars and
+keeps going when a piece fails.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from . import __version__
+from .staging import STAGES, file_sha256, input_kind, is_current, output_path, remove_output, sidecar_path, temp_name, write_json
+
+log = logging.getLogger("w2m2w")
+
+
+class StageError(RuntimeError):
+    """A piece cannot go through a stage; the message is the one line the user sees."""
+
+
+@dataclass
+class StageJob:
+    piece: str
+    source: Path  # the user's input file
+    input: Path  # the file this stage reads (source or an earlier stage's output)
+    output: Path  # temporary path the stage writes; renamed into place on success
+
+
+@dataclass
+class PieceResult:
+    piece: str
+    source: str
+    status: str = "done"  # done | current | failed | skipped
+    error: str | None = None
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def check_stages(stages: list[str]) -> list[str]:
+    """Validate a contiguous, ordered subset of STAGES."""
+    stages = list(stages)
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown or not stages:
+        raise ValueError(f"stages must be a non-empty contiguous subset of {list(STAGES)}, got {stages}")
+    idx = [STAGES.index(s) for s in stages]
+    if idx != list(range(idx[0], idx[0] + len(idx))):
+        raise ValueError(f"stages must be contiguous and in order {list(STAGES)}, got {stages}")
+    return stages
+
+
+class Hashes:
+    """sha256 of files, each computed once per process (weights files are large)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, float, int], str] = {}
+
+    def __call__(self, path: Path) -> str:
+        st = path.stat()
+        key = (str(path.resolve()), st.st_mtime, st.st_size)
+        if key not in self._cache:
+            self._cache[key] = file_sha256(path)
+        return self._cache[key]
+
+
+def run_piece(piece: str, source: Path, stages: list[str], modules: dict[str, ModuleType], cfgs: dict[str, Any], run_dir: Path, force: bool = False, hashes: Hashes | None = None) -> PieceResult:
+    """Take one piece through `stages`; never raises for a bad input, the result says what happened."""
+    from .staging import config_hash
+
+    hashes = hashes or Hashes()
+    result = PieceResult(piece, str(source))
+    kind = input_kind(source)
+    todo = list(stages)
+    if kind == "midi" and todo[0] == "transcribe":
+        todo = todo[1:]  # MIDI enters at generate
+        if not todo:
+            result.status = "skipped"
+            result.error = f"{source}: MIDI input, nothing to transcribe"
+            return result
+    any_ran = False
+    for stage in todo:
+        mod, cfg = modules[stage], cfgs[stage]
+        out = output_path(run_dir, stage, piece)
+        if stage == todo[0] and (stage == "transcribe" or kind == "midi"):
+            inp = source
+        else:
+            inp = output_path(run_dir, STAGES[STAGES.index(stage) - 1], piece)
+        try:
+            if kind is None:
+                raise StageError(f"{source}: not an audio or MIDI file (extension {source.suffix or 'none'})")
+            if not inp.is_file():
+                raise StageError(f"{source}: no {STAGES[STAGES.index(stage) - 1]} output at {inp}; run that stage first")
+            settings = mod.settings(cfg)
+            weights = mod.weights_file(cfg)
+            in_hash = hashes(inp)
+            c_hash = config_hash(settings)
+            w_hash = hashes(weights) if weights is not None and weights.is_file() else None
+            if not force and is_current(out, in_hash, c_hash, w_hash):
+                result.stages[stage] = {"status": "current"}
+                log.info("[%s] %s: current, skipped", stage, piece)
+                continue
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = temp_name(out)
+            t0 = time.time()
+            try:
+                stats = mod.run(cfg, StageJob(piece, source, inp, tmp), run_dir)
+                if not tmp.is_file():
+                    raise StageError(f"{source}: stage {stage} wrote no output")
+                elapsed = time.time() - t0
+                if weights is not None and w_hash is None:
+                    w_hash = hashes(weights)  # a stage may create its weights (e.g. fluidsynth has none)
+                side = {
+                    "stage": stage, "piece": piece, "source": str(source), "input": str(inp),
+                    "input_sha256": in_hash, "config_hash": c_hash, "settings": settings,
+                    "weights": str(weights) if weights is not None else None, "weights_sha256": w_hash,
+                    "w2m2w_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "timings": {"seconds": round(elapsed, 3)}, "stats": stats,
+                }
+                # output first, sidecar last: an output without its sidecar is never taken as current
+                remove_output(out)
+                tmp.replace(out)
+                write_json(sidecar_path(out), side)
+            finally:
+                if tmp.exists():
+                    tmp.unlink()
+            any_ran = True
+            result.stages[stage] = {"status": "done", "seconds": round(elapsed, 3), **stats}
+            log.info("[%s] %s: %s", stage, piece, ", ".join(f"{k}={v}" for k, v in stats.items() if not isinstance(v, (dict, list))))
+        except Exception as exc:  # one bad piece never stops the batch
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if not isinstance(exc, (StageError, ValueError, OSError, RuntimeError)):
+                log.debug("%s", traceback.format_exc())
+            if not msg.startswith(str(source)) and str(source) not in msg:
+                msg = f"{source}: {msg}"
+            remove_output(out)  # a stale result of an older input must not look like this one's
+            result.status, result.error = "failed", msg
+            result.stages[stage] = {"status": "failed", "error": msg}
+            log.error("[%s] %s", stage, msg)
+            return result
+    result.status = "done" if any_ran else "current"
+    return result
+
+
+def summarize(results: list[PieceResult]) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    return {
+        "counts": counts,
+        "failed": {r.piece: r.error for r in results if r.status == "failed"},
+        "pieces": {r.piece: {"source": r.source, "status": r.status, "error": r.error, "stages": r.stages} for r in results},
+    }
