@@ -64,6 +64,14 @@ def pipeline(cfg: DictConfig) -> int:
         log.error("%s", exc)
         return 2
     cfgs = {s: cfg[s] for s in stages}
+    try:
+        # load models (and check weights) once, before any piece: a bad weights file is one clear error
+        for s in stages:
+            if hasattr(modules[s], "prepare"):
+                modules[s].prepare(cfgs[s])
+    except Exception as exc:
+        log.error("%s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return 2
     for s in stages:
         remove_stale_temps(stage_dir(run_dir, s))
     hashes = Hashes()

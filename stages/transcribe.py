@@ -31,6 +31,11 @@ def _model(path: str, device: str):
     return load_transcriber(path, device)
 
 
+def prepare(cfg: Any) -> None:
+    """Load the model once before the batch (raises WeightsError naming a bad weights file)."""
+    _model(str(weights_file(cfg)), cfg.get("device", "cpu"))
+
+
 def run(cfg: Any, job: StageJob, run_dir: Path) -> dict[str, Any]:
     """Transcribe job.input into the MIDI file job.output; returns note and timing stats."""
     model = _model(str(weights_file(cfg)), cfg.get("device", "cpu"))

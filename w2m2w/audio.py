@@ -44,7 +44,11 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, max_seconds: floa
         except AudioError:
             raise
         except Exception:
-            y, native_sr = librosa.load(str(path), sr=None, mono=True, dtype=np.float32)
+            # decode at most just past the limit: a long compressed file must not be decoded whole
+            limit = None if max_seconds is None else max_seconds + 1.0
+            y, native_sr = librosa.load(str(path), sr=None, mono=True, dtype=np.float32, duration=limit)
+            if max_seconds is not None and len(y) > max_seconds * native_sr:
+                raise AudioError(f"{path}: longer than the limit of {max_seconds:.0f} s")
     except AudioError:
         raise
     except Exception as exc:  # librosa/audioread raise many types, often without a message

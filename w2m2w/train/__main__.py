@@ -1,6 +1,7 @@
 """`python -m w2m2w.train train=NAME ...`: Hydra entry point for every training loop."""
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 
@@ -19,12 +20,12 @@ def _dataclass_from(cls, node: DictConfig):
 def main(cfg: DictConfig) -> None:
     logging.getLogger().setLevel(cfg.log_level)
     name = cfg.train.name
-    if name == "transcriber":
-        from .transcriber import TranscriberTrainConfig, train_transcriber
-
-        summary = train_transcriber(_dataclass_from(TranscriberTrainConfig, cfg.train))
-    else:
-        raise SystemExit(f"unknown training target {name!r}")
+    try:
+        # each training loop is a module w2m2w/train/<name>.py exposing CONFIG (a dataclass) and train(config)
+        mod = importlib.import_module(f"{__package__}.{name}")
+    except ModuleNotFoundError:
+        raise SystemExit(f"unknown training target {name!r}: no module w2m2w/train/{name}.py") from None
+    summary = mod.train(_dataclass_from(mod.CONFIG, cfg.train))
     print(json.dumps(summary))
 
 

@@ -53,6 +53,7 @@ class TranscriberTrainConfig:
     seed: int = 0
     threads: int = 0  # 0 = torch default
     device: str = "cpu"
+    bf16: bool = False  # autocast matmuls/convs to bfloat16 (about 1.5x faster on AVX512-BF16 CPUs and on GPUs)
 
 
 def _midi_files(globs: list[str]) -> list[str]:
@@ -132,8 +133,10 @@ def train_transcriber(cfg: TranscriberTrainConfig) -> dict:
         mel = log_mel(audio_t, model.mel_cfg)
         tgt = {k: torch.from_numpy(v).to(cfg.device) for k, v in target.items()}
         n = min(mel.shape[1], tgt["onset"].shape[1])
-        res = model(mel[:, :n])
-        losses = model.loss(res, {k: v[:, :n] for k, v in tgt.items()})
+        with torch.autocast(device_type=torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            res = model(mel[:, :n])
+        # losses in float32 whatever the forward ran in
+        losses = model.loss({k: v.float() for k, v in res.items()}, {k: v[:, :n] for k, v in tgt.items()})
         loss = sum(losses.values())
         for g in opt.param_groups:
             g["lr"] = sched(state["step"])
@@ -165,6 +168,10 @@ def train_transcriber(cfg: TranscriberTrainConfig) -> dict:
     checkpoint()
     export(model, cfg, out / "last.safetensors", summary)
     return summary
+
+
+CONFIG = TranscriberTrainConfig
+train = train_transcriber
 
 
 def export(model: OnsetsFrames, cfg: TranscriberTrainConfig, path: Path, summary: dict) -> None:

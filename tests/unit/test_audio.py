@@ -1,0 +1,90 @@
+"""Audio loading (resample, mix-down, clear errors) and mu-law."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from w2m2w.audio import AudioError, is_silent, load_audio, mu_law_decode, mu_law_encode, save_wav
+
+
+def test_stereo_44k_to_16k_mono(tmp_path):
+    sr, seconds = 44100, 1.5
+    t = np.arange(int(sr * seconds)) / sr
+    left = 0.5 * np.sin(2 * np.pi * 440 * t)
+    stereo = np.stack([left, np.zeros_like(left)], axis=1)
+    path = tmp_path / "x.wav"
+    sf.write(str(path), stereo, sr)
+    y = load_audio(path)
+    assert y.dtype == np.float32 and y.ndim == 1
+    assert abs(len(y) - int(16000 * seconds)) <= 1
+    # mono is the mean of the channels: half of the left channel's 0.5 peak
+    assert np.max(np.abs(y[1000:-1000])) == pytest.approx(0.25, abs=0.01)
+    spectrum = np.abs(np.fft.rfft(y))
+    assert np.argmax(spectrum) * 16000 / len(y) == pytest.approx(440, abs=2)
+
+
+def test_flac_at_16k_is_read_as_is(tmp_path):
+    y0 = np.random.default_rng(0).uniform(-0.5, 0.5, 8000).astype(np.float32)
+    sf.write(str(tmp_path / "x.flac"), y0, 16000, subtype="PCM_24")
+    np.testing.assert_allclose(load_audio(tmp_path / "x.flac"), y0, atol=1e-6)
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.wav"
+    path.write_bytes(b"")
+    with pytest.raises(AudioError, match=f"{path}.*empty"):
+        load_audio(path)
+
+
+def test_text_file(tmp_path):
+    path = tmp_path / "notes.wav"
+    path.write_text("this is not audio\n" * 10)
+    with pytest.raises(AudioError, match=str(path)):
+        load_audio(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(AudioError, match="no such file"):
+        load_audio(tmp_path / "nope.flac")
+
+
+def test_max_seconds(tmp_path):
+    sf.write(str(tmp_path / "long.wav"), np.zeros(16000 * 3, np.float32), 16000)
+    with pytest.raises(AudioError, match="longer than"):
+        load_audio(tmp_path / "long.wav", max_seconds=2)
+
+
+def test_save_wav_round_trip_and_silence(tmp_path):
+    y = (0.3 * np.sin(np.linspace(0, 100, 16000))).astype(np.float32)
+    save_wav(tmp_path / "y.wav", y)
+    np.testing.assert_allclose(load_audio(tmp_path / "y.wav"), y, atol=1 / 32767)
+    assert not is_silent(y) and is_silent(np.zeros(100, np.float32)) and is_silent(y * 1e-4)
+
+
+def test_mu_law_round_trip():
+    q = np.arange(256)
+    assert np.array_equal(mu_law_encode(mu_law_decode(q)), q)  # every class maps back to itself
+    x = np.linspace(-1, 1, 20001)
+    enc = mu_law_encode(x)
+    assert enc.min() == 0 and enc.max() == 255 and np.all(np.diff(enc) >= 0)
+    err = np.abs(mu_law_decode(enc) - x)
+    assert err.max() < 0.04  # coarse steps near full scale
+    small = np.abs(x) < 0.01
+    assert err[small].max() < 3e-4  # fine steps near zero: the point of mu-law
+    assert mu_law_encode(np.array([5.0, -5.0])).tolist() == [255, 0]  # clipped
+
+
+def test_max_seconds_in_the_decoder_fallback(tmp_path, monkeypatch):
+    """Formats soundfile cannot open go through librosa; the length limit must hold there too."""
+    import soundfile
+
+    sf.write(str(tmp_path / "long.wav"), np.zeros(16000 * 3, np.float32), 16000)
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("format not supported")
+
+    monkeypatch.setattr(soundfile, "info", refuse)
+    with pytest.raises(AudioError, match="longer than"):
+        load_audio(tmp_path / "long.wav", max_seconds=2)
+    assert len(load_audio(tmp_path / "long.wav", max_seconds=5)) == 16000 * 3

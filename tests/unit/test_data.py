@@ -1,0 +1,158 @@
+"""Datasets (MAPS and MAESTRO layouts), the segment sampler, augmentations and rendering."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.unit._synth import SR, make_maestro, make_maps, tones, write_tsv
+from w2m2w.data import augment as aug
+from w2m2w.data.transcription import SegmentSampler, crop_notes, maestro_examples, maps_examples, maps_piece
+
+
+@pytest.fixture()
+def maps_root(tmp_path):
+    names = ["bach_846_AkPnBcht", "bach_847_AkPnBcht", "chpn_op25_e1_SptkBGAm", "bach_847_SptkBGCl", "liz_rhap09_SptkBGCl"]
+    root = make_maps(tmp_path / "maps", names, seconds=1.5)
+    (root / "flac" / "MAPS_MUS-orphan_AkPnBcht.flac").write_bytes((root / "flac" / "MAPS_MUS-bach_846_AkPnBcht.flac").read_bytes())
+    return root
+
+
+def test_maps_piece():
+    assert maps_piece("MAPS_MUS-bach_847_AkPnBcht") == "bach_847"
+    assert maps_piece("MAPS_MUS-chpn_op25_e1_SptkBGAm") == "chpn_op25_e1"
+
+
+def test_maps_examples_pairs_audio_with_labels(maps_root):
+    ex = maps_examples(maps_root)
+    assert [e.name for e in ex] == sorted(e.name for e in ex)
+    assert len(ex) == 5  # the orphan FLAC without a TSV is left out
+    e = next(e for e in ex if e.name == "MAPS_MUS-bach_847_SptkBGCl")
+    assert e.group == "SptkBGCl" and e.audio.endswith(".flac") and e.notes.endswith("MAPS_MUS-bach_847_SptkBGCl.tsv")
+
+
+def test_maps_holdout_split(maps_root):
+    held = maps_examples(maps_root, include=["SptkBGCl"])
+    assert {e.name for e in held} == {"MAPS_MUS-bach_847_SptkBGCl", "MAPS_MUS-liz_rhap09_SptkBGCl"}
+    pieces = {maps_piece(e.name) for e in held}
+    train = maps_examples(maps_root, exclude=["SptkBGCl"], exclude_pieces=pieces)
+    # bach_847 is on the held-out piano, so its AkPnBcht take is out of training too
+    assert {e.name for e in train} == {"MAPS_MUS-bach_846_AkPnBcht", "MAPS_MUS-chpn_op25_e1_SptkBGAm"}
+    assert not {e.name for e in train} & {e.name for e in held}
+
+
+def test_maestro_examples(tmp_path):
+    root = make_maestro(tmp_path / "maestro", [("a", "train", True), ("b", "validation", True), ("c", "train", False), ("d", "test", True), ("e", "train", True)])
+    train = maestro_examples(root, "train")
+    assert [e.name for e in train] == ["a", "e"]  # c is listed but missing on disk
+    assert all(e.group == "maestro" and e.audio.endswith(".wav") and e.notes.endswith(".midi") for e in train)
+    assert [e.name for e in maestro_examples(root, "validation")] == ["b"]
+    with pytest.raises(FileNotFoundError, match="maestro"):
+        maestro_examples(tmp_path)
+
+
+def test_crop_notes():
+    notes = np.array([[0.5, 1.5, 60, 80], [1.2, 3.0, 62, 80], [2.9, 3.5, 64, 80]])
+    out = crop_notes(notes, 1.0, 2.0)
+    np.testing.assert_allclose(out, [[0.2, 2.0, 62, 80], [1.9, 2.0, 64, 80]])
+
+
+def test_segment_sampler_shapes_and_alignment(tmp_path):
+    """Targets must line up with the audio: frames marked sounding are loud, the rest silent."""
+    import soundfile as sf
+
+    from w2m2w.data.transcription import Example
+
+    seconds = 4.0
+    notes = np.array([[1.0, 2.0, 60, 100]])
+    y = np.zeros(int(seconds * SR), np.float32)
+    a, b = int(1.0 * SR), int(2.0 * SR)
+    y[a:b] = 0.5 * np.sin(2 * np.pi * 261.63 * np.arange(b - a) / SR)  # steady, so loudness marks the note
+    sf.write(str(tmp_path / "x.flac"), y, SR)
+    write_tsv(tmp_path / "x.tsv", notes)
+    hop, fr = 512, SR / 512
+    s = SegmentSampler([Example(str(tmp_path / "x.flac"), str(tmp_path / "x.tsv"), "x", "p")], 1.5, fr, hop, seed=1)
+    audio, targets = s.sample(16)
+    frames = int(round(1.5 * fr))
+    assert audio.shape == (16, (frames - 1) * hop) and audio.dtype == np.float32
+    assert set(targets) == {"onset", "offset", "frame", "velocity"}
+    assert all(v.shape == (16, frames, 88) for v in targets.values())
+    k = 60 - 21
+    assert targets["frame"][:, :, np.arange(88) != k].sum() == 0
+    assert np.all(targets["velocity"][targets["onset"] > 0] == pytest.approx(100 / 127))
+    seen_on = seen_off = 0
+    for i in range(16):
+        rms = np.sqrt([np.mean(audio[i, max(0, j * hop - 256):j * hop + 256] ** 2) for j in range(frames)])
+        roll = targets["frame"][i, :, k]
+        edge = np.convolve(np.abs(np.diff(roll, prepend=roll[0])), np.ones(5), "same") > 0
+        assert np.all(rms[(roll == 1) & ~edge] > 0.2)
+        assert np.all(rms[(roll == 0) & ~edge] < 1e-3)
+        seen_on += int((roll == 1).any())
+        seen_off += int((roll == 0).any())
+    assert seen_on and seen_off  # the random segments cover both cases
+
+
+def test_segment_sampler_state_replays(tmp_path):
+    root = make_maps(tmp_path / "m", ["p_AkPnBcht", "q_AkPnBcht"], seconds=2.0)
+    ex = maps_examples(root)
+    s1 = SegmentSampler(ex, 0.5, SR / 512, 512, seed=3)
+    s1.sample(2)
+    state = s1.state()
+    a1, t1 = s1.sample(3)
+    s2 = SegmentSampler(ex, 0.5, SR / 512, 512, seed=99)
+    s2.load_state(state)
+    a2, t2 = s2.sample(3)
+    np.testing.assert_array_equal(a1, a2)
+    np.testing.assert_array_equal(t1["frame"], t2["frame"])
+
+
+@pytest.fixture()
+def music() -> np.ndarray:
+    notes = np.array([[0.1, 0.8, 60, 90], [0.3, 1.2, 67, 70], [0.6, 1.4, 48, 100]])
+    return tones(notes, 1.5)
+
+
+@pytest.mark.parametrize("fn", [aug.random_gain, aug.random_eq, aug.random_reverb, aug.random_noise, lambda y, rng: aug.augment(y, rng, p=1.0)])
+def test_augmentations_keep_shape_and_change_signal(music, fn):
+    for seed in range(3):
+        out = fn(music.copy(), np.random.default_rng(seed))
+        assert out.shape == music.shape and out.dtype == np.float32
+        assert np.all(np.isfinite(out))
+        assert not np.allclose(out, music, atol=1e-4)
+
+
+def test_augment_p0_is_identity_and_output_is_bounded(music):
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(aug.augment(music, rng, p=0.0), music)
+    loud = aug.augment(music * 3, rng, p=1.0)
+    assert np.max(np.abs(loud)) <= 1.0
+
+
+def test_noise_snr(music):
+    out = aug.random_noise(music, np.random.default_rng(0), snr_db_range=(20.0, 20.0))
+    snr = 10 * np.log10(np.mean(music**2) / np.mean((out - music) ** 2))
+    assert snr == pytest.approx(20.0, abs=0.5)
+
+
+def test_synthetic_ir_rt60():
+    ir = aug.synthetic_ir(np.random.default_rng(0), rt60=0.5)
+    assert len(ir) == SR // 2 and np.sum(ir**2) == pytest.approx(1.0, rel=1e-4)
+    first, last = np.sum(ir[: SR // 10] ** 2), np.sum(ir[-SR // 10:] ** 2)
+    assert last < first * 1e-3  # 60 dB decay over the RT60
+
+
+def test_render_notes():
+    pytest.importorskip("fluidsynth")
+    from w2m2w.data.render import RenderError, render_notes, soundfont_path
+
+    try:
+        soundfont_path("fluidr3")
+    except RenderError as exc:
+        pytest.skip(str(exc))
+    notes = np.array([[0.5, 1.0, 60, 100], [0.7, 1.6, 64, 80]])
+    y = render_notes(notes, "fluidr3")
+    assert y.dtype == np.float32 and y.ndim == 1
+    assert 1.6 * SR <= len(y) <= (1.6 + 2.0) * SR  # the last offset plus the release tail
+    assert np.max(np.abs(y)) == pytest.approx(0.9, abs=1e-3)  # peak-normalised
+    assert np.max(np.abs(y[: int(0.45 * SR)])) < 1e-3  # silent before the first onset
+    assert np.sqrt(np.mean(y[int(0.55 * SR):int(1.0 * SR)] ** 2)) > 0.02
+    assert len(render_notes(np.zeros((0, 4)))) > 0

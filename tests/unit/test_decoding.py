@@ -1,0 +1,103 @@
+"""Probabilities -> notes: onset runs, frame continuation, velocity, restrikes, thresholds."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from w2m2w.decoding import decode_notes
+
+FR = 10.0  # frames per second: round numbers for hand-made arrays
+K = 39  # key index of middle C (MIDI 60)
+
+
+def arrays(T: int = 20) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.zeros((T, 88)), np.zeros((T, 88)), np.zeros((T, 88))
+
+
+def test_onset_run_then_frames():
+    onset, frame, vel = arrays()
+    onset[2:4, K] = 0.9  # an onset run of two frames is one note
+    frame[2:10, K] = 0.8
+    vel[2:4, K] = [0.4, 0.6]
+    notes = decode_notes(onset, frame, vel, FR)
+    assert notes.shape == (1, 4)
+    np.testing.assert_allclose(notes[0], [0.2, 1.0, 60, round(0.5 * 127)])
+
+
+def test_onset_without_frames_lasts_its_run():
+    onset, frame, vel = arrays()
+    onset[5:8, K] = 0.7
+    notes = decode_notes(onset, frame, vel, FR)
+    np.testing.assert_allclose(notes[:, :3], [[0.5, 0.8, 60]])
+
+
+def test_frames_without_onset_make_no_note():
+    onset, frame, vel = arrays()
+    frame[3:12, K] = 0.99
+    assert decode_notes(onset, frame, vel, FR).shape == (0, 4)
+
+
+def test_restrike_on_same_key_splits_notes():
+    onset, frame, vel = arrays()
+    onset[2, K] = onset[6, K] = 0.9
+    frame[2:13, K] = 0.9
+    vel[2, K], vel[6, K] = 0.2, 0.9
+    notes = decode_notes(onset, frame, vel, FR)
+    np.testing.assert_allclose(notes, [[0.2, 0.6, 60, round(0.2 * 127)], [0.6, 1.3, 60, round(0.9 * 127)]])
+
+
+def test_gap_in_frames_ends_note():
+    onset, frame, vel = arrays()
+    onset[1, K] = 0.9
+    frame[1:5, K] = 0.9
+    frame[6:9, K] = 0.9  # after the gap: no onset, so no second note
+    notes = decode_notes(onset, frame, vel, FR)
+    np.testing.assert_allclose(notes[:, :2], [[0.1, 0.5]])
+
+
+@pytest.mark.parametrize("threshold, expected", [(0.5, 0), (0.3, 1)])
+def test_onset_threshold(threshold, expected):
+    onset, frame, vel = arrays()
+    onset[4, K] = 0.4
+    frame[4:8, K] = 0.9
+    assert len(decode_notes(onset, frame, vel, FR, onset_threshold=threshold)) == expected
+
+
+def test_frame_threshold_sets_offset():
+    onset, frame, vel = arrays()
+    onset[0, K] = 0.9
+    frame[0:4, K] = 0.9
+    frame[4:10, K] = 0.4
+    assert decode_notes(onset, frame, vel, FR, frame_threshold=0.5)[0, 1] == pytest.approx(0.4)
+    assert decode_notes(onset, frame, vel, FR, frame_threshold=0.3)[0, 1] == pytest.approx(1.0)
+
+
+def test_velocity_scaling_and_clipping():
+    onset, frame, vel = arrays()
+    for k, v in ((0, 0.0), (10, 1.0), (20, 2.0), (30, 0.5)):
+        onset[3, k] = 0.9
+        vel[3, k] = v
+    notes = decode_notes(onset, frame, vel, FR)
+    assert notes[:, 2].tolist() == [21, 31, 41, 51]
+    assert notes[:, 3].tolist() == [1, 127, 127, 64]  # 0 is raised to 1: a MIDI note-on needs velocity >= 1
+    assert (decode_notes(onset, frame, None, FR)[:, 3] == 64).all()
+
+
+def test_min_duration_and_sorting():
+    onset, frame, vel = arrays()
+    onset[5, 50] = 0.9  # short, high
+    onset[5, 10] = 0.9
+    frame[5:15, 10] = 0.9  # long, low
+    onset[2, 70] = 0.9
+    frame[2:6, 70] = 0.9
+    notes = decode_notes(onset, frame, vel, FR)
+    assert notes[:, 2].tolist() == [91, 31, 71]  # by onset, then pitch
+    long_only = decode_notes(onset, frame, vel, FR, min_duration=0.35)
+    assert long_only[:, 2].tolist() == [91, 31]
+
+
+def test_note_running_to_the_end():
+    onset, frame, vel = arrays(T=8)
+    onset[6, K] = 0.9
+    frame[6:, K] = 0.9
+    np.testing.assert_allclose(decode_notes(onset, frame, vel, FR)[:, :2], [[0.6, 0.8]])

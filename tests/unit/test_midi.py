@@ -1,0 +1,150 @@
+"""Notes <-> MIDI files, the sustain pedal, and piano rolls <-> decoded notes."""
+from __future__ import annotations
+
+import numpy as np
+import pretty_midi
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from w2m2w.decoding import decode_notes
+from w2m2w.midi import (
+    MidiError, apply_sustain, load_midi_notes, load_notes, load_tsv_notes, notes_to_rolls, sort_notes, write_midi,
+)
+
+FR = 16000 / 512  # the transcriber's frame rate
+
+
+def test_midi_round_trip(tmp_path):
+    notes = np.array([[0.0, 0.5, 60, 80], [0.25, 1.75, 64, 1], [0.25, 0.3, 108, 127], [1.0, 2.0, 21, 64]], dtype=float)
+    path = tmp_path / "x.mid"
+    write_midi(path, notes)
+    back = load_midi_notes(path)
+    expected = sort_notes(notes)
+    assert back.shape == expected.shape
+    np.testing.assert_allclose(back[:, :2], expected[:, :2], atol=3e-3)  # tick quantisation
+    np.testing.assert_array_equal(back[:, 2:], expected[:, 2:])
+
+
+def test_tsv_and_midi_load_the_same_notes(tmp_path):
+    notes = np.array([[0.1, 0.6, 62, 70], [0.4, 0.9, 66, 50]])
+    np.savetxt(tmp_path / "x.tsv", notes, fmt="%.6f", delimiter="\t", header="onset,offset,note,velocity")
+    write_midi(tmp_path / "x.mid", notes)
+    np.testing.assert_allclose(load_tsv_notes(tmp_path / "x.tsv"), notes, atol=1e-6)
+    np.testing.assert_allclose(load_notes(tmp_path / "x.mid"), load_notes(tmp_path / "x.tsv"), atol=3e-3)
+
+
+def test_bad_midi_names_the_file(tmp_path):
+    bad = tmp_path / "bad.mid"
+    bad.write_text("not a midi file")
+    with pytest.raises(MidiError, match=str(bad)):
+        load_midi_notes(bad)
+    empty = tmp_path / "empty.mid"
+    empty.write_bytes(b"")
+    with pytest.raises(MidiError, match="empty"):
+        load_midi_notes(empty)
+
+
+def test_pedal_in_midi_file_lengthens_notes(tmp_path):
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(0)
+    inst.notes.append(pretty_midi.Note(velocity=80, pitch=60, start=0.0, end=0.5))
+    inst.control_changes += [pretty_midi.ControlChange(64, 127, 0.2), pretty_midi.ControlChange(64, 0, 2.0)]
+    pm.instruments.append(inst)
+    pm.write(str(tmp_path / "p.mid"))
+    assert load_midi_notes(tmp_path / "p.mid")[0, 1] == pytest.approx(2.0, abs=3e-3)
+    assert load_midi_notes(tmp_path / "p.mid", apply_pedal=False)[0, 1] == pytest.approx(0.5, abs=3e-3)
+
+
+class TestSustain:
+    def test_pedal_extends_notes_released_while_down(self):
+        notes = np.array([[0.0, 1.0, 60, 80], [0.0, 0.1, 64, 80], [1.5, 2.5, 67, 80]])
+        out = apply_sustain(notes, [(0.5, 127), (2.0, 0)])
+        # released at 1.0 with the pedal down: held to 2.0; released before the pedal: as is;
+        # released at 2.5 after the pedal came up: as is
+        by_pitch = {int(p): off for _, off, p, _ in out}
+        assert by_pitch == {60: 2.0, 64: 0.1, 67: 2.5}
+
+    def test_restrike_cuts_sustained_note(self):
+        notes = np.array([[0.0, 0.5, 60, 80], [1.0, 1.2, 60, 90]])
+        out = apply_sustain(notes, [(0.2, 100), (3.0, 0)])
+        np.testing.assert_allclose(out[:, :2], [[0.0, 1.0], [1.0, 3.0]])
+
+    def test_no_pedal_changes_nothing(self):
+        notes = np.array([[0.0, 0.5, 60, 80], [0.2, 0.4, 62, 70]])
+        np.testing.assert_array_equal(apply_sustain(notes, []), notes)
+        np.testing.assert_array_equal(apply_sustain(notes, [(0.1, 10), (0.3, 63)]), notes)  # never past the threshold
+
+    def test_pedal_never_lifted_holds_to_the_last_offset(self):
+        notes = np.array([[0.0, 0.5, 60, 80], [0.2, 4.0, 62, 70]])
+        out = apply_sustain(notes, [(0.3, 127)])
+        np.testing.assert_allclose(out[:, 1], [4.0, 4.0])
+
+    def test_repeated_pedal_presses(self):
+        notes = np.array([[0.0, 0.6, 60, 80], [1.0, 1.6, 62, 80], [2.0, 2.1, 64, 80]])
+        out = apply_sustain(notes, [(0.5, 127), (0.9, 0), (1.5, 127), (1.8, 0)])
+        np.testing.assert_allclose(out[:, 1], [0.9, 1.8, 2.1])
+
+
+def test_rolls_targets():
+    notes = np.array([[0.32, 0.64, 60, 127]])  # frames 10..20 at 31.25 fps
+    r = notes_to_rolls(notes, 40, FR)
+    k = 60 - 21
+    assert np.flatnonzero(r["onset"][:, k]).tolist() == [10]
+    assert np.flatnonzero(r["frame"][:, k]).tolist() == list(range(10, 20))
+    assert np.flatnonzero(r["offset"][:, k]).tolist() == [20]
+    assert r["velocity"][10, k] == pytest.approx(1.0)
+    assert r["frame"].sum() == 10  # nothing on other keys
+
+
+def test_rolls_skip_notes_outside_the_piano_and_the_window():
+    notes = np.array([[0.1, 0.5, 10, 80], [0.1, 0.5, 120, 80], [5.0, 6.0, 60, 80], [-1.0, 0.2, 62, 80]])
+    r = notes_to_rolls(notes, 20, FR)
+    assert r["onset"].sum() == 0  # out of range pitches, a note after the end, a note begun before the start
+    assert r["frame"][:, 62 - 21].sum() == round(0.2 * FR)  # the early note still sounds from frame 0
+
+
+def _grid_notes(spec: list[tuple[int, int, int, int]]) -> np.ndarray:
+    return sort_notes(np.array([[a / FR, b / FR, p, v] for a, b, p, v in spec], dtype=float))
+
+
+def test_adjacent_onsets_on_one_key_are_one_note():
+    notes = _grid_notes([(0, 1, 21, 64), (1, 2, 21, 64)])
+    r = notes_to_rolls(notes, 3, FR)
+    out = decode_notes(r["onset"], r["frame"], r["velocity"], FR)
+    np.testing.assert_allclose(out, _grid_notes([(0, 2, 21, 64)]), atol=1e-9)
+
+
+def test_rolls_decode_round_trip_by_hand():
+    notes = _grid_notes([(3, 10, 60, 80), (10, 14, 60, 40), (5, 30, 21, 1), (0, 2, 108, 127)])
+    r = notes_to_rolls(notes, 40, FR)
+    out = decode_notes(r["onset"], r["frame"], r["velocity"], FR)
+    np.testing.assert_allclose(out, notes, atol=1e-9)
+
+
+@st.composite
+def grid_notes(draw) -> tuple[np.ndarray, int]:
+    """Notes on the frame grid, non-overlapping on each key (they may touch).
+
+    Onsets on one key are at least two frames apart: onsets in adjacent frames
+    are one onset run, hence one note, by design of the decoder.
+    """
+    spec = []
+    for pitch in draw(st.lists(st.integers(21, 108), min_size=1, max_size=6, unique=True)):
+        t = draw(st.integers(0, 5))
+        for _ in range(draw(st.integers(1, 4))):
+            length = draw(st.integers(1, 12))
+            spec.append((t, t + length, pitch, draw(st.integers(1, 127))))
+            t += length + draw(st.integers(1 if length == 1 else 0, 4))
+    n_frames = max(b for _, b, _, _ in spec) + draw(st.integers(1, 5))
+    return _grid_notes(spec), n_frames
+
+
+@settings(max_examples=60, deadline=None)
+@given(grid_notes())
+def test_rolls_decode_round_trip_property(case):
+    notes, n_frames = case
+    r = notes_to_rolls(notes, n_frames, FR)
+    out = decode_notes(r["onset"], r["frame"], r["velocity"], FR)
+    assert out.shape == notes.shape
+    np.testing.assert_allclose(out, notes, atol=1e-9)

@@ -1,0 +1,97 @@
+"""Onsets and Frames: shapes, chunked prediction, loss and gradients (tiny config)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from w2m2w.features import log_mel
+from w2m2w.models.onsets_frames import OnsetsFrames, OnsetsFramesConfig
+
+HOP = 512
+HEADS = ("onset", "offset", "frame", "velocity")
+
+
+@pytest.fixture(scope="module")
+def model() -> OnsetsFrames:
+    torch.manual_seed(0)
+    return OnsetsFrames(OnsetsFramesConfig(model_size=32, lstm_units=8)).eval()
+
+
+def _audio(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-0.3, 0.3, n).astype(np.float32)
+
+
+def test_forward_shapes(model):
+    out = model(torch.randn(2, 50, 229))
+    assert set(out) == set(HEADS)
+    for k, v in out.items():
+        assert v.shape == (2, 50, 88), k
+    assert model.frame_rate == 16000 / HOP
+
+
+@pytest.mark.parametrize("n_samples", [
+    3000,  # shorter than a chunk
+    (31 - 1) * HOP,  # exactly one chunk: round(1.0 s * 31.25) = 31 frames
+    int(3.7 * 16000),  # several chunks, more than one batch of chunks
+])
+def test_predict_shapes_and_ranges(model, n_samples):
+    probs = model.predict(_audio(n_samples), chunk_seconds=1.0, overlap_seconds=0.25, batch_size=2)
+    assert set(probs) == set(HEADS)
+    for k, v in probs.items():
+        assert v.shape == (n_samples // HOP + 1, 88), k
+        assert v.dtype == np.float32 and np.all(np.isfinite(v))
+        assert v.min() >= 0.0 and v.max() <= 1.0, k
+        assert v.std() > 0, f"{k}: every frame was filled in"
+
+
+def _direct(model: OnsetsFrames, y: np.ndarray) -> dict[str, np.ndarray]:
+    with torch.no_grad():
+        out = model(log_mel(torch.from_numpy(y)[None], model.mel_cfg))
+    return {k: (v.clamp(0, 1) if k == "velocity" else torch.sigmoid(v))[0].numpy() for k, v in out.items()}
+
+
+def test_predict_without_overlap_is_independent_chunks(model):
+    """With no context, chunk i of predict() is exactly the model run on that stretch of audio:
+    this pins the seam bookkeeping (frame <-> sample offsets) down to the frame."""
+    core = 31  # frames per 1.0 s chunk
+    y = _audio(3 * core * HOP - 1, seed=1)
+    probs = model.predict(y, chunk_seconds=1.0, overlap_seconds=0.0, batch_size=2)
+    for i in range(3):
+        a = i * core * HOP
+        ref = _direct(model, y[a:a + core * HOP - 1])  # core frames exactly
+        for k in HEADS:
+            np.testing.assert_allclose(probs[k][i * core:(i + 1) * core], ref[k], atol=1e-5, err_msg=f"chunk {i} {k}")
+
+
+def test_predict_is_deterministic(model):
+    y = _audio(20000, seed=2)
+    a = model.predict(y, chunk_seconds=0.5, overlap_seconds=0.2)
+    b = model.predict(y, chunk_seconds=0.5, overlap_seconds=0.2)
+    for k in HEADS:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_loss_backward_reaches_every_parameter():
+    torch.manual_seed(1)
+    m = OnsetsFrames(OnsetsFramesConfig(model_size=32, lstm_units=8)).train()
+    mel = torch.randn(2, 40, 229)
+    target = {k: (torch.rand(2, 40, 88) > 0.9).float() for k in ("onset", "offset", "frame")}
+    target["velocity"] = torch.rand(2, 40, 88) * target["onset"]
+    losses = m.loss(m(mel), target)
+    assert set(losses) == set(HEADS)
+    assert all(torch.isfinite(v) and v > 0 for v in losses.values())
+    sum(losses.values()).backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+
+
+def test_velocity_loss_only_on_onsets():
+    m = OnsetsFrames(OnsetsFramesConfig(model_size=32, lstm_units=8))
+    out = {k: torch.zeros(1, 10, 88) for k in HEADS}
+    target = {k: torch.zeros(1, 10, 88) for k in HEADS}
+    target["velocity"][0, 5, 3] = 1.0  # no onset there: must not count
+    assert m.loss(out, target)["velocity"] == 0
+    target["onset"][0, 5, 3] = 1.0
+    assert m.loss(out, target)["velocity"] == pytest.approx(1.0)

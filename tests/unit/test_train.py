@@ -1,0 +1,59 @@
+"""Training smoke test: a tiny transcriber on a fake MAPS folder, then a resume."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from tests.unit._synth import make_maps
+from w2m2w.models.onsets_frames import OnsetsFramesConfig
+from w2m2w.train.transcriber import TranscriberTrainConfig, build_datasets, train_transcriber
+from w2m2w.transcription import load_transcriber, transcribe
+
+
+def _cfg(tmp_path, max_steps: int) -> TranscriberTrainConfig:
+    return TranscriberTrainConfig(
+        out_dir=str(tmp_path / "run"),
+        model=OnsetsFramesConfig(model_size=32, lstm_units=8),
+        maps_root=str(tmp_path / "maps"),
+        maps_holdout_piano="SptkBGCl",
+        midi_globs=[],
+        batch_size=2,
+        segment_seconds=1.0,
+        augment_p=0.5,
+        max_steps=max_steps,
+        validate_every=2,
+        validation_seconds=1.5,
+        threads=1,
+    )
+
+
+def test_train_then_resume(tmp_path):
+    make_maps(tmp_path / "maps", ["a_AkPnBcht", "b_AkPnStgb", "b_SptkBGCl", "c_SptkBGCl"], seconds=2.0)
+    train, val = build_datasets(_cfg(tmp_path, 3))
+    assert [e.name for e in train] == ["MAPS_MUS-a_AkPnBcht"]  # b is on the held-out piano, so not trained on
+    assert [e.name for e in val["maps_SptkBGCl"]] == ["MAPS_MUS-b_SptkBGCl", "MAPS_MUS-c_SptkBGCl"]
+
+    summary = train_transcriber(_cfg(tmp_path, 3))
+    run = tmp_path / "run"
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 3]  # every validate_every steps, and at the end
+    assert summary == log[-1]
+    assert {"loss", "maps_SptkBGCl/note_f1", "maps_SptkBGCl/frame_f1"} <= set(log[0])
+    assert all(np.isfinite(r["loss"]) for r in log)
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["step"] == 3
+
+    model = load_transcriber(run / "best.safetensors")
+    assert model.cfg == OnsetsFramesConfig(model_size=32, lstm_units=8)
+    notes = transcribe(model, np.zeros(8000, np.float32))
+    assert notes.ndim == 2 and notes.shape[1] == 4
+    last = load_transcriber(run / "last.safetensors")
+    before = {k: v.clone() for k, v in last.state_dict().items()}
+
+    train_transcriber(_cfg(tmp_path, 5))
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 3, 4, 5]  # resumed at step 4; a restart would log 2 again
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["step"] == 5
+    after = load_transcriber(run / "last.safetensors").state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # it went on training
