@@ -57,3 +57,38 @@ def run_pipeline(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     """The real `python run.py ARGS`, as a user runs it."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+
+
+TINY_WAVENET = dict(residual_channels=8, skip_channels=8, output_channels=16, layers=6, dilation_cycle=4, cond_channels=8)
+
+
+@pytest.fixture(scope="session")
+def tiny_wavenet(tmp_path_factory) -> Path:
+    """A randomly initialised, tiny WaveNet saved as a real weights file."""
+    import torch
+    from dataclasses import asdict
+
+    from w2m2w.checkpoint import save_weights
+    from w2m2w.models.wavenet import WaveNet, WaveNetConfig
+
+    torch.manual_seed(0)
+    cfg = WaveNetConfig(**TINY_WAVENET)
+    path = tmp_path_factory.mktemp("weights") / "wavenet.safetensors"
+    save_weights(path, "wavenet", WaveNet(cfg).state_dict(), asdict(cfg), {"note": "untrained test model"})
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_music_transformer(tmp_path_factory) -> Path:
+    """A randomly initialised, tiny Music Transformer (relative attention) saved as a real weights file."""
+    import torch
+    from dataclasses import asdict
+
+    from w2m2w.checkpoint import save_weights
+    from w2m2w.models.music_transformer import MusicTransformer, MusicTransformerConfig
+
+    torch.manual_seed(0)
+    cfg = MusicTransformerConfig(d_model=32, n_layers=2, n_heads=4, d_ff=64, max_len=64)
+    path = tmp_path_factory.mktemp("weights") / "music_transformer.safetensors"
+    save_weights(path, "music_transformer", MusicTransformer(cfg).state_dict(), asdict(cfg), {"note": "untrained test model"})
+    return path

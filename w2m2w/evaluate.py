@@ -3,8 +3,9 @@
 task=transcription scores MIDI transcriptions (or audio, transcribed first with
 the shipped transcriber) against same-named reference .mid/.midi or MAPS .tsv
 files with mir_eval. Each scored file is one JSON line on stdout; the last line
-of stdout is one JSON object with the mean metrics. task=generation and
-task=synthesis belong to later stages and are not available yet.
+of stdout is one JSON object with the mean metrics.
+task=generation reports the Music Transformer's mean NLL per event; task=synthesis
+renders MIDI and reports speed, round-trip note F1 and log-mel distance.
 
 Hydra stays in main(); everything above it takes plain arguments.
 """
@@ -28,7 +29,14 @@ MIDI_EXTENSIONS = (".mid", ".midi")
 # Order matters: when a folder holds several references for one piece, the first extension wins.
 REFERENCE_EXTENSIONS = (".mid", ".midi", ".tsv")
 TASKS = ("transcription", "generation", "synthesis")
-AVAILABLE_TASKS = ("transcription",)
+AVAILABLE_TASKS = ("transcription", "generation", "synthesis")
+# the shipped model each task uses when weights=null
+_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+DEFAULT_WEIGHTS = {
+    "transcription": str(_WEIGHTS_DIR / "onsets_frames.safetensors"),
+    "generation": str(_WEIGHTS_DIR / "music_transformer.safetensors"),
+    "synthesis": str(_WEIGHTS_DIR / "wavenet.safetensors"),
+}
 
 
 class EvaluateError(ValueError):
@@ -297,12 +305,7 @@ def run(cfg: Any) -> int:
         _error(f"task={task} is not available yet")
     if cfg.input is None:
         _error(f"task={task} needs input=PATH (a folder of MIDI or audio files, or one file)")
-    if cfg.reference is None:
-        _error(f"task={task} needs reference=PATH (a folder of same-named .mid/.midi/.tsv files)")
-    if cfg.threads:
-        import torch
-
-        torch.set_num_threads(int(cfg.threads))
+    weights = cfg.weights or DEFAULT_WEIGHTS[task]
 
     def emit(row: dict[str, Any]) -> None:
         print(json.dumps(row), flush=True)
@@ -310,11 +313,41 @@ def run(cfg: Any) -> int:
     def warn(msg: str) -> None:
         print(f"w2m2w.evaluate: {msg}", file=sys.stderr, flush=True)
 
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(int(cfg.threads))
+    if task == "generation":
+        from .checkpoint import WeightsError
+        from .generation import evaluate_generation
+
+        try:
+            summary = evaluate_generation(cfg.input, weights, device=str(cfg.device), include=_as_list(cfg.include), exclude=_as_list(cfg.exclude), emit=emit, warn=warn)
+        except (ValueError, WeightsError) as exc:
+            _error(str(exc).splitlines()[0])
+        print(json.dumps(summary), flush=True)
+        return 0
+    if task == "synthesis":
+        from .checkpoint import WeightsError
+        from .synthesis_eval import run_synthesis_evaluation
+
+        try:
+            summary = run_synthesis_evaluation(
+                cfg.input, weights, cfg.get("transcriber") or DEFAULT_WEIGHTS["transcription"],
+                soundfont=cfg.get("soundfont", "fluidr3"), max_seconds=cfg.get("max_seconds", 30.0), device=str(cfg.device),
+                threads=int(cfg.threads), audio_out=cfg.get("audio_out"), include=_as_list(cfg.include), exclude=_as_list(cfg.exclude), emit=emit, warn=warn,
+            )
+        except (ValueError, WeightsError) as exc:
+            _error(str(exc).splitlines()[0])
+        print(json.dumps(summary), flush=True)
+        return 0 if summary["files"] else 1
+    if cfg.reference is None:
+        _error(f"task={task} needs reference=PATH (a folder of same-named .mid/.midi/.tsv files)")
     try:
         report = evaluate_transcription(
             cfg.input, cfg.reference,
             include=_as_list(cfg.include), exclude=_as_list(cfg.exclude), source=str(cfg.source),
-            weights=cfg.weights, device=str(cfg.device), decode=dict(cfg.decode),
+            weights=weights, device=str(cfg.device), decode=dict(cfg.decode),
             onset_tolerance=float(cfg.onset_tolerance), frame_rate=float(cfg.frame_rate), apply_pedal=bool(cfg.apply_pedal),
             emit=emit, warn=warn,
         )

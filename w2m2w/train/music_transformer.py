@@ -3,9 +3,9 @@
     python -m w2m2w.train train=music_transformer [train.model.position=learned] [train.KEY=VALUE ...]
 
 Writes out_dir/checkpoint/ (resumable: model, optimizer, sampler and RNG
-states), out_dir/log.jsonl (one line per validation) and
-out_dir/best.safetensors (lowest validation NLL per event) and
-out_dir/last.safetensors. Validation pieces are never trained on: the split
+states), out_dir/log.jsonl (one line per validation), out_dir/best.safetensors
+(lowest validation NLL per event), out_dir/last.safetensors, and the split:
+out_dir/split.json and out_dir/val_files.txt (the held-out files, one per line). Validation pieces are never trained on: the split
 is by piece (composition), not by file.
 """
 from __future__ import annotations
@@ -76,6 +76,9 @@ def build_data(cfg: MusicTransformerTrainConfig, out: Path) -> tuple[list[np.nda
     train_files, val_files = split_by_piece(pieces, cfg.val_fraction, cfg.split_seed)
     if not train_files:
         raise ValueError("no training files left after the validation split")
+    # the held-out files, for `python -m w2m2w.evaluate task=generation input=OUT_DIR/val_files.txt`
+    (out / "val_files.txt").write_text("".join(f"{f}\n" for f in val_files))
+    (out / "split.json").write_text(json.dumps({"val_fraction": cfg.val_fraction, "split_seed": cfg.split_seed, "train": [str(f) for f in train_files], "val": [str(f) for f in val_files]}, indent=1))
     train = [n for _, n in load_corpus(train_files, out / "cache")]
     # one performance per validation piece first, in a fixed order, so the cap keeps variety
     order = sorted(val_files, key=lambda f: (hashlib.sha1(pieces[f].encode()).hexdigest(), str(f)))
@@ -145,9 +148,32 @@ def train(cfg: MusicTransformerTrainConfig) -> dict:
 
     n_params = sum(p.numel() for p in model.parameters())
     t_start = time.time() - state["elapsed_s"]
+    run = {"nll": 0.0, "events": 0, "t": time.time()}  # training NLL and time since the last validation
+
+    def validation() -> dict:
+        state["elapsed_s"] = time.time() - t_start
+        steps_since = state["step"] - (state["history"][-1]["step"] if state["history"] else 0)
+        row = {
+            "step": state["step"], "elapsed_s": round(state["elapsed_s"], 1),
+            "train_nll": round(run["nll"] / max(run["events"], 1), 4),
+            "s_per_step": round((time.time() - run["t"]) / max(steps_since, 1), 3),  # training only: taken before validating
+            "lr": round(opt.param_groups[0]["lr"], 7),
+        }
+        row["val_nll"] = round(validate(model, val, cfg.device), 4) if val else None
+        state["history"].append(row)
+        with open(out / "log.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        bar.write(json.dumps(row))
+        score = row["val_nll"] if row["val_nll"] is not None else row["train_nll"]
+        if state["best"] is None or score < state["best"]:
+            state["best"] = score
+            export(model, cfg, out / "best.safetensors", row, data_desc, n_params)
+        checkpoint()
+        run.update(nll=0.0, events=0, t=time.time())
+        return row
+
     bar = tqdm(total=cfg.max_steps, initial=state["step"], desc=f"train music transformer ({cfg.model.position})", dynamic_ncols=True, mininterval=5)
     summary: dict = state["history"][-1] if state["history"] else {}
-    run_nll, run_events, run_t = 0.0, 0, time.time()
     model.train()
     while state["step"] < cfg.max_steps:
         elapsed = time.time() - t_start
@@ -164,34 +190,18 @@ def train(cfg: MusicTransformerTrainConfig) -> dict:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
         opt.step()
         state["step"] += 1
-        run_nll, run_events = run_nll + float(nll), run_events + int(n)
+        run["nll"] += float(nll.detach())
+        run["events"] += int(n)
         bar.update(1)
-        bar.set_postfix(nll=f"{float(loss):.3f}", refresh=False)
+        bar.set_postfix(nll=f"{float(loss.detach()):.3f}", refresh=False)
         if state["step"] % cfg.validate_every == 0 or state["step"] == cfg.max_steps:
-            state["elapsed_s"] = time.time() - t_start
-            summary = {
-                "step": state["step"], "elapsed_s": round(state["elapsed_s"], 1),
-                "train_nll": round(run_nll / max(run_events, 1), 4),
-                "val_nll": round(validate(model, val, cfg.device), 4) if val else None,
-                "lr": round(opt.param_groups[0]["lr"], 7),
-                "s_per_step": round((time.time() - run_t) / cfg.validate_every, 3),
-            }
-            run_nll, run_events, run_t = 0.0, 0, time.time()
-            state["history"].append(summary)
-            with open(out / "log.jsonl", "a") as f:
-                f.write(json.dumps(summary) + "\n")
-            bar.write(json.dumps(summary))
-            score = summary["val_nll"] if summary["val_nll"] is not None else summary["train_nll"]
-            if state["best"] is None or score < state["best"]:
-                state["best"] = score
-                export(model, cfg, out / "best.safetensors", summary, data_desc, n_params)
-            checkpoint()
+            summary = validation()
+    if state["step"] and summary.get("step") != state["step"]:
+        summary = validation()  # stopped by the time budget between validations: the last model is scored too
     bar.close()
     state["elapsed_s"] = time.time() - t_start
     checkpoint()
     export(model, cfg, out / "last.safetensors", summary, data_desc, n_params)
-    if not (out / "best.safetensors").is_file():
-        export(model, cfg, out / "best.safetensors", summary, data_desc, n_params)
     return summary
 
 

@@ -212,11 +212,28 @@ def train_wavenet(cfg: WaveNetTrainConfig) -> dict:
         state["sampler"] = sampler.state()
         save_training_state(out / "checkpoint", MODEL_NAME, model, asdict(cfg.model), opt, state)
 
+    def validate(train_loss: float | None) -> dict:
+        """Validation loss now: logged, checkpointed, exported as best.safetensors when it is the lowest so far."""
+        state["elapsed_s"] = time.time() - t_start
+        vl = validation_loss(model, val_batches, cfg.device)
+        row = {"step": state["step"], "elapsed_s": round(state["elapsed_s"], 1), "loss": None if train_loss is None else round(train_loss, 4),
+               "val_loss": round(vl, 4), "val_bits_per_sample": round(vl / np.log(2), 4)}
+        state["history"].append(row)
+        with open(out / "log.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        bar.write(json.dumps(row))
+        if vl < state["best"]:
+            state["best"] = vl
+            export(model, cfg, out / "best.safetensors", row)
+        checkpoint()
+        return row
+
     t_start = time.time() - state["elapsed_s"]
     model.train()
     bar = tqdm(total=cfg.max_steps, initial=state["step"], desc="train wavenet", dynamic_ncols=True, mininterval=5)
     summary: dict = state["history"][-1] if state["history"] else {}
     dev_type = torch.device(cfg.device).type
+    last_loss = None
     while state["step"] < cfg.max_steps:
         if cfg.max_minutes and time.time() - t_start > cfg.max_minutes * 60:
             log.info("time budget of %.0f min reached", cfg.max_minutes)
@@ -225,7 +242,7 @@ def train_wavenet(cfg: WaveNetTrainConfig) -> dict:
         x_t, roll_t = torch.from_numpy(x).to(cfg.device), torch.from_numpy(roll).to(cfg.device)
         with torch.autocast(device_type=dev_type, dtype=torch.bfloat16, enabled=cfg.bf16):
             logits = model(x_t, roll_t)
-        loss = torch.nn.functional.cross_entropy(logits.float(), x_t)
+        loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, cfg.model.n_classes), x_t.reshape(-1))
         for g in opt.param_groups:
             g["lr"] = cfg.learning_rate * cfg.lr_decay ** (state["step"] / cfg.lr_decay_steps)
         opt.zero_grad(set_to_none=True)
@@ -233,22 +250,14 @@ def train_wavenet(cfg: WaveNetTrainConfig) -> dict:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
         opt.step()
         state["step"] += 1
+        last_loss = float(loss.item())
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        bar.set_postfix(loss=f"{last_loss:.3f}", refresh=False)
         if state["step"] % cfg.validate_every == 0 or state["step"] == cfg.max_steps:
-            state["elapsed_s"] = time.time() - t_start
-            vl = validation_loss(model, val_batches, cfg.device)
-            summary = {"step": state["step"], "elapsed_s": round(state["elapsed_s"], 1), "loss": round(float(loss.item()), 4),
-                       "val_loss": round(vl, 4), "val_bits_per_sample": round(vl / np.log(2), 4)}
-            state["history"].append(summary)
-            with open(out / "log.jsonl", "a") as f:
-                f.write(json.dumps(summary) + "\n")
-            bar.write(json.dumps(summary))
-            if vl < state["best"]:
-                state["best"] = vl
-                export(model, cfg, out / "best.safetensors", summary)
-            checkpoint()
+            summary = validate(last_loss)
     bar.close()
+    if state["step"] and (not state["history"] or state["history"][-1]["step"] != state["step"]):
+        summary = validate(last_loss)  # stopped by the time budget between validations: the last weights count too
     state["elapsed_s"] = time.time() - t_start
     checkpoint()
     export(model, cfg, out / "last.safetensors", summary)

@@ -1,0 +1,111 @@
+"""End-to-end: the real run.py, synthesize stage, with a tiny WaveNet made by the test (and FluidSynth)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.conftest import run_pipeline
+from w2m2w.midi import write_midi
+
+NOTES = np.array([[0.2, 0.8, 60, 90], [0.4, 1.4, 64, 70], [1.0, 1.9, 67, 100]], dtype=np.float64)
+
+
+def _midi_batch(root: Path) -> Path:
+    """Good and bad MIDI inputs, nested."""
+    (root / "set a").mkdir(parents=True)
+    write_midi(root / "set a" / "good one.mid", NOTES)
+    write_midi(root / "outside.mid", np.array([[0.1, 0.5, 15, 80], [0.2, 0.9, 62, 80], [0.3, 0.6, 115, 80]]))
+    write_midi(root / "nonotes.mid", np.zeros((0, 4)))
+    (root / "empty.mid").write_bytes(b"")
+    (root / "garbage.mid").write_text("this is not a MIDI file\n")
+    return root
+
+
+def _wav(path: Path) -> np.ndarray:
+    info = sf.info(str(path))
+    assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+    return sf.read(str(path), dtype="float32")[0]
+
+
+def test_wavenet_renders_midi_and_rerun_is_current(tmp_path, tiny_wavenet):
+    mid = tmp_path / "piece.mid"
+    write_midi(mid, NOTES)
+    run_dir = tmp_path / "run"
+    args = [f"input={mid}", "stages=[synthesize]", f"synthesize.weights={tiny_wavenet}", f"run_dir={run_dir}"]
+    res = run_pipeline(*args)
+    assert res.returncode == 0, res.stderr[-3000:]
+    wav = run_dir / "3-synthesize" / "piece.wav"
+    y = _wav(wav)
+    assert len(y) == int(round((1.9 + 1.0) * 16000))  # last note off + 1 s tail
+    assert np.abs(y).max() > 0
+    side = json.loads(wav.with_suffix(".json").read_text())
+    assert side["stage"] == "synthesize" and side["weights"] == str(tiny_wavenet) and len(side["weights_sha256"]) == 64
+    assert side["stats"]["backend"] == "numba" and side["stats"]["notes"] == 3 and side["stats"]["samples_per_second"] > 0
+    assert "s audio" in res.stderr, "a progress bar counts seconds rendered"
+    mtime = wav.stat().st_mtime_ns
+    res = run_pipeline(*args)
+    assert res.returncode == 0 and "current" in res.stdout
+    assert wav.stat().st_mtime_ns == mtime
+    res = run_pipeline(*args, "synthesize.seed=1")  # a setting that changes the audio: recomputed
+    assert res.returncode == 0 and wav.stat().st_mtime_ns != mtime
+    assert not np.array_equal(_wav(wav), y)
+
+
+def test_bad_midi_is_named_and_batch_goes_on(tmp_path, tiny_wavenet):
+    root = _midi_batch(tmp_path / "in")
+    run_dir = tmp_path / "run"
+    res = run_pipeline(f"input={root}", "stages=[synthesize]", f"synthesize.weights={tiny_wavenet}", f"run_dir={run_dir}")
+    assert res.returncode == 1, "a failed piece makes the run exit non-zero"
+    log = res.stdout + res.stderr
+    for name, reason in [("empty.mid", "empty"), ("garbage.mid", "not a readable MIDI")]:
+        lines = [ln for ln in log.splitlines() if "ERROR" in ln and name in ln]
+        assert lines and reason in lines[0], f"no clear error line for {name}:\n{log[-3000:]}"
+    warn = [ln for ln in log.splitlines() if "WARNING" in ln]
+    assert any("outside.mid" in ln and "2 note(s) outside" in ln for ln in warn), log[-3000:]
+    assert any("nonotes.mid" in ln and "silence" in ln for ln in warn), log[-3000:]
+    out = run_dir / "3-synthesize"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.wav")) == ["nonotes.wav", "outside.wav", "set_a/good_one.wav"]
+    silent = _wav(out / "nonotes.wav")
+    assert len(silent) == 8000 and not silent.any()
+    assert len(_wav(out / "outside.wav")) == int(round((0.9 + 1.0) * 16000))
+    assert not [p for p in out.rglob(".*") if p.is_file()], "no temporary files stay behind"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["counts"] == {"done": 3, "failed": 2}
+
+
+def test_fluidsynth_implementation(tmp_path):
+    pytest.importorskip("fluidsynth")
+    from w2m2w.data.render import RenderError, render_notes, soundfont_path
+
+    try:
+        sf_path = soundfont_path("timgm6mb")
+    except RenderError as exc:
+        pytest.skip(str(exc))
+    mid = tmp_path / "piece.mid"
+    write_midi(mid, NOTES)
+    run_dir = tmp_path / "run"
+    res = run_pipeline(f"input={mid}", "stages=[synthesize]", "synthesize=fluidsynth", "synthesize.soundfont=timgm6mb", f"run_dir={run_dir}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    wav = run_dir / "3-synthesize" / "piece.wav"
+    side = json.loads(wav.with_suffix(".json").read_text())
+    assert side["settings"] == {"name": "fluidsynth", "soundfont": "timgm6mb", "program": 0}
+    assert side["weights"] == sf_path and len(side["weights_sha256"]) == 64  # the soundfont's hash: a new soundfont re-renders
+    from w2m2w.midi import load_midi_notes
+
+    ref = render_notes(load_midi_notes(mid), "timgm6mb")
+    np.testing.assert_allclose(_wav(wav), ref, atol=1.0 / 32768 + 1e-6)  # the same render, through 16-bit PCM
+
+
+def test_missing_weights_and_soundfont_are_named(tmp_path):
+    mid = tmp_path / "piece.mid"
+    write_midi(mid, NOTES)
+    missing = tmp_path / "nope.safetensors"
+    res = run_pipeline(f"input={mid}", "stages=[synthesize]", f"synthesize.weights={missing}", f"run_dir={tmp_path / 'run'}")
+    assert res.returncode != 0
+    assert str(missing) in res.stdout + res.stderr and "not found" in res.stdout + res.stderr
+    res = run_pipeline(f"input={mid}", "stages=[synthesize]", "synthesize=fluidsynth", f"synthesize.soundfont={tmp_path / 'no.sf2'}", f"run_dir={tmp_path / 'run'}")
+    assert res.returncode != 0 and "no.sf2" in res.stdout + res.stderr

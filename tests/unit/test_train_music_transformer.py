@@ -1,0 +1,65 @@
+"""A few real training steps of a tiny Music Transformer on a fake MIDI folder, then a resume."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from w2m2w.checkpoint import load_weights
+from w2m2w.midi import write_midi
+from w2m2w.models.music_transformer import MusicTransformerConfig
+from w2m2w.train.music_transformer import MusicTransformerTrainConfig, learning_rate, train
+
+
+@pytest.fixture()
+def midi_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "midi"
+    root.mkdir()
+    for i in range(8):
+        t = np.cumsum(rng.uniform(0.05, 0.4, 60))
+        notes = np.stack([t, t + rng.uniform(0.1, 0.8, 60), rng.integers(40, 90, 60), rng.integers(30, 110, 60)], 1)
+        write_midi(root / f"piece{i}.mid", notes)
+    return root
+
+
+def test_train_smoke_and_resume(tmp_path, midi_folder):
+    tiny = MusicTransformerConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_len=32)
+    cfg = MusicTransformerTrainConfig(out_dir=str(tmp_path / "run"), model=tiny, midi_dirs=[str(midi_folder)], val_fraction=0.25, val_events=64, batch_size=2, max_steps=4, validate_every=2, warmup_steps=2)
+    summary = train(cfg)
+    out = tmp_path / "run"
+    rows = [json.loads(ln) for ln in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4] and summary == rows[-1]
+    assert all(4 < r["val_nll"] < 8 and r["train_nll"] > 0 for r in rows), rows
+    state, config, training = load_weights(out / "best.safetensors", "music_transformer")
+    assert config == {**config, "d_model": 32, "max_len": 32, "position": "relative"}
+    assert training["validation"]["val_nll"] == min(r["val_nll"] for r in rows)
+    split = json.loads((out / "split.json").read_text())
+    assert split["val"] and not set(split["val"]) & set(split["train"])
+    assert (out / "val_files.txt").read_text().split() == split["val"]
+    # resume: two more steps from the checkpoint, not from scratch
+    cfg.max_steps = 6
+    train(cfg)
+    rows = [json.loads(ln) for ln in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4, 6]
+    # a checkpoint of another model config is refused by name
+    cfg.model = MusicTransformerConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, max_len=32)
+    with pytest.raises(ValueError, match="another model config"):
+        train(cfg)
+
+
+def test_absolute_positions_train_too(tmp_path, midi_folder):
+    tiny = MusicTransformerConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_len=32, position="learned")
+    cfg = MusicTransformerTrainConfig(out_dir=str(tmp_path / "abs"), model=tiny, midi_dirs=[str(midi_folder / "*.mid")], val_events=64, batch_size=2, max_steps=2, validate_every=2)
+    assert train(cfg)["step"] == 2
+
+
+def test_schedule():
+    cfg = MusicTransformerTrainConfig(learning_rate=1e-3, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    assert learning_rate(cfg, 0, 0) == pytest.approx(1e-4)
+    assert learning_rate(cfg, 10, 0) == pytest.approx(1e-3)
+    assert learning_rate(cfg, 60, 0) == pytest.approx(0.55e-3)
+    assert learning_rate(cfg, 110, 0) == pytest.approx(1e-4)
+    cfg.max_minutes = 1.0
+    assert learning_rate(cfg, 11, 60.0) == pytest.approx(1e-4), "a time budget ends the schedule too"
