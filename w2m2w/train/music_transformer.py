@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 import math
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +22,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..checkpoint import load_training_state, load_weights, save_training_state, save_weights
+from ..checkpoint import load_training_state, load_weights, save_training_state
+from .export import export_trained
 from ..data.midi_corpus import WindowSampler, find_midi_files, load_corpus, piece_names, split_by_piece
 from ..generation import piece_tokens
 from ..models.music_transformer import MODEL_NAME, MusicTransformer, MusicTransformerConfig, sequence_nll
@@ -209,12 +209,4 @@ CONFIG = MusicTransformerTrainConfig
 
 
 def export(model: MusicTransformer, cfg: MusicTransformerTrainConfig, path: Path, summary: dict, data: dict, n_params: int) -> None:
-    """Weights file for inference, with what produced it in its metadata."""
-    training = {
-        "config": {k: v for k, v in asdict(cfg).items() if k != "model"},
-        "data": data,
-        "validation": summary,
-        "parameters": n_params,
-        "hardware": f"{platform.machine()} {platform.processor() or ''} torch {torch.__version__} threads={torch.get_num_threads()} device={cfg.device}".strip(),
-    }
-    save_weights(path, MODEL_NAME, model.state_dict(), asdict(cfg.model), training)
+    export_trained(path, MODEL_NAME, model, cfg, summary, data=data, parameters=n_params)

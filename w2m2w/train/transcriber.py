@@ -4,8 +4,6 @@ from __future__ import annotations
 import glob
 import json
 import logging
-import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,7 +12,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..checkpoint import load_training_state, save_training_state, save_weights
+from ..checkpoint import load_training_state, save_training_state
+from .export import export_trained
 from ..data.transcription import Example, SegmentSampler, load_examples_audio_notes, maestro_examples, maps_examples, maps_piece, rendered_examples
 from ..features import log_mel
 from ..models.onsets_frames import OnsetsFrames, OnsetsFramesConfig
@@ -175,11 +174,5 @@ train = train_transcriber
 
 
 def export(model: OnsetsFrames, cfg: TranscriberTrainConfig, path: Path, summary: dict) -> None:
-    """Weights file for inference, with what produced it in its metadata."""
-    training = {
-        "config": {k: v for k, v in asdict(cfg).items() if k != "model"},
-        "validation": summary,
-        "hardware": f"{platform.machine()} {platform.processor() or ''} torch {torch.__version__} threads={torch.get_num_threads()} device={cfg.device}".strip(),
-    }
-    save_weights(path, MODEL_NAME, model.state_dict(), asdict(cfg.model), training)
+    export_trained(path, MODEL_NAME, model, cfg, summary)
 

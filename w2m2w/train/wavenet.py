@@ -11,7 +11,6 @@ from __future__ import annotations
 import glob
 import json
 import logging
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +20,8 @@ import torch
 from tqdm import tqdm
 
 from ..audio import AUDIO_EXTENSIONS, load_audio, mu_law_encode
-from ..checkpoint import load_training_state, save_training_state, save_weights
+from ..checkpoint import load_training_state, save_training_state
+from .export import export_trained
 from ..data.transcription import Example, rendered_examples
 from ..features import conditioning_roll
 from ..midi import load_notes
@@ -265,13 +265,7 @@ def train_wavenet(cfg: WaveNetTrainConfig) -> dict:
 
 
 def export(model: WaveNet, cfg: WaveNetTrainConfig, path: Path, summary: dict) -> None:
-    """Weights file for inference, with what produced it in its metadata."""
-    training = {
-        "config": {k: v for k, v in asdict(cfg).items() if k != "model"},
-        "validation": summary,
-        "hardware": f"{platform.machine()} {platform.processor() or ''} torch {torch.__version__} threads={torch.get_num_threads()} device={cfg.device}".strip(),
-    }
-    save_weights(path, MODEL_NAME, model.state_dict(), asdict(cfg.model), training)
+    export_trained(path, MODEL_NAME, model, cfg, summary)
 
 
 CONFIG = WaveNetTrainConfig
