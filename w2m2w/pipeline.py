@@ -9,15 +9,18 @@ keeps going when a piece fails.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 from . import __version__
-from .staging import STAGES, file_sha256, input_kind, is_current, output_path, remove_output, sidecar_path, temp_name, write_json
+from .staging import (STAGES, LockedError, atomic_path, file_lock, file_sha256, input_kind, is_current, lock_path, output_path, read_sidecar,
+                      remove_output, sidecar_path, temp_name, write_json)
 
 log = logging.getLogger("w2m2w")
 
@@ -38,7 +41,7 @@ class StageJob:
 class PieceResult:
     piece: str
     source: str
-    status: str = "done"  # done | current | failed | skipped
+    status: str = "done"  # done | current | failed | skipped | locked
     error: str | None = None
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -69,8 +72,38 @@ class Hashes:
         return self._cache[key]
 
 
-def run_piece(piece: str, source: Path, stages: list[str], modules: dict[str, ModuleType], cfgs: dict[str, Any], run_dir: Path, force: bool = False, hashes: Hashes | None = None) -> PieceResult:
-    """Take one piece through `stages`; never raises for a bad input, the result says what happened."""
+Event = Callable[[str, str, dict[str, Any]], None]  # (piece, stage, stage result) after each stage
+
+
+def _reuse(out: Path, stage: str, piece: str, reuse_dirs: list[Path], in_hash: str, c_hash: str, w_hash: str | None) -> Path | None:
+    """Copy a current output of another run directory (same input, settings and weights) into `out`.
+
+    This is how a sweep over a later stage's settings computes the earlier stages once:
+    its jobs look in each other's run directories before computing anything.
+    """
+    for d in reuse_dirs:
+        cand = output_path(d, stage, piece)
+        if cand.resolve() == out.resolve() or not is_current(cand, in_hash, c_hash, w_hash):
+            continue
+        side = read_sidecar(cand) or {}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out) as tmp:
+            try:
+                os.link(cand, tmp)  # same file system: no copy at all
+            except OSError:
+                shutil.copyfile(cand, tmp)
+        write_json(sidecar_path(out), {**side, "reused_from": str(cand)})
+        return cand
+    return None
+
+
+def run_piece(piece: str, source: Path, stages: list[str], modules: dict[str, ModuleType], cfgs: dict[str, Any], run_dir: Path,
+              force: bool = False, hashes: Hashes | None = None, reuse_dirs: list[Path] | None = None, on_event: Event | None = None) -> PieceResult:
+    """Take one piece through `stages`; never raises for a bad input, the result says what happened.
+
+    Each stage of the piece runs under a lock (RUN_DIR/<stage>/.locks/<piece>.lock), so two runs
+    sharing a run directory never write the same output; the second one reports the piece as locked.
+    """
     from .staging import config_hash
 
     hashes = hashes or Hashes()
@@ -94,44 +127,63 @@ def run_piece(piece: str, source: Path, stages: list[str], modules: dict[str, Mo
         try:
             if kind is None:
                 raise StageError(f"{source}: not an audio or MIDI file (extension {source.suffix or 'none'})")
-            if not inp.is_file():
-                raise StageError(f"{source}: no {STAGES[STAGES.index(stage) - 1]} output at {inp}; run that stage first")
-            settings = mod.settings(cfg)
-            weights = mod.weights_file(cfg)
-            in_hash = hashes(inp)
-            c_hash = config_hash(settings)
-            w_hash = hashes(weights) if weights is not None and weights.is_file() else None
-            if not force and is_current(out, in_hash, c_hash, w_hash):
-                result.stages[stage] = {"status": "current"}
-                log.info("[%s] %s: current, skipped", stage, piece)
-                continue
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = temp_name(out)
-            t0 = time.time()
-            try:
-                stats = mod.run(cfg, StageJob(piece, source, inp, tmp), run_dir)
-                if not tmp.is_file():
-                    raise StageError(f"{source}: stage {stage} wrote no output")
-                elapsed = time.time() - t0
-                if weights is not None and w_hash is None:
-                    w_hash = hashes(weights)  # a stage may create its weights (e.g. fluidsynth has none)
-                side = {
-                    "stage": stage, "piece": piece, "source": str(source), "input": str(inp),
-                    "input_sha256": in_hash, "config_hash": c_hash, "settings": settings,
-                    "weights": str(weights) if weights is not None else None, "weights_sha256": w_hash,
-                    "w2m2w_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    "timings": {"seconds": round(elapsed, 3)}, "stats": stats,
-                }
-                # output first, sidecar last: an output without its sidecar is never taken as current
-                remove_output(out)
-                tmp.replace(out)
-                write_json(sidecar_path(out), side)
-            finally:
-                if tmp.exists():
-                    tmp.unlink()
+            with file_lock(lock_path(run_dir, stage, piece), f"{piece} ({stage})"):
+                if not inp.is_file():
+                    raise StageError(f"{source}: no {STAGES[STAGES.index(stage) - 1]} output at {inp}; run that stage first")
+                settings = mod.settings(cfg)
+                weights = mod.weights_file(cfg)
+                in_hash = hashes(inp)
+                c_hash = config_hash(settings)
+                w_hash = hashes(weights) if weights is not None and weights.is_file() else None
+                if not force and is_current(out, in_hash, c_hash, w_hash):
+                    result.stages[stage] = {"status": "current", **((read_sidecar(out) or {}).get("stats") or {})}
+                    log.info("[%s] %s: current, skipped", stage, piece)
+                    if on_event:
+                        on_event(piece, stage, result.stages[stage])
+                    continue
+                if not force and reuse_dirs and (found := _reuse(out, stage, piece, reuse_dirs, in_hash, c_hash, w_hash)) is not None:
+                    result.stages[stage] = {"status": "reused", "from": str(found), **((read_sidecar(out) or {}).get("stats") or {})}
+                    log.info("[%s] %s: reused %s", stage, piece, found)
+                    any_ran = True
+                    if on_event:
+                        on_event(piece, stage, result.stages[stage])
+                    continue
+                out.parent.mkdir(parents=True, exist_ok=True)
+                tmp = temp_name(out)
+                t0 = time.time()
+                try:
+                    stats = mod.run(cfg, StageJob(piece, source, inp, tmp), run_dir)
+                    if not tmp.is_file():
+                        raise StageError(f"{source}: stage {stage} wrote no output")
+                    elapsed = time.time() - t0
+                    if weights is not None and w_hash is None:
+                        w_hash = hashes(weights)  # a stage may create its weights (e.g. fluidsynth has none)
+                    side = {
+                        "stage": stage, "piece": piece, "source": str(source), "input": str(inp),
+                        "input_sha256": in_hash, "config_hash": c_hash, "settings": settings,
+                        "weights": str(weights) if weights is not None else None, "weights_sha256": w_hash,
+                        "w2m2w_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                        "timings": {"seconds": round(elapsed, 3)}, "stats": stats,
+                    }
+                    # output first, sidecar last: an output without its sidecar is never taken as current
+                    remove_output(out)
+                    tmp.replace(out)
+                    write_json(sidecar_path(out), side)
+                finally:
+                    if tmp.exists():
+                        tmp.unlink()
             any_ran = True
             result.stages[stage] = {"status": "done", "seconds": round(elapsed, 3), **stats}
             log.info("[%s] %s: %s", stage, piece, ", ".join(f"{k}={v}" for k, v in stats.items() if not isinstance(v, (dict, list))))
+            if on_event:
+                on_event(piece, stage, result.stages[stage])
+        except LockedError as exc:  # another run is writing this output: leave it alone, say so
+            result.status, result.error = "locked", str(exc)
+            result.stages[stage] = {"status": "locked", "error": str(exc)}
+            log.warning("[%s] %s", stage, exc)
+            if on_event:
+                on_event(piece, stage, result.stages[stage])
+            return result
         except Exception as exc:  # one bad piece never stops the batch
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if not isinstance(exc, (StageError, ValueError, OSError, RuntimeError)):
@@ -142,17 +194,25 @@ def run_piece(piece: str, source: Path, stages: list[str], modules: dict[str, Mo
             result.status, result.error = "failed", msg
             result.stages[stage] = {"status": "failed", "error": msg}
             log.error("[%s] %s", stage, msg)
+            if on_event:
+                on_event(piece, stage, result.stages[stage])
             return result
     result.status = "done" if any_ran else "current"
     return result
 
 
 def summarize(results: list[PieceResult]) -> dict[str, Any]:
+    """counts per status, failed piece -> reason, and every piece's status, error and per-stage results."""
+    return count_pieces({r.piece: {"source": r.source, "status": r.status, "error": r.error, "stages": r.stages} for r in results})
+
+
+def count_pieces(pieces: dict[str, dict[str, Any]]) -> dict[str, Any]:
     counts: dict[str, int] = {}
-    for r in results:
-        counts[r.status] = counts.get(r.status, 0) + 1
-    return {
-        "counts": counts,
-        "failed": {r.piece: r.error for r in results if r.status == "failed"},
-        "pieces": {r.piece: {"source": r.source, "status": r.status, "error": r.error, "stages": r.stages} for r in results},
-    }
+    for p in pieces.values():
+        counts[p["status"]] = counts.get(p["status"], 0) + 1
+    return {"counts": counts, "failed": {k: p["error"] for k, p in pieces.items() if p["status"] == "failed"}, "pieces": pieces}
+
+
+def merge_summaries(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """`new` over `old`, piece by piece (the shards of one input each add theirs), counts recomputed."""
+    return {**old, **new, **count_pieces({**old.get("pieces", {}), **new["pieces"]})}

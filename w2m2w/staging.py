@@ -12,9 +12,10 @@ import hashlib
 import json
 import os
 import re
+import socket
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .audio import AUDIO_EXTENSIONS
 from .checkpoint import sha256_file
@@ -201,17 +202,74 @@ def remove_output(output: str | os.PathLike) -> None:
             f.unlink()
 
 
+class LockedError(RuntimeError):
+    """Another process holds the lock; the message says which file and, when known, who."""
+
+
+def lock_path(run_dir: str | os.PathLike, stage: str, piece: str) -> Path:
+    """RUN_DIR/.locks/<n>-<stage>/<piece>.lock: one lock per piece and stage, out of the stage folders (outputs only there)."""
+    return Path(run_dir) / ".locks" / stage_dir(run_dir, stage).name / f"{piece}.lock"
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike, what: str = "") -> Iterator[None]:
+    """Hold an exclusive, non-blocking flock on `path` for the block, or raise LockedError.
+
+    flock is released by the kernel when the holder exits, however it exits, so a
+    crashed run never leaves a piece locked. Lock files stay behind on purpose:
+    deleting one while another process opens it would let two holders in.
+    """
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+            raise LockedError(f"{what or path}: held by another process ({holder or 'unknown'}); skipped here, that run writes it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def update_json(path: str | os.PathLike, update: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    """Read JSON at `path` ({} if missing), apply `update`, write it back atomically, all under a lock.
+
+    Runs that share a run directory (two users, or N cluster shards) merge their parts this way,
+    so none drops what another wrote.
+    """
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # blocking: holders only read and write a small file
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            data = {}
+        data = update(data)
+        write_json(path, data)
+    finally:
+        os.close(fd)
+    return data
+
+
 def update_run_json(run_dir: str | os.PathLike, inputs: dict[str, dict[str, Any]], version: str) -> dict[str, Any]:
     """Merge piece inputs (id -> {source, sha256, kind}) into RUN_DIR/run.json and return it."""
-    path = Path(run_dir) / "run.json"
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        data = {}
-    data.setdefault("inputs", {}).update(inputs)
-    data["w2m2w_version"] = version
-    write_json(path, data)
-    return data
+
+    def merge(data: dict[str, Any]) -> dict[str, Any]:
+        data.setdefault("inputs", {}).update(inputs)
+        data["w2m2w_version"] = version
+        return data
+
+    return update_json(Path(run_dir) / "run.json", merge)
 
 
 def file_sha256(path: str | os.PathLike) -> str:

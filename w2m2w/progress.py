@@ -1,0 +1,93 @@
+"""Progress of a batch: a bar per stage and one overall (pieces, audio seconds, time left), and the summary table."""
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any, TextIO
+
+from .pipeline import PieceResult
+
+
+class BatchProgress:
+    """tqdm bars fed by stage and piece events; safe to call from a thread that drains worker events."""
+
+    def __init__(self, pieces: list[str], stages: list[str], enabled: bool = True) -> None:
+        from tqdm import tqdm
+
+        n = len(pieces)
+        self.stages = stages
+        self._seen: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+        self.audio_s = 0.0
+        self.failed = 0
+        self.counts = {s: 0 for s in stages}  # what the bars show; kept here too because a disabled bar counts nothing
+        self.pieces_done = 0
+        self.overall = tqdm(total=n, desc="all stages", unit="piece", position=0, disable=not enabled, dynamic_ncols=True, leave=True)
+        self.bars = {s: tqdm(total=n, desc=f"  {s}", unit="piece", position=i + 1, disable=not enabled, dynamic_ncols=True, leave=True)
+                     for i, s in enumerate(stages)}
+
+    def stage_done(self, piece: str, stage: str, info: dict[str, Any]) -> None:
+        with self._lock:
+            if (piece, stage) in self._seen or stage not in self.bars:
+                return
+            self._seen.add((piece, stage))
+            self.counts[stage] += 1
+            self.bars[stage].update(1)
+
+    def piece_done(self, result: PieceResult) -> None:
+        with self._lock:
+            # stages a failed or skipped piece never reached are finished for it as well
+            for s in self.stages:
+                if (result.piece, s) not in self._seen:
+                    self._seen.add((result.piece, s))
+                    self.counts[s] += 1
+                    self.bars[s].update(1)
+            self.failed += result.status in ("failed", "locked")
+            first = next((result.stages[s] for s in self.stages if s in result.stages), {})
+            self.audio_s += float(first.get("audio_seconds") or 0)  # the recording's length, from the transcription
+            self.overall.set_postfix_str(f"{self.audio_s:.0f} s audio in, {self.failed} failed", refresh=False)
+            self.pieces_done += 1
+            self.overall.update(1)
+
+    def close(self) -> None:
+        for b in [*self.bars.values(), self.overall]:
+            b.close()
+
+
+def piece_row(pid: str, p: dict[str, Any], stages: list[str]) -> dict[str, Any]:
+    """One summary row: status, input/output durations, seconds per stage, detail (the error or warning)."""
+    st = p.get("stages", {})
+    first = next((st[s] for s in stages if s in st), {})
+    row = {"piece": pid, "status": p["status"], "in_s": first.get("audio_seconds") if "transcribe" in st else None}
+    gen = st.get("generate", {})
+    row["music_s"] = gen.get("continuation_seconds")
+    row["out_s"] = st.get("synthesize", {}).get("audio_seconds")
+    for s in stages:
+        row[f"{s}_s"] = st.get(s, {}).get("seconds") if st.get(s, {}).get("status") == "done" else st.get(s, {}).get("status")
+    row["detail"] = p.get("error") or ""
+    return row
+
+
+def print_summary(summary: dict[str, Any], stages: list[str], stream: TextIO = sys.stdout) -> None:
+    """The table at the end of a run: one line per piece, failures with their reasons, then the counts."""
+    rows = [piece_row(pid, p, stages) for pid, p in summary["pieces"].items()]
+
+    def fmt(v: Any) -> str:
+        if v is None:
+            return "-"
+        return f"{v:.1f}" if isinstance(v, float) else str(v)
+
+    cols = ["piece", "status", "in_s", "music_s", "out_s", *[f"{s}_s" for s in stages]]
+    heads = {"in_s": "input s", "music_s": "continued s", "out_s": "audio out s", **{f"{s}_s": f"{s} time" for s in stages}}
+    table = [[heads.get(c, c) for c in cols]] + [[fmt(r[c]) for c in cols] for r in rows]
+    widths = [max(len(t[i]) for t in table) for i in range(len(cols))]
+    print("", file=stream)
+    for t in table:
+        print("  ".join(v.ljust(w) if i < 2 else v.rjust(w) for i, (v, w) in enumerate(zip(t, widths))), file=stream)
+    problems = [r for r in rows if r["detail"]]
+    if problems:
+        print("", file=stream)
+        for r in problems:
+            print(f"{r['piece']}: {r['status']}: {r['detail']}", file=stream)
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(summary["counts"].items()))
+    print(f"{len(rows)} pieces: {counts}" + (f"; {summary.get('seconds', 0):.1f} s" if summary.get("seconds") else ""), file=stream)
