@@ -120,11 +120,20 @@ def evaluate_synthesis(midi_files: list[tuple[str, Path]], synthesizer, transcri
 
 
 def midi_inputs(path: str | os.PathLike, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[tuple[str, Path]]:
-    """(name relative to `path`, file) for a MIDI file or every .mid/.midi under a folder (hidden names skipped).
+    """(name relative to `path`, file) for a MIDI file, every .mid/.midi under a folder (hidden names skipped),
+    or the files listed in a .txt file (e.g. a WaveNet training run's validation_midi.txt).
 
     include/exclude: globs matched against the relative path or the bare file name.
     """
     path = Path(path)
+    if path.is_file() and path.suffix.lower() == ".txt":
+        listed = [Path(ln.strip()) for ln in path.read_text().splitlines() if ln.strip() and not ln.strip().startswith("#")]
+        # relative entries: next to the list if they are there, else as written (relative to where it was made)
+        files = [q if q.is_absolute() or not (path.parent / q).exists() else path.parent / q for q in listed]
+        if not files:
+            raise ValueError(f"input {path}: the list names no MIDI files")
+        root = Path(os.path.commonpath([str(f.resolve().parent) for f in files]))
+        return [(os.path.relpath(f.resolve(), root), f) for f in files]
     if path.is_file():
         return [(path.name, path)]
     if not path.is_dir():

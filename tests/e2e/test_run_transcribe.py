@@ -13,6 +13,11 @@ import soundfile as sf
 from tests.conftest import REPO, run_pipeline
 
 
+def transcribe_only(*args: str):
+    """run.py with stages=[transcribe] (the default runs every stage)."""
+    return run_pipeline("stages=[transcribe]", *args)
+
+
 def hidden_files(folder: Path) -> list[Path]:
     return [p for p in folder.rglob(".*") if p.is_file() and ".hydra" not in p.parts]
 
@@ -32,9 +37,11 @@ def batch(tmp_path, example_audio) -> Path:
     return root
 
 
-def test_demo_run_writes_contract(tmp_path, tiny_transcriber):
+def test_demo_run_writes_contract(tmp_path, tiny_transcriber, tiny_music_transformer, tiny_wavenet):
+    """`python run.py` with no input: the demo recording through every stage (tiny models here)."""
     run_dir = tmp_path / "run"
-    res = run_pipeline(f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir}")
+    res = run_pipeline(f"transcribe.weights={tiny_transcriber}", f"generate.weights={tiny_music_transformer}", "generate.seconds=2",
+                       f"synthesize.weights={tiny_wavenet}", f"run_dir={run_dir}")
     assert res.returncode == 0, res.stderr[-2000:]
     mid = run_dir / "1-transcribe" / "bach_prelude_c.mid"
     side = json.loads(mid.with_suffix(".json").read_text())
@@ -47,31 +54,34 @@ def test_demo_run_writes_contract(tmp_path, tiny_transcriber):
     assert list((run_dir / ".hydra").glob("*/config.yaml")), "Hydra's record of the call belongs in the run directory"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["counts"] == {"done": 1}
+    assert summary["stages"] == ["transcribe", "generate", "synthesize"]
+    assert (run_dir / "2-generate" / "bach_prelude_c.mid").is_file() and (run_dir / "3-synthesize" / "bach_prelude_c.wav").is_file()
+    assert (run_dir / "report.html").is_file()
 
 
 def test_rerun_skips_current_and_force_recomputes(tmp_path, tiny_transcriber, example_audio):
     run_dir = tmp_path / "run"
     args = [f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir}", f"input={example_audio}"]
-    assert run_pipeline(*args).returncode == 0
+    assert transcribe_only(*args).returncode == 0
     side_path = run_dir / "1-transcribe" / "notes.json"
     first = json.loads(side_path.read_text())["created"]
     mtime = side_path.stat().st_mtime_ns
-    res = run_pipeline(*args)
+    res = transcribe_only(*args)
     assert res.returncode == 0 and "current" in res.stdout
     assert side_path.stat().st_mtime_ns == mtime
-    res = run_pipeline(*args, "transcribe.onset_threshold=0.7")  # a new setting -> recomputed
+    res = transcribe_only(*args, "transcribe.onset_threshold=0.7")  # a new setting -> recomputed
     assert res.returncode == 0
     assert side_path.stat().st_mtime_ns != mtime
     assert json.loads(side_path.read_text())["settings"]["onset_threshold"] == 0.7
     mtime = side_path.stat().st_mtime_ns
-    assert run_pipeline(*args, "transcribe.onset_threshold=0.7", "force=true").returncode == 0
+    assert transcribe_only(*args, "transcribe.onset_threshold=0.7", "force=true").returncode == 0
     assert side_path.stat().st_mtime_ns != mtime
     assert first  # the sidecar records when it was made
 
 
 def test_rerun_over_run_dir_without_input(tmp_path, tiny_transcriber, example_audio):
     run_dir = tmp_path / "run"
-    assert run_pipeline(f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir}", f"input={example_audio}").returncode == 0
+    assert transcribe_only(f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir}", f"input={example_audio}").returncode == 0
     res = run_pipeline(f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir}", "stages=[transcribe]")
     assert res.returncode == 0
     assert "notes" in res.stdout and "current" in res.stdout  # pieces came from run.json, not the demo
@@ -80,7 +90,7 @@ def test_rerun_over_run_dir_without_input(tmp_path, tiny_transcriber, example_au
 
 def test_bad_inputs_are_named_and_batch_goes_on(tmp_path, tiny_transcriber, batch):
     run_dir = tmp_path / "run"
-    res = run_pipeline(f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir}", f"input={batch}")
+    res = transcribe_only(f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir}", f"input={batch}")
     assert res.returncode == 1, "a failed piece makes the run exit non-zero"
     log = res.stdout + res.stderr
     for name, reason in [("empty.wav", "empty"), ("notes.mp3", "not readable"), ("corrupt.flac", "not readable"), ("silent.wav", "silent")]:
@@ -98,14 +108,14 @@ def test_bad_inputs_are_named_and_batch_goes_on(tmp_path, tiny_transcriber, batc
 
 def test_glob_and_list_inputs(tmp_path, tiny_transcriber, batch):
     run_dir = tmp_path / "run"
-    res = run_pipeline(f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir}", f"input={batch}/**/*.wav")
+    res = transcribe_only(f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir}", f"input={batch}/**/*.wav")
     pieces = json.loads((run_dir / "run.json").read_text())["inputs"]
     assert set(pieces) == {"set_a/take_1", "empty", "silent"}
     assert res.returncode == 1
     listing = tmp_path / "list.txt"
     listing.write_text(f"# my takes\n{batch / 'set a' / 'take 1.wav'}\n{batch / 'stereo44k.flac'}\n")
     run_dir2 = tmp_path / "run2"
-    res = run_pipeline(f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir2}", f"input={listing}")
+    res = transcribe_only(f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir2}", f"input={listing}")
     assert res.returncode == 0, res.stderr[-2000:]
     assert set(json.loads((run_dir2 / "run.json").read_text())["inputs"]) == {"set_a/take_1", "stereo44k"}
 
@@ -118,7 +128,7 @@ def test_interrupted_run_resumes(tmp_path, tiny_transcriber, batch):
     stale = out / ".stereo44k.mid.tmp-999999-0123abcd.mid"
     stale.write_bytes(b"half a midi file")
     (out / "stereo44k.mid").write_bytes(b"MThd not really")
-    res = run_pipeline(f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir}", f"input={batch / 'stereo44k.flac'}")
+    res = transcribe_only(f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir}", f"input={batch / 'stereo44k.flac'}")
     assert res.returncode == 0, res.stderr[-2000:]
     assert not stale.exists()
     assert (out / "stereo44k.json").is_file()
@@ -131,18 +141,18 @@ def test_missing_and_corrupt_weights_named(tmp_path, example_audio):
     bad = tmp_path / "w.safetensors"
     bad.write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 12\n")
     for weights, expect in [(tmp_path / "nope.safetensors", "not found"), (bad, "Git LFS")]:
-        res = run_pipeline(f"transcribe.weights={weights}", f"run_dir={tmp_path / 'run'}", f"input={example_audio}")
+        res = transcribe_only(f"transcribe.weights={weights}", f"run_dir={tmp_path / 'run'}", f"input={example_audio}")
         assert res.returncode != 0
         assert str(weights) in res.stdout + res.stderr and expect in res.stdout + res.stderr
 
 
 def test_bad_arguments(tmp_path, tiny_transcriber):
-    res = run_pipeline(f"transcribe.weights={tiny_transcriber}", f"run_dir={tmp_path / 'r'}", f"input={tmp_path / 'missing'}")
+    res = transcribe_only(f"transcribe.weights={tiny_transcriber}", f"run_dir={tmp_path / 'r'}", f"input={tmp_path / 'missing'}")
     assert res.returncode == 2 and "no such file or folder" in res.stdout + res.stderr
     empty = tmp_path / "empty_dir"
     empty.mkdir()
     (empty / "readme.txt").write_text("no audio here")
-    res = run_pipeline(f"transcribe.weights={tiny_transcriber}", f"run_dir={tmp_path / 'r'}", f"input={empty}")
+    res = transcribe_only(f"transcribe.weights={tiny_transcriber}", f"run_dir={tmp_path / 'r'}", f"input={empty}")
     assert res.returncode == 2 and "holds no audio" in res.stdout + res.stderr
     res = run_pipeline(f"run_dir={tmp_path / 'r'}", "stages=[transcribe,synthesize]")
     assert res.returncode == 2 and "contiguous" in res.stdout + res.stderr

@@ -128,3 +128,21 @@ def test_synthesis_evaluation(tmp_path, tiny_wavenet, tiny_transcriber):
     assert (tmp_path / "audio" / "sub__a.wavenet.wav").is_file()
     if soundfont:
         assert summary["log_mel_distance"] > 0 and "fluidsynth_note_f1" in summary
+
+
+def test_midi_inputs_from_a_list(tmp_path):
+    """A .txt list (a training run's validation_midi.txt): entries next to the list, or as written."""
+    from w2m2w.midi import write_midi
+    from w2m2w.synthesis_eval import midi_inputs
+
+    notes = np.array([[0.0, 0.5, 60, 80]])
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    write_midi(tmp_path / "a" / "x.mid", notes)
+    write_midi(tmp_path / "b" / "y.mid", notes)
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# held out\na/x.mid\n{tmp_path / 'b' / 'y.mid'}\n")
+    assert [(n, p.resolve()) for n, p in midi_inputs(listing)] == [("a/x.mid", (tmp_path / "a" / "x.mid").resolve()), ("b/y.mid", (tmp_path / "b" / "y.mid").resolve())]
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    with pytest.raises(ValueError, match="empty.txt"):
+        midi_inputs(tmp_path / "empty.txt")
