@@ -117,6 +117,12 @@ def run_piece(piece: str, source: Path, stages: list[str], modules: dict[str, Mo
             result.error = f"{source}: MIDI input, nothing to transcribe"
             return result
     any_ran = False
+
+    def finish(stage: str, info: dict[str, Any]) -> None:  # record a stage's result and tell the listener
+        result.stages[stage] = info
+        if on_event:
+            on_event(piece, stage, info)
+
     for stage in todo:
         mod, cfg = modules[stage], cfgs[stage]
         out = output_path(run_dir, stage, piece)
@@ -136,17 +142,13 @@ def run_piece(piece: str, source: Path, stages: list[str], modules: dict[str, Mo
                 c_hash = config_hash(settings)
                 w_hash = hashes(weights) if weights is not None and weights.is_file() else None
                 if not force and is_current(out, in_hash, c_hash, w_hash):
-                    result.stages[stage] = {"status": "current", **((read_sidecar(out) or {}).get("stats") or {})}
+                    finish(stage, {"status": "current", **((read_sidecar(out) or {}).get("stats") or {})})
                     log.info("[%s] %s: current, skipped", stage, piece)
-                    if on_event:
-                        on_event(piece, stage, result.stages[stage])
                     continue
                 if not force and reuse_dirs and (found := _reuse(out, stage, piece, reuse_dirs, in_hash, c_hash, w_hash)) is not None:
-                    result.stages[stage] = {"status": "reused", "from": str(found), **((read_sidecar(out) or {}).get("stats") or {})}
+                    finish(stage, {"status": "reused", "from": str(found), **((read_sidecar(out) or {}).get("stats") or {})})
                     log.info("[%s] %s: reused %s", stage, piece, found)
                     any_ran = True
-                    if on_event:
-                        on_event(piece, stage, result.stages[stage])
                     continue
                 out.parent.mkdir(parents=True, exist_ok=True)
                 tmp = temp_name(out)
@@ -173,16 +175,12 @@ def run_piece(piece: str, source: Path, stages: list[str], modules: dict[str, Mo
                     if tmp.exists():
                         tmp.unlink()
             any_ran = True
-            result.stages[stage] = {"status": "done", "seconds": round(elapsed, 3), **stats}
+            finish(stage, {"status": "done", "seconds": round(elapsed, 3), **stats})
             log.info("[%s] %s: %s", stage, piece, ", ".join(f"{k}={v}" for k, v in stats.items() if not isinstance(v, (dict, list))))
-            if on_event:
-                on_event(piece, stage, result.stages[stage])
         except LockedError as exc:  # another run is writing this output: leave it alone, say so
             result.status, result.error = "locked", str(exc)
-            result.stages[stage] = {"status": "locked", "error": str(exc)}
             log.warning("[%s] %s", stage, exc)
-            if on_event:
-                on_event(piece, stage, result.stages[stage])
+            finish(stage, {"status": "locked", "error": str(exc)})
             return result
         except Exception as exc:  # one bad piece never stops the batch
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -192,10 +190,8 @@ def run_piece(piece: str, source: Path, stages: list[str], modules: dict[str, Mo
                 msg = f"{source}: {msg}"
             remove_output(out)  # a stale result of an older input must not look like this one's
             result.status, result.error = "failed", msg
-            result.stages[stage] = {"status": "failed", "error": msg}
             log.error("[%s] %s", stage, msg)
-            if on_event:
-                on_event(piece, stage, result.stages[stage])
+            finish(stage, {"status": "failed", "error": msg})
             return result
     result.status = "done" if any_ran else "current"
     return result

@@ -57,11 +57,8 @@ class BatchProgress:
 def piece_row(pid: str, p: dict[str, Any], stages: list[str]) -> dict[str, Any]:
     """One summary row: status, input/output durations, seconds per stage, detail (the error or warning)."""
     st = p.get("stages", {})
-    first = next((st[s] for s in stages if s in st), {})
-    row = {"piece": pid, "status": p["status"], "in_s": first.get("audio_seconds") if "transcribe" in st else None}
-    gen = st.get("generate", {})
-    row["music_s"] = gen.get("continuation_seconds")
-    row["out_s"] = st.get("synthesize", {}).get("audio_seconds")
+    row = {"piece": pid, "status": p["status"], "in_s": st.get("transcribe", {}).get("audio_seconds"),
+           "music_s": st.get("generate", {}).get("continuation_seconds"), "out_s": st.get("synthesize", {}).get("audio_seconds")}
     for s in stages:
         row[f"{s}_s"] = st.get(s, {}).get("seconds") if st.get(s, {}).get("status") == "done" else st.get(s, {}).get("status")
     row["detail"] = p.get("error") or ""
