@@ -55,8 +55,10 @@ def naive_torch(model: WaveNet, steps: int) -> int:
     win = -(-model.receptive_field // hop) * hop
     x = torch.full((1, win), SILENCE, dtype=torch.long)
     roll = torch.zeros(1, win // hop + 2 * model.cond_margin, 264)
+    E = 2 * model.cfg.excitation_harmonics
+    exc = torch.randn(1, win, E) if E else None
     for _ in range(steps):
-        logits = model(torch.roll(x, -1, 1), roll)[:, -1]  # predicts the sample after the window
+        logits = model(torch.roll(x, -1, 1), roll, exc)[:, -1]  # predicts the sample after the window
         k = sample_inverse_cdf(logits, torch.rand(1))
         x = torch.roll(x, -1, 1)
         x[0, -1] = k[0]
@@ -68,7 +70,9 @@ def cached_torch(model: WaveNet, streams: int, steps: int) -> int:
     R, L = model.cfg.residual_channels, model.cfg.layers
     frames = -(-steps // model.cfg.hop_length)
     cond = 0.1 * torch.randn(streams, frames, L, 2 * R)
-    TorchGenerator(model, cond).advance(steps, torch.rand(streams, steps))
+    E = 2 * model.cfg.excitation_harmonics
+    exc = torch.randn(streams, steps, E) if E else None
+    TorchGenerator(model, cond, exc=exc).advance(steps, torch.rand(streams, steps))
     return streams * steps
 
 
@@ -78,7 +82,9 @@ def numba_one_stream(model: WaveNet, steps: int) -> int:
     p = pack(model)
     frames = -(-steps // model.cfg.hop_length)
     cond = prepare_cond(p, 0.1 * np.random.randn(1, frames, model.cfg.layers, 2 * model.cfg.residual_channels).astype(np.float32))
-    generate_numba(p, cond, np.random.rand(1, steps).astype(np.float32), threads=1)
+    E = 2 * model.cfg.excitation_harmonics
+    exc = np.random.randn(1, steps, E).astype(np.float32) if E else None
+    generate_numba(p, cond, np.random.rand(1, steps).astype(np.float32), threads=1, exc=exc)
     return steps
 
 
@@ -99,7 +105,7 @@ def main() -> None:
     cfg = model.cfg
     print(f"model: {source}")
     print(f"  {cfg.layers} layers, {cfg.residual_channels} residual / {cfg.skip_channels} skip / {cfg.output_channels} output channels, "
-          f"receptive field {model.receptive_field} samples, {sum(p.numel() for p in model.parameters()):,} parameters, {macs_per_sample(cfg):,} MAC per sample")
+          f"excitation harmonics {cfg.excitation_harmonics}, receptive field {model.receptive_field} samples, {sum(p.numel() for p in model.parameters()):,} parameters, {macs_per_sample(cfg):,} MAC per sample")
     print(f"  threads: torch {args.torch_threads}, numba {args.threads}; cpu: {os.cpu_count()} cores; torch {torch.__version__}, load average before: {os.getloadavg()[0]:.2f}\n")
 
     rows = []

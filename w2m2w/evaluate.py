@@ -336,6 +336,7 @@ def run(cfg: Any) -> int:
                 cfg.input, weights, cfg.get("transcriber") or DEFAULT_WEIGHTS["transcription"],
                 soundfont=cfg.get("soundfont", "fluidr3"), max_seconds=cfg.get("max_seconds", 30.0), device=str(cfg.device),
                 threads=int(cfg.threads), audio_out=cfg.get("audio_out"), include=_as_list(cfg.include), exclude=_as_list(cfg.exclude), emit=emit, warn=warn,
+                temperature=float(cfg.get("temperature", 1.0)),
             )
         except (ValueError, WeightsError) as exc:
             _error(str(exc).splitlines()[0])

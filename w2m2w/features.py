@@ -85,3 +85,44 @@ def conditioning_roll(notes: np.ndarray, n_frames: int, frame_rate: float = 100.
         roll[a0:b0, N_KEYS + k] = 1.0
         np.maximum(roll[a0:b0, 2 * N_KEYS + k], vel / 127.0, out=roll[a0:b0, 2 * N_KEYS + k])
     return roll
+
+
+def excitation(notes: np.ndarray, n_samples: int, sample_rate: int = SAMPLE_RATE, start_sample: int = 0, harmonics: int = 4) -> np.ndarray:
+    """Harmonic excitation of the sounding notes at the sample rate, float32 (n_samples, 2 * harmonics).
+
+    Channel h-1 sums, over the notes sounding at each sample, velocity/127 *
+    sin(2 pi h f0 (t - t_on) / sample_rate), and channel harmonics + h-1 the same
+    with cos, for the note's equal-tempered f0 (A4 = 440 Hz) and its onset sample
+    t_on; harmonics at or above Nyquist are left out. Notes are (n, 4): onset s,
+    offset s, MIDI pitch, velocity, sustain pedal already applied. t counts
+    samples from the start of the piece, so a window starting at start_sample
+    is exactly those rows of the whole piece's excitation (the segments of a
+    folded render line up).
+
+    Why: the piano roll tells the WaveNet which keys sound but not the
+    waveform's period; a sample-level model must discover each key's frequency
+    from data before it sounds like a piano, which takes far more training than
+    a CPU gives. Sinusoids at the right frequency (the "source" of neural
+    source-filter vocoders, Wang et al. 2019) give it the period directly; the
+    WaveNet still shapes spectrum, attack and decay itself. Phase starts at the
+    onset because a sampled piano's waveform does (a note's waveform keeps one
+    phase relation to its excitation), and sin with cos let a layer's linear
+    projection turn that into any phase per harmonic.
+    """
+    out = np.zeros((max(n_samples, 0), 2 * harmonics), dtype=np.float32)
+    notes = np.asarray(notes, dtype=np.float64).reshape(-1, 4)
+    if n_samples <= 0 or harmonics <= 0 or len(notes) == 0:
+        return out
+    h = np.arange(1, harmonics + 1, dtype=np.float64)
+    for onset, offset, pitch, vel in notes:
+        t_on = int(round(onset * sample_rate))
+        a = max(t_on - start_sample, 0)
+        b = min(int(round(offset * sample_rate)) - start_sample, n_samples)
+        if b <= a:
+            continue
+        freqs = 440.0 * 2.0 ** ((pitch - 69.0) / 12.0) * h
+        live = np.flatnonzero(freqs < sample_rate / 2)
+        phase = (2 * np.pi / sample_rate) * np.outer(np.arange(a + start_sample - t_on, b + start_sample - t_on, dtype=np.float64), freqs[live])
+        out[a:b, live] += ((vel / 127.0) * np.sin(phase)).astype(np.float32)
+        out[a:b, harmonics + live] += ((vel / 127.0) * np.cos(phase)).astype(np.float32)
+    return out

@@ -17,7 +17,7 @@ import torch
 
 from . import SAMPLE_RATE
 from .audio import mu_law_decode
-from .features import conditioning_roll
+from .features import conditioning_roll, excitation
 from .folding import Segment, Unfolder, plan_segments, segment_length
 from .midi import notes_in_range
 from .models.wavenet import TorchGenerator, WaveNet, wavenet_from_config
@@ -114,7 +114,15 @@ class Synthesizer:
         with torch.no_grad():
             return self.model.conditioning(torch.from_numpy(roll).to(dev))
 
-    def _generate(self, cond: torch.Tensor, lengths: np.ndarray, rng: np.random.Generator, on_chunk: Callable[[int, int], None]) -> np.ndarray:
+    def _excitation(self, items: list[tuple[np.ndarray, Segment]], n: int) -> np.ndarray | None:
+        """(streams, n, 2 * harmonics) float32 for models that take an excitation, else None."""
+        H = self.model.cfg.excitation_harmonics
+        if not H:
+            return None
+        return np.stack([excitation(notes, n, self.sr, seg.start, H) for notes, seg in items])
+
+    def _generate(self, cond: torch.Tensor, exc: np.ndarray | None, lengths: np.ndarray, rng: np.random.Generator,
+                  on_chunk: Callable[[int, int], None]) -> np.ndarray:
         """Classes (batch, max(lengths)) uint8 for a window of streams."""
         B, n = cond.shape[0], int(lengths.max())
         out = np.zeros((B, n), np.uint8)
@@ -123,7 +131,7 @@ class Synthesizer:
         if self.backend == "numba":
             from .models.wavenet_numba import NumbaGenerator, prepare_cond
 
-            gen = NumbaGenerator(self.packed, prepare_cond(self.packed, cond.cpu().numpy()), lengths, self.threads, self.cfg.temperature)
+            gen = NumbaGenerator(self.packed, prepare_cond(self.packed, cond.cpu().numpy()), lengths, self.threads, self.cfg.temperature, exc)
             try:
                 for t in range(0, n, chunk):
                     k = min(chunk, n - t)
@@ -132,7 +140,8 @@ class Synthesizer:
             finally:
                 gen.close()
         else:
-            gen = TorchGenerator(self.model, cond, self.cfg.temperature)
+            exc_t = None if exc is None else torch.from_numpy(exc).to(cond.device, cond.dtype)
+            gen = TorchGenerator(self.model, cond, self.cfg.temperature, exc_t)
             for t in range(0, n, chunk):
                 k = min(chunk, n - t)
                 uk = torch.from_numpy(u[:, t:t + k]).to(cond.device)
@@ -156,7 +165,9 @@ class Synthesizer:
             window = queue[w:w + folds]
             seg_len = np.array([seg.length for _, seg in window], dtype=np.int64)
             frames = math.ceil(int(seg_len.max()) / self.hop)
-            cond = self._cond([(pieces[i], seg) for i, seg in window], frames)
+            items = [(pieces[i], seg) for i, seg in window]
+            cond = self._cond(items, frames)
+            exc = self._excitation(items, int(seg_len.max()))
             preroll = np.array([seg.own - seg.start for _, seg in window])
 
             def on_chunk(t: int, k: int, seg_len: np.ndarray = seg_len, preroll: np.ndarray = preroll) -> None:
@@ -164,7 +175,7 @@ class Synthesizer:
                     done = np.clip(np.minimum(t + k, seg_len) - np.maximum(t, preroll), 0, None).sum()
                     progress(float(done) / self.sr)
 
-            classes = self._generate(cond, seg_len, rng, on_chunk)
+            classes = self._generate(cond, exc, seg_len, rng, on_chunk)
             for (i, seg), row in zip(window, classes):
                 audio = unfold[i].push(seg, mu_law_decode(row[: seg.length]))
                 if len(audio):

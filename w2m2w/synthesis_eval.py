@@ -153,7 +153,8 @@ def midi_inputs(path: str | os.PathLike, include: Sequence[str] = (), exclude: S
 def run_synthesis_evaluation(input_path: str | os.PathLike, wavenet: str | os.PathLike, transcriber: str | os.PathLike | None = None,
                              soundfont: str | None = "fluidr3", max_seconds: float | None = 30.0, device: str = "cpu", threads: int = 0,
                              audio_out: str | os.PathLike | None = None, include: Sequence[str] = (), exclude: Sequence[str] = (),
-                             emit: Callable[[dict[str, Any]], None] = lambda row: None, warn: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
+                             emit: Callable[[dict[str, Any]], None] = lambda row: None, warn: Callable[[str], None] = lambda msg: None,
+                             temperature: float = 1.0) -> dict[str, Any]:
     """`evaluate task=synthesis` without Hydra: load the models, render and score every MIDI file under input_path.
 
     wavenet: WaveNet weights; transcriber: Onsets and Frames weights for the
@@ -165,7 +166,7 @@ def run_synthesis_evaluation(input_path: str | os.PathLike, wavenet: str | os.Pa
     from .synthesis import SynthesisConfig, Synthesizer, load_wavenet
 
     files = midi_inputs(input_path, include, exclude)
-    synth = Synthesizer(load_wavenet(wavenet, device), SynthesisConfig(device=device, threads=threads))
+    synth = Synthesizer(load_wavenet(wavenet, device), SynthesisConfig(device=device, threads=threads, temperature=temperature))
     model = None
     if transcriber is not None:
         from .transcription import load_transcriber
@@ -173,5 +174,5 @@ def run_synthesis_evaluation(input_path: str | os.PathLike, wavenet: str | os.Pa
         model = load_transcriber(transcriber, device)
     summary = evaluate_synthesis(files, synth, model, soundfont, max_seconds, audio_out, emit, warn)
     summary = {"task": "synthesis", "input": str(input_path), **summary, "wavenet": str(wavenet), "wavenet_sha256": sha256_file(wavenet),
-               "transcriber": str(transcriber) if transcriber else None, "soundfont": soundfont, "max_seconds": max_seconds}
+               "transcriber": str(transcriber) if transcriber else None, "soundfont": soundfont, "max_seconds": max_seconds, "temperature": temperature}
     return summary

@@ -120,8 +120,8 @@ def test_synthesis_evaluation(tmp_path, tiny_wavenet, tiny_transcriber):
     (tmp_path / "in" / "bad.mid").write_text("not midi")
     rows, warnings = [], []
     summary = run_synthesis_evaluation(tmp_path / "in", tiny_wavenet, tiny_transcriber, soundfont, max_seconds=1.0,
-                                       threads=1, audio_out=tmp_path / "audio", emit=rows.append, warn=warnings.append)
-    assert [r["file"] for r in rows] == ["sub/a.mid"] and summary["files"] == 1
+                                       threads=1, audio_out=tmp_path / "audio", emit=rows.append, warn=warnings.append, temperature=0.8)
+    assert [r["file"] for r in rows] == ["sub/a.mid"] and summary["files"] == 1 and summary["temperature"] == 0.8
     assert len(warnings) == 1 and "bad.mid" in warnings[0]
     assert summary["samples_per_second"] > 0 and 0 <= summary["wavenet_note_f1"] <= 1
     assert rows[0]["audio_s"] == pytest.approx(1.0 + 1.0)  # cropped at 1 s, then the 1 s tail
@@ -146,3 +146,25 @@ def test_midi_inputs_from_a_list(tmp_path):
     (tmp_path / "empty.txt").write_text("# nothing\n")
     with pytest.raises(ValueError, match="empty.txt"):
         midi_inputs(tmp_path / "empty.txt")
+
+
+def test_excitation_model_renders_the_same_on_every_path():
+    torch.manual_seed(3)
+    m = WaveNet(WaveNetConfig(**TINY_WAVENET, excitation_harmonics=4, scalar_input=True)).eval()
+    y = _synth(m).render(NOTES)
+    assert y.shape == (piece_samples(NOTES, 1.0, 160),) and np.isfinite(y).all()
+    np.testing.assert_array_equal(_synth(m, chunk_samples=333, threads=1).render(NOTES), y)
+    a = _synth(m, backend="numba", min_segment_seconds=0.2).render(NOTES[:1], 4800)
+    np.testing.assert_array_equal(_synth(m, backend="torch", min_segment_seconds=0.2).render(NOTES[:1], 4800), a)
+    # the excitation reaches the output: other pitches, other audio from the same seed
+    assert not np.array_equal(_synth(m).render(NOTES + [0, 0, 7, 0]), y)
+
+
+def test_logistic_mixture_model_renders():
+    torch.manual_seed(4)
+    m = WaveNet(WaveNetConfig(**TINY_WAVENET, excitation_harmonics=2, scalar_input=True, output="logistic_mixture", mixtures=3)).eval()
+    y = _synth(m).render(NOTES)
+    assert y.shape == (piece_samples(NOTES, 1.0, 160),) and np.isfinite(y).all() and np.abs(y).max() > 0
+    np.testing.assert_array_equal(_synth(m, chunk_samples=333, threads=1).render(NOTES), y)
+    t = _synth(m, backend="torch", min_segment_seconds=0.2).render(NOTES[:1], 4800)
+    assert t.shape == (4800,) and np.isfinite(t).all()

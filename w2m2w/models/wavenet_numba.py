@@ -51,6 +51,7 @@ class PackedWaveNet:
     emb: np.ndarray  # (256, R)
     w_dil: np.ndarray  # (L, 2R, 2R): rows 0..R-1 act on x[t-d], rows R..2R-1 on x[t]
     b_dil: np.ndarray  # (L, 2R): folded into the conditioning by prepare_cond
+    w_exc: np.ndarray  # (L, E, 2R): excitation -> gate inputs; E = 0 for piano-roll-only models
     w_rs: np.ndarray  # (L, R, R+S): residual then skip outputs
     b_res: np.ndarray  # (L, R)
     b_skip: np.ndarray  # (S,): sum over layers
@@ -58,6 +59,7 @@ class PackedWaveNet:
     b_h1: np.ndarray  # (H,)
     w_h2: np.ndarray  # (H, 256)
     b_h2: np.ndarray  # (256,)
+    mixture: bool  # head output is a logistic mixture (weight logits, means, log scales), not class logits
     dilations: np.ndarray  # (L,) int64
     offsets: np.ndarray  # (L,) int64: where each layer's queue starts in the state array
     hop: int
@@ -70,6 +72,10 @@ class PackedWaveNet:
     def residual(self) -> int:
         return self.emb.shape[1]
 
+    @property
+    def exc_channels(self) -> int:
+        return self.w_exc.shape[1]
+
 
 def pack(model: WaveNet) -> PackedWaveNet:
     """Copy a WaveNet's weights into the kernel's layout."""
@@ -78,12 +84,17 @@ def pack(model: WaveNet) -> PackedWaveNet:
     dil = np.array(model.dilations, dtype=np.int64)
     with torch.no_grad():
         b_rs = np.stack([f(c.bias) for c in model.res_skip])
+        if model.exc_proj is None:
+            w_exc = np.zeros((len(dil), 0, 2 * R), np.float32)
+        else:
+            w_exc = np.stack([f(model.exc_weight(i).T) for i in range(len(dil))])
         return PackedWaveNet(
-            emb=f(model.embed.weight),
+            w_exc=w_exc,
+            emb=f(model.input_table()),
             w_dil=np.stack([f(c.weight.T) for c in model.dilated]), b_dil=np.stack([f(c.bias) for c in model.dilated]),
             w_rs=np.stack([f(c.weight.T) for c in model.res_skip]), b_res=np.ascontiguousarray(b_rs[:, :R]), b_skip=np.ascontiguousarray(b_rs[:, R:].sum(0)),
             w_h1=f(model.head1.weight.T), b_h1=f(model.head1.bias),
-            w_h2=f(model.head2.weight.T), b_h2=f(model.head2.bias),
+            w_h2=f(model.head2.weight.T), b_h2=f(model.head2.bias), mixture=model.cfg.output == "logistic_mixture",
             dilations=dil, offsets=np.concatenate([[0], np.cumsum(dil)[:-1]]).astype(np.int64), hop=model.cfg.hop_length,
         )
 
@@ -94,12 +105,12 @@ def prepare_cond(packed: PackedWaveNet, cond: np.ndarray) -> np.ndarray:
 
 
 @njit(fastmath=True, cache=True, nogil=True)
-def _run(b0, b1, t0, n_steps, lengths, cond, u, inv_temp, forced, logits_out,
-         emb, w_dil, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, dil, qoff, hop,
+def _run(b0, b1, t0, n_steps, lengths, cond, exc, u, inv_temp, mixture, forced, logits_out,
+         emb, w_dil, w_exc, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, dil, qoff, hop,
          queue, prev, out):
     """Advance streams b0..b1-1 from time t0 by n_steps samples (or to their length).
 
-    cond (B, frames, L, 2R); u (B, n_steps) uniforms; forced (B, n_steps) classes
+    cond (B, frames, L, 2R); exc (B, samples, E), not read when E = 0; u (B, n_steps) uniforms; forced (B, n_steps) classes
     to feed instead of sampling when it is not empty; logits_out (B, n_steps, 256)
     is filled when it is not empty. queue (B, sum(d), R), prev (B,) are the state.
     out (B, n_steps) receives the classes.
@@ -108,6 +119,7 @@ def _run(b0, b1, t0, n_steps, lengths, cond, u, inv_temp, forced, logits_out,
     L = w_dil.shape[0]
     R = emb.shape[1]
     R2 = 2 * R
+    E = w_exc.shape[1]
     S = b_skip.shape[0]
     H = b_h1.shape[0]
     K = b_h2.shape[0]
@@ -119,6 +131,7 @@ def _run(b0, b1, t0, n_steps, lengths, cond, u, inv_temp, forced, logits_out,
     acc = np.empty(RS, np.float32)
     hid = np.empty(H, np.float32)
     lg = np.empty(K, np.float32)
+    wk = np.empty(K, np.float32)
     use_forced = forced.shape[0] > 0
     keep_logits = logits_out.shape[0] > 0
     for s in range(n_steps):
@@ -140,6 +153,11 @@ def _run(b0, b1, t0, n_steps, lengths, cond, u, inv_temp, forced, logits_out,
                 c = cond[b, fr, l]
                 for o in range(R2):
                     a[o] = c[o]
+                for e in range(E):
+                    v = exc[b, t, e]
+                    w = w_exc[l, e]
+                    for o in range(R2):
+                        a[o] += v * w[o]
                 for i in range(R):
                     v = queue[b, slot, i]
                     w = w_dil[l, i]
@@ -199,6 +217,8 @@ def _run(b0, b1, t0, n_steps, lengths, cond, u, inv_temp, forced, logits_out,
                     logits_out[b, s, o] = lg[o]
             if use_forced:
                 k = forced[b, s]
+            elif mixture:
+                k = _sample_mixture(lg, u[b, s], inv_temp, wk)
             else:
                 k = _sample(lg, u[b, s], inv_temp)
             out[b, s] = k
@@ -223,19 +243,54 @@ def _sample(lg, u, inv_temp):
     return K - 1
 
 
+@njit(fastmath=True, cache=True, inline="always")
+def _sample_mixture(lg, u, inv_temp, wk):
+    # models.wavenet.sample_mixture for one row: lg = (weight logits, means, log scales) of K components
+    K = lg.shape[0] // 3
+    m = lg[0]
+    for j in range(1, K):
+        m = max(m, lg[j])
+    total = np.float32(0.0)
+    for j in range(K):
+        wk[j] = np.float32(math.exp((lg[j] - m) * inv_temp))
+        total += wk[j]
+    target = u * total
+    lo = np.float32(0.0)
+    j = K - 1
+    cum = np.float32(0.0)
+    for i in range(K):
+        cum += wk[i]
+        if cum > target:
+            j = i
+            break
+        lo = cum
+    v = min(max((target - lo) / wk[j], np.float32(1e-5)), np.float32(1 - 1e-5))
+    sc = np.float32(math.exp(max(lg[2 * K + j], np.float32(-7.0)))) / inv_temp
+    y = lg[K + j] + sc * (np.float32(math.log(v)) - np.float32(math.log1p(-v)))
+    y = min(max(y, np.float32(-1.0)), np.float32(1.0))
+    return min(max(int(math.floor((y + np.float32(1.0)) * np.float32(127.5) + np.float32(0.5))), 0), 255)
+
+
 class NumbaGenerator:
     """Batched generation state for the kernel; streams are split across `threads` Python threads.
 
     cond: (batch, frames, L, 2R) from prepare_cond; lengths: (batch,) samples per
-    stream (a stream past its length idles). advance() may be called repeatedly,
+    stream (a stream past its length idles); exc: (batch, max(lengths), E = 2 * harmonics)
+    excitation for models that take it. advance() may be called repeatedly,
     so long segments are generated in chunks (progress, bounded buffers).
     """
 
-    def __init__(self, packed: PackedWaveNet, cond: np.ndarray, lengths: np.ndarray, threads: int = 1, temperature: float = 1.0):
+    def __init__(self, packed: PackedWaveNet, cond: np.ndarray, lengths: np.ndarray, threads: int = 1, temperature: float = 1.0,
+                 exc: np.ndarray | None = None):
         self.p = packed
         self.cond = cond
         B = cond.shape[0]
         self.lengths = np.asarray(lengths, dtype=np.int64)
+        if (exc is None) != (packed.exc_channels == 0):
+            raise ValueError("this WaveNet needs an excitation input" if exc is None else "this WaveNet takes no excitation input")
+        if exc is not None and (exc.shape[0] != B or exc.shape[1] < self.lengths.max() or exc.shape[2] != packed.exc_channels):
+            raise ValueError(f"excitation of shape {exc.shape} does not cover {B} streams of {self.lengths.max()} samples x {packed.exc_channels}")
+        self.exc = np.zeros((0, 0, 0), np.float32) if exc is None else np.ascontiguousarray(exc, dtype=np.float32)
         self.queue = np.zeros((B, packed.queue_len, packed.residual), np.float32)
         self.prev = np.full(B, SILENCE, np.int64)
         self.t = 0
@@ -262,8 +317,8 @@ class NumbaGenerator:
         lz = logits if logits is not None else np.zeros((0, 0, 0), np.float32)
 
         def go(g: tuple[int, int]) -> None:
-            _run(g[0], g[1], self.t, n_steps, self.lengths, self.cond, u, self.inv_temp, fz, lz,
-                 p.emb, p.w_dil, p.w_rs, p.b_res, p.b_skip, p.w_h1, p.b_h1, p.w_h2, p.b_h2, p.dilations, p.offsets, p.hop,
+            _run(g[0], g[1], self.t, n_steps, self.lengths, self.cond, self.exc, u, self.inv_temp, p.mixture, fz, lz,
+                 p.emb, p.w_dil, p.w_exc, p.w_rs, p.b_res, p.b_skip, p.w_h1, p.b_h1, p.w_h2, p.b_h2, p.dilations, p.offsets, p.hop,
                  self.queue, self.prev, out)
 
         if self.pool is None:
@@ -279,10 +334,11 @@ class NumbaGenerator:
             self.pool = None
 
 
-def generate_numba(packed: PackedWaveNet, cond: np.ndarray, uniforms: np.ndarray, threads: int = 1, temperature: float = 1.0) -> np.ndarray:
-    """Classes (batch, n) for cond (batch, frames, L, 2R) from prepare_cond and uniforms (batch, n)."""
+def generate_numba(packed: PackedWaveNet, cond: np.ndarray, uniforms: np.ndarray, threads: int = 1, temperature: float = 1.0,
+                   exc: np.ndarray | None = None) -> np.ndarray:
+    """Classes (batch, n) for cond (batch, frames, L, 2R) from prepare_cond, uniforms (batch, n) and exc (batch, n, E) if the model takes it."""
     B, n = uniforms.shape
-    gen = NumbaGenerator(packed, cond, np.full(B, n), threads, temperature)
+    gen = NumbaGenerator(packed, cond, np.full(B, n), threads, temperature, exc)
     try:
         return gen.advance(n, uniforms)
     finally:

@@ -23,7 +23,7 @@ from ..audio import AUDIO_EXTENSIONS, load_audio, mu_law_encode
 from ..checkpoint import load_training_state, save_training_state
 from .export import export_trained
 from ..data.transcription import Example, rendered_examples
-from ..features import conditioning_roll
+from ..features import conditioning_roll, excitation
 from ..midi import load_notes
 from ..models.wavenet import SILENCE, WaveNet, WaveNetConfig
 from ..synthesis import MODEL_NAME
@@ -104,20 +104,21 @@ def build_datasets(cfg: WaveNetTrainConfig) -> tuple[list[Example], list[Example
 
 
 class SegmentSampler:
-    """Random hop-aligned training segments: mu-law classes (batch, T) and rolls (batch, T/hop + 2m, 264).
+    """Random hop-aligned training segments: mu-law classes (batch, T), rolls (batch, T/hop + 2m, 264)
+    and, for models that take it, excitation (batch, T, 2 * harmonics); None otherwise.
 
     Audio is held in memory as 8-bit mu-law (a quarter of float32). Segments
     that are silent with no note sounding are mostly redrawn: they teach little.
     """
 
-    def __init__(self, examples: list[Example], segment_samples: int, hop: int, margin: int, sr: int, seed: int = 0):
+    def __init__(self, examples: list[Example], segment_samples: int, hop: int, margin: int, sr: int, seed: int = 0, harmonics: int = 0):
         self.items = []
         for ex in examples:
             y = load_audio(ex.audio, sr=sr)
             self.items.append((mu_law_encode(y).astype(np.uint8), load_notes(ex.notes)))
         if not self.items:
             raise ValueError("no examples")
-        self.T, self.hop, self.margin, self.rate = segment_samples, hop, margin, sr / hop
+        self.T, self.hop, self.margin, self.rate, self.sr, self.harmonics = segment_samples, hop, margin, sr / hop, sr, harmonics
         self.rng = np.random.default_rng(seed)
         lengths = np.array([len(q) for q, _ in self.items], dtype=np.float64)
         self.weights = lengths / lengths.sum()
@@ -128,7 +129,7 @@ class SegmentSampler:
     def load_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
 
-    def _one(self) -> tuple[np.ndarray, np.ndarray, bool]:
+    def _one(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, bool]:
         q, notes = self.items[self.rng.choice(len(self.items), p=self.weights)]
         frames = self.T // self.hop
         f0 = int(self.rng.integers(0, max(1, (len(q) - self.T) // self.hop + 1)))
@@ -137,29 +138,34 @@ class SegmentSampler:
         x[: len(seg)] = seg
         roll = conditioning_roll(notes, frames + 2 * self.margin, self.rate, f0 - self.margin)
         busy = bool(roll.any()) or int(np.abs(x.astype(np.int16) - SILENCE).max()) > 2
-        return x, roll, busy
+        exc = excitation(notes, self.T, self.sr, f0 * self.hop, self.harmonics) if self.harmonics and busy else None
+        return x, roll, exc, busy
 
-    def sample(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        xs, rolls = [], []
+    def sample(self, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        xs, rolls, excs = [], [], []
         for _ in range(batch_size):
             for _ in range(4):
-                x, roll, busy = self._one()
+                x, roll, exc, busy = self._one()
                 if busy:
                     break
             xs.append(x)
             rolls.append(roll)
-        return np.stack(xs).astype(np.int64), np.stack(rolls)
+            excs.append(exc if exc is not None else np.zeros((self.T, 2 * self.harmonics), np.float32))
+        return np.stack(xs).astype(np.int64), np.stack(rolls), (np.stack(excs) if self.harmonics else None)
 
 
-def validation_batches(examples: list[Example], cfg: WaveNetTrainConfig, hop: int, margin: int, sr: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """A fixed set of held-out segments (the same every validation and every resume)."""
-    sampler = SegmentSampler(examples, _segment_samples(cfg, hop, sr), hop, margin, sr, seed=12345)
+def _tensors(x: np.ndarray, roll: np.ndarray, exc: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    return torch.from_numpy(x), torch.from_numpy(roll), None if exc is None else torch.from_numpy(exc)
+
+
+def validation_batches(examples: list[Example], cfg: WaveNetTrainConfig, hop: int, margin: int, sr: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """A fixed set of held-out segments (the same every validation and every resume, and for every model config)."""
+    sampler = SegmentSampler(examples, _segment_samples(cfg, hop, sr), hop, margin, sr, seed=12345, harmonics=cfg.model.excitation_harmonics)
     out = []
     left = cfg.validation_segments
     while left > 0:
         n = min(cfg.batch_size, left)
-        x, roll = sampler.sample(n)
-        out.append((torch.from_numpy(x), torch.from_numpy(roll)))
+        out.append(_tensors(*sampler.sample(n)))
         left -= n
     return out
 
@@ -169,13 +175,13 @@ def _segment_samples(cfg: WaveNetTrainConfig, hop: int, sr: int) -> int:
 
 
 @torch.no_grad()
-def validation_loss(model: WaveNet, batches: list[tuple[torch.Tensor, torch.Tensor]], device: str) -> float:
+def validation_loss(model: WaveNet, batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]], device: str) -> float:
     """Mean cross-entropy in nats per sample over the validation segments."""
     was = model.training
     model.eval()
     total, n = 0.0, 0
-    for x, roll in batches:
-        loss = model.loss(x.to(device), roll.to(device))
+    for x, roll, exc in batches:
+        loss = model.loss(x.to(device), roll.to(device), None if exc is None else exc.to(device))
         total += float(loss) * x.numel()
         n += x.numel()
     model.train(was)
@@ -200,7 +206,7 @@ def train_wavenet(cfg: WaveNetTrainConfig) -> dict:
     hop, sr = cfg.model.hop_length, cfg.model.sample_rate
     log.info("training on %d files, validating on %d; %d parameters, receptive field %d samples",
              len(train_ex), len(val_ex), sum(p.numel() for p in model.parameters()), model.receptive_field)
-    sampler = SegmentSampler(train_ex, _segment_samples(cfg, hop, sr), hop, model.cond_margin, sr, seed=cfg.seed)
+    sampler = SegmentSampler(train_ex, _segment_samples(cfg, hop, sr), hop, model.cond_margin, sr, seed=cfg.seed, harmonics=cfg.model.excitation_harmonics)
     val_batches = validation_batches(val_ex, cfg, hop, model.cond_margin, sr)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     state = load_training_state(out / "checkpoint", MODEL_NAME, model, opt) or {"step": 0, "elapsed_s": 0.0, "best": float("inf"), "history": []}
@@ -238,11 +244,10 @@ def train_wavenet(cfg: WaveNetTrainConfig) -> dict:
         if cfg.max_minutes and time.time() - t_start > cfg.max_minutes * 60:
             log.info("time budget of %.0f min reached", cfg.max_minutes)
             break
-        x, roll = sampler.sample(cfg.batch_size)
-        x_t, roll_t = torch.from_numpy(x).to(cfg.device), torch.from_numpy(roll).to(cfg.device)
+        x_t, roll_t, exc_t = (None if t is None else t.to(cfg.device) for t in _tensors(*sampler.sample(cfg.batch_size)))
         with torch.autocast(device_type=dev_type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            logits = model(x_t, roll_t)
-        loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, cfg.model.n_classes), x_t.reshape(-1))
+            logits = model(x_t, roll_t, exc_t)
+        loss = model.nll(logits, x_t)
         for g in opt.param_groups:
             g["lr"] = cfg.learning_rate * cfg.lr_decay ** (state["step"] / cfg.lr_decay_steps)
         opt.zero_grad(set_to_none=True)
