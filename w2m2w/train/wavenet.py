@@ -129,7 +129,8 @@ class SegmentSampler:
     def load_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
 
-    def _one(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, bool]:
+    def _one(self) -> tuple[np.ndarray, np.ndarray, bool, np.ndarray, int]:
+        """(classes, roll, busy, the piece's notes, the segment's first sample)."""
         q, notes = self.items[self.rng.choice(len(self.items), p=self.weights)]
         frames = self.T // self.hop
         f0 = int(self.rng.integers(0, max(1, (len(q) - self.T) // self.hop + 1)))
@@ -138,19 +139,19 @@ class SegmentSampler:
         x[: len(seg)] = seg
         roll = conditioning_roll(notes, frames + 2 * self.margin, self.rate, f0 - self.margin)
         busy = bool(roll.any()) or int(np.abs(x.astype(np.int16) - SILENCE).max()) > 2
-        exc = excitation(notes, self.T, self.sr, f0 * self.hop, self.harmonics) if self.harmonics and busy else None
-        return x, roll, exc, busy
+        return x, roll, busy, notes, f0 * self.hop
 
     def sample(self, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         xs, rolls, excs = [], [], []
         for _ in range(batch_size):
             for _ in range(4):
-                x, roll, exc, busy = self._one()
+                x, roll, busy, notes, start = self._one()
                 if busy:
                     break
             xs.append(x)
             rolls.append(roll)
-            excs.append(exc if exc is not None else np.zeros((self.T, 2 * self.harmonics), np.float32))
+            if self.harmonics:  # for the kept segment only
+                excs.append(excitation(notes, self.T, self.sr, start, self.harmonics))
         return np.stack(xs).astype(np.int64), np.stack(rolls), (np.stack(excs) if self.harmonics else None)
 
 
