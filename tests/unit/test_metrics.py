@@ -62,3 +62,123 @@ def test_notes_outside_the_piano_are_ignored(ref):
 def test_mean_metrics():
     assert mean_metrics([{"a": 1.0, "b": 0.0}, {"a": 0.0, "b": 1.0}]) == {"a": 0.5, "b": 0.5}
     assert mean_metrics([]) == {}
+
+
+# Hand-made cases: four notes on four keys, no overlaps, so every count below is done by hand.
+# At 100 frames per second a note of 1.0 s covers 100 frames and one of 0.5 s covers 50.
+FOUR = np.array([[0.0, 1.0, 60, 80], [1.0, 2.0, 62, 80], [2.0, 2.5, 64, 80], [3.0, 3.5, 65, 80]])
+ALL_KEYS = {f"{kind}_{m}" for kind in ("note", "note_offset", "note_offset_velocity", "frame") for m in ("precision", "recall", "f1")}
+
+
+def test_right_onsets_wrong_offsets_score_zero_with_offsets():
+    est = FOUR.copy()
+    est[:, 1] += 0.5  # offsets 0.5 s late: past max(50 ms, 20% of every note)
+    m = transcription_metrics(FOUR, est)
+    assert m["note_precision"] == m["note_recall"] == m["note_f1"] == 1.0, "onsets and pitches are all right"
+    for k in ("note_offset", "note_offset_velocity"):
+        assert m[f"{k}_precision"] == m[f"{k}_recall"] == m[f"{k}_f1"] == 0.0, k
+
+
+def test_offsets_only_count_for_the_offset_metrics():
+    est = FOUR.copy()
+    est[:, 1] -= 0.3  # 0.3 s early: outside 20% of a 1 s note, but onsets still right
+    m = transcription_metrics(FOUR, est)
+    assert m["note_f1"] == 1.0, "note F1 ignores offsets"
+    assert m["note_offset_f1"] == 0.0
+
+
+def test_offset_tolerance_is_a_fifth_of_the_reference_note():
+    # a 1 s note: offsets within 0.2 s match (mir_eval rounds distances to 0.1 ms)
+    ref = np.array([[0.0, 1.0, 60, 80]])
+    assert transcription_metrics(ref, np.array([[0.0, 1.1995, 60, 80]]))["note_offset_f1"] == 1.0
+    assert transcription_metrics(ref, np.array([[0.0, 1.201, 60, 80]]))["note_offset_f1"] == 0.0
+
+
+def test_zero_length_notes_are_scored_as_one_millisecond():
+    # mir_eval rejects zero durations; a zero-length note is [onset, onset + 1 ms], whose offset tolerance is 50 ms
+    m = transcription_metrics(np.array([[1.0, 1.0, 60, 80]]), np.array([[1.0, 1.03, 60, 80]]))
+    assert m["note_offset_f1"] == 1.0
+    m = transcription_metrics(np.array([[1.0, 1.03, 60, 80]]), np.array([[1.0, 1.0, 60, 80]]))
+    assert m["note_offset_f1"] == 1.0
+
+
+def test_frame_precision_and_recall_half_the_notes():
+    # est holds notes 0 and 2: 150 of the reference's 300 frames, and nothing else
+    m = transcription_metrics(FOUR, FOUR[[0, 2]])
+    assert m["frame_precision"] == 1.0
+    assert m["frame_recall"] == 0.5
+    assert m["frame_f1"] == pytest.approx(2 / 3)
+
+
+def test_frame_precision_and_recall_extra_note():
+    # est adds a 1 s note the reference does not have: 300 of its 400 frames are right
+    est = np.vstack([FOUR, [[4.0, 5.0, 70, 80]]])
+    m = transcription_metrics(FOUR, est)
+    assert m["frame_precision"] == pytest.approx(0.75)
+    assert m["frame_recall"] == 1.0
+    assert m["frame_f1"] == pytest.approx(2 * 0.75 / 1.75)
+    assert m["note_precision"] == pytest.approx(0.8) and m["note_recall"] == 1.0
+
+
+def test_frame_f1_when_precision_and_recall_are_both_half():
+    # two chords of two notes, one key right in each: 100 of 200 frames on both sides
+    ref = np.array([[0.0, 1.0, 60, 80], [0.0, 1.0, 64, 80]])
+    est = np.array([[0.0, 1.0, 60, 80], [0.0, 1.0, 67, 80]])
+    m = transcription_metrics(ref, est)
+    assert m["frame_precision"] == 0.5 and m["frame_recall"] == 0.5 and m["frame_f1"] == 0.5
+
+
+def test_frames_of_either_side_count_past_the_other_sides_end():
+    late = np.array([[0.0, 1.0, 21, 80], [40.0, 41.0, 21, 80]])  # ends long after the other side, and after its own pitch number
+    early = late[:1]
+    assert transcription_metrics(late, early)["frame_recall"] == 0.5
+    assert transcription_metrics(early, late)["frame_precision"] == 0.5
+
+
+def test_single_frame_notes():
+    one = np.array([[0.0, 0.01, 60, 80]])  # one frame
+    m = transcription_metrics(one, one)
+    assert m["frame_precision"] == m["frame_recall"] == m["frame_f1"] == 1.0
+    assert m["note_f1"] == m["note_offset_f1"] == m["note_offset_velocity_f1"] == 1.0
+
+
+def test_frame_rate_default_is_100_per_second():
+    # 0.02 s is two frames at 100/s; 0.0149 s rounds to one (at 101/s it would round to two)
+    m = transcription_metrics(np.array([[0.0, 0.02, 60, 80]]), np.array([[0.0, 0.0149, 60, 80]]))
+    assert m["frame_precision"] == 1.0 and m["frame_recall"] == 0.5
+    m = transcription_metrics(np.array([[0.0, 1.0, 60, 80]]), np.array([[0.0, 0.5, 60, 80]]), frame_rate=10.0)
+    assert m["frame_recall"] == 0.5
+
+
+def test_onset_tolerance_reaches_every_note_metric():
+    est = FOUR.copy()
+    est[:, 0] += 0.08  # 80 ms late onsets, same offsets
+    default = transcription_metrics(FOUR, est)
+    wide = transcription_metrics(FOUR, est, onset_tolerance=0.1)
+    for k in ("note_f1", "note_offset_f1", "note_offset_velocity_f1"):
+        assert default[k] == 0.0 and wide[k] == 1.0, k
+
+
+def test_every_metric_is_reported_and_zero_without_notes():
+    assert set(transcription_metrics(FOUR, FOUR)) == ALL_KEYS
+    for ref, est in ((FOUR, np.zeros((0, 4))), (np.zeros((0, 4)), FOUR), (np.zeros((0, 4)), np.zeros((0, 4))), ([], [])):
+        m = transcription_metrics(ref, est)
+        assert m == {k: 0.0 for k in ALL_KEYS}
+
+
+def test_notes_outside_the_piano_are_ignored_in_the_reference():
+    ref = np.vstack([FOUR, [[1.0, 2.0, 10, 80], [3.0, 4.0, 115, 80]]])
+    m = transcription_metrics(ref, FOUR)
+    assert m["note_recall"] == 1.0 and m["frame_recall"] == 1.0
+
+
+def test_midi_to_hz():
+    from w2m2w.metrics import _midi_to_hz
+
+    # A4 = 440 Hz, an octave is a factor of 2, middle C is 261.63 Hz
+    np.testing.assert_allclose(_midi_to_hz(np.array([69.0, 81.0, 57.0, 60.0, 21.0])), [440.0, 880.0, 220.0, 261.6256, 27.5], rtol=1e-6)
+
+
+def test_mean_metrics_of_one_row_and_keys_of_the_first():
+    assert mean_metrics([{"a": 0.25}]) == {"a": 0.25}
+    assert mean_metrics([{"a": 1.0}, {"a": 0.0, "b": 3.0}]) == {"a": 0.5}
