@@ -95,3 +95,26 @@ def tiny_music_transformer(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "music_transformer.safetensors"
     save_weights(path, "music_transformer", MusicTransformer(cfg).state_dict(), asdict(cfg), {"note": "untrained test model"})
     return path
+
+
+TINY_SOURCE_FILTER = dict(residual_channels=8, skip_channels=8, layers=4, dilation_cycle=4, cond_channels=8)
+
+
+@pytest.fixture(scope="session")
+def tiny_source_filter(tmp_path_factory) -> Path:
+    """A randomly initialised, tiny source-filter WaveNet saved as a real weights file; its output head
+    starts non-zero so the filter (not only the direct mix of the source) shapes the audio."""
+    import torch
+    from dataclasses import asdict
+
+    from w2m2w.checkpoint import save_weights
+    from w2m2w.models.source_filter import SourceFilterConfig, SourceFilterWaveNet
+
+    torch.manual_seed(0)
+    cfg = SourceFilterConfig(**TINY_SOURCE_FILTER)
+    model = SourceFilterWaveNet(cfg)
+    with torch.no_grad():
+        torch.nn.init.normal_(model.head2.weight, std=0.3)
+    path = tmp_path_factory.mktemp("weights") / "source_filter_wavenet.safetensors"
+    save_weights(path, "source_filter_wavenet", model.state_dict(), asdict(cfg), {"note": "untrained test model"})
+    return path

@@ -35,7 +35,7 @@ _WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = {
     "transcription": str(_WEIGHTS_DIR / "onsets_frames.safetensors"),
     "generation": str(_WEIGHTS_DIR / "music_transformer.safetensors"),
-    "synthesis": str(_WEIGHTS_DIR / "wavenet.safetensors"),
+    "synthesis": None,  # the shipped weights of the synthesizer under test (w2m2w.renderers.DEFAULT_WEIGHTS)
 }
 
 
@@ -331,15 +331,21 @@ def run(cfg: Any) -> int:
         from .checkpoint import WeightsError
         from .synthesis_eval import run_synthesis_evaluation
 
+        from .data.render import RenderError
+
         try:
             summary = run_synthesis_evaluation(
-                cfg.input, weights, cfg.get("transcriber") or DEFAULT_WEIGHTS["transcription"],
-                soundfont=cfg.get("soundfont", "fluidr3"), max_seconds=cfg.get("max_seconds", 30.0), device=str(cfg.device),
-                threads=int(cfg.threads), audio_out=cfg.get("audio_out"), include=_as_list(cfg.include), exclude=_as_list(cfg.exclude), emit=emit, warn=warn,
-                temperature=float(cfg.get("temperature", 1.0)),
+                cfg.input, synthesizer=str(cfg.get("synthesizer", "source_filter")), weights=cfg.weights,
+                transcriber=cfg.get("transcriber") or DEFAULT_WEIGHTS["transcription"], soundfont=cfg.get("soundfont", "fluidr3"),
+                source_alone=bool(cfg.get("source_alone", True)), reference=cfg.get("reference"), basic_pitch=str(cfg.get("basic_pitch", "auto")),
+                max_seconds=cfg.get("max_seconds", 30.0), device=str(cfg.device), threads=int(cfg.threads), audio_out=cfg.get("audio_out"),
+                include=_as_list(cfg.include), exclude=_as_list(cfg.exclude), emit=emit, warn=warn,
+                settings={"temperature": float(cfg.get("temperature", 1.0))} if cfg.get("synthesizer") == "wavenet" else None,
             )
-        except (ValueError, WeightsError) as exc:
+        except (ValueError, WeightsError, RenderError) as exc:
             _error(str(exc).splitlines()[0])
+        if cfg.get("output"):
+            _write_json(cfg.output, summary)
         print(json.dumps(summary), flush=True)
         return 0 if summary["files"] else 1
     if cfg.reference is None:

@@ -77,7 +77,9 @@ def clean_notes(notes: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 class Synthesizer:
-    """Renders note lists with one loaded WaveNet (load once, render many pieces)."""
+    """Renders note lists with one loaded autoregressive WaveNet (load once, render many pieces); a renderers.Renderer."""
+
+    name = "wavenet"
 
     def __init__(self, model: WaveNet, cfg: SynthesisConfig = SynthesisConfig()):
         self.model = model.eval()
@@ -97,10 +99,18 @@ class Synthesizer:
         hop = model.cfg.hop_length
         sr = model.cfg.sample_rate
         self.hop, self.sr = hop, sr
+        self.sample_rate = sr
         self.fade = int(round(cfg.fade_seconds * sr))
         self.preroll = math.ceil((cfg.warmup_seconds + cfg.fade_seconds) * sr / hop) * hop
         self.min_seg = max(int(cfg.min_segment_seconds * sr), self.preroll + hop)
         self.max_seg = max(int(cfg.max_segment_seconds * sr), self.min_seg)
+
+    def n_samples(self, notes: np.ndarray) -> int:
+        """Length to render: the last note's end plus the tail, in whole frames."""
+        return piece_samples(notes, self.cfg.tail_seconds, self.hop, self.sr)
+
+    def describe(self) -> dict:
+        return {"backend": self.backend, "folds": self.cfg.folds}
 
     def plan(self, n_samples: int) -> list[Segment]:
         seg = segment_length(n_samples, self.cfg.folds, self.min_seg, self.max_seg, self.hop)

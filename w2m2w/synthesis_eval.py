@@ -1,15 +1,24 @@
-"""How good and how fast the WaveNet renders MIDI: pure functions behind `evaluate task=synthesis`.
+"""What a listener hears, measured: the functions behind `evaluate task=synthesis`.
 
-For each MIDI file: render it with the WaveNet (timed: samples per second),
-render it with FluidSynth (the reference, the instrument the WaveNet learned),
-transcribe both with the project's transcriber and score them against the MIDI
-(round-trip note F1), and measure a log-mel spectral distance between the two
-renders.
+Every note file (MIDI, or MAPS-style .tsv) is rendered by each system being
+compared (the synthesizer under test; FluidSynth through a soundfont; the
+source-filter model's source alone), all to the same length: the last offset
+plus 2.5 s, so there is silence to measure after the music. For each render:
+
+- speed (samples per second of rendering);
+- round-trip note and frame F1: the project's transcriber, and Basic Pitch
+  when it is installed (an optional extra), transcribe the render and are
+  scored against the notes it was rendered from (mir_eval);
+- the log-mel distance to the target piano's own recording of the same notes
+  (`reference`), when one is given;
+- the level where no note sounds (dBFS): samples more than 1 s after every
+  note's offset and before every onset.
 """
 from __future__ import annotations
 
 import fnmatch
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,6 +29,11 @@ import torch
 
 from . import SAMPLE_RATE
 from .features import MelConfig, log_mel
+
+NOTE_SUFFIXES = (".mid", ".midi", ".tsv")
+TAIL_SECONDS = 2.5  # every system renders this long after the last offset
+SILENCE_AFTER = 1.0  # a note may ring this long after its offset before its samples count as silence
+SILENCE_FLOOR_DB = -120.0
 
 
 def log_mel_distance(a: np.ndarray, b: np.ndarray, cfg: MelConfig = MelConfig()) -> float:
@@ -39,89 +53,88 @@ def log_mel_distance(a: np.ndarray, b: np.ndarray, cfg: MelConfig = MelConfig())
     return float((mel[0] - mel[1]).abs().mean())
 
 
-def round_trip_metrics(transcriber, audio: np.ndarray, notes: np.ndarray) -> dict[str, float]:
-    """Transcribe `audio` with the project's transcriber and score it against the notes it was rendered from."""
-    from .metrics import transcription_metrics
-    from .transcription import transcribe
-
-    est = transcribe(transcriber, audio)
-    m = transcription_metrics(notes, est)
-    return {k: m[k] for k in ("note_precision", "note_recall", "note_f1", "note_offset_f1", "frame_f1")}
+def silence_mask(notes: np.ndarray, n_samples: int, sr: int = SAMPLE_RATE, after: float = SILENCE_AFTER) -> np.ndarray:
+    """(n_samples,) bool: True where no note sounds, i.e. outside every [onset, offset + after) of notes (n, 4)."""
+    quiet = np.ones(n_samples, bool)
+    for on, off in np.asarray(notes, dtype=np.float64).reshape(-1, 4)[:, :2]:
+        quiet[max(int(on * sr), 0):max(int(np.ceil((off + after) * sr)), 0)] = False
+    return quiet
 
 
-def synthesis_row(name: str, notes: np.ndarray, synthesizer, transcriber=None, soundfont: str | None = "fluidr3", audio_out: str | os.PathLike | None = None) -> dict[str, Any]:
-    """All figures for one note list: speed, round-trip F1 of the WaveNet (and FluidSynth) audio, log-mel distance."""
-    from .audio import save_wav
-
-    t0 = time.perf_counter()
-    y = synthesizer.render(notes)
-    dt = time.perf_counter() - t0
-    row: dict[str, Any] = {"file": name, "notes": int(len(notes)), "audio_s": round(len(y) / SAMPLE_RATE, 3), "render_s": round(dt, 3),
-                           "samples_per_second": round(len(y) / dt, 1) if dt > 0 else None}
-    ref = None
-    if soundfont:
-        from .data.render import render_notes
-
-        ref = render_notes(notes, soundfont)
-        row["log_mel_distance"] = round(log_mel_distance(y, ref), 4)
-    if transcriber is not None:
-        row.update({f"wavenet_{k}": round(v, 4) for k, v in round_trip_metrics(transcriber, y, notes).items()})
-        if ref is not None:
-            row.update({f"fluidsynth_{k}": round(v, 4) for k, v in round_trip_metrics(transcriber, ref, notes).items()})
-    if audio_out is not None:
-        out = Path(audio_out)
-        out.mkdir(parents=True, exist_ok=True)
-        stem = name.replace("/", "__").rsplit(".", 1)[0]
-        save_wav(out / f"{stem}.wavenet.wav", y)
-        if ref is not None:
-            save_wav(out / f"{stem}.fluidsynth.wav", ref)
-    return row
+def silence_dbfs(audio: np.ndarray, notes: np.ndarray, sr: int = SAMPLE_RATE) -> float | None:
+    """RMS level (dBFS, full scale = 1.0) of audio where no note sounds; None if under 0.1 s is silent."""
+    quiet = silence_mask(notes, len(audio), sr)
+    if quiet.sum() < 0.1 * sr:
+        return None
+    rms = float(np.sqrt(np.mean(audio[quiet].astype(np.float64) ** 2)))
+    return max(SILENCE_FLOOR_DB, 20.0 * np.log10(rms)) if rms > 0 else SILENCE_FLOOR_DB
 
 
-def evaluate_synthesis(midi_files: list[tuple[str, Path]], synthesizer, transcriber=None, soundfont: str | None = "fluidr3",
-                       max_seconds: float | None = 30.0, audio_out: str | os.PathLike | None = None,
-                       emit: Callable[[dict[str, Any]], None] = lambda row: None, warn: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
-    """Render and score every (name, path) MIDI file; returns the summary (mean figures, overall speed).
+class BasicPitch:
+    """Spotify's Basic Pitch (optional: pip install --no-deps basic-pitch, plus onnxruntime) as a second, outside transcriber."""
 
-    max_seconds crops each piece (from its start) to keep evaluation short.
-    Unreadable or empty MIDI files are skipped with a warning naming them.
-    """
-    from .data.transcription import crop_notes
-    from .midi import MidiError, load_midi_notes
-    from .synthesis import clean_notes
+    def __init__(self, threads: int = 0):
+        import logging
 
-    rows, failed = [], []
-    for name, path in midi_files:
+        logging.getLogger("root").setLevel(logging.ERROR)  # it warns about every backend it does not find
+        from basic_pitch import ICASSP_2022_MODEL_PATH
+        from basic_pitch.inference import Model
+
+        self.model = Model(ICASSP_2022_MODEL_PATH)
+        if threads and self.model.model_type == Model.MODEL_TYPES.ONNX:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+            self.model.model = ort.InferenceSession(str(ICASSP_2022_MODEL_PATH), sess_options=opts, providers=["CPUExecutionProvider"])
+
+    @staticmethod
+    def available() -> str | None:
+        """None when it can run here, else why not."""
         try:
-            notes, _ = clean_notes(load_midi_notes(path))
-        except MidiError as exc:
-            failed.append({"file": name, "error": str(exc)})
-            warn(f"skipped {name}: {exc}")
-            continue
-        if max_seconds:
-            notes = crop_notes(notes, 0.0, max_seconds)
-        if len(notes) == 0:
-            failed.append({"file": name, "error": f"{path}: no notes"})
-            warn(f"skipped {name}: {path}: no notes in the piano's range")
-            continue
-        row = synthesis_row(name, notes, synthesizer, transcriber, soundfont, audio_out)
-        rows.append(row)
-        emit(row)
-    total_samples = sum(r["audio_s"] for r in rows) * SAMPLE_RATE
-    total_time = sum(r["render_s"] for r in rows)
-    summary: dict[str, Any] = {"task": "synthesis", "files": len(rows), "audio_s": round(total_samples / SAMPLE_RATE, 3),
-                               "samples_per_second": round(total_samples / total_time, 1) if total_time else None,
-                               "x_real_time": round(total_samples / total_time / SAMPLE_RATE, 3) if total_time else None}
-    keys = [k for k in (rows[0] if rows else {}) if k.startswith(("wavenet_", "fluidsynth_")) or k == "log_mel_distance"]
-    summary.update({k: round(float(np.mean([r[k] for r in rows])), 4) for k in keys})
-    summary["backend"] = synthesizer.backend
-    summary["failed"] = failed
-    return summary
+            import basic_pitch.inference  # noqa: F401
+        except Exception as exc:  # missing package, or one of its backends broken
+            return f"basic-pitch not usable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        return None
+
+    def transcribe(self, audio: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
+        from basic_pitch.inference import predict
+
+        from .audio import save_wav
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "render.wav"
+            save_wav(path, audio, sr)
+            _, _, events = predict(str(path), self.model)
+        return np.array([[s, e, p, np.clip(round(127 * a), 1, 127)] for s, e, p, a, *_ in events], dtype=np.float64).reshape(-1, 4)
 
 
-def midi_inputs(path: str | os.PathLike, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[tuple[str, Path]]:
-    """(name relative to `path`, file) for a MIDI file, every .mid/.midi under a folder (hidden names skipped),
-    or the files listed in a .txt file (e.g. a WaveNet training run's validation_midi.txt).
+def round_trip(transcribe: Callable[[np.ndarray], np.ndarray], audio: np.ndarray, notes: np.ndarray) -> dict[str, float]:
+    """Transcribe audio and score it against the notes it was rendered from."""
+    from .metrics import transcription_metrics
+
+    m = transcription_metrics(notes, transcribe(audio))
+    return {k: m[k] for k in ("note_f1", "frame_f1")}
+
+
+def system_row(renderer, notes: np.ndarray, n_samples: int, transcribers: dict[str, Callable], reference: np.ndarray | None) -> tuple[dict[str, Any], np.ndarray]:
+    """All figures of one renderer on one note list; returns (figures, audio)."""
+    t0 = time.perf_counter()
+    y = renderer.render(notes, n_samples)
+    dt = time.perf_counter() - t0
+    row: dict[str, Any] = {"samples_per_second": round(len(y) / dt, 1) if dt > 0 else None, "silence_dbfs": silence_dbfs(y, notes)}
+    if row["silence_dbfs"] is not None:
+        row["silence_dbfs"] = round(row["silence_dbfs"], 1)
+    for tname, fn in transcribers.items():
+        row.update({f"{tname}_{k}": round(v, 4) for k, v in round_trip(fn, y, notes).items()})
+    if reference is not None:
+        row["distance_to_target"] = round(log_mel_distance(y, reference), 4)
+    return row, y
+
+
+def note_inputs(path: str | os.PathLike, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[tuple[str, Path]]:
+    """(name relative to `path`, file) for a note file (.mid/.midi/.tsv), every such file under a folder
+    (hidden names skipped), or the files listed in a .txt file (e.g. a training run's validation_notes.txt).
 
     include/exclude: globs matched against the relative path or the bare file name.
     """
@@ -131,48 +144,152 @@ def midi_inputs(path: str | os.PathLike, include: Sequence[str] = (), exclude: S
         # relative entries: next to the list if they are there, else as written (relative to where it was made)
         files = [q if q.is_absolute() or not (path.parent / q).exists() else path.parent / q for q in listed]
         if not files:
-            raise ValueError(f"input {path}: the list names no MIDI files")
+            raise ValueError(f"input {path}: the list names no note files")
         root = Path(os.path.commonpath([str(f.resolve().parent) for f in files]))
-        return [(os.path.relpath(f.resolve(), root), f) for f in files]
-    if path.is_file():
-        return [(path.name, path)]
-    if not path.is_dir():
+        out = [(os.path.relpath(f.resolve(), root), f) for f in files]
+    elif path.is_file():
+        out = [(path.name, path)]
+    elif path.is_dir():
+        files = [p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in NOTE_SUFFIXES
+                 and not any(part.startswith(".") for part in p.relative_to(path).parts)]
+        out = [(p.relative_to(path).as_posix(), p) for p in files]
+    else:
         raise ValueError(f"input {path}: no such file or folder")
-    files = [p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in (".mid", ".midi")
-             and not any(part.startswith(".") for part in p.relative_to(path).parts)]
+
     def hit(rel: str, patterns: Sequence[str]) -> bool:
         return any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(rel.rsplit("/", 1)[-1], g) for g in patterns)
 
-    out = [(p.relative_to(path).as_posix(), p) for p in files]
     out = [(r, p) for r, p in out if (not include or hit(r, include)) and not hit(r, exclude)]
     if not out:
-        raise ValueError(f"input {path}: no MIDI files found" + (" matching the include/exclude globs" if include or exclude else ""))
+        raise ValueError(f"input {path}: no MIDI or .tsv note files found" + (" matching the include/exclude globs" if include or exclude else ""))
     return out
 
 
-def run_synthesis_evaluation(input_path: str | os.PathLike, wavenet: str | os.PathLike, transcriber: str | os.PathLike | None = None,
-                             soundfont: str | None = "fluidr3", max_seconds: float | None = 30.0, device: str = "cpu", threads: int = 0,
-                             audio_out: str | os.PathLike | None = None, include: Sequence[str] = (), exclude: Sequence[str] = (),
-                             emit: Callable[[dict[str, Any]], None] = lambda row: None, warn: Callable[[str], None] = lambda msg: None,
-                             temperature: float = 1.0) -> dict[str, Any]:
-    """`evaluate task=synthesis` without Hydra: load the models, render and score every MIDI file under input_path.
+midi_inputs = note_inputs  # the name scripts use
 
-    wavenet: WaveNet weights; transcriber: Onsets and Frames weights for the
-    round-trip F1 (None skips it); soundfont: the FluidSynth reference (None
-    skips it and the log-mel distance). Raises ValueError for an input with
-    no MIDI, WeightsError for unusable weights, each one line naming the file.
+
+def reference_audio(reference: str | os.PathLike | None) -> dict[str, Path]:
+    """Target recordings by file stem: every audio file under a folder, or the files a .txt lists."""
+    from .audio import AUDIO_EXTENSIONS
+
+    if not reference:
+        return {}
+    ref = Path(reference)
+    if ref.is_file() and ref.suffix.lower() == ".txt":
+        files = [Path(ln.strip()) for ln in ref.read_text().splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    elif ref.is_dir():
+        files = [p for p in sorted(ref.rglob("*")) if p.suffix.lower() in AUDIO_EXTENSIONS]
+    else:
+        raise ValueError(f"reference {ref}: no such folder or list of recordings")
+    return {f.stem: f for f in files}
+
+
+def evaluate_synthesis(files: list[tuple[str, Path]], systems: dict[str, Any], transcribers: dict[str, Callable], references: dict[str, Path],
+                       max_seconds: float | None = 30.0, audio_out: str | os.PathLike | None = None,
+                       emit: Callable[[dict[str, Any]], None] = lambda row: None, warn: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
+    """Render and score every note file with every system; returns the summary (mean figures per system).
+
+    systems: label -> Renderer. max_seconds crops each piece (and its reference) from the start.
+    Unreadable or empty note files are skipped with a warning naming them.
+    """
+    from .audio import load_audio, save_wav
+    from .data.transcription import crop_notes
+    from .midi import MidiError, load_notes
+    from .synthesis import clean_notes
+
+    rows, failed = [], []
+    for name, path in files:
+        try:
+            notes, _ = clean_notes(load_notes(path))
+        except (MidiError, ValueError, OSError) as exc:
+            failed.append({"file": name, "error": str(exc).splitlines()[0]})
+            warn(f"skipped {name}: {str(exc).splitlines()[0]}")
+            continue
+        if max_seconds:
+            notes = crop_notes(notes, 0.0, max_seconds)
+        if len(notes) == 0:
+            failed.append({"file": name, "error": f"{path}: no notes"})
+            warn(f"skipped {name}: {path}: no notes in the piano's range")
+            continue
+        n = int(np.ceil((notes[:, 1].max() + TAIL_SECONDS) * SAMPLE_RATE))
+        ref = None
+        if Path(path).stem in references:
+            # the target goes on playing past a crop: compare only the cropped span
+            ref = load_audio(references[Path(path).stem], max_seconds=None)[:min(n, int(max_seconds * SAMPLE_RATE)) if max_seconds else n]
+        elif references:
+            warn(f"{name}: no target recording named {Path(path).stem}.* in the reference; no distance for it")
+        row: dict[str, Any] = {"file": name, "notes": int(len(notes)), "audio_s": round(n / SAMPLE_RATE, 3)}
+        for label, renderer in systems.items():
+            figures, y = system_row(renderer, notes, n, transcribers, ref)
+            row.update({f"{label}_{k}": v for k, v in figures.items()})
+            if audio_out is not None:
+                out = Path(audio_out)
+                out.mkdir(parents=True, exist_ok=True)
+                save_wav(out / f"{name.replace('/', '__').rsplit('.', 1)[0]}.{label}.wav", y)
+        if ref is not None and audio_out is not None:
+            save_wav(Path(audio_out) / f"{name.replace('/', '__').rsplit('.', 1)[0]}.target.wav", ref)
+        rows.append(row)
+        emit(row)
+    summary: dict[str, Any] = {"task": "synthesis", "files": len(rows), "audio_s": round(sum(r["audio_s"] for r in rows), 3)}
+    keys = [k for k in (rows[0] if rows else {}) if k not in ("file", "notes", "audio_s")]
+    for k in keys:
+        vals = [r[k] for r in rows if r.get(k) is not None]
+        summary[k] = round(float(np.mean(vals)), 4) if vals else None
+    for label in systems:  # speed over all files, not the mean of per-file speeds
+        sps = [(r["audio_s"], r["audio_s"] * SAMPLE_RATE / r[f"{label}_samples_per_second"]) for r in rows if r.get(f"{label}_samples_per_second")]
+        if sps:
+            total, secs = sum(a for a, _ in sps), sum(t for _, t in sps)
+            summary[f"{label}_samples_per_second"] = round(total * SAMPLE_RATE / secs, 1)
+            summary[f"{label}_x_real_time"] = round(total / secs, 2)
+    summary["failed"] = failed
+    return summary
+
+
+def run_synthesis_evaluation(input_path: str | os.PathLike, synthesizer: str = "source_filter", weights: str | os.PathLike | None = None,
+                             transcriber: str | os.PathLike | None = None, soundfont: str | None = "fluidr3", source_alone: bool = True,
+                             reference: str | os.PathLike | None = None, basic_pitch: str = "auto", max_seconds: float | None = 30.0,
+                             device: str = "cpu", threads: int = 0, audio_out: str | os.PathLike | None = None, include: Sequence[str] = (),
+                             exclude: Sequence[str] = (), emit: Callable[[dict[str, Any]], None] = lambda row: None,
+                             warn: Callable[[str], None] = lambda msg: None, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`evaluate task=synthesis` without Hydra.
+
+    synthesizer: the renderer under test (renderers.RENDERERS), with `weights` (None: shipped) and
+    extra `settings`; soundfont: FluidSynth through it beside it (None: not); source_alone: the
+    source-filter model's source without the filter beside it; reference: the target piano's
+    recordings (folder or .txt list, matched by file stem) for the spectral distance;
+    transcriber: Onsets and Frames weights for the round trip (None: skip); basic_pitch: auto
+    (when installed) | true | false. Raises ValueError for an input with no note files,
+    WeightsError for unusable weights, each one line naming the file.
     """
     from .checkpoint import sha256_file
-    from .synthesis import SynthesisConfig, Synthesizer, load_wavenet
+    from .renderers import load_renderer, weights_file
 
-    files = midi_inputs(input_path, include, exclude)
-    synth = Synthesizer(load_wavenet(wavenet, device), SynthesisConfig(device=device, threads=threads, temperature=temperature))
-    model = None
+    files = note_inputs(input_path, include, exclude)
+    refs = reference_audio(reference)
+    opts = {"device": device, "threads": threads, **(settings or {}), **({"weights": str(weights)} if weights else {})}
+    systems: dict[str, Any] = {synthesizer: load_renderer(synthesizer, opts)}
+    if synthesizer == "source_filter" and source_alone:
+        systems["source"] = load_renderer("source_filter", {**opts, "source_only": True})
+    if soundfont and synthesizer != "fluidsynth":
+        systems["fluidsynth"] = load_renderer("fluidsynth", {"soundfont": soundfont})
+    transcribers: dict[str, Callable] = {}
     if transcriber is not None:
-        from .transcription import load_transcriber
+        from .transcription import load_transcriber, transcribe
 
         model = load_transcriber(transcriber, device)
-    summary = evaluate_synthesis(files, synth, model, soundfont, max_seconds, audio_out, emit, warn)
-    summary = {"task": "synthesis", "input": str(input_path), **summary, "wavenet": str(wavenet), "wavenet_sha256": sha256_file(wavenet),
-               "transcriber": str(transcriber) if transcriber else None, "soundfont": soundfont, "max_seconds": max_seconds, "temperature": temperature}
-    return summary
+        transcribers["w2m2w"] = lambda audio: transcribe(model, audio)
+    bp_status = None if str(basic_pitch).lower() in ("true", "auto") else "basic_pitch=false"
+    if bp_status is None:
+        bp_status = BasicPitch.available()
+        if bp_status is None:
+            transcribers["basic_pitch"] = BasicPitch(threads).transcribe
+        elif str(basic_pitch).lower() == "true":
+            raise ValueError(bp_status)
+        else:
+            warn(f"{bp_status}; round trip with the project's transcriber only")
+    summary = evaluate_synthesis(files, systems, transcribers, refs, max_seconds, audio_out, emit, warn)
+    wfile = weights_file(synthesizer, opts)
+    return {"task": "synthesis", "input": str(input_path), **summary, "synthesizer": synthesizer, "systems": list(systems),
+            "weights": str(wfile), "weights_sha256": sha256_file(wfile) if wfile.is_file() else None,
+            "transcribers": list(transcribers), "basic_pitch": bp_status or "used", "reference": str(reference) if reference else None,
+            "soundfont": soundfont, "max_seconds": max_seconds}

@@ -35,7 +35,7 @@ def test_wavenet_renders_midi_and_rerun_is_current(tmp_path, tiny_wavenet):
     mid = tmp_path / "piece.mid"
     write_midi(mid, NOTES)
     run_dir = tmp_path / "run"
-    args = [f"input={mid}", "stages=[synthesize]", f"synthesize.weights={tiny_wavenet}", f"run_dir={run_dir}"]
+    args = [f"input={mid}", "stages=[synthesize]", "synthesize=wavenet", f"synthesize.weights={tiny_wavenet}", f"run_dir={run_dir}"]
     res = run_pipeline(*args)
     assert res.returncode == 0, res.stderr[-3000:]
     wav = run_dir / "3-synthesize" / "piece.wav"
@@ -58,7 +58,7 @@ def test_wavenet_renders_midi_and_rerun_is_current(tmp_path, tiny_wavenet):
 def test_bad_midi_is_named_and_batch_goes_on(tmp_path, tiny_wavenet):
     root = _midi_batch(tmp_path / "in")
     run_dir = tmp_path / "run"
-    res = run_pipeline(f"input={root}", "stages=[synthesize]", f"synthesize.weights={tiny_wavenet}", f"run_dir={run_dir}")
+    res = run_pipeline(f"input={root}", "stages=[synthesize]", "synthesize=wavenet", f"synthesize.weights={tiny_wavenet}", f"run_dir={run_dir}")
     assert res.returncode == 1, "a failed piece makes the run exit non-zero"
     log = res.stdout + res.stderr
     for name, reason in [("empty.mid", "empty"), ("garbage.mid", "not a readable MIDI")]:
@@ -109,3 +109,42 @@ def test_missing_weights_and_soundfont_are_named(tmp_path):
     assert str(missing) in res.stdout + res.stderr and "not found" in res.stdout + res.stderr
     res = run_pipeline(f"input={mid}", "stages=[synthesize]", "synthesize=fluidsynth", f"synthesize.soundfont={tmp_path / 'no.sf2'}", f"run_dir={tmp_path / 'run'}")
     assert res.returncode != 0 and "no.sf2" in res.stdout + res.stderr
+
+
+def test_source_filter_renders_midi_through_run_py(tmp_path, tiny_source_filter):
+    from w2m2w.midi import load_midi_notes
+    from w2m2w.synthesis_source_filter import SourceFilterRenderer, load_source_filter
+
+    mid = tmp_path / "piece.mid"
+    write_midi(mid, NOTES)
+    run_dir = tmp_path / "run"
+    args = [f"input={mid}", "stages=[synthesize]", f"synthesize.weights={tiny_source_filter}", f"run_dir={run_dir}"]
+    res = run_pipeline(*args)  # the default synthesizer
+    assert res.returncode == 0, res.stderr[-3000:]
+    wav = run_dir / "3-synthesize" / "piece.wav"
+    y = _wav(wav)
+    assert len(y) == int(round((1.9 + 0.5) * 16000))  # last note off + 0.5 s tail
+    side = json.loads(wav.with_suffix(".json").read_text())
+    assert side["settings"] == {"name": "source_filter", "tail_seconds": 0.5, "source_only": False}
+    assert side["weights"] == str(tiny_source_filter) and side["stats"]["synthesizer"] == "source_filter"
+    # the same audio as the library's renderer gives for the file's notes (through 16-bit PCM)
+    ref = SourceFilterRenderer(load_source_filter(tiny_source_filter)).render(load_midi_notes(mid))
+    np.testing.assert_allclose(y, np.clip(ref, -1, 1), atol=1.0 / 32768 + 1e-6)
+    assert np.abs(y).max() > 1e-3
+    res = run_pipeline(*args)
+    assert res.returncode == 0 and "current" in res.stdout
+    res = run_pipeline(*args, "synthesize.source_only=true")  # a setting that changes the audio: recomputed
+    assert res.returncode == 0 and not np.allclose(_wav(wav), y)
+
+
+def test_music_too_long_is_refused_in_one_line(tmp_path, tiny_source_filter):
+    mid = tmp_path / "stray.mid"
+    write_midi(mid, np.array([[0.1, 0.5, 60, 80], [5000.0, 5000.5, 62, 80]]))
+    write_midi(tmp_path / "fine.mid", NOTES)
+    run_dir = tmp_path / "run"
+    res = run_pipeline(f"input={tmp_path}", "stages=[synthesize]", f"synthesize.weights={tiny_source_filter}", f"run_dir={run_dir}",
+                       "synthesize.max_seconds=600", "workers=1")
+    assert res.returncode == 1
+    lines = [ln for ln in (res.stdout + res.stderr).splitlines() if "stray.mid" in ln and "max_seconds=600" in ln]
+    assert lines, (res.stdout + res.stderr)[-3000:]
+    assert (run_dir / "3-synthesize" / "fine.wav").is_file() and not (run_dir / "3-synthesize" / "stray.wav").exists()

@@ -1,0 +1,139 @@
+"""Source-filter WaveNet: model, block rendering against the whole-piece forward, loss, training loop."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tests.unit._synth import make_maps
+from w2m2w.features import conditioning_roll
+from w2m2w.models.source_filter import SourceFilterConfig, SourceFilterWaveNet
+from w2m2w.source import piano_source
+from w2m2w.synthesis_source_filter import (SourceFilterRenderConfig, SourceFilterRenderer, context, load_source_filter, source_mix,
+                                           window)
+
+SR = 16000
+NOTES = np.array([[0.30, 0.9, 60, 90], [0.5, 1.6, 64, 70], [1.1, 1.4, 79, 110], [2.6, 2.8, 40, 50]], dtype=np.float64)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_source_filter):
+    return load_source_filter(tiny_source_filter)
+
+
+def _reference_render(model: SourceFilterWaveNet, notes: np.ndarray, n: int) -> np.ndarray:
+    """One forward over the whole piece, written out here without the renderer's blocks and contexts."""
+    src, gate = piano_source(notes, n, 0, model.source_cfg)
+    m = model.cond_margin
+    roll = conditioning_roll(notes, n // 160 + 2 * m, 100.0, -m)
+    with torch.no_grad():
+        y = model(torch.from_numpy(src)[None], torch.from_numpy(gate)[None], torch.from_numpy(roll)[None])
+    return y[0].numpy()
+
+
+def test_blocks_join_exactly_and_equal_the_whole_forward(model):
+    n = 4 * SR  # past every note's release, so the whole forward's zero padding is the piece's silence
+    ref = _reference_render(model, NOTES, n)
+    assert np.abs(ref).max() > 1e-3
+    for block in (0.25, 1.0, 8.0):
+        y = SourceFilterRenderer(model, SourceFilterRenderConfig(block_seconds=block)).render(NOTES, n)
+        assert len(y) == n
+        np.testing.assert_allclose(y, ref, atol=2e-5, err_msg=f"block_seconds={block}")
+
+
+def test_exact_silence_where_no_note_sounds(model):
+    r = SourceFilterRenderer(model)
+    y = r.render(NOTES, 5 * SR)
+    first = int(0.3 * SR) - model.source_cfg.gate_margin - model.source_cfg.gate_ramp
+    assert not y[:first].any(), "nothing before the first note's reach"
+    gap = slice(int((1.6 + 0.36) * SR) + 500, int(2.6 * SR) - 500)
+    assert not y[gap].any(), "nothing in a pause"
+    assert np.abs(y[int(0.35 * SR):int(0.8 * SR)]).max() > 1e-3
+
+
+def test_length_is_last_offset_plus_tail(model):
+    r = SourceFilterRenderer(model, SourceFilterRenderConfig(tail_seconds=0.5))
+    assert r.n_samples(NOTES) == int(round((2.8 + 0.5) * SR))
+    assert len(r.render(NOTES)) == r.n_samples(NOTES)
+
+
+def test_window_conditioning_matches_whole_piece_rows(model):
+    # a window's roll must be the whole piece's roll at the window's own frames (an off-by-a-frame shift fails)
+    c, m = context(model), model.cond_margin
+    whole = conditioning_roll(NOTES, 700, 100.0, -100)  # frames -100 .. 599 of the whole piece
+    for start in (0, 160 * 37, 160 * 150):
+        w = window(model, NOTES, None, start, 160 * 40)
+        first = (start - c) // 160 - m  # the window's first frame, context and margin included
+        np.testing.assert_array_equal(w["roll"], whole[first + 100:first + 100 + len(w["roll"])])
+        src, gate = piano_source(NOTES, 160 * 40 + 2 * c, start - c, model.source_cfg)
+        np.testing.assert_array_equal(w["source"], src)
+
+
+def test_training_window_target_is_aligned_with_its_source(model):
+    # target audio made from the source itself: any shift between audio and notes in the sampler shows
+    n = 4 * SR
+    src, gate = piano_source(NOTES, n, 0, model.source_cfg)
+    audio = source_mix(src, gate)
+    for start in (0, 160 * 60, 160 * 210):
+        w = window(model, NOTES, audio, start, 160 * 50)
+        np.testing.assert_allclose(w["target"], source_mix(w["source"], w["gate"]), atol=1e-6)
+
+
+def test_the_roll_changes_the_output(model):
+    # same source, roll of other pitches: the local conditioning must reach the audio
+    c = context(model)
+    w = window(model, NOTES, None, 0, 160 * 100)
+    other = window(model, NOTES + np.array([0, 0, 5, 0]), None, 0, 160 * 100)
+    with torch.no_grad():
+        y1 = model(*(torch.from_numpy(w[k])[None] for k in ("source", "gate", "roll")))
+        y2 = model(torch.from_numpy(w["source"])[None], torch.from_numpy(w["gate"])[None], torch.from_numpy(other["roll"])[None])
+    assert (y1 - y2)[0, c:-c].abs().max() > 1e-4
+
+
+def test_source_only_renders_the_plain_source(model):
+    n = 3 * SR
+    y = SourceFilterRenderer(model, SourceFilterRenderConfig(source_only=True, block_seconds=0.5)).render(NOTES, n)
+    src, gate = piano_source(NOTES, n, 0, model.source_cfg)
+    np.testing.assert_allclose(y, np.clip(source_mix(src, gate), -1, 1), atol=1e-6)
+
+
+def test_stft_loss_is_zero_only_for_identical_signals():
+    from w2m2w.train.source_filter import stft_loss
+
+    loss = stft_loss([512, 256])
+    x = torch.randn(2, 1, 4000)
+    assert float(loss(x, x)) == pytest.approx(0.0, abs=1e-6)
+    assert float(loss(x, 0.5 * x)) > 0.1
+    assert float(loss(x, x + 0.05 * torch.randn_like(x))) > 0.0
+
+
+def test_weights_of_another_model_are_named(tmp_path, tiny_wavenet):
+    from w2m2w.checkpoint import WeightsError
+
+    with pytest.raises(WeightsError, match="wavenet.safetensors"):
+        load_source_filter(tiny_wavenet)
+
+
+def test_training_learns_and_resumes(tmp_path):
+    from w2m2w.train.source_filter import SourceFilterTrainConfig, train_source_filter
+
+    maps = make_maps(tmp_path / "maps", ["a_P", "b_P", "c_P", "held_P"], seconds=3.0)
+    cfg = SourceFilterTrainConfig(out_dir=str(tmp_path / "run"), maps_root=str(maps), piano="P", holdout_pieces=["held"],
+                                  model=SourceFilterConfig(residual_channels=8, skip_channels=8, layers=4, dilation_cycle=4, cond_channels=8),
+                                  batch_size=4, segment_seconds=0.25, fft_sizes=[512, 256], max_steps=40, validate_every=40,
+                                  validation_segments=8, warmup_steps=5, learning_rate=5e-3, threads=1)
+    summary = train_source_filter(cfg)
+    rows = [json.loads(ln) for ln in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 40]
+    assert rows[1]["val_loss"] < 0.9 * rows[0]["val_loss"], rows
+    assert summary["step"] == 40
+    assert (tmp_path / "run" / "validation_notes.txt").read_text().strip().endswith("MAPS_MUS-held_P.tsv")
+    model = load_source_filter(tmp_path / "run" / "last.safetensors")
+    assert model.cfg.layers == 4
+    cfg.max_steps = 45
+    cfg.validate_every = 5
+    train_source_filter(cfg)  # resumes from the checkpoint instead of starting again
+    rows = [json.loads(ln) for ln in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 40, 45]

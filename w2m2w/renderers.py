@@ -1,0 +1,118 @@
+"""One interface for everything that turns notes into audio, and the registry of implementations.
+
+The synthesize stage, `evaluate task=synthesis` and the benchmarks see only
+this interface; which renderer runs is a name and its settings:
+
+- `source_filter`: the source-filter WaveNet (w2m2w.models.source_filter), the default;
+- `wavenet`: the autoregressive WaveNet of Wave2Midi2Wave (w2m2w.models.wavenet);
+- `fluidsynth`: FluidSynth with a soundfont, the reference and a quick preview.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from . import SAMPLE_RATE
+
+REPO = Path(__file__).resolve().parent.parent
+RENDERERS = ("source_filter", "wavenet", "fluidsynth")
+DEFAULT_WEIGHTS = {"source_filter": REPO / "weights" / "source_filter_wavenet.safetensors", "wavenet": REPO / "weights" / "wavenet.safetensors"}
+
+
+class Renderer(Protocol):
+    """Notes (n, 4: onset s, offset s, MIDI pitch, velocity; pedal applied, inside the 88 keys) -> 16 kHz mono audio."""
+
+    name: str
+    sample_rate: int
+    backend: str
+
+    def n_samples(self, notes: np.ndarray) -> int:
+        """Samples a render of `notes` lasts by default (the last note's release included)."""
+
+    def stream(self, notes: np.ndarray, n_samples: int | None = None, progress: Callable[[float], None] | None = None) -> Iterator[np.ndarray]:
+        """float32 chunks in order, n_samples in all; progress receives seconds rendered."""
+
+    def render(self, notes: np.ndarray, n_samples: int | None = None) -> np.ndarray:
+        """The whole render in memory (short pieces, tests, evaluation)."""
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for the sidecar (backend, ...)."""
+
+
+class FluidSynthRenderer:
+    """FluidSynth through a soundfont (w2m2w.data.render): peaks normalised to 0.9, one second of tail."""
+
+    name = "fluidsynth"
+    backend = "fluidsynth"
+
+    def __init__(self, soundfont: str = "fluidr3", program: int = 0, chunk_seconds: float = 10.0, sample_rate: int = SAMPLE_RATE):
+        from .data.render import soundfont_path
+
+        self.soundfont_file = soundfont_path(soundfont)  # RenderError names it when it is not installed
+        self.soundfont, self.program, self.chunk_seconds, self.sample_rate = soundfont, int(program), float(chunk_seconds), sample_rate
+
+    def n_samples(self, notes: np.ndarray) -> int:
+        end = float(notes[:, 1].max()) if len(notes) else 0.0
+        return max(1, math.ceil((end + 1.0) * self.sample_rate))
+
+    def stream(self, notes: np.ndarray, n_samples: int | None = None, progress: Callable[[float], None] | None = None) -> Iterator[np.ndarray]:
+        from .data.render import stream_notes
+
+        left = None if n_samples is None else int(n_samples)
+        for y in stream_notes(notes, self.soundfont, self.sample_rate, self.program, self.chunk_seconds):
+            if left is not None:
+                y = y[:left]
+                left -= len(y)
+            if progress is not None:
+                progress(len(y) / self.sample_rate)
+            if len(y):
+                yield y
+        if left:  # asked for more than FluidSynth rendered: silence
+            yield np.zeros(left, np.float32)
+
+    def render(self, notes: np.ndarray, n_samples: int | None = None) -> np.ndarray:
+        parts = list(self.stream(notes, n_samples))
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.backend, "soundfont": self.soundfont}
+
+
+def weights_file(name: str, settings: dict[str, Any]) -> Path:
+    """What identifies the renderer's sound: the weights file, or FluidSynth's soundfont file."""
+    if name == "fluidsynth":
+        from .data.render import SOUNDFONTS, RenderError, soundfont_path
+
+        try:
+            return Path(soundfont_path(settings.get("soundfont", "fluidr3")))
+        except RenderError:
+            return Path(SOUNDFONTS.get(settings.get("soundfont", "fluidr3"), settings.get("soundfont", "fluidr3")))
+    if name not in RENDERERS:
+        raise ValueError(f"unknown synthesizer {name!r}: choose one of {', '.join(RENDERERS)}")
+    return Path(settings["weights"]) if settings.get("weights") else DEFAULT_WEIGHTS[name]
+
+
+def load_renderer(name: str, settings: dict[str, Any]) -> Renderer:
+    """A ready renderer (model loaded once) from its name and settings (a synthesize config's keys).
+
+    Raises ValueError for an unknown name, WeightsError or RenderError (one line naming the file) when
+    the weights or soundfont are unusable.
+    """
+    if name == "fluidsynth":
+        return FluidSynthRenderer(settings.get("soundfont", "fluidr3"), int(settings.get("program", 0)), float(settings.get("chunk_seconds", 10.0)))
+    path = weights_file(name, settings)
+    device = str(settings.get("device", "cpu"))
+    if name == "source_filter":
+        from .synthesis_source_filter import SourceFilterRenderConfig, SourceFilterRenderer, load_source_filter
+
+        keys = set(SourceFilterRenderConfig.__dataclass_fields__)
+        return SourceFilterRenderer(load_source_filter(path, device), SourceFilterRenderConfig(**{k: settings[k] for k in keys if k in settings}))
+    from .synthesis import SynthesisConfig, Synthesizer, load_wavenet
+
+    keys = set(SynthesisConfig.__dataclass_fields__)
+    return Synthesizer(load_wavenet(path, device), SynthesisConfig(**{k: settings[k] for k in keys if k in settings}))
+

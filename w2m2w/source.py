@@ -1,0 +1,201 @@
+"""The source of the source-filter WaveNet: a crude piano computed from the MIDI alone.
+
+Neural source-filter vocoders (Wang, Takaki and Yamagishi 2019) and
+DDSP-Piano (Renault et al. 2022) let a network shape a signal that already
+has the right periods, instead of making the waveform up sample by sample.
+Here the source is, for every note (onset s, offset s, MIDI pitch, velocity;
+sustain pedal already applied):
+
+- inharmonic partials f_k = k f0 sqrt(1 + B k^2), B rising with pitch (piano
+  strings are stiff, more so the short treble ones), phase 0 at the onset
+  sample, amplitude scaled by velocity, rolling off with k (less for loud
+  notes: a harder hammer is brighter), decaying exponentially from the onset
+  (faster for high notes and high partials) and damped at release;
+- a short noise burst at the onset (the hammer);
+- broadband noise that follows the notes' envelope (soundboard, strings).
+
+The partials go to a few channels by harmonic number ([1], [2], [3-4], [5-8],
+[9 and up]) so the filter can weigh them per pitch and velocity through its
+conditioning. One more channel is the summed envelope itself.
+
+`gate` is 1 wherever some note sounds (from onset to release tail, widened by
+`gate_margin` samples, with short ramps) and 0 elsewhere: the filter's output
+is multiplied by it, so where no note sounds the audio is exactly silent
+(an ungated noise channel leaks hiss into silence otherwise).
+
+Every value depends on the absolute sample index, never on where a window
+starts: noise is a hash of the index, and each note's phase and decay are
+computed from its onset. A window of a long piece is therefore exactly those
+samples of the whole piece's source, so chunked rendering joins seamlessly.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from . import SAMPLE_RATE
+
+# channels of the source signal
+GROUPS = ((1, 1), (2, 2), (3, 4), (5, 8), (9, 1 << 30))  # partial numbers per harmonic channel (inclusive)
+CHANNEL_NAMES = ("h1", "h2", "h3-4", "h5-8", "h9+", "hammer", "noise", "envelope")
+N_CHANNELS = len(CHANNEL_NAMES)
+_HAMMER, _NOISE, _ENV = len(GROUPS), len(GROUPS) + 1, len(GROUPS) + 2
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Fixed physics-flavoured settings of the source (stored with the model's weights)."""
+    partials: int = 16  # per note, up to max_freq
+    max_freq: float = 7600.0  # partials at or above this are left out (below Nyquist at 16 kHz)
+    log10_b_low: float = -4.0  # inharmonicity B at A0 (MIDI 21) ...
+    log10_b_high: float = -2.2  # ... and at C8 (MIDI 108), log-linear in between
+    tau_low: float = 3.0  # amplitude e-folding time (s) of the fundamental at A0 ...
+    tau_octave: float = 0.63  # ... multiplied by this per octave up
+    tau_partial: float = 0.15  # partial k decays (1 + tau_partial (k - 1)) times faster
+    rolloff_soft: float = 1.6  # amplitude of partial k ~ k^-rolloff, from velocity 0 ...
+    rolloff_loud: float = 0.8  # ... to velocity 127
+    velocity_power: float = 2.0  # note amplitude ~ (velocity / 127) ** velocity_power
+    release_tau: float = 0.06  # damper: e-folding time (s) after the offset
+    release_taus: float = 6.0  # a note is cut this many release_tau after its offset
+    hammer_tau: float = 0.004  # noise burst at the onset: e-folding time (s)
+    hammer_seconds: float = 0.03
+    gate_margin: int = 256  # samples the gate is widened on each side of a note (the filter's reach)
+    gate_ramp: int = 160  # samples of linear ramp at the gate's edges
+
+
+def inharmonicity(pitch: float | np.ndarray, cfg: SourceConfig = SourceConfig()) -> float | np.ndarray:
+    """B of a string of MIDI pitch (log-linear from A0 to C8)."""
+    frac = (np.asarray(pitch, dtype=np.float64) - 21.0) / 87.0
+    return 10.0 ** (cfg.log10_b_low + (cfg.log10_b_high - cfg.log10_b_low) * frac)
+
+
+def partial_frequencies(pitch: float, cfg: SourceConfig = SourceConfig()) -> np.ndarray:
+    """Frequencies (Hz) of the partials the source plays for one pitch: f_k = k f0 sqrt(1 + B k^2), below max_freq."""
+    f0 = 440.0 * 2.0 ** ((pitch - 69.0) / 12.0)
+    k = np.arange(1, cfg.partials + 1, dtype=np.float64)
+    f = k * f0 * np.sqrt(1.0 + inharmonicity(pitch, cfg) * k * k)
+    return f[f < cfg.max_freq]
+
+
+@numba.njit(cache=True, inline="always")
+def _noise(i: int, salt: int) -> float:
+    """Uniform in [-1, 1) from a hash of the absolute sample index (splitmix64)."""
+    z = np.uint64(i) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(salt) * np.uint64(0xD1B54A32D192ED69)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return float(z >> np.uint64(11)) * (2.0 / 9007199254740992.0) - 1.0
+
+
+@numba.njit(cache=True)
+def _render(on_i, off_i, pitch, vel, start, n, sr, params, group_of, out, gate):  # pragma: no cover - numba
+    (partials, max_freq, b_lo, b_hi, tau_low, tau_oct, tau_part, roll_soft, roll_loud, vpow, rel_tau, rel_taus,
+     ham_tau, ham_s, margin, ramp) = params
+    partials = int(partials)
+    margin = int(margin)
+    ramp = int(ramp)
+    ham_env = np.zeros(n)
+    for j in range(len(on_i)):
+        on, off = on_i[j], off_i[j]
+        p = pitch[j]
+        v = vel[j] / 127.0
+        gain = v ** vpow
+        f0 = 440.0 * 2.0 ** ((p - 69.0) / 12.0)
+        b = 10.0 ** (b_lo + (b_hi - b_lo) * (p - 21.0) / 87.0)
+        tau0 = tau_low * tau_oct ** ((p - 21.0) / 12.0) * sr  # in samples
+        rel = rel_tau * sr
+        end = off + int(rel_taus * rel)
+        # gate: a trapezoid around [on, end), max over notes
+        g0, g1 = on - margin, end + margin
+        for i in range(max(g0 - ramp, start), min(g1 + ramp, start + n)):
+            if i < g0:
+                g = (i - (g0 - ramp)) / ramp
+            elif i >= g1:
+                g = ((g1 + ramp) - i) / ramp
+            else:
+                g = 1.0
+            if g > gate[i - start]:
+                gate[i - start] = g
+        a = max(on, start)
+        e = min(end, start + n)
+        if e <= a:
+            continue
+        # release envelope: 1 until the offset, then exp(-(t - off) / rel)
+        env_rel = np.ones(e - a)
+        for i in range(max(off, a), e):
+            env_rel[i - a] = math.exp(-(i - off) / rel)
+        # slow envelope of the note (fundamental decay and release) for the noise and envelope channels
+        r0 = math.exp(-1.0 / tau0)
+        amp = gain * r0 ** (a - on)
+        for i in range(a, e):
+            out[i - start, _ENV] += amp * env_rel[i - a]
+            amp *= r0
+        roll = roll_soft + (roll_loud - roll_soft) * v
+        for k in range(1, partials + 1):
+            f = k * f0 * math.sqrt(1.0 + b * k * k)
+            if f >= max_freq:
+                break
+            ch = group_of[k]
+            w = 2.0 * math.pi * f / sr
+            rk = math.exp(-(1.0 + tau_part * (k - 1)) / tau0)
+            m = a - on
+            amp = gain * k ** (-roll) * rk ** m
+            s, c = math.sin(w * m), math.cos(w * m)
+            cw, sw = math.cos(w), math.sin(w)
+            for i in range(a, e):
+                out[i - start, ch] += amp * env_rel[i - a] * s
+                s, c = s * cw + c * sw, c * cw - s * sw
+                amp *= rk
+        # hammer burst envelope
+        he = min(on + int(ham_s * sr), start + n)
+        for i in range(max(on, start), he):
+            ham_env[i - start] += gain * math.exp(-(i - on) / (ham_tau * sr))
+    for i in range(n):
+        out[i, _HAMMER] = ham_env[i] * _noise(start + i, 1)
+        out[i, _NOISE] = out[i, _ENV] * _noise(start + i, 2)
+
+
+def _group_table(partials: int) -> np.ndarray:
+    table = np.zeros(partials + 1, np.int64)
+    for k in range(1, partials + 1):
+        table[k] = next(g for g, (lo, hi) in enumerate(GROUPS) if lo <= k <= hi)
+    return table
+
+
+def piano_source(notes: np.ndarray, n_samples: int, start_sample: int = 0, cfg: SourceConfig = SourceConfig(),
+                 sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
+    """The source of samples start_sample .. start_sample + n_samples - 1 of a piece.
+
+    notes: (n, 4) onset s, offset s, MIDI pitch, velocity (sustain pedal applied).
+    Returns (source (n_samples, N_CHANNELS) float32, gate (n_samples,) float32 in [0, 1]).
+    Samples before 0 or after every note are zeros, so any window is valid.
+    """
+    notes = np.asarray(notes, dtype=np.float64).reshape(-1, 4)
+    n = max(int(n_samples), 0)
+    out = np.zeros((n, N_CHANNELS), np.float64)
+    gate = np.zeros(n, np.float64)
+    if n and len(notes):
+        on = np.round(notes[:, 0] * sample_rate).astype(np.int64)
+        off = np.maximum(np.round(notes[:, 1] * sample_rate).astype(np.int64), on + 1)
+        params = np.array([cfg.partials, cfg.max_freq, cfg.log10_b_low, cfg.log10_b_high, cfg.tau_low, cfg.tau_octave, cfg.tau_partial,
+                           cfg.rolloff_soft, cfg.rolloff_loud, cfg.velocity_power, cfg.release_tau, cfg.release_taus, cfg.hammer_tau,
+                           cfg.hammer_seconds, cfg.gate_margin, max(cfg.gate_ramp, 1)], dtype=np.float64)
+        _render(on, off, notes[:, 2].copy(), notes[:, 3].copy(), int(start_sample), n, float(sample_rate), params,
+                _group_table(cfg.partials), out, gate)
+    return out.astype(np.float32), gate.astype(np.float32)
+
+
+def source_config_from(d: dict | None) -> SourceConfig:
+    """SourceConfig from a stored dict (unknown keys are an error, missing keys take defaults)."""
+    d = dict(d or {})
+    unknown = set(d) - set(SourceConfig.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown source config keys {sorted(unknown)}")
+    return SourceConfig(**d)
+
+
+__all__ = ["SourceConfig", "piano_source", "partial_frequencies", "inharmonicity", "source_config_from", "CHANNEL_NAMES", "N_CHANNELS",
+           "GROUPS"]

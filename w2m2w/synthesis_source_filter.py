@@ -1,0 +1,141 @@
+"""Notes -> audio with the source-filter WaveNet, block by block so memory stays bounded for any length.
+
+A piece is rendered in blocks of `block_seconds`; each block is computed with
+half the filter's receptive field of context on both sides and only its
+centre is kept. The source and the roll are functions of absolute time
+(w2m2w.source), so the blocks join exactly: the result does not depend on the
+block length (tests hold it to the whole-piece render).
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .features import conditioning_roll
+from .models.source_filter import SourceFilterWaveNet, source_filter_from_config
+from .source import piano_source
+
+MODEL_NAME = "source_filter_wavenet"
+
+
+def window(model: SourceFilterWaveNet, notes: np.ndarray, audio: np.ndarray | None, start: int, n: int) -> dict[str, np.ndarray]:
+    """Inputs for samples [start, start + n) of a piece, with the context the model needs on each side.
+
+    start and n are multiples of hop. Returns source (n + 2c, channels), gate (n + 2c,),
+    roll (frames + 2 * cond_margin, 264) and, with audio, target (n + 2c,), zero outside
+    the piece; c = context(model) samples.
+    """
+    hop, sr = model.cfg.hop_length, model.cfg.sample_rate
+    c = context(model)
+    s0 = start - c
+    src, gate = piano_source(notes, n + 2 * c, s0, model.source_cfg, sr)
+    m = model.cond_margin
+    roll = conditioning_roll(notes, (n + 2 * c) // hop + 2 * m, sr / hop, s0 // hop - m)
+    out = {"source": src, "gate": gate, "roll": roll}
+    if audio is not None:
+        y = np.zeros(n + 2 * c, np.float32)
+        a, b = max(s0, 0), min(s0 + n + 2 * c, len(audio))
+        if b > a:
+            y[a - s0:b - s0] = audio[a:b]
+        out["target"] = y
+    return out
+
+
+def context(model: SourceFilterWaveNet) -> int:
+    """Samples of context on each side of a window: half the receptive field, rounded up to whole frames."""
+    hop = model.cfg.hop_length
+    return math.ceil(model.half_receptive_field / hop) * hop
+
+
+@dataclass
+class SourceFilterRenderConfig:
+    block_seconds: float = 8.0  # rendered at a time: memory ~ block x channels x layers
+    tail_seconds: float = 0.5  # rendered after the last note's offset (the damper's release is ~0.36 s)
+    device: str = "cpu"
+    threads: int = 0  # torch threads; 0 = leave torch's setting
+    source_only: bool = False  # render the source's plain mix instead of the WaveNet's output (for comparisons)
+
+
+def load_source_filter(path: str | os.PathLike, device: str = "cpu") -> SourceFilterWaveNet:
+    """The model from a weights file (WeightsError names the file if it is unusable)."""
+    from .checkpoint import WeightsError, load_weights
+
+    state, config, _ = load_weights(path, MODEL_NAME)
+    try:
+        model = source_filter_from_config(config)
+        model.load_state_dict(state)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise WeightsError(f"{path}: weights do not fit the source-filter WaveNet config stored in it ({str(exc).splitlines()[0]})") from None
+    return model.to(device).eval()
+
+
+def source_mix(source: np.ndarray, gate: np.ndarray) -> np.ndarray:
+    """The source alone as audio, (n,) from source (n, channels) and gate (n,): the partials and the hammer, gated.
+
+    What the card compares the WaveNet's output with: everything the network adds is the difference.
+    """
+    from .source import GROUPS
+
+    return ((source[:, :len(GROUPS)].sum(1) + 0.3 * source[:, len(GROUPS)]) * gate * 0.1).astype(np.float32)
+
+
+class SourceFilterRenderer:
+    """Renders note lists with one loaded source-filter WaveNet (the `source_filter` synthesizer)."""
+
+    name = "source_filter"
+
+    def __init__(self, model: SourceFilterWaveNet, cfg: SourceFilterRenderConfig = SourceFilterRenderConfig()):
+        self.model = model.eval()
+        self.cfg = cfg
+        self.sample_rate = model.cfg.sample_rate
+        self.hop = model.cfg.hop_length
+        self.block = max(1, round(cfg.block_seconds * self.sample_rate / self.hop)) * self.hop
+        self.backend = "torch"
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+
+    def n_samples(self, notes: np.ndarray) -> int:
+        """Length to render: the last offset plus the tail, in whole frames."""
+        end = float(notes[:, 1].max()) if len(notes) else 0.0
+        return max(self.hop, math.ceil((end + self.cfg.tail_seconds) * self.sample_rate / self.hop) * self.hop)
+
+    @torch.no_grad()
+    def _block(self, notes: np.ndarray, start: int, n: int) -> np.ndarray:
+        w = window(self.model, notes, None, start, n)
+        c = context(self.model)
+        if self.cfg.source_only:
+            return source_mix(w["source"], w["gate"])[c:c + n]
+        if not w["gate"][c:c + n].any():
+            return np.zeros(n, np.float32)  # nothing sounds: the gate would zero it anyway
+        dev = next(self.model.parameters()).device
+        y = self.model(*(torch.from_numpy(w[k])[None].to(dev) for k in ("source", "gate", "roll")))
+        return y[0, c:c + n].float().cpu().numpy()
+
+    def stream(self, notes: np.ndarray, n_samples: int | None = None, progress: Callable[[float], None] | None = None) -> Iterator[np.ndarray]:
+        """float32 audio chunks in order, n_samples in all (default: n_samples(notes)); progress gets seconds done."""
+        notes = np.asarray(notes, dtype=np.float64).reshape(-1, 4)
+        total = self.n_samples(notes) if n_samples is None else int(n_samples)
+        reach = (self.model.source_cfg.release_tau * self.model.source_cfg.release_taus * self.sample_rate
+                 + self.model.source_cfg.gate_margin + self.model.source_cfg.gate_ramp + 2 * self.block)
+        for start in range(0, total, self.block):
+            n = min(self.block, total - start)
+            n_pad = math.ceil(n / self.hop) * self.hop
+            # only the notes that can touch this block (with its context): keeps a long piece's blocks cheap
+            on, off = notes[:, 0] * self.sample_rate, notes[:, 1] * self.sample_rate
+            near = notes[(on < start + n_pad + reach) & (off + reach > start)]
+            y = self._block(near, start, n_pad)[:n]
+            if progress is not None:
+                progress(n / self.sample_rate)
+            yield np.clip(y, -1.0, 1.0)
+
+    def render(self, notes: np.ndarray, n_samples: int | None = None) -> np.ndarray:
+        parts = list(self.stream(notes, n_samples))
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+    def describe(self) -> dict:
+        return {"backend": self.backend, "block_seconds": self.cfg.block_seconds, "source_only": self.cfg.source_only}
