@@ -1,0 +1,324 @@
+"""The run-directory contract (w2m2w/staging.py): when an output is current, sidecars, atomic
+writes, stale temporaries, locks and run.json merges. Expected values are written out by hand."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from w2m2w import staging
+from w2m2w.staging import (
+    InputError, LockedError, atomic_path, config_hash, discover_inputs, file_lock, file_sha256, input_kind, is_current,
+    lock_path, output_path, read_sidecar, remove_output, remove_stale_temps, safe_component, sidecar_path, stage_dir,
+    temp_name, update_json, update_run_json, write_json,
+)
+
+IN, CFG, W = "a" * 64, "b" * 64, "c" * 64  # stand-ins for the three sha256 digests of a sidecar
+
+
+# ---- is_current: the output exists, its sidecar exists, and all three hashes match ----
+
+@pytest.fixture()
+def current(tmp_path) -> Path:
+    out = tmp_path / "1-transcribe" / "piece.mid"
+    out.parent.mkdir()
+    out.write_bytes(b"MThd")
+    (tmp_path / "1-transcribe" / "piece.json").write_text(json.dumps({"input_sha256": IN, "config_hash": CFG, "weights_sha256": W}))
+    return out
+
+
+def test_is_current_when_all_three_hashes_match(current):
+    assert is_current(current, IN, CFG, W) is True
+
+
+@pytest.mark.parametrize("changed", ["input", "settings", "weights"])
+def test_a_changed_hash_makes_the_output_stale(current, changed):
+    args = {"input": IN, "settings": CFG, "weights": W}
+    args[changed] = "d" * 64
+    assert is_current(current, args["input"], args["settings"], args["weights"]) is False
+
+
+def test_weights_none_must_match_a_sidecar_without_weights(current, tmp_path):
+    assert is_current(current, IN, CFG, None) is False, "the sidecar names weights; a stage without weights is another setup"
+    (tmp_path / "1-transcribe" / "piece.json").write_text(json.dumps({"input_sha256": IN, "config_hash": CFG, "weights_sha256": None}))
+    assert is_current(current, IN, CFG, None) is True
+    assert is_current(current, IN, CFG, W) is False
+
+
+def test_missing_output_or_sidecar_is_not_current(current, tmp_path):
+    side = tmp_path / "1-transcribe" / "piece.json"
+    side.write_text("{not json")
+    assert is_current(current, IN, CFG, W) is False, "an unreadable sidecar"
+    side.unlink()
+    assert is_current(current, IN, CFG, W) is False, "no sidecar"
+    side.write_text(json.dumps({"input_sha256": IN, "config_hash": CFG, "weights_sha256": W}))
+    current.unlink()
+    assert is_current(current, IN, CFG, W) is False, "a sidecar without its output"
+
+
+def test_sidecar_without_the_hashes_is_not_current(current, tmp_path):
+    (tmp_path / "1-transcribe" / "piece.json").write_text("{}")
+    assert is_current(current, IN, CFG, W) is False
+
+
+# ---- paths ----
+
+def test_stage_paths(tmp_path):
+    assert stage_dir(tmp_path, "transcribe") == tmp_path / "1-transcribe"
+    assert stage_dir(tmp_path, "generate") == tmp_path / "2-generate"
+    assert stage_dir(tmp_path, "synthesize") == tmp_path / "3-synthesize"
+    assert output_path(tmp_path, "transcribe", "a/b") == tmp_path / "1-transcribe" / "a" / "b.mid"
+    assert output_path(tmp_path, "generate", "p") == tmp_path / "2-generate" / "p.mid"
+    assert output_path(tmp_path, "synthesize", "p") == tmp_path / "3-synthesize" / "p.wav"
+    assert lock_path(tmp_path, "generate", "a/b") == tmp_path / ".locks" / "2-generate" / "a" / "b.lock"
+
+
+def test_sidecar_path_replaces_only_the_last_extension():
+    assert sidecar_path("run/1-transcribe/take.mid") == Path("run/1-transcribe/take.json")
+    assert sidecar_path("run/3-synthesize/op.1.wav") == Path("run/3-synthesize/op.1.json")
+
+
+def test_safe_component():
+    assert safe_component("a b") == "a_b"
+    assert safe_component("Bach: BWV 846 (take 2)") == "Bach_BWV_846_take_2_"
+    assert safe_component("x+y-z_1.2") == "x+y-z_1.2", "letters, digits and . _ + - are kept"
+    assert safe_component("é") == "_"
+    assert safe_component("..") == "_" and safe_component(".") == "_" and safe_component("") == "_"
+    assert safe_component(".hidden") == "hidden"
+
+
+def test_input_kind():
+    assert input_kind("a/b.wav") == "audio" and input_kind("b.FLAC") == "audio"
+    assert input_kind("b.mid") == "midi" and input_kind("b.MIDI") == "midi"
+    assert input_kind("b.txt") is None and input_kind("b") is None
+
+
+# ---- discovering inputs ----
+
+def _touch(*paths: Path) -> None:
+    for p in paths:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+
+
+def test_discover_a_folder(tmp_path):
+    _touch(tmp_path / "in" / "b.wav", tmp_path / "in" / "a" / "c.mid", tmp_path / "in" / "notes.txt",
+           tmp_path / "in" / ".hidden" / "d.wav", tmp_path / "in" / ".e.wav")
+    assert discover_inputs(tmp_path / "in") == {"a/c": tmp_path / "in" / "a" / "c.mid", "b": tmp_path / "in" / "b.wav"}
+    assert list(discover_inputs(tmp_path / "in")) == ["a/c", "b"], "sorted by path"
+
+
+def test_discover_keeps_the_extension_of_a_second_input_with_the_same_id(tmp_path):
+    _touch(tmp_path / "in" / "a.flac", tmp_path / "in" / "a.wav")
+    assert discover_inputs(tmp_path / "in") == {"a": tmp_path / "in" / "a.flac", "a_wav": tmp_path / "in" / "a.wav"}
+
+
+def test_discover_one_file(tmp_path):
+    _touch(tmp_path / "d" / "take one.wav")
+    assert discover_inputs(tmp_path / "d" / "take one.wav") == {"take_one": tmp_path / "d" / "take one.wav"}
+    _touch(tmp_path / "d" / "readme.md")
+    assert discover_inputs(tmp_path / "d" / "readme.md") == {"readme": tmp_path / "d" / "readme.md"}, "kept, so the pipeline names it"
+
+
+def test_discover_a_list_of_paths(tmp_path):
+    _touch(tmp_path / "set" / "x" / "a.wav", tmp_path / "set" / "y" / "b.mid", tmp_path / "abs" / "c.wav")
+    lst = tmp_path / "set" / "inputs.txt"
+    lst.write_text(f"# a comment\nx/a.wav\n\n  y/b.mid  \n{tmp_path / 'abs' / 'c.wav'}\n")
+    got = discover_inputs(lst)
+    assert got == {"set/x/a": tmp_path / "set" / "x" / "a.wav", "set/y/b": tmp_path / "set" / "y" / "b.mid", "abs/c": tmp_path / "abs" / "c.wav"}
+    lst.write_text("x/a.wav\n")
+    assert discover_inputs(lst) == {"a": tmp_path / "set" / "x" / "a.wav"}, "ids are relative to the listed files' common folder"
+
+
+def test_discover_a_glob(tmp_path, monkeypatch):
+    root = tmp_path / "Xin"  # an X before the pattern: the root is cut at the first *, ? or [ only
+    _touch(root / "a.wav", root / "sub" / "b.wav", root / "sub" / "deep" / "c.wav", root / "sub" / "d.txt")
+    assert discover_inputs(f"{root}/*.wav") == {"a": root / "a.wav"}
+    assert discover_inputs(f"{root}/**/*.wav") == {"a": root / "a.wav", "sub/b": root / "sub" / "b.wav", "sub/deep/c": root / "sub" / "deep" / "c.wav"}
+    assert discover_inputs(f"{root}/su?") == {"sub/b": root / "sub" / "b.wav", "sub/deep/c": root / "sub" / "deep" / "c.wav"}, "a matched folder is searched"
+    assert discover_inputs(f"{root}/s[u]b/*.wav") == {"sub/b": root / "sub" / "b.wav"}
+    assert discover_inputs(f"{root}/sub*/b.wav") == {"sub/b": root / "sub" / "b.wav"}, "root: the folder holding the partial name"
+    monkeypatch.chdir(root)
+    assert discover_inputs("**/*.wav") == {"a": Path("a.wav"), "sub/b": Path("sub/b.wav"), "sub/deep/c": Path("sub/deep/c.wav")}
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("empty", "folder holds no audio or MIDI files"),
+    ("empty.txt", "list of inputs is empty"),
+    ("*.nothing", "pattern matches no files"),
+    ("nope", "no such file or folder"),
+])
+def test_discover_names_what_found_nothing(tmp_path, spec, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("x")
+    (tmp_path / "empty.txt").write_text("# only a comment\n\n")
+    with pytest.raises(InputError, match=re.escape(f"{tmp_path / spec}: {message}")):
+        discover_inputs(str(tmp_path / spec))
+
+
+# ---- hashes ----
+
+def test_config_hash_is_sha256_of_canonical_json():
+    # the digest of the JSON text written out by hand, whatever order the keys come in
+    want = hashlib.sha256(b'{"a": 1, "b": 2}').hexdigest()
+    assert config_hash({"b": 2, "a": 1}) == want == config_hash({"a": 1, "b": 2})
+    assert config_hash({"p": Path("x/y")}) == hashlib.sha256(b'{"p": "x/y"}').hexdigest(), "paths hash as their text"
+    assert config_hash({"a": 1}) != config_hash({"a": 2})
+
+
+def test_file_sha256(tmp_path):
+    (tmp_path / "f").write_bytes(b"abc")
+    assert file_sha256(tmp_path / "f") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"  # FIPS 180-2 example
+
+
+# ---- sidecars, atomic writes, temporaries ----
+
+def test_read_sidecar(tmp_path):
+    out = tmp_path / "p.mid"
+    assert read_sidecar(out) is None
+    (tmp_path / "p.json").write_text("[broken")
+    assert read_sidecar(out) is None
+    (tmp_path / "p.json").write_text('{"a": 1}')
+    assert read_sidecar(out) == {"a": 1}
+
+
+def test_write_json_text(tmp_path):
+    write_json(tmp_path / "new" / "s.json", {"b": Path("x"), "a": 1})
+    assert (tmp_path / "new" / "s.json").read_text() == '{\n  "a": 1,\n  "b": "x"\n}\n'
+
+
+def test_temp_name_is_hidden_next_to_the_file_and_names_the_process(tmp_path):
+    t = temp_name(tmp_path / "out.wav")
+    assert t.parent == tmp_path
+    assert re.fullmatch(rf"\.out\.wav\.tmp-{os.getpid()}-[0-9a-f]{{8}}\.wav", t.name), t.name
+    assert temp_name(tmp_path / "out.wav") != t
+
+
+def test_atomic_path_renames_only_on_success(tmp_path):
+    target = tmp_path / "a" / "b" / "out.txt"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp.name.startswith(".out.txt.tmp-")
+        tmp.write_text("new")
+        assert not target.exists(), "nothing at the final name while writing"
+    assert target.read_text() == "new"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "new", "a failed write leaves the old file"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["out.txt"], "and no temporary"
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_remove_stale_temps_only_of_dead_processes(tmp_path):
+    dead, alive = _dead_pid(), os.getpid()
+    sub = tmp_path / "1-transcribe" / "nested"
+    sub.mkdir(parents=True)
+    stale = [tmp_path / f".a.mid.tmp-{dead}-0123abcd.mid", sub / f".b.wav.tmp-{dead}-deadbeef.wav"]
+    keep = [tmp_path / f".c.mid.tmp-{alive}-0123abcd.mid",  # its writer still runs
+            tmp_path / f".d.mid.tmp-{dead}-XYZ.mid",  # not our pattern
+            tmp_path / "a.mid", tmp_path / f"e.mid.tmp-{dead}-0123abcd.mid"]  # not hidden
+    for p in stale + keep:
+        p.write_bytes(b"x")
+    assert sorted(remove_stale_temps(tmp_path)) == sorted(stale)
+    assert all(p.exists() for p in keep) and not any(p.exists() for p in stale)
+    assert remove_stale_temps(tmp_path / "missing") == []
+
+
+def test_pid_alive(monkeypatch):
+    assert staging._pid_alive(os.getpid()) is True
+    assert staging._pid_alive(_dead_pid()) is False
+
+    def denied(pid, sig):
+        raise PermissionError
+
+    monkeypatch.setattr(staging.os, "kill", denied)
+    assert staging._pid_alive(1) is True, "another user's process is alive"
+
+
+def test_remove_output(tmp_path):
+    out = tmp_path / "p.wav"
+    out.write_bytes(b"x")
+    (tmp_path / "p.json").write_text("{}")
+    (tmp_path / "q.json").write_text("{}")
+    remove_output(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.json"]
+    remove_output(out)  # nothing left to remove: no error
+
+
+# ---- locks ----
+
+def test_file_lock_excludes_a_second_holder_and_names_the_first(tmp_path):
+    path = tmp_path / "locks" / "deep" / "p.lock"
+    with file_lock(path):
+        with pytest.raises(LockedError, match=re.escape(f"piece p: held by another process (pid {os.getpid()} on {socket.gethostname()})")):
+            with file_lock(path, "piece p"):
+                pass
+        with pytest.raises(LockedError, match=re.escape(f"{path}: held by another process")):
+            with file_lock(path):
+                pass
+    assert path.read_text() == f"pid {os.getpid()} on {socket.gethostname()}", "the lock file says who held it"
+    assert (path.stat().st_mode & 0o777) == 0o644 & ~_umask()
+    with file_lock(path):  # released when the block ends
+        pass
+
+
+def test_file_lock_released_when_the_block_raises(tmp_path):
+    path = tmp_path / "p.lock"
+    with pytest.raises(ValueError):
+        with file_lock(path):
+            raise ValueError
+    with file_lock(path):
+        pass
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_update_json_merges_reads_missing_or_broken_as_empty(tmp_path):
+    path = tmp_path / "new" / "run.json"
+    assert update_json(path, lambda d: {**d, "a": 1}) == {"a": 1}
+    assert update_json(path, lambda d: {**d, "b": 2}) == {"a": 1, "b": 2}
+    assert json.loads(path.read_text()) == {"a": 1, "b": 2}
+    path.write_text("{broken")
+    assert update_json(path, lambda d: {**d, "c": 3}) == {"c": 3}
+
+
+def test_update_json_waits_for_the_lock(tmp_path):
+    import fcntl
+
+    path = tmp_path / "run.json"
+    fd = os.open(tmp_path / ".run.json.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another process is merging
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (update_json(path, lambda d: {"x": 1}), done.set()))
+    t.start()
+    try:
+        assert not done.wait(0.3), "update_json must wait while another holder merges"
+    finally:
+        os.close(fd)
+    t.join(10)
+    assert done.is_set() and json.loads(path.read_text()) == {"x": 1}
+
+
+def test_update_run_json_merges_inputs_and_sets_the_version(tmp_path):
+    update_run_json(tmp_path, {"a": {"source": "a.wav", "sha256": IN}}, "0.1")
+    data = update_run_json(tmp_path, {"b": {"source": "b.mid", "sha256": CFG}}, "0.2")
+    want = {"inputs": {"a": {"source": "a.wav", "sha256": IN}, "b": {"source": "b.mid", "sha256": CFG}}, "w2m2w_version": "0.2"}
+    assert data == want and json.loads((tmp_path / "run.json").read_text()) == want
