@@ -81,6 +81,31 @@ def test_decoder_slides_past_the_context(model):
     assert dec.cache.length <= 16
 
 
+def test_decoder_after_a_slide_matches_a_fresh_forward_over_the_kept_window(model):
+    # context 16: the cache fills at 16 events; the next event slides it to the last 12 (3/4 of
+    # 16), which then grows to 16 again. At every step the logits must be those of a fresh
+    # forward pass over exactly that window, the newest event included.
+    def fresh(window: list[int]) -> torch.Tensor:
+        with torch.no_grad():
+            return model(torch.tensor([window]))[0, -1]
+
+    dec = Decoder(model, 16, use_cache=True)
+    seq = list(range(3, 19))
+    dec.feed(seq)
+    assert dec.keep == 12
+    lengths = []
+    for t in range(12):  # three slides: at events 17, 22 and 27
+        seq.append(40 + t)
+        got = dec.feed([seq[-1]])
+        lengths.append(dec.cache.length)
+        torch.testing.assert_close(got, fresh(seq[-dec.cache.length:]), atol=1e-5, rtol=1e-5)
+    assert lengths == [12, 13, 14, 15, 16, 12, 13, 14, 15, 16, 12, 13]
+    seq += [60, 61, 62, 63]  # several events at once that overflow the cache (13 + 4 > 16): the window is still the last 12
+    got = dec.feed(seq[-4:])
+    assert dec.cache.length == 12
+    torch.testing.assert_close(got, fresh(seq[-12:]), atol=1e-5, rtol=1e-5)
+
+
 def test_select_primer_by_seconds_events_and_context():
     notes = scale(40)  # 10 s of notes, a note every 0.25 s
     p = select_primer(notes, seconds=2.0, n_events=None, max_tokens=1000)
