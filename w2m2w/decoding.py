@@ -19,7 +19,8 @@ def decode_notes(
 
     A note starts at the first frame of each run of onset probability above
     `onset_threshold` and lasts while the frame probability stays above
-    `frame_threshold` (the onset run itself counts as sounding). Its velocity
+    `frame_threshold` (the onset run itself counts as sounding). Above means
+    strictly: a probability equal to a threshold does not count. Its velocity
     is the mean velocity-head output over the onset run, scaled to 1..127.
     """
     onset = np.asarray(onset)

@@ -63,6 +63,20 @@ def test_onset_threshold(threshold, expected):
     assert len(decode_notes(onset, frame, vel, FR, onset_threshold=threshold)) == expected
 
 
+def test_probability_exactly_at_a_threshold_does_not_count():
+    # documented: a note starts where the onset probability is *above* the threshold and lasts
+    # while the frame probability is *above* its threshold; equal is not above
+    onset, frame, vel = arrays()
+    onset[4, K] = 0.5
+    frame[4:8, K] = 0.9
+    assert len(decode_notes(onset, frame, vel, FR, onset_threshold=0.5)) == 0
+    onset[4, K] = np.nextafter(0.5, 1.0)  # the smallest probability above 0.5 starts a note
+    assert len(decode_notes(onset, frame, vel, FR, onset_threshold=0.5)) == 1
+    onset[4, K] = 0.9
+    frame[6:8, K] = 0.5  # frames 6 and 7 sit exactly at the threshold: the note ends at frame 6
+    np.testing.assert_allclose(decode_notes(onset, frame, vel, FR, frame_threshold=0.5)[:, :2], [[0.4, 0.6]])
+
+
 def test_frame_threshold_sets_offset():
     onset, frame, vel = arrays()
     onset[0, K] = 0.9

@@ -65,6 +65,24 @@ class TestSustain:
         by_pitch = {int(p): off for _, off, p, _ in out}
         assert by_pitch == {60: 2.0, 64: 0.1, 67: 2.5}
 
+    def test_pedal_value_64_is_down_and_63_is_up(self):
+        # MIDI's convention for a switch controller: 0..63 off, 64..127 on
+        notes = np.array([[0.0, 1.0, 60, 80]])
+        assert apply_sustain(notes, [(0.5, 64), (2.0, 0)])[0, 1] == 2.0
+        assert apply_sustain(notes, [(0.5, 63), (2.0, 0)])[0, 1] == 1.0
+        assert apply_sustain(notes, [(0.5, 127), (1.5, 63), (2.0, 0)])[0, 1] == 1.5
+        held = np.array([[0.0, 1.2, 60, 80]])
+        assert apply_sustain(held, [(0.5, 127), (1.0, 64), (2.0, 0)])[0, 1] == 2.0, "64 after 127: still down"
+
+    def test_pedal_value_64_in_a_midi_file(self, tmp_path):
+        pm = pretty_midi.PrettyMIDI()
+        inst = pretty_midi.Instrument(0)
+        inst.notes.append(pretty_midi.Note(velocity=80, pitch=60, start=0.0, end=0.5))
+        inst.control_changes += [pretty_midi.ControlChange(64, 64, 0.2), pretty_midi.ControlChange(64, 63, 2.0)]
+        pm.instruments.append(inst)
+        pm.write(str(tmp_path / "p.mid"))
+        assert load_midi_notes(tmp_path / "p.mid")[0, 1] == pytest.approx(2.0, abs=3e-3)
+
     def test_restrike_cuts_sustained_note(self):
         notes = np.array([[0.0, 0.5, 60, 80], [1.0, 1.2, 60, 90]])
         out = apply_sustain(notes, [(0.2, 100), (3.0, 0)])
