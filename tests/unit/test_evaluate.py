@@ -89,7 +89,20 @@ def test_evaluate_errors(folders, tmp_path):
         evaluate_transcription(inp, ref, include=["*nothing*"])
 
 
-def test_evaluate_audio_with_weights(tmp_path):
+class _Clock:
+    """A perf_counter that advances by `step` seconds at every reading."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 100.0, step
+
+    def perf_counter(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_evaluate_audio_with_weights(tmp_path, monkeypatch):
+    import types
+
     import torch
 
     from w2m2w.checkpoint import save_weights
@@ -104,12 +117,18 @@ def test_evaluate_audio_with_weights(tmp_path):
     for name in ("MAPS_MUS-a_SptkBGCl", "MAPS_MUS-a_AkPnBcht"):
         sf.write(str(tmp_path / "flac" / f"{name}.flac"), tones(NOTES, 2.0), SR)
         write_tsv(tmp_path / "tsv" / f"{name}.tsv", NOTES)
+    # transcribing a file reads the clock twice, 0.25 s apart: 2 s of audio in 0.25 s is 8x real time
+    monkeypatch.setattr("w2m2w.evaluate.time", types.SimpleNamespace(perf_counter=_Clock(0.25).perf_counter))
     rows: list[dict] = []
     report = evaluate_transcription(tmp_path / "flac", tmp_path / "tsv", include=["*SptkBGCl*"], weights=weights, emit=rows.append)
     assert [r["file"] for r in rows] == ["MAPS_MUS-a_SptkBGCl.flac"]
-    assert rows[0]["audio_s"] == pytest.approx(2.0) and rows[0]["ref_notes"] == 4
+    assert rows[0]["audio_s"] == pytest.approx(2.0) and rows[0]["ref_notes"] == 4 and rows[0]["transcribe_s"] == 0.25
     s = report.summary
-    assert s["source"] == "audio" and s["files"] == 1 and len(s["weights_sha256"]) == 64 and s["x_real_time"] > 0
+    assert s["source"] == "audio" and s["files"] == 1 and len(s["weights_sha256"]) == 64
+    assert s["audio_s"] == 2.0 and s["transcribe_s"] == 0.25 and s["x_real_time"] == 8.0
+    # both files: the summary adds up 4 s of audio and 0.5 s of transcription
+    both = evaluate_transcription(tmp_path / "flac", tmp_path / "tsv", weights=weights).summary
+    assert both["files"] == 2 and both["audio_s"] == 4.0 and both["transcribe_s"] == 0.5 and both["x_real_time"] == 8.0
     with pytest.raises(EvaluateError, match=str(tmp_path / "missing.safetensors")):
         evaluate_transcription(tmp_path / "flac", tmp_path / "tsv", weights=tmp_path / "missing.safetensors")
 
