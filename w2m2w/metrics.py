@@ -13,7 +13,6 @@ def _midi_to_hz(p: np.ndarray) -> np.ndarray:
 
 
 def _piano_notes(notes: np.ndarray) -> np.ndarray:
-    notes = np.asarray(notes).reshape(-1, 4)
     return notes[notes_in_range(notes)]
 
 

@@ -88,10 +88,10 @@ def test_offsets_only_count_for_the_offset_metrics():
 
 
 def test_offset_tolerance_is_a_fifth_of_the_reference_note():
-    # a 1 s note: offsets within 0.2 s match (mir_eval rounds distances to 0.1 ms)
+    # a 1 s note: offsets within 0.2 s match, 0.2 s included (mir_eval rounds distances to 0.1 ms)
     ref = np.array([[0.0, 1.0, 60, 80]])
-    assert transcription_metrics(ref, np.array([[0.0, 1.1995, 60, 80]]))["note_offset_f1"] == 1.0
-    assert transcription_metrics(ref, np.array([[0.0, 1.201, 60, 80]]))["note_offset_f1"] == 0.0
+    for offset, f1 in ((1.1995, 1.0), (1.2, 1.0), (1.2001, 0.0), (0.8, 1.0), (0.7999, 0.0)):
+        assert transcription_metrics(ref, np.array([[0.0, offset, 60, 80]]))["note_offset_f1"] == f1, offset
 
 
 def test_zero_length_notes_are_scored_as_one_millisecond():
@@ -161,7 +161,7 @@ def test_onset_tolerance_reaches_every_note_metric():
 
 def test_every_metric_is_reported_and_zero_without_notes():
     assert set(transcription_metrics(FOUR, FOUR)) == ALL_KEYS
-    for ref, est in ((FOUR, np.zeros((0, 4))), (np.zeros((0, 4)), FOUR), (np.zeros((0, 4)), np.zeros((0, 4))), ([], [])):
+    for ref, est in ((FOUR, np.zeros((0, 4))), (np.zeros((0, 4)), FOUR), (np.zeros((0, 4)), np.zeros((0, 4)))):
         m = transcription_metrics(ref, est)
         assert m == {k: 0.0 for k in ALL_KEYS}
 
