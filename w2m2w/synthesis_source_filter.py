@@ -23,7 +23,7 @@ from .source import piano_source
 MODEL_NAME = "source_filter_wavenet"
 
 
-def window(model: SourceFilterWaveNet, notes: np.ndarray, audio: np.ndarray | None, start: int, n: int) -> dict[str, np.ndarray]:
+def window(model: SourceFilterWaveNet, notes: np.ndarray, audio: np.ndarray | None, start: int, n: int, threads: int = 1) -> dict[str, np.ndarray]:
     """Inputs for samples [start, start + n) of a piece, with the context the model needs on each side.
 
     start and n are multiples of hop. Returns source (n + 2c, channels), gate (n + 2c,),
@@ -33,7 +33,7 @@ def window(model: SourceFilterWaveNet, notes: np.ndarray, audio: np.ndarray | No
     hop, sr = model.cfg.hop_length, model.cfg.sample_rate
     c = context(model)
     s0 = start - c
-    src, gate = piano_source(notes, n + 2 * c, s0, model.source_cfg, sr)
+    src, gate = piano_source(notes, n + 2 * c, s0, model.source_cfg, sr, threads)
     m = model.cond_margin
     roll = conditioning_roll(notes, (n + 2 * c) // hop + 2 * m, sr / hop, s0 // hop - m)
     out = {"source": src, "gate": gate, "roll": roll}
@@ -98,6 +98,7 @@ class SourceFilterRenderer:
         self.backend = "torch"
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        self.threads = torch.get_num_threads()  # the source's numba kernel splits a block over as many threads
 
     def n_samples(self, notes: np.ndarray) -> int:
         """Length to render: the last offset plus the tail, in whole frames."""
@@ -106,15 +107,15 @@ class SourceFilterRenderer:
 
     @torch.no_grad()
     def _block(self, notes: np.ndarray, start: int, n: int) -> np.ndarray:
-        w = window(self.model, notes, None, start, n)
+        w = window(self.model, notes, None, start, n, self.threads)
         c = context(self.model)
         if self.cfg.source_only:
             return source_mix(w["source"], w["gate"])[c:c + n]
         if not w["gate"][c:c + n].any():
             return np.zeros(n, np.float32)  # nothing sounds: the gate would zero it anyway
         dev = next(self.model.parameters()).device
-        y = self.model(*(torch.from_numpy(w[k])[None].to(dev) for k in ("source", "gate", "roll")))
-        return y[0, c:c + n].float().cpu().numpy()
+        y = self.model.render(*(torch.from_numpy(w[k]).to(dev) for k in ("source", "gate", "roll")))
+        return y[c:c + n].float().cpu().numpy()
 
     def stream(self, notes: np.ndarray, n_samples: int | None = None, progress: Callable[[float], None] | None = None) -> Iterator[np.ndarray]:
         """float32 audio chunks in order, n_samples in all (default: n_samples(notes)); progress gets seconds done."""

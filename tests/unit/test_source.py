@@ -78,6 +78,9 @@ def test_window_equals_slice_of_whole_piece():
         part, g = piano_source(notes, n, start)
         np.testing.assert_allclose(part, whole[start:start + n], atol=2e-6)
         np.testing.assert_array_equal(g, gate[start:start + n])
+    split, g = piano_source(notes, 4 * SR, threads=3)  # three parts side by side join into the same source
+    np.testing.assert_allclose(split, whole, atol=2e-6)
+    np.testing.assert_array_equal(g, gate)
     before, g = piano_source(notes, 500, -600)  # before the piece: silence
     assert not before.any() and not g.any()
 

@@ -43,6 +43,15 @@ def test_blocks_join_exactly_and_equal_the_whole_forward(model):
         np.testing.assert_allclose(y, ref, atol=2e-5, err_msg=f"block_seconds={block}")
 
 
+def test_inference_path_equals_forward(model):
+    w = window(model, NOTES, None, 160 * 20, 160 * 200)
+    s, g, r = (torch.from_numpy(w[k]) for k in ("source", "gate", "roll"))
+    with torch.no_grad():
+        ref = model(s[None], g[None], r[None])[0]
+    assert ref.abs().max() > 1e-3
+    torch.testing.assert_close(model.render(s, g, r), ref, atol=2e-6, rtol=1e-5)
+
+
 def test_exact_silence_where_no_note_sounds(model):
     r = SourceFilterRenderer(model)
     y = r.render(NOTES, 5 * SR)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import soundfile as sf
 import pytest
 import torch
 
@@ -101,33 +102,88 @@ def test_stream_notes_equals_render_notes():
     np.testing.assert_array_equal(got, ref)
 
 
-def test_synthesis_evaluation(tmp_path, tiny_wavenet, tiny_transcriber):
+class _Tone:
+    """A stand-in renderer: one sine per note at its pitch while it sounds (and `hiss` everywhere)."""
+
+    name, sample_rate, backend = "tone", 16000, "numpy"
+
+    def __init__(self, hiss: float = 0.0):
+        self.hiss = hiss
+
+    def n_samples(self, notes):
+        return int((notes[:, 1].max() + 1.0) * 16000)
+
+    def render(self, notes, n_samples=None):
+        n = n_samples or self.n_samples(notes)
+        t = np.arange(n) / 16000
+        y = np.full(n, self.hiss, np.float32) * np.sign(np.sin(2 * np.pi * 1000 * t))  # a square wave of RMS exactly `hiss`
+        for on, off, p, v in notes:
+            m = (t >= on) & (t < off)
+            y[m] += 0.3 * np.sin(2 * np.pi * 440 * 2 ** ((p - 69) / 12) * t[m])
+        return y
+
+
+def test_silence_level_by_hand():
+    from w2m2w.synthesis_eval import silence_dbfs, silence_mask
+
+    notes = np.array([[1.0, 2.0, 60, 80]])
+    quiet = silence_mask(notes, 5 * 16000)
+    assert quiet[:16000].all() and not quiet[16000:3 * 16000].any() and quiet[3 * 16000:].all()  # offset + 1 s still rings
+    y = _Tone(hiss=0.001).render(notes, 5 * 16000)
+    assert silence_dbfs(y, notes) == pytest.approx(-60.0, abs=0.05)
+    assert silence_dbfs(np.zeros(5 * 16000, np.float32), notes) == -120.0
+    assert silence_dbfs(y[:int(2.5 * 16000)], np.array([[0.0, 2.0, 60, 80]])) is None  # no silent samples to measure
+
+
+def test_evaluation_figures_by_hand(tmp_path):
+    from w2m2w.audio import save_wav
+    from w2m2w.midi import write_midi
+    from w2m2w.synthesis_eval import TAIL_SECONDS, evaluate_synthesis, reference_audio
+
+    notes = NOTES[:3]
+    write_midi(tmp_path / "a.mid", notes)
+    (tmp_path / "bad.mid").write_text("not midi")
+    n = int(np.ceil((notes[:, 1].max() + TAIL_SECONDS) * 16000))
+    (tmp_path / "ref").mkdir()
+    save_wav(tmp_path / "ref" / "a.wav", _Tone().render(notes, n))  # the target piano plays exactly what _Tone renders
+    from w2m2w.midi import load_midi_notes
+
+    exact = load_midi_notes(tmp_path / "a.mid")
+    transcribers = {"oracle": lambda audio: exact, "deaf": lambda audio: np.zeros((0, 4))}
+    rows, warnings = [], []
+    summary = evaluate_synthesis([("a.mid", tmp_path / "a.mid"), ("bad.mid", tmp_path / "bad.mid")], {"same": _Tone(), "hissy": _Tone(0.01)},
+                                 transcribers, reference_audio(tmp_path / "ref"), max_seconds=None, emit=rows.append, warn=warnings.append)
+    assert summary["files"] == 1 and len(warnings) == 1 and "bad.mid" in warnings[0]
+    r = rows[0]
+    assert r["audio_s"] == pytest.approx(n / 16000, abs=1e-3)
+    assert r["same_oracle_note_f1"] == 1.0 and r["same_deaf_note_f1"] == 0.0
+    assert r["same_distance_to_target"] == pytest.approx(0.0, abs=0.02)  # itself, through 16-bit WAV
+    assert r["hissy_distance_to_target"] > 0.2
+    assert r["same_silence_dbfs"] == -120.0 and r["hissy_silence_dbfs"] == pytest.approx(-40.0, abs=0.05)
+    assert summary["hissy_silence_dbfs"] == r["hissy_silence_dbfs"]
+
+
+def test_synthesis_evaluation_end_to_end(tmp_path, tiny_source_filter, tiny_transcriber):
     from w2m2w.midi import write_midi
     from w2m2w.synthesis_eval import run_synthesis_evaluation
+    from w2m2w.synthesis_source_filter import SourceFilterRenderer, load_source_filter
 
-    soundfont = None
-    try:
-        import fluidsynth  # noqa: F401
-
-        from w2m2w.data.render import soundfont_path
-
-        soundfont_path("timgm6mb")
-        soundfont = "timgm6mb"
-    except Exception:
-        pass
     (tmp_path / "in" / "sub").mkdir(parents=True)
     write_midi(tmp_path / "in" / "sub" / "a.mid", NOTES[:2])
     (tmp_path / "in" / "bad.mid").write_text("not midi")
     rows, warnings = [], []
-    summary = run_synthesis_evaluation(tmp_path / "in", tiny_wavenet, tiny_transcriber, soundfont, max_seconds=1.0,
-                                       threads=1, audio_out=tmp_path / "audio", emit=rows.append, warn=warnings.append, temperature=0.8)
-    assert [r["file"] for r in rows] == ["sub/a.mid"] and summary["files"] == 1 and summary["temperature"] == 0.8
+    summary = run_synthesis_evaluation(tmp_path / "in", "source_filter", tiny_source_filter, tiny_transcriber, soundfont=None, basic_pitch="false",
+                                       max_seconds=1.0, threads=1, audio_out=tmp_path / "audio", emit=rows.append, warn=warnings.append)
+    assert [r["file"] for r in rows] == ["sub/a.mid"] and summary["files"] == 1 and summary["systems"] == ["source_filter", "source"]
     assert len(warnings) == 1 and "bad.mid" in warnings[0]
-    assert summary["samples_per_second"] > 0 and 0 <= summary["wavenet_note_f1"] <= 1
-    assert rows[0]["audio_s"] == pytest.approx(1.0 + 1.0)  # cropped at 1 s, then the 1 s tail
-    assert (tmp_path / "audio" / "sub__a.wavenet.wav").is_file()
-    if soundfont:
-        assert summary["log_mel_distance"] > 0 and "fluidsynth_note_f1" in summary
+    assert {"source_filter_w2m2w_note_f1", "source_w2m2w_frame_f1", "source_filter_silence_dbfs"} <= set(rows[0])
+    cropped = NOTES[:2].copy()
+    cropped[:, 1] = np.minimum(cropped[:, 1], 1.0)
+    assert rows[0]["audio_s"] == pytest.approx(cropped[:, 1].max() + 2.5, abs=1e-3)  # cropped at 1 s, then 2.5 s to hear silence
+    saved = sf.read(str(tmp_path / "audio" / "sub__a.source_filter.wav"), dtype="float32")[0]
+    want = SourceFilterRenderer(load_source_filter(tiny_source_filter)).render(cropped, len(saved))
+    np.testing.assert_allclose(saved, np.clip(want, -1, 1), atol=1 / 32768 + 1e-6)
+    assert summary["weights_sha256"] and summary["basic_pitch"] == "basic_pitch=false"
 
 
 def test_midi_inputs_from_a_list(tmp_path):
@@ -168,3 +224,27 @@ def test_logistic_mixture_model_renders():
     np.testing.assert_array_equal(_synth(m, chunk_samples=333, threads=1).render(NOTES), y)
     t = _synth(m, backend="torch", min_segment_seconds=0.2).render(NOTES[:1], 4800)
     assert t.shape == (4800,) and np.isfinite(t).all()
+
+
+def test_roll_only_wavenet_follows_the_notes(model):
+    # the shipped configuration has no excitation: only the piano roll tells it the notes
+    assert model.cfg.excitation_harmonics == 0
+    y = _synth(model).render(NOTES)
+    moved = _synth(model).render(NOTES + np.array([0, 0, 7, 0]))  # same length, same seed: only the roll differs
+    assert np.abs(moved - y).max() > 0.01
+
+
+def test_folded_segment_conditioning_is_the_whole_pieces_rows(model):
+    from w2m2w.features import conditioning_roll
+
+    s = _synth(model)
+    m = model.cond_margin
+    n = piece_samples(NOTES, 1.0, 160)
+    whole = conditioning_roll(NOTES, n // 160 + 2 * m, 100.0, -m)
+    with torch.no_grad():
+        whole_cond = model.conditioning(torch.from_numpy(whole)[None])[0]
+    for seg in s.plan(n)[1:3]:
+        frames = seg.length // 160
+        got = s._cond([(NOTES, seg)], frames)[0]
+        f0 = seg.start // 160
+        torch.testing.assert_close(got, whole_cond[f0:f0 + frames], atol=1e-5, rtol=1e-5)

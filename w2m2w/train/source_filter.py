@@ -54,7 +54,7 @@ class SourceFilterTrainConfig:
     warmup_steps: int = 100
     clip_grad_norm: float = 1.0
     fft_sizes: list[int] = field(default_factory=lambda: [2048, 1024, 512, 256])
-    max_steps: int = 4000
+    max_steps: int = 5000
     max_minutes: float = 0.0  # 0 = no time limit
     validate_every: int = 250
     validation_segments: int = 48
