@@ -8,6 +8,12 @@ from hypothesis import strategies as st
 
 from w2m2w import events as ev
 
+# Velocity bins by hand (Magenta's): 32 bins of four MIDI velocities from 1, the last one short:
+# 1-4 -> 0, 5-8 -> 1, ..., 121-124 -> 30, 125-127 -> 31; a bin reads back as the velocity in its
+# middle, 1 + 4b + 2: 3, 7, 11, ..., 123, 127.
+HAND_BIN = {v: b for b, low in enumerate(range(1, 128, 4)) for v in range(low, min(low + 4, 128))}
+HAND_BIN_VELOCITY = list(range(3, 128, 4))
+
 
 def test_vocabulary_layout():
     assert ev.VOCAB_SIZE == 3 + 128 + 128 + 100 + 32
@@ -21,10 +27,13 @@ def test_vocabulary_layout():
 
 
 def test_velocity_bins():
+    assert len(HAND_BIN) == 127 and len(HAND_BIN_VELOCITY) == 32 and HAND_BIN_VELOCITY[-1] == 127
     v = np.arange(1, 128)
-    b = ev.velocity_bin(v)
-    assert b.min() == 0 and b.max() == 31 and np.all(np.diff(b) >= 0)
-    assert np.array_equal(ev.velocity_bin(ev.bin_velocity(np.arange(32))), np.arange(32))
+    assert ev.velocity_bin(v).tolist() == [HAND_BIN[x] for x in range(1, 128)]
+    assert ev.bin_velocity(np.arange(32)).tolist() == HAND_BIN_VELOCITY
+    assert [int(ev.velocity_bin(x)) for x in (1, 4, 5, 63, 64, 65, 80, 124, 125, 127)] == [0, 0, 1, 15, 15, 16, 19, 30, 31, 31]
+    assert [int(ev.velocity_bin(x)) for x in (0, -3, 200, 4.4, 4.6)] == [0, 0, 31, 0, 1], "clipped to 1..127, rounded"
+    assert int(ev.bin_velocity(ev.DEFAULT_VELOCITY_BIN)) == 63
 
 
 def test_hand_made_sequence():
@@ -61,7 +70,7 @@ def test_decoder_tolerates_any_sequence():
         assert notes.shape[1] == 4
         if len(notes):
             assert np.all(notes[:, 1] > notes[:, 0]) and np.all((notes[:, 3] >= 1) & (notes[:, 3] <= 127))
-    assert ev.tokens_to_notes(np.array([ev.BOS, ev.NOTE_ON + 60, ev.TIME_SHIFT + 9, ev.EOS, ev.NOTE_ON + 61])).tolist() == [[0.0, 0.1, 60, ev.bin_velocity(ev.DEFAULT_VELOCITY_BIN)]]
+    assert ev.tokens_to_notes(np.array([ev.BOS, ev.NOTE_ON + 60, ev.TIME_SHIFT + 9, ev.EOS, ev.NOTE_ON + 61])).tolist() == [[0.0, 0.1, 60, 63]]
     assert len(ev.tokens_to_notes(np.array([ev.NOTE_ON + 60, ev.TIME_SHIFT]), end_open_notes=False)) == 0
 
 
@@ -104,7 +113,7 @@ def test_canonical_form_is_the_grid_and_bins(notes):
     canon = ev.canonical_notes(notes)
     on, off = _grid(notes[:, 0]), np.maximum(_grid(notes[:, 1]), _grid(notes[:, 0]) + 1)
     want = {}
-    for o, f, p, v in zip(on, off, notes[:, 2].astype(int), ev.velocity_bin(notes[:, 3])):
+    for o, f, p, v in zip(on, off, notes[:, 2].astype(int), (HAND_BIN[int(x)] for x in notes[:, 3])):
         key = (int(o), int(p))
         if key not in want or (f, v) > want[key]:
             want[key] = (f, v)
@@ -112,7 +121,7 @@ def test_canonical_form_is_the_grid_and_bins(notes):
     for row in canon:
         o, p = int(_grid(row[0])), int(row[2])
         f, v = want[(o, p)]
-        assert ev.velocity_bin(row[3]) == v
+        assert row[3] == HAND_BIN_VELOCITY[v], "the velocity in the middle of the note's bin"
         later = [k[0] for k in want if k[1] == p and k[0] > o]
         assert _grid(row[1]) == min([f] + later), "ends at its own release or where the key is struck again"
     # the canonical form is a fixed point
@@ -137,4 +146,4 @@ def test_no_same_key_overlap_means_plain_quantisation(notes):
     np.testing.assert_array_equal(_grid(back[:, 0]), _grid(q[:, 0]))
     np.testing.assert_array_equal(_grid(back[:, 1]), np.maximum(_grid(q[:, 1]), _grid(q[:, 0]) + 1))
     np.testing.assert_array_equal(back[:, 2], q[:, 2])
-    np.testing.assert_array_equal(ev.velocity_bin(back[:, 3]), ev.velocity_bin(q[:, 3]))
+    np.testing.assert_array_equal(back[:, 3], [HAND_BIN_VELOCITY[HAND_BIN[int(v)]] for v in q[:, 3]])
