@@ -10,15 +10,15 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from w2m2w import staging
 from w2m2w.staging import (
-    InputError, LockedError, atomic_path, config_hash, discover_inputs, file_lock, file_sha256, input_kind, is_current,
-    lock_path, output_path, read_sidecar, remove_output, remove_stale_temps, safe_component, sidecar_path, stage_dir,
-    temp_name, update_json, update_run_json, write_json,
+    LockedError, atomic_path, config_hash, file_lock, file_sha256, is_current, lock_path, output_path, read_sidecar,
+    remove_output, remove_stale_temps, sidecar_path, stage_dir, temp_name, update_json, update_run_json, write_json,
 )
 
 IN, CFG, W = "a" * 64, "b" * 64, "c" * 64  # stand-ins for the three sha256 digests of a sidecar
@@ -84,84 +84,6 @@ def test_stage_paths(tmp_path):
 def test_sidecar_path_replaces_only_the_last_extension():
     assert sidecar_path("run/1-transcribe/take.mid") == Path("run/1-transcribe/take.json")
     assert sidecar_path("run/3-synthesize/op.1.wav") == Path("run/3-synthesize/op.1.json")
-
-
-def test_safe_component():
-    assert safe_component("a b") == "a_b"
-    assert safe_component("Bach: BWV 846 (take 2)") == "Bach_BWV_846_take_2_"
-    assert safe_component("x+y-z_1.2") == "x+y-z_1.2", "letters, digits and . _ + - are kept"
-    assert safe_component("é") == "_"
-    assert safe_component("..") == "_" and safe_component(".") == "_" and safe_component("") == "_"
-    assert safe_component(".hidden") == "hidden"
-
-
-def test_input_kind():
-    assert input_kind("a/b.wav") == "audio" and input_kind("b.FLAC") == "audio"
-    assert input_kind("b.mid") == "midi" and input_kind("b.MIDI") == "midi"
-    assert input_kind("b.txt") is None and input_kind("b") is None
-
-
-# ---- discovering inputs ----
-
-def _touch(*paths: Path) -> None:
-    for p in paths:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(b"x")
-
-
-def test_discover_a_folder(tmp_path):
-    _touch(tmp_path / "in" / "b.wav", tmp_path / "in" / "a" / "c.mid", tmp_path / "in" / "notes.txt",
-           tmp_path / "in" / ".hidden" / "d.wav", tmp_path / "in" / ".e.wav")
-    assert discover_inputs(tmp_path / "in") == {"a/c": tmp_path / "in" / "a" / "c.mid", "b": tmp_path / "in" / "b.wav"}
-    assert list(discover_inputs(tmp_path / "in")) == ["a/c", "b"], "sorted by path"
-
-
-def test_discover_keeps_the_extension_of_a_second_input_with_the_same_id(tmp_path):
-    _touch(tmp_path / "in" / "a.flac", tmp_path / "in" / "a.wav")
-    assert discover_inputs(tmp_path / "in") == {"a": tmp_path / "in" / "a.flac", "a_wav": tmp_path / "in" / "a.wav"}
-
-
-def test_discover_one_file(tmp_path):
-    _touch(tmp_path / "d" / "take one.wav")
-    assert discover_inputs(tmp_path / "d" / "take one.wav") == {"take_one": tmp_path / "d" / "take one.wav"}
-    _touch(tmp_path / "d" / "readme.md")
-    assert discover_inputs(tmp_path / "d" / "readme.md") == {"readme": tmp_path / "d" / "readme.md"}, "kept, so the pipeline names it"
-
-
-def test_discover_a_list_of_paths(tmp_path):
-    _touch(tmp_path / "set" / "x" / "a.wav", tmp_path / "set" / "y" / "b.mid", tmp_path / "abs" / "c.wav")
-    lst = tmp_path / "set" / "inputs.txt"
-    lst.write_text(f"# a comment\nx/a.wav\n\n  y/b.mid  \n{tmp_path / 'abs' / 'c.wav'}\n")
-    got = discover_inputs(lst)
-    assert got == {"set/x/a": tmp_path / "set" / "x" / "a.wav", "set/y/b": tmp_path / "set" / "y" / "b.mid", "abs/c": tmp_path / "abs" / "c.wav"}
-    lst.write_text("x/a.wav\n")
-    assert discover_inputs(lst) == {"a": tmp_path / "set" / "x" / "a.wav"}, "ids are relative to the listed files' common folder"
-
-
-def test_discover_a_glob(tmp_path, monkeypatch):
-    root = tmp_path / "Xin"  # an X before the pattern: the root is cut at the first *, ? or [ only
-    _touch(root / "a.wav", root / "sub" / "b.wav", root / "sub" / "deep" / "c.wav", root / "sub" / "d.txt")
-    assert discover_inputs(f"{root}/*.wav") == {"a": root / "a.wav"}
-    assert discover_inputs(f"{root}/**/*.wav") == {"a": root / "a.wav", "sub/b": root / "sub" / "b.wav", "sub/deep/c": root / "sub" / "deep" / "c.wav"}
-    assert discover_inputs(f"{root}/su?") == {"sub/b": root / "sub" / "b.wav", "sub/deep/c": root / "sub" / "deep" / "c.wav"}, "a matched folder is searched"
-    assert discover_inputs(f"{root}/s[u]b/*.wav") == {"sub/b": root / "sub" / "b.wav"}
-    assert discover_inputs(f"{root}/sub*/b.wav") == {"sub/b": root / "sub" / "b.wav"}, "root: the folder holding the partial name"
-    monkeypatch.chdir(root)
-    assert discover_inputs("**/*.wav") == {"a": Path("a.wav"), "sub/b": Path("sub/b.wav"), "sub/deep/c": Path("sub/deep/c.wav")}
-
-
-@pytest.mark.parametrize("spec, message", [
-    ("empty", "folder holds no audio or MIDI files"),
-    ("empty.txt", "list of inputs is empty"),
-    ("*.nothing", "pattern matches no files"),
-    ("nope", "no such file or folder"),
-])
-def test_discover_names_what_found_nothing(tmp_path, spec, message):
-    (tmp_path / "empty").mkdir()
-    (tmp_path / "empty" / "notes.txt").write_text("x")
-    (tmp_path / "empty.txt").write_text("# only a comment\n\n")
-    with pytest.raises(InputError, match=re.escape(f"{tmp_path / spec}: {message}")):
-        discover_inputs(str(tmp_path / spec))
 
 
 # ---- hashes ----
@@ -238,7 +160,28 @@ def test_remove_stale_temps_only_of_dead_processes(tmp_path):
     assert remove_stale_temps(tmp_path / "missing") == []
 
 
+def test_remove_stale_temps_when_another_run_removes_one_first(tmp_path, monkeypatch):
+    dead = _dead_pid()
+    gone = tmp_path / f".a.mid.tmp-{dead}-0123abcd.mid"
+    gone.write_bytes(b"x")
+
+    def removed_meanwhile(pid: int) -> bool:  # another run cleans up between the listing and our unlink
+        gone.unlink()
+        return False
+
+    monkeypatch.setattr(staging, "_pid_alive", removed_meanwhile)
+    assert remove_stale_temps(tmp_path) == []
+
+
 def test_pid_alive(monkeypatch):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert staging._pid_alive(child.pid) is True
+        time.sleep(0.2)
+        assert child.poll() is None, "asking whether a process lives sends it no signal"
+    finally:
+        child.kill()
+        child.wait()
     assert staging._pid_alive(os.getpid()) is True
     assert staging._pid_alive(_dead_pid()) is False
 
@@ -292,8 +235,9 @@ def _umask() -> int:
 
 
 def test_update_json_merges_reads_missing_or_broken_as_empty(tmp_path):
-    path = tmp_path / "new" / "run.json"
+    path = tmp_path / "new" / "deep" / "run.json"
     assert update_json(path, lambda d: {**d, "a": 1}) == {"a": 1}
+    assert (path.with_name(".run.json.lock").stat().st_mode & 0o777) == 0o644 & ~_umask()
     assert update_json(path, lambda d: {**d, "b": 2}) == {"a": 1, "b": 2}
     assert json.loads(path.read_text()) == {"a": 1, "b": 2}
     path.write_text("{broken")
