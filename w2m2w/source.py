@@ -91,10 +91,11 @@ def _noise(i: int, salt: int) -> float:
 
 
 @numba.njit(cache=True, nogil=True)
-def _render(on_i, off_i, pitch, vel, start, n, sr, params, group_of, out, gate):  # pragma: no cover - numba
+def _render(on_i, off_i, pitch, vel, start, n, sr, params, group_lo, group_hi, out, gate):  # pragma: no cover - numba
     (partials, max_freq, b_lo, b_hi, tau_low, tau_oct, tau_part, roll_soft, roll_loud, vpow, rel_tau, rel_taus,
      ham_tau, ham_s, margin, ramp) = params
     partials = int(partials)
+    n_groups = len(group_lo)
     margin = int(margin)
     ramp = int(ramp)
     ham_env = np.zeros(n)
@@ -134,21 +135,37 @@ def _render(on_i, off_i, pitch, vel, start, n, sr, params, group_of, out, gate):
             out[i - start, _ENV] += amp * env_rel[i - a]
             amp *= r0
         roll = roll_soft + (roll_loud - roll_soft) * v
-        for k in range(1, partials + 1):
-            f = k * f0 * math.sqrt(1.0 + b * k * k)
-            if f >= max_freq:
-                break
-            ch = group_of[k]
-            w = 2.0 * math.pi * f / sr
-            rk = math.exp(-(1.0 + tau_part * (k - 1)) / tau0)
-            m = a - on
-            amp = gain * k ** (-roll) * rk ** m
-            s, c = math.sin(w * m), math.cos(w * m)
-            cw, sw = math.cos(w), math.sin(w)
-            for i in range(a, e):
-                out[i - start, ch] += amp * env_rel[i - a] * s
-                s, c = s * cw + c * sw, c * cw - s * sw
-                amp *= rk
+        # partials below max_freq, as arrays: the sample loop then updates all of them at once (independent
+        # recursions pipeline and vectorise; one recursion per partial would wait on itself every sample)
+        K = 0
+        while K < partials and (K + 1) * f0 * math.sqrt(1.0 + b * (K + 1) * (K + 1)) < max_freq:
+            K += 1
+        if K == 0:
+            continue
+        ss, cc, aa = np.empty(K), np.empty(K), np.empty(K)
+        cwv, swv, rkv = np.empty(K), np.empty(K), np.empty(K)
+        m = a - on
+        for q in range(K):
+            k = q + 1
+            w = 2.0 * math.pi * k * f0 * math.sqrt(1.0 + b * k * k) / sr
+            rkv[q] = math.exp(-(1.0 + tau_part * (k - 1)) / tau0)
+            aa[q] = gain * k ** (-roll) * rkv[q] ** m
+            ss[q], cc[q] = math.sin(w * m), math.cos(w * m)
+            cwv[q], swv[q] = math.cos(w), math.sin(w)
+        for i in range(a, e):
+            er = env_rel[i - a]
+            row = i - start
+            for g in range(n_groups):
+                lo, hi = group_lo[g] - 1, min(group_hi[g], K)
+                acc = 0.0
+                for q in range(lo, hi):
+                    acc += aa[q] * ss[q]
+                out[row, g] += acc * er
+            for q in range(K):
+                s_, c_ = ss[q], cc[q]
+                ss[q] = s_ * cwv[q] + c_ * swv[q]
+                cc[q] = c_ * cwv[q] - s_ * swv[q]
+                aa[q] *= rkv[q]
         # hammer burst envelope
         he = min(on + int(ham_s * sr), start + n)
         for i in range(max(on, start), he):
@@ -158,11 +175,8 @@ def _render(on_i, off_i, pitch, vel, start, n, sr, params, group_of, out, gate):
         out[i, _NOISE] = out[i, _ENV] * _noise(start + i, 2)
 
 
-def _group_table(partials: int) -> np.ndarray:
-    table = np.zeros(partials + 1, np.int64)
-    for k in range(1, partials + 1):
-        table[k] = next(g for g, (lo, hi) in enumerate(GROUPS) if lo <= k <= hi)
-    return table
+_GROUP_LO = np.array([lo for lo, _ in GROUPS], np.int64)
+_GROUP_HI = np.array([min(hi, 1 << 20) for _, hi in GROUPS], np.int64)
 
 
 def piano_source(notes: np.ndarray, n_samples: int, start_sample: int = 0, cfg: SourceConfig = SourceConfig(),
@@ -185,13 +199,13 @@ def piano_source(notes: np.ndarray, n_samples: int, start_sample: int = 0, cfg: 
         params = np.array([cfg.partials, cfg.max_freq, cfg.log10_b_low, cfg.log10_b_high, cfg.tau_low, cfg.tau_octave, cfg.tau_partial,
                            cfg.rolloff_soft, cfg.rolloff_loud, cfg.velocity_power, cfg.release_tau, cfg.release_taus, cfg.hammer_tau,
                            cfg.hammer_seconds, cfg.gate_margin, max(cfg.gate_ramp, 1)], dtype=np.float64)
-        pitch, vel, groups = notes[:, 2].copy(), notes[:, 3].copy(), _group_table(cfg.partials)
+        pitch, vel = notes[:, 2].copy(), notes[:, 3].copy()
         parts = max(1, min(int(threads), n // 8000))
         edges = np.linspace(0, n, parts + 1).astype(np.int64)
 
         def part(i: int) -> None:
             a, b = edges[i], edges[i + 1]
-            _render(on, off, pitch, vel, int(start_sample) + a, b - a, float(sample_rate), params, groups, out[a:b], gate[a:b])
+            _render(on, off, pitch, vel, int(start_sample) + a, b - a, float(sample_rate), params, _GROUP_LO, _GROUP_HI, out[a:b], gate[a:b])
 
         if parts == 1:
             part(0)

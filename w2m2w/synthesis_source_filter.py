@@ -54,7 +54,7 @@ def context(model: SourceFilterWaveNet) -> int:
 
 @dataclass
 class SourceFilterRenderConfig:
-    block_seconds: float = 8.0  # rendered at a time: memory ~ block x channels x layers
+    block_seconds: float = 4.0  # rendered at a time: memory ~ block x channels x layers
     tail_seconds: float = 0.5  # rendered after the last note's offset (the damper's release is ~0.36 s)
     device: str = "cpu"
     threads: int = 0  # torch threads; 0 = leave torch's setting

@@ -142,8 +142,11 @@ class SourceFilterWaveNet(nn.Module):
         source (T, N_CHANNELS), gate (T,), roll (T / hop + 2 * cond_margin, 264) -> audio (T,).
         Rendering is bound by memory passes, not multiply-adds: here each layer
         accumulates its three taps straight into one preallocated gate buffer
-        (no concatenation, no new tensors), gates in place, and adds its residual
-        and skip outputs in place. tests/unit/test_source_filter.py holds it to forward().
+        (no concatenation, no new tensors) and adds its residual and skip outputs
+        in place. The gate uses tanh(x) = 2 sigmoid(2x) - 1 with the tanh half's
+        weights doubled, so one sigmoid runs over the whole contiguous buffer and
+        an addcmul and a subtraction make z, instead of two passes over strided
+        halves and a product (1.3x here). tests/unit/test_source_filter.py holds it to forward().
         """
         T = source.shape[0]
         R, hop = self.cfg.residual_channels, self.cfg.hop_length
@@ -158,15 +161,18 @@ class SourceFilterWaveNet(nn.Module):
         skip_bias = 0.0
         a = torch.empty(T, 2 * R, dtype=source.dtype)
         last = len(self.dilated) - 1
+        z = torch.empty(T, R, dtype=source.dtype)
+        scale = torch.cat([torch.full((R,), 2.0), torch.ones(R)]).to(source.dtype)  # doubles the tanh half
         for i, (dil, rs) in enumerate(zip(self.dilated, self.res_skip)):
             d = self.dilations[i]
-            w = dil.weight.t()  # (3R, 2R): rows for x(t-d), x(t), x(t+d)
-            a.view(n_fr, hop, 2 * R).copy_((cond[:, i] + dil.bias).unsqueeze(1).expand(n_fr, hop, 2 * R))
+            w = dil.weight.t() * scale  # (3R, 2R): rows for x(t-d), x(t), x(t+d)
+            a.view(n_fr, hop, 2 * R).copy_(((cond[:, i] + dil.bias) * scale).unsqueeze(1).expand(n_fr, hop, 2 * R))
             a.addmm_(buf[D - d:D - d + T], w[:R])
             a.addmm_(h, w[R:2 * R])
             a.addmm_(buf[D + d:D + d + T], w[2 * R:])
-            z = a[:, :R].tanh_()
-            z.mul_(a[:, R:].sigmoid_())
+            a.sigmoid_()
+            g = a[:, R:]
+            torch.addcmul(g, a[:, :R], g, value=2.0, out=z).sub_(g, alpha=2.0)  # (2 sigmoid(2x) - 1) sigmoid(y) = tanh(x) sigmoid(y)
             if i < last:
                 h.addmm_(z, rs.weight[:R].t())
                 h.add_(rs.bias[:R])
