@@ -145,8 +145,17 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def test_remove_stale_temps_only_of_dead_processes(tmp_path):
-    dead, alive = _dead_pid(), os.getpid()
+@pytest.fixture()
+def sleeper():
+    """A live process other than this one."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    yield child
+    child.kill()
+    child.wait()
+
+
+def test_remove_stale_temps_only_of_dead_processes(tmp_path, sleeper):
+    dead, alive = _dead_pid(), sleeper.pid
     sub = tmp_path / "1-transcribe" / "nested"
     sub.mkdir(parents=True)
     stale = [tmp_path / f".a.mid.tmp-{dead}-0123abcd.mid", sub / f".b.wav.tmp-{dead}-deadbeef.wav"]
@@ -173,15 +182,10 @@ def test_remove_stale_temps_when_another_run_removes_one_first(tmp_path, monkeyp
     assert remove_stale_temps(tmp_path) == []
 
 
-def test_pid_alive(monkeypatch):
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    try:
-        assert staging._pid_alive(child.pid) is True
-        time.sleep(0.2)
-        assert child.poll() is None, "asking whether a process lives sends it no signal"
-    finally:
-        child.kill()
-        child.wait()
+def test_pid_alive(sleeper, monkeypatch):  # sleeper first: it is ended after os.kill is restored
+    assert staging._pid_alive(sleeper.pid) is True
+    time.sleep(0.2)
+    assert sleeper.poll() is None, "asking whether a process lives sends it no signal"
     assert staging._pid_alive(os.getpid()) is True
     assert staging._pid_alive(_dead_pid()) is False
 
