@@ -1,0 +1,213 @@
+"""Finding the inputs of a run: an audio or MIDI file, a folder (recursive), a glob or a text file of paths.
+
+Folders are walked following symlinked folders, but never around a symlink loop (it is
+skipped with a warning) and never into the same folder twice. The same file reached twice
+(listed twice, or through a symlinked folder) is one piece. Piece ids follow piece_ids.
+"""
+from __future__ import annotations
+
+import fnmatch
+import glob
+import heapq
+import logging
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .audio import AUDIO_EXTENSIONS
+from .piece_ids import assign_ids, relative_posix
+
+MIDI_EXTENSIONS = (".mid", ".midi")
+LIST_EXTENSIONS = (".txt", ".lst", ".list")
+log = logging.getLogger("w2m2w")
+
+
+class InputError(ValueError):
+    """The input specification found nothing usable; the message names it."""
+
+
+def input_kind(path: str | os.PathLike) -> str | None:
+    """'audio', 'midi' or None by extension."""
+    ext = Path(path).suffix.lower()
+    if ext in AUDIO_EXTENSIONS:
+        return "audio"
+    if ext in MIDI_EXTENSIONS:
+        return "midi"
+    return None
+
+
+def walk(root: Path, descend: Callable[[tuple[str, ...]], bool]) -> Iterator[tuple[Path, tuple[str, ...], bool]]:
+    """(path, parts relative to root, is_dir) of everything under `root`, entering the folders `descend(parts)` allows.
+
+    Symlinked folders are followed; a folder is entered once however many ways lead to it,
+    and a symlink that leads back to a folder above it (a loop) is skipped with a warning.
+    Folders without symlinks on the way are entered first, so a folder reached both ways is
+    walked under its real path.
+    """
+    try:
+        st = root.stat()
+    except OSError:
+        return
+    # (symlinks on the way, path text, ...): a heap, so real folders come first and the walk is deterministic
+    queue: list[tuple[int, str, Path, tuple[str, ...], frozenset, tuple[int, int]]] = [(0, str(root), root, (), frozenset(), (st.st_dev, st.st_ino))]
+    seen: set[tuple[int, int]] = set()
+    while queue:
+        links, _, folder, parts, ancestors, key = heapq.heappop(queue)
+        if key in seen:
+            continue  # reached another way already
+        seen.add(key)
+        if parts:
+            yield folder, parts, True
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            log.warning("%s: cannot list this folder (%s), skipped", folder, exc.strerror or exc)
+            continue
+        for e in entries:
+            path, sub = Path(e.path), (*parts, e.name)
+            is_link = e.is_symlink()
+            try:
+                is_dir = e.is_dir()
+            except OSError:  # ELOOP: a link that leads to itself
+                is_dir = False
+            if not is_dir:
+                try:
+                    is_file = e.is_file()
+                except OSError:
+                    is_file = False
+                if is_file:
+                    yield path, sub, False
+                elif is_link and descend(sub):
+                    log.warning("%s: broken symlink or symlink loop, skipped", path)
+                continue
+            if not descend(sub):
+                continue
+            try:
+                st = path.stat()
+            except OSError as exc:
+                log.warning("%s: cannot enter (%s), skipped", path, exc.strerror or exc)
+                continue
+            sub_key = (st.st_dev, st.st_ino)
+            if sub_key in ancestors or sub_key == key:
+                log.warning("%s: symlink loop (it leads back to a folder above it), skipped", path)
+                continue
+            heapq.heappush(queue, (links + is_link, str(path), path, sub, ancestors | {key}, sub_key))
+
+
+def _visible(parts: tuple[str, ...]) -> bool:
+    return not parts[-1].startswith(".")
+
+
+def _walk_inputs(folder: Path) -> list[Path]:
+    """Audio and MIDI files under `folder`; hidden files and folders are left out."""
+    return [p for p, parts, is_dir in walk(folder, _visible) if not is_dir and _visible(parts) and input_kind(p)]
+
+
+@lru_cache(maxsize=4096)
+def _match(pattern: tuple[str, ...], parts: tuple[str, ...], partial: bool) -> bool:
+    """glob semantics over path components; `partial`: `parts` could still lead to a match further down."""
+    if not parts:
+        return partial or all(p == "**" for p in pattern)
+    if not pattern:
+        return False
+    head = pattern[0]
+    if head == "**":  # zero or more folders, hidden ones excluded (as glob.glob does)
+        return _match(pattern[1:], parts, partial) or (not parts[0].startswith(".") and _match(pattern, parts[1:], partial))
+    if parts[0].startswith(".") and not head.startswith("."):
+        return False
+    return fnmatch.fnmatchcase(parts[0], head) and _match(pattern[1:], parts[1:], partial)
+
+
+def _glob(spec: str) -> tuple[list[Path], Path]:
+    """Files matched by a glob pattern (a matched folder gives its audio and MIDI files) and the pattern's root.
+
+    Not glob.glob: that follows symlinked folders without end (a loop yields each file
+    dozens of times, two loops never finish) and pathlib raises on a looping file.
+    """
+    first_magic = min(spec.find(c) for c in "*?[" if c in spec)
+    cut = spec.rfind(os.sep, 0, first_magic) + 1  # the folder part before the first wildcard
+    root = Path(spec[:cut]) if cut else Path(".")
+    pattern = tuple(p for p in spec[cut:].split(os.sep) if p)
+    matched: set[tuple[str, ...]] = set()  # folders the pattern matched: all their inputs count
+
+    def in_matched(parts: tuple[str, ...]) -> bool:
+        return any(parts[:k] in matched for k in range(1, len(parts)))
+
+    def descend(parts: tuple[str, ...]) -> bool:
+        return _visible(parts) if in_matched(parts) else _match(pattern, parts, True)
+
+    files = []
+    for path, parts, is_dir in walk(root, descend):
+        if is_dir:
+            if not in_matched(parts) and _match(pattern, parts, False):
+                matched.add(parts)
+        elif _match(pattern, parts, False) or (in_matched(parts) and _visible(parts) and input_kind(path)):
+            files.append(path)
+    return files, root
+
+
+def _read_list(p: Path) -> tuple[list[Path], Path]:
+    base = p.parent
+    files = []
+    for line in p.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            q = Path(line).expanduser()
+            files.append(q if q.is_absolute() else base / q)
+    if not files:
+        raise InputError(f"{p}: list of inputs is empty")
+    return files, Path(os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in files]))
+
+
+def _identity(path: Path) -> tuple:
+    try:
+        st = path.stat()
+        return ("inode", st.st_dev, st.st_ino)
+    except OSError:  # missing or unreadable: kept so the pipeline reports it by name
+        return ("path", os.path.realpath(path))
+
+
+def _one_per_file(files: list[Path], root: Path) -> list[Path]:
+    """One path per file: of paths reaching the same file, the one without symlinks, else the shortest, else the first in order."""
+    best: dict[tuple, Path] = {}
+
+    def rank(f: Path) -> tuple:
+        return (os.path.realpath(f) != os.path.abspath(f), len(relative_posix(f, root)), relative_posix(f, root))
+
+    for f in files:
+        key = _identity(f)
+        if key not in best or rank(f) < rank(best[key]):
+            best[key] = f
+    return list(best.values())
+
+
+def discover_inputs(spec: str | os.PathLike) -> dict[str, Path]:
+    """Piece id -> input path for an audio/MIDI file, a folder (recursive), a glob or a text file of paths.
+
+    Piece ids mirror the tree under the input root (piece_ids.assign_ids says how clashes
+    are told apart). Files of other types given explicitly are kept, so the pipeline reports
+    them by name. Sorted by path.
+    """
+    spec_s = str(spec)
+    p = Path(spec_s).expanduser()
+    if p.is_dir():
+        files, root = _walk_inputs(p), p
+        if not files:
+            raise InputError(f"{p}: folder holds no audio or MIDI files")
+    elif p.is_file() and p.suffix.lower() in LIST_EXTENSIONS:
+        files, root = _read_list(p)
+    elif p.is_file():
+        files, root = [p], p.parent
+    elif glob.has_magic(spec_s):
+        files, root = _glob(spec_s)
+        if not files:
+            raise InputError(f"{spec_s}: pattern matches no files")
+    elif os.path.islink(p):
+        raise InputError(f"{spec_s}: broken symlink or symlink loop")
+    else:
+        raise InputError(f"{spec_s}: no such file or folder")
+    files = sorted(_one_per_file(files, root), key=str)
+    rel = {f: relative_posix(f, root) for f in files}
+    ids = assign_ids(list(rel.values()))
+    return {ids[rel[f]]: f for f in files}
