@@ -94,8 +94,8 @@ def main() -> None:
     import torch
 
     print(f"weights: {args.weights if Path(args.weights).is_file() else 'none (random init of the default config)'}; torch {torch.__version__}")
-    rows = [speed_row(args.weights, t, b, args.seconds) for t, b in ((1, 8.0), (args.threads, 8.0), (args.threads, 2.0))]
-    rows.append(speed_row(args.weights, args.threads, 8.0, args.seconds, source_only=True))
+    rows = [speed_row(args.weights, t, b, args.seconds) for t, b in ((1, 4.0), (args.threads, 4.0), (args.threads, 8.0), (args.threads, 1.0))]
+    rows.append(speed_row(args.weights, args.threads, 4.0, args.seconds, source_only=True))
     print(table(rows))
     mem = []
     for kind, minutes in (("dense", 1.0), ("dense", args.long_minutes), ("chord", 0)):

@@ -30,6 +30,7 @@ from ..checkpoint import load_training_state, save_training_state
 from ..data.transcription import Example, maps_examples, maps_piece
 from ..midi import load_notes
 from ..models.source_filter import SourceFilterConfig, SourceFilterWaveNet
+from ..source import source_config_from
 from ..synthesis_source_filter import MODEL_NAME, context, window
 from .export import export_trained
 from .wavenet import audio_dir_examples
@@ -48,12 +49,13 @@ class SourceFilterTrainConfig:
     holdout_pieces: list[str] = field(default_factory=lambda: ["grieg_walzer", "scn15_2", "chpn-p7"])
     # optimisation
     batch_size: int = 8
-    segment_seconds: float = 1.0
+    segment_seconds: float = 0.5
     learning_rate: float = 2e-3
     final_lr_fraction: float = 0.05  # cosine from learning_rate to this fraction of it over max_steps
     warmup_steps: int = 100
     clip_grad_norm: float = 1.0
     fft_sizes: list[int] = field(default_factory=lambda: [2048, 1024, 512, 256])
+    mel_weight: float = 0.0  # weight of a mel-scaled STFT loss (auraloss, 2048-point, 128 bands) added to the MR-STFT loss
     max_steps: int = 5000
     max_minutes: float = 0.0  # 0 = no time limit
     validate_every: int = 250
@@ -115,11 +117,17 @@ class WindowSampler:
         return {k: torch.from_numpy(np.stack([r[k] for r in rows])) for k in rows[0]}
 
 
-def stft_loss(fft_sizes: list[int]):
-    """auraloss's multi-resolution STFT loss (spectral convergence + log magnitude), hop = fft / 4."""
+def stft_loss(fft_sizes: list[int], mel_weight: float = 0.0, sample_rate: int = 16000):
+    """auraloss's multi-resolution STFT loss (spectral convergence + log magnitude), hop = fft / 4;
+    with mel_weight, plus that weight times auraloss's STFT loss on 128 mel bands of a 2048-point STFT
+    (the ear's frequency scale: high partials and noise weigh less, the low register more)."""
     import auraloss
 
-    return auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=list(fft_sizes), hop_sizes=[f // 4 for f in fft_sizes], win_lengths=list(fft_sizes))
+    mr = auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=list(fft_sizes), hop_sizes=[f // 4 for f in fft_sizes], win_lengths=list(fft_sizes))
+    if not mel_weight:
+        return mr
+    mel = auraloss.freq.STFTLoss(fft_size=2048, hop_size=256, win_length=2048, scale="mel", n_bins=128, sample_rate=sample_rate)
+    return lambda y, t: mr(y, t) + mel_weight * mel(y, t)
 
 
 def central(x: torch.Tensor, c: int) -> torch.Tensor:
@@ -155,6 +163,8 @@ def train_source_filter(cfg: SourceFilterTrainConfig) -> dict:
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # the weights carry the whole source config, so a later change of SourceConfig's defaults cannot change their sound
+    cfg.model.source = asdict(source_config_from(cfg.model.source))
     train_ex, val_ex = split_examples(cfg)
     (out / "validation_notes.txt").write_text("".join(f"{Path(e.notes).resolve()}\n" for e in val_ex))
     (out / "validation_audio.txt").write_text("".join(f"{Path(e.audio).resolve()}\n" for e in val_ex))
@@ -166,7 +176,7 @@ def train_source_filter(cfg: SourceFilterTrainConfig) -> dict:
     sampler = WindowSampler(train_ex, model, segment, seed=cfg.seed)
     vs = WindowSampler(val_ex, model, segment, seed=12345)  # the same held-out windows every time, for every config
     val_batches = [vs.sample(min(cfg.batch_size, cfg.validation_segments - i)) for i in range(0, cfg.validation_segments, cfg.batch_size)]
-    loss_fn = stft_loss(cfg.fft_sizes)
+    loss_fn = stft_loss(cfg.fft_sizes, cfg.mel_weight, cfg.model.sample_rate)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     state = load_training_state(out / "checkpoint", MODEL_NAME, model, opt) or {"step": 0, "elapsed_s": 0.0, "best": float("inf"), "history": []}
     if state["step"]:
