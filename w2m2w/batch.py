@@ -1,7 +1,7 @@
 """A batch of pieces through the stages: in this process, or in N worker processes.
 
 Every worker loads its models once (StageRunner) and then takes pieces one by one;
-the parent only hands out pieces and draws progress. The cores are split between
+the parent only hands out pieces, draws progress and, when told to stop, stops them. The cores are split between
 the workers (torch and numba threads, CPU affinity where the OS has it), so N
 workers on N cores do not fight over them.
 """
@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import importlib
 import logging
-import logging.handlers
 import os
+import sys
 import threading
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from .pipeline import Hashes, PieceResult, run_piece
+from .progress import set_bars
+from .staging import LockedError, file_lock, lock_path, output_path, remove_file
+from .stopping import Interrupted, StopSignals, die_with_parent, signals_blocked, unblock_signals, worker_signals
+from .worker_pool import DIED, Worker, WorkerPool
 
 log = logging.getLogger("w2m2w")
 
@@ -73,94 +77,163 @@ def limit_threads(threads: int, cores: list[int] | None = None) -> None:
 
 # ---- worker processes -------------------------------------------------------------------
 
-_RUNNER: StageRunner | None = None
-_EVENTS = None
+STOP_GRACE_S = 5.0  # after a stop, how long pieces in flight get to clean up before their workers are killed
 
 
-def _init_worker(spec: BatchSpec, counter, events, logs, threads: int, level: int) -> None:
-    global _RUNNER, _EVENTS
-    with counter.get_lock():
-        index = counter.value
-        counter.value += 1
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    mine = [cores[(index * threads + k) % len(cores)] for k in range(threads)] if cores else None
-    os.environ["TQDM_DISABLE"] = "1"  # the parent draws the bars; per-piece bars from N workers would garble them
-    limit_threads(threads, mine)
-    root = logging.getLogger()
-    root.handlers[:] = [logging.handlers.QueueHandler(logs)]  # the parent's handlers (console, Hydra's log file) print it
-    root.setLevel(level)
-    _EVENTS = events
-    _RUNNER = StageRunner(spec)
+class _PipeLogHandler(logging.Handler):
+    """Log records of a worker, sent to the parent through the worker's pipe (the parent's handlers print them)."""
+
+    def __init__(self, send: Callable[[Any], None]) -> None:
+        super().__init__()
+        self._send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            record.msg, record.args, record.exc_info, record.exc_text = self.format(record), None, None, None
+            self._send(("log", record))
+        except Exception:  # a log line must never end a worker
+            pass
 
 
-def _worker_event(piece: str, stage: str, info: dict) -> None:
-    _EVENTS.put((piece, stage, info))
+def _serve(conn, index: int, parent_pid: int, spec: BatchSpec, threads: int, level: int) -> None:
+    """A worker process: load the models once, then run the pieces the parent sends until it sends None or a stop comes."""
+    stop = worker_signals()
+    lock = threading.Lock()
+
+    def send(msg: Any) -> None:
+        with lock, signals_blocked():  # never half a message in the pipe
+            conn.send(msg)
+
+    try:
+        die_with_parent(parent_pid)
+        unblock_signals()  # the parent started us with stop signals held back; from here they interrupt cleanly
+        set_bars(False)  # the parent draws the bars; per-piece bars from N workers would garble them
+        cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        limit_threads(threads, [cores[(index * threads + k) % len(cores)] for k in range(threads)] if cores else None)
+        handler = _PipeLogHandler(send)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        root = logging.getLogger()
+        root.handlers[:] = [handler]
+        root.setLevel(level)
+        runner = StageRunner(spec)
+        while not stop.requested:
+            task = conn.recv()
+            if task is None:
+                return
+            piece, source = task
+            result = runner.run(piece, source, on_event=lambda p, s, info: send(("event", p, s, info)))
+            send(("result", result))
+    except (Interrupted, KeyboardInterrupt, EOFError, OSError):
+        pass  # stopped, or the parent is gone
+    # leave at once: the piece is cleaned up and its locks go with the process; an orderly interpreter exit
+    # with torch loaded takes seconds, and nobody waits for this process's exit handlers
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)
 
 
-def _run_in_worker(piece: str, source: str) -> PieceResult:
-    return _RUNNER.run(piece, source, on_event=_worker_event)
+def _interrupted(piece: str, source: str) -> PieceResult:
+    return PieceResult(piece, source, status="interrupted", error=f"{source}: interrupted")
 
 
-def run_local(pieces: dict[str, Path], spec: BatchSpec, workers: int, progress=None) -> list[PieceResult]:
+def run_local(pieces: dict[str, Path], spec: BatchSpec, workers: int, progress=None, stop: StopSignals | None = None) -> list[PieceResult]:
     """Run `pieces` (id -> input) with `workers` processes (1: in this process); results in input order.
 
-    `progress` (a BatchProgress or None) hears of every finished stage and piece.
+    `progress` (a BatchProgress or None) hears of every finished stage and piece. Once `stop`
+    is requested no piece starts; pieces in flight are interrupted, and the results cover
+    only pieces that started.
     """
+    stop = stop or StopSignals()
     workers = max(1, min(workers, len(pieces)))
     if workers == 1:
+        set_bars(progress is not None and progress.enabled)
         runner = StageRunner(spec)
         results = []
         for pid, src in pieces.items():
-            r = runner.run(pid, src, on_event=progress.stage_done if progress else None)
+            if stop.requested:
+                break
+            try:
+                with stop.interruptible():
+                    r = runner.run(pid, src, on_event=progress.stage_done if progress else None)
+            except Interrupted:  # between stages of run_piece's bookkeeping: nothing half-written is left by the contract
+                r = _interrupted(pid, str(src))
             if progress:
                 progress.piece_done(r)
             results.append(r)
         return results
+    return _run_workers(pieces, spec, workers, progress, stop)
 
-    import multiprocessing as mp
 
-    # spawn, not fork: a forked child inherits the parent's OpenMP pool state and can hang in torch
-    ctx = mp.get_context("spawn")
-    events, logs, counter = ctx.Queue(), ctx.Queue(), ctx.Value("i", 0)
-    threads = max(1, usable_cores() // workers)
-    listener = logging.handlers.QueueListener(logs, *_root_handlers(), respect_handler_level=True)
-    listener.start()
-    stop = threading.Event()
-
-    def pump() -> None:  # worker events -> progress bars, in the parent
-        import queue
-
-        while not stop.is_set() or not events.empty():
-            try:
-                piece, stage, info = events.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if progress:
-                progress.stage_done(piece, stage, info)
-
-    pumper = threading.Thread(target=pump, daemon=True)
-    pumper.start()
+def _run_workers(pieces: dict[str, Path], spec: BatchSpec, workers: int, progress, stop: StopSignals) -> list[PieceResult]:
+    todo = list(pieces.items())
     out: dict[str, PieceResult] = {}
-    try:
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(spec, counter, events, logs, threads, logging.getLogger().getEffectiveLevel())) as pool:
-            futures = {pool.submit(_run_in_worker, pid, str(src)): pid for pid, src in pieces.items()}
-            for fut in as_completed(futures):
-                pid = futures[fut]
-                try:
-                    r = fut.result()
-                except Exception as exc:  # a worker that died (killed, out of memory) fails its piece, not the batch
-                    r = PieceResult(pid, str(pieces[pid]), status="failed", error=f"{pieces[pid]}: worker process failed: {exc}")
+    respawns = len(pieces)  # a worker that keeps dying (it cannot load its models) must not be restarted for ever
+    pool = WorkerPool(_serve, (spec, max(1, usable_cores() // workers), logging.getLogger().getEffectiveLevel()), workers)
+
+    def handle(w: Worker, msg: Any) -> None:
+        nonlocal respawns
+        if msg is DIED:
+            if w.task is not None:  # killed, out of memory: its piece fails, not the batch
+                pid, src = w.task
+                r = _interrupted(pid, src) if stop.requested else PieceResult(
+                    pid, src, status="failed", error=f"{src}: worker process died (exit code {w.process.exitcode})")
+                if r.status == "failed":
                     log.error("%s", r.error)
                 out[pid] = r
                 if progress:
                     progress.piece_done(r)
+            if stop.requested or not todo:
+                return
+            if respawns > 0:
+                respawns -= 1
+                pool.start_worker()
+            elif not pool.workers:  # nothing left to run them: they fail, named
+                for pid, src in todo:
+                    out[pid] = PieceResult(pid, str(src), status="failed", error=f"{src}: no worker process could run it")
+                todo.clear()
+            return
+        kind = msg[0]
+        if kind == "log":
+            logging.getLogger(msg[1].name).handle(msg[1])
+        elif kind == "event" and progress:
+            progress.stage_done(*msg[1:])
+        elif kind == "result":
+            r = msg[1]
+            out[r.piece] = r
+            w.task = None
+            if progress:
+                progress.piece_done(r)
+
+    try:
+        while (todo or pool.busy()) and not stop.requested:
+            for w in pool.idle():
+                if todo:
+                    pid, src = todo.pop(0)
+                    pool.submit(w, (pid, str(src)))
+            for w, msg in pool.wait(0.2):
+                handle(w, msg)
+        if stop.requested:  # pieces in flight stop and clean up; what is not back in time is killed
+            pool.interrupt()
+            deadline = time.monotonic() + STOP_GRACE_S
+            while pool.busy() and time.monotonic() < deadline and stop.count < 2:
+                for w, msg in pool.wait(0.2):
+                    handle(w, msg)
     finally:
-        stop.set()
-        pumper.join()
-        listener.stop()
-    return [out[pid] for pid in pieces]
+        killed = pool.close(grace=0.0 if stop.requested else STOP_GRACE_S)
+        for w in killed:
+            if w.task is not None and w.task[0] not in out:
+                out[w.task[0]] = _interrupted(*w.task)
+                _clean_after_kill(spec, w.task[0])
+    return [out[pid] for pid in pieces if pid in out]
 
 
-def _root_handlers() -> list[logging.Handler]:
-    return list(logging.getLogger().handlers) or [logging.StreamHandler()]
+def _clean_after_kill(spec: BatchSpec, piece: str) -> None:
+    """Temporary files of a piece whose worker was killed mid-write (its locks died with it)."""
+    for stage in spec.stages:
+        out = output_path(spec.run_dir, stage, piece)
+        try:
+            with file_lock(lock_path(spec.run_dir, stage, piece), root=spec.run_dir):  # nobody else writes it now
+                for tmp in out.parent.glob(f".{out.name}.tmp-*"):
+                    remove_file(tmp, root=spec.run_dir)
+        except (LockedError, OSError):
+            pass  # another run took it over, or the folder is gone: its own cleanup is not ours

@@ -1,11 +1,49 @@
-"""Progress of a batch: a bar per stage and one overall (pieces, audio seconds, time left), and the summary table."""
+"""Progress of a batch: a bar per stage and one overall (pieces, audio seconds, time left), and the summary table.
+
+Stages that draw a bar of their own (synthesize: seconds rendered) make it with
+progress_bar(), which honours `progress=false` and stays silent in worker processes:
+the switch is an environment variable read when the bar is made (tqdm reads
+TQDM_DISABLE once, when it is imported, which in a worker is before the worker can set it).
+"""
 from __future__ import annotations
 
+import os
 import sys
 import threading
+import unicodedata
 from typing import Any, TextIO
 
 from .pipeline import PieceResult
+
+_SWITCH = "W2M2W_PROGRESS"
+
+
+def set_bars(enabled: bool) -> None:
+    """Turn every stage's own progress bar on or off for this process (and processes it starts)."""
+    os.environ[_SWITCH] = "1" if enabled else "0"
+    if not enabled:  # also for code that reads tqdm's own switch when it makes a bar
+        os.environ["TQDM_DISABLE"] = "1"
+
+
+def bars_enabled() -> bool:
+    """Whether a stage may draw a progress bar: `progress=true` and not in a worker process (nor TQDM_DISABLE set)."""
+    if os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes"):
+        return False
+    return os.environ.get(_SWITCH, "1") != "0"
+
+
+def progress_bar(**kwargs: Any):
+    """A tqdm bar for one piece's stage, drawn only when bars_enabled(); it clears itself when closed.
+
+    Takes tqdm's arguments (total, desc, unit, bar_format, ...). Log lines pass above it:
+    run.py routes logging through tqdm.
+    """
+    from tqdm import tqdm
+
+    kwargs.setdefault("leave", False)
+    kwargs.setdefault("dynamic_ncols", True)
+    kwargs.setdefault("mininterval", 1.0)
+    return tqdm(disable=not bars_enabled(), **kwargs)
 
 
 class BatchProgress:
@@ -15,6 +53,7 @@ class BatchProgress:
         from tqdm import tqdm
 
         n = len(pieces)
+        self.enabled = enabled
         self.stages = stages
         self._seen: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
@@ -65,6 +104,11 @@ def piece_row(pid: str, p: dict[str, Any], stages: list[str]) -> dict[str, Any]:
     return row
 
 
+def _width(text: str) -> int:
+    """Columns `text` takes on a console: East Asian wide characters (練習曲) take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
+
+
 def print_summary(summary: dict[str, Any], stages: list[str], stream: TextIO = sys.stdout) -> None:
     """The table at the end of a run: one line per piece, failures with their reasons, then the counts."""
     rows = [piece_row(pid, p, stages) for pid, p in summary["pieces"].items()]
@@ -77,10 +121,10 @@ def print_summary(summary: dict[str, Any], stages: list[str], stream: TextIO = s
     cols = ["piece", "status", "in_s", "music_s", "out_s", *[f"{s}_s" for s in stages]]
     heads = {"in_s": "input s", "music_s": "continued s", "out_s": "audio out s", **{f"{s}_s": f"{s} time" for s in stages}}
     table = [[heads.get(c, c) for c in cols]] + [[fmt(r[c]) for c in cols] for r in rows]
-    widths = [max(len(t[i]) for t in table) for i in range(len(cols))]
+    widths = [max(_width(t[i]) for t in table) for i in range(len(cols))]
     print("", file=stream)
     for t in table:
-        print("  ".join(v.ljust(w) if i < 2 else v.rjust(w) for i, (v, w) in enumerate(zip(t, widths))), file=stream)
+        print("  ".join(v + " " * (w - _width(v)) if i < 2 else " " * (w - _width(v)) + v for i, (v, w) in enumerate(zip(t, widths))), file=stream)
     problems = [r for r in rows if r["detail"]]
     if problems:
         print("", file=stream)

@@ -7,22 +7,32 @@ the run directory directly: it must be on storage every node sees, at the same p
 from __future__ import annotations
 
 import copy
+import ctypes
 import logging
-import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
-from .batch import BatchSpec, StageRunner, limit_threads
+from .batch import STOP_GRACE_S, BatchSpec, StageRunner, limit_threads
 from .pipeline import PieceResult
+from .progress import set_bars
+from .stopping import Interrupted, StopSignals
 
 log = logging.getLogger("w2m2w")
 
 
 class StageWorker:
-    """Body of the Ray actor: the stages with their models, on whatever node Ray chose."""
+    """Body of the Ray actor: the stages with their models, on whatever node Ray chose.
+
+    A threaded actor (two threads): while run() works on a piece, interrupt() can stop it.
+    Ray's own cancel only raises a flag for actor tasks, which a stage never reads.
+    """
 
     def __init__(self, spec: BatchSpec, cpus: float, use_gpu: bool) -> None:
-        os.environ["TQDM_DISABLE"] = "1"  # the driver draws the bars
+        set_bars(False)  # the driver draws the bars
+        self._running: int | None = None  # thread id of the piece in flight
+        self._lock = threading.Lock()
         limit_threads(max(1, int(cpus)))
         if use_gpu:
             spec = copy.deepcopy(spec)
@@ -32,7 +42,23 @@ class StageWorker:
         self.runner = StageRunner(spec)
 
     def run(self, piece: str, source: str) -> PieceResult:
-        return self.runner.run(piece, source)
+        with self._lock:
+            self._running = threading.get_ident()
+        try:
+            return self.runner.run(piece, source)
+        except Interrupted:  # it came between the stages' own handlers
+            return PieceResult(piece, source, status="interrupted", error=f"{source}: interrupted")
+        finally:
+            with self._lock:
+                self._running = None
+
+    def interrupt(self) -> bool:
+        """Raise Interrupted in the thread running a piece (at its next Python instruction); False when idle."""
+        with self._lock:
+            if self._running is None:
+                return False
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._running), ctypes.py_object(Interrupted))
+            return True
 
     def node(self) -> str:
         import socket
@@ -46,8 +72,13 @@ def _gpus_per_worker(setting: Any, cluster: dict[str, float]) -> float:
     return float(setting)
 
 
-def run_ray(pieces: dict[str, Path], spec: BatchSpec, ecfg: Any, progress=None) -> list[PieceResult]:
-    """Run `pieces` on Ray actors; results in input order. `ecfg` is conf/executor/ray.yaml."""
+def run_ray(pieces: dict[str, Path], spec: BatchSpec, ecfg: Any, progress=None, stop: StopSignals | None = None) -> list[PieceResult]:
+    """Run `pieces` on Ray actors; results in input order. `ecfg` is conf/executor/ray.yaml.
+
+    Once `stop` is requested no piece starts; pieces in flight are interrupted and get
+    STOP_GRACE_S to clean up before their actors are killed. Results cover pieces that started.
+    """
+    stop = stop or StopSignals()
     try:
         import ray
     except ImportError:
@@ -67,35 +98,52 @@ def run_ray(pieces: dict[str, Path], spec: BatchSpec, ecfg: Any, progress=None) 
         fit = int(cluster.get("GPU", 0) // gpus) if gpus else int(cluster.get("CPU", 1) // cpus)
         n = max(1, min(int(ecfg.get("workers") or fit or 1), len(pieces)))
         log.info("ray: %d actor(s), %.3g CPU and %.3g GPU each, cluster %s", n, cpus, gpus, {k: cluster[k] for k in ("CPU", "GPU") if k in cluster})
-        actor = ray.remote(num_cpus=cpus, num_gpus=gpus)(StageWorker)
+        actor = ray.remote(num_cpus=cpus, num_gpus=gpus, max_concurrency=2)(StageWorker)
         actors = [actor.remote(spec, cpus, gpus > 0) for _ in range(n)]
         todo = list(pieces.items())
         idle = list(actors)
         pending: dict[Any, tuple[Any, str]] = {}
         out: dict[str, PieceResult] = {}
-        while todo or pending:
+
+        def collect(ref: Any) -> None:
+            a, pid = pending.pop(ref)
+            try:
+                r = ray.get(ref)
+            except Exception as exc:  # the actor died or could not load its models: this piece fails, not the batch
+                first = str(exc).strip().splitlines()
+                r = PieceResult(pid, str(pieces[pid]), status="failed", error=f"{pieces[pid]}: ray worker failed: {first[-1] if first else type(exc).__name__}")
+                if stop.requested:
+                    r = PieceResult(pid, str(pieces[pid]), status="interrupted", error=f"{pieces[pid]}: interrupted")
+                else:
+                    log.error("%s", r.error)
+                    a = actor.remote(spec, cpus, gpus > 0)  # a fresh actor for the next piece
+                    actors.append(a)
+            out[pid] = r
+            if progress:
+                for stage, info in r.stages.items():
+                    progress.stage_done(pid, stage, info)
+                progress.piece_done(r)
+            idle.append(a)
+
+        while (todo or pending) and not stop.requested:
             while idle and todo:
                 a, (pid, src) = idle.pop(), todo.pop(0)
                 pending[a.run.remote(pid, str(src))] = (a, pid)
-            done, _ = ray.wait(list(pending), num_returns=1)
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)  # a timeout, so a stop request is seen
             for ref in done:
-                a, pid = pending.pop(ref)
-                try:
-                    r = ray.get(ref)
-                except Exception as exc:  # the actor died or could not load its models: this piece fails, not the batch
-                    first = str(exc).strip().splitlines()
-                    r = PieceResult(pid, str(pieces[pid]), status="failed", error=f"{pieces[pid]}: ray worker failed: {first[-1] if first else type(exc).__name__}")
-                    log.error("%s", r.error)
-                    a = actor.remote(spec, cpus, gpus > 0)  # a fresh actor for the next piece
-                out[pid] = r
-                if progress:
-                    for stage, info in r.stages.items():
-                        progress.stage_done(pid, stage, info)
-                    progress.piece_done(r)
-                idle.append(a)
+                collect(ref)
+        if pending:  # told to stop: interrupt the pieces in flight, give them a moment to clean up
+            for a, _ in pending.values():
+                a.interrupt.remote()
+            deadline = time.monotonic() + STOP_GRACE_S
+            while pending and time.monotonic() < deadline and stop.count < 2:
+                for ref in ray.wait(list(pending), num_returns=1, timeout=0.2)[0]:
+                    collect(ref)
+            for ref, (a, pid) in list(pending.items()):
+                out[pid] = PieceResult(pid, str(pieces[pid]), status="interrupted", error=f"{pieces[pid]}: interrupted")
         for a in actors:
             ray.kill(a)
-        return [out[pid] for pid in pieces]
+        return [out[pid] for pid in pieces if pid in out]
     finally:
         if started:
             ray.shutdown()
