@@ -19,8 +19,10 @@ from types import ModuleType
 from typing import Any, Callable
 
 from . import __version__
-from .staging import (STAGES, LockedError, atomic_path, file_lock, file_sha256, input_kind, is_current, lock_path, output_path, read_sidecar,
-                      remove_output, sidecar_path, temp_name, write_json)
+from .io_errors import write_failure
+from .staging import (STAGES, LockedError, atomic_path, file_lock, file_sha256, input_kind, inside_run_dir, is_current, lock_path, make_dirs,
+                      output_path, read_sidecar, remove_file, remove_output, replace_file, sidecar_path, temp_name, write_json)
+from .stopping import Interrupted
 
 log = logging.getLogger("w2m2w")
 
@@ -41,7 +43,7 @@ class StageJob:
 class PieceResult:
     piece: str
     source: str
-    status: str = "done"  # done | current | failed | skipped | locked
+    status: str = "done"  # done | current | failed | skipped | locked | interrupted
     error: str | None = None
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -75,7 +77,7 @@ class Hashes:
 Event = Callable[[str, str, dict[str, Any]], None]  # (piece, stage, stage result) after each stage
 
 
-def _reuse(out: Path, stage: str, piece: str, reuse_dirs: list[Path], in_hash: str, c_hash: str, w_hash: str | None) -> Path | None:
+def _reuse(out: Path, stage: str, piece: str, run_dir: Path, reuse_dirs: list[Path], in_hash: str, c_hash: str, w_hash: str | None) -> Path | None:
     """Copy a current output of another run directory (same input, settings and weights) into `out`.
 
     This is how a sweep over a later stage's settings computes the earlier stages once:
@@ -86,36 +88,64 @@ def _reuse(out: Path, stage: str, piece: str, reuse_dirs: list[Path], in_hash: s
         if cand.resolve() == out.resolve() or not is_current(cand, in_hash, c_hash, w_hash):
             continue
         side = read_sidecar(cand) or {}
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out) as tmp:
+        with atomic_path(out, root=run_dir) as tmp:
             try:
                 os.link(cand, tmp)  # same file system: no copy at all
             except OSError:
                 shutil.copyfile(cand, tmp)
-        write_json(sidecar_path(out), {**side, "reused_from": str(cand)})
+        write_json(sidecar_path(out), {**side, "reused_from": str(cand)}, root=run_dir)
         return cand
     return None
+
+
+def stages_for(source: Path, stages: list[str]) -> list[str]:
+    """The stages a piece goes through: MIDI enters at generate."""
+    return stages[1:] if input_kind(source) == "midi" and stages and stages[0] == "transcribe" else list(stages)
+
+
+def stage_input(stage: str, first: str, source: Path, run_dir: Path, piece: str) -> Path:
+    """What `stage` reads: the user's file for the piece's first stage, else the previous stage's output."""
+    if stage == first:
+        return source
+    return output_path(run_dir, STAGES[STAGES.index(stage) - 1], piece)
+
+
+def _hashes(mod: ModuleType, cfg: Any, inp: Path, hashes: Hashes) -> tuple[dict[str, Any], Path | None, str, str, str | None]:
+    """settings, weights file, and the three hashes that decide whether an output is current."""
+    from .staging import config_hash
+
+    settings = mod.settings(cfg)
+    weights = mod.weights_file(cfg)
+    w_hash = hashes(weights) if weights is not None and weights.is_file() else None
+    return settings, weights, hashes(inp), config_hash(settings), w_hash
+
+
+def _reason(exc: BaseException, source: Path, out: Path) -> str:
+    """The one line a failure shows: the source first, then what went wrong (a full disk named as such)."""
+    msg = write_failure(exc, out) or (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    if not isinstance(exc, (StageError, ValueError, OSError, RuntimeError)):
+        log.debug("%s", traceback.format_exc())
+    if not msg.startswith(str(source)) and str(source) not in msg:
+        msg = f"{source}: {msg}"
+    return msg
 
 
 def run_piece(piece: str, source: Path, stages: list[str], modules: dict[str, ModuleType], cfgs: dict[str, Any], run_dir: Path,
               force: bool = False, hashes: Hashes | None = None, reuse_dirs: list[Path] | None = None, on_event: Event | None = None) -> PieceResult:
     """Take one piece through `stages`; never raises for a bad input, the result says what happened.
 
-    Each stage of the piece runs under a lock (RUN_DIR/<stage>/.locks/<piece>.lock), so two runs
+    Each stage of the piece runs under a lock (RUN_DIR/.locks/<stage>/<piece>.lock), so two runs
     sharing a run directory never write the same output; the second one reports the piece as locked.
+    A stop request (Interrupted) ends the piece with its temporary files removed, status 'interrupted'.
     """
-    from .staging import config_hash
-
     hashes = hashes or Hashes()
     result = PieceResult(piece, str(source))
     kind = input_kind(source)
-    todo = list(stages)
-    if kind == "midi" and todo[0] == "transcribe":
-        todo = todo[1:]  # MIDI enters at generate
-        if not todo:
-            result.status = "skipped"
-            result.error = f"{source}: MIDI input, nothing to transcribe"
-            return result
+    todo = stages_for(source, stages)
+    if not todo:
+        result.status = "skipped"
+        result.error = f"{source}: MIDI input, nothing to transcribe"
+        return result
     any_ran = False
 
     def finish(stage: str, info: dict[str, Any]) -> None:  # record a stage's result and tell the listener
@@ -126,32 +156,26 @@ def run_piece(piece: str, source: Path, stages: list[str], modules: dict[str, Mo
     for stage in todo:
         mod, cfg = modules[stage], cfgs[stage]
         out = output_path(run_dir, stage, piece)
-        if stage == todo[0] and (stage == "transcribe" or kind == "midi"):
-            inp = source
-        else:
-            inp = output_path(run_dir, STAGES[STAGES.index(stage) - 1], piece)
+        inp = stage_input(stage, todo[0], source, run_dir, piece)
+        tmp: Path | None = None
         try:
             if kind is None:
                 raise StageError(f"{source}: not an audio or MIDI file (extension {source.suffix or 'none'})")
-            with file_lock(lock_path(run_dir, stage, piece), f"{piece} ({stage})"):
+            with file_lock(lock_path(run_dir, stage, piece), f"{piece} ({stage})", root=run_dir):
                 if not inp.is_file():
-                    raise StageError(f"{source}: no {STAGES[STAGES.index(stage) - 1]} output at {inp}; run that stage first")
-                settings = mod.settings(cfg)
-                weights = mod.weights_file(cfg)
-                in_hash = hashes(inp)
-                c_hash = config_hash(settings)
-                w_hash = hashes(weights) if weights is not None and weights.is_file() else None
+                    raise StageError(f"{source}: no such file" if inp == source else f"{source}: no {STAGES[STAGES.index(stage) - 1]} output at {inp}; run that stage first")
+                settings, weights, in_hash, c_hash, w_hash = _hashes(mod, cfg, inp, hashes)
                 if not force and is_current(out, in_hash, c_hash, w_hash):
                     finish(stage, {"status": "current", **((read_sidecar(out) or {}).get("stats") or {})})
                     log.info("[%s] %s: current, skipped", stage, piece)
                     continue
-                if not force and reuse_dirs and (found := _reuse(out, stage, piece, reuse_dirs, in_hash, c_hash, w_hash)) is not None:
+                if not force and reuse_dirs and (found := _reuse(out, stage, piece, run_dir, reuse_dirs, in_hash, c_hash, w_hash)) is not None:
                     finish(stage, {"status": "reused", "from": str(found), **((read_sidecar(out) or {}).get("stats") or {})})
                     log.info("[%s] %s: reused %s", stage, piece, found)
                     any_ran = True
                     continue
-                out.parent.mkdir(parents=True, exist_ok=True)
-                tmp = temp_name(out)
+                make_dirs(out.parent, root=run_dir)
+                tmp = inside_run_dir(run_dir, temp_name(out))
                 t0 = time.time()
                 try:
                     stats = mod.run(cfg, StageJob(piece, source, inp, tmp), run_dir)
@@ -168,12 +192,11 @@ def run_piece(piece: str, source: Path, stages: list[str], modules: dict[str, Mo
                         "timings": {"seconds": round(elapsed, 3)}, "stats": stats,
                     }
                     # output first, sidecar last: an output without its sidecar is never taken as current
-                    remove_output(out)
-                    tmp.replace(out)
-                    write_json(sidecar_path(out), side)
+                    remove_output(out, root=run_dir)
+                    replace_file(tmp, out, root=run_dir)
+                    write_json(sidecar_path(out), side, root=run_dir)
                 finally:
-                    if tmp.exists():
-                        tmp.unlink()
+                    remove_file(tmp, root=run_dir)
             any_ran = True
             finish(stage, {"status": "done", "seconds": round(elapsed, 3), **stats})
             log.info("[%s] %s: %s", stage, piece, ", ".join(f"{k}={v}" for k, v in stats.items() if not isinstance(v, (dict, list))))
@@ -182,19 +205,53 @@ def run_piece(piece: str, source: Path, stages: list[str], modules: dict[str, Mo
             log.warning("[%s] %s", stage, exc)
             finish(stage, {"status": "locked", "error": str(exc)})
             return result
+        except (Interrupted, KeyboardInterrupt):  # told to stop: this piece ends here, its old outputs as they were
+            if tmp is not None:
+                remove_file(tmp, root=run_dir)
+            result.status, result.error = "interrupted", f"{source}: interrupted during {stage}"
+            log.warning("[%s] %s: interrupted", stage, piece)
+            finish(stage, {"status": "interrupted"})
+            return result
         except Exception as exc:  # one bad piece never stops the batch
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if not isinstance(exc, (StageError, ValueError, OSError, RuntimeError)):
-                log.debug("%s", traceback.format_exc())
-            if not msg.startswith(str(source)) and str(source) not in msg:
-                msg = f"{source}: {msg}"
-            remove_output(out)  # a stale result of an older input must not look like this one's
+            msg = _reason(exc, source, out)
+            remove_output(out, root=run_dir)  # a stale result of an older input must not look like this one's
             result.status, result.error = "failed", msg
             log.error("[%s] %s", stage, msg)
             finish(stage, {"status": "failed", "error": msg})
             return result
     result.status = "done" if any_ran else "current"
     return result
+
+
+def settle_locked(result: PieceResult, stages: list[str], modules: dict[str, ModuleType], cfgs: dict[str, Any], run_dir: Path,
+                  hashes: Hashes | None = None) -> PieceResult:
+    """A piece that another run held: done if every stage's output is now current, whoever computed it.
+
+    The summary and report describe the run folder as it is at the end of the run, not as it
+    was when this run found the piece locked. A piece still being written stays 'locked'.
+    """
+    if result.status != "locked":
+        return result
+    hashes = hashes or Hashes()
+    source = Path(result.source)
+    todo = stages_for(source, stages)
+    infos: dict[str, dict[str, Any]] = {}
+    for stage in todo:
+        mine = result.stages.get(stage) or {}
+        if mine.get("status") in ("done", "current", "reused"):
+            infos[stage] = mine
+            continue
+        out = output_path(run_dir, stage, result.piece)
+        inp = stage_input(stage, todo[0], source, run_dir, result.piece)
+        try:
+            _, _, in_hash, c_hash, w_hash = _hashes(modules[stage], cfgs[stage], inp, hashes)
+        except OSError:
+            return result
+        if not is_current(out, in_hash, c_hash, w_hash):
+            return result
+        side = read_sidecar(out) or {}
+        infos[stage] = {"status": "done", "by": "another run", "seconds": (side.get("timings") or {}).get("seconds"), **(side.get("stats") or {})}
+    return PieceResult(result.piece, result.source, "done", None, infos)
 
 
 def summarize(results: list[PieceResult]) -> dict[str, Any]:

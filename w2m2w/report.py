@@ -16,7 +16,7 @@ from urllib.parse import quote
 import numpy as np
 
 from . import __version__
-from .staging import STAGES, atomic_path, input_kind, output_path, read_sidecar
+from .staging import STAGES, UnsafePieceIdError, atomic_path, check_piece_id, input_kind, output_path, read_sidecar
 
 MAX_NOTES = 20_000  # an SVG rect per note: cap it so a long piece keeps the page small
 ROLL_WIDTH = 900
@@ -29,7 +29,7 @@ _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em auto;max-width:960px;color:#222}
 h1{font-size:1.5em}h2{font-size:1.2em;border-top:1px solid #ccc;padding-top:.8em}h3{font-size:1em;margin:.8em 0 .3em}
 table{border-collapse:collapse}td,th{padding:2px 8px;text-align:left;vertical-align:top;border-bottom:1px solid #eee}
-.done,.current{color:#276749}.failed{color:#c53030;font-weight:bold}.skipped,.not-run{color:#777}
+.done,.current{color:#276749}.failed{color:#c53030;font-weight:bold}.skipped,.not-run{color:#777}.interrupted,.locked{color:#b7791f}
 .err{color:#c53030}.muted{color:#777}code{font-size:.95em;word-break:break-all}svg.roll{background:#fafafa;display:block}
 .kv td:first-child{color:#555}.legend span{display:inline-block;width:.9em;height:.9em;margin:0 .3em 0 .8em;vertical-align:middle}
 """
@@ -213,6 +213,11 @@ def _piece_section(run_dir: Path, idx: int, piece: str, entry: dict[str, Any]) -
              f"<p>source: <code>{_esc(source or 'unknown')}</code></p>"]
     if entry.get("error"):
         parts.append(f'<p class="err">{_esc(entry["error"])}</p>')
+    try:
+        check_piece_id(piece)
+    except UnsafePieceIdError as exc:  # an edited or damaged run.json or summary: no path is made of this id, not even to read
+        parts.append(f'<p class="err">{_esc(exc)}; its files are not shown</p><p><a href="#index">back to index</a></p></section>')
+        return "\n".join(parts)
     parts.append("<h3>input</h3>")
     try:
         if kind == "midi":
@@ -247,6 +252,7 @@ def collect_pieces(run_json: dict[str, Any], summary: dict[str, Any]) -> dict[st
     done = summary.get("pieces") or {}
     pieces = {}
     for pid in sorted(set(inputs) | set(done)):
+
         inp, res = inputs.get(pid) or {}, done.get(pid) or {}
         pieces[pid] = {"source": inp.get("source") or res.get("source"), "kind": inp.get("kind"), "status": res.get("status") or "not run",
                        "error": res.get("error"), "stages": res.get("stages") or {}}
@@ -282,6 +288,6 @@ stages of the last call: {_esc(", ".join(summary.get("stages") or []) or "unknow
 </body></html>
 """
     path = run_dir / "report.html"
-    with atomic_path(path) as tmp:
+    with atomic_path(path, root=run_dir) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return path

@@ -1,15 +1,17 @@
-"""The run-directory contract: piece ids, stage paths, sidecars, current-output checks, atomic writes.
+"""The run-directory contract: stage paths, sidecars, current-output checks, guarded atomic writes, locks.
 
 RUN_DIR/run.json, RUN_DIR/<n>-<stage>/<piece>.<ext> and a <piece>.json sidecar
 next to each output (see DESIGN.md). Everything here is a plain function of
 paths and dicts so the pipeline, the tests and other tools share one definition.
+Whatever writes or deletes in a run folder passes the folder as `root`, and
+inside_run_dir refuses any path outside it.
 """
 from __future__ import annotations
 
 import contextlib
-import glob
 import hashlib
 import json
+import logging
 import os
 import re
 import socket
@@ -17,18 +19,34 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .audio import AUDIO_EXTENSIONS
 from .checkpoint import sha256_file
+# ids and inputs are part of the contract: re-exported so that callers have one place to import it from
+from .discovery import LIST_EXTENSIONS, MIDI_EXTENSIONS, InputError, discover_inputs, input_kind  # noqa: F401
+from .piece_ids import UnsafePieceIdError, check_piece_id, safe_component  # noqa: F401
 
-MIDI_EXTENSIONS = (".mid", ".midi")
-LIST_EXTENSIONS = (".txt", ".lst", ".list")
 STAGES = ("transcribe", "generate", "synthesize")
 STAGE_EXT = {"transcribe": ".mid", "generate": ".mid", "synthesize": ".wav"}
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+log = logging.getLogger("w2m2w")
 
 
-class InputError(ValueError):
-    """The input specification found nothing usable; the message names it."""
+class OutsideRunDirError(ValueError):
+    """A path to write or delete that does not lie inside the run folder; nothing is touched."""
+
+
+def inside_run_dir(run_dir: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """`path` itself, once checked to lie inside `run_dir`; else OutsideRunDirError.
+
+    Every write and delete in a run folder goes through here. The folder holding `path` is
+    resolved (symlinks, '..'); the name itself is not, since renaming onto or deleting a
+    symlink touches the link, not what it points to (files we open, we open without
+    following a link).
+    """
+    path = Path(path)
+    root = Path(run_dir).resolve()
+    where = path.absolute().parent.resolve() / path.name
+    if path.name in ("", ".", "..") or (where != root and root not in where.parents):
+        raise OutsideRunDirError(f"{path}: outside the run folder {root}; refused")
+    return path
 
 
 def stage_dir(run_dir: str | os.PathLike, stage: str) -> Path:
@@ -37,87 +55,13 @@ def stage_dir(run_dir: str | os.PathLike, stage: str) -> Path:
 
 
 def output_path(run_dir: str | os.PathLike, stage: str, piece: str) -> Path:
-    return stage_dir(run_dir, stage) / f"{piece}{STAGE_EXT[stage]}"
+    """RUN_DIR/<n>-<stage>/<piece><ext>; the piece id is checked first (UnsafePieceIdError)."""
+    return stage_dir(run_dir, stage) / f"{check_piece_id(piece)}{STAGE_EXT[stage]}"
 
 
 def sidecar_path(output: str | os.PathLike) -> Path:
     output = Path(output)
     return output.with_name(output.name[: -len(output.suffix)] + ".json")
-
-
-def safe_component(name: str) -> str:
-    """A path component with unsafe characters replaced; never empty, '.', '..' or hidden."""
-    s = _UNSAFE.sub("_", name).strip()
-    s = s.lstrip(".") or "_"
-    return s
-
-
-def piece_id(path: str | os.PathLike, root: str | os.PathLike) -> str:
-    """The input's path relative to `root`, without extension, made safe: 'a/b c.wav' -> 'a/b_c'."""
-    rel = Path(os.path.relpath(Path(path).resolve(), Path(root).resolve()))
-    parts = [p for p in rel.parts if p not in ("", ".")]
-    if not parts or parts[0] == "..":
-        parts = [Path(path).name]
-    parts[-1] = Path(parts[-1]).stem if Path(parts[-1]).suffix else parts[-1]
-    return "/".join(safe_component(p) for p in parts)
-
-
-def input_kind(path: str | os.PathLike) -> str | None:
-    """'audio', 'midi' or None by extension."""
-    ext = Path(path).suffix.lower()
-    if ext in AUDIO_EXTENSIONS:
-        return "audio"
-    if ext in MIDI_EXTENSIONS:
-        return "midi"
-    return None
-
-
-def _walk(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and input_kind(p) and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-
-
-def discover_inputs(spec: str | os.PathLike) -> dict[str, Path]:
-    """Piece id -> input path for an audio/MIDI file, a folder (recursive), a glob or a text file of paths.
-
-    Piece ids mirror the tree under the input root; two inputs that would map
-    to one id (a.wav and a.flac) keep their extension to stay apart. Files of
-    other types given explicitly are kept, so the pipeline reports them by name.
-    """
-    spec_s = str(spec)
-    p = Path(spec_s).expanduser()
-    if p.is_dir():
-        files, root = _walk(p), p
-        if not files:
-            raise InputError(f"{p}: folder holds no audio or MIDI files")
-    elif p.is_file() and p.suffix.lower() in LIST_EXTENSIONS:
-        base = p.parent
-        files = []
-        for line in p.read_text().splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                q = Path(line).expanduser()
-                files.append(q if q.is_absolute() else base / q)
-        if not files:
-            raise InputError(f"{p}: list of inputs is empty")
-        root = Path(os.path.commonpath([str(f.resolve().parent) for f in files]))
-    elif p.is_file():
-        files, root = [p], p.parent
-    elif glob.has_magic(spec_s):
-        matches = [Path(m) for m in sorted(glob.glob(spec_s, recursive=True))]
-        files = sorted({f for m in matches for f in (_walk(m) if m.is_dir() else [m])})
-        if not files:
-            raise InputError(f"{spec_s}: pattern matches no files")
-        prefix = spec_s[: min(spec_s.find(c) for c in "*?[" if c in spec_s)]
-        root = Path(prefix) if prefix.endswith(os.sep) else (Path(prefix).parent if prefix else Path("."))
-    else:
-        raise InputError(f"{spec_s}: no such file or folder")
-    out: dict[str, Path] = {}
-    for f in files:
-        pid = piece_id(f, root)
-        if pid in out:
-            pid = f"{pid}_{safe_component(f.suffix.lstrip('.'))}"
-        out[pid] = f
-    return out
 
 
 def config_hash(cfg: dict[str, Any]) -> str:
@@ -147,24 +91,66 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}")
 
 
+def make_dirs(folder: str | os.PathLike, *, root: str | os.PathLike) -> Path:
+    """Create `folder` (and its parents) inside the run folder `root`."""
+    folder = inside_run_dir(root, folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def replace_file(src: str | os.PathLike, dst: str | os.PathLike, *, root: str | os.PathLike) -> None:
+    """Rename `src` onto `dst`, both inside the run folder `root` (atomic on one file system)."""
+    os.replace(inside_run_dir(root, src), inside_run_dir(root, dst))
+
+
+def remove_file(path: str | os.PathLike, *, root: str | os.PathLike) -> bool:
+    """Delete `path` inside the run folder `root` if it is there; True if it was deleted.
+
+    Never raises: this is cleanup, often inside a failure handler, and a second failure
+    (a read-only folder) must not hide the first or stop the batch. Problems are logged.
+    """
+    if not os.path.lexists(path):
+        return False  # checked first: a read-only file system refuses even to delete what is not there
+    try:
+        inside_run_dir(root, path).unlink()
+        return True
+    except FileNotFoundError:
+        return False
+    except (OSError, OutsideRunDirError) as exc:
+        log.warning("%s: not deleted (%s)", path, exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
+        return False
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in the same folder; rename it onto `path` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def atomic_path(path: str | os.PathLike, *, root: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to `path` (inside the run folder `root`); rename it onto `path` only if the block succeeds."""
+    path = inside_run_dir(root, path)
+    make_dirs(path.parent, root=root)
     tmp = temp_name(path)
     try:
         yield tmp
-        os.replace(tmp, path)
+        replace_file(tmp, path, root=root)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        remove_file(tmp, root=root)
 
 
-def write_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
-    """Atomically write `data` as indented JSON."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+def write_json(path: str | os.PathLike, data: dict[str, Any], *, root: str | os.PathLike) -> None:
+    """Atomically write `data` as indented JSON at `path` inside the run folder `root`."""
+    with atomic_path(path, root=root) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+
+
+def writable_problem(run_dir: str | os.PathLike) -> str | None:
+    """None when the run folder can be created and written (a probe file is made and deleted), else the reason."""
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = temp_name(run_dir / "probe")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        return f"{run_dir}: run folder is not writable ({exc.strerror or exc})"
+    return None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -180,26 +166,26 @@ def _pid_alive(pid: int) -> bool:
 _TMP_RE = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]{8}")
 
 
-def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
-    """Delete temporary files left by processes that no longer run (an interrupted run)."""
-    removed = []
+def remove_stale_temps(folder: str | os.PathLike, *, root: str | os.PathLike) -> list[Path]:
+    """Delete temporary files under `folder` left by processes that no longer run (an interrupted run); never raises."""
+    removed: list[Path] = []
     folder = Path(folder)
-    if not folder.is_dir():
+    try:
+        found = list(folder.rglob(".*.tmp-*")) if folder.is_dir() else []
+    except OSError as exc:
+        log.warning("%s: temporary files not cleaned (%s)", folder, exc.strerror or exc)
         return removed
-    for f in folder.rglob(".*.tmp-*"):
+    for f in found:
         m = _TMP_RE.match(f.name)
-        if m and not _pid_alive(int(m.group(1))):
-            with contextlib.suppress(FileNotFoundError):
-                f.unlink()
-                removed.append(f)
+        if m and not _pid_alive(int(m.group(1))) and remove_file(f, root=root):
+            removed.append(f)
     return removed
 
 
-def remove_output(output: str | os.PathLike) -> None:
-    """Drop an output and its sidecar (used when recomputing it failed, so no stale result stays)."""
+def remove_output(output: str | os.PathLike, *, root: str | os.PathLike) -> None:
+    """Drop an output and its sidecar (when recomputing it failed, so no stale result stays); never raises."""
     for f in (Path(output), sidecar_path(output)):
-        with contextlib.suppress(FileNotFoundError):
-            f.unlink()
+        remove_file(f, root=root)
 
 
 class LockedError(RuntimeError):
@@ -208,12 +194,18 @@ class LockedError(RuntimeError):
 
 def lock_path(run_dir: str | os.PathLike, stage: str, piece: str) -> Path:
     """RUN_DIR/.locks/<n>-<stage>/<piece>.lock: one lock per piece and stage, out of the stage folders (outputs only there)."""
-    return Path(run_dir) / ".locks" / stage_dir(run_dir, stage).name / f"{piece}.lock"
+    return Path(run_dir) / ".locks" / stage_dir(run_dir, stage).name / f"{check_piece_id(piece)}.lock"
+
+
+def _open_lock(path: Path, root: str | os.PathLike) -> int:
+    make_dirs(inside_run_dir(root, path).parent, root=root)
+    # O_NOFOLLOW: a lock file planted as a symlink must not make us truncate what it points to
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
 
 
 @contextlib.contextmanager
-def file_lock(path: str | os.PathLike, what: str = "") -> Iterator[None]:
-    """Hold an exclusive, non-blocking flock on `path` for the block, or raise LockedError.
+def file_lock(path: str | os.PathLike, what: str = "", *, root: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive, non-blocking flock on `path` (inside the run folder `root`) for the block, or raise LockedError.
 
     flock is released by the kernel when the holder exits, however it exits, so a
     crashed run never leaves a piece locked. Lock files stay behind on purpose:
@@ -222,8 +214,7 @@ def file_lock(path: str | os.PathLike, what: str = "") -> Iterator[None]:
     import fcntl
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_lock(path, root)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -237,7 +228,7 @@ def file_lock(path: str | os.PathLike, what: str = "") -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def update_json(path: str | os.PathLike, update: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+def update_json(path: str | os.PathLike, update: Callable[[dict[str, Any]], dict[str, Any]], *, root: str | os.PathLike) -> dict[str, Any]:
     """Read JSON at `path` ({} if missing), apply `update`, write it back atomically, all under a lock.
 
     Runs that share a run directory (two users, or N cluster shards) merge their parts this way,
@@ -246,8 +237,7 @@ def update_json(path: str | os.PathLike, update: Callable[[dict[str, Any]], dict
     import fcntl
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_lock(path.with_name(f".{path.name}.lock"), root)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # blocking: holders only read and write a small file
         try:
@@ -255,7 +245,7 @@ def update_json(path: str | os.PathLike, update: Callable[[dict[str, Any]], dict
         except (OSError, ValueError):
             data = {}
         data = update(data)
-        write_json(path, data)
+        write_json(path, data, root=root)
     finally:
         os.close(fd)
     return data
@@ -269,7 +259,7 @@ def update_run_json(run_dir: str | os.PathLike, inputs: dict[str, dict[str, Any]
         data["w2m2w_version"] = version
         return data
 
-    return update_json(Path(run_dir) / "run.json", merge)
+    return update_json(Path(run_dir) / "run.json", merge, root=run_dir)
 
 
 def file_sha256(path: str | os.PathLike) -> str:

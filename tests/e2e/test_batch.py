@@ -75,7 +75,7 @@ def test_two_workers_match_one_and_summarize(tmp_path, folder, weights):
 def test_piece_held_by_another_run_is_named_and_left_alone(tmp_path, folder, weights):
     run_dir = tmp_path / "run"
     args = [f"input={folder}", f"run_dir={run_dir}", "stages=[transcribe]", f"transcribe.weights={weights['t']}", "progress=false"]
-    with file_lock(lock_path(run_dir, "transcribe", "a")):  # as another run would hold it
+    with file_lock(lock_path(run_dir, "transcribe", "a"), root=run_dir):  # as another run would hold it
         res = run_pipeline(*args)
     assert res.returncode == 1
     summary = json.loads((run_dir / "summary.json").read_text())

@@ -97,9 +97,9 @@ def test_bad_inputs_are_named_and_batch_goes_on(tmp_path, tiny_transcriber, batc
         lines = [ln for ln in log.splitlines() if "ERROR" in ln and name in ln]
         assert lines and reason in lines[0], f"no clear error line for {name}:\n{log[-3000:]}"
     out = run_dir / "1-transcribe"
-    assert (out / "set_a" / "take_1.mid").is_file(), "nested folders are mirrored with safe names"
+    assert (out / "set a" / "take 1.mid").is_file(), "nested folders are mirrored, names kept"
     assert (out / "stereo44k.mid").is_file()
-    assert sorted(p.name for p in out.rglob("*.mid")) == ["stereo44k.mid", "take_1.mid"]
+    assert sorted(p.name for p in out.rglob("*.mid")) == ["stereo44k.mid", "take 1.mid"]
     assert hidden_files(out) == [], "no temporary files stay behind"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["counts"] == {"done": 2, "failed": 4}
@@ -110,14 +110,14 @@ def test_glob_and_list_inputs(tmp_path, tiny_transcriber, batch):
     run_dir = tmp_path / "run"
     res = transcribe_only(f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir}", f"input={batch}/**/*.wav")
     pieces = json.loads((run_dir / "run.json").read_text())["inputs"]
-    assert set(pieces) == {"set_a/take_1", "empty", "silent"}
+    assert set(pieces) == {"set a/take 1", "empty", "silent"}
     assert res.returncode == 1
     listing = tmp_path / "list.txt"
     listing.write_text(f"# my takes\n{batch / 'set a' / 'take 1.wav'}\n{batch / 'stereo44k.flac'}\n")
     run_dir2 = tmp_path / "run2"
     res = transcribe_only(f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir2}", f"input={listing}")
     assert res.returncode == 0, res.stderr[-2000:]
-    assert set(json.loads((run_dir2 / "run.json").read_text())["inputs"]) == {"set_a/take_1", "stereo44k"}
+    assert set(json.loads((run_dir2 / "run.json").read_text())["inputs"]) == {"set a/take 1", "stereo44k"}
 
 
 def test_interrupted_run_resumes(tmp_path, tiny_transcriber, batch):

@@ -27,7 +27,7 @@ def _output(run_dir: Path, stage: str, piece: str, source: Path, stats: dict, se
     out = output_path(run_dir, stage, piece)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(sidecar_path(out), {"stage": stage, "piece": piece, "source": str(source), "settings": settings,
-                                   "timings": {"seconds": 1.234}, "stats": stats, "created": "2025-01-01T00:00:00+0000"})
+                                   "timings": {"seconds": 1.234}, "stats": stats, "created": "2025-01-01T00:00:00+0000"}, root=run_dir)
     return out
 
 
@@ -52,7 +52,7 @@ def make_run(root: Path) -> Path:
 
     sources = {"a_song": (a_src, "audio"), "sub/b_c": (b_src, "midi"), "bad": (bad_src, "audio")}
     write_json(run_dir / "run.json", {"inputs": {pid: {"source": str(src), "kind": kind, "sha256": "0" * 64} for pid, (src, kind) in sources.items()},
-                                      "w2m2w_version": "0.1.0"})
+                                      "w2m2w_version": "0.1.0"}, root=run_dir)
     error = f"{bad_src}: {FAILED_ERROR}"
     write_json(run_dir / "summary.json", {
         "counts": {"done": 1, "current": 1, "failed": 1},
@@ -68,5 +68,5 @@ def make_run(root: Path) -> Path:
         },
         "stages": ["transcribe", "generate", "synthesize"],
         "config": {"run_dir": str(run_dir), "force": False},
-    })
+    }, root=run_dir)
     return run_dir

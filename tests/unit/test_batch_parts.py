@@ -16,17 +16,17 @@ from w2m2w.staging import LockedError, file_lock, lock_path, update_json
 def test_lock_is_exclusive_and_names_the_holder(tmp_path):
     path = lock_path(tmp_path, "transcribe", "set a/piece")
     assert path == tmp_path / ".locks" / "1-transcribe" / "set a" / "piece.lock"
-    with file_lock(path, "set a/piece (transcribe)"):
+    with file_lock(path, "set a/piece (transcribe)", root=tmp_path):
         with pytest.raises(LockedError) as err:  # a second open file description conflicts even in one process
-            with file_lock(path, "set a/piece (transcribe)"):
+            with file_lock(path, "set a/piece (transcribe)", root=tmp_path):
                 pass
         assert "set a/piece (transcribe)" in str(err.value) and "pid " in str(err.value)
-    with file_lock(path):  # released on leaving the block
+    with file_lock(path, root=tmp_path):  # released on leaving the block
         pass
 
 
 def _append(path: str, key: str) -> None:
-    update_json(path, lambda d: {**d, key: True})
+    update_json(path, lambda d: {**d, key: True}, root=Path(path).parent)
 
 
 def test_update_json_merges_from_many_processes(tmp_path):

@@ -113,7 +113,7 @@ def test_read_sidecar(tmp_path):
 
 
 def test_write_json_text(tmp_path):
-    write_json(tmp_path / "new" / "s.json", {"b": Path("x"), "a": 1})
+    write_json(tmp_path / "new" / "s.json", {"b": Path("x"), "a": 1}, root=tmp_path)
     assert (tmp_path / "new" / "s.json").read_text() == '{\n  "a": 1,\n  "b": "x"\n}\n'
 
 
@@ -126,13 +126,13 @@ def test_temp_name_is_hidden_next_to_the_file_and_names_the_process(tmp_path):
 
 def test_atomic_path_renames_only_on_success(tmp_path):
     target = tmp_path / "a" / "b" / "out.txt"
-    with atomic_path(target) as tmp:
+    with atomic_path(target, root=tmp_path) as tmp:
         assert tmp.parent == target.parent and tmp.name.startswith(".out.txt.tmp-")
         tmp.write_text("new")
         assert not target.exists(), "nothing at the final name while writing"
     assert target.read_text() == "new"
     with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
+        with atomic_path(target, root=tmp_path) as tmp:
             tmp.write_text("half")
             raise RuntimeError("interrupted")
     assert target.read_text() == "new", "a failed write leaves the old file"
@@ -164,9 +164,9 @@ def test_remove_stale_temps_only_of_dead_processes(tmp_path, sleeper):
             tmp_path / "a.mid", tmp_path / f"e.mid.tmp-{dead}-0123abcd.mid"]  # not hidden
     for p in stale + keep:
         p.write_bytes(b"x")
-    assert sorted(remove_stale_temps(tmp_path)) == sorted(stale)
+    assert sorted(remove_stale_temps(tmp_path, root=tmp_path)) == sorted(stale)
     assert all(p.exists() for p in keep) and not any(p.exists() for p in stale)
-    assert remove_stale_temps(tmp_path / "missing") == []
+    assert remove_stale_temps(tmp_path / "missing", root=tmp_path) == []
 
 
 def test_remove_stale_temps_when_another_run_removes_one_first(tmp_path, monkeypatch):
@@ -179,7 +179,7 @@ def test_remove_stale_temps_when_another_run_removes_one_first(tmp_path, monkeyp
         return False
 
     monkeypatch.setattr(staging, "_pid_alive", removed_meanwhile)
-    assert remove_stale_temps(tmp_path) == []
+    assert remove_stale_temps(tmp_path, root=tmp_path) == []
 
 
 def test_pid_alive(sleeper, monkeypatch):  # sleeper first: it is ended after os.kill is restored
@@ -201,34 +201,34 @@ def test_remove_output(tmp_path):
     out.write_bytes(b"x")
     (tmp_path / "p.json").write_text("{}")
     (tmp_path / "q.json").write_text("{}")
-    remove_output(out)
+    remove_output(out, root=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["q.json"]
-    remove_output(out)  # nothing left to remove: no error
+    remove_output(out, root=tmp_path)  # nothing left to remove: no error
 
 
 # ---- locks ----
 
 def test_file_lock_excludes_a_second_holder_and_names_the_first(tmp_path):
     path = tmp_path / "locks" / "deep" / "p.lock"
-    with file_lock(path):
+    with file_lock(path, root=tmp_path):
         with pytest.raises(LockedError, match=re.escape(f"piece p: held by another process (pid {os.getpid()} on {socket.gethostname()})")):
-            with file_lock(path, "piece p"):
+            with file_lock(path, "piece p", root=tmp_path):
                 pass
         with pytest.raises(LockedError, match=re.escape(f"{path}: held by another process")):
-            with file_lock(path):
+            with file_lock(path, root=tmp_path):
                 pass
     assert path.read_text() == f"pid {os.getpid()} on {socket.gethostname()}", "the lock file says who held it"
     assert (path.stat().st_mode & 0o777) == 0o644 & ~_umask()
-    with file_lock(path):  # released when the block ends
+    with file_lock(path, root=tmp_path):  # released when the block ends
         pass
 
 
 def test_file_lock_released_when_the_block_raises(tmp_path):
     path = tmp_path / "p.lock"
     with pytest.raises(ValueError):
-        with file_lock(path):
+        with file_lock(path, root=tmp_path):
             raise ValueError
-    with file_lock(path):
+    with file_lock(path, root=tmp_path):
         pass
 
 
@@ -240,12 +240,12 @@ def _umask() -> int:
 
 def test_update_json_merges_reads_missing_or_broken_as_empty(tmp_path):
     path = tmp_path / "new" / "deep" / "run.json"
-    assert update_json(path, lambda d: {**d, "a": 1}) == {"a": 1}
+    assert update_json(path, lambda d: {**d, "a": 1}, root=tmp_path) == {"a": 1}
     assert (path.with_name(".run.json.lock").stat().st_mode & 0o777) == 0o644 & ~_umask()
-    assert update_json(path, lambda d: {**d, "b": 2}) == {"a": 1, "b": 2}
+    assert update_json(path, lambda d: {**d, "b": 2}, root=tmp_path) == {"a": 1, "b": 2}
     assert json.loads(path.read_text()) == {"a": 1, "b": 2}
     path.write_text("{broken")
-    assert update_json(path, lambda d: {**d, "c": 3}) == {"c": 3}
+    assert update_json(path, lambda d: {**d, "c": 3}, root=tmp_path) == {"c": 3}
 
 
 def test_update_json_waits_for_the_lock(tmp_path):
@@ -255,7 +255,7 @@ def test_update_json_waits_for_the_lock(tmp_path):
     fd = os.open(tmp_path / ".run.json.lock", os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)  # another process is merging
     done = threading.Event()
-    t = threading.Thread(target=lambda: (update_json(path, lambda d: {"x": 1}), done.set()))
+    t = threading.Thread(target=lambda: (update_json(path, lambda d: {"x": 1}, root=tmp_path), done.set()))
     t.start()
     try:
         assert not done.wait(0.3), "update_json must wait while another holder merges"

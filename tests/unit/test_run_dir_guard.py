@@ -1,0 +1,89 @@
+"""Writes and deletes stay inside the run folder (staging.inside_run_dir), cleanup never raises, and a failed write says why (io_errors)."""
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from w2m2w.io_errors import write_failure
+from w2m2w.staging import OutsideRunDirError, UnsafePieceIdError, atomic_path, file_lock, inside_run_dir, output_path, remove_file, write_json
+
+
+def test_paths_inside_pass_and_outside_are_refused(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    assert inside_run_dir(run, run / "1-transcribe" / "a.mid") == run / "1-transcribe" / "a.mid"
+    for bad in (tmp_path / "victim.mid", run / ".." / "victim.mid", Path("/etc/passwd"), run / "x" / ".." / ".." / "v"):
+        with pytest.raises(OutsideRunDirError):
+            inside_run_dir(run, bad)
+
+
+def test_a_symlinked_folder_leading_out_is_refused(tmp_path):
+    run, outside = tmp_path / "run", tmp_path / "outside"
+    (run / "1-transcribe").mkdir(parents=True)
+    outside.mkdir()
+    os.symlink(outside, run / "1-transcribe" / "sub")
+    with pytest.raises(OutsideRunDirError):
+        write_json(run / "1-transcribe" / "sub" / "a.json", {}, root=run)
+    assert list(outside.iterdir()) == []
+
+
+def test_a_lock_file_planted_as_a_symlink_is_not_followed(tmp_path):
+    run, target = tmp_path / "run", tmp_path / "precious"
+    target.write_text("keep me")
+    (run / ".locks").mkdir(parents=True)
+    os.symlink(target, run / ".locks" / "p.lock")
+    with pytest.raises(OSError) as err:
+        with file_lock(run / ".locks" / "p.lock", root=run):
+            pass
+    assert err.value.errno == errno.ELOOP and target.read_text() == "keep me"
+
+
+def test_an_unsafe_piece_id_makes_no_path():
+    with pytest.raises(UnsafePieceIdError):
+        output_path("run", "transcribe", "../../victim")
+
+
+def test_cleanup_never_raises(tmp_path, monkeypatch, caplog):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "a.mid").write_bytes(b"x")
+    assert remove_file(run / "missing", root=run) is False
+    assert remove_file(tmp_path / "outside", root=run) is False
+
+    def read_only(path, *a, **k):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(os, "unlink", read_only)
+    assert remove_file(run / "a.mid", root=run) is False
+    assert "a.mid: not deleted (Read-only file system)" in caplog.text
+    with pytest.raises(RuntimeError, match="the first failure"):  # not hidden by the failing cleanup after it
+        with atomic_path(run / "b.txt", root=run) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("the first failure")
+    assert f"{tmp}: not deleted (Read-only file system)" in caplog.text
+
+
+def test_write_failure_names_a_full_disk_and_the_file(tmp_path):
+    out = tmp_path / "3-synthesize" / "x.wav"
+    full = OSError(errno.ENOSPC, "No space left on device")
+    assert write_failure(full, out) == f"no space left on device while writing {out}"
+    ro = OSError(errno.EROFS, "Read-only file system", str(out.parent / ".x.wav.tmp-1-0123abcd.wav"))
+    assert write_failure(ro, out) == f"read-only file system while writing {out}"
+    denied_input = PermissionError(errno.EACCES, "Permission denied", "/home/me/take.wav")
+    assert write_failure(denied_input, out) is None, "a failure to read the input is not a failure to write"
+    assert write_failure(ValueError("bad MIDI"), out) is None
+
+
+def test_write_failure_sees_through_libsndfile_system_error(tmp_path):
+    sf = pytest.importorskip("soundfile")
+    tmp = tmp_path / "x.wav"
+    os.symlink("/dev/full", tmp)  # the kernel's own ENOSPC
+    with pytest.raises(sf.LibsndfileError) as err:
+        with sf.SoundFile(str(tmp), "w", samplerate=16000, channels=1, subtype="PCM_16", format="WAV") as f:
+            f.write(np.zeros(16000, np.float32))
+    assert "System error" in str(err.value)
+    assert write_failure(err.value, tmp_path / "final.wav") == f"no space left on device while writing {tmp_path / 'final.wav'}"
