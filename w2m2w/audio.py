@@ -1,8 +1,11 @@
 """Audio I/O: load any format librosa reads as 16 kHz mono float32, save WAV, mu-law."""
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -16,6 +19,64 @@ _FRIENDLY = {"NoBackendError": "unknown or corrupt audio format", "EOFError": "t
 
 class AudioError(ValueError):
     """An input that is not usable audio; the message names the file and the reason."""
+
+
+def _first_line(text: str) -> str:
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return first.removeprefix("Error : ").removeprefix("Error: ").removeprefix("Note: ").rstrip(".").strip()
+
+
+def _reason(exc: BaseException, chatter: str = "") -> str:
+    """One line of why a decoder failed: libsndfile's own words ('flac decoder lost sync'), else the exception's.
+
+    libsndfile says 'File does not exist or is not a regular file' when its mp3 decoder gives
+    up on a file that does exist; the decoder's own note (`chatter`) is the real reason then.
+    """
+    text = getattr(exc, "error_string", None) or str(exc)  # soundfile keeps libsndfile's message apart from its str()
+    first = _first_line(text)
+    if first.startswith("File does not exist") and _first_line(chatter):
+        first = _first_line(chatter)
+    return first or _FRIENDLY.get(type(exc).__name__, type(exc).__name__)
+
+
+@contextlib.contextmanager
+def _decoder_stderr() -> Iterator[list[str]]:
+    """Catch what C decoders print on stderr (mpg123's 'Note: ...' lines) during the block, instead of the console.
+
+    Yields a list that holds the text once the block ends. Only this thread's libsndfile call
+    writes there meanwhile: logs of a batch go through the logging handlers, not fd 2 directly.
+    """
+    got: list[str] = []
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield got
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield got
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            got.append(sink.read(4000).decode(errors="replace"))
+
+
+def _decode_with_audioread(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int]:
+    """librosa's audioread fallback for what libsndfile cannot open (mp3 on old libsndfile, m4a, aac, wma); quietly."""
+    import warnings
+
+    import librosa
+
+    # decode at most just past the limit: a long compressed file must not be decoded whole
+    limit = None if max_seconds is None else max_seconds + 1.0
+    with warnings.catch_warnings(), _decoder_stderr():  # librosa retries soundfile first: its decoder notes again
+        warnings.simplefilter("ignore")  # librosa warns that soundfile failed and that audioread is deprecated: we say why, once
+        y, native_sr = librosa.load(str(path), sr=None, mono=True, dtype=np.float32, duration=limit)
+    if max_seconds is not None and len(y) > max_seconds * native_sr:
+        raise AudioError(f"{path}: longer than the limit of {max_seconds:.0f} s")
+    return y, native_sr
 
 
 def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, max_seconds: float | None = None) -> np.ndarray:
@@ -32,28 +93,28 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, max_seconds: floa
         raise AudioError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: file is empty (0 bytes)")
+    # soundfile first: it is fast and exact for WAV/FLAC/OGG (and mp3 with libsndfile >= 1.1)
     try:
-        # soundfile first: it is fast and exact for WAV/FLAC/OGG; librosa's
-        # audioread fallback covers the rest (mp3, m4a, ...).
-        try:
+        with _decoder_stderr() as chatter:
             info = sf.info(str(path))
-            if max_seconds is not None and info.duration > max_seconds:
-                raise AudioError(f"{path}: {info.duration:.0f} s is longer than the limit of {max_seconds:.0f} s")
-            y, native_sr = sf.read(str(path), dtype="float32", always_2d=True)
-            y = y.mean(axis=1)
+    except Exception as exc:  # a format libsndfile does not know: audioread (ffmpeg, ...) may
+        try:
+            y, native_sr = _decode_with_audioread(path, max_seconds)
         except AudioError:
             raise
-        except Exception:
-            # decode at most just past the limit: a long compressed file must not be decoded whole
-            limit = None if max_seconds is None else max_seconds + 1.0
-            y, native_sr = librosa.load(str(path), sr=None, mono=True, dtype=np.float32, duration=limit)
-            if max_seconds is not None and len(y) > max_seconds * native_sr:
-                raise AudioError(f"{path}: longer than the limit of {max_seconds:.0f} s")
-    except AudioError:
-        raise
-    except Exception as exc:  # librosa/audioread raise many types, often without a message
-        reason = str(exc).splitlines()[0] if str(exc) else _FRIENDLY.get(type(exc).__name__, type(exc).__name__)
-        raise AudioError(f"{path}: not readable as audio ({reason})") from None
+        except Exception as exc2:
+            # both failed: libsndfile's reason names the format problem; audioread's is often just "no backend"
+            reason = _reason(exc, "".join(chatter)) if type(exc2).__name__ == "NoBackendError" else _reason(exc2)
+            raise AudioError(f"{path}: not readable as audio ({reason})") from None
+    else:
+        if max_seconds is not None and info.duration > max_seconds:
+            raise AudioError(f"{path}: {info.duration:.0f} s is longer than the limit of {max_seconds:.0f} s")
+        try:
+            with _decoder_stderr() as chatter:
+                y, native_sr = sf.read(str(path), dtype="float32", always_2d=True)
+        except Exception as exc:  # libsndfile knows the format but not this file: its reason is the real one
+            raise AudioError(f"{path}: not readable as audio ({_reason(exc, ''.join(chatter))})") from None
+        y = y.mean(axis=1)
     if y.size == 0:
         raise AudioError(f"{path}: contains no samples")
     if not np.all(np.isfinite(y)):
