@@ -55,7 +55,7 @@ class SourceFilterTrainConfig:
     warmup_steps: int = 100
     clip_grad_norm: float = 1.0
     fft_sizes: list[int] = field(default_factory=lambda: [2048, 1024, 512, 256])
-    mel_weight: float = 0.0  # weight of a mel-scaled STFT loss (auraloss, 2048-point, 128 bands) added to the MR-STFT loss
+    mel_weight: float = 1.0  # weight of a mel-scaled STFT loss (auraloss, 2048-point, 128 bands) added to the MR-STFT loss
     max_steps: int = 5000
     max_minutes: float = 0.0  # 0 = no time limit
     validate_every: int = 250
