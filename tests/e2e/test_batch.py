@@ -29,7 +29,7 @@ def folder(tmp_path, example_audio) -> Path:
 
 def all_stages(run_dir: Path, weights: dict[str, Path], *extra: str) -> list[str]:
     return [f"run_dir={run_dir}", "stages=[transcribe,generate,synthesize]", f"transcribe.weights={weights['t']}",
-            f"generate.weights={weights['g']}", "generate.seconds=1", "generate.context=128", f"synthesize.weights={weights['s']}",
+            f"generate.weights={weights['g']}", "generate.seconds=1", "generate.context=128", "synthesize=wavenet", f"synthesize.weights={weights['s']}",
             "synthesize.tail_seconds=0.2", "synthesize.folds=4", "progress=false", *extra]
 
 

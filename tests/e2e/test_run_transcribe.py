@@ -41,7 +41,7 @@ def test_demo_run_writes_contract(tmp_path, tiny_transcriber, tiny_music_transfo
     """`python run.py` with no input: the demo recording through every stage (tiny models here)."""
     run_dir = tmp_path / "run"
     res = run_pipeline(f"transcribe.weights={tiny_transcriber}", f"generate.weights={tiny_music_transformer}", "generate.seconds=2",
-                       f"synthesize.weights={tiny_wavenet}", f"run_dir={run_dir}")
+                       "synthesize=wavenet", f"synthesize.weights={tiny_wavenet}", f"run_dir={run_dir}")
     assert res.returncode == 0, res.stderr[-2000:]
     mid = run_dir / "1-transcribe" / "bach_prelude_c.mid"
     side = json.loads(mid.with_suffix(".json").read_text())
