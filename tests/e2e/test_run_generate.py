@@ -31,9 +31,9 @@ def test_generate_midi_input(tmp_path, song, tiny_music_transformer):
     run_dir = tmp_path / "run"
     res = run_pipeline(*gen_args(tiny_music_transformer, run_dir, f"input={song}", "generate.seed=5"))
     assert res.returncode == 0, res.stderr[-3000:]
-    out = run_dir / "2-generate" / "my_song.mid"
+    out = run_dir / "2-generate" / "my song.mid"
     side = json.loads(out.with_suffix(".json").read_text())
-    assert side["stage"] == "generate" and side["piece"] == "my_song" and len(side["weights_sha256"]) == 64
+    assert side["stage"] == "generate" and side["piece"] == "my song" and len(side["weights_sha256"]) == 64
     st = side["stats"]
     assert st["input_notes"] == 40 and st["primer_notes"] == 16 and st["primer_events"] > 0
     assert st["primer_start_in_input_s"] == pytest.approx(6.0) and st["primer_end_s"] == pytest.approx(3.95)
@@ -52,7 +52,7 @@ def test_seed_reproducibility_and_rerun(tmp_path, song, tiny_music_transformer):
     a, b = tmp_path / "a", tmp_path / "b"
     assert run_pipeline(*gen_args(tiny_music_transformer, a, f"input={song}")).returncode == 0
     assert run_pipeline(*gen_args(tiny_music_transformer, b, f"input={song}")).returncode == 0
-    out_a, out_b = a / "2-generate" / "my_song.mid", b / "2-generate" / "my_song.mid"
+    out_a, out_b = a / "2-generate" / "my song.mid", b / "2-generate" / "my song.mid"
     np.testing.assert_array_equal(load_midi_notes(out_a), load_midi_notes(out_b))
     # a rerun over the run directory (pieces from run.json) skips the current output
     side = out_a.with_suffix(".json")
@@ -90,7 +90,7 @@ def test_bad_midi_files_are_named_and_batch_goes_on(tmp_path, song, tiny_music_t
     for name, reason in [("junk.mid", "not a readable MIDI"), ("zero.mid", "empty"), ("silent.mid", "no notes"), ("drums.mid", "only drum")]:
         lines = [ln for ln in log.splitlines() if "ERROR" in ln and name in ln]
         assert len(lines) == 1 and reason in lines[0] and str(root / name) in lines[0], f"no clear error line for {name}:\n{log[-3000:]}"
-    assert sorted(p.name for p in (run_dir / "2-generate").iterdir()) == ["my_song.json", "my_song.mid"]
+    assert sorted(p.name for p in (run_dir / "2-generate").iterdir()) == ["my song.json", "my song.mid"]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["counts"] == {"done": 1, "failed": 4}
 
