@@ -98,17 +98,11 @@ def read_notes(path: Path) -> tuple[np.ndarray, list[str]]:
     return notes, warnings
 
 
-def _progress_bar(piece: str, seconds: float, enabled: bool = True):
-    from tqdm import tqdm
+def _progress_bar(piece: str, seconds: float):
+    from w2m2w.progress import progress_bar  # honours progress=false, and stays silent in worker processes
 
-    return tqdm(total=round(seconds, 2), desc=f"synthesize {piece}", unit="s", mininterval=1.0, dynamic_ncols=True, disable=not enabled,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]")
-
-
-def _bars_enabled() -> bool:
-    import os
-
-    return os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true", "yes")
+    return progress_bar(total=round(seconds, 2), desc=f"synthesize {piece}", unit="s",
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]")
 
 
 def run(cfg: Any, job: StageJob, run_dir: Path) -> dict[str, Any]:
@@ -135,7 +129,7 @@ def run(cfg: Any, job: StageJob, run_dir: Path) -> dict[str, Any]:
             out.write(np.zeros(total, np.float32))
             stats["audio_seconds"] = SILENT_SECONDS
             return stats
-        bar = _progress_bar(job.piece, total / SAMPLE_RATE, _bars_enabled())
+        bar = _progress_bar(job.piece, total / SAMPLE_RATE)
 
         def advance(seconds: float) -> None:
             bar.update(min(seconds, bar.total - bar.n))  # float sums may overshoot the total by a hair
