@@ -112,3 +112,28 @@ def test_time_budget_still_validates_and_exports(tmp_path):
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert len(log) == 1 and log[0] == summary and summary["step"] >= 1 and summary["loss"] is not None
     assert (tmp_path / "run" / "best.safetensors").is_file() and (tmp_path / "run" / "last.safetensors").is_file()
+
+
+def test_segment_sampler_keeps_audio_and_roll_aligned(tmp_path):
+    # audio that is 0.5 exactly while some note sounds and 0 elsewhere, notes on 10 ms frame boundaries:
+    # every sampled segment's busy frames must be the frames its roll marks as sounding (a shift of the
+    # audio against the notes, even by one frame, breaks it)
+    import soundfile as sf
+
+    from w2m2w.audio import mu_law_decode
+    from w2m2w.data.transcription import Example
+    from w2m2w.train.wavenet import SegmentSampler
+
+    notes = np.array([[0.30, 0.80, 60, 90], [1.50, 1.70, 64, 90], [2.20, 3.10, 67, 90], [4.00, 4.05, 72, 90]])
+    y = np.zeros(5 * 16000, np.float32)
+    for on, off, _, _ in notes:
+        y[int(round(on * 16000)):int(round(off * 16000))] = 0.5
+    sf.write(str(tmp_path / "a.wav"), y, 16000)
+    np.savetxt(tmp_path / "a.tsv", notes, fmt="%.6f", delimiter="\t", header="onset,offset,note,velocity")
+    m = 2
+    sampler = SegmentSampler([Example(str(tmp_path / "a.wav"), str(tmp_path / "a.tsv"), "a", "t")], 1600, 160, m, 16000, seed=3)
+    x, roll, _ = sampler.sample(64)
+    busy = (mu_law_decode(x.reshape(64, 10, 160)) > 0.25).all(-1)
+    sounding = roll[:, m:m + 10, 88:176].any(-1)
+    assert sounding.any() and (~sounding).any()
+    np.testing.assert_array_equal(busy, sounding)
