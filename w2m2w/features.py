@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from . import SAMPLE_RATE
+from .midi import N_KEYS
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ def n_frames(n_samples: int, hop_length: int = 512) -> int:
 
 # Conditioning rolls for the WaveNet: per key onset, sustain and velocity at a frame rate.
 ROLL_FEATURES = ("onset", "frame", "velocity")
+N_ROLL = len(ROLL_FEATURES) * N_KEYS  # columns of a conditioning roll: each feature for the 88 keys
 
 
 def conditioning_roll(notes: np.ndarray, n_frames: int, frame_rate: float = 100.0, start_frame: int = 0) -> np.ndarray:

@@ -31,16 +31,15 @@ CPU runs as one sgemm and is faster than conv1d at these widths.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..midi import N_KEYS
+from ..features import N_ROLL
 from ..source import N_CHANNELS, SourceConfig, source_config_from
 
-N_ROLL = 3 * N_KEYS  # onset, frame, velocity per key
 
 
 @dataclass
@@ -189,10 +188,6 @@ def source_filter_from_config(config: dict) -> SourceFilterWaveNet:
     if unknown:
         raise ValueError(f"unknown source-filter WaveNet config keys {sorted(unknown)}")
     return SourceFilterWaveNet(SourceFilterConfig(**config))
-
-
-def config_dict(cfg: SourceFilterConfig) -> dict:
-    return asdict(cfg)
 
 
 __all__ = ["SourceFilterConfig", "SourceFilterWaveNet", "source_filter_from_config", "N_ROLL"]

@@ -49,9 +49,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..audio import mu_law_decode
-from ..midi import N_KEYS
+from ..features import N_ROLL
 
-N_ROLL = 3 * N_KEYS  # onset, frame, velocity per key
 SILENCE = 128  # mu_law_encode(0.0): the input before the first sample
 
 
