@@ -86,9 +86,26 @@ def is_current(output: str | os.PathLike, input_sha256: str, cfg_hash: str, weig
     return side.get("input_sha256") == input_sha256 and side.get("config_hash") == cfg_hash and side.get("weights_sha256") == weights_sha256
 
 
+def host_tag(host: str | None = None) -> str:
+    """This machine's name as it appears in temporary names: no '-' (the field separator), at most 40 bytes.
+
+    Piece names leave 95 bytes of NAME_MAX for the temporary's tail (piece_ids), so a long
+    name is cut and given a hash of the whole, keeping two long names apart.
+    """
+    host = host if host is not None else socket.gethostname()
+    tag = re.sub(r"[^A-Za-z0-9.]", "_", host) or "_"
+    if len(tag) > 40:
+        tag = tag[:31] + "_" + hashlib.sha256(host.encode()).hexdigest()[:8]
+    return tag
+
+
 def temp_name(path: Path) -> Path:
-    """A hidden temporary name next to `path` that says which process made it."""
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}")
+    """A hidden temporary name next to `path` that says which process on which host made it.
+
+    `.NAME.tmp-HOST-PID-RANDOM.EXT`: the host matters because a run folder on shared storage is
+    written by processes on several machines, and a pid means something only on its own host.
+    """
+    return path.with_name(f".{path.name}.tmp-{host_tag()}-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}")
 
 
 def make_dirs(folder: str | os.PathLike, *, root: str | os.PathLike) -> Path:
@@ -163,11 +180,29 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-_TMP_RE = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]{8}")
+# host tags hold no '-', so the pid is unambiguous whatever the host is called
+_TMP_RE = re.compile(r"^\..+\.tmp-([A-Za-z0-9._]+)-(\d+)-[0-9a-f]{8}(\.[^.]*)?$")
+
+
+def temp_owner(name: str) -> tuple[str, int] | None:
+    """(host tag, pid) of the process that made a temporary file named `name`; None for any other name.
+
+    Names of the format before hosts were recorded (`.NAME.tmp-PID-RANDOM.EXT`) give None too:
+    they may have been made on any machine that shares the folder, so nothing can tell
+    whether their writer still runs.
+    """
+    m = _TMP_RE.match(name)
+    return (m.group(1), int(m.group(2))) if m else None
 
 
 def remove_stale_temps(folder: str | os.PathLike, *, root: str | os.PathLike) -> list[Path]:
-    """Delete temporary files under `folder` left by processes that no longer run (an interrupted run); never raises."""
+    """Delete temporary files under `folder` left by processes of this host that no longer run; never raises.
+
+    Only this host's files: another host's pid cannot be checked from here, and its writer may
+    be busy (cluster shards share one run folder). Old-format names without a host are left
+    alone for the same reason; they are hidden, so no stage reads them, and deleting a file
+    another machine is writing would be worse than a stray temporary.
+    """
     removed: list[Path] = []
     folder = Path(folder)
     try:
@@ -175,9 +210,10 @@ def remove_stale_temps(folder: str | os.PathLike, *, root: str | os.PathLike) ->
     except OSError as exc:
         log.warning("%s: temporary files not cleaned (%s)", folder, exc.strerror or exc)
         return removed
+    here = host_tag()
     for f in found:
-        m = _TMP_RE.match(f.name)
-        if m and not _pid_alive(int(m.group(1))) and remove_file(f, root=root):
+        owner = temp_owner(f.name)
+        if owner is not None and owner[0] == here and not _pid_alive(owner[1]) and remove_file(f, root=root):
             removed.append(f)
     return removed
 

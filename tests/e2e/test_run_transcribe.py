@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -125,7 +126,7 @@ def test_interrupted_run_resumes(tmp_path, tiny_transcriber, batch):
     out = run_dir / "1-transcribe"
     out.mkdir(parents=True)
     # what a killed run leaves: a temporary file of a dead process, and an output without its sidecar
-    stale = out / ".stereo44k.mid.tmp-999999-0123abcd.mid"
+    stale = out / f".stereo44k.mid.tmp-{socket.gethostname().replace('-', '_')}-999999-0123abcd.mid"  # this host's
     stale.write_bytes(b"half a midi file")
     (out / "stereo44k.mid").write_bytes(b"MThd not really")
     res = transcribe_only(f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir}", f"input={batch / 'stereo44k.flac'}")

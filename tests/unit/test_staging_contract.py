@@ -21,6 +21,7 @@ from w2m2w.staging import (
     remove_output, remove_stale_temps, sidecar_path, stage_dir, temp_name, update_json, update_run_json, write_json,
 )
 
+HERE = socket.gethostname().replace("-", "_")  # this host as temporary names spell it
 IN, CFG, W = "a" * 64, "b" * 64, "c" * 64  # stand-ins for the three sha256 digests of a sidecar
 
 
@@ -120,7 +121,8 @@ def test_write_json_text(tmp_path):
 def test_temp_name_is_hidden_next_to_the_file_and_names_the_process(tmp_path):
     t = temp_name(tmp_path / "out.wav")
     assert t.parent == tmp_path
-    assert re.fullmatch(rf"\.out\.wav\.tmp-{os.getpid()}-[0-9a-f]{{8}}\.wav", t.name), t.name
+    host = socket.gethostname().replace("-", "_")  # '-' separates the fields
+    assert re.fullmatch(rf"\.out\.wav\.tmp-{re.escape(host)}-{os.getpid()}-[0-9a-f]{{8}}\.wav", t.name), t.name
     assert temp_name(tmp_path / "out.wav") != t
 
 
@@ -158,10 +160,10 @@ def test_remove_stale_temps_only_of_dead_processes(tmp_path, sleeper):
     dead, alive = _dead_pid(), sleeper.pid
     sub = tmp_path / "1-transcribe" / "nested"
     sub.mkdir(parents=True)
-    stale = [tmp_path / f".a.mid.tmp-{dead}-0123abcd.mid", sub / f".b.wav.tmp-{dead}-deadbeef.wav"]
-    keep = [tmp_path / f".c.mid.tmp-{alive}-0123abcd.mid",  # its writer still runs
-            tmp_path / f".d.mid.tmp-{dead}-XYZ.mid",  # not our pattern
-            tmp_path / "a.mid", tmp_path / f"e.mid.tmp-{dead}-0123abcd.mid"]  # not hidden
+    stale = [tmp_path / f".a.mid.tmp-{HERE}-{dead}-0123abcd.mid", sub / f".b.wav.tmp-{HERE}-{dead}-deadbeef.wav"]
+    keep = [tmp_path / f".c.mid.tmp-{HERE}-{alive}-0123abcd.mid",  # its writer still runs
+            tmp_path / f".d.mid.tmp-{HERE}-{dead}-XYZ.mid",  # not our pattern
+            tmp_path / "a.mid", tmp_path / f"e.mid.tmp-{HERE}-{dead}-0123abcd.mid"]  # not hidden
     for p in stale + keep:
         p.write_bytes(b"x")
     assert sorted(remove_stale_temps(tmp_path, root=tmp_path)) == sorted(stale)
@@ -171,7 +173,7 @@ def test_remove_stale_temps_only_of_dead_processes(tmp_path, sleeper):
 
 def test_remove_stale_temps_when_another_run_removes_one_first(tmp_path, monkeypatch):
     dead = _dead_pid()
-    gone = tmp_path / f".a.mid.tmp-{dead}-0123abcd.mid"
+    gone = tmp_path / f".a.mid.tmp-{HERE}-{dead}-0123abcd.mid"
     gone.write_bytes(b"x")
 
     def removed_meanwhile(pid: int) -> bool:  # another run cleans up between the listing and our unlink
@@ -180,6 +182,30 @@ def test_remove_stale_temps_when_another_run_removes_one_first(tmp_path, monkeyp
 
     monkeypatch.setattr(staging, "_pid_alive", removed_meanwhile)
     assert remove_stale_temps(tmp_path, root=tmp_path) == []
+
+
+@pytest.mark.parametrize("host, pid, removed", [
+    ("other", "dead", False),  # another machine's writer: its pid says nothing here, it may still be writing
+    ("other_node.cluster", "alive", False),
+    ("here", "dead", True),  # this machine's writer is gone: an interrupted run's leftover
+    ("here", "alive", False),  # this machine's writer still runs
+    (None, "dead", False),  # the format before hosts were named: could be any machine's, left alone
+])
+def test_remove_stale_temps_only_of_this_hosts_dead_writers(tmp_path, sleeper, host, pid, removed):
+    """Shards on several nodes share one run folder: a shard starting must not delete what another node writes."""
+    n = _dead_pid() if pid == "dead" else sleeper.pid
+    owner = f"{n}" if host is None else f"{HERE if host == 'here' else host}-{n}"
+    tmp = tmp_path / "1-transcribe" / f".a.mid.tmp-{owner}-0123abcd.mid"
+    tmp.parent.mkdir()
+    tmp.write_bytes(b"half")
+    assert remove_stale_temps(tmp_path, root=tmp_path) == ([tmp] if removed else [])
+    assert tmp.exists() is not removed
+
+
+def test_host_tag_has_no_field_separator_and_fits():
+    assert staging.host_tag("node-01.cluster") == "node_01.cluster"
+    long_a, long_b = "n" * 60 + "a", "n" * 60 + "b"
+    assert len(staging.host_tag(long_a)) == 40 and staging.host_tag(long_a) != staging.host_tag(long_b)
 
 
 def test_pid_alive(sleeper, monkeypatch):  # sleeper first: it is ended after os.kill is restored
