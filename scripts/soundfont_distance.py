@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
-    from w2m2w.data.render import render_notes
+    from w2m2w.fluidsynth import render_notes
     from w2m2w.data.transcription import crop_notes
     from w2m2w.midi import load_midi_notes
     from w2m2w.synthesis import clean_notes

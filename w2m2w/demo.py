@@ -40,7 +40,7 @@ def make_demo(folder: str | Path, soundfont: str = "fluidr3") -> Path:
     import soundfile as sf
 
     from . import SAMPLE_RATE
-    from .data.render import render_notes
+    from .fluidsynth import render_notes
     from .midi import write_midi
 
     folder = Path(folder)

@@ -331,7 +331,7 @@ def run(cfg: Any) -> int:
         from .checkpoint import WeightsError
         from .synthesis_eval import run_synthesis_evaluation
 
-        from .data.render import RenderError
+        from .fluidsynth import RenderError
 
         try:
             summary = run_synthesis_evaluation(

@@ -44,13 +44,13 @@ class Renderer(Protocol):
 
 
 class FluidSynthRenderer:
-    """FluidSynth through a soundfont (w2m2w.data.render): peaks normalised to 0.9, one second of tail."""
+    """FluidSynth through a soundfont (w2m2w.fluidsynth): peaks normalised to 0.9, one second of tail."""
 
     name = "fluidsynth"
     backend = "fluidsynth"
 
     def __init__(self, soundfont: str = "fluidr3", program: int = 0, chunk_seconds: float = 10.0, sample_rate: int = SAMPLE_RATE):
-        from .data.render import soundfont_path
+        from .fluidsynth import soundfont_path
 
         self.soundfont_file = soundfont_path(soundfont)  # RenderError names it when it is not installed
         self.soundfont, self.program, self.chunk_seconds, self.sample_rate = soundfont, int(program), float(chunk_seconds), sample_rate
@@ -60,7 +60,7 @@ class FluidSynthRenderer:
         return max(1, math.ceil((end + 1.0) * self.sample_rate))
 
     def stream(self, notes: np.ndarray, n_samples: int | None = None, progress: Callable[[float], None] | None = None) -> Iterator[np.ndarray]:
-        from .data.render import stream_notes
+        from .fluidsynth import stream_notes
 
         left = None if n_samples is None else int(n_samples)
         for y in stream_notes(notes, self.soundfont, self.sample_rate, self.program, self.chunk_seconds):
@@ -85,7 +85,7 @@ class FluidSynthRenderer:
 def weights_file(name: str, settings: dict[str, Any]) -> Path:
     """What identifies the renderer's sound: the weights file, or FluidSynth's soundfont file."""
     if name == "fluidsynth":
-        from .data.render import SOUNDFONTS, RenderError, soundfont_path
+        from .fluidsynth import SOUNDFONTS, RenderError, soundfont_path
 
         try:
             return Path(soundfont_path(settings.get("soundfont", "fluidr3")))

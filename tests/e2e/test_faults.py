@@ -208,7 +208,7 @@ def test_read_only_run_folder_is_one_line_exit_2(tmp_path, example_audio, tiny_t
 
 def test_full_disk_is_named_and_the_rest_kept(tmp_path):
     pytest.importorskip("fluidsynth")
-    from w2m2w.data.render import RenderError, soundfont_path
+    from w2m2w.fluidsynth import RenderError, soundfont_path
     from w2m2w.midi import write_midi
 
     try:

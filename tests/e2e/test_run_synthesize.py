@@ -86,7 +86,7 @@ def test_bad_midi_is_named_and_batch_goes_on(tmp_path, synth, request):
 
 def test_fluidsynth_implementation(tmp_path):
     pytest.importorskip("fluidsynth")
-    from w2m2w.data.render import RenderError, render_notes, soundfont_path
+    from w2m2w.fluidsynth import RenderError, render_notes, soundfont_path
 
     try:
         sf_path = soundfont_path("timgm6mb")

@@ -142,7 +142,7 @@ def test_synthetic_ir_rt60():
 
 def test_render_notes():
     pytest.importorskip("fluidsynth")
-    from w2m2w.data.render import RenderError, render_notes, soundfont_path
+    from w2m2w.fluidsynth import RenderError, render_notes, soundfont_path
 
     try:
         soundfont_path("fluidr3")

@@ -92,7 +92,7 @@ def test_log_mel_distance():
 
 def test_stream_notes_equals_render_notes():
     pytest.importorskip("fluidsynth")
-    from w2m2w.data.render import RenderError, render_notes, stream_notes
+    from w2m2w.fluidsynth import RenderError, render_notes, stream_notes
 
     try:
         ref = render_notes(NOTES, "timgm6mb")

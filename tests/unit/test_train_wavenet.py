@@ -82,7 +82,7 @@ def test_trains_a_model_with_excitation(tmp_path):
 
 def test_rendered_midi_with_one_soundfont(tmp_path):
     pytest.importorskip("fluidsynth")
-    from w2m2w.data.render import RenderError, soundfont_path
+    from w2m2w.fluidsynth import RenderError, soundfont_path
     from w2m2w.midi import write_midi
 
     try:

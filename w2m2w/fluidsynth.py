@@ -1,4 +1,9 @@
-"""Render note lists to piano audio with FluidSynth (PyPI pyfluidsynth) and Debian soundfonts."""
+"""Render note lists to piano audio with FluidSynth (PyPI pyfluidsynth) and Debian soundfonts.
+
+One renderer for two users: the synthesize stage's reference synthesizer
+(renderers.FluidSynthRenderer) and the transcriber's training audio (data.transcription).
+`import fluidsynth` below is pyfluidsynth (absolute import), not this module.
+"""
 from __future__ import annotations
 
 import os
@@ -6,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import SAMPLE_RATE
-from ..midi import notes_to_pretty_midi
+from . import SAMPLE_RATE
+from .midi import notes_to_pretty_midi
 
 # Debian packages: fluid-soundfont-gm, timgm6mb-soundfont, musescore-general-soundfont, csound-soundfont
 SOUNDFONTS = {
