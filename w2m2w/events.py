@@ -196,3 +196,33 @@ def token_name(tok: int) -> str:
     if tok < VOCAB_SIZE:
         return f"VELOCITY({tok - VELOCITY})"
     raise ValueError(f"token id {tok} is outside the vocabulary of {VOCAB_SIZE}")
+
+
+def key_state(tokens: np.ndarray) -> np.ndarray:
+    """(T, 128) bool: which keys are down after each token of `tokens` (T,), read as `tokens_to_notes` reads them
+    (a NOTE_ON presses its key, a NOTE_OFF releases it, a stray NOTE_OFF changes nothing; EOS releases all).
+
+    A performance-event model has to remember which keys it pressed to know which it may release; handing it
+    this state (computed from the tokens alone, so training and sampling see the same thing) spares it that."""
+    toks = np.asarray(tokens, dtype=np.int64).reshape(-1)
+    n = len(toks)
+    idx = np.arange(n)
+    is_on = (toks >= NOTE_ON) & (toks < NOTE_OFF)
+    is_off = (toks >= NOTE_OFF) & (toks < TIME_SHIFT)
+    last_on = np.full((n, N_PITCHES), -1, dtype=np.int64)
+    last_off = np.full((n, N_PITCHES), -1, dtype=np.int64)
+    last_on[idx[is_on], toks[is_on] - NOTE_ON] = idx[is_on]
+    last_off[idx[is_off], toks[is_off] - NOTE_OFF] = idx[is_off]
+    eos = np.where(toks == EOS, idx, -1)
+    last_on = np.maximum.accumulate(last_on, axis=0)
+    last_off = np.maximum.accumulate(np.maximum(last_off, eos[:, None]), axis=0)
+    return last_on > last_off
+
+
+def valid_next(tokens: np.ndarray) -> np.ndarray:
+    """(T, VOCAB_SIZE) bool: the events that may follow each prefix tokens[:t + 1] in a canonical stream: a NOTE_OFF
+    only for a key that is down. Everything else stays allowed (a NOTE_ON of a down key reads as a restrike)."""
+    state = key_state(tokens)
+    ok = np.ones((len(state), VOCAB_SIZE), dtype=bool)
+    ok[:, NOTE_OFF:NOTE_OFF + N_PITCHES] = state
+    return ok
