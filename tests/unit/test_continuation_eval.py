@@ -1,0 +1,51 @@
+"""w2m2w.continuation_eval: cropping, orphan counting by hand, and a seeded run with a tiny untrained model."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from w2m2w import events as ev
+from w2m2w.continuation_eval import ContinuationSettings, crop, evaluate_continuations, orphaned_notes
+from w2m2w.models.music_transformer import MusicTransformer, MusicTransformerConfig
+
+
+def test_crop_keeps_onsets_in_span_and_cuts_offsets() -> None:
+    notes = np.array([[0.5, 1.0, 60, 64], [1.5, 4.0, 62, 64], [2.5, 3.0, 64, 64], [3.5, 5.0, 65, 64]])
+    np.testing.assert_allclose(crop(notes, 1.0, 3.0), [[0.5, 2.0, 62, 64], [1.5, 2.0, 64, 64]])
+
+
+def test_orphans_by_hand() -> None:
+    on, off, shift = ev.NOTE_ON, ev.NOTE_OFF, ev.TIME_SHIFT
+    # primer: one token; then note 60 on at 1, released at 2 (1 token later); 62 on at 3, released at 8 (5 later);
+    # 64 on at 9, never released (released by the end of stream at 11: 2 later)
+    toks = np.array([shift, on + 60, off + 60, on + 62, shift, shift, shift, shift, off + 62, on + 64, shift])
+    assert orphaned_notes(toks, 1, context=4) == (1, 3)  # only 62: its NOTE_OFF came 5 >= 4 tokens after its NOTE_ON
+    assert orphaned_notes(toks, 1, context=2) == (2, 3)  # 62 and 64
+    assert orphaned_notes(toks, 4, context=2) == (1, 1)  # notes starting in the primer do not count
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> MusicTransformer:
+    torch.manual_seed(0)
+    return MusicTransformer(MusicTransformerConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_len=64)).eval()
+
+
+def test_seeded_run_reports_every_figure(tiny_model: MusicTransformer) -> None:
+    rng = np.random.default_rng(0)
+    onsets = np.sort(rng.uniform(0, 8, 60))
+    notes = np.stack([onsets, onsets + 0.3, rng.integers(40, 80, 60), rng.integers(30, 100, 60)], 1)
+    s = ContinuationSettings(primer_seconds=4.0, seconds=2.0, seed=3)
+    rows: list[dict] = []
+    a = evaluate_continuations(tiny_model, [("a", notes), ("short", notes[:3])], s, emit=rows.append)
+    b = evaluate_continuations(tiny_model, [("a", notes), ("short", notes[:3])], s)
+    assert a == b  # seeded
+    assert a["files"] == 1 and [r["file"] for r in rows] == ["a"]  # a piece shorter than the primer is left out
+    for f in ("duration", "ioi", "pitch", "velocity", "polyphony", "mean"):
+        assert 0.0 <= a["overlap_baseline"][f] <= 1.0
+    # the baseline compares the real continuation with the primer: computed here by hand
+    from w2m2w.music_stats import BINS, overlap_area
+    real, primer = crop(notes, 4.0, 6.0), crop(notes, 0.0, 4.0)
+    assert a["overlap_baseline"]["pitch"] == pytest.approx(overlap_area(real[:, 2], primer[:, 2], BINS["pitch"]), abs=1e-4)
+    assert a["notes_per_second_baseline"] == pytest.approx(len(real) / 2.0, abs=1e-4)
+    assert evaluate_continuations(tiny_model, [("short", notes[:3])], s) is None

@@ -1,0 +1,144 @@
+"""Does a continuation sound like the pianist kept playing? Continuation statistics for `evaluate task=generation`.
+
+For each held-out piece (sustain pedal applied): prime the Music Transformer
+with its first `primer_seconds`, let it continue for `seconds`, and compare
+what it played with what the pianist played in the same span (the real next
+`seconds`). Beside every figure stands the baseline of the real continuation
+against its own primer: how alike two stretches of the same real performance
+are. Figures are pooled over pieces (w2m2w.music_stats) and seeded: piece i
+is sampled with seed + i, so a rerun gives the same numbers.
+
+It also counts *orphaned* notes: generated notes that were still sounding
+when their NOTE_ON had slid out of the model's context window. The model
+cannot see those keys any more, so it has no reason to release them; if most
+long notes are orphans, the context, not the data, is what keeps them down.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import events as ev
+from .generation import SamplingConfig, model_context, sample_continuation
+from .music_stats import FEATURES, LONG_NOTE_SECONDS, long_note_share, notes_per_second, pooled_overlaps
+
+
+@dataclass
+class ContinuationSettings:
+    primer_seconds: float = 20.0  # the primer: the piece's first this-many seconds
+    seconds: float = 20.0  # continue this long, and compare with the real next this-many seconds
+    seed: int = 0  # piece i samples with seed + i
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 0.95  # the generate stage's default
+    max_files: int = 0  # 0: every input file (each costs `seconds` of sampling)
+
+
+def crop(notes: np.ndarray, start: float, end: float) -> np.ndarray:
+    """Notes with onset in [start, end), offsets cut at end, times shifted so that start is 0: (m, 4)."""
+    notes = np.asarray(notes, dtype=np.float64).reshape(-1, 4)
+    out = notes[(notes[:, 0] >= start) & (notes[:, 0] < end)].copy()
+    out[:, 1] = np.minimum(out[:, 1], end)
+    out[:, :2] -= start
+    return out
+
+
+def orphaned_notes(tokens: np.ndarray, n_primer: int, context: int) -> tuple[int, int]:
+    """(orphans, notes) among the notes that start in tokens[n_primer:]: a note is an orphan when, at the token
+    that ends it (its NOTE_OFF, a restrike, or the end of the stream), its NOTE_ON lies `context` or more
+    tokens back, outside what the model read when it decided."""
+    active: dict[int, int] = {}
+    orphans = total = 0
+    toks = np.asarray(tokens, dtype=np.int64).tolist()
+
+    def close(p: int, at: int) -> None:
+        nonlocal orphans, total
+        start = active.pop(p)
+        if start >= n_primer:
+            total += 1
+            orphans += at - start >= context
+
+    for i, tok in enumerate(toks):
+        if ev.NOTE_ON <= tok < ev.NOTE_OFF:
+            p = tok - ev.NOTE_ON
+            if p in active:
+                close(p, i)
+            active[p] = i
+        elif ev.NOTE_OFF <= tok < ev.TIME_SHIFT and tok - ev.NOTE_OFF in active:
+            close(tok - ev.NOTE_OFF, i)
+    for p in list(active):
+        close(p, len(toks))
+    return orphans, total
+
+
+def continue_piece(model: Any, notes: np.ndarray, s: ContinuationSettings, seed: int, context: int = 0) -> dict[str, Any]:
+    """Prime with notes[0, primer_seconds) and sample `seconds`: the generated, real and primer note lists
+    (times from where each span starts) and the orphan count."""
+    ctx = model_context(model, context)
+    primer = crop(notes, 0.0, s.primer_seconds)
+    real = crop(notes, s.primer_seconds, s.primer_seconds + s.seconds)
+    toks = np.concatenate([[ev.BOS], ev.notes_to_tokens(primer)]).astype(np.int64)
+    # the primer as the model reads it ends at primer_seconds, not at its last NOTE_OFF: pad with TIME_SHIFTs
+    gap = int(round(s.primer_seconds * ev.STEPS_PER_SECOND)) - ev.duration_steps(toks)
+    shifts = [ev.TIME_SHIFT + min(ev.MAX_SHIFT, gap - k) - 1 for k in range(0, max(gap, 0), ev.MAX_SHIFT)]
+    toks = np.concatenate([toks, np.asarray(shifts, dtype=np.int64)])[-ctx:]
+    sampling = SamplingConfig(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=seed)
+    steps = int(round(s.seconds * ev.STEPS_PER_SECOND))
+    cont = sample_continuation(model, toks, steps, sampling, ctx, max(int(300 * s.seconds), 1))
+    everything = np.concatenate([toks, cont])
+    primer_end = ev.duration_steps(toks) / ev.STEPS_PER_SECOND
+    gen = ev.tokens_to_notes(everything)
+    gen = gen[gen[:, 0] >= primer_end - 1e-9]
+    gen[:, :2] -= primer_end
+    orphans, counted = orphaned_notes(everything, len(toks), ctx)
+    return {"generated": gen, "real": real, "primer": primer, "orphans": orphans, "orphan_base": counted}
+
+
+def summarize(pieces: Sequence[dict[str, Any]], seconds: float, primer_seconds: float) -> dict[str, Any]:
+    """Pooled figures: generated vs real continuation, and the real-vs-primer baseline beside each."""
+    gen_real = pooled_overlaps([(p["generated"], p["real"]) for p in pieces])
+    real_primer = pooled_overlaps([(p["real"], p["primer"]) for p in pieces])
+    gen = np.concatenate([p["generated"] for p in pieces]) if pieces else np.zeros((0, 4))
+    real = np.concatenate([p["real"] for p in pieces]) if pieces else np.zeros((0, 4))
+    primer = np.concatenate([p["primer"] for p in pieces]) if pieces else np.zeros((0, 4))
+
+    def r(x: float | None) -> float | None:
+        return None if x is None else round(float(x), 4)
+
+    out: dict[str, Any] = {
+        "overlap": {f: r(gen_real[f]) for f in (*FEATURES, "mean")},
+        "overlap_baseline": {f: r(real_primer[f]) for f in (*FEATURES, "mean")},
+        "overlap_ratio": r(gen_real["mean"] / real_primer["mean"]) if gen_real["mean"] and real_primer["mean"] else None,
+        f"long_note_share_over_{LONG_NOTE_SECONDS:g}s": r(long_note_share(gen)),
+        f"long_note_share_over_{LONG_NOTE_SECONDS:g}s_baseline": r(long_note_share(real)),
+        "longest_note_s": r(float((gen[:, 1] - gen[:, 0]).max()) if len(gen) else None),
+        "notes_per_second": r(notes_per_second(gen, seconds * len(pieces))),
+        "notes_per_second_baseline": r(notes_per_second(real, seconds * len(pieces))),
+        "notes_per_second_primer": r(notes_per_second(primer, primer_seconds * len(pieces))),
+    }
+    base = sum(p["orphan_base"] for p in pieces)
+    out["orphaned_note_share"] = r(sum(p["orphans"] for p in pieces) / base) if base else None
+    return out
+
+
+def evaluate_continuations(model: Any, pieces: Sequence[tuple[str, np.ndarray]], s: ContinuationSettings, context: int = 0,
+                           emit: Callable[[dict[str, Any]], None] = lambda row: None) -> dict[str, Any] | None:
+    """Continuation statistics over (name, notes) pieces long enough to hold primer + continuation; None if none is.
+
+    `emit` gets one row per piece (its notes-per-second and long-note share, generated and real)."""
+    results = []
+    usable = [(name, n) for name, n in pieces if len(n) and n[:, 0].max() >= s.primer_seconds]
+    if s.max_files:
+        usable = usable[:s.max_files]
+    for i, (name, notes) in enumerate(usable):
+        res = continue_piece(model, notes, s, s.seed + i, context)
+        results.append(res)
+        emit({"file": name, "continuation_notes": len(res["generated"]), "real_notes": len(res["real"]),
+              "long_note_share": long_note_share(res["generated"]), "orphaned_notes": res["orphans"]})
+    if not results:
+        return None
+    return {"files": len(results), "primer_seconds": s.primer_seconds, "seconds": s.seconds, "seed": s.seed,
+            "sampling": {"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p}, **summarize(results, s.seconds, s.primer_seconds)}
