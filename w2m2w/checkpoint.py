@@ -31,8 +31,8 @@ def save_weights(path: str | os.PathLike, model_name: str, state_dict: dict[str,
     """Write `state_dict` atomically with the model name, config and training summary as metadata."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from .staging import atomic_path  # here, not at the top: staging imports this module
+
     meta = {
         "format_version": FORMAT_VERSION,
         "model": model_name,
@@ -40,13 +40,8 @@ def save_weights(path: str | os.PathLike, model_name: str, state_dict: dict[str,
         "training": json.dumps(training or {}, sort_keys=True),
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path, root=None) as tmp:  # weights live outside run folders
         save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def load_weights(path: str | os.PathLike, model_name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
@@ -85,6 +80,8 @@ def save_training_state(directory: str | os.PathLike, model_name: str, model: to
     state.json is written last, so a checkpoint is complete when state.json names its step."""
     from safetensors.torch import save_file
 
+    from .staging import atomic_path
+
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     save_weights(d / "model.safetensors", model_name, model.state_dict(), config, {"step": state.get("step")})
@@ -96,12 +93,10 @@ def save_training_state(directory: str | os.PathLike, model_name: str, model: to
                 tensors[f"{idx}.{k}"] = v.detach().cpu().contiguous()
             else:
                 scalars[f"{idx}.{k}"] = v
-    tmp = d / f".optim.tmp{os.getpid()}"
-    save_file(tensors, str(tmp), metadata={"param_groups": json.dumps(opt["param_groups"]), "scalars": json.dumps(scalars)})
-    os.replace(tmp, d / "optim.safetensors")
-    tmp = d / f".state.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(state))
-    os.replace(tmp, d / "state.json")
+    with atomic_path(d / "optim.safetensors", root=None) as tmp:
+        save_file(tensors, str(tmp), metadata={"param_groups": json.dumps(opt["param_groups"]), "scalars": json.dumps(scalars)})
+    with atomic_path(d / "state.json", root=None) as tmp:
+        tmp.write_text(json.dumps(state))
 
 
 def load_training_state(directory: str | os.PathLike, model_name: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:

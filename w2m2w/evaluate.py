@@ -283,14 +283,6 @@ def _transcribe_file(model, path: Path, decode: dict[str, float]) -> tuple[Any, 
     return notes, {"audio_s": round(len(y) / SAMPLE_RATE, 3), "transcribe_s": round(dt, 3)}
 
 
-def _write_json(path: str | os.PathLike, obj: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
 def _error(msg: str, code: int = 2) -> None:
     print(f"w2m2w.evaluate: {msg}", file=sys.stderr, flush=True)
     sys.exit(code)
@@ -306,6 +298,7 @@ def run(cfg: Any) -> int:
     if cfg.input is None:
         _error(f"task={task} needs input=PATH (a folder of MIDI or audio files, or one file)")
     weights = cfg.weights or DEFAULT_WEIGHTS[task]
+    from .staging import write_json  # here: loads torch (staging -> checkpoint), which usage errors above need not wait for
 
     def emit(row: dict[str, Any]) -> None:
         print(json.dumps(row), flush=True)
@@ -345,7 +338,7 @@ def run(cfg: Any) -> int:
         except (ValueError, WeightsError, RenderError) as exc:
             _error(str(exc).splitlines()[0])
         if cfg.get("output"):
-            _write_json(cfg.output, summary)
+            write_json(cfg.output, summary, root=None)  # output= names any file, not one in a run folder
         print(json.dumps(summary), flush=True)
         return 0 if summary["files"] else 1
     if cfg.reference is None:
@@ -361,7 +354,7 @@ def run(cfg: Any) -> int:
     except EvaluateError as exc:
         _error(str(exc))
     if cfg.output:
-        _write_json(cfg.output, {"rows": report.rows, "summary": report.summary})
+        write_json(cfg.output, {"rows": report.rows, "summary": report.summary}, root=None)
     print(json.dumps(report.summary), flush=True)
     if not report.rows:
         warn(f"no file was scored ({len(report.unmatched)} without a reference, {len(report.failed)} failed)")

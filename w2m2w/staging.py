@@ -5,6 +5,9 @@ next to each output (see DESIGN.md). Everything here is a plain function of
 paths and dicts so the pipeline, the tests and other tools share one definition.
 Whatever writes or deletes in a run folder passes the folder as `root`, and
 inside_run_dir refuses any path outside it.
+
+atomic_path is also the project's one way to write any file atomically (weights,
+checkpoints, caches, reports): outside a run folder, callers pass root=None.
 """
 from __future__ import annotations
 
@@ -108,20 +111,25 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{host_tag()}-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}")
 
 
-def make_dirs(folder: str | os.PathLike, *, root: str | os.PathLike) -> Path:
-    """Create `folder` (and its parents) inside the run folder `root`."""
-    folder = inside_run_dir(root, folder)
+def _checked(root: str | os.PathLike | None, path: str | os.PathLike) -> Path:
+    """`path`, checked to lie inside the run folder `root`; root=None: a file outside any run folder, not checked."""
+    return Path(path) if root is None else inside_run_dir(root, path)
+
+
+def make_dirs(folder: str | os.PathLike, *, root: str | os.PathLike | None) -> Path:
+    """Create `folder` (and its parents) inside the run folder `root` (None: anywhere)."""
+    folder = _checked(root, folder)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
-def replace_file(src: str | os.PathLike, dst: str | os.PathLike, *, root: str | os.PathLike) -> None:
-    """Rename `src` onto `dst`, both inside the run folder `root` (atomic on one file system)."""
-    os.replace(inside_run_dir(root, src), inside_run_dir(root, dst))
+def replace_file(src: str | os.PathLike, dst: str | os.PathLike, *, root: str | os.PathLike | None) -> None:
+    """Rename `src` onto `dst`, both inside the run folder `root` (None: anywhere); atomic on one file system."""
+    os.replace(_checked(root, src), _checked(root, dst))
 
 
-def remove_file(path: str | os.PathLike, *, root: str | os.PathLike) -> bool:
-    """Delete `path` inside the run folder `root` if it is there; True if it was deleted.
+def remove_file(path: str | os.PathLike, *, root: str | os.PathLike | None) -> bool:
+    """Delete `path` inside the run folder `root` (None: anywhere) if it is there; True if it was deleted.
 
     Never raises: this is cleanup, often inside a failure handler, and a second failure
     (a read-only folder) must not hide the first or stop the batch. Problems are logged.
@@ -129,7 +137,7 @@ def remove_file(path: str | os.PathLike, *, root: str | os.PathLike) -> bool:
     if not os.path.lexists(path):
         return False  # checked first: a read-only file system refuses even to delete what is not there
     try:
-        inside_run_dir(root, path).unlink()
+        _checked(root, path).unlink()
         return True
     except FileNotFoundError:
         return False
@@ -139,9 +147,15 @@ def remove_file(path: str | os.PathLike, *, root: str | os.PathLike) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, root: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `path` (inside the run folder `root`); rename it onto `path` only if the block succeeds."""
-    path = inside_run_dir(root, path)
+def atomic_path(path: str | os.PathLike, *, root: str | os.PathLike | None) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds.
+
+    The one atomic write of the project: readers see the old file or the new one, never half
+    of one, and a failed or interrupted block leaves no temporary behind (a killed process's
+    is removed by remove_stale_temps). `root`: the run folder `path` must lie in, or None for
+    a file outside run folders (weights, caches, reports); passed explicitly either way.
+    """
+    path = _checked(root, path)
     make_dirs(path.parent, root=root)
     tmp = temp_name(path)
     try:
@@ -151,8 +165,8 @@ def atomic_path(path: str | os.PathLike, *, root: str | os.PathLike) -> Iterator
         remove_file(tmp, root=root)
 
 
-def write_json(path: str | os.PathLike, data: dict[str, Any], *, root: str | os.PathLike) -> None:
-    """Atomically write `data` as indented JSON at `path` inside the run folder `root`."""
+def write_json(path: str | os.PathLike, data: Any, *, root: str | os.PathLike | None) -> None:
+    """Atomically write `data` as indented JSON at `path` (inside the run folder `root`; None: anywhere)."""
     with atomic_path(path, root=root) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
 

@@ -113,3 +113,25 @@ def test_state_json_is_plain_json(tmp_path):
     save_training_state(tmp_path, "toy", model, {}, opt, {"step": 1})
     assert json.loads((tmp_path / "state.json").read_text()) == {"step": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors", "optim.safetensors", "state.json"]
+
+
+def test_a_failed_save_keeps_the_old_weights_and_leaves_no_temporary(weights, monkeypatch):
+    """Weights are written through the run folder's atomic write: a crash mid-write (a full disk) changes nothing."""
+    import safetensors.torch
+
+    path, _ = weights
+    before = path.read_bytes()
+
+    def half_then_full_disk(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"half a file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", half_then_full_disk)
+    with pytest.raises(OSError, match="No space"):
+        save_weights(path, "toy", _model(1).state_dict(), {"width": 8})
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["toy.safetensors"], "no temporary left"
+    with pytest.raises(OSError, match="No space"):
+        save_weights(path.parent / "new" / "fresh.safetensors", "toy", _model(1).state_dict(), {"width": 8})
+    assert list((path.parent / "new").iterdir()) == [], "nothing at the final name of a first save either"
