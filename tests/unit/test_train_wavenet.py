@@ -122,7 +122,7 @@ def test_segment_sampler_keeps_audio_and_roll_aligned(tmp_path):
 
     from w2m2w.audio import mu_law_decode
     from w2m2w.data.transcription import Example
-    from w2m2w.train.wavenet import SegmentSampler
+    from w2m2w.data.synthesis import MuLawSampler
 
     notes = np.array([[0.30, 0.80, 60, 90], [1.50, 1.70, 64, 90], [2.20, 3.10, 67, 90], [4.00, 4.05, 72, 90]])
     y = np.zeros(5 * 16000, np.float32)
@@ -131,7 +131,7 @@ def test_segment_sampler_keeps_audio_and_roll_aligned(tmp_path):
     sf.write(str(tmp_path / "a.wav"), y, 16000)
     np.savetxt(tmp_path / "a.tsv", notes, fmt="%.6f", delimiter="\t", header="onset,offset,note,velocity")
     m = 2
-    sampler = SegmentSampler([Example(str(tmp_path / "a.wav"), str(tmp_path / "a.tsv"), "a", "t")], 1600, 160, m, 16000, seed=3)
+    sampler = MuLawSampler([Example(str(tmp_path / "a.wav"), str(tmp_path / "a.tsv"), "a", "t")], 1600, 160, m, 16000, seed=3)
     x, roll, _ = sampler.sample(64)
     busy = (mu_law_decode(x.reshape(64, 10, 160)) > 0.25).all(-1)
     sounding = roll[:, m:m + 10, 88:176].any(-1)

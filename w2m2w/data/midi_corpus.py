@@ -118,10 +118,10 @@ def load_corpus(files: list[Path], cache: str | os.PathLike | None = None, progr
         if len(notes):
             out.append((f, notes))
     if cache_file is not None and out:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(f".{cache_file.name}.tmp{os.getpid()}.npz")
-        np.savez(tmp, files=np.array([str(f) for f, _ in out]), lengths=np.array([len(n) for _, n in out]), notes=np.concatenate([n for _, n in out]))
-        os.replace(tmp, cache_file)
+        from ..staging import atomic_path
+
+        with atomic_path(cache_file, root=None) as tmp:  # the temporary keeps .npz, so np.savez adds nothing
+            np.savez(tmp, files=np.array([str(f) for f, _ in out]), lengths=np.array([len(n) for _, n in out]), notes=np.concatenate([n for _, n in out]))
     return out
 
 
@@ -183,12 +183,16 @@ class WindowSampler:
         self.n_starts = starts.astype(np.int64)
 
     def sample(self, batch: int) -> np.ndarray:
-        """(batch, length) int64 event ids."""
-        out = np.empty((batch, self.length), dtype=np.int64)
-        for b in range(batch):
-            i = int(self.rng.choice(len(self.pieces), p=self.weights))
-            first = int(self.rng.integers(0, self.n_starts[i]))
-            out[b] = window_tokens(self.pieces[i], first, self.length, self.rng, self.max_transpose, self.stretch)
+        """(batch, length) int64 event ids, drawn from the sampler's own generator."""
+        return self.draw([self.rng] * batch)
+
+    def draw(self, rngs: list[np.random.Generator]) -> np.ndarray:
+        """(len(rngs), length) int64 event ids, window b drawn from rngs[b]."""
+        out = np.empty((len(rngs), self.length), dtype=np.int64)
+        for b, rng in enumerate(rngs):
+            i = int(rng.choice(len(self.pieces), p=self.weights))
+            first = int(rng.integers(0, self.n_starts[i]))
+            out[b] = window_tokens(self.pieces[i], first, self.length, rng, self.max_transpose, self.stretch)
         return out
 
     def state(self) -> dict:

@@ -1,7 +1,8 @@
-"""Audio + note datasets for the transcriber: MAPS layout, MAESTRO v3 layout, rendered MIDI.
+"""Audio + note datasets: MAPS layout, MAESTRO v3 layout, rendered MIDI, folders of audio with notes.
 
-An Example pairs an audio file with its notes (a .tsv or a .mid). Training
-draws random fixed-length segments from examples held in memory.
+An Example pairs an audio file with its notes (a .tsv or a .mid); every audio model trains on them.
+The transcriber's training draws random fixed-length segments from examples held in memory
+(SegmentSampler); the WaveNets' samplers are in data/synthesis.py.
 """
 from __future__ import annotations
 
@@ -89,7 +90,8 @@ def rendered_examples(midi_paths: list[str], soundfonts: list[str], cache_dir: s
     """
     import soundfile as sf
 
-    from .render import render_notes
+    from ..fluidsynth import render_notes
+    from ..staging import atomic_path
 
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
@@ -106,18 +108,29 @@ def rendered_examples(midi_paths: list[str], soundfonts: list[str], cache_dir: s
                 if len(notes) == 0:
                     break
                 y = render_notes(notes, sf_name)
-                tmp_tsv = tsv.with_suffix(".tmp.tsv")
-                np.savetxt(tmp_tsv, notes, fmt="%.6f", delimiter="\t", header="onset,offset,note,velocity")
-                tmp_flac = flac.with_name(flac.stem + ".tmp.flac")
-                sf.write(str(tmp_flac), y, SAMPLE_RATE)
-                os.replace(tmp_tsv, tsv)
-                os.replace(tmp_flac, flac)
+                with atomic_path(tsv, root=None) as tmp_tsv, atomic_path(flac, root=None) as tmp_flac:
+                    np.savetxt(tmp_tsv, notes, fmt="%.6f", delimiter="\t", header="onset,offset,note,velocity")
+                    sf.write(str(tmp_flac), y, SAMPLE_RATE)
             out.append(Example(str(flac), str(tsv), name, sf_name))
     return out
 
 
+def audio_dir_examples(folder: str | os.PathLike) -> list[Example]:
+    """Audio files under `folder` that have a same-named .tsv, .mid or .midi beside them."""
+    from ..audio import AUDIO_EXTENSIONS
+
+    out = []
+    for p in sorted(Path(folder).rglob("*")):
+        if p.suffix.lower() not in AUDIO_EXTENSIONS or p.name.startswith("."):
+            continue
+        notes = next((p.with_suffix(e) for e in (".tsv", ".mid", ".midi") if p.with_suffix(e).is_file()), None)
+        if notes is not None:
+            out.append(Example(str(p), str(notes), p.stem, "audio_dir"))
+    return out
+
+
 class SegmentSampler:
-    """Random fixed-length training segments from examples held in memory.
+    """Random fixed-length transcriber training segments (audio and note targets) from examples held in memory.
 
     sample() returns audio (batch, samples) and targets dict of (batch, frames, 88).
     """
@@ -145,19 +158,25 @@ class SegmentSampler:
         self.rng.bit_generator.state = state["rng"]
 
     def sample(self, batch_size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """`batch_size` segments drawn from the sampler's own generator (see draw)."""
+        return self.draw([self.rng] * batch_size)
+
+    def draw(self, rngs: list[np.random.Generator]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """One segment per generator: audio (batch, samples) and targets, each (batch, frames, 88)."""
         from .augment import augment
 
+        batch_size = len(rngs)
         n_samples = (self.seg_frames - 1) * self.hop
         audio = np.zeros((batch_size, n_samples), dtype=np.float32)
         targets = {k: np.zeros((batch_size, self.seg_frames, 88), dtype=np.float32) for k in ("onset", "offset", "frame", "velocity")}
-        for b in range(batch_size):
-            y, notes = self.items[self.rng.choice(len(self.items), p=self.weights)]
-            start_frame = int(self.rng.integers(0, max(1, (len(y) - n_samples) // self.hop)))
+        for b, rng in enumerate(rngs):
+            y, notes = self.items[rng.choice(len(self.items), p=self.weights)]
+            start_frame = int(rng.integers(0, max(1, (len(y) - n_samples) // self.hop)))
             a = start_frame * self.hop
             seg = y[a:a + n_samples]
             audio[b, :len(seg)] = seg
             if self.augment_p > 0:
-                audio[b] = augment(audio[b], self.rng, self.augment_p)
+                audio[b] = augment(audio[b], rng, self.augment_p)
             t0 = a / SAMPLE_RATE
             sel = notes[(notes[:, 1] > t0) & (notes[:, 0] < t0 + n_samples / SAMPLE_RATE)].copy()
             sel[:, :2] -= t0
@@ -180,4 +199,4 @@ def load_examples_audio_notes(examples: list[Example], max_seconds: float | None
     return out
 
 
-__all__ = ["Example", "maps_examples", "maestro_examples", "rendered_examples", "SegmentSampler", "crop_notes", "apply_sustain"]
+__all__ = ["Example", "maps_examples", "maestro_examples", "rendered_examples", "audio_dir_examples", "SegmentSampler", "crop_notes", "apply_sustain"]

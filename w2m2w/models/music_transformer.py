@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..events import PAD, VOCAB_SIZE
+from ..settings import Range, setting
 
 MODEL_NAME = "music_transformer"
 POSITIONS = ("relative", "learned", "sinusoidal")
@@ -39,9 +40,9 @@ class MusicTransformerConfig:
     d_ff: int = 1024
     # no dropout by default: an hour of training sees each event of the corpus at most once,
     # so there is nothing to overfit yet and dropout would only slow learning
-    dropout: float = 0.0
+    dropout: float = setting(0.0, range=Range(0, 1, hi_open=True))
     max_len: int = 512  # training context; relative distances beyond it share the last embedding
-    position: str = "relative"  # relative | learned | sinusoidal
+    position: str = setting("relative", choices=POSITIONS)  # relative | learned | sinusoidal
 
 
 class KVCache:
@@ -229,6 +230,12 @@ class MusicTransformer(nn.Module):
         target = tokens[:, 1:]
         nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=PAD, reduction="sum")
         return nll, (target != PAD).sum()
+
+    def training_step(self, tokens: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Mean NLL per event of a batch of windows (B, T) to minimise, and its sum and event count
+        (nll, events) so a log can report the NLL per event over many steps."""
+        nll, n = self.loss(tokens)
+        return nll / n.clamp(min=1), {"nll": nll.detach(), "events": n}
 
 
 @torch.no_grad()

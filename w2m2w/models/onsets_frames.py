@@ -16,6 +16,9 @@ from torch import nn
 
 from ..features import MelConfig, log_mel
 from ..midi import N_KEYS
+from ..settings import Range, setting
+
+MODEL_NAME = "onsets_frames"  # in its weights files' metadata
 
 
 @dataclass
@@ -23,7 +26,7 @@ class OnsetsFramesConfig:
     n_mels: int = 229
     model_size: int = 256  # paper: 768 (conv channels model_size/16, model_size/8)
     lstm_units: int = 128  # per direction
-    dropout: float = 0.25
+    dropout: float = setting(0.25, range=Range(0, 1, hi_open=True))
 
 
 class ConvStack(nn.Module):
@@ -109,6 +112,20 @@ class OnsetsFrames(nn.Module):
         w = target["onset"]
         losses["velocity"] = (w * (out["velocity"] - target["velocity"]) ** 2).sum() / w.sum().clamp(min=1.0)
         return losses
+
+    def training_step(self, batch: tuple[torch.Tensor, dict[str, torch.Tensor]], bf16: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Loss of one batch (the sum of the four heads' losses), and no extra figures.
+
+        batch: audio (batch, samples) and targets onset/offset/frame/velocity, each (batch, frames, 88).
+        bf16 runs the network under bfloat16 autocast; the losses are computed in float32 whatever it ran in.
+        """
+        audio, target = batch
+        mel = log_mel(audio, self.mel_cfg)
+        n = min(mel.shape[1], target["onset"].shape[1])
+        with torch.autocast(device_type=audio.device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = self(mel[:, :n])
+        losses = self.loss({k: v.float() for k, v in out.items()}, {k: v[:, :n] for k, v in target.items()})
+        return sum(losses.values()), {}
 
     @torch.no_grad()
     def predict(self, audio: np.ndarray, chunk_seconds: float = 20.0, overlap_seconds: float = 2.0, batch_size: int = 4) -> dict[str, np.ndarray]:

@@ -31,6 +31,7 @@ CPU runs as one sgemm and is faster than conv1d at these widths.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -40,6 +41,7 @@ from torch import nn
 from ..features import N_ROLL
 from ..source import N_CHANNELS, SourceConfig, source_config_from
 
+MODEL_NAME = "source_filter_wavenet"  # in its weights files' metadata
 
 
 @dataclass
@@ -133,6 +135,16 @@ class SourceFilterWaveNet(nn.Module):
         y = self.head2(F.relu(self.head1(F.relu(skip)))) + self.direct(x)
         return y.squeeze(-1) * gate
 
+    def training_step(self, batch: dict[str, torch.Tensor], loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                      context: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Spectral loss (loss_fn, e.g. stft_loss's) of one batch of windows, and no extra figures.
+
+        batch: source (batch, T, N_CHANNELS), gate (batch, T), roll (batch, T / hop + 2 * cond_margin, 264)
+        and target audio (batch, T). Only the central T - 2 * context samples are scored: the edges saw
+        zeros instead of the source around them.
+        """
+        y = central(self(batch["source"], batch["gate"], batch["roll"]), context)
+        return loss_fn(y.unsqueeze(1), central(batch["target"], context).unsqueeze(1)), {}
 
     @torch.no_grad()
     def render(self, source: torch.Tensor, gate: torch.Tensor, roll: torch.Tensor) -> torch.Tensor:
@@ -182,6 +194,25 @@ class SourceFilterWaveNet(nn.Module):
         return y.squeeze(-1) * gate
 
 
+def central(x: torch.Tensor, c: int) -> torch.Tensor:
+    """x (batch, T, ...) without c samples at each end."""
+    return x[:, c:x.shape[1] - c] if c else x
+
+
+def stft_loss(fft_sizes: list[int], mel_weight: float = 0.0, sample_rate: int = 16000) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """auraloss's multi-resolution STFT loss (spectral convergence + log magnitude), hop = fft / 4, of
+    (output, target), each (batch, 1, T); with mel_weight, plus that weight times auraloss's STFT loss on
+    128 mel bands of a 2048-point STFT (the ear's frequency scale: high partials and noise weigh less, the
+    low register more)."""
+    import auraloss
+
+    mr = auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=list(fft_sizes), hop_sizes=[f // 4 for f in fft_sizes], win_lengths=list(fft_sizes))
+    if not mel_weight:
+        return mr
+    mel = auraloss.freq.STFTLoss(fft_size=2048, hop_size=256, win_length=2048, scale="mel", n_bins=128, sample_rate=sample_rate)
+    return lambda y, t: mr(y, t) + mel_weight * mel(y, t)
+
+
 def source_filter_from_config(config: dict) -> SourceFilterWaveNet:
     """A model built from the config dict stored in a weights file."""
     unknown = set(config) - set(SourceFilterConfig.__dataclass_fields__)
@@ -190,4 +221,4 @@ def source_filter_from_config(config: dict) -> SourceFilterWaveNet:
     return SourceFilterWaveNet(SourceFilterConfig(**config))
 
 
-__all__ = ["SourceFilterConfig", "SourceFilterWaveNet", "source_filter_from_config", "N_ROLL"]
+__all__ = ["MODEL_NAME", "SourceFilterConfig", "SourceFilterWaveNet", "source_filter_from_config", "stft_loss", "N_ROLL"]

@@ -50,6 +50,9 @@ from torch import nn
 
 from ..audio import mu_law_decode
 from ..features import N_ROLL
+from ..settings import setting
+
+MODEL_NAME = "wavenet"  # in its weights files' metadata
 
 SILENCE = 128  # mu_law_encode(0.0): the input before the first sample
 
@@ -74,7 +77,7 @@ class WaveNetConfig:
     scalar_input: bool = False
     # output distribution over the 256 mu-law classes: "softmax" (one logit per class, as WaveNet) or
     # "logistic_mixture" (a mixture of `mixtures` logistics in the mu-law domain, discretised to the classes)
-    output: str = "softmax"
+    output: str = setting("softmax", choices=("softmax", "logistic_mixture"))
     mixtures: int = 10
 
 
@@ -198,6 +201,17 @@ class WaveNet(nn.Module):
     def loss(self, x: torch.Tensor, roll: torch.Tensor, exc: torch.Tensor | None = None) -> torch.Tensor:
         """Mean cross-entropy (nats per sample) of predicting x under teacher forcing."""
         return self.nll(self(x, roll, exc), x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None], bf16: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Mean cross-entropy (nats per sample) of one batch under teacher forcing, and no extra figures.
+
+        batch: mu-law classes (batch, T), rolls (batch, T/hop + 2 * cond_margin, 264) and excitation
+        (batch, T, 2 * harmonics) or None. bf16 runs the network under bfloat16 autocast; the loss is float32.
+        """
+        x, roll, exc = batch
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = self(x, roll, exc)
+        return self.nll(out, x), {}
 
     def nll(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Mean negative log-likelihood (nats per sample) of classes x (batch, T) under head outputs (batch, T, out_size)."""

@@ -1,33 +1,121 @@
-"""`python -m w2m2w.train train=NAME ...`: Hydra entry point for every training loop."""
+"""`python -m w2m2w.train train=NAME [train.KEY=VALUE ...]`: the Hydra edge of every training run.
+
+Each run's settings are a dataclass in its train module (every default and allowed range), registered
+below as the structured schema of conf/train/NAME.yaml, so Hydra refuses wrong types and unknown keys. Before Hydra writes anything,
+the overrides are composed once and range-checked: a bad one exits 2 with one line naming the key.
+Under torchrun, every process runs this; only rank 0 lets Hydra write its output folder.
+"""
 from __future__ import annotations
 
-import importlib
 import json
 import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import hydra
+from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from ..checkpoint import WeightsError
+from ..settings import SettingsError, check
+from . import music_transformer, source_filter, transcriber, wavenet
+from .loop import TrainingError
 
-def _dataclass_from(cls, node: DictConfig):
-    """Merge a config node over the dataclass defaults (unknown keys are an error)."""
-    schema = OmegaConf.structured(cls)
-    merged = OmegaConf.merge(schema, {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "name"})
-    return OmegaConf.to_object(merged)
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+@dataclass(frozen=True)
+class Trainer:
+    config: type  # the settings dataclass
+    train: Callable[[Any], dict]  # settings -> the last validation row
+
+
+# the training runs, by the name `train=NAME` picks (conf/train/NAME.yaml)
+TRAINERS: dict[str, Trainer] = {
+    "transcriber": Trainer(transcriber.TranscriberTrainConfig, transcriber.train_transcriber),
+    "music_transformer": Trainer(music_transformer.MusicTransformerTrainConfig, music_transformer.train),
+    "wavenet": Trainer(wavenet.WaveNetTrainConfig, wavenet.train_wavenet),
+    "source_filter": Trainer(source_filter.SourceFilterTrainConfig, source_filter.train_source_filter),
+}
+
+# conf/train/NAME.yaml names its schema as /schema/train/NAME: a group of its own, so it is never offered as a `train=` choice
+for _name, _trainer in TRAINERS.items():
+    ConfigStore.instance().store(group="schema/train", name=_name, node=_trainer.config)
+
+
+def settings_of(cfg: DictConfig) -> Any:
+    """The composed `train` node as its dataclass, range-checked (SettingsError names the key)."""
+    obj = OmegaConf.to_object(cfg.train)
+    check(obj, "train")
+    return obj
+
+
+def _one_line(exc: BaseException, overrides: list[str]) -> str:
+    """A composition error of Hydra's or OmegaConf's in one line: `key=given: reason` where it names a key."""
+    cause = exc.__cause__ or exc
+    key = getattr(cause, "full_key", None)
+    reason = str(getattr(cause, "msg", cause)).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    if not key:
+        return str(exc).strip().splitlines()[0]
+    given = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=", 1)[0] == key and "=" in o), None)
+    return f"{key}={given}: {reason}" if given is not None else f"{key}: {reason}"
+
+
+def precheck(overrides: list[str]) -> int:
+    """Compose the config as Hydra will and check its ranges; 0 when it is good, else 2 after one line on stderr.
+
+    Runs before Hydra creates its output folder, so a bad override writes nothing."""
+    from hydra import compose, initialize_config_dir
+
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name="train_check"):
+            cfg = compose("train", overrides=overrides, return_hydra_config=True)
+            name = cfg.hydra.runtime.choices["train"]
+            if name not in TRAINERS:
+                raise TrainingError(f"train={name}: unknown training run; one of {', '.join(TRAINERS)}")
+            settings_of(cfg)
+    except (SettingsError, TrainingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # Hydra's and OmegaConf's own: a wrong type, an unknown key, a missing file
+        print(f"error: {_one_line(exc, overrides)}", file=sys.stderr)
+        return 2
+    return 0
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    logging.getLogger().setLevel(cfg.log_level)
-    name = cfg.train.name
+    from hydra.core.hydra_config import HydraConfig
+
+    rank = int(os.environ.get("RANK", "0"))
+    logging.getLogger().setLevel(cfg.log_level if rank == 0 else "WARNING")
+    name = HydraConfig.get().runtime.choices["train"]
+    trainer = TRAINERS[name]
     try:
-        # each training loop is a module w2m2w/train/<name>.py exposing CONFIG (a dataclass) and train(config)
-        mod = importlib.import_module(f"{__package__}.{name}")
-    except ModuleNotFoundError:
-        raise SystemExit(f"unknown training target {name!r}: no module w2m2w/train/{name}.py") from None
-    summary = mod.train(_dataclass_from(mod.CONFIG, cfg.train))
-    print(json.dumps(summary))
+        summary = trainer.train(settings_of(cfg))
+    except (TrainingError, WeightsError, SettingsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if rank == 0:
+        print(json.dumps(summary))
+
+
+def cli() -> None:
+    args = sys.argv[1:]
+    # flags (--help, --cfg, --multirun and sweeps) go to Hydra as they are; plain overrides are checked first
+    if not any(a.startswith("-") for a in args):
+        code = precheck([a for a in args if not a.startswith("hydra.") and not a.startswith("hydra/")])
+        if code:
+            raise SystemExit(code)
+    if int(os.environ.get("RANK", "0")) > 0:
+        # under torchrun, one output folder per run: rank 0's
+        sys.argv += ["hydra.output_subdir=null", "hydra/job_logging=stdout", "hydra.run.dir=."]
+    main()
 
 
 if __name__ == "__main__":
-    main()
+    cli()

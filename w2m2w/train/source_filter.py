@@ -1,4 +1,6 @@
-"""Training loop for the source-filter WaveNet (plain dataclass config, no Hydra).
+"""Training data and settings of the source-filter WaveNet; the loop is loop.py's.
+
+    python -m w2m2w.train train=source_filter [train.KEY=VALUE ...]
 
 One target piano with aligned notes: by default the MAPS software piano
 SptkBGCl (a multi-sampled Steinway D, close microphones) from
@@ -7,62 +9,62 @@ same-named .tsv/.mid notes. Whole pieces are held out (`holdout_pieces`);
 their note files are written to out_dir/validation_notes.txt so evaluation
 renders music the model never heard, against that piano's own recordings.
 
-Each step draws random 1 s windows, computes the source (w2m2w.source) and
+Each step draws random windows, computes the source (w2m2w.source) and
 the piano roll over the window plus half the receptive field on each side,
-runs the model and scores the central second with a multi-resolution STFT
-loss (auraloss). Resumable: checkpoint/ is rewritten at every validation.
+runs the model and scores the centre with a multi-resolution STFT
+loss (auraloss; models/source_filter.py: stft_loss).
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from ..audio import load_audio
-from ..checkpoint import load_training_state, save_training_state
-from ..data.transcription import Example, maps_examples, maps_piece
-from ..midi import load_notes
-from ..models.source_filter import SourceFilterConfig, SourceFilterWaveNet
+from ..data.synthesis import SourceWindowSampler
+from ..data.transcription import Example, audio_dir_examples, maps_examples, maps_piece
+from ..models.source_filter import MODEL_NAME, SourceFilterConfig, SourceFilterWaveNet, central, stft_loss
+from ..settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range, setting
 from ..source import source_config_from
-from ..synthesis_source_filter import MODEL_NAME, context, window
-from .export import export_trained
-from .wavenet import audio_dir_examples
+from ..synthesis_source_filter import context
+from .loop import Progress, Task, TrainingError, fit, start
 
 log = logging.getLogger(__name__)
+
+__all__ = ["SourceFilterTrainConfig", "split_examples", "validate_model", "train_source_filter", "stft_loss"]
 
 
 @dataclass
 class SourceFilterTrainConfig:
-    out_dir: str = "runs/train_source_filter"
+    """Every default of `train=source_filter`; conf/train/source_filter.yaml adds only where the team's MAPS copy is."""
+
+    out_dir: str = setting("runs/train_source_filter", affects_output=False)
     model: SourceFilterConfig = field(default_factory=SourceFilterConfig)
-    # data: one piano of a MAPS-layout folder, and/or folders of audio + same-named .tsv/.mid
-    maps_root: str = ""
-    piano: str = "SptkBGCl"
-    audio_dirs: list[str] = field(default_factory=list)
-    holdout_pieces: list[str] = field(default_factory=lambda: ["grieg_walzer", "scn15_2", "chpn-p7"])
+    # data: one piano of a MAPS-layout folder, and/or folders of audio + same-named .tsv/.mid (your own piano)
+    maps_root: str = setting("")
+    piano: str = setting("SptkBGCl")  # The Grand's Steinway D, close microphones: the cleanest, most piano-like recording in the data
+    audio_dirs: list[str] = setting(default_factory=list)
+    holdout_pieces: list[str] = setting(default_factory=lambda: ["grieg_walzer", "scn15_2", "chpn-p7"])
     # optimisation
-    batch_size: int = 8
-    segment_seconds: float = 0.5
-    learning_rate: float = 2e-3
-    final_lr_fraction: float = 0.05  # cosine from learning_rate to this fraction of it over max_steps
-    warmup_steps: int = 100
-    clip_grad_norm: float = 1.0
-    fft_sizes: list[int] = field(default_factory=lambda: [2048, 1024, 512, 256])
-    mel_weight: float = 1.0  # weight of a mel-scaled STFT loss (auraloss, 2048-point, 128 bands) added to the MR-STFT loss
-    max_steps: int = 5000
-    max_minutes: float = 0.0  # 0 = no time limit
-    validate_every: int = 250
-    validation_segments: int = 48
-    seed: int = 0
-    threads: int = 0
-    device: str = "cpu"
+    batch_size: int = setting(8, range=AT_LEAST_ONE)  # global: split over the processes under torchrun
+    segment_seconds: float = setting(0.5, range=POSITIVE)
+    learning_rate: float = setting(2e-3, range=POSITIVE)
+    final_lr_fraction: float = setting(0.05, range=Range(0, 1))  # cosine from learning_rate to this fraction of it over max_steps
+    warmup_steps: int = setting(100, range=NON_NEGATIVE)
+    clip_grad_norm: float = setting(1.0, range=POSITIVE)
+    fft_sizes: list[int] = setting(default_factory=lambda: [2048, 1024, 512, 256])
+    # weight of a mel-scaled STFT loss (auraloss, 2048-point, 128 bands) added to the MR-STFT loss (measured: closer to the target)
+    mel_weight: float = setting(1.0, range=NON_NEGATIVE)
+    max_steps: int = setting(5000, range=AT_LEAST_ONE)
+    max_minutes: float = setting(0.0, range=NON_NEGATIVE)  # 0 = no time limit; the shipped run: 45 (it reached max_steps in 28 min)
+    validate_every: int = setting(250, range=AT_LEAST_ONE)
+    validation_segments: int = setting(48, range=AT_LEAST_ONE)
+    seed: int = setting(0, range=NON_NEGATIVE)
+    threads: int = setting(0, range=NON_NEGATIVE, affects_output=False)
+    device: str = setting("cpu", affects_output=False)
 
 
 def split_examples(cfg: SourceFilterTrainConfig) -> tuple[list[Example], list[Example]]:
@@ -80,63 +82,15 @@ def split_examples(cfg: SourceFilterTrainConfig) -> tuple[list[Example], list[Ex
     train = [e for e in ex if piece(e) not in held]
     val = [e for e in ex if piece(e) in held]
     if not train:
-        raise ValueError("no training data: set maps_root (with piano) or audio_dirs")
+        raise TrainingError("no training data: set train.maps_root (with train.piano) or train.audio_dirs")
     if not val:
-        raise ValueError(f"no validation data: none of holdout_pieces {sorted(held)} is in the data")
+        raise TrainingError(f"no validation data: none of train.holdout_pieces {sorted(held)} is in the data")
     return train, val
-
-
-class WindowSampler:
-    """Random hop-aligned training windows from whole pieces held in memory (audio float32, notes)."""
-
-    def __init__(self, examples: list[Example], model: SourceFilterWaveNet, segment: int, seed: int = 0):
-        sr = model.cfg.sample_rate
-        self.items = [(load_audio(e.audio, sr=sr), load_notes(e.notes)) for e in examples]
-        self.model, self.segment = model, segment
-        self.rng = np.random.default_rng(seed)
-        lengths = np.array([len(a) for a, _ in self.items], dtype=np.float64)
-        self.weights = lengths / lengths.sum()
-
-    def state(self) -> dict:
-        return {"rng": self.rng.bit_generator.state}
-
-    def load_state(self, state: dict) -> None:
-        self.rng.bit_generator.state = state["rng"]
-
-    def sample(self, batch: int) -> dict[str, torch.Tensor]:
-        hop = self.model.cfg.hop_length
-        rows = []
-        for _ in range(batch):
-            for _ in range(4):  # windows where no note sounds teach nothing (the gate zeroes them): mostly redraw
-                audio, notes = self.items[self.rng.choice(len(self.items), p=self.weights)]
-                f0 = int(self.rng.integers(0, max(1, (len(audio) - self.segment) // hop + 1)))
-                w = window(self.model, notes, audio, f0 * hop, self.segment)
-                if w["gate"].any():
-                    break
-            rows.append(w)
-        return {k: torch.from_numpy(np.stack([r[k] for r in rows])) for k in rows[0]}
-
-
-def stft_loss(fft_sizes: list[int], mel_weight: float = 0.0, sample_rate: int = 16000):
-    """auraloss's multi-resolution STFT loss (spectral convergence + log magnitude), hop = fft / 4;
-    with mel_weight, plus that weight times auraloss's STFT loss on 128 mel bands of a 2048-point STFT
-    (the ear's frequency scale: high partials and noise weigh less, the low register more)."""
-    import auraloss
-
-    mr = auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=list(fft_sizes), hop_sizes=[f // 4 for f in fft_sizes], win_lengths=list(fft_sizes))
-    if not mel_weight:
-        return mr
-    mel = auraloss.freq.STFTLoss(fft_size=2048, hop_size=256, win_length=2048, scale="mel", n_bins=128, sample_rate=sample_rate)
-    return lambda y, t: mr(y, t) + mel_weight * mel(y, t)
-
-
-def central(x: torch.Tensor, c: int) -> torch.Tensor:
-    return x[:, c:x.shape[1] - c] if c else x
 
 
 @torch.no_grad()
 def validate_model(model: SourceFilterWaveNet, batches: list[dict[str, torch.Tensor]], loss_fn, device: str) -> dict[str, float]:
-    """MR-STFT loss and log-mel distance (unit RMS, as evaluate) of the model and of the source's direct mix alone."""
+    """MR-STFT loss and log-mel distance (unit RMS, as evaluate) of the model over fixed held-out windows."""
     from ..synthesis_eval import log_mel_distance
 
     was = model.training
@@ -153,35 +107,31 @@ def validate_model(model: SourceFilterWaveNet, batches: list[dict[str, torch.Ten
 
 
 def train_source_filter(cfg: SourceFilterTrainConfig) -> dict:
-    """Train (resuming from cfg.out_dir if it holds a checkpoint); returns the last validation summary.
+    """Train (resuming from cfg.out_dir if it holds a checkpoint); returns the last validation row.
 
-    Writes out_dir/checkpoint/ (resumable), out_dir/log.jsonl, out_dir/best.safetensors
-    (lowest validation loss), out_dir/last.safetensors, out_dir/validation_notes.txt.
+    Writes out_dir/validation_notes.txt, validation_audio.txt and (loop.fit) out_dir/checkpoint/,
+    out_dir/log.jsonl (from step 0: the untrained model is the source's direct mix),
+    out_dir/best.safetensors (lowest validation loss) and out_dir/last.safetensors.
     """
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     # the weights carry the whole source config, so a later change of SourceConfig's defaults cannot change their sound
     cfg.model.source = asdict(source_config_from(cfg.model.source))
+    run = start(cfg, MODEL_NAME)
     train_ex, val_ex = split_examples(cfg)
-    (out / "validation_notes.txt").write_text("".join(f"{Path(e.notes).resolve()}\n" for e in val_ex))
-    (out / "validation_audio.txt").write_text("".join(f"{Path(e.audio).resolve()}\n" for e in val_ex))
-    model = SourceFilterWaveNet(cfg.model).to(cfg.device)
+    if run.main:
+        (run.out / "validation_notes.txt").write_text("".join(f"{Path(e.notes).resolve()}\n" for e in val_ex))
+        (run.out / "validation_audio.txt").write_text("".join(f"{Path(e.audio).resolve()}\n" for e in val_ex))
+    model = SourceFilterWaveNet(cfg.model).to(run.device)
     sr, hop = cfg.model.sample_rate, cfg.model.hop_length
     segment = max(1, round(cfg.segment_seconds * sr / hop)) * hop
-    log.info("training on %d files, validating on %d; %d parameters, receptive field +-%d samples",
-             len(train_ex), len(val_ex), sum(p.numel() for p in model.parameters()), model.half_receptive_field)
-    sampler = WindowSampler(train_ex, model, segment, seed=cfg.seed)
-    vs = WindowSampler(val_ex, model, segment, seed=12345)  # the same held-out windows every time, for every config
-    val_batches = [vs.sample(min(cfg.batch_size, cfg.validation_segments - i)) for i in range(0, cfg.validation_segments, cfg.batch_size)]
+    if run.main:
+        log.info("training on %d files, validating on %d; %d parameters, receptive field +-%d samples",
+                 len(train_ex), len(val_ex), sum(p.numel() for p in model.parameters()), model.half_receptive_field)
+    sampler = SourceWindowSampler(train_ex, model, segment)
+    val_batches = []
+    if run.main:
+        vs = SourceWindowSampler(val_ex, model, segment, seed=12345)  # the same held-out windows every time, for every config
+        val_batches = [vs.sample(min(cfg.batch_size, cfg.validation_segments - i)) for i in range(0, cfg.validation_segments, cfg.batch_size)]
     loss_fn = stft_loss(cfg.fft_sizes, cfg.mel_weight, cfg.model.sample_rate)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
-    state = load_training_state(out / "checkpoint", MODEL_NAME, model, opt) or {"step": 0, "elapsed_s": 0.0, "best": float("inf"), "history": []}
-    if state["step"]:
-        sampler.load_state(state["sampler"])
-        log.info("resumed at step %d", state["step"])
     c = context(model)
 
     def lr_at(step: int) -> float:
@@ -191,58 +141,20 @@ def train_source_filter(cfg: SourceFilterTrainConfig) -> dict:
         lo = cfg.learning_rate * cfg.final_lr_fraction
         return lo + 0.5 * (cfg.learning_rate - lo) * (1 + math.cos(math.pi * p))
 
-    def checkpoint() -> None:
-        state["sampler"] = sampler.state()
-        save_training_state(out / "checkpoint", MODEL_NAME, model, asdict(cfg.model), opt, state)
+    def validation(m: SourceFilterWaveNet) -> dict:
+        return {k: round(x, 4) for k, x in validate_model(m, val_batches, loss_fn, run.device).items()}
 
-    def validate(train_loss: float | None) -> dict:
-        state["elapsed_s"] = time.time() - t_start
-        v = validate_model(model, val_batches, loss_fn, cfg.device)
-        row = {"step": state["step"], "elapsed_s": round(state["elapsed_s"], 1), "loss": None if train_loss is None else round(train_loss, 4),
-               **{k: round(x, 4) for k, x in v.items()}}
-        state["history"].append(row)
-        with open(out / "log.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
-        bar.write(json.dumps(row))
-        if v["val_loss"] < state["best"]:
-            state["best"] = v["val_loss"]
-            export_trained(out / "best.safetensors", MODEL_NAME, model, cfg, row)
-        checkpoint()
-        return row
+    def train_log(p: Progress) -> dict:
+        return {"loss": None if p.last_loss is None else round(p.last_loss, 4)}
 
-    t_start = time.time() - state["elapsed_s"]
-    model.train()
-    bar = tqdm(total=cfg.max_steps, initial=state["step"], desc="train source-filter wavenet", dynamic_ncols=True, mininterval=5)
-    summary: dict = state["history"][-1] if state["history"] else {}
-    if not state["history"]:
-        summary = validate(None)  # step 0: what the untrained model (the source's direct mix) scores
-    last_loss = None
-    while state["step"] < cfg.max_steps:
-        if cfg.max_minutes and time.time() - t_start > cfg.max_minutes * 60:
-            log.info("time budget of %.0f min reached", cfg.max_minutes)
-            break
-        b = {k: v.to(cfg.device) for k, v in sampler.sample(cfg.batch_size).items()}
-        y = central(model(b["source"], b["gate"], b["roll"]), c)
-        loss = loss_fn(y.unsqueeze(1), central(b["target"], c).unsqueeze(1))
-        for g in opt.param_groups:
-            g["lr"] = lr_at(state["step"])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
-        opt.step()
-        state["step"] += 1
-        last_loss = float(loss.item())
-        bar.update(1)
-        bar.set_postfix(loss=f"{last_loss:.3f}", refresh=False)
-        if state["step"] % cfg.validate_every == 0 or state["step"] == cfg.max_steps:
-            summary = validate(last_loss)
-    bar.close()
-    if state["step"] and state["history"][-1]["step"] != state["step"]:
-        summary = validate(last_loss)  # stopped by the time budget between validations: the last weights count too
-    state["elapsed_s"] = time.time() - t_start
-    checkpoint()
-    export_trained(out / "last.safetensors", MODEL_NAME, model, cfg, summary)
-    return summary
+    task = Task(
+        model_name=MODEL_NAME, model=model, optimizer=torch.optim.Adam(model.parameters(), lr=cfg.learning_rate), sampler=sampler,
+        step=lambda m, batch: m.training_step(batch, loss_fn, c),
+        lr=lambda step, _: lr_at(step),
+        validate=validation, train_log=train_log, score=lambda row: row["val_loss"],
+        description="train source-filter wavenet", validate_first=True,
+    )
+    return fit(run, cfg, task)
 
 
 CONFIG = SourceFilterTrainConfig

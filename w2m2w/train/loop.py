@@ -1,0 +1,338 @@
+"""The one training loop: every model's run goes through `start` and `fit`.
+
+A train module (transcriber.py, music_transformer.py, wavenet.py, source_filter.py) owns its
+settings and its data, and hands `fit` a Task: the model, its optimizer, a sampler, the model's
+batch step (from the model's module), a learning-rate schedule and a validation. The loop owns the
+rest, once for all: resume (refusing a checkpoint of another model config), step and time budgets,
+validation every `validate_every` steps and always at the end, best and last weights, log.jsonl,
+the progress bar, and DistributedDataParallel under torchrun.
+
+Data: row i of global step s is drawn with its own generator, seeded by (seed, s, i), and rank r of
+W processes takes rows [r B/W, (r+1) B/W) of the global batch B (`batch_size`). The stream of
+batches is therefore the same for any number of processes: each rank gets distinct rows, two
+processes train on exactly the batches one process would (tests/unit/test_train_distributed.py
+holds them to it), and a run resumes with another world size where it stopped, from the global
+step in its checkpoint.
+
+Under torchrun (its RANK/WORLD_SIZE/LOCAL_RANK variables set, WORLD_SIZE > 1) the processes join
+one group, NCCL on GPUs and gloo on CPUs; gradients are averaged by DDP; only rank 0 validates,
+writes checkpoints, weights and logs and shows the bar. Without torchrun nothing of this happens.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..checkpoint import load_training_state, load_weights, save_training_state
+from ..settings import check
+from .export import export_trained
+
+log = logging.getLogger(__name__)
+
+# Only rank 0 validates, while the others wait in their next collective; a validation of a large
+# held-out set (MAESTRO's) can outlast the default timeouts (10 min NCCL, 30 min gloo).
+COLLECTIVE_TIMEOUT = timedelta(hours=2)
+
+
+class TrainingError(ValueError):
+    """A run that cannot start as asked; str() is one line saying why and what to do."""
+
+
+class Sampler(Protocol):
+    def draw(self, rngs: list[np.random.Generator]) -> Any:
+        """One batch with one row per generator (row i drawn from rngs[i] only)."""
+
+
+class Settings(Protocol):
+    """The fields every training config has (each train module's dataclass declares them)."""
+
+    out_dir: str
+    model: Any  # the model's config dataclass
+    batch_size: int  # global: split evenly over the processes
+    clip_grad_norm: float
+    max_steps: int
+    max_minutes: float  # 0: no time limit
+    validate_every: int
+    seed: int
+    threads: int  # 0: torch's default
+    device: str
+
+
+@dataclass
+class Progress:
+    """Training since the last validation, for the training part of a log row."""
+
+    last_loss: float | None = None  # the last step's loss, mean over all processes
+    sums: dict[str, float] = field(default_factory=dict)  # the step's extra figures, summed over steps and processes
+    steps: int = 0
+    seconds: float = 0.0  # training time only, validation excluded
+    lr: float = 0.0
+
+
+Step = Callable[[nn.Module, Any], "tuple[torch.Tensor, dict[str, torch.Tensor]]"]
+
+
+@dataclass
+class Task:
+    """What one model's training hands the loop."""
+
+    model_name: str  # in the weights' metadata: what load_weights checks
+    model: nn.Module  # on the run's device
+    optimizer: torch.optim.Optimizer
+    sampler: Sampler
+    step: Step  # (model, batch on the device) -> (loss to minimise, figures to sum for the log)
+    lr: Callable[[int, float], float]  # (step, elapsed seconds) -> learning rate
+    validate: Callable[[nn.Module], dict]  # the validation part of a log row (model in eval mode)
+    train_log: Callable[[Progress], dict]  # the training part of a log row
+    score: Callable[[dict], float]  # of a log row: best.safetensors keeps the best
+    maximize: bool = False  # whether a higher score is better
+    description: str = "train"  # the progress bar's
+    validate_first: bool = False  # also score the untrained model at step 0
+    export_extra: dict = field(default_factory=dict)  # more facts for the weights' training metadata
+
+
+@dataclass
+class Run:
+    """This process's place in a run: the output folder, its device, its rank among `world` processes."""
+
+    out: Path
+    device: str
+    rank: int = 0
+    world: int = 1
+    owns_group: bool = False  # this run started the process group, so it ends it
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    @contextmanager
+    def main_first(self) -> Iterator[None]:
+        """Rank 0 runs the block first (it fills caches: rendered audio, parsed MIDI), then the others read them."""
+        if not self.main:
+            self.barrier()
+        yield
+        if self.main:
+            self.barrier()
+
+    def rows(self, batch_size: int) -> range:
+        """This rank's rows of a global batch."""
+        n = batch_size // self.world
+        return range(self.rank * n, (self.rank + 1) * n)
+
+    def sum(self, values: list[float | torch.Tensor]) -> list[float]:
+        """Sums over the processes (this process's values alone without torchrun)."""
+        t = torch.stack([torch.as_tensor(v).detach().to(self._comm_device, torch.float64).reshape(()) for v in values])
+        if self.world > 1:
+            torch.distributed.all_reduce(t)
+        return t.tolist()
+
+    def agree(self, value: float) -> float:
+        """Rank 0's value on every rank: decisions (stop now, the learning rate) must not differ between ranks."""
+        if self.world == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self._comm_device)
+        torch.distributed.broadcast(t, 0)
+        return float(t.item())
+
+    @property
+    def _comm_device(self) -> str:
+        return self.device if torch.device(self.device).type == "cuda" else "cpu"
+
+
+def start(cfg: Settings, model_name: str) -> Run:
+    """Check the settings, set threads and seed, join torchrun's process group if there is one, and check
+    that a checkpoint in out_dir (if any) is of the same model config. Call before reading any data."""
+    check(cfg, "train")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)  # the same initial weights in every process
+    out = Path(cfg.out_dir)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        check_resume(out / "checkpoint", model_name, asdict(cfg.model))
+        out.mkdir(parents=True, exist_ok=True)
+        return Run(out, cfg.device)
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if cfg.batch_size % world:
+        raise TrainingError(f"train.batch_size={cfg.batch_size} is the global batch: it must split evenly over {world} processes")
+    device = cfg.device
+    if torch.device(device).type == "cuda":
+        device = f"cuda:{local}"  # one GPU per process, numbered on each node by torchrun
+        torch.cuda.set_device(device)
+    owns = not torch.distributed.is_initialized()
+    if owns:
+        torch.distributed.init_process_group("nccl" if device.startswith("cuda") else "gloo", timeout=COLLECTIVE_TIMEOUT)
+    run = Run(out, device, rank, world, owns)
+    check_resume(out / "checkpoint", model_name, asdict(cfg.model))  # every rank: each must stop, not wait for rank 0
+    if run.main:
+        out.mkdir(parents=True, exist_ok=True)
+    run.barrier()
+    return run
+
+
+def check_resume(checkpoint: Path, model_name: str, config: dict) -> None:
+    """Raise TrainingError when `checkpoint` holds a model of another config than `config`."""
+    if not (checkpoint / "state.json").is_file():
+        return
+    _, saved, _ = load_weights(checkpoint / "model.safetensors", model_name)
+    if saved != config:
+        diff = "; ".join(f"model.{k}: {saved.get(k)!r} there, {config.get(k)!r} now" for k in sorted(set(saved) | set(config)) if saved.get(k) != config.get(k))
+        raise TrainingError(f"{checkpoint.parent}: holds a checkpoint of another model config ({diff}); use a new out_dir or the same model settings")
+
+
+class _StepModule(nn.Module):
+    """The model and its batch step as one module, so that DDP's forward wraps the whole step."""
+
+    def __init__(self, model: nn.Module, step: Step) -> None:
+        super().__init__()
+        self.model = model
+        self.step = step
+
+    def forward(self, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.step(self.model, batch)
+
+
+def to_device(x: Any, device: str) -> Any:
+    """numpy arrays and tensors, nested in dicts, tuples and lists, as tensors on `device` (None stays None)."""
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if torch.is_tensor(x):
+        return x.to(device)
+    if isinstance(x, dict):
+        return {k: to_device(v, device) for k, v in x.items()}
+    if isinstance(x, (tuple, list)):
+        return type(x)(to_device(v, device) for v in x)
+    return x
+
+
+def row_rngs(seed: int, step: int, rows: range) -> list[np.random.Generator]:
+    """One generator per batch row, a function of (seed, step, row) only: any world size sees the same rows."""
+    return [np.random.default_rng((seed, step, i)) for i in rows]
+
+
+def fit(run: Run, cfg: Settings, task: Task) -> dict:
+    """Train `task` from out_dir's checkpoint (or from the start) to the step or time budget; returns the last log row.
+
+    Writes (rank 0) out_dir/checkpoint/ (resumable; rewritten at every validation and at the end),
+    out_dir/log.jsonl (one row per validation), out_dir/best.safetensors (the best score so far)
+    and out_dir/last.safetensors.
+    """
+    model, opt = task.model, task.optimizer
+    ckpt = run.out / "checkpoint"
+    loaded = load_training_state(ckpt, task.model_name, model, opt)
+    state = {"step": 0, "elapsed_s": 0.0, "best": None, "history": []}
+    if loaded:  # older checkpoints also hold sampler and RNG states: the data now follow from the step alone
+        state.update({k: loaded[k] for k in state if k in loaded})
+        if run.main:
+            log.info("resumed at step %d", state["step"])
+    # each process its own torch RNG stream (dropout), reproducible from the step it starts at
+    torch.manual_seed(int(np.random.SeedSequence((cfg.seed, state["step"], run.rank)).generate_state(1)[0]))
+    stepper: nn.Module = _StepModule(model, task.step)
+    if run.world > 1:
+        cuda = torch.device(run.device).type == "cuda"
+        stepper = torch.nn.parallel.DistributedDataParallel(stepper, device_ids=[torch.device(run.device).index] if cuda else None)
+    rows = run.rows(cfg.batch_size)
+    t_start = time.time() - state["elapsed_s"]
+    progress = Progress()
+    t_since = time.time()
+
+    def checkpoint() -> None:
+        save_training_state(ckpt, task.model_name, model, asdict(cfg.model), opt, state)
+
+    def export(path: Path, row: dict) -> None:
+        extra = dict(task.export_extra)
+        if run.world > 1:
+            extra["processes"] = run.world
+        export_trained(path, task.model_name, model, cfg, row, **extra)
+
+    def validation() -> dict:
+        """Rank 0: log a row (training since the last one, then validation), keep the best weights, checkpoint."""
+        nonlocal progress, t_since
+        row: dict = {}
+        if run.main:
+            progress.seconds = time.time() - t_since
+            state["elapsed_s"] = time.time() - t_start
+            row = {"step": state["step"], "elapsed_s": round(state["elapsed_s"], 1), **task.train_log(progress)}
+            model.eval()
+            row.update(task.validate(model))
+            model.train()
+            state["history"].append(row)
+            with open(run.out / "log.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+            bar.write(json.dumps(row))
+            score, best = task.score(row), state["best"]
+            if best is None or (score > best if task.maximize else score < best):
+                state["best"] = score
+                export(run.out / "best.safetensors", row)
+            checkpoint()
+        progress = Progress(lr=progress.lr)
+        t_since = time.time()
+        return row
+
+    bar = tqdm(total=cfg.max_steps, initial=state["step"], desc=task.description, dynamic_ncols=True, mininterval=5, disable=not run.main)
+    summary: dict = state["history"][-1] if state["history"] else {}
+    model.train()
+    if task.validate_first and not state["history"]:
+        summary = validation()
+    while state["step"] < cfg.max_steps:
+        elapsed = run.agree(time.time() - t_start)
+        if cfg.max_minutes and elapsed > cfg.max_minutes * 60:
+            if run.main:
+                log.info("time budget of %.0f min reached", cfg.max_minutes)
+            break
+        progress.lr = task.lr(state["step"], elapsed)
+        for g in opt.param_groups:
+            g["lr"] = progress.lr
+        batch = to_device(task.sampler.draw(row_rngs(cfg.seed, state["step"], rows)), run.device)
+        loss, figures = stepper(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()  # under DDP: gradients averaged over the processes here
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+        opt.step()
+        state["step"] += 1
+        names = list(figures)
+        totals = run.sum([loss, *(figures[k] for k in names)])
+        progress.last_loss = totals[0] / run.world
+        for k, v in zip(names, totals[1:]):
+            progress.sums[k] = progress.sums.get(k, 0.0) + v
+        progress.steps += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{progress.last_loss:.3f}", refresh=False)
+        if state["step"] % cfg.validate_every == 0 or state["step"] == cfg.max_steps:
+            summary = validation()
+    bar.close()
+    if run.main:
+        if state["step"] and (not state["history"] or state["history"][-1]["step"] != state["step"]):
+            summary = validation()  # stopped by the time budget between validations: the last weights are scored too
+        state["elapsed_s"] = time.time() - t_start
+        checkpoint()
+        export(run.out / "last.safetensors", summary)
+    return finish(run, summary)
+
+
+def finish(run: Run, summary: dict) -> dict:
+    """Every rank returns rank 0's summary; the process group ends here if this run began it."""
+    if run.world > 1:
+        box = [summary]
+        torch.distributed.broadcast_object_list(box, 0)
+        summary = box[0]
+        if run.owns_group:
+            torch.distributed.destroy_process_group()
+    return summary
