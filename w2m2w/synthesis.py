@@ -20,9 +20,7 @@ from .audio import mu_law_decode
 from .features import conditioning_roll, excitation
 from .folding import Segment, Unfolder, plan_segments, segment_length
 from .midi import notes_in_range
-from .models.wavenet import TorchGenerator, WaveNet, wavenet_from_config
-
-MODEL_NAME = "wavenet"
+from .models.wavenet import MODEL_NAME, TorchGenerator, WaveNet, wavenet_from_config
 
 
 @dataclass

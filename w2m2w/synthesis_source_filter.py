@@ -17,10 +17,8 @@ import numpy as np
 import torch
 
 from .features import conditioning_roll
-from .models.source_filter import SourceFilterWaveNet, source_filter_from_config
+from .models.source_filter import MODEL_NAME, SourceFilterWaveNet, source_filter_from_config
 from .source import piano_source
-
-MODEL_NAME = "source_filter_wavenet"
 
 
 def window(model: SourceFilterWaveNet, notes: np.ndarray, audio: np.ndarray | None, start: int, n: int, threads: int = 1) -> dict[str, np.ndarray]:

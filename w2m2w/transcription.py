@@ -9,9 +9,7 @@ import numpy as np
 
 from .checkpoint import load_weights
 from .decoding import decode_notes
-from .models.onsets_frames import OnsetsFrames, OnsetsFramesConfig
-
-MODEL_NAME = "onsets_frames"
+from .models.onsets_frames import MODEL_NAME, OnsetsFrames, OnsetsFramesConfig
 
 
 @dataclass
