@@ -1,8 +1,14 @@
-"""Finding the inputs of a run: an audio or MIDI file, a folder (recursive), a glob or a text file of paths.
+"""Finding input files: a file, a folder (recursive), a glob or a text file of paths.
 
-Folders are walked following symlinked folders, but never around a symlink loop (it is
-skipped with a warning) and never into the same folder twice. The same file reached twice
-(listed twice, or through a symlinked folder) is one piece. Piece ids follow piece_ids.
+find_files is the one routine every command uses to turn an input specification into
+files: the pipeline (discover_inputs, which adds piece ids), and `evaluate`'s transcription,
+generation and synthesis tasks. Each says which extensions it wants and whether globs and
+lists are allowed; the rest is shared: hidden files and folders are never inputs (they are
+temporaries of atomic writes, or editor files), folders are walked following symlinked
+folders, but never around a symlink loop (it is skipped with a warning) and never into the
+same folder twice; the same file reached twice (listed twice, or through a symlinked folder)
+is found once; and a specification that finds nothing is an InputError naming it.
+Piece ids follow piece_ids.
 """
 from __future__ import annotations
 
@@ -11,14 +17,16 @@ import glob
 import heapq
 import logging
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 from .audio import AUDIO_EXTENSIONS
 from .piece_ids import assign_ids, relative_posix
 
 MIDI_EXTENSIONS = (".mid", ".midi")
+INPUT_EXTENSIONS = AUDIO_EXTENSIONS + MIDI_EXTENSIONS  # what the pipeline takes
 LIST_EXTENSIONS = (".txt", ".lst", ".list")
 log = logging.getLogger("w2m2w")
 
@@ -99,9 +107,13 @@ def _visible(parts: tuple[str, ...]) -> bool:
     return not parts[-1].startswith(".")
 
 
-def _walk_inputs(folder: Path) -> list[Path]:
-    """Audio and MIDI files under `folder`; hidden files and folders are left out."""
-    return [p for p, parts, is_dir in walk(folder, _visible) if not is_dir and _visible(parts) and input_kind(p)]
+def _has_ext(path: Path, extensions: tuple[str, ...]) -> bool:
+    return path.suffix.lower() in extensions
+
+
+def _walk_files(folder: Path, extensions: tuple[str, ...]) -> list[Path]:
+    """Files with one of `extensions` under `folder`; hidden files and folders are left out."""
+    return [p for p, parts, is_dir in walk(folder, _visible) if not is_dir and _visible(parts) and _has_ext(p, extensions)]
 
 
 @lru_cache(maxsize=4096)
@@ -119,8 +131,8 @@ def _match(pattern: tuple[str, ...], parts: tuple[str, ...], partial: bool) -> b
     return fnmatch.fnmatchcase(parts[0], head) and _match(pattern[1:], parts[1:], partial)
 
 
-def _glob(spec: str) -> tuple[list[Path], Path]:
-    """Files matched by a glob pattern (a matched folder gives its audio and MIDI files) and the pattern's root.
+def _glob(spec: str, extensions: tuple[str, ...]) -> tuple[list[Path], Path]:
+    """Files matched by a glob pattern (a matched folder gives its files with `extensions`) and the pattern's root.
 
     Not glob.glob: that follows symlinked folders without end (a loop yields each file
     dozens of times, two loops never finish) and pathlib raises on a looping file.
@@ -142,19 +154,25 @@ def _glob(spec: str) -> tuple[list[Path], Path]:
         if is_dir:
             if not in_matched(parts) and _match(pattern, parts, False):
                 matched.add(parts)
-        elif _match(pattern, parts, False) or (in_matched(parts) and _visible(parts) and input_kind(path)):
+        elif _match(pattern, parts, False) or (in_matched(parts) and _visible(parts) and _has_ext(path, extensions)):
             files.append(path)
     return files, root
 
 
 def _read_list(p: Path) -> tuple[list[Path], Path]:
+    """The paths a list names (one a line; blank lines and # comments skipped) and their common folder.
+
+    A relative entry is taken next to the list; if it is not there but exists as written
+    (relative to the working folder, as a training run writes its held-out lists), as written.
+    An entry found nowhere is kept next to the list, so the caller reports it by name.
+    """
     base = p.parent
     files = []
     for line in p.read_text().splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             q = Path(line).expanduser()
-            files.append(q if q.is_absolute() else base / q)
+            files.append(q if q.is_absolute() or (q.exists() and not (base / q).exists()) else base / q)
     if not files:
         raise InputError(f"{p}: list of inputs is empty")
     return files, Path(os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in files]))
@@ -182,6 +200,70 @@ def _one_per_file(files: list[Path], root: Path) -> list[Path]:
     return list(best.values())
 
 
+class Found(NamedTuple):
+    """One file found: its path relative to the input root (POSIX, with extension), and the path itself."""
+
+    rel: str
+    path: Path
+
+
+def selected(rel: str, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> bool:
+    """include/exclude globs, each matched against the relative path or the bare file name."""
+    name = rel.rsplit("/", 1)[-1]
+
+    def hit(patterns: Sequence[str]) -> bool:
+        return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in patterns)
+
+    return (not include or hit(include)) and not (exclude and hit(exclude))
+
+
+def find_files(
+    spec: str | os.PathLike,
+    extensions: Sequence[str],
+    *,
+    what: str,
+    lists: bool = True,
+    globs: bool = False,
+    named_any_type: bool = True,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> list[Found]:
+    """The files `spec` names, sorted by relative path; InputError (one line naming `spec`) when there are none.
+
+    spec: a folder (its files with `extensions`, recursively), a file, a text file listing
+    paths (`lists`: .txt, .lst, .list), or a glob pattern (`globs`). A file named explicitly,
+    as `spec` or in a list, is kept whatever its extension, so the caller reports it by name
+    (`named_any_type`=False: it must have one of `extensions` too). Relative paths are taken
+    from the folder, the list's entries' common folder, or the pattern's fixed part.
+    `what` names the wanted files in messages ("MIDI", "audio or MIDI").
+    """
+    spec_s = str(spec)
+    exts = tuple(e.lower() for e in extensions)
+    p = Path(spec_s).expanduser()
+    if p.is_dir():
+        files, root, none = _walk_files(p, exts), p, f"{p}: folder holds no {what} files"
+    elif p.is_file() and lists and _has_ext(p, LIST_EXTENSIONS):
+        files, root = _read_list(p)
+        none = f"{p}: list names no {what} files"
+    elif p.is_file():
+        files, root, none = [p], p.parent, f"{p}: not a {what} file"
+        if not named_any_type and not _has_ext(p, exts):
+            files = []
+    elif globs and glob.has_magic(spec_s):
+        files, root = _glob(spec_s, exts)
+        none = f"{spec_s}: pattern matches no files"
+    elif os.path.islink(p):
+        raise InputError(f"{spec_s}: broken symlink or symlink loop")
+    else:
+        raise InputError(f"{spec_s}: no such file or folder")
+    found = sorted((Found(relative_posix(f, root), f) for f in _one_per_file(files, root)), key=lambda f: f.rel)
+    found = [f for f in found if selected(f.rel, include, exclude)]
+    if not found:
+        filters = " ".join(f"{k}={list(v)}" for k, v in (("include", include), ("exclude", exclude)) if v)
+        raise InputError(f"{none} matching {filters}" if filters else none)
+    return found
+
+
 def discover_inputs(spec: str | os.PathLike) -> dict[str, Path]:
     """Piece id -> input path for an audio/MIDI file, a folder (recursive), a glob or a text file of paths.
 
@@ -189,25 +271,6 @@ def discover_inputs(spec: str | os.PathLike) -> dict[str, Path]:
     are told apart). Files of other types given explicitly are kept, so the pipeline reports
     them by name. Sorted by path.
     """
-    spec_s = str(spec)
-    p = Path(spec_s).expanduser()
-    if p.is_dir():
-        files, root = _walk_inputs(p), p
-        if not files:
-            raise InputError(f"{p}: folder holds no audio or MIDI files")
-    elif p.is_file() and p.suffix.lower() in LIST_EXTENSIONS:
-        files, root = _read_list(p)
-    elif p.is_file():
-        files, root = [p], p.parent
-    elif glob.has_magic(spec_s):
-        files, root = _glob(spec_s)
-        if not files:
-            raise InputError(f"{spec_s}: pattern matches no files")
-    elif os.path.islink(p):
-        raise InputError(f"{spec_s}: broken symlink or symlink loop")
-    else:
-        raise InputError(f"{spec_s}: no such file or folder")
-    files = sorted(_one_per_file(files, root), key=str)
-    rel = {f: relative_posix(f, root) for f in files}
-    ids = assign_ids(list(rel.values()))
-    return {ids[rel[f]]: f for f in files}
+    found = sorted(find_files(spec, INPUT_EXTENSIONS, what="audio or MIDI", globs=True), key=lambda f: str(f.path))
+    ids = assign_ids([f.rel for f in found])
+    return {ids[f.rel]: f.path for f in found}

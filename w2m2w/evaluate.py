@@ -11,7 +11,6 @@ Hydra stays in main(); everything above it takes plain arguments.
 """
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import re
@@ -25,7 +24,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-MIDI_EXTENSIONS = (".mid", ".midi")
+from .audio import AUDIO_EXTENSIONS
+from .discovery import MIDI_EXTENSIONS
 # Order matters: when a folder holds several references for one piece, the first extension wins.
 REFERENCE_EXTENSIONS = (".mid", ".midi", ".tsv")
 TASKS = ("transcription", "generation", "synthesis")
@@ -69,31 +69,19 @@ def _as_list(value: Any) -> list[str]:
     return [str(v) for v in value]
 
 
-def _selected(rel: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
-    """Globs match either the relative path or the bare file name."""
-    name = rel.rsplit("/", 1)[-1]
+def find_inputs(root: str | os.PathLike, extensions: Iterable[str], include: Sequence[str] = (), exclude: Sequence[str] = (), what: str = "MIDI") -> list[Item]:
+    """Files under `root` (recursive; or `root` itself when it has one of `extensions`), as Items; EvaluateError when none.
 
-    def hit(patterns: Sequence[str]) -> bool:
-        return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in patterns)
+    discovery.find_files finds them (hidden names are temporaries of atomic writes or
+    editor files, never inputs); no globs or lists here: input= is a folder or one file.
+    """
+    from .discovery import InputError, find_files
 
-    return (not include or hit(include)) and not (exclude and hit(exclude))
-
-
-def find_inputs(root: str | os.PathLike, extensions: Iterable[str], include: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[Item]:
-    """Files under `root` (recursive; or `root` itself when it is a file) with one of `extensions`."""
-    root = Path(root)
-    exts = tuple(e.lower() for e in extensions)
-    if root.is_file():
-        candidates = [(root, root.name)]
-    else:
-        # hidden names are temporaries of atomic writes or editor files, never inputs
-        candidates = [(p, p.relative_to(root).as_posix()) for p in root.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)]
-    items = []
-    for path, rel in sorted(candidates, key=lambda c: c[1]):
-        if path.suffix.lower() not in exts or not _selected(rel, include, exclude):
-            continue
-        items.append(Item(path, rel, rel[: -len(path.suffix)]))
-    return items
+    try:
+        found = find_files(root, tuple(extensions), what=what, lists=False, named_any_type=False, include=include, exclude=exclude)
+    except InputError as exc:
+        raise EvaluateError(f"input {exc}") from None
+    return [Item(f.path, f.rel, f.rel[: -len(f.path.suffix)]) for f in found]
 
 
 def _normalise(key: str) -> str:
@@ -172,7 +160,6 @@ def evaluate_transcription(
     message for each file that is skipped. Raises EvaluateError for a missing
     input or reference, an input without usable files, or unusable weights.
     """
-    from .audio import AUDIO_EXTENSIONS
     from .metrics import mean_metrics, transcription_metrics
     from .midi import load_midi_notes, load_notes
 
@@ -183,18 +170,11 @@ def evaluate_transcription(
         raise EvaluateError(f"reference {reference}: no such file or folder")
     if source not in ("auto", "midi", "audio"):
         raise EvaluateError(f"source={source}: choose auto, midi or audio")
-    items: list[Item] = []
-    requested = source
-    if source in ("auto", "midi"):
-        items = find_inputs(input_path, MIDI_EXTENSIONS, include, exclude)
-        source = "midi" if items or source == "midi" else "auto"
-    if source in ("auto", "audio"):
-        items = find_inputs(input_path, AUDIO_EXTENSIONS, include, exclude)
-        source = "audio"
-    if not items:
-        what = {"midi": "MIDI", "audio": "audio"}.get(requested, "MIDI or audio")
-        filters = "".join(f" {k}={v}" for k, v in (("include", list(include)), ("exclude", list(exclude))) if v)
-        raise EvaluateError(f"input {input_path}: no {what} files found{filters and ' matching' + filters}")
+    exts, what = {"midi": (MIDI_EXTENSIONS, "MIDI"), "audio": (AUDIO_EXTENSIONS, "audio")}.get(source, (MIDI_EXTENSIONS + AUDIO_EXTENSIONS, "MIDI or audio"))
+    items = find_inputs(input_path, exts, include, exclude, what=what)
+    if source == "auto":  # MIDI transcriptions when there are any; else audio, transcribed first
+        midi = [i for i in items if i.path.suffix.lower() in MIDI_EXTENSIONS]
+        items, source = (midi, "midi") if midi else (items, "audio")
     index = ReferenceIndex(reference)
     if len(index) == 0:
         raise EvaluateError(f"reference {reference}: no .mid, .midi or .tsv files found")

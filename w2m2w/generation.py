@@ -7,7 +7,6 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -286,54 +285,37 @@ def evaluate_generation(
     warn: Callable[[str], None] = lambda msg: None,
 ) -> dict[str, Any]:
     """Mean NLL per event (nats) of the Music Transformer in `weights` over the MIDI files
-    under `input_path` (a file, a folder searched recursively, or a .txt list of files),
-    pieces read whole.
+    under `input_path` (a file, a folder searched recursively, or a .txt/.lst/.list list of
+    files; discovery.find_files), pieces read whole.
 
     `emit` gets one row per file, `warn` one line per file that cannot be read.
     Raises ValueError naming the path when there is nothing to score, WeightsError
     for unusable weights. The summary's nll_per_event weighs every event alike.
     """
-    import fnmatch
+    from .discovery import MIDI_EXTENSIONS, InputError, find_files
 
-    root = Path(input_path)
-    if not root.exists():
-        raise ValueError(f"input {root}: no such file or folder")
-    if root.is_file() and root.suffix.lower() == ".txt":  # a list of MIDI files, e.g. a training run's val_files.txt
-        listed = [Path(ln.strip()) for ln in root.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-        files = [f if f.is_absolute() else root.parent / f for f in listed]
-        root = Path(os.path.commonpath([str(f.parent) for f in files])) if files else root.parent
-    elif root.is_file():
-        files = [root]
-    else:
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in (".mid", ".midi") and not any(part.startswith(".") for part in p.relative_to(root).parts))
-
-    def rel(p: Path) -> str:
-        return p.name if p == root else p.relative_to(root).as_posix()
-
-    def hit(p: Path, pats: Sequence[str]) -> bool:
-        return any(fnmatch.fnmatch(rel(p), g) or fnmatch.fnmatch(p.name, g) for g in pats)
-
-    files = [p for p in files if (not include or hit(p, include)) and not (exclude and hit(p, exclude))]
-    if not files:
-        raise ValueError(f"input {root}: no MIDI files found")
+    try:  # a list: e.g. a training run's val_files.txt
+        files = find_files(input_path, MIDI_EXTENSIONS, what="MIDI", include=include, exclude=exclude)
+    except InputError as exc:  # InputError is a ValueError
+        raise InputError(f"input {exc}") from None
     model = load_music_transformer(weights, device)
     ctx = model_context(model, context)
     total, count, rows, failed = 0.0, 0, [], []
     t0 = time.perf_counter()
-    for p in files:
+    for rel, p in files:
         try:
             notes = read_midi_notes(p)
         except MidiError as exc:
-            failed.append({"file": rel(p), "error": str(exc)})
-            warn(f"skipped {rel(p)}: {exc}")
+            failed.append({"file": rel, "error": str(exc)})
+            warn(f"skipped {rel}: {exc}")
             continue
         nll, n = notes_nll(model, notes, ctx)
         total, count = total + nll, count + n
-        row = {"file": rel(p), "events": n, "nll_per_event": round(nll / n, 4)}
+        row = {"file": rel, "events": n, "nll_per_event": round(nll / n, 4)}
         rows.append(row)
         emit(row)
     if not rows:
-        raise ValueError(f"input {root}: none of its {len(files)} MIDI files could be read")
+        raise ValueError(f"input {input_path}: none of its {len(files)} MIDI files could be read")
     from .checkpoint import sha256_file
 
     mean = total / count

@@ -16,7 +16,6 @@ plus 2.5 s, so there is silence to measure after the music. For each render:
 """
 from __future__ import annotations
 
-import fnmatch
 import os
 import tempfile
 import time
@@ -133,36 +132,19 @@ def system_row(renderer, notes: np.ndarray, n_samples: int, transcribers: dict[s
 
 
 def note_inputs(path: str | os.PathLike, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[tuple[str, Path]]:
-    """(name relative to `path`, file) for a note file (.mid/.midi/.tsv), every such file under a folder
-    (hidden names skipped), or the files listed in a .txt file (e.g. a training run's validation_notes.txt).
+    """(name relative to the input root, file) for a note file (.mid/.midi/.tsv), every such file under a folder
+    (hidden names skipped), or the files a .txt/.lst/.list names (e.g. a training run's validation_notes.txt);
+    discovery.find_files finds them.
 
     include/exclude: globs matched against the relative path or the bare file name.
     """
-    path = Path(path)
-    if path.is_file() and path.suffix.lower() == ".txt":
-        listed = [Path(ln.strip()) for ln in path.read_text().splitlines() if ln.strip() and not ln.strip().startswith("#")]
-        # relative entries: next to the list if they are there, else as written (relative to where it was made)
-        files = [q if q.is_absolute() or not (path.parent / q).exists() else path.parent / q for q in listed]
-        if not files:
-            raise ValueError(f"input {path}: the list names no note files")
-        root = Path(os.path.commonpath([str(f.resolve().parent) for f in files]))
-        out = [(os.path.relpath(f.resolve(), root), f) for f in files]
-    elif path.is_file():
-        out = [(path.name, path)]
-    elif path.is_dir():
-        files = [p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in NOTE_SUFFIXES
-                 and not any(part.startswith(".") for part in p.relative_to(path).parts)]
-        out = [(p.relative_to(path).as_posix(), p) for p in files]
-    else:
-        raise ValueError(f"input {path}: no such file or folder")
+    from .discovery import InputError, find_files
 
-    def hit(rel: str, patterns: Sequence[str]) -> bool:
-        return any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(rel.rsplit("/", 1)[-1], g) for g in patterns)
-
-    out = [(r, p) for r, p in out if (not include or hit(r, include)) and not hit(r, exclude)]
-    if not out:
-        raise ValueError(f"input {path}: no MIDI or .tsv note files found" + (" matching the include/exclude globs" if include or exclude else ""))
-    return out
+    try:
+        found = find_files(path, NOTE_SUFFIXES, what="MIDI or .tsv note", include=include, exclude=exclude)
+    except InputError as exc:  # a ValueError, as run_synthesis_evaluation's callers expect
+        raise InputError(f"input {exc}") from None
+    return [(f.rel, f.path) for f in found]
 
 
 midi_inputs = note_inputs  # the name scripts use

@@ -122,3 +122,78 @@ def test_what_found_nothing_is_named(tmp_path, spec, message):
     (tmp_path / "empty.txt").write_text("# only a comment\n\n")
     with pytest.raises(InputError, match=re.escape(f"{tmp_path / spec}: {message}")):
         discover_inputs(str(tmp_path / spec))
+
+
+# ---- find_files: the one routine behind the pipeline's inputs and every `evaluate` task's ----
+
+def test_find_files_takes_the_callers_extensions_and_filters(tmp_path):
+    from w2m2w.discovery import Found, find_files
+
+    _touch(tmp_path / "in" / "a.mid", tmp_path / "in" / "set b" / "b.MIDI", tmp_path / "in" / "c.tsv", tmp_path / "in" / "d.wav",
+           tmp_path / "in" / ".e.mid", tmp_path / "in" / ".tmp" / "f.mid")
+    got = find_files(tmp_path / "in", (".mid", ".midi"), what="MIDI")
+    assert got == [Found("a.mid", tmp_path / "in" / "a.mid"), Found("set b/b.MIDI", tmp_path / "in" / "set b" / "b.MIDI")]
+    assert [f.rel for f in find_files(tmp_path / "in", (".mid", ".tsv"), what="note", include=["set b/*", "c.*"])] == ["c.tsv"]
+    assert [f.rel for f in find_files(tmp_path / "in", (".mid", ".midi"), what="MIDI", include=["*.mid*"], exclude=["b.*"])] == ["a.mid"]
+
+
+def test_find_files_a_named_file(tmp_path):
+    from w2m2w.discovery import find_files
+
+    _touch(tmp_path / "d.wav", tmp_path / "notes.txt")
+    assert [f.rel for f in find_files(tmp_path / "d.wav", (".mid",), what="MIDI")] == ["d.wav"], "kept, so the caller names it"
+    with pytest.raises(InputError, match=re.escape(f"{tmp_path / 'd.wav'}: not a MIDI file")):
+        find_files(tmp_path / "d.wav", (".mid",), what="MIDI", named_any_type=False)
+    with pytest.raises(InputError, match=re.escape(f"{tmp_path / 'notes.txt'}: not a MIDI file")):
+        find_files(tmp_path / "notes.txt", (".mid",), what="MIDI", lists=False, named_any_type=False)
+    with pytest.raises(InputError, match=re.escape(f"{tmp_path / '*.wav'}: no such file or folder")):
+        find_files(str(tmp_path / "*.wav"), (".wav",), what="audio")  # globs only where the caller takes them
+    assert [f.rel for f in find_files(str(tmp_path / "*.wav"), (".wav",), what="audio", globs=True)] == ["d.wav"]
+
+
+def test_find_files_list_entries_next_to_the_list_else_as_written(tmp_path, monkeypatch):
+    from w2m2w.discovery import find_files
+
+    _touch(tmp_path / "lists" / "x" / "a.mid", tmp_path / "x" / "a.mid", tmp_path / "work" / "y" / "b.mid")
+    lst = tmp_path / "lists" / "held_out.txt"
+    lst.write_text("x/a.mid\ny/b.mid\nz/gone.mid\n")
+    monkeypatch.chdir(tmp_path / "work")  # where a training run wrote the list from
+    got = {f.rel: f.path for f in find_files(lst, (".mid",), what="MIDI")}
+    assert got == {"lists/x/a.mid": tmp_path / "lists" / "x" / "a.mid",  # next to the list wins over the working folder's x/a.mid
+                   "work/y/b.mid": Path("y/b.mid"),  # only as written (from work/): as written
+                   "lists/z/gone.mid": tmp_path / "lists" / "z" / "gone.mid"}  # nowhere: next to the list, reported by name later
+    (tmp_path / "l.lst").write_text(f"{tmp_path / 'x' / 'a.mid'}\n")
+    assert [f.rel for f in find_files(tmp_path / "l.lst", (".mid",), what="MIDI")] == ["a.mid"]
+
+
+def _nothing_usable(tmp_path: Path) -> Path:
+    folder = tmp_path / "run" / "1-transcribe"
+    _touch(folder / "notes.txt", folder / ".a.mid.tmp-host-1-0123abcd.mid", folder / "readme.md")
+    return folder
+
+
+@pytest.mark.parametrize("caller", ["pipeline", "evaluate transcription", "evaluate generation", "evaluate synthesis"])
+def test_every_caller_names_a_folder_with_nothing_usable_in_one_line(tmp_path, caller):
+    folder = _nothing_usable(tmp_path)
+    want = {
+        "pipeline": f"{folder}: folder holds no audio or MIDI files",
+        "evaluate transcription": f"input {folder}: folder holds no MIDI or audio files",
+        "evaluate generation": f"input {folder}: folder holds no MIDI files",
+        "evaluate synthesis": f"input {folder}: folder holds no MIDI or .tsv note files",
+    }[caller]
+    with pytest.raises(ValueError) as info:  # InputError and EvaluateError are ValueErrors
+        if caller == "pipeline":
+            discover_inputs(folder)
+        elif caller == "evaluate transcription":
+            from w2m2w.evaluate import evaluate_transcription
+
+            evaluate_transcription(folder, tmp_path)
+        elif caller == "evaluate generation":
+            from w2m2w.generation import evaluate_generation
+
+            evaluate_generation(folder, tmp_path / "no weights needed yet.safetensors")
+        else:
+            from w2m2w.synthesis_eval import note_inputs
+
+            note_inputs(folder)
+    assert str(info.value) == want
