@@ -1,1 +1,18 @@
-"""Stage entry points: each module has NAME, settings(cfg), weights_file(cfg) and run(cfg, job, run_dir)."""
+"""The pipeline's stages, in order: each implements w2m2w.stage.Stage (name, settings, load once, run one piece)."""
+from __future__ import annotations
+
+from w2m2w.stage import Stage
+
+from . import generate, synthesize, transcribe
+
+STAGES: tuple[Stage, ...] = (transcribe.STAGE, generate.STAGE, synthesize.STAGE)
+_BY_NAME = {s.name: s for s in STAGES}
+
+
+def get(name: str) -> Stage:
+    """The registered stage called `name` (KeyError for any other)."""
+    return _BY_NAME[name]
+
+
+def names() -> list[str]:
+    return [s.name for s in STAGES]

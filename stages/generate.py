@@ -11,50 +11,52 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from w2m2w.generation import GenerationConfig, SamplingConfig, continue_notes, load_music_transformer, read_midi_notes
 from w2m2w.midi import MidiError, write_midi
-from w2m2w.pipeline import StageError, StageJob
+from w2m2w.settings import NON_NEGATIVE, POSITIVE, PROBABILITY_UPPER, setting
+from w2m2w.stage import Stage, StageError, StageJob
 
-NAME = "generate"
 REPO = Path(__file__).resolve().parent.parent
 log = logging.getLogger("w2m2w")
-
-# what changes the output; device and threads do not
-_SETTINGS = ("primer_seconds", "primer_events", "seconds", "context", "include_primer", "max_events", "temperature", "top_k", "top_p", "seed")
+_GEN, _SAMPLING = GenerationConfig, SamplingConfig  # the library's dataclasses hold the defaults
 
 
-def weights_file(cfg: Any) -> Path:
-    """cfg.weights, or the shipped weights/music_transformer.safetensors when it is null."""
-    return Path(cfg.weights) if cfg.get("weights") else REPO / "weights" / "music_transformer.safetensors"
+@dataclass
+class GenerateSettings:
+    """conf/generate/music_transformer.yaml; defaults from w2m2w.generation's GenerationConfig and SamplingConfig."""
+
+    weights: Optional[str] = setting(None, affects_output=False)  # its sha256 is in the sidecar on its own
+    device: str = setting("cpu", affects_output=False)
+    threads: int = setting(1, range=NON_NEGATIVE, affects_output=False)
+    primer_seconds: float = setting(_GEN.primer_seconds, range=NON_NEGATIVE)
+    primer_events: Optional[int] = setting(_GEN.primer_events, range=NON_NEGATIVE)
+    seconds: float = setting(_GEN.seconds, range=POSITIVE)
+    context: int = setting(_GEN.context, range=NON_NEGATIVE)
+    include_primer: bool = setting(_GEN.include_primer)
+    max_events: int = setting(_GEN.max_events, range=NON_NEGATIVE)
+    temperature: float = setting(_SAMPLING.temperature, range=NON_NEGATIVE)  # 0: always the most likely event
+    top_k: int = setting(_SAMPLING.top_k, range=NON_NEGATIVE)
+    top_p: float = setting(_SAMPLING.top_p, range=PROBABILITY_UPPER)
+    seed: Optional[int] = setting(_SAMPLING.seed, range=NON_NEGATIVE)  # null: a fresh seed per piece (recorded)
 
 
-def settings(cfg: Any) -> dict[str, Any]:
-    return {k: cfg.get(k) for k in _SETTINGS}
-
-
-def generation_config(cfg: Any) -> GenerationConfig:
-    """The stage's config group as plain dataclasses; seed null draws a fresh seed (the sidecar records it)."""
-    seed = int(cfg.seed) if cfg.get("seed") is not None else int.from_bytes(os.urandom(4), "little") >> 1
-    sampling = SamplingConfig(temperature=float(cfg.temperature), top_k=int(cfg.top_k), top_p=float(cfg.top_p), seed=seed)
-    return GenerationConfig(
-        primer_seconds=float(cfg.primer_seconds), primer_events=None if cfg.get("primer_events") is None else int(cfg.primer_events),
-        seconds=float(cfg.seconds), context=int(cfg.get("context") or 0), include_primer=bool(cfg.include_primer),
-        max_events=int(cfg.get("max_events") or 0), sampling=sampling,
-    )
+def generation_config(s: GenerateSettings) -> GenerationConfig:
+    """The stage's settings as the library's dataclasses; seed null draws a fresh seed (the sidecar records it)."""
+    seed = s.seed if s.seed is not None else int.from_bytes(os.urandom(4), "little") >> 1
+    sampling = SamplingConfig(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=seed)
+    return GenerationConfig(primer_seconds=s.primer_seconds, primer_events=s.primer_events, seconds=s.seconds, context=s.context,
+                            include_primer=s.include_primer, max_events=s.max_events, sampling=sampling)
 
 
 @lru_cache(maxsize=2)
 def _model(path: str, device: str):
     # one load per process, whatever the number of pieces
     return load_music_transformer(path, device)
-
-
-def _load(cfg: Any):
-    return _model(str(weights_file(cfg)), cfg.get("device", "cpu"))
 
 
 @contextlib.contextmanager
@@ -71,32 +73,41 @@ def _threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def prepare(cfg: Any) -> None:
-    """Load the model once before the batch (raises WeightsError naming a bad weights file)."""
-    generation_config(cfg)
-    _load(cfg)
+class Generate(Stage):
+    name = "generate"
+    settings = GenerateSettings
+    options = {"music_transformer": GenerateSettings}
+
+    def weights_file(self, s: GenerateSettings) -> Path:
+        """s.weights, or the shipped weights/music_transformer.safetensors when it is null."""
+        return Path(s.weights) if s.weights else REPO / "weights" / "music_transformer.safetensors"
+
+    def load(self, s: GenerateSettings):
+        return _model(str(self.weights_file(s)), s.device)
+
+    def run(self, s: GenerateSettings, job: StageJob) -> dict[str, Any]:
+        """Continue the MIDI file job.input into job.output; returns primer, sampling and note stats."""
+        gen = generation_config(s)
+        model = self.load(s)
+        from_transcription = job.input.resolve() != job.source.resolve()
+        try:
+            # a transcription may be empty (a recording with no notes found); a user's MIDI file may not
+            notes = read_midi_notes(job.input, allow_empty=from_transcription)
+        except MidiError as exc:
+            raise StageError(str(exc)) from None
+        warning = None
+        if len(notes) == 0:
+            warning = f"{job.input}: transcription holds no notes; continuing from an empty start"
+            log.warning("[generate] %s", warning)
+        with _threads(s.threads):
+            result = continue_notes(model, notes, gen)
+        write_midi(job.output, result.notes)
+        stats = {"input_notes": int(len(notes)), **result.stats}
+        if warning:
+            stats["warning"] = warning
+        if "warning" in result.stats:
+            log.warning("[generate] %s: %s", job.piece, result.stats["warning"])
+        return stats
 
 
-def run(cfg: Any, job: StageJob, run_dir: Path) -> dict[str, Any]:
-    """Continue the MIDI file job.input into job.output; returns primer, sampling and note stats."""
-    gen = generation_config(cfg)
-    model = _load(cfg)
-    from_transcription = job.input.resolve() != job.source.resolve()
-    try:
-        # a transcription may be empty (a recording with no notes found); a user's MIDI file may not
-        notes = read_midi_notes(job.input, allow_empty=from_transcription)
-    except MidiError as exc:
-        raise StageError(str(exc)) from None
-    warning = None
-    if len(notes) == 0:
-        warning = f"{job.input}: transcription holds no notes; continuing from an empty start"
-        log.warning("[generate] %s", warning)
-    with _threads(int(cfg.get("threads") or 0)):
-        result = continue_notes(model, notes, gen)
-    write_midi(job.output, result.notes)
-    stats = {"input_notes": int(len(notes)), **result.stats}
-    if warning:
-        stats["warning"] = warning
-    if "warning" in result.stats:
-        log.warning("[generate] %s: %s", job.piece, result.stats["warning"])
-    return stats
+STAGE = Generate()

@@ -8,64 +8,89 @@ progress bar counts seconds rendered.
 """
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import logging
 import time
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Union
 
 import numpy as np
 
 from w2m2w import SAMPLE_RATE
 from w2m2w.midi import MidiError, load_midi_notes
-from w2m2w.pipeline import StageError, StageJob
-from w2m2w.renderers import RENDERERS, Renderer, load_renderer
+from w2m2w.renderers import FluidSynthRenderer, Renderer, load_renderer
 from w2m2w.renderers import weights_file as _renderer_weights
-from w2m2w.synthesis import clean_notes
+from w2m2w.settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range, setting
+from w2m2w.stage import Stage, StageError, StageJob
+from w2m2w.synthesis import SynthesisConfig, clean_notes
+from w2m2w.synthesis_source_filter import SourceFilterRenderConfig
 
-NAME = "synthesize"
 SILENT_SECONDS = 0.5
 log = logging.getLogger("w2m2w")
+_SF, _AR = SourceFilterRenderConfig, SynthesisConfig  # the renderers' dataclasses hold the defaults
+_FS = {k: v.default for k, v in inspect.signature(FluidSynthRenderer).parameters.items()}  # FluidSynth has no dataclass
 
-# what changes each renderer's audio; device, threads, block and chunk sizes do not
-# (the numba streams are independent of their threads; source-filter blocks join exactly)
-_AUDIO_SETTINGS = {
-    "source_filter": ("tail_seconds", "source_only"),
-    "wavenet": ("folds", "min_segment_seconds", "max_segment_seconds", "warmup_seconds", "fade_seconds", "crossfade", "tail_seconds",
-                "temperature", "seed", "backend"),
-    "fluidsynth": ("soundfont", "program"),
-}
-# read by the renderer; everything else in the config group is the stage's (name, weights, max_seconds)
-_RENDER_KEYS = ("weights", "device", "threads", "block_seconds", "tail_seconds", "source_only", "folds", "min_segment_seconds",
-                "max_segment_seconds", "warmup_seconds", "fade_seconds", "crossfade", "temperature", "seed", "backend", "chunk_samples",
-                "soundfont", "program", "chunk_seconds")
+# Settings that change how fast or in what pieces the audio is made, not the audio itself, are affects_output=False:
+# device, threads, block and chunk sizes (the numba streams are independent of their threads; source-filter
+# blocks join exactly), max_seconds (it refuses, never changes a result) and weights (hashed on their own).
 
 
-def _name(cfg: Any) -> str:
-    name = cfg.get("name", "source_filter")
-    if name not in RENDERERS:
-        raise StageError(f"synthesize.name={name!r}: choose one of {', '.join(RENDERERS)}")
-    return name
+@dataclass
+class SourceFilterSettings:
+    """conf/synthesize/source_filter.yaml: the source-filter WaveNet (the default)."""
+
+    name: str = setting("source_filter", choices=("source_filter",))
+    weights: Optional[str] = setting(None, affects_output=False)
+    device: str = setting(_SF.device, affects_output=False)
+    threads: int = setting(_SF.threads, range=NON_NEGATIVE, affects_output=False)
+    block_seconds: float = setting(_SF.block_seconds, range=POSITIVE, affects_output=False)
+    tail_seconds: float = setting(_SF.tail_seconds, range=NON_NEGATIVE)
+    source_only: bool = setting(_SF.source_only)
+    max_seconds: Optional[float] = setting(7200.0, range=POSITIVE, affects_output=False)
 
 
-def _render_settings(cfg: Any) -> dict[str, Any]:
-    return {k: cfg[k] for k in _RENDER_KEYS if k in cfg and cfg[k] is not None}
+@dataclass
+class WaveNetSettings:
+    """conf/synthesize/wavenet.yaml: the autoregressive WaveNet of Wave2Midi2Wave."""
+
+    name: str = setting("wavenet", choices=("wavenet",))
+    weights: Optional[str] = setting(None, affects_output=False)
+    device: str = setting(_AR.device, affects_output=False)
+    backend: str = setting(_AR.backend, choices=("auto", "numba", "torch"))  # numba and torch may draw different samples
+    threads: int = setting(_AR.threads, range=NON_NEGATIVE, affects_output=False)
+    folds: int = setting(_AR.folds, range=AT_LEAST_ONE)
+    min_segment_seconds: float = setting(_AR.min_segment_seconds, range=POSITIVE)
+    max_segment_seconds: float = setting(_AR.max_segment_seconds, range=POSITIVE)
+    warmup_seconds: float = setting(_AR.warmup_seconds, range=NON_NEGATIVE)
+    fade_seconds: float = setting(_AR.fade_seconds, range=NON_NEGATIVE)
+    crossfade: str = setting(_AR.crossfade, choices=("equal_power", "linear"))
+    tail_seconds: float = setting(_AR.tail_seconds, range=NON_NEGATIVE)
+    temperature: float = setting(_AR.temperature, range=POSITIVE)
+    seed: int = setting(_AR.seed, range=NON_NEGATIVE)
+    chunk_samples: int = setting(_AR.chunk_samples, range=AT_LEAST_ONE, affects_output=False)
+    max_seconds: Optional[float] = setting(7200.0, range=POSITIVE, affects_output=False)
 
 
-def weights_file(cfg: Any) -> Path:
-    """The renderer's weights file, or FluidSynth's soundfont: its hash goes into the sidecar, so new weights make outputs stale."""
-    return _renderer_weights(_name(cfg), _render_settings(cfg))
+@dataclass
+class FluidSynthSettings:
+    """conf/synthesize/fluidsynth.yaml: FluidSynth through a soundfont (previews, the reference)."""
+
+    name: str = setting("fluidsynth", choices=("fluidsynth",))
+    soundfont: str = setting(_FS["soundfont"])  # a short name or a path; its file's sha256 is in the sidecar too
+    program: int = setting(_FS["program"], range=Range(0, 127))
+    chunk_seconds: float = setting(_FS["chunk_seconds"], range=POSITIVE, affects_output=False)
+    max_seconds: Optional[float] = setting(7200.0, range=POSITIVE, affects_output=False)
 
 
-def settings(cfg: Any) -> dict[str, Any]:
-    """Everything that changes the audio."""
-    name = _name(cfg)
-    out = {"name": name, **{k: cfg[k] for k in _AUDIO_SETTINGS[name] if k in cfg}}
-    if name == "fluidsynth":
-        out["program"] = int(out.get("program", 0))
-    if out.get("backend") == "auto":  # numba and torch may draw different samples from nearly equal logits
-        out["backend"] = "torch" if str(cfg.get("device", "cpu")).startswith("cuda") else "numba"
-    return out
+SynthesizeSettings = Union[SourceFilterSettings, WaveNetSettings, FluidSynthSettings]
+
+
+def _render_settings(s: SynthesizeSettings) -> dict[str, Any]:
+    """What the renderer reads (w2m2w.renderers takes a plain mapping; the stage's own max_seconds stays here)."""
+    return {k: v for k, v in dataclasses.asdict(s).items() if v is not None and k not in ("name", "max_seconds")}
 
 
 @lru_cache(maxsize=2)
@@ -74,13 +99,26 @@ def _cached(name: str, frozen: tuple) -> Renderer:
     return load_renderer(name, dict(frozen))
 
 
-def get_renderer(cfg: Any) -> Renderer:
-    return _cached(_name(cfg), tuple(sorted(_render_settings(cfg).items())))
+class Synthesize(Stage):
+    name = "synthesize"
+    settings = SourceFilterSettings  # the default
+    options = {"source_filter": SourceFilterSettings, "wavenet": WaveNetSettings, "fluidsynth": FluidSynthSettings}
 
+    def weights_file(self, s: SynthesizeSettings) -> Path:
+        """The renderer's weights file, or FluidSynth's soundfont: its hash goes into the sidecar, so new weights make outputs stale."""
+        return _renderer_weights(s.name, _render_settings(s))
 
-def prepare(cfg: Any) -> None:
-    """Load the model (or find the soundfont) once before the batch; errors name the file."""
-    get_renderer(cfg)
+    def resolve(self, s: SynthesizeSettings) -> SynthesizeSettings:
+        if getattr(s, "backend", None) == "auto":  # the backend auto picks changes the audio, so the sidecar names it
+            return dataclasses.replace(s, backend="torch" if str(s.device).startswith("cuda") else "numba")
+        return s
+
+    def load(self, s: SynthesizeSettings) -> Renderer:
+        """The renderer, its model loaded (or soundfont found) once per process; errors name the file."""
+        return _cached(s.name, tuple(sorted(_render_settings(s).items())))
+
+    def run(self, s: SynthesizeSettings, job: StageJob) -> dict[str, Any]:
+        return render(s, job, self.load(s))
 
 
 def read_notes(path: Path) -> tuple[np.ndarray, list[str]]:
@@ -105,20 +143,20 @@ def _progress_bar(piece: str, seconds: float):
                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]")
 
 
-def run(cfg: Any, job: StageJob, run_dir: Path) -> dict[str, Any]:
-    """Render job.input (MIDI) into the WAV file job.output; returns note and speed stats."""
+def render(s: SynthesizeSettings, job: StageJob, loaded: Renderer) -> dict[str, Any]:
+    """Render job.input (MIDI) into the WAV file job.output with `loaded`; returns note and speed stats."""
     import soundfile as sf
 
-    name = _name(cfg)
+    name = s.name
     notes, warnings = read_notes(job.input)
     for w in warnings:
         log.warning("%s", w)
     stats: dict[str, Any] = {"notes": int(len(notes)), "synthesizer": name}
     if warnings:
         stats["warnings"] = warnings
-    renderer = get_renderer(cfg) if len(notes) else None
+    renderer = loaded if len(notes) else None
     total = renderer.n_samples(notes) if renderer is not None else int(SILENT_SECONDS * SAMPLE_RATE)
-    limit = cfg.get("max_seconds")
+    limit = s.max_seconds
     if limit and total > float(limit) * SAMPLE_RATE:
         raise StageError(f"{job.input}: the music lasts {total / SAMPLE_RATE:.0f} s, over synthesize.max_seconds={float(limit):g}; "
                          "raise it to render this file")
@@ -139,7 +177,7 @@ def run(cfg: Any, job: StageJob, run_dir: Path) -> dict[str, Any]:
                 out.write(np.clip(y, -1.0, 1.0))
                 n += len(y)
         except Exception as exc:
-            from w2m2w.data.render import RenderError
+            from w2m2w.fluidsynth import RenderError
 
             if isinstance(exc, RenderError):
                 raise StageError(f"{job.input}: {exc}") from None
@@ -150,3 +188,6 @@ def run(cfg: Any, job: StageJob, run_dir: Path) -> dict[str, Any]:
     stats.update(renderer.describe())
     stats.update(audio_seconds=round(n / SAMPLE_RATE, 3), render_seconds=round(dt, 3), samples_per_second=round(n / dt) if dt > 0 else None)
     return stats
+
+
+STAGE = Synthesize()

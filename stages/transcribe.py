@@ -1,28 +1,34 @@
 """Stage 1: piano audio -> MIDI with Onsets and Frames."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from w2m2w import SAMPLE_RATE
 from w2m2w.audio import AudioError, is_silent, load_audio
 from w2m2w.midi import write_midi
-from w2m2w.pipeline import StageError, StageJob
+from w2m2w.settings import NON_NEGATIVE, POSITIVE, PROBABILITY_OPEN, Range, setting
+from w2m2w.stage import Stage, StageError, StageJob
 from w2m2w.transcription import DecodeConfig, load_transcriber, transcribe
 
-NAME = "transcribe"
 REPO = Path(__file__).resolve().parent.parent
 
 
-def weights_file(cfg: Any) -> Path:
-    """cfg.weights, or the shipped weights/onsets_frames.safetensors when it is null."""
-    return Path(cfg.weights) if cfg.get("weights") else REPO / "weights" / "onsets_frames.safetensors"
+@dataclass
+class TranscribeSettings:
+    """conf/transcribe/onsets_frames.yaml; decoding defaults come from w2m2w.transcription.DecodeConfig."""
 
-
-def settings(cfg: Any) -> dict[str, Any]:
-    """Everything that changes the transcription (device and batching do not)."""
-    return {k: cfg[k] for k in ("onset_threshold", "frame_threshold", "min_duration", "chunk_seconds", "overlap_seconds", "silence_db")}
+    weights: Optional[str] = setting(None, affects_output=False)  # its sha256 is in the sidecar on its own
+    device: str = setting("cpu", affects_output=False)
+    onset_threshold: float = setting(DecodeConfig.onset_threshold, range=PROBABILITY_OPEN)
+    frame_threshold: float = setting(DecodeConfig.frame_threshold, range=PROBABILITY_OPEN)
+    min_duration: float = setting(DecodeConfig.min_duration, range=NON_NEGATIVE)
+    chunk_seconds: float = setting(20.0, range=POSITIVE)
+    overlap_seconds: float = setting(2.0, range=NON_NEGATIVE)
+    silence_db: float = setting(-60.0, range=Range(None, 0))  # dBFS: a peak never exceeds 0
+    max_seconds: Optional[float] = setting(14400.0, range=POSITIVE, affects_output=False)  # refuses, never changes a result
 
 
 @lru_cache(maxsize=2)
@@ -31,22 +37,32 @@ def _model(path: str, device: str):
     return load_transcriber(path, device)
 
 
-def prepare(cfg: Any) -> None:
-    """Load the model once before the batch (raises WeightsError naming a bad weights file)."""
-    _model(str(weights_file(cfg)), cfg.get("device", "cpu"))
+class Transcribe(Stage):
+    name = "transcribe"
+    settings = TranscribeSettings
+    options = {"onsets_frames": TranscribeSettings}
+
+    def weights_file(self, s: TranscribeSettings) -> Path:
+        """s.weights, or the shipped weights/onsets_frames.safetensors when it is null."""
+        return Path(s.weights) if s.weights else REPO / "weights" / "onsets_frames.safetensors"
+
+    def load(self, s: TranscribeSettings):
+        return _model(str(self.weights_file(s)), s.device)
+
+    def run(self, s: TranscribeSettings, job: StageJob) -> dict[str, Any]:
+        """Transcribe job.input into the MIDI file job.output; returns note and timing stats."""
+        model = self.load(s)
+        try:
+            audio = load_audio(job.input, max_seconds=s.max_seconds)
+        except AudioError as exc:
+            raise StageError(str(exc)) from None
+        seconds = len(audio) / SAMPLE_RATE
+        if is_silent(audio, s.silence_db):
+            raise StageError(f"{job.input}: silent recording (peak below {s.silence_db} dBFS), nothing to transcribe")
+        decode = DecodeConfig(s.onset_threshold, s.frame_threshold, s.min_duration)
+        notes = transcribe(model, audio, decode, s.chunk_seconds, s.overlap_seconds)
+        write_midi(job.output, notes)
+        return {"audio_seconds": round(seconds, 3), "notes": int(len(notes))}
 
 
-def run(cfg: Any, job: StageJob, run_dir: Path) -> dict[str, Any]:
-    """Transcribe job.input into the MIDI file job.output; returns note and timing stats."""
-    model = _model(str(weights_file(cfg)), cfg.get("device", "cpu"))
-    try:
-        audio = load_audio(job.input, max_seconds=cfg.get("max_seconds"))
-    except AudioError as exc:
-        raise StageError(str(exc)) from None
-    seconds = len(audio) / SAMPLE_RATE
-    if is_silent(audio, cfg.silence_db):
-        raise StageError(f"{job.input}: silent recording (peak below {cfg.silence_db} dBFS), nothing to transcribe")
-    decode = DecodeConfig(cfg.onset_threshold, cfg.frame_threshold, cfg.min_duration)
-    notes = transcribe(model, audio, decode, cfg.chunk_seconds, cfg.overlap_seconds)
-    write_midi(job.output, notes)
-    return {"audio_seconds": round(seconds, 3), "notes": int(len(notes))}
+STAGE = Transcribe()

@@ -1,23 +1,21 @@
 """A batch of pieces through the stages: in this process, or in N worker processes.
 
-Every worker loads its models once (StageRunner) and then takes pieces one by one;
+Every worker loads its models once (StageRunner, through each stage's `load`) and then takes pieces one by one;
 the parent only hands out pieces, draws progress and, when told to stop, stops them. The cores are split between
 the workers (torch and numba threads, CPU affinity where the OS has it), so N
 workers on N cores do not fight over them.
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .pipeline import Hashes, PieceResult, run_piece
+from .pipeline import Hashes, PieceResult, Plan, run_piece
 from .progress import set_bars
 from .staging import LockedError, file_lock, lock_path, output_path, remove_file
 from .stopping import Interrupted, StopSignals, die_with_parent, signals_blocked, unblock_signals, worker_signals
@@ -26,32 +24,17 @@ from .worker_pool import DIED, Worker, WorkerPool
 log = logging.getLogger("w2m2w")
 
 
-@dataclass
-class BatchSpec:
-    """Everything a worker needs to run pieces; picklable (stage configs are resolved DictConfigs)."""
-
-    stages: list[str]
-    cfgs: dict[str, Any]
-    run_dir: str
-    force: bool = False
-    reuse_dirs: list[str] = field(default_factory=list)
-
-
 class StageRunner:
-    """The stage modules with their models loaded once, for any number of pieces."""
+    """The plan's stages with their models loaded once, for any number of pieces."""
 
-    def __init__(self, spec: BatchSpec) -> None:
-        self.spec = spec
-        self.modules = {s: importlib.import_module(f"stages.{s}") for s in spec.stages}
-        for s in spec.stages:
-            if hasattr(self.modules[s], "prepare"):
-                self.modules[s].prepare(spec.cfgs[s])
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        for stage in plan.stages:
+            stage.load()
         self.hashes = Hashes()
 
     def run(self, piece: str, source: str | Path, on_event: Callable | None = None) -> PieceResult:
-        s = self.spec
-        return run_piece(piece, Path(source), s.stages, self.modules, s.cfgs, Path(s.run_dir), force=s.force, hashes=self.hashes,
-                         reuse_dirs=[Path(d) for d in s.reuse_dirs], on_event=on_event)
+        return run_piece(piece, Path(source), self.plan, self.hashes, on_event)
 
 
 def usable_cores() -> int:
@@ -95,7 +78,7 @@ class _PipeLogHandler(logging.Handler):
             pass
 
 
-def _serve(conn, index: int, parent_pid: int, spec: BatchSpec, threads: int, level: int) -> None:
+def _serve(conn, index: int, parent_pid: int, plan: Plan, threads: int, level: int) -> None:
     """A worker process: load the models once, then run the pieces the parent sends until it sends None or a stop comes."""
     stop = worker_signals()
     lock = threading.Lock()
@@ -115,7 +98,7 @@ def _serve(conn, index: int, parent_pid: int, spec: BatchSpec, threads: int, lev
         root = logging.getLogger()
         root.handlers[:] = [handler]
         root.setLevel(level)
-        runner = StageRunner(spec)
+        runner = StageRunner(plan)
         while not stop.requested:
             task = conn.recv()
             if task is None:
@@ -136,7 +119,7 @@ def _interrupted(piece: str, source: str) -> PieceResult:
     return PieceResult(piece, source, status="interrupted", error=f"{source}: interrupted")
 
 
-def run_local(pieces: dict[str, Path], spec: BatchSpec, workers: int, progress=None, stop: StopSignals | None = None) -> list[PieceResult]:
+def run_local(pieces: dict[str, Path], plan: Plan, workers: int, progress=None, stop: StopSignals | None = None) -> list[PieceResult]:
     """Run `pieces` (id -> input) with `workers` processes (1: in this process); results in input order.
 
     `progress` (a BatchProgress or None) hears of every finished stage and piece. Once `stop`
@@ -147,7 +130,7 @@ def run_local(pieces: dict[str, Path], spec: BatchSpec, workers: int, progress=N
     workers = max(1, min(workers, len(pieces)))
     if workers == 1:
         set_bars(progress is not None and progress.enabled)
-        runner = StageRunner(spec)
+        runner = StageRunner(plan)
         results = []
         for pid, src in pieces.items():
             if stop.requested:
@@ -161,14 +144,14 @@ def run_local(pieces: dict[str, Path], spec: BatchSpec, workers: int, progress=N
                 progress.piece_done(r)
             results.append(r)
         return results
-    return _run_workers(pieces, spec, workers, progress, stop)
+    return _run_workers(pieces, plan, workers, progress, stop)
 
 
-def _run_workers(pieces: dict[str, Path], spec: BatchSpec, workers: int, progress, stop: StopSignals) -> list[PieceResult]:
+def _run_workers(pieces: dict[str, Path], plan: Plan, workers: int, progress, stop: StopSignals) -> list[PieceResult]:
     todo = list(pieces.items())
     out: dict[str, PieceResult] = {}
     respawns = len(pieces)  # a worker that keeps dying (it cannot load its models) must not be restarted for ever
-    pool = WorkerPool(_serve, (spec, max(1, usable_cores() // workers), logging.getLogger().getEffectiveLevel()), workers)
+    pool = WorkerPool(_serve, (plan, max(1, usable_cores() // workers), logging.getLogger().getEffectiveLevel()), workers)
 
     def handle(w: Worker, msg: Any) -> None:
         nonlocal respawns
@@ -223,17 +206,17 @@ def _run_workers(pieces: dict[str, Path], spec: BatchSpec, workers: int, progres
         for w in killed:
             if w.task is not None and w.task[0] not in out:
                 out[w.task[0]] = _interrupted(*w.task)
-                _clean_after_kill(spec, w.task[0])
+                _clean_after_kill(plan, w.task[0])
     return [out[pid] for pid in pieces if pid in out]
 
 
-def _clean_after_kill(spec: BatchSpec, piece: str) -> None:
+def _clean_after_kill(plan: Plan, piece: str) -> None:
     """Temporary files of a piece whose worker was killed mid-write (its locks died with it)."""
-    for stage in spec.stages:
-        out = output_path(spec.run_dir, stage, piece)
+    for stage in plan.stages:
+        out = output_path(plan.run_dir, stage.name, piece)
         try:
-            with file_lock(lock_path(spec.run_dir, stage, piece), root=spec.run_dir):  # nobody else writes it now
+            with file_lock(lock_path(plan.run_dir, stage.name, piece), root=plan.run_dir):  # nobody else writes it now
                 for tmp in out.parent.glob(f".{out.name}.tmp-*"):
-                    remove_file(tmp, root=spec.run_dir)
+                    remove_file(tmp, root=plan.run_dir)
         except (LockedError, OSError):
             pass  # another run took it over, or the folder is gone: its own cleanup is not ours

@@ -1,10 +1,9 @@
-"""Runs stages over pieces following the run-directory contract (no Hydra here).
+"""Takes pieces through stages following the run-directory contract (no Hydra here).
 
-A stage is a module with NAME, `settings(cfg) -> dict` (what decides its
-output, hashed into the sidecar), `weights_file(cfg) -> Path | None`, and
-`run(cfg, job, run_dir) -> dict` that writes `job.output` and returns stats.
-The pipeline decides what is current, writes atomically, records sidecars and
-keeps going when a piece fails.
+A stage (w2m2w.stage.Stage, paired with its settings as a Configured) writes one
+piece's output to a temporary path and returns stats. This module decides what is
+current, reuses what another run directory already computed, writes atomically,
+records sidecars and keeps going when a piece fails.
 """
 from __future__ import annotations
 
@@ -15,28 +14,16 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Callable
 
 from . import __version__
 from .io_errors import write_failure
+from .stage import Configured, StageError, StageJob  # noqa: F401 - StageError/StageJob: their old home, kept importable
 from .staging import (STAGES, LockedError, atomic_path, file_lock, file_sha256, input_kind, inside_run_dir, is_current, lock_path, make_dirs,
                       output_path, read_sidecar, remove_file, remove_output, replace_file, sidecar_path, temp_name, write_json)
 from .stopping import Interrupted
 
 log = logging.getLogger("w2m2w")
-
-
-class StageError(RuntimeError):
-    """A piece cannot go through a stage; the message is the one line the user sees."""
-
-
-@dataclass
-class StageJob:
-    piece: str
-    source: Path  # the user's input file
-    input: Path  # the file this stage reads (source or an earlier stage's output)
-    output: Path  # temporary path the stage writes; renamed into place on success
 
 
 @dataclass
@@ -48,16 +35,14 @@ class PieceResult:
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def check_stages(stages: list[str]) -> list[str]:
-    """Validate a contiguous, ordered subset of STAGES."""
-    stages = list(stages)
-    unknown = [s for s in stages if s not in STAGES]
-    if unknown or not stages:
-        raise ValueError(f"stages must be a non-empty contiguous subset of {list(STAGES)}, got {stages}")
-    idx = [STAGES.index(s) for s in stages]
-    if idx != list(range(idx[0], idx[0] + len(idx))):
-        raise ValueError(f"stages must be contiguous and in order {list(STAGES)}, got {stages}")
-    return stages
+@dataclass
+class Plan:
+    """What every piece of a run goes through, and where; picklable, so it travels to worker processes and Ray actors."""
+
+    stages: list[Configured]
+    run_dir: Path
+    force: bool = False  # recompute current outputs
+    reuse_dirs: list[Path] = field(default_factory=list)  # other run directories whose current outputs are copied
 
 
 class Hashes:
@@ -77,15 +62,48 @@ class Hashes:
 Event = Callable[[str, str, dict[str, Any]], None]  # (piece, stage, stage result) after each stage
 
 
-def _reuse(out: Path, stage: str, piece: str, run_dir: Path, reuse_dirs: list[Path], in_hash: str, c_hash: str, w_hash: str | None) -> Path | None:
-    """Copy a current output of another run directory (same input, settings and weights) into `out`.
+@dataclass
+class _Step:
+    """One stage of one piece: where it reads and writes, and the hashes that decide whether its output is current."""
+
+    stage: Configured
+    input: Path
+    output: Path
+    in_hash: str = ""
+    weights: Path | None = None
+    w_hash: str | None = None
+
+    def hash(self, hashes: Hashes) -> _Step:
+        self.weights = self.stage.weights_file()
+        self.w_hash = hashes(self.weights) if self.weights is not None and self.weights.is_file() else None
+        self.in_hash = hashes(self.input)
+        return self
+
+    def is_current(self) -> bool:
+        return is_current(self.output, self.in_hash, self.stage.settings_hash, self.w_hash)
+
+
+def stages_for(source: Path, stages: list[Configured]) -> list[Configured]:
+    """The stages a piece goes through: MIDI enters at generate."""
+    return stages[1:] if input_kind(source) == "midi" and stages and stages[0].name == "transcribe" else list(stages)
+
+
+def _step(stage: Configured, first: Configured, source: Path, run_dir: Path, piece: str) -> _Step:
+    """What `stage` reads (the user's file for the piece's first stage, else the previous stage's output) and writes."""
+    inp = source if stage is first else output_path(run_dir, STAGES[STAGES.index(stage.name) - 1], piece)
+    return _Step(stage, inp, output_path(run_dir, stage.name, piece))
+
+
+def _reuse(step: _Step, piece: str, plan: Plan) -> Path | None:
+    """Copy a current output of another run directory (same input, settings and weights) into step.output.
 
     This is how a sweep over a later stage's settings computes the earlier stages once:
     its jobs look in each other's run directories before computing anything.
     """
-    for d in reuse_dirs:
-        cand = output_path(d, stage, piece)
-        if cand.resolve() == out.resolve() or not is_current(cand, in_hash, c_hash, w_hash):
+    out, run_dir = step.output, plan.run_dir
+    for d in plan.reuse_dirs:
+        cand = output_path(d, step.stage.name, piece)
+        if cand.resolve() == out.resolve() or not is_current(cand, step.in_hash, step.stage.settings_hash, step.w_hash):
             continue
         side = read_sidecar(cand) or {}
         with atomic_path(out, root=run_dir) as tmp:
@@ -98,28 +116,6 @@ def _reuse(out: Path, stage: str, piece: str, run_dir: Path, reuse_dirs: list[Pa
     return None
 
 
-def stages_for(source: Path, stages: list[str]) -> list[str]:
-    """The stages a piece goes through: MIDI enters at generate."""
-    return stages[1:] if input_kind(source) == "midi" and stages and stages[0] == "transcribe" else list(stages)
-
-
-def stage_input(stage: str, first: str, source: Path, run_dir: Path, piece: str) -> Path:
-    """What `stage` reads: the user's file for the piece's first stage, else the previous stage's output."""
-    if stage == first:
-        return source
-    return output_path(run_dir, STAGES[STAGES.index(stage) - 1], piece)
-
-
-def _hashes(mod: ModuleType, cfg: Any, inp: Path, hashes: Hashes) -> tuple[dict[str, Any], Path | None, str, str, str | None]:
-    """settings, weights file, and the three hashes that decide whether an output is current."""
-    from .staging import config_hash
-
-    settings = mod.settings(cfg)
-    weights = mod.weights_file(cfg)
-    w_hash = hashes(weights) if weights is not None and weights.is_file() else None
-    return settings, weights, hashes(inp), config_hash(settings), w_hash
-
-
 def _reason(exc: BaseException, source: Path, out: Path) -> str:
     """The one line a failure shows: the source first, then what went wrong (a full disk named as such)."""
     msg = write_failure(exc, out) or (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
@@ -130,9 +126,59 @@ def _reason(exc: BaseException, source: Path, out: Path) -> str:
     return msg
 
 
-def run_piece(piece: str, source: Path, stages: list[str], modules: dict[str, ModuleType], cfgs: dict[str, Any], run_dir: Path,
-              force: bool = False, hashes: Hashes | None = None, reuse_dirs: list[Path] | None = None, on_event: Event | None = None) -> PieceResult:
-    """Take one piece through `stages`; never raises for a bad input, the result says what happened.
+def _stats(out: Path) -> dict[str, Any]:
+    return (read_sidecar(out) or {}).get("stats") or {}
+
+
+def _compute(step: _Step, piece: str, source: Path, plan: Plan, hashes: Hashes) -> dict[str, Any]:
+    """Run the stage into a temporary file, then move it into place and write its sidecar; the stage's result."""
+    out, run_dir, name = step.output, plan.run_dir, step.stage.name
+    make_dirs(out.parent, root=run_dir)
+    tmp = inside_run_dir(run_dir, temp_name(out))
+    t0 = time.time()
+    try:
+        stats = step.stage.run(StageJob(piece, source, step.input, tmp))
+        if not tmp.is_file():
+            raise StageError(f"{source}: stage {name} wrote no output")
+        elapsed = round(time.time() - t0, 3)
+        if step.weights is not None and step.w_hash is None:
+            step.w_hash = hashes(step.weights)  # a stage may create its weights (e.g. fluidsynth has none)
+        side = {
+            "stage": name, "piece": piece, "source": str(source), "input": str(step.input),
+            "input_sha256": step.in_hash, "config_hash": step.stage.settings_hash, "settings": step.stage.output_settings,
+            "weights": str(step.weights) if step.weights is not None else None, "weights_sha256": step.w_hash,
+            "w2m2w_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "timings": {"seconds": elapsed}, "stats": stats,
+        }
+        # output first, sidecar last: an output without its sidecar is never taken as current
+        remove_output(out, root=run_dir)
+        replace_file(tmp, out, root=run_dir)
+        write_json(sidecar_path(out), side, root=run_dir)
+    finally:
+        remove_file(tmp, root=run_dir)  # also when told to stop: no half-written file stays behind
+    log.info("[%s] %s: %s", name, piece, ", ".join(f"{k}={v}" for k, v in stats.items() if not isinstance(v, (dict, list))))
+    return {"status": "done", "seconds": elapsed, **stats}
+
+
+def _run_step(step: _Step, piece: str, source: Path, plan: Plan, hashes: Hashes) -> dict[str, Any]:
+    """One stage of one piece under its lock: current, reused from another run directory, or computed."""
+    name = step.stage.name
+    with file_lock(lock_path(plan.run_dir, name, piece), f"{piece} ({name})", root=plan.run_dir):
+        if not step.input.is_file():
+            prev = STAGES[STAGES.index(name) - 1]
+            raise StageError(f"{source}: no such file" if step.input == source else f"{source}: no {prev} output at {step.input}; run that stage first")
+        step.hash(hashes)
+        if not plan.force and step.is_current():
+            log.info("[%s] %s: current, skipped", name, piece)
+            return {"status": "current", **_stats(step.output)}
+        if not plan.force and plan.reuse_dirs and (found := _reuse(step, piece, plan)) is not None:
+            log.info("[%s] %s: reused %s", name, piece, found)
+            return {"status": "reused", "from": str(found), **_stats(step.output)}
+        return _compute(step, piece, source, plan, hashes)
+
+
+def run_piece(piece: str, source: Path, plan: Plan, hashes: Hashes | None = None, on_event: Event | None = None) -> PieceResult:
+    """Take one piece through the plan's stages; never raises for a bad input, the result says what happened.
 
     Each stage of the piece runs under a lock (RUN_DIR/.locks/<stage>/<piece>.lock), so two runs
     sharing a run directory never write the same output; the second one reports the piece as locked.
@@ -140,91 +186,39 @@ def run_piece(piece: str, source: Path, stages: list[str], modules: dict[str, Mo
     """
     hashes = hashes or Hashes()
     result = PieceResult(piece, str(source))
-    kind = input_kind(source)
-    todo = stages_for(source, stages)
+    todo = stages_for(source, plan.stages)
     if not todo:
-        result.status = "skipped"
-        result.error = f"{source}: MIDI input, nothing to transcribe"
+        result.status, result.error = "skipped", f"{source}: MIDI input, nothing to transcribe"
         return result
     any_ran = False
-
-    def finish(stage: str, info: dict[str, Any]) -> None:  # record a stage's result and tell the listener
-        result.stages[stage] = info
-        if on_event:
-            on_event(piece, stage, info)
-
     for stage in todo:
-        mod, cfg = modules[stage], cfgs[stage]
-        out = output_path(run_dir, stage, piece)
-        inp = stage_input(stage, todo[0], source, run_dir, piece)
-        tmp: Path | None = None
+        step = _step(stage, todo[0], source, plan.run_dir, piece)
         try:
-            if kind is None:
+            if input_kind(source) is None:
                 raise StageError(f"{source}: not an audio or MIDI file (extension {source.suffix or 'none'})")
-            with file_lock(lock_path(run_dir, stage, piece), f"{piece} ({stage})", root=run_dir):
-                if not inp.is_file():
-                    raise StageError(f"{source}: no such file" if inp == source else f"{source}: no {STAGES[STAGES.index(stage) - 1]} output at {inp}; run that stage first")
-                settings, weights, in_hash, c_hash, w_hash = _hashes(mod, cfg, inp, hashes)
-                if not force and is_current(out, in_hash, c_hash, w_hash):
-                    finish(stage, {"status": "current", **((read_sidecar(out) or {}).get("stats") or {})})
-                    log.info("[%s] %s: current, skipped", stage, piece)
-                    continue
-                if not force and reuse_dirs and (found := _reuse(out, stage, piece, run_dir, reuse_dirs, in_hash, c_hash, w_hash)) is not None:
-                    finish(stage, {"status": "reused", "from": str(found), **((read_sidecar(out) or {}).get("stats") or {})})
-                    log.info("[%s] %s: reused %s", stage, piece, found)
-                    any_ran = True
-                    continue
-                make_dirs(out.parent, root=run_dir)
-                tmp = inside_run_dir(run_dir, temp_name(out))
-                t0 = time.time()
-                try:
-                    stats = mod.run(cfg, StageJob(piece, source, inp, tmp), run_dir)
-                    if not tmp.is_file():
-                        raise StageError(f"{source}: stage {stage} wrote no output")
-                    elapsed = time.time() - t0
-                    if weights is not None and w_hash is None:
-                        w_hash = hashes(weights)  # a stage may create its weights (e.g. fluidsynth has none)
-                    side = {
-                        "stage": stage, "piece": piece, "source": str(source), "input": str(inp),
-                        "input_sha256": in_hash, "config_hash": c_hash, "settings": settings,
-                        "weights": str(weights) if weights is not None else None, "weights_sha256": w_hash,
-                        "w2m2w_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                        "timings": {"seconds": round(elapsed, 3)}, "stats": stats,
-                    }
-                    # output first, sidecar last: an output without its sidecar is never taken as current
-                    remove_output(out, root=run_dir)
-                    replace_file(tmp, out, root=run_dir)
-                    write_json(sidecar_path(out), side, root=run_dir)
-                finally:
-                    remove_file(tmp, root=run_dir)
-            any_ran = True
-            finish(stage, {"status": "done", "seconds": round(elapsed, 3), **stats})
-            log.info("[%s] %s: %s", stage, piece, ", ".join(f"{k}={v}" for k, v in stats.items() if not isinstance(v, (dict, list))))
+            info = _run_step(step, piece, source, plan, hashes)
         except LockedError as exc:  # another run is writing this output: leave it alone, say so
-            result.status, result.error = "locked", str(exc)
-            log.warning("[%s] %s", stage, exc)
-            finish(stage, {"status": "locked", "error": str(exc)})
-            return result
+            result.status, result.error, info = "locked", str(exc), {"status": "locked", "error": str(exc)}
+            log.warning("[%s] %s", stage.name, exc)
         except (Interrupted, KeyboardInterrupt):  # told to stop: this piece ends here, its old outputs as they were
-            if tmp is not None:
-                remove_file(tmp, root=run_dir)
-            result.status, result.error = "interrupted", f"{source}: interrupted during {stage}"
-            log.warning("[%s] %s: interrupted", stage, piece)
-            finish(stage, {"status": "interrupted"})
-            return result
+            result.status, result.error, info = "interrupted", f"{source}: interrupted during {stage.name}", {"status": "interrupted"}
+            log.warning("[%s] %s: interrupted", stage.name, piece)
         except Exception as exc:  # one bad piece never stops the batch
-            msg = _reason(exc, source, out)
-            remove_output(out, root=run_dir)  # a stale result of an older input must not look like this one's
-            result.status, result.error = "failed", msg
-            log.error("[%s] %s", stage, msg)
-            finish(stage, {"status": "failed", "error": msg})
+            msg = _reason(exc, source, step.output)
+            remove_output(step.output, root=plan.run_dir)  # a stale result of an older input must not look like this one's
+            result.status, result.error, info = "failed", msg, {"status": "failed", "error": msg}
+            log.error("[%s] %s", stage.name, msg)
+        result.stages[stage.name] = info
+        if on_event:
+            on_event(piece, stage.name, info)
+        if info["status"] in ("locked", "interrupted", "failed"):
             return result
+        any_ran = any_ran or info["status"] != "current"
     result.status = "done" if any_ran else "current"
     return result
 
 
-def settle_locked(result: PieceResult, stages: list[str], modules: dict[str, ModuleType], cfgs: dict[str, Any], run_dir: Path,
-                  hashes: Hashes | None = None) -> PieceResult:
+def settle_locked(result: PieceResult, plan: Plan, hashes: Hashes | None = None) -> PieceResult:
     """A piece that another run held: done if every stage's output is now current, whoever computed it.
 
     The summary and report describe the run folder as it is at the end of the run, not as it
@@ -234,23 +228,22 @@ def settle_locked(result: PieceResult, stages: list[str], modules: dict[str, Mod
         return result
     hashes = hashes or Hashes()
     source = Path(result.source)
-    todo = stages_for(source, stages)
+    todo = stages_for(source, plan.stages)
     infos: dict[str, dict[str, Any]] = {}
     for stage in todo:
-        mine = result.stages.get(stage) or {}
+        mine = result.stages.get(stage.name) or {}
         if mine.get("status") in ("done", "current", "reused"):
-            infos[stage] = mine
+            infos[stage.name] = mine
             continue
-        out = output_path(run_dir, stage, result.piece)
-        inp = stage_input(stage, todo[0], source, run_dir, result.piece)
+        step = _step(stage, todo[0], source, plan.run_dir, result.piece)
         try:
-            _, _, in_hash, c_hash, w_hash = _hashes(modules[stage], cfgs[stage], inp, hashes)
+            current = step.hash(hashes).is_current()
         except OSError:
             return result
-        if not is_current(out, in_hash, c_hash, w_hash):
+        if not current:
             return result
-        side = read_sidecar(out) or {}
-        infos[stage] = {"status": "done", "by": "another run", "seconds": (side.get("timings") or {}).get("seconds"), **(side.get("stats") or {})}
+        side = read_sidecar(step.output) or {}
+        infos[stage.name] = {"status": "done", "by": "another run", "seconds": (side.get("timings") or {}).get("seconds"), **(side.get("stats") or {})}
     return PieceResult(result.piece, result.source, "done", None, infos)
 
 

@@ -6,16 +6,17 @@ the run directory directly: it must be on storage every node sees, at the same p
 """
 from __future__ import annotations
 
-import copy
 import ctypes
+import dataclasses
 import logging
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from .batch import STOP_GRACE_S, BatchSpec, StageRunner, limit_threads
-from .pipeline import PieceResult
+from .batch import STOP_GRACE_S, StageRunner, limit_threads
+from .pipeline import PieceResult, Plan
+from .run_settings import RayExecutor
 from .progress import set_bars
 from .stopping import Interrupted, StopSignals
 
@@ -29,17 +30,15 @@ class StageWorker:
     Ray's own cancel only raises a flag for actor tasks, which a stage never reads.
     """
 
-    def __init__(self, spec: BatchSpec, cpus: float, use_gpu: bool) -> None:
+    def __init__(self, plan: Plan, cpus: float, use_gpu: bool) -> None:
         set_bars(False)  # the driver draws the bars
         self._running: int | None = None  # thread id of the piece in flight
         self._lock = threading.Lock()
         limit_threads(max(1, int(cpus)))
-        if use_gpu:
-            spec = copy.deepcopy(spec)
-            for c in spec.cfgs.values():
-                if "device" in c and str(c.device) == "cpu":
-                    c.device = "cuda"  # Ray set CUDA_VISIBLE_DEVICES to this actor's GPU
-        self.runner = StageRunner(spec)
+        if use_gpu:  # Ray set CUDA_VISIBLE_DEVICES to this actor's GPU
+            on_gpu = [s.with_settings(device="cuda") if getattr(s.settings, "device", None) == "cpu" else s for s in plan.stages]
+            plan = dataclasses.replace(plan, stages=on_gpu)
+        self.runner = StageRunner(plan)
 
     def run(self, piece: str, source: str) -> PieceResult:
         with self._lock:
@@ -72,8 +71,8 @@ def _gpus_per_worker(setting: Any, cluster: dict[str, float]) -> float:
     return float(setting)
 
 
-def run_ray(pieces: dict[str, Path], spec: BatchSpec, ecfg: Any, progress=None, stop: StopSignals | None = None) -> list[PieceResult]:
-    """Run `pieces` on Ray actors; results in input order. `ecfg` is conf/executor/ray.yaml.
+def run_ray(pieces: dict[str, Path], plan: Plan, ecfg: RayExecutor, progress=None, stop: StopSignals | None = None) -> list[PieceResult]:
+    """Run `pieces` on Ray actors; results in input order. `ecfg` is conf/executor/ray.yaml's settings.
 
     Once `stop` is requested no piece starts; pieces in flight are interrupted and get
     STOP_GRACE_S to clean up before their actors are killed. Results cover pieces that started.
@@ -83,23 +82,23 @@ def run_ray(pieces: dict[str, Path], spec: BatchSpec, ecfg: Any, progress=None, 
         import ray
     except ImportError:
         raise RuntimeError("executor=ray needs Ray: pip install 'w2m2w[ray]'") from None
-    kwargs = dict(ecfg.get("init_kwargs") or {})
-    if ecfg.get("address"):
+    kwargs = dict(ecfg.init_kwargs or {})
+    if ecfg.address:
         kwargs["address"] = str(ecfg.address)
-    elif ecfg.get("num_cpus"):
+    elif ecfg.num_cpus:
         kwargs["num_cpus"] = int(ecfg.num_cpus)
     started = not ray.is_initialized()
     if started:
         ray.init(include_dashboard=False, logging_level=logging.WARNING, **kwargs)
     try:
         cluster = ray.cluster_resources()
-        cpus = float(ecfg.get("cpus_per_worker") or 1)
-        gpus = _gpus_per_worker(ecfg.get("gpus_per_worker"), cluster)
+        cpus = float(ecfg.cpus_per_worker or 1)
+        gpus = _gpus_per_worker(ecfg.gpus_per_worker, cluster)
         fit = int(cluster.get("GPU", 0) // gpus) if gpus else int(cluster.get("CPU", 1) // cpus)
-        n = max(1, min(int(ecfg.get("workers") or fit or 1), len(pieces)))
+        n = max(1, min(int(ecfg.workers or fit or 1), len(pieces)))
         log.info("ray: %d actor(s), %.3g CPU and %.3g GPU each, cluster %s", n, cpus, gpus, {k: cluster[k] for k in ("CPU", "GPU") if k in cluster})
         actor = ray.remote(num_cpus=cpus, num_gpus=gpus, max_concurrency=2)(StageWorker)
-        actors = [actor.remote(spec, cpus, gpus > 0) for _ in range(n)]
+        actors = [actor.remote(plan, cpus, gpus > 0) for _ in range(n)]
         todo = list(pieces.items())
         idle = list(actors)
         pending: dict[Any, tuple[Any, str]] = {}
@@ -116,7 +115,7 @@ def run_ray(pieces: dict[str, Path], spec: BatchSpec, ecfg: Any, progress=None, 
                     r = PieceResult(pid, str(pieces[pid]), status="interrupted", error=f"{pieces[pid]}: interrupted")
                 else:
                     log.error("%s", r.error)
-                    a = actor.remote(spec, cpus, gpus > 0)  # a fresh actor for the next piece
+                    a = actor.remote(plan, cpus, gpus > 0)  # a fresh actor for the next piece
                     actors.append(a)
             out[pid] = r
             if progress:

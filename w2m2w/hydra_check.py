@@ -1,0 +1,79 @@
+"""run.py's settings check, before Hydra starts a job (the Hydra edge).
+
+Hydra writes its record (.hydra/, the log file) into the run directory before the task
+starts, and reports a wrong type as a multi-line message with exit code 1. Here every job
+of the call (each combination of a -m sweep) is composed the way Hydra will compose it and
+checked first: a wrong type, an unknown key or a value out of range is one line naming
+the key, exit code 2, with nothing written and no model loaded.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+from .run_settings import check_run
+from .settings import SettingsError
+
+# flags that print something instead of running, or point Hydra at other configs: Hydra handles those calls alone
+_NOT_A_RUN = ("help", "hydra_help", "cfg", "info", "shell_completion", "experimental_rerun", "config_path", "config_name", "config_dir")
+
+
+_KINDS = {"Float": "a number", "Integer": "an integer", "Boolean": "true or false"}
+
+
+def jobs(argv: list[str]) -> list[list[str]] | None:
+    """The overrides of each job this command line starts, or None when it starts no job this check can compose."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        args = get_args_parser().parse_args(argv)
+        if any(getattr(args, flag, None) for flag in _NOT_A_RUN):
+            return None
+        overrides = OverridesParser.create().parse_overrides(args.overrides)
+    except (SystemExit, Exception):  # a malformed command line: Hydra's own message says what is wrong
+        return None
+    if not args.multirun:
+        return None if any(o.is_sweep_override() for o in overrides) else [list(args.overrides)]
+    return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+
+
+def _problem(exc: BaseException, job: list[str]) -> str | None:
+    """One line for a settings error of Hydra's composition (None for anything else: Hydra reports those)."""
+    cause = exc.__cause__ if isinstance(exc, ConfigCompositionException) else exc
+    key = getattr(cause, "full_key", None)
+    if not isinstance(cause, (ValidationError, ConfigAttributeError, ConfigKeyError)) or not key:
+        return None  # e.g. an interpolation only Hydra's own run can resolve
+    given = next((o.split("=", 1)[1] for o in job if o.lstrip("+~").split("=", 1)[0] == key and "=" in o), None)
+    reason = str(getattr(cause, "msg", cause)).splitlines()[0]
+    wanted = re.search(r"could not be converted to (\w+)", reason)
+    if isinstance(cause, ValidationError) and wanted:
+        reason = f" is not allowed: it must be {_KINDS.get(wanted.group(1), wanted.group(1))}"
+    elif isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
+        reason = " is not a setting here (a typo? `python run.py --cfg job` lists them)"
+    else:
+        reason = f": {reason}"
+    return f"{key}={given}{reason}" if given is not None else f"{key}{reason}"
+
+
+def check_command_line(argv: list[str], config_dir: Path, config_name: str = "config") -> str | None:
+    """None when every job of `argv` has valid settings; else one line naming the first bad key."""
+    todo = jobs(argv)
+    if not todo:
+        return None
+    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir), job_name="check"):
+        for job in todo:
+            try:
+                settings = OmegaConf.to_object(compose(config_name, overrides=job))
+                check_run(settings)
+            except SettingsError as exc:
+                return str(exc)
+            except Exception as exc:  # noqa: BLE001 - anything else is Hydra's to report, as it always did
+                return _problem(exc, job)
+    return None

@@ -1,0 +1,83 @@
+"""The top-level settings of a pipeline run (conf/config.yaml) and of its executors (conf/executor/), and the
+check of a whole run's settings that runs before any model loads or any file is written."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from .settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, SettingsError, check, setting
+from .staging import STAGES as STAGE_NAMES  # the run-directory folders' order; the registry test holds stages.STAGES to it
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass
+class LocalExecutor:
+    """conf/executor/local.yaml: pieces run on this machine, in `workers` processes (a top-level setting)."""
+
+    name: str = setting("local", choices=("local",), affects_output=False)
+
+
+@dataclass
+class RayExecutor:
+    """conf/executor/ray.yaml: pieces fanned out over a Ray cluster, one actor per worker."""
+
+    name: str = setting("ray", choices=("ray",), affects_output=False)
+    address: Optional[str] = setting(None, affects_output=False)  # null: a local Ray instance; auto: the running cluster
+    workers: Optional[int] = setting(None, range=AT_LEAST_ONE, affects_output=False)  # null: as many as fit
+    cpus_per_worker: float = setting(1.0, range=POSITIVE, affects_output=False)
+    gpus_per_worker: Any = setting("auto", affects_output=False)  # auto, or a number >= 0 (checked by check_run)
+    num_cpus: Optional[int] = setting(None, range=AT_LEAST_ONE, affects_output=False)
+    init_kwargs: dict[str, Any] = setting(default_factory=dict, affects_output=False)
+
+
+@dataclass
+class RunSettings:
+    """conf/config.yaml: what to run, where, and how; the stage groups hold each stage's settings dataclass."""
+
+    input: Optional[str] = setting(None)  # a file, folder, glob or list of paths; null: run.json's pieces, or the demo
+    run_dir: str = setting("runs/demo")
+    stages: list[str] = setting(default_factory=lambda: list(STAGE_NAMES))
+    force: bool = setting(False, affects_output=False)
+    workers: Optional[int] = setting(None, range=AT_LEAST_ONE, affects_output=False)  # null: one per core
+    progress: bool = setting(True, affects_output=False)
+    shard: int = setting(0, range=NON_NEGATIVE, affects_output=False)
+    num_shards: int = setting(1, range=AT_LEAST_ONE, affects_output=False)
+    reuse_from: list[str] = setting(default_factory=list, affects_output=False)
+    log_level: str = setting("INFO", choices=LOG_LEVELS, affects_output=False)
+    # the config groups: their options' dataclasses (stages.*, the executors above) are the schemas
+    transcribe: Any = None
+    generate: Any = None
+    synthesize: Any = None
+    executor: Any = None
+
+
+def check_stage_list(stages: list[str]) -> list[str]:
+    """A non-empty, contiguous, ordered subset of STAGE_NAMES (ValueError otherwise)."""
+    stages = list(stages)
+    unknown = [s for s in stages if s not in STAGE_NAMES]
+    if unknown or not stages:
+        raise ValueError(f"stages must be a non-empty contiguous subset of {list(STAGE_NAMES)}, got {stages}")
+    idx = [STAGE_NAMES.index(s) for s in stages]
+    if idx != list(range(idx[0], idx[0] + len(idx))):
+        raise ValueError(f"stages must be contiguous and in order {list(STAGE_NAMES)}, got {stages}")
+    return stages
+
+
+def check_run(s: RunSettings) -> None:
+    """SettingsError (one line naming the key and what is allowed) for the first setting of the run out of range."""
+    check(s)  # every field, the stage groups and the executor included (they are dataclasses)
+    try:
+        check_stage_list(s.stages)
+    except ValueError as exc:
+        raise SettingsError("stages", s.stages, str(exc).split(", got")[0].replace("stages must be ", "")) from None
+    if s.shard >= s.num_shards:
+        raise SettingsError("shard", s.shard, f"in [0, num_shards - 1] = [0, {s.num_shards - 1}]")
+    gpus = getattr(s.executor, "gpus_per_worker", "auto")
+    if gpus not in (None, "auto") and (isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or gpus < 0):
+        raise SettingsError("executor.gpus_per_worker", gpus, "'auto' or a number in [0, inf)")
+
+
+def record(s: RunSettings) -> dict[str, Any]:
+    """The settings as plain data (summary.json and the report show them)."""
+    return dataclasses.asdict(s)

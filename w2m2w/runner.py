@@ -1,0 +1,173 @@
+"""A pipeline run from its settings: check them, find the pieces, load the stages once, run the pieces
+(here, in worker processes or on Ray), then write the summary and the report. No Hydra here: run.py
+hands in a RunSettings (w2m2w.run_settings) whose stage groups are the stages' settings dataclasses.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+from pathlib import Path
+
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from . import __version__
+from .batch import run_local, usable_cores
+from .io_errors import write_failure
+from .pipeline import Hashes, PieceResult, Plan, merge_summaries, settle_locked, summarize
+from .progress import BatchProgress, print_summary
+from .report import write_report
+from .run_settings import RunSettings, check_run, record
+from .settings import SettingsError
+from .stage import Configured
+from .staging import (InputError, UnsafePieceIdError, check_piece_id, discover_inputs, input_kind, remove_stale_temps, stage_dir, update_json,
+                      update_run_json, writable_problem, write_json)
+from .stopping import Interrupted, StopSignals
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / "assets" / "demo" / "bach_prelude_c.flac"
+log = logging.getLogger("w2m2w")
+
+
+def resolve_inputs(s: RunSettings, run_dirs: list[Path]) -> dict[str, Path]:
+    """Pieces from s.input, else from the first run.json in `run_dirs` (a rerun), else the bundled demo."""
+    if s.input is not None:
+        return discover_inputs(str(s.input))
+    for d in run_dirs:
+        if (d / "run.json").is_file():
+            return read_run_json(d / "run.json")
+    return discover_inputs(str(DEMO))
+
+
+def read_run_json(path: Path) -> dict[str, Path]:
+    """Piece id -> source of a run.json, every id checked: a damaged or edited file must not send writes elsewhere."""
+    try:
+        inputs = json.loads(path.read_text()).get("inputs", {})
+        if not isinstance(inputs, dict):
+            raise ValueError("'inputs' is not an object")
+        return {check_piece_id(k): Path(v["source"]) for k, v in inputs.items()}
+    except UnsafePieceIdError as exc:
+        raise InputError(f"{path}: {exc}; the file is damaged or was edited by hand, fix or remove that entry") from None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise InputError(f"{path}: not a readable run.json ({type(exc).__name__}: {exc})") from None
+
+
+def shard_of(pieces: dict[str, Path], shard: int, num_shards: int) -> dict[str, Path]:
+    """Every num_shards-th piece (sorted by id) starting at `shard`: N jobs, one per shard, cover the input once."""
+    if not 0 <= shard < num_shards:
+        raise ValueError(f"shard must be in 0..num_shards-1, got shard={shard} num_shards={num_shards}")
+    return {pid: pieces[pid] for i, pid in enumerate(sorted(pieces)) if i % num_shards == shard}
+
+
+def configured_stages(s: RunSettings) -> list[Configured]:
+    """The run's stages (from the registry, in order) with their settings."""
+    from stages import get  # the registry of the top-level stages package
+
+    return [Configured(get(name), getattr(s, name)) for name in s.stages]
+
+
+def run(s: RunSettings, run_dir: Path | None = None, reuse_dirs: list[Path] | None = None) -> int:
+    """Run the configured stages over every piece; 0 when all went through, 1 if any failed, 2 for bad settings or
+    arguments, 130 or 143 when stopped by SIGINT or SIGTERM (after writing the summary and report of what completed)."""
+    logging.getLogger("w2m2w").setLevel(s.log_level)
+    logging.captureWarnings(True)  # a library's warning is a log line too: above the bars, in run.log
+    try:
+        check_run(s)  # run.py checks before Hydra writes anything; a caller of the library gets the same check
+    except SettingsError as exc:
+        log.error("%s", exc)
+        return 2
+    with StopSignals() as stop:
+        return _run(s, Path(run_dir or s.run_dir), reuse_dirs or [], stop)
+
+
+def _run(s: RunSettings, run_dir: Path, reuse_dirs: list[Path], stop: StopSignals) -> int:
+    t0 = time.time()
+    problem = writable_problem(run_dir)
+    if problem:
+        log.error("%s", problem)
+        return 2
+    try:
+        stages = configured_stages(s)
+        pieces = shard_of(resolve_inputs(s, [run_dir, *reuse_dirs]), s.shard, s.num_shards)
+    except (ValueError, InputError) as exc:
+        log.error("%s", exc)
+        return 2
+    try:
+        # load models (and check weights) once, before any piece: a bad weights file is one clear error
+        with stop.interruptible():
+            for stage in stages:
+                stage.load()
+    except Exception as exc:
+        log.error("%s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return 2
+    except Interrupted:  # told to stop while loading: nothing ran
+        log.warning("stopped by %s before any piece ran", _signame(stop))
+        return stop.exit_code
+    for stage in stages:
+        remove_stale_temps(stage_dir(run_dir, stage.name), root=run_dir)
+    hashes = Hashes()
+    update_run_json(run_dir, {pid: {"source": str(src.resolve()), "kind": input_kind(src), "sha256": hashes(src) if src.is_file() else None}
+                              for pid, src in pieces.items()}, __version__)
+    plan = Plan(stages, run_dir.resolve(), s.force, [d.resolve() for d in reuse_dirs])
+    results = _execute(s, pieces, plan, stop)
+    # what another run finished while this one ran counts as done: the summary describes the folder as it is
+    results = [settle_locked(r, plan, hashes) for r in results]
+    return _finish(s, run_dir, pieces, results, stop, t0)
+
+
+def _execute(s: RunSettings, pieces: dict[str, Path], plan: Plan, stop: StopSignals) -> list[PieceResult]:
+    """The pieces through the plan on the configured executor, with progress bars."""
+    progress = BatchProgress(list(pieces), [st.name for st in plan.stages], enabled=s.progress)
+    try:
+        with logging_redirect_tqdm():  # log lines above the bars, not through them
+            if s.executor.name == "ray":
+                from .ray_executor import run_ray
+
+                return run_ray(pieces, plan, s.executor, progress, stop)
+            return run_local(pieces, plan, s.workers or usable_cores(), progress, stop)
+    finally:
+        progress.close()
+
+
+def _finish(s: RunSettings, run_dir: Path, pieces: dict[str, Path], results: list[PieceResult], stop: StopSignals, t0: float) -> int:
+    """Summary, report and exit code."""
+    summary = summarize(results)
+    summary.update(stages=list(s.stages), run_dir=str(run_dir), seconds=round(time.time() - t0, 3), config=record(s))
+    if stop.requested:
+        summary["stopped"] = f"{_signame(stop)}: {len(pieces) - len(results)} of {len(pieces)} pieces not started"
+    print_summary(summary, list(s.stages))
+    code = _write_summary(s, run_dir, summary)
+    try:
+        report = write_report(run_dir, summary)
+        log.info("report: %s", report)
+    except Exception as exc:  # the report is a view of the run; failing to draw it must not fail the run
+        log.warning("%s: report not written: %s", run_dir / "report.html", write_failure(exc, run_dir / "report.html") or exc)
+    if stop.requested:
+        log.warning("stopped by %s: %s", _signame(stop), _counts(summary))
+        return stop.exit_code
+    mine = [p["status"] for pid, p in summary["pieces"].items() if pid in pieces]
+    return max(code, 1 if "failed" in mine or "locked" in mine else 0)
+
+
+def _signame(stop: StopSignals) -> str:
+    return signal.Signals(stop.signum).name if stop.signum else "a signal"
+
+
+def _counts(summary: dict) -> str:
+    done = ", ".join(f"{v} {k}" for k, v in sorted(summary["counts"].items())) or "no piece finished"
+    return "; ".join([done, summary["stopped"].split(": ", 1)[1], "summary and report written"])
+
+
+def _write_summary(s: RunSettings, run_dir: Path, summary: dict) -> int:
+    """Write summary.json (merged with the other shards' when sharded); 1 with one line if the disk refuses."""
+    try:
+        if s.num_shards > 1:  # the other shards' pieces stay in summary.json (and so in the report)
+            summary["shard"] = f"{s.shard} of {s.num_shards}"
+            summary.update(update_json(run_dir / "summary.json", lambda old: merge_summaries(old, summary), root=run_dir))
+        else:
+            write_json(run_dir / "summary.json", summary, root=run_dir)
+    except OSError as exc:
+        log.error("%s", write_failure(exc, run_dir / "summary.json") or f"{run_dir / 'summary.json'}: {exc}")
+        return 1
+    return 0

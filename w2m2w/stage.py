@@ -1,0 +1,97 @@
+"""The one interface every pipeline stage implements, and a stage paired with its settings.
+
+A stage has a name (its run-directory folder, after the number), a settings
+dataclass (its Hydra structured config; fields declared with w2m2w.settings.setting),
+a weights file whose hash goes into the sidecar, `load` (models loaded once per
+process, before any piece) and `run` (one piece: read job.input, write job.output,
+return stats). The stages themselves live in the top-level `stages/` package, which
+lists them in order (stages.STAGES).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .settings import output_settings, settings_hash
+
+
+class StageError(RuntimeError):
+    """A piece cannot go through a stage; the message is the one line the user sees."""
+
+
+@dataclass
+class StageJob:
+    piece: str
+    source: Path  # the user's input file
+    input: Path  # the file this stage reads (source or an earlier stage's output)
+    output: Path  # temporary path the stage writes; renamed into place on success
+
+
+class Stage:
+    """Base of the three stages. Subclasses set `name`, `settings` and `options` and implement weights_file, load and run."""
+
+    name: ClassVar[str]
+    settings: ClassVar[type]  # the settings dataclass of its default config
+    options: ClassVar[dict[str, type]]  # its config group's options (conf/<name>/<option>.yaml) -> their settings dataclass
+
+    def weights_file(self, s: Any) -> Path | None:
+        """The file whose sha256 makes outputs stale when it changes (model weights, a soundfont); None if none."""
+        return None
+
+    def resolve(self, s: Any) -> Any:
+        """`s` with automatic values made explicit where they change the output (what the sidecar records)."""
+        return s
+
+    def load(self, s: Any) -> Any:
+        """Load what `run` needs once per process (cached); errors name the file. Called before any piece."""
+        return None
+
+    def run(self, s: Any, job: StageJob) -> dict[str, Any]:
+        """Turn job.input into job.output (a temporary path) for one piece; returns stats for the sidecar."""
+        raise NotImplementedError
+
+    def __reduce__(self) -> tuple:
+        # a stage travels to worker processes and Ray actors by name: each process uses its own registered instance
+        from stages import get
+
+        return get, (self.name,)
+
+    def __repr__(self) -> str:
+        return f"<stage {self.name}>"
+
+
+@dataclass(frozen=True)
+class Configured:
+    """A stage with its settings: what a runner loads once and then runs piece after piece."""
+
+    stage: Stage
+    settings: Any
+
+    @property
+    def name(self) -> str:
+        return self.stage.name
+
+    @cached_property
+    def output_settings(self) -> dict[str, Any]:
+        """The settings that change the output, as the sidecar records them."""
+        return output_settings(self.stage.resolve(self.settings))
+
+    @cached_property
+    def settings_hash(self) -> str:
+        return settings_hash(self.stage.resolve(self.settings))
+
+    def weights_file(self) -> Path | None:
+        return self.stage.weights_file(self.settings)
+
+    def load(self) -> Any:
+        return self.stage.load(self.settings)
+
+    def run(self, job: StageJob) -> dict[str, Any]:
+        return self.stage.run(self.settings, job)
+
+    def with_settings(self, **changes: Any) -> Configured:
+        """A copy with some settings changed (e.g. device=cuda on a GPU worker)."""
+        return Configured(self.stage, dataclasses.replace(self.settings, **changes))
