@@ -111,8 +111,9 @@ def test_transcribe_then_generate(tmp_path, example_audio, tiny_transcriber, tin
     assert side["input"] == str(run_dir / "1-transcribe" / "notes.mid")
     assert side["stats"]["continuation_seconds"] >= 2.0
     assert (run_dir / "2-generate" / "notes.mid").is_file()
-    # a transcription with no notes (nothing reaches an onset threshold above 1) still yields a continuation
-    res = run_pipeline(*common, "transcribe.onset_threshold=1.5")
+    # a transcription with no notes (every note is shorter than min_duration) still yields a continuation;
+    # an onset threshold above 1 did this before thresholds were held to (0, 1)
+    res = run_pipeline(*common, "transcribe.min_duration=100")
     assert res.returncode == 0, res.stderr[-3000:]
     log = res.stdout + res.stderr
     assert any("WARNING" in ln and "no notes" in ln and "empty start" in ln for ln in log.splitlines()), log[-3000:]

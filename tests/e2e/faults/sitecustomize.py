@@ -106,17 +106,17 @@ def _full_disk(staging, folder: str) -> None:
 
 
 def _hold(module, pieces: list, flag: str) -> None:
-    original = module.run
+    original = module.STAGE.run  # the registered stage (w2m2w.stage.Stage)
 
-    def run(cfg, job, run_dir):
+    def run(settings, job):
         if job.piece in pieces:
             with open(f"{flag}.{pieces.index(job.piece)}.waiting", "w") as f:
                 f.write(str(os.getpid()))
             while not os.path.exists(flag):
                 time.sleep(0.05)
-        return original(cfg, job, run_dir)
+        return original(settings, job)
 
-    module.run = run
+    module.STAGE.run = run
 
 
 _patches = {}

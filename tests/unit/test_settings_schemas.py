@@ -1,0 +1,111 @@
+"""The settings dataclasses behind conf/: one source for defaults, a range for every number, and a settings hash
+that follows exactly the settings that change an output."""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+import stages
+from stages.generate import GenerateSettings
+from stages.synthesize import FluidSynthSettings, SourceFilterSettings, WaveNetSettings
+from stages.transcribe import TranscribeSettings
+from w2m2w.generation import GenerationConfig, SamplingConfig
+from w2m2w.renderers import FluidSynthRenderer
+from w2m2w.run_settings import LocalExecutor, RayExecutor, RunSettings
+from w2m2w.settings import check
+from w2m2w.stage import Configured
+from w2m2w.synthesis import SynthesisConfig
+from w2m2w.synthesis_source_filter import SourceFilterRenderConfig
+from w2m2w.transcription import DecodeConfig
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+SCHEMAS = [(f"{s.name}/{opt}.yaml", cls) for s in stages.STAGES for opt, cls in s.options.items()] + [
+    ("executor/local.yaml", LocalExecutor), ("executor/ray.yaml", RayExecutor), ("config.yaml", RunSettings)]
+GROUPS = {"transcribe", "generate", "synthesize", "executor"}
+
+
+def yaml_values(path: Path) -> dict:
+    cfg = OmegaConf.to_container(OmegaConf.load(path))
+    return {k: v for k, v in cfg.items() if k not in ("defaults", "hydra")}
+
+
+def defaults(cls) -> dict:
+    return {k: v for k, v in dataclasses.asdict(cls()).items() if k not in GROUPS}
+
+
+@pytest.mark.parametrize("path, cls", SCHEMAS, ids=[p for p, _ in SCHEMAS])
+def test_yaml_defaults_equal_the_dataclass_defaults(path, cls):
+    assert yaml_values(CONF / path) == defaults(cls)
+
+
+@pytest.mark.parametrize("path, cls", SCHEMAS, ids=[p for p, _ in SCHEMAS])
+def test_every_number_has_a_range_and_the_defaults_are_inside(path, cls):
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        numeric = set(typing.get_args(hints[f.name]) or (hints[f.name],)) & {int, float}
+        if numeric:
+            assert f.metadata.get("w2m2w_range") is not None, f"{path}: {f.name} has no range"
+    check(cls())
+
+
+@pytest.mark.parametrize("settings, library", [
+    (TranscribeSettings, DecodeConfig), (GenerateSettings, GenerationConfig), (GenerateSettings, SamplingConfig),
+    (WaveNetSettings, SynthesisConfig), (SourceFilterSettings, SourceFilterRenderConfig),
+])
+def test_library_dataclasses_have_the_same_defaults(settings, library):
+    mine, theirs = dataclasses.asdict(settings()), dataclasses.asdict(library())
+    shared = set(mine) & set(theirs)
+    assert shared and {k: mine[k] for k in shared} == {k: theirs[k] for k in shared}
+
+
+def test_fluidsynth_renderer_has_the_same_defaults():
+    params = inspect.signature(FluidSynthRenderer).parameters
+    mine = dataclasses.asdict(FluidSynthSettings())
+    assert {k: params[k].default for k in ("soundfont", "program", "chunk_seconds")} == {k: mine[k] for k in ("soundfont", "program", "chunk_seconds")}
+
+
+def _other(value):
+    """A different value of the same type."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if value is None:
+        return 3
+    return f"{value}-other"
+
+
+CASES = [(s, cls, f.name) for s in stages.STAGES for cls in s.options.values() for f in dataclasses.fields(cls) if f.name != "name"]
+
+
+@pytest.mark.parametrize("stage, cls, key", CASES, ids=[f"{c.__name__}.{k}" for _, c, k in CASES])
+def test_settings_hash_follows_exactly_the_settings_that_change_the_output(stage, cls, key):
+    base = cls()
+    changed = dataclasses.replace(base, **{key: _other(getattr(base, key))})
+    same = Configured(stage, base).settings_hash == Configured(stage, changed).settings_hash
+    affects = dataclasses.fields(cls)[[f.name for f in dataclasses.fields(cls)].index(key)].metadata["w2m2w_affects_output"]
+    assert same is (not affects), f"{cls.__name__}.{key}: affects_output={affects} but the hash {'did not change' if same else 'changed'}"
+
+
+def test_what_does_not_change_the_output_stays_out_of_the_hash():
+    # the issue's examples by name: device, threads (and progress, workers: run settings, never in a stage's hash)
+    for stage, cls, keys in [(stages.get("generate"), GenerateSettings, ("device", "threads")),
+                             (stages.get("transcribe"), TranscribeSettings, ("device",)),
+                             (stages.get("synthesize"), SourceFilterSettings, ("device", "threads", "block_seconds"))]:
+        for key in keys:
+            assert key not in Configured(stage, cls()).output_settings
+    top_p = Configured(stages.get("generate"), GenerateSettings(top_p=0.5)).settings_hash
+    assert top_p != Configured(stages.get("generate"), GenerateSettings()).settings_hash
+    assert not {"progress", "workers", "force"} & set(Configured(stages.get("generate"), GenerateSettings()).output_settings)
+
+
+def test_automatic_backend_is_recorded_as_the_one_it_picks():
+    synth = stages.get("synthesize")
+    assert Configured(synth, WaveNetSettings()).output_settings["backend"] == "numba"
+    assert Configured(synth, WaveNetSettings(device="cuda")).output_settings["backend"] == "torch"
+    assert Configured(synth, WaveNetSettings()).settings_hash == Configured(synth, WaveNetSettings(backend="numba")).settings_hash
