@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import platform
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,9 +37,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..checkpoint import load_training_state, load_weights, save_training_state
+from ..checkpoint import load_training_state, load_weights, save_training_state, save_weights
 from ..settings import check
-from .export import export_trained
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +195,18 @@ def check_resume(checkpoint: Path, model_name: str, config: dict) -> None:
     if saved != config:
         diff = "; ".join(f"model.{k}: {saved.get(k)!r} there, {config.get(k)!r} now" for k in sorted(set(saved) | set(config)) if saved.get(k) != config.get(k))
         raise TrainingError(f"{checkpoint.parent}: holds a checkpoint of another model config ({diff}); use a new out_dir or the same model settings")
+
+
+def export_trained(path: Path, model_name: str, model: nn.Module, cfg: Settings, summary: dict, **extra: Any) -> None:
+    """Save `model` for inference with what produced it: the training settings (all but the model's, which
+    are the weights' config), the validation summary, the hardware and any `extra` facts."""
+    training = {
+        "config": {k: v for k, v in asdict(cfg).items() if k != "model"},
+        **extra,
+        "validation": summary,
+        "hardware": f"{platform.machine()} {platform.processor() or ''} torch {torch.__version__} threads={torch.get_num_threads()} device={cfg.device}".strip(),
+    }
+    save_weights(path, model_name, model.state_dict(), asdict(cfg.model), training)
 
 
 class _StepModule(nn.Module):
