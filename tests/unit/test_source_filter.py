@@ -118,6 +118,20 @@ def test_stft_loss_is_zero_only_for_identical_signals():
     assert float(loss(x, x + 0.05 * torch.randn_like(x))) > 0.0
 
 
+def test_log_mel_loss_is_evaluates_distance():
+    """The training term equals evaluate's log-mel distance (numpy in, its own scaling) on each segment."""
+    from w2m2w.models.source_filter import log_mel_l1, stft_loss
+    from w2m2w.synthesis_eval import log_mel_distance
+
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(1, 1, 8000, generator=g)
+    y = 0.5 * t + 0.2 * torch.randn(1, 1, 8000, generator=g)
+    assert float(log_mel_l1(y, t)) == pytest.approx(log_mel_distance(y[0, 0].numpy(), t[0, 0].numpy()), rel=1e-4)
+    assert float(log_mel_l1(3.0 * t, t)) == pytest.approx(0.0, abs=1e-5)  # level does not count
+    both = stft_loss([512, 256], log_mel_weight=2.0)
+    assert float(both(y, t)) == pytest.approx(float(stft_loss([512, 256])(y, t)) + 2.0 * float(log_mel_l1(y, t)), rel=1e-5)
+
+
 def test_weights_of_another_model_are_named(tmp_path, tiny_wavenet):
     from w2m2w.checkpoint import WeightsError
 

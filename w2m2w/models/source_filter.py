@@ -199,18 +199,36 @@ def central(x: torch.Tensor, c: int) -> torch.Tensor:
     return x[:, c:x.shape[1] - c] if c else x
 
 
-def stft_loss(fft_sizes: list[int], mel_weight: float = 0.0, sample_rate: int = 16000) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def log_mel_l1(y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Mean |log mel(y) - log mel(t)| of (batch, 1, T) segments, each scaled to unit RMS first: the log-mel
+    distance that evaluate reports (229 bands, 2048-point STFT, log floor 1e-5; features.log_mel), as a loss.
+    MR-STFT's log term floors magnitudes at 1e-8, so it spends effort on valleys far below what the ear (and
+    the distance) registers; this term weighs the spectrum as evaluate does (as HiFi-GAN's mel L1 loss)."""
+    from ..features import log_mel
+
+    def unit(x: torch.Tensor) -> torch.Tensor:
+        x = x[:, 0]
+        return x / torch.sqrt((x * x).mean(-1, keepdim=True) + 1e-8)
+
+    return (log_mel(unit(y)) - log_mel(unit(t))).abs().mean()
+
+
+def stft_loss(fft_sizes: list[int], mel_weight: float = 0.0, sample_rate: int = 16000,
+              log_mel_weight: float = 0.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """auraloss's multi-resolution STFT loss (spectral convergence + log magnitude), hop = fft / 4, of
     (output, target), each (batch, 1, T); with mel_weight, plus that weight times auraloss's STFT loss on
     128 mel bands of a 2048-point STFT (the ear's frequency scale: high partials and noise weigh less, the
-    low register more)."""
+    low register more); with log_mel_weight, plus that weight times log_mel_l1."""
     import auraloss
 
-    mr = auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=list(fft_sizes), hop_sizes=[f // 4 for f in fft_sizes], win_lengths=list(fft_sizes))
-    if not mel_weight:
-        return mr
-    mel = auraloss.freq.STFTLoss(fft_size=2048, hop_size=256, win_length=2048, scale="mel", n_bins=128, sample_rate=sample_rate)
-    return lambda y, t: mr(y, t) + mel_weight * mel(y, t)
+    terms: list[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = [
+        auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=list(fft_sizes), hop_sizes=[f // 4 for f in fft_sizes], win_lengths=list(fft_sizes))]
+    if mel_weight:
+        mel = auraloss.freq.STFTLoss(fft_size=2048, hop_size=256, win_length=2048, scale="mel", n_bins=128, sample_rate=sample_rate)
+        terms.append(lambda y, t: mel_weight * mel(y, t))
+    if log_mel_weight:
+        terms.append(lambda y, t: log_mel_weight * log_mel_l1(y, t))
+    return terms[0] if len(terms) == 1 else (lambda y, t: sum(term(y, t) for term in terms))
 
 
 def source_filter_from_config(config: dict) -> SourceFilterWaveNet:
