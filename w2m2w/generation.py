@@ -166,10 +166,27 @@ class Decoder:
         self.seq: list[int] = []
         self.cache = None
         self.device = next(model.parameters()).device
+        # a key_state model reads which keys are down after each event, from the whole history:
+        # a key pressed before the window slid past it is still down, and still the model's to release
+        self.states: list[np.ndarray] | None = [] if getattr(model.cfg, "key_state", False) else None
 
     def _run(self, tokens: list[int]) -> torch.Tensor:
         x = torch.tensor([tokens], dtype=torch.long, device=self.device)
-        return self.model(x, self.cache)[0, -1]
+        state = None
+        if self.states is not None:
+            state = torch.from_numpy(np.stack(self.states[len(self.states) - len(tokens):])[None]).to(self.device, torch.float32)
+        return self.model(x, self.cache, state=state)[0, -1]
+
+    def _track(self, tokens: list[int]) -> None:
+        down = self.states[-1].copy() if self.states else np.zeros(ev.N_PITCHES, bool)
+        for t in tokens:
+            if ev.NOTE_ON <= t < ev.NOTE_OFF:
+                down[t - ev.NOTE_ON] = True
+            elif ev.NOTE_OFF <= t < ev.TIME_SHIFT:
+                down[t - ev.NOTE_OFF] = False
+            elif t == ev.EOS:
+                down[:] = False
+            self.states.append(down.copy())
 
     @torch.no_grad()
     def feed(self, tokens: Sequence[int]) -> torch.Tensor:
@@ -178,6 +195,8 @@ class Decoder:
         if not tokens:
             raise ValueError("feed needs at least one token")
         self.seq += tokens
+        if self.states is not None:
+            self._track(tokens)
         if not self.use_cache:
             return self._run(self.seq[-self.context:])
         if self.cache is None:

@@ -12,6 +12,14 @@ step. A new event's relative logits need only its own query against the
 stored relative-embedding table (one row, O(context)); the rows of earlier
 queries are never needed again. Pre-layer-norm blocks; the output projection
 is the token embedding's transpose (tied).
+
+With `key_state`, the model is also told which keys are down after each
+input event (events.key_state, computed from the tokens alone) through one
+linear map added to the embedding, and a NOTE_OFF of a key that is up gets
+no probability. Without it a model must find its own pressed keys by
+attention; the shipped 1,200-step model does that badly: 40 % of the
+NOTE_OFFs it samples release keys that are not down, so the notes they were
+meant for ring on (weights/README.md).
 """
 from __future__ import annotations
 
@@ -22,7 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..events import PAD, VOCAB_SIZE
+import numpy as np
+
+from ..events import N_PITCHES, NOTE_OFF, PAD, VOCAB_SIZE, key_state
 from ..settings import Range, setting
 
 MODEL_NAME = "music_transformer"
@@ -43,6 +53,16 @@ class MusicTransformerConfig:
     dropout: float = setting(0.0, range=Range(0, 1, hi_open=True))
     max_len: int = 512  # training context; relative distances beyond it share the last embedding
     position: str = setting("relative", choices=POSITIONS)  # relative | learned | sinusoidal
+    key_state: bool = False  # also read which keys are down, and release only those (module docstring)
+
+
+_MASKED = -1e4  # a logit no event is ever drawn at, finite so that a stray target cannot make the loss infinite
+
+
+def state_of(tokens: torch.Tensor) -> torch.Tensor:
+    """(B, T) event ids -> (B, T, 128) float: keys down after each event (events.key_state, row by row)."""
+    rows = [key_state(r) for r in tokens.detach().cpu().numpy()]
+    return torch.from_numpy(np.stack(rows) if rows else np.zeros((0, tokens.shape[1], N_PITCHES), bool)).to(tokens.device, torch.float32)
 
 
 class KVCache:
@@ -185,6 +205,8 @@ class MusicTransformer(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln = nn.LayerNorm(cfg.d_model)
+        if cfg.key_state:
+            self.state_in = nn.Linear(N_PITCHES, cfg.d_model, bias=False)
         self.apply(self._init)
 
     @staticmethod
@@ -203,12 +225,16 @@ class MusicTransformer(nn.Module):
         p = self.embed.weight
         return KVCache(self.cfg.n_layers, batch, self.cfg.n_heads, self.cfg.d_model // self.cfg.n_heads, capacity, p.device, p.dtype)
 
-    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, state: torch.Tensor | None = None) -> torch.Tensor:
         """tokens (B, m) -> logits (B, m, vocab). With a cache, tokens continue the cached steps
-        and the cache grows by m."""
+        and the cache grows by m. state (B, m, 128): keys down after each token, for a key_state model
+        (computed from `tokens` alone when not given, which is right when they start the sequence)."""
         m = tokens.shape[1]
         past = cache.length if cache is not None else 0
         x = self.embed(tokens) * math.sqrt(self.cfg.d_model)
+        if self.cfg.key_state:
+            state = state_of(tokens) if state is None else state.to(x.dtype)
+            x = x + self.state_in(state)
         if self.cfg.position == "learned":
             if past + m > self.cfg.max_len:
                 raise ValueError(f"learned positions reach {self.cfg.max_len} events, asked for {past + m}")
@@ -221,7 +247,11 @@ class MusicTransformer(nn.Module):
         if cache is not None:
             cache.length += m
         # output projection tied to the embedding: fewer parameters, a better start on small data
-        return F.linear(self.ln(x), self.embed.weight)
+        logits = F.linear(self.ln(x), self.embed.weight)
+        if self.cfg.key_state:  # a key that is up cannot be released
+            off = logits[..., NOTE_OFF:NOTE_OFF + N_PITCHES]
+            logits = torch.cat([logits[..., :NOTE_OFF], off.masked_fill(state < 0.5, _MASKED), logits[..., NOTE_OFF + N_PITCHES:]], -1)
+        return logits
 
     def loss(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed NLL (nats) of tokens[:, 1:] given their prefixes, and the number of
@@ -251,12 +281,15 @@ def sequence_nll(model: MusicTransformer, tokens: torch.Tensor, context: int, st
     model.eval()
     tokens = tokens.reshape(-1)
     n = len(tokens)
+    # keys pressed before a window are still down in it: the state comes from the whole sequence
+    state = state_of(tokens[None])[0] if model.cfg.key_state else None
     stride = stride or max(context // 2, 1)
     total, count, scored_to = 0.0, 0, 1  # tokens[1:scored_to] already scored
     start = 0
     while scored_to < n:
         window = tokens[start:start + context][None]
-        logp = F.log_softmax(model(window[:, :-1]).float(), dim=-1)[0]  # predicts window[1:]
+        st = None if state is None else state[start:start + window.shape[1] - 1][None]
+        logp = F.log_softmax(model(window[:, :-1], state=st).float(), dim=-1)[0]  # predicts window[1:]
         target = window[0, 1:]
         first = scored_to - start - 1  # index into target of the first unscored token
         lp = logp[first:].gather(1, target[first:, None])[:, 0]
