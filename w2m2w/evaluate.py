@@ -268,6 +268,23 @@ def _error(msg: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def _continuation_settings(cfg: Any) -> Any:
+    """evaluate.yaml's continuation block as ContinuationSettings, or None when it is switched off."""
+    from .continuation_eval import ContinuationSettings
+
+    c = cfg.get("continuation") or {}
+    if not c.get("enabled", True):
+        return None
+    fields = {k: c[k] for k in ContinuationSettings.__dataclass_fields__ if k in c}
+    s = ContinuationSettings(**fields)
+    for key in ("primer_seconds", "seconds", "temperature"):
+        if not getattr(s, key) > 0:
+            _error(f"continuation.{key}={getattr(s, key)} is not allowed: it must be > 0")
+    if not 0 < s.top_p <= 1:
+        _error(f"continuation.top_p={s.top_p} is not allowed: it must be in (0, 1]")
+    return s
+
+
 def run(cfg: Any) -> int:
     """The command behind main(), on a plain mapping-like config; returns the exit status."""
     task = str(cfg.task)
@@ -295,7 +312,8 @@ def run(cfg: Any) -> int:
         from .generation import evaluate_generation
 
         try:
-            summary = evaluate_generation(cfg.input, weights, device=str(cfg.device), include=_as_list(cfg.include), exclude=_as_list(cfg.exclude), emit=emit, warn=warn)
+            summary = evaluate_generation(cfg.input, weights, device=str(cfg.device), include=_as_list(cfg.include), exclude=_as_list(cfg.exclude), emit=emit, warn=warn,
+                                          continuation=_continuation_settings(cfg))
         except (ValueError, WeightsError) as exc:
             _error(str(exc).splitlines()[0])
         print(json.dumps(summary), flush=True)

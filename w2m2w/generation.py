@@ -302,10 +302,12 @@ def evaluate_generation(
     exclude: Sequence[str] = (),
     emit: Callable[[dict[str, Any]], None] = lambda row: None,
     warn: Callable[[str], None] = lambda msg: None,
+    continuation: Any = None,
 ) -> dict[str, Any]:
     """Mean NLL per event (nats) of the Music Transformer in `weights` over the MIDI files
     under `input_path` (a file, a folder searched recursively, or a .txt/.lst/.list list of
-    files; discovery.find_files), pieces read whole.
+    files; discovery.find_files), pieces read whole; with `continuation` (a
+    continuation_eval.ContinuationSettings), also the continuation statistics under "continuation".
 
     `emit` gets one row per file, `warn` one line per file that cannot be read.
     Raises ValueError naming the path when there is nothing to score, WeightsError
@@ -319,7 +321,7 @@ def evaluate_generation(
         raise InputError(f"input {exc}") from None
     model = load_music_transformer(weights, device)
     ctx = model_context(model, context)
-    total, count, rows, failed = 0.0, 0, [], []
+    total, count, rows, failed, pieces = 0.0, 0, [], [], []
     t0 = time.perf_counter()
     for rel, p in files:
         try:
@@ -332,16 +334,26 @@ def evaluate_generation(
         total, count = total + nll, count + n
         row = {"file": rel, "events": n, "nll_per_event": round(nll / n, 4)}
         rows.append(row)
+        pieces.append((rel, notes))
         emit(row)
     if not rows:
         raise ValueError(f"input {input_path}: none of its {len(files)} MIDI files could be read")
     from .checkpoint import sha256_file
 
     mean = total / count
-    return {
+    summary = {
         "task": "generation", "input": str(input_path), "files": len(rows), "events": count,
         "nll_per_event": round(mean, 4), "perplexity": round(math.exp(mean), 3),
         "mean_file_nll_per_event": round(float(np.mean([r["nll_per_event"] for r in rows])), 4),
         "context": ctx, "weights": str(weights), "weights_sha256": sha256_file(weights),
-        "seconds": round(time.perf_counter() - t0, 2), "failed": failed,
+        "failed": failed,
     }
+    if continuation is not None:
+        from .continuation_eval import evaluate_continuations
+
+        stats = evaluate_continuations(model, pieces, continuation, ctx, emit=lambda r: emit({"continuation": r}))
+        if stats is None:
+            warn(f"no file is longer than continuation.primer_seconds={continuation.primer_seconds}: no continuation statistics")
+        summary["continuation"] = stats
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    return summary

@@ -49,3 +49,34 @@ def test_seeded_run_reports_every_figure(tiny_model: MusicTransformer) -> None:
     assert a["overlap_baseline"]["pitch"] == pytest.approx(overlap_area(real[:, 2], primer[:, 2], BINS["pitch"]), abs=1e-4)
     assert a["notes_per_second_baseline"] == pytest.approx(len(real) / 2.0, abs=1e-4)
     assert evaluate_continuations(tiny_model, [("short", notes[:3])], s) is None
+
+
+def test_evaluate_command_reports_continuations(tmp_path, tiny_model: MusicTransformer) -> None:
+    import json
+    import subprocess
+    import sys
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from w2m2w.checkpoint import save_weights
+    from w2m2w.midi import write_midi
+
+    w = tmp_path / "mt.safetensors"
+    save_weights(w, "music_transformer", tiny_model.state_dict(), asdict(tiny_model.cfg))
+    (tmp_path / "midi").mkdir()
+    long = np.array([[i * 0.25, i * 0.25 + 0.2, 60 + i % 12, 70] for i in range(24)])  # 6 s
+    write_midi(tmp_path / "midi" / "long.mid", long)
+    write_midi(tmp_path / "midi" / "short.mid", long[:4])  # 1 s: too short for a 3 s primer
+    cmd = [sys.executable, "-m", "w2m2w.evaluate", "task=generation", f"input={tmp_path / 'midi'}", f"weights={w}",
+           "continuation.primer_seconds=3", "continuation.seconds=2", "threads=1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], timeout=300)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    c = summary["continuation"]
+    assert summary["files"] == 2 and c["files"] == 1
+    real, primer = crop(long, 3.0, 5.0), crop(long, 0.0, 3.0)
+    assert c["notes_per_second_baseline"] == pytest.approx(len(real) / 2.0)
+    # primer: 12 notes on 12 pitches (1/12 each); real: 8 notes on 8 of them (1/8 each): overlap 8 x 1/12
+    assert c["overlap_baseline"]["pitch"] == pytest.approx(8 / 12, abs=1e-4)
+    bad = subprocess.run(cmd[:-1] + ["continuation.seconds=-1"], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], timeout=300)
+    assert bad.returncode == 2 and "continuation.seconds" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
