@@ -51,7 +51,7 @@ def musical_notes(seconds: float, seed: int = 0) -> np.ndarray:
         prog = PROGRESSIONS[rng.integers(len(PROGRESSIONS))]
         mdeg = 7 + int(rng.integers(0, 7))  # melody as a scale degree, an octave above the tonic
 
-        def degree(d: int, octave: int = 0) -> int:
+        def degree(d: int, octave: int = 0, tonic: int = tonic, scale: tuple = scale) -> int:  # this piece's key
             return tonic + 12 * (octave + d // 7) + scale[d % 7]
 
         for bar in range(8):

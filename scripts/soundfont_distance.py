@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
-    from w2m2w.fluidsynth import render_notes
     from w2m2w.data.transcription import crop_notes
+    from w2m2w.fluidsynth import render_notes
     from w2m2w.midi import load_midi_notes
     from w2m2w.synthesis import clean_notes
     from w2m2w.synthesis_eval import log_mel_distance, midi_inputs

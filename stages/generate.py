@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from w2m2w.generation import GenerationConfig, SamplingConfig, continue_notes, load_music_transformer, read_midi_notes
 from w2m2w.midi import MidiError, write_midi
@@ -30,11 +30,11 @@ _GEN, _SAMPLING = GenerationConfig, SamplingConfig  # the library's dataclasses 
 class GenerateSettings:
     """conf/generate/music_transformer.yaml; defaults from w2m2w.generation's GenerationConfig and SamplingConfig."""
 
-    weights: Optional[str] = setting(None, affects_output=False)  # its sha256 is in the sidecar on its own
+    weights: str | None = setting(None, affects_output=False)  # its sha256 is in the sidecar on its own
     device: str = setting("cpu", affects_output=False)
     threads: int = setting(1, range=NON_NEGATIVE, affects_output=False)
     primer_seconds: float = setting(_GEN.primer_seconds, range=NON_NEGATIVE)
-    primer_events: Optional[int] = setting(_GEN.primer_events, range=NON_NEGATIVE)
+    primer_events: int | None = setting(_GEN.primer_events, range=NON_NEGATIVE)
     seconds: float = setting(_GEN.seconds, range=POSITIVE)
     context: int = setting(_GEN.context, range=NON_NEGATIVE)
     include_primer: bool = setting(_GEN.include_primer)
@@ -42,7 +42,7 @@ class GenerateSettings:
     temperature: float = setting(_SAMPLING.temperature, range=NON_NEGATIVE)  # 0: always the most likely event
     top_k: int = setting(_SAMPLING.top_k, range=NON_NEGATIVE)
     top_p: float = setting(_SAMPLING.top_p, range=PROBABILITY_UPPER)
-    seed: Optional[int] = setting(_SAMPLING.seed, range=NON_NEGATIVE)  # null: a fresh seed per piece (recorded)
+    seed: int | None = setting(_SAMPLING.seed, range=NON_NEGATIVE)  # null: a fresh seed per piece (recorded)
 
 
 def generation_config(s: GenerateSettings) -> GenerationConfig:

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import numpy as np
 
@@ -43,13 +43,13 @@ class SourceFilterSettings:
     """conf/synthesize/source_filter.yaml: the source-filter WaveNet (the default)."""
 
     name: str = setting("source_filter", choices=("source_filter",))
-    weights: Optional[str] = setting(None, affects_output=False)
+    weights: str | None = setting(None, affects_output=False)
     device: str = setting(_SF.device, affects_output=False)
     threads: int = setting(_SF.threads, range=NON_NEGATIVE, affects_output=False)
     block_seconds: float = setting(_SF.block_seconds, range=POSITIVE, affects_output=False)
     tail_seconds: float = setting(_SF.tail_seconds, range=NON_NEGATIVE)
     source_only: bool = setting(_SF.source_only)
-    max_seconds: Optional[float] = setting(7200.0, range=POSITIVE, affects_output=False)
+    max_seconds: float | None = setting(7200.0, range=POSITIVE, affects_output=False)
 
 
 @dataclass
@@ -57,7 +57,7 @@ class WaveNetSettings:
     """conf/synthesize/wavenet.yaml: the autoregressive WaveNet of Wave2Midi2Wave."""
 
     name: str = setting("wavenet", choices=("wavenet",))
-    weights: Optional[str] = setting(None, affects_output=False)
+    weights: str | None = setting(None, affects_output=False)
     device: str = setting(_AR.device, affects_output=False)
     backend: str = setting(_AR.backend, choices=("auto", "numba", "torch"))  # numba and torch may draw different samples
     threads: int = setting(_AR.threads, range=NON_NEGATIVE, affects_output=False)
@@ -71,7 +71,7 @@ class WaveNetSettings:
     temperature: float = setting(_AR.temperature, range=POSITIVE)
     seed: int = setting(_AR.seed, range=NON_NEGATIVE)
     chunk_samples: int = setting(_AR.chunk_samples, range=AT_LEAST_ONE, affects_output=False)
-    max_seconds: Optional[float] = setting(7200.0, range=POSITIVE, affects_output=False)
+    max_seconds: float | None = setting(7200.0, range=POSITIVE, affects_output=False)
 
 
 @dataclass
@@ -82,10 +82,10 @@ class FluidSynthSettings:
     soundfont: str = setting(_FS["soundfont"])  # a short name or a path; its file's sha256 is in the sidecar too
     program: int = setting(_FS["program"], range=Range(0, 127))
     chunk_seconds: float = setting(_FS["chunk_seconds"], range=POSITIVE, affects_output=False)
-    max_seconds: Optional[float] = setting(7200.0, range=POSITIVE, affects_output=False)
+    max_seconds: float | None = setting(7200.0, range=POSITIVE, affects_output=False)
 
 
-SynthesizeSettings = Union[SourceFilterSettings, WaveNetSettings, FluidSynthSettings]
+SynthesizeSettings = SourceFilterSettings | WaveNetSettings | FluidSynthSettings
 
 
 def _render_settings(s: SynthesizeSettings) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from w2m2w import SAMPLE_RATE
 from w2m2w.audio import AudioError, is_silent, load_audio
@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 class TranscribeSettings:
     """conf/transcribe/onsets_frames.yaml; decoding defaults come from w2m2w.transcription.DecodeConfig."""
 
-    weights: Optional[str] = setting(None, affects_output=False)  # its sha256 is in the sidecar on its own
+    weights: str | None = setting(None, affects_output=False)  # its sha256 is in the sidecar on its own
     device: str = setting("cpu", affects_output=False)
     onset_threshold: float = setting(DecodeConfig.onset_threshold, range=PROBABILITY_OPEN)
     frame_threshold: float = setting(DecodeConfig.frame_threshold, range=PROBABILITY_OPEN)
@@ -28,7 +28,7 @@ class TranscribeSettings:
     chunk_seconds: float = setting(20.0, range=POSITIVE)
     overlap_seconds: float = setting(2.0, range=NON_NEGATIVE)
     silence_db: float = setting(-60.0, range=Range(None, 0))  # dBFS: a peak never exceeds 0
-    max_seconds: Optional[float] = setting(14400.0, range=POSITIVE, affects_output=False)  # refuses, never changes a result
+    max_seconds: float | None = setting(14400.0, range=POSITIVE, affects_output=False)  # refuses, never changes a result
 
 
 @lru_cache(maxsize=2)

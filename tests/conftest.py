@@ -28,11 +28,12 @@ def piano_like(notes: np.ndarray, sr: int = 16000, seconds: float | None = None)
 @pytest.fixture(scope="session")
 def tiny_transcriber(tmp_path_factory) -> Path:
     """A randomly initialised, tiny Onsets and Frames saved as a real weights file."""
+    from dataclasses import asdict
+
     import torch
 
     from w2m2w.checkpoint import save_weights
     from w2m2w.models.onsets_frames import OnsetsFrames, OnsetsFramesConfig
-    from dataclasses import asdict
 
     torch.manual_seed(0)
     cfg = OnsetsFramesConfig(model_size=32, lstm_units=8)
@@ -68,8 +69,9 @@ TINY_WAVENET = dict(residual_channels=8, skip_channels=8, output_channels=16, la
 @pytest.fixture(scope="session")
 def tiny_wavenet(tmp_path_factory) -> Path:
     """A randomly initialised, tiny WaveNet saved as a real weights file."""
-    import torch
     from dataclasses import asdict
+
+    import torch
 
     from w2m2w.checkpoint import save_weights
     from w2m2w.models.wavenet import WaveNet, WaveNetConfig
@@ -84,8 +86,9 @@ def tiny_wavenet(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_music_transformer(tmp_path_factory) -> Path:
     """A randomly initialised, tiny Music Transformer (relative attention) saved as a real weights file."""
-    import torch
     from dataclasses import asdict
+
+    import torch
 
     from w2m2w.checkpoint import save_weights
     from w2m2w.models.music_transformer import MusicTransformer, MusicTransformerConfig
@@ -104,8 +107,9 @@ TINY_SOURCE_FILTER = dict(residual_channels=8, skip_channels=8, layers=4, dilati
 def tiny_source_filter(tmp_path_factory) -> Path:
     """A randomly initialised, tiny source-filter WaveNet saved as a real weights file; its output head
     starts non-zero so the filter (not only the direct mix of the source) shapes the audio."""
-    import torch
     from dataclasses import asdict
+
+    import torch
 
     from w2m2w.checkpoint import save_weights
     from w2m2w.models.source_filter import SourceFilterConfig, SourceFilterWaveNet

@@ -12,8 +12,9 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .pipeline import Hashes, PieceResult, Plan, run_piece
 from .progress import set_bars

@@ -17,10 +17,10 @@ import glob
 import heapq
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple
+from typing import NamedTuple
 
 from .audio import AUDIO_EXTENSIONS
 from .piece_ids import assign_ids, relative_posix

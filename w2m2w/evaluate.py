@@ -26,6 +26,7 @@ from omegaconf import DictConfig
 
 from .audio import AUDIO_EXTENSIONS
 from .discovery import MIDI_EXTENSIONS
+
 # Order matters: when a folder holds several references for one piece, the first extension wins.
 REFERENCE_EXTENSIONS = (".mid", ".midi", ".tsv")
 TASKS = ("transcription", "generation", "synthesis")
@@ -320,9 +321,8 @@ def run(cfg: Any) -> int:
         return 0
     if task == "synthesis":
         from .checkpoint import WeightsError
-        from .synthesis_eval import run_synthesis_evaluation
-
         from .fluidsynth import RenderError
+        from .synthesis_eval import run_synthesis_evaluation
 
         try:
             summary = run_synthesis_evaluation(

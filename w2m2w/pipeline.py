@@ -12,15 +12,34 @@ import os
 import shutil
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import __version__
 from .io_errors import write_failure
 from .stage import Configured, StageError, StageJob  # noqa: F401 - StageError/StageJob: their old home, kept importable
-from .staging import (STAGES, LockedError, atomic_path, file_lock, file_sha256, input_kind, inside_run_dir, is_current, lock_path, make_dirs,
-                      output_path, read_sidecar, remove_file, remove_output, replace_file, sidecar_path, temp_name, write_json)
+from .staging import (
+    STAGES,
+    LockedError,
+    atomic_path,
+    file_lock,
+    file_sha256,
+    input_kind,
+    inside_run_dir,
+    is_current,
+    lock_path,
+    make_dirs,
+    output_path,
+    read_sidecar,
+    remove_file,
+    remove_output,
+    replace_file,
+    sidecar_path,
+    temp_name,
+    write_json,
+)
 from .stopping import Interrupted
 
 log = logging.getLogger("w2m2w")

@@ -16,8 +16,8 @@ from typing import Any
 
 from .batch import STOP_GRACE_S, StageRunner, limit_threads
 from .pipeline import PieceResult, Plan
-from .run_settings import RayExecutor
 from .progress import set_bars
+from .run_settings import RayExecutor
 from .stopping import Interrupted, StopSignals
 
 log = logging.getLogger("w2m2w")
@@ -138,7 +138,7 @@ def run_ray(pieces: dict[str, Path], plan: Plan, ecfg: RayExecutor, progress=Non
             while pending and time.monotonic() < deadline and stop.count < 2:
                 for ref in ray.wait(list(pending), num_returns=1, timeout=0.2)[0]:
                     collect(ref)
-            for ref, (a, pid) in list(pending.items()):
+            for _, pid in list(pending.values()):
                 out[pid] = PieceResult(pid, str(pieces[pid]), status="interrupted", error=f"{pieces[pid]}: interrupted")
         for a in actors:
             ray.kill(a)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from .settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, SettingsError, check, setting
 from .staging import STAGES as STAGE_NAMES  # the run-directory folders' order; the registry test holds stages.STAGES to it
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -23,11 +24,11 @@ class RayExecutor:
     """conf/executor/ray.yaml: pieces fanned out over a Ray cluster, one actor per worker."""
 
     name: str = setting("ray", choices=("ray",), affects_output=False)
-    address: Optional[str] = setting(None, affects_output=False)  # null: a local Ray instance; auto: the running cluster
-    workers: Optional[int] = setting(None, range=AT_LEAST_ONE, affects_output=False)  # null: as many as fit
+    address: str | None = setting(None, affects_output=False)  # null: a local Ray instance; auto: the running cluster
+    workers: int | None = setting(None, range=AT_LEAST_ONE, affects_output=False)  # null: as many as fit
     cpus_per_worker: float = setting(1.0, range=POSITIVE, affects_output=False)
     gpus_per_worker: Any = setting("auto", affects_output=False)  # auto, or a number >= 0 (checked by check_run)
-    num_cpus: Optional[int] = setting(None, range=AT_LEAST_ONE, affects_output=False)
+    num_cpus: int | None = setting(None, range=AT_LEAST_ONE, affects_output=False)
     init_kwargs: dict[str, Any] = setting(default_factory=dict, affects_output=False)
 
 
@@ -35,11 +36,11 @@ class RayExecutor:
 class RunSettings:
     """conf/config.yaml: what to run, where, and how; the stage groups hold each stage's settings dataclass."""
 
-    input: Optional[str] = setting(None)  # a file, folder, glob or list of paths; null: run.json's pieces, or the demo
+    input: str | None = setting(None)  # a file, folder, glob or list of paths; null: run.json's pieces, or the demo
     run_dir: str = setting("runs/demo")
     stages: list[str] = setting(default_factory=lambda: list(STAGE_NAMES))
     force: bool = setting(False, affects_output=False)
-    workers: Optional[int] = setting(None, range=AT_LEAST_ONE, affects_output=False)  # null: one per core
+    workers: int | None = setting(None, range=AT_LEAST_ONE, affects_output=False)  # null: one per core
     progress: bool = setting(True, affects_output=False)
     shard: int = setting(0, range=NON_NEGATIVE, affects_output=False)
     num_shards: int = setting(1, range=AT_LEAST_ONE, affects_output=False)

@@ -21,8 +21,19 @@ from .report import write_report
 from .run_settings import RunSettings, check_run, record
 from .settings import SettingsError
 from .stage import Configured
-from .staging import (InputError, UnsafePieceIdError, check_piece_id, discover_inputs, input_kind, remove_stale_temps, stage_dir, update_json,
-                      update_run_json, writable_problem, write_json)
+from .staging import (
+    InputError,
+    UnsafePieceIdError,
+    check_piece_id,
+    discover_inputs,
+    input_kind,
+    remove_stale_temps,
+    stage_dir,
+    update_json,
+    update_run_json,
+    writable_problem,
+    write_json,
+)
 from .stopping import Interrupted, StopSignals
 
 REPO = Path(__file__).resolve().parent.parent

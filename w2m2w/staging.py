@@ -19,10 +19,12 @@ import os
 import re
 import socket
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from .checkpoint import sha256_file
+
 # ids and inputs are part of the contract: re-exported so that callers have one place to import it from
 from .discovery import LIST_EXTENSIONS, MIDI_EXTENSIONS, InputError, discover_inputs, input_kind  # noqa: F401
 from .piece_ids import UnsafePieceIdError, check_piece_id, safe_component  # noqa: F401

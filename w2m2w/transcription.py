@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
 from .checkpoint import load_weights
 from .decoding import decode_notes
 from .models.onsets_frames import MODEL_NAME, OnsetsFrames, OnsetsFramesConfig

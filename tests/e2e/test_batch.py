@@ -80,7 +80,7 @@ def test_piece_held_by_another_run_is_named_and_left_alone(tmp_path, folder, wei
     assert res.returncode == 1
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["pieces"]["a"]["status"] == "locked"
-    assert "held by another process" in summary["pieces"]["a"]["error"] and f"pid " in summary["pieces"]["a"]["error"]
+    assert "held by another process" in summary["pieces"]["a"]["error"] and "pid " in summary["pieces"]["a"]["error"]
     assert not (run_dir / "1-transcribe" / "a.mid").exists()
     assert summary["pieces"]["b"]["status"] == "done"
     # once released, the next run does it and keeps what is current

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 from pathlib import Path
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.conftest import REPO, run_pipeline
+from tests.conftest import run_pipeline
 
 
 def transcribe_only(*args: str):

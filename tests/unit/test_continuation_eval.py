@@ -74,7 +74,7 @@ def test_evaluate_command_reports_continuations(tmp_path, tiny_model: MusicTrans
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     c = summary["continuation"]
     assert summary["files"] == 2 and c["files"] == 1
-    real, primer = crop(long, 3.0, 5.0), crop(long, 0.0, 3.0)
+    real = crop(long, 3.0, 5.0)
     assert c["notes_per_second_baseline"] == pytest.approx(len(real) / 2.0)
     # primer: 12 notes on 12 pitches (1/12 each); real: 8 notes on 8 of them (1/8 each): overlap 8 x 1/12
     assert c["overlap_baseline"]["pitch"] == pytest.approx(8 / 12, abs=1e-4)

@@ -8,8 +8,17 @@ import torch
 from w2m2w import events as ev
 from w2m2w.checkpoint import save_weights
 from w2m2w.generation import (
-    Decoder, GenerationConfig, SamplingConfig, continue_notes, evaluate_generation, filter_logits, load_music_transformer,
-    read_midi_notes, sample_continuation, sample_next, select_primer,
+    Decoder,
+    GenerationConfig,
+    SamplingConfig,
+    continue_notes,
+    evaluate_generation,
+    filter_logits,
+    load_music_transformer,
+    read_midi_notes,
+    sample_continuation,
+    sample_next,
+    select_primer,
 )
 from w2m2w.midi import MidiError, write_midi
 from w2m2w.models.music_transformer import MusicTransformer, MusicTransformerConfig

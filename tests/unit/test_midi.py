@@ -9,7 +9,14 @@ from hypothesis import strategies as st
 
 from w2m2w.decoding import decode_notes
 from w2m2w.midi import (
-    MidiError, apply_sustain, load_midi_notes, load_notes, load_tsv_notes, notes_to_rolls, sort_notes, write_midi,
+    MidiError,
+    apply_sustain,
+    load_midi_notes,
+    load_notes,
+    load_tsv_notes,
+    notes_to_rolls,
+    sort_notes,
+    write_midi,
 )
 
 FR = 16000 / 512  # the transcriber's frame rate

@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from w2m2w.music_stats import (BINS, FEATURES, feature_values, inter_onset_intervals, long_note_share, notes_per_second,
-                               overlap_area, polyphony, pooled_overlaps)
+from w2m2w.music_stats import BINS, FEATURES, feature_values, inter_onset_intervals, long_note_share, notes_per_second, overlap_area, polyphony, pooled_overlaps
 
 
 def notes(rows: list[tuple[float, float, int, int]]) -> np.ndarray:

@@ -65,7 +65,9 @@ def test_louder_is_louder_and_brighter():
     soft, _ = piano_source(np.array([[0.0, 1.0, 60, 40.0]]), SR)
     loud, _ = piano_source(np.array([[0.0, 1.0, 60, 120.0]]), SR)
     assert np.abs(loud[:, 0]).max() == pytest.approx(np.abs(soft[:, 0]).max() * (120 / 40) ** 2, rel=1e-3)
-    ratio = lambda s: np.abs(s[:, 3]).max() / np.abs(s[:, 0]).max()  # partials 5-8 against the fundamental
+    def ratio(s: np.ndarray) -> float:  # partials 5-8 against the fundamental
+        return np.abs(s[:, 3]).max() / np.abs(s[:, 0]).max()
+
     assert ratio(loud) > 1.5 * ratio(soft)
 
 

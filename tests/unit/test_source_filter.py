@@ -11,8 +11,7 @@ from tests.unit._synth import make_maps
 from w2m2w.features import conditioning_roll
 from w2m2w.models.source_filter import SourceFilterConfig, SourceFilterWaveNet
 from w2m2w.source import piano_source
-from w2m2w.synthesis_source_filter import (SourceFilterRenderConfig, SourceFilterRenderer, context, load_source_filter, source_mix,
-                                           window)
+from w2m2w.synthesis_source_filter import SourceFilterRenderConfig, SourceFilterRenderer, context, load_source_filter, source_mix, window
 
 SR = 16000
 NOTES = np.array([[0.30, 0.9, 60, 90], [0.5, 1.6, 64, 70], [1.1, 1.4, 79, 110], [2.6, 2.8, 40, 50]], dtype=np.float64)

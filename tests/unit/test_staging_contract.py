@@ -17,8 +17,23 @@ import pytest
 
 from w2m2w import staging
 from w2m2w.staging import (
-    LockedError, atomic_path, config_hash, file_lock, file_sha256, is_current, lock_path, output_path, read_sidecar,
-    remove_output, remove_stale_temps, sidecar_path, stage_dir, temp_name, update_json, update_run_json, write_json,
+    LockedError,
+    atomic_path,
+    config_hash,
+    file_lock,
+    file_sha256,
+    is_current,
+    lock_path,
+    output_path,
+    read_sidecar,
+    remove_output,
+    remove_stale_temps,
+    sidecar_path,
+    stage_dir,
+    temp_name,
+    update_json,
+    update_run_json,
+    write_json,
 )
 
 HERE = socket.gethostname().replace("-", "_")  # this host as temporary names spell it

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import numpy as np
-import soundfile as sf
 import pytest
+import soundfile as sf
 import torch
 
 from tests.conftest import TINY_WAVENET
@@ -117,7 +117,7 @@ class _Tone:
         n = n_samples or self.n_samples(notes)
         t = np.arange(n) / 16000
         y = np.full(n, self.hiss, np.float32) * np.sign(np.sin(2 * np.pi * 1000 * t))  # a square wave of RMS exactly `hiss`
-        for on, off, p, v in notes:
+        for on, off, p, _ in notes:
             m = (t >= on) & (t < off)
             y[m] += 0.3 * np.sin(2 * np.pi * 440 * 2 ** ((p - 69) / 12) * t[m])
         return y

@@ -121,8 +121,8 @@ def test_segment_sampler_keeps_audio_and_roll_aligned(tmp_path):
     import soundfile as sf
 
     from w2m2w.audio import mu_law_decode
-    from w2m2w.data.transcription import Example
     from w2m2w.data.synthesis import MuLawSampler
+    from w2m2w.data.transcription import Example
 
     notes = np.array([[0.30, 0.80, 60, 90], [1.50, 1.70, 64, 90], [2.20, 3.10, 67, 90], [4.00, 4.05, 72, 90]])
     y = np.zeros(5 * 16000, np.float32)

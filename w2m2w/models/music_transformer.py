@@ -26,11 +26,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-import numpy as np
 
 from ..events import N_PITCHES, NOTE_OFF, PAD, VOCAB_SIZE, key_state
 from ..settings import Range, setting

@@ -27,6 +27,7 @@ from numba import njit
 
 from .wavenet import SILENCE, WaveNet
 
+
 @njit(fastmath=True, cache=True, inline="always")
 def _tanh(x):
     # Eigen's generic_fast_tanh_float: odd 13/even 6 rational on [-7.905, 7.905]
@@ -143,29 +144,29 @@ def _run(b0, b1, t0, n_steps, lengths, cond, exc, u, inv_temp, mixture, forced, 
                 x[j, i] = emb[p, i]
             for o in range(S):
                 skip[j, o] = b_skip[o]
-        for l in range(L):
-            slot = qoff[l] + t % dil[l]
-            last = l == L - 1
+        for layer in range(L):
+            slot = qoff[layer] + t % dil[layer]
+            last = layer == L - 1
             for j in range(nb):
                 b = b0 + j
                 if t >= lengths[b]:
                     continue
-                c = cond[b, fr, l]
+                c = cond[b, fr, layer]
                 for o in range(R2):
                     a[o] = c[o]
                 for e in range(E):
                     v = exc[b, t, e]
-                    w = w_exc[l, e]
+                    w = w_exc[layer, e]
                     for o in range(R2):
                         a[o] += v * w[o]
                 for i in range(R):
                     v = queue[b, slot, i]
-                    w = w_dil[l, i]
+                    w = w_dil[layer, i]
                     for o in range(R2):
                         a[o] += v * w[o]
                 for i in range(R):
                     v = x[j, i]
-                    w = w_dil[l, R + i]
+                    w = w_dil[layer, R + i]
                     for o in range(R2):
                         a[o] += v * w[o]
                     queue[b, slot, i] = v  # x[t] replaces x[t-d], which was just read
@@ -177,7 +178,7 @@ def _run(b0, b1, t0, n_steps, lengths, cond, exc, u, inv_temp, mixture, forced, 
                         acc[o] = 0.0
                     for i in range(R):
                         v = z[i]
-                        w = w_rs[l, i]
+                        w = w_rs[layer, i]
                         for o in range(S):
                             acc[o] += v * w[R + o]
                     for o in range(S):
@@ -187,11 +188,11 @@ def _run(b0, b1, t0, n_steps, lengths, cond, exc, u, inv_temp, mixture, forced, 
                         acc[o] = 0.0
                     for i in range(R):
                         v = z[i]
-                        w = w_rs[l, i]
+                        w = w_rs[layer, i]
                         for o in range(RS):
                             acc[o] += v * w[o]
                     for o in range(R):
-                        x[j, o] += acc[o] + b_res[l, o]
+                        x[j, o] += acc[o] + b_res[layer, o]
                     for o in range(S):
                         skip[j, o] += acc[R + o]
         for j in range(nb):
