@@ -4,6 +4,7 @@ Hydra is only here, at the edge: it composes conf/ over the settings dataclasses
 (w2m2w/hydra_schema.py), and w2m2w.runner does the work. Every job's settings are
 checked before Hydra starts (w2m2w/hydra_check.py): a bad value is one line, exit 2.
 """
+
 from __future__ import annotations
 
 import sys

@@ -11,6 +11,7 @@ per minute, audio seconds per minute, and the speed-up over one worker. The defa
 stages are the ones whose weights ship; add `--stages transcribe generate synthesize`
 when all three do. `--set` passes overrides through (e.g. generate.seconds=10).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,16 @@ def main() -> None:
         rows = []
         for w in args.workers:
             run_dir = Path(tmp) / f"run_w{w}"
-            cmd = [sys.executable, str(ROOT / "run.py"), f"input={folder}", f"run_dir={run_dir}", f"stages=[{','.join(args.stages)}]",
-                   f"workers={w}", "progress=false", *args.set]
+            cmd = [
+                sys.executable,
+                str(ROOT / "run.py"),
+                f"input={folder}",
+                f"run_dir={run_dir}",
+                f"stages=[{','.join(args.stages)}]",
+                f"workers={w}",
+                "progress=false",
+                *args.set,
+            ]
             t0 = time.perf_counter()
             res = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
             wall = time.perf_counter() - t0

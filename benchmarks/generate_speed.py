@@ -11,6 +11,7 @@ values; without it, a full forward pass over the last C events. Sampling
 present, else the default model config with random weights (the speed is the
 same; the table says which). Prints a markdown table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,8 +66,10 @@ def main() -> None:
         source = f"random weights ({'no file at ' + str(weights) if not weights.is_file() else 'position=' + cfg.position}), default config"
     c = model.cfg
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"Music Transformer sampling speed: {c.n_layers} layers x {c.d_model}, {c.n_heads} heads, d_ff {c.d_ff}, position={c.position}, "
-          f"trained context {c.max_len}, {n_params / 1e6:.2f} M parameters; {source}; torch {torch.__version__}, {torch.get_num_threads()} CPU threads\n")
+    print(
+        f"Music Transformer sampling speed: {c.n_layers} layers x {c.d_model}, {c.n_heads} heads, d_ff {c.d_ff}, position={c.position}, "
+        f"trained context {c.max_len}, {n_params / 1e6:.2f} M parameters; {source}; torch {torch.__version__}, {torch.get_num_threads()} CPU threads\n"
+    )
     print("| context (events) | with cache (events/s) | without cache (events/s) | speed-up |")
     print("|---:|---:|---:|---:|")
     for ctx in args.contexts:

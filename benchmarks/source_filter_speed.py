@@ -11,6 +11,7 @@ fresh process so peak RSS is its own: 1 minute and --long-minutes minutes of
 the same music (memory must not grow with length) and 300 keys held at once
 (hundreds of simultaneous notes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,8 +59,15 @@ def speed_row(weights: str, threads: int, block: float, seconds: float, source_o
     t0, c0 = time.perf_counter(), time.process_time()
     n = sum(len(y) for y in r.stream(notes))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"what": "source alone (no filter)" if source_only else "source-filter WaveNet", "threads": threads, "block_s": block,
-            "audio_s": round(n / SR, 1), "samples_per_s": round(n / wall), "x_real_time": round(n / SR / wall, 1), "cpu_s_per_audio_s": round(cpu / (n / SR), 3)}
+    return {
+        "what": "source alone (no filter)" if source_only else "source-filter WaveNet",
+        "threads": threads,
+        "block_s": block,
+        "audio_s": round(n / SR, 1),
+        "samples_per_s": round(n / wall),
+        "x_real_time": round(n / SR / wall, 1),
+        "cpu_s_per_audio_s": round(cpu / (n / SR), 3),
+    }
 
 
 def memory_child(weights: str, kind: str, minutes: float, threads: int) -> None:
@@ -69,8 +77,17 @@ def memory_child(weights: str, kind: str, minutes: float, threads: int) -> None:
     t0 = time.perf_counter()
     n = sum(len(y) for y in r.stream(notes))
     wall = time.perf_counter() - t0
-    print(json.dumps({"case": kind, "notes": len(notes), "audio_s": round(n / SR, 1), "x_real_time": round(n / SR / wall, 1),
-                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+    print(
+        json.dumps(
+            {
+                "case": kind,
+                "notes": len(notes),
+                "audio_s": round(n / SR, 1),
+                "x_real_time": round(n / SR / wall, 1),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            }
+        )
+    )
 
 
 def table(rows: list[dict]) -> str:
@@ -99,8 +116,12 @@ def main() -> None:
     print(table(rows))
     mem = []
     for kind, minutes in (("dense", 1.0), ("dense", args.long_minutes), ("chord", 0)):
-        out = subprocess.run([sys.executable, __file__, "--weights", args.weights, "--threads", str(args.threads), "--child", kind, str(minutes)],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--weights", args.weights, "--threads", str(args.threads), "--child", kind, str(minutes)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         mem.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print()
     print(table(mem))

@@ -15,6 +15,7 @@ says which). Rows:
 Prints a markdown table with samples per second, x real time and the ratio to
 the naive loop.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -94,7 +95,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--seconds", type=float, default=20.0, help="length of the piece the numba kernel renders")
     ap.add_argument("--folds", type=int, default=16)
-    ap.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads for the torch loops: their ops are too small to gain from more, and lose badly on a busy machine")
+    ap.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads for the torch loops: their ops are too small to gain from more, and lose badly on a busy machine",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.torch_threads)
     if Path(args.weights).is_file():
@@ -104,9 +110,13 @@ def main() -> None:
         model, source = WaveNet(WaveNetConfig()).eval(), f"random init of the default config ({args.weights} not found)"
     cfg = model.cfg
     print(f"model: {source}")
-    print(f"  {cfg.layers} layers, {cfg.residual_channels} residual / {cfg.skip_channels} skip / {cfg.output_channels} output channels, "
-          f"excitation harmonics {cfg.excitation_harmonics}, receptive field {model.receptive_field} samples, {sum(p.numel() for p in model.parameters()):,} parameters, {macs_per_sample(cfg):,} MAC per sample")
-    print(f"  threads: torch {args.torch_threads}, numba {args.threads}; cpu: {os.cpu_count()} cores; torch {torch.__version__}, load average before: {os.getloadavg()[0]:.2f}\n")
+    print(
+        f"  {cfg.layers} layers, {cfg.residual_channels} residual / {cfg.skip_channels} skip / {cfg.output_channels} output channels, "
+        f"excitation harmonics {cfg.excitation_harmonics}, receptive field {model.receptive_field} samples, {sum(p.numel() for p in model.parameters()):,} parameters, {macs_per_sample(cfg):,} MAC per sample"
+    )
+    print(
+        f"  threads: torch {args.torch_threads}, numba {args.threads}; cpu: {os.cpu_count()} cores; torch {torch.__version__}, load average before: {os.getloadavg()[0]:.2f}\n"
+    )
 
     rows = []
     n, dt, cpu = timed(lambda: naive_torch(model, 20), 3.0)
@@ -121,7 +131,9 @@ def main() -> None:
     from w2m2w.demo import bach_prelude_notes
 
     notes = bach_prelude_notes(8)
-    notes = np.concatenate([notes + [k * (notes[:, 1].max() + 0.5), k * (notes[:, 1].max() + 0.5), 0, 0] for k in range(int(np.ceil(args.seconds / notes[:, 1].max())))])
+    notes = np.concatenate(
+        [notes + [k * (notes[:, 1].max() + 0.5), k * (notes[:, 1].max() + 0.5), 0, 0] for k in range(int(np.ceil(args.seconds / notes[:, 1].max())))]
+    )
     notes = notes[notes[:, 1] <= args.seconds]
     synth = Synthesizer(model, SynthesisConfig(folds=args.folds, threads=args.threads))
     synth.render(notes[:4], 16000)  # warm up the thread pool and the kernel
@@ -129,15 +141,25 @@ def main() -> None:
     y = synth.render(notes)
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     segs = len(synth.plan(len(y)))
-    rows.append((f"numba kernel, one {len(y) / 16000:.0f} s piece folded into {segs} segments (stage path)", min(segs, args.folds), args.threads, len(y) / dt, len(y) / cpu))
+    rows.append(
+        (
+            f"numba kernel, one {len(y) / 16000:.0f} s piece folded into {segs} segments (stage path)",
+            min(segs, args.folds),
+            args.threads,
+            len(y) / dt,
+            len(y) / cpu,
+        )
+    )
 
     base = rows[0][3]
     print("| method | streams | threads | samples/s | x real time | vs naive | samples per CPU-second |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, streams, threads, sps, per_cpu in rows:
         print(f"| {name} | {streams} | {threads} | {sps:,.0f} | {sps / cfg.sample_rate:.2f} | {sps / base:,.0f}x | {per_cpu:,.0f} |")
-    print(f"\nnumba vs cached torch (1 stream): {rows[3][3] / rows[1][3]:.1f}x; goal for one piece: 16,000 samples/s (real time): "
-          f"{'met' if rows[-1][3] >= 16000 else 'NOT met'} ({rows[-1][3]:,.0f}).")
+    print(
+        f"\nnumba vs cached torch (1 stream): {rows[3][3] / rows[1][3]:.1f}x; goal for one piece: 16,000 samples/s (real time): "
+        f"{'met' if rows[-1][3] >= 16000 else 'NOT met'} ({rows[-1][3]:,.0f})."
+    )
     print("samples/s is wall clock; samples per CPU-second is what the process made per second of CPU it got: on a busy machine it")
     print("estimates one idle core (times the threads for the folded row). Each folded segment also generates and drops its preroll.")
     print(f"load average after: {os.getloadavg()[0]:.2f}")

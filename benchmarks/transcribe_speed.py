@@ -11,6 +11,7 @@ peak RSS is its own: interpreter, libraries, model, audio and inference.
 Wall time covers reading the audio file through to the note list; model
 loading is reported separately. Prints a markdown table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -178,7 +179,9 @@ def worker(system: str, audio: str, ref_tsv: str, weights: str, threads: int) ->
     else:
         raise SystemExit(f"unknown system {system!r}")
     m = transcription_metrics(ref, est)
-    info.update(system=system, threads=threads, note_f1=m["note_f1"], note_offset_f1=m["note_offset_f1"], frame_f1=m["frame_f1"], est_notes=len(est), ref_notes=len(ref))
+    info.update(
+        system=system, threads=threads, note_f1=m["note_f1"], note_offset_f1=m["note_offset_f1"], frame_f1=m["frame_f1"], est_notes=len(est), ref_notes=len(ref)
+    )
     return info
 
 
@@ -203,7 +206,22 @@ def basic_pitch_status() -> str | None:
 
 def run_worker(system: str, audio: Path, tsv: Path, weights: str, threads: int, tmp: Path) -> dict:
     out = tmp / f"{system}.json"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", system, "--audio", str(audio), "--ref", str(tsv), "--weights", weights, "--threads", str(threads), "--result", str(out)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        system,
+        "--audio",
+        str(audio),
+        "--ref",
+        str(tsv),
+        "--weights",
+        weights,
+        "--threads",
+        str(threads),
+        "--result",
+        str(out),
+    ]
     # the thread budget also binds OpenMP/MKL pools that libraries start on their own
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -214,7 +232,9 @@ def run_worker(system: str, audio: Path, tsv: Path, weights: str, threads: int, 
 
 
 def table(rows: list[dict]) -> str:
-    head = "| system | audio s | wall s | x real time | peak RSS MB | RSS after model load MB | model load s | notes out | note F1 | note+offset F1 | frame F1 |"
+    head = (
+        "| system | audio s | wall s | x real time | peak RSS MB | RSS after model load MB | model load s | notes out | note F1 | note+offset F1 | frame F1 |"
+    )
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in rows:
         if "error" in r:
@@ -261,7 +281,10 @@ def main(argv: list[str] | None = None) -> int:
         audio, tsv = tmp / "bench.wav", tmp / "bench.tsv"
         save_wav(audio, y)
         np.savetxt(tsv, notes, fmt="%.6f", delimiter="\t", header="onset,offset,note,velocity")
-        print(f"test recording: {len(y) / SAMPLE_RATE / 60:.1f} min, {len(notes)} notes, rendered with FluidSynth ({args.soundfont}) in {render_s:.1f} s", file=sys.stderr)
+        print(
+            f"test recording: {len(y) / SAMPLE_RATE / 60:.1f} min, {len(notes)} notes, rendered with FluidSynth ({args.soundfont}) in {render_s:.1f} s",
+            file=sys.stderr,
+        )
 
         rows = [run_worker("onsets_frames", audio, tsv, args.weights, args.threads, tmp)]
         skipped = "--no-basic-pitch" if args.no_basic_pitch else basic_pitch_status()
@@ -270,9 +293,13 @@ def main(argv: list[str] | None = None) -> int:
 
     print(table(rows))
     print()
-    print(f"threads={args.threads}, {os.cpu_count()} CPUs, torch {_version('torch')}; {len(notes)} reference notes; note F1 with 50 ms onset tolerance (mir_eval).")
+    print(
+        f"threads={args.threads}, {os.cpu_count()} CPUs, torch {_version('torch')}; {len(notes)} reference notes; note F1 with 50 ms onset tolerance (mir_eval)."
+    )
     if not Path(args.weights).is_file():
-        print(f"No weights at {args.weights}: the Onsets and Frames row is a randomly initialised model of the default config; its speed and memory are real, its F1 is not.")
+        print(
+            f"No weights at {args.weights}: the Onsets and Frames row is a randomly initialised model of the default config; its speed and memory are real, its F1 is not."
+        )
     if skipped is not None:
         print(f"Basic Pitch skipped: {skipped}")
     return 0 if all("error" not in r for r in rows) else 1

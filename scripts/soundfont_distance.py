@@ -6,6 +6,7 @@ Renders the first SECONDS of every MIDI file (a folder, a file or a .txt list, a
 `evaluate task=synthesis` reads them) with soundfonts A and B and prints the mean
 w2m2w.synthesis_eval.log_mel_distance between the two renders.
 """
+
 from __future__ import annotations
 
 import argparse

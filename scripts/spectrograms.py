@@ -7,6 +7,7 @@ run, holding NAME.SYSTEM.wav files (target, source_filter, source, fluidsynth, w
 OUT_DIR/NAME.png per piece: SECONDS from START of every render found for it, on one colour scale,
 the target piano's recording first. Needs matplotlib (pip install 'w2m2w[report]').
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,13 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = MelConfig(hop_length=160)  # 10 ms frames: finer than the transcriber's 32 ms, for the eye
     order = ("target", "source_filter", "source", "wavenet", "fluidsynth")
-    titles = {"target": "target piano's own recording (held out)", "source_filter": "source-filter WaveNet (shipped)",
-              "source": "its source alone, unfiltered", "wavenet": "autoregressive WaveNet", "fluidsynth": "FluidSynth, FluidR3 piano"}
+    titles = {
+        "target": "target piano's own recording (held out)",
+        "source_filter": "source-filter WaveNet (shipped)",
+        "source": "its source alone, unfiltered",
+        "wavenet": "autoregressive WaveNet",
+        "fluidsynth": "FluidSynth, FluidR3 piano",
+    }
     renders: dict[str, dict[str, Path]] = {}
     for d in audio_dirs:
         for p in sorted(d.glob("*.*.wav")):
@@ -53,13 +59,20 @@ def main() -> None:
     for stem in sorted(renders)[: args.limit]:
         systems = sorted(renders[stem], key=lambda k: order.index(k) if k in order else len(order))
         sigs = [load_audio(renders[stem][k])[a:b] for k in systems]
-        mels = [log_mel(torch.from_numpy(s[None] / max(np.sqrt(np.mean(s ** 2)), 1e-8)).float(), cfg)[0].numpy() for s in sigs]
+        mels = [log_mel(torch.from_numpy(s[None] / max(np.sqrt(np.mean(s**2)), 1e-8)).float(), cfg)[0].numpy() for s in sigs]
         lo, hi = min(m.min() for m in mels), max(m.max() for m in mels)
         fig, axes = plt.subplots(len(systems), 1, figsize=(9, 1.9 * len(systems) + 0.6), sharex=True, constrained_layout=True, squeeze=False)
         for ax, m, k in zip(axes[:, 0], mels, systems):
             # m: (frames, n_mels); time runs along x
-            im = ax.imshow(m.T, origin="lower", aspect="auto", vmin=lo, vmax=hi, cmap="magma",
-                           extent=(args.start, args.start + m.shape[0] * cfg.hop_length / 16000, 0, m.shape[1]))
+            im = ax.imshow(
+                m.T,
+                origin="lower",
+                aspect="auto",
+                vmin=lo,
+                vmax=hi,
+                cmap="magma",
+                extent=(args.start, args.start + m.shape[0] * cfg.hop_length / 16000, 0, m.shape[1]),
+            )
             ax.set_title(titles.get(k, k), fontsize=9)
             ax.set_ylabel("mel bin")
         axes[-1, 0].set_xlabel("seconds")
@@ -69,6 +82,7 @@ def main() -> None:
         fig.savefig(out, dpi=80)
         plt.close(fig)
         print(out)
+
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,5 @@
 """The pipeline's stages, in order: each implements w2m2w.stage.Stage (name, settings, load once, run one piece)."""
+
 from __future__ import annotations
 
 from w2m2w.stage import Stage

@@ -5,6 +5,7 @@ the continuation, or the continuation alone (include_primer=false); the
 sidecar's stats say where the primer ends, in seconds and events, and the
 seed and sampling settings used.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -49,8 +50,15 @@ def generation_config(s: GenerateSettings) -> GenerationConfig:
     """The stage's settings as the library's dataclasses; seed null draws a fresh seed (the sidecar records it)."""
     seed = s.seed if s.seed is not None else int.from_bytes(os.urandom(4), "little") >> 1
     sampling = SamplingConfig(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=seed)
-    return GenerationConfig(primer_seconds=s.primer_seconds, primer_events=s.primer_events, seconds=s.seconds, context=s.context,
-                            include_primer=s.include_primer, max_events=s.max_events, sampling=sampling)
+    return GenerationConfig(
+        primer_seconds=s.primer_seconds,
+        primer_events=s.primer_events,
+        seconds=s.seconds,
+        context=s.context,
+        include_primer=s.include_primer,
+        max_events=s.max_events,
+        sampling=sampling,
+    )
 
 
 @lru_cache(maxsize=2)

@@ -6,6 +6,7 @@
 WAV file as it is rendered, so memory stays bounded for any length; a
 progress bar counts seconds rendered.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -139,8 +140,12 @@ def read_notes(path: Path) -> tuple[np.ndarray, list[str]]:
 def _progress_bar(piece: str, seconds: float):
     from w2m2w.progress import progress_bar  # honours progress=false, and stays silent in worker processes
 
-    return progress_bar(total=round(seconds, 2), desc=f"synthesize {piece}", unit="s",
-                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]")
+    return progress_bar(
+        total=round(seconds, 2),
+        desc=f"synthesize {piece}",
+        unit="s",
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]",
+    )
 
 
 def render(s: SynthesizeSettings, job: StageJob, loaded: Renderer) -> dict[str, Any]:
@@ -158,8 +163,9 @@ def render(s: SynthesizeSettings, job: StageJob, loaded: Renderer) -> dict[str, 
     total = renderer.n_samples(notes) if renderer is not None else int(SILENT_SECONDS * SAMPLE_RATE)
     limit = s.max_seconds
     if limit and total > float(limit) * SAMPLE_RATE:
-        raise StageError(f"{job.input}: the music lasts {total / SAMPLE_RATE:.0f} s, over synthesize.max_seconds={float(limit):g}; "
-                         "raise it to render this file")
+        raise StageError(
+            f"{job.input}: the music lasts {total / SAMPLE_RATE:.0f} s, over synthesize.max_seconds={float(limit):g}; raise it to render this file"
+        )
     t0 = time.perf_counter()
     n = 0
     with sf.SoundFile(str(job.output), "w", samplerate=SAMPLE_RATE, channels=1, subtype="PCM_16", format="WAV") as out:

@@ -1,4 +1,5 @@
 """Stage 1: piano audio -> MIDI with Onsets and Frames."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

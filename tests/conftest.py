@@ -1,4 +1,5 @@
 """Shared fixtures: tiny models saved through the normal weights format, and generated audio."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Audio I/O: load any format librosa reads as 16 kHz mono float32, save WAV, mu-law."""
+
 from __future__ import annotations
 
 import contextlib

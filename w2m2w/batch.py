@@ -5,6 +5,7 @@ the parent only hands out pieces, draws progress and, when told to stop, stops t
 the workers (torch and numba threads, CPU affinity where the OS has it), so N
 workers on N cores do not fight over them.
 """
+
 from __future__ import annotations
 
 import logging
@@ -159,8 +160,11 @@ def _run_workers(pieces: dict[str, Path], plan: Plan, workers: int, progress, st
         if msg is DIED:
             if w.task is not None:  # killed, out of memory: its piece fails, not the batch
                 pid, src = w.task
-                r = _interrupted(pid, src) if stop.requested else PieceResult(
-                    pid, src, status="failed", error=f"{src}: worker process died (exit code {w.process.exitcode})")
+                r = (
+                    _interrupted(pid, src)
+                    if stop.requested
+                    else PieceResult(pid, src, status="failed", error=f"{src}: worker process died (exit code {w.process.exitcode})")
+                )
                 if r.status == "failed":
                     log.error("%s", r.error)
                 out[pid] = r

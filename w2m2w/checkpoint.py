@@ -2,6 +2,7 @@
 
 No pickles anywhere: loading a weights file can never run code.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,7 +28,9 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def save_weights(path: str | os.PathLike, model_name: str, state_dict: dict[str, torch.Tensor], config: dict[str, Any], training: dict[str, Any] | None = None) -> None:
+def save_weights(
+    path: str | os.PathLike, model_name: str, state_dict: dict[str, torch.Tensor], config: dict[str, Any], training: dict[str, Any] | None = None
+) -> None:
     """Write `state_dict` atomically with the model name, config and training summary as metadata."""
     from safetensors.torch import save_file
 
@@ -66,7 +69,9 @@ def load_weights(path: str | os.PathLike, model_name: str) -> tuple[dict[str, to
             for k in f.keys():
                 tensors[k] = f.get_tensor(k)
     except Exception as exc:
-        raise WeightsError(f"{path}: not a valid safetensors weights file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); it may be truncated, re-download or retrain it") from None
+        raise WeightsError(
+            f"{path}: not a valid safetensors weights file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); it may be truncated, re-download or retrain it"
+        ) from None
     if meta.get("model") != model_name:
         raise WeightsError(f"{path}: holds weights for model {meta.get('model')!r}, expected {model_name!r}")
     if meta.get("format_version") != FORMAT_VERSION:
@@ -74,7 +79,9 @@ def load_weights(path: str | os.PathLike, model_name: str) -> tuple[dict[str, to
     return tensors, json.loads(meta.get("config", "{}")), json.loads(meta.get("training", "{}"))
 
 
-def save_training_state(directory: str | os.PathLike, model_name: str, model: torch.nn.Module, config: dict[str, Any], optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+def save_training_state(
+    directory: str | os.PathLike, model_name: str, model: torch.nn.Module, config: dict[str, Any], optimizer: torch.optim.Optimizer, state: dict[str, Any]
+) -> None:
     """A resumable training checkpoint without pickles: model and optimizer tensors as
     safetensors, step counters and RNG states as JSON. Each file is replaced atomically;
     state.json is written last, so a checkpoint is complete when state.json names its step."""

@@ -13,6 +13,7 @@ when their NOTE_ON had slid out of the model's context window. The model
 cannot see those keys any more, so it has no reason to release them; if most
 long notes are orphans, the context, not the data, is what keeps them down.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -124,21 +125,35 @@ def summarize(pieces: Sequence[dict[str, Any]], seconds: float, primer_seconds: 
     return out
 
 
-def evaluate_continuations(model: Any, pieces: Sequence[tuple[str, np.ndarray]], s: ContinuationSettings, context: int = 0,
-                           emit: Callable[[dict[str, Any]], None] = lambda row: None) -> dict[str, Any] | None:
+def evaluate_continuations(
+    model: Any, pieces: Sequence[tuple[str, np.ndarray]], s: ContinuationSettings, context: int = 0, emit: Callable[[dict[str, Any]], None] = lambda row: None
+) -> dict[str, Any] | None:
     """Continuation statistics over (name, notes) pieces long enough to hold primer + continuation; None if none is.
 
     `emit` gets one row per piece (its notes-per-second and long-note share, generated and real)."""
     results = []
     usable = [(name, n) for name, n in pieces if len(n) and n[:, 0].max() >= s.primer_seconds]
     if s.max_files:
-        usable = usable[:s.max_files]
+        usable = usable[: s.max_files]
     for i, (name, notes) in enumerate(usable):
         res = continue_piece(model, notes, s, s.seed + i, context)
         results.append(res)
-        emit({"file": name, "continuation_notes": len(res["generated"]), "real_notes": len(res["real"]),
-              "long_note_share": long_note_share(res["generated"]), "orphaned_notes": res["orphans"]})
+        emit(
+            {
+                "file": name,
+                "continuation_notes": len(res["generated"]),
+                "real_notes": len(res["real"]),
+                "long_note_share": long_note_share(res["generated"]),
+                "orphaned_notes": res["orphans"],
+            }
+        )
     if not results:
         return None
-    return {"files": len(results), "primer_seconds": s.primer_seconds, "seconds": s.seconds, "seed": s.seed,
-            "sampling": {"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p}, **summarize(results, s.seconds, s.primer_seconds)}
+    return {
+        "files": len(results),
+        "primer_seconds": s.primer_seconds,
+        "seconds": s.seconds,
+        "seed": s.seed,
+        "sampling": {"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p},
+        **summarize(results, s.seconds, s.primer_seconds),
+    }

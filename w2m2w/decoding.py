@@ -1,4 +1,5 @@
 """Onset/frame/velocity probabilities -> notes (Hawthorne et al. 2018 decoding)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,7 +40,7 @@ def decode_notes(
         while end < T and fr[end, k] and not starts[end, k]:
             end += 1
         if velocity is not None:
-            v = float(np.mean(velocity[t:run_end + 1, k]))
+            v = float(np.mean(velocity[t : run_end + 1, k]))
             vel = float(np.clip(round(v * 127), 1, 127))
         else:
             vel = 64.0

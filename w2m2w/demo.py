@@ -3,6 +3,7 @@ written out in code and rendered with the project's FluidSynth renderer.
 
 `python -m w2m2w.demo` rewrites assets/demo/bach_prelude_c.{flac,mid}.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,14 @@ import numpy as np
 
 # five pitches per bar: two held bass notes, then three figuration notes played twice per half bar
 BWV846_BARS = [
-    (60, 64, 67, 72, 76), (60, 62, 69, 74, 77), (59, 62, 67, 74, 77), (60, 64, 67, 72, 76),
-    (60, 64, 69, 76, 81), (60, 62, 66, 69, 74), (59, 62, 67, 74, 79), (59, 60, 64, 67, 72),
+    (60, 64, 67, 72, 76),
+    (60, 62, 69, 74, 77),
+    (59, 62, 67, 74, 77),
+    (60, 64, 67, 72, 76),
+    (60, 64, 69, 76, 81),
+    (60, 62, 66, 69, 74),
+    (59, 62, 67, 74, 79),
+    (59, 60, 64, 67, 72),
 ]
 
 

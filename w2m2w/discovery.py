@@ -10,6 +10,7 @@ same folder twice; the same file reached twice (listed twice, or through a symli
 is found once; and a specification that finds nothing is an InputError naming it.
 Piece ids follow piece_ids.
 """
+
 from __future__ import annotations
 
 import fnmatch

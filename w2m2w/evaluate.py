@@ -9,6 +9,7 @@ renders MIDI and reports speed, round-trip note F1 and log-mel distance.
 
 Hydra stays in main(); everything above it takes plain arguments.
 """
+
 from __future__ import annotations
 
 import json
@@ -222,7 +223,13 @@ def evaluate_transcription(
     if model is not None:
         from .checkpoint import sha256_file
 
-        summary.update(weights=str(weights), weights_sha256=sha256_file(weights), audio_s=round(audio_s, 3), transcribe_s=round(transcribe_s, 3), x_real_time=round(audio_s / transcribe_s, 3) if transcribe_s else None)
+        summary.update(
+            weights=str(weights),
+            weights_sha256=sha256_file(weights),
+            audio_s=round(audio_s, 3),
+            transcribe_s=round(transcribe_s, 3),
+            x_real_time=round(audio_s / transcribe_s, 3) if transcribe_s else None,
+        )
     summary["unmatched"] = report.unmatched
     summary["failed"] = report.failed
     report.summary = summary
@@ -313,8 +320,16 @@ def run(cfg: Any) -> int:
         from .generation import evaluate_generation
 
         try:
-            summary = evaluate_generation(cfg.input, weights, device=str(cfg.device), include=_as_list(cfg.include), exclude=_as_list(cfg.exclude), emit=emit, warn=warn,
-                                          continuation=_continuation_settings(cfg))
+            summary = evaluate_generation(
+                cfg.input,
+                weights,
+                device=str(cfg.device),
+                include=_as_list(cfg.include),
+                exclude=_as_list(cfg.exclude),
+                emit=emit,
+                warn=warn,
+                continuation=_continuation_settings(cfg),
+            )
         except (ValueError, WeightsError) as exc:
             _error(str(exc).splitlines()[0])
         print(json.dumps(summary), flush=True)
@@ -326,11 +341,22 @@ def run(cfg: Any) -> int:
 
         try:
             summary = run_synthesis_evaluation(
-                cfg.input, synthesizer=str(cfg.get("synthesizer", "source_filter")), weights=cfg.weights,
-                transcriber=cfg.get("transcriber") or DEFAULT_WEIGHTS["transcription"], soundfont=cfg.get("soundfont", "fluidr3"),
-                source_alone=bool(cfg.get("source_alone", True)), reference=cfg.get("reference"), basic_pitch=str(cfg.get("basic_pitch", "auto")),
-                max_seconds=cfg.get("max_seconds", 30.0), device=str(cfg.device), threads=int(cfg.threads), audio_out=cfg.get("audio_out"),
-                include=_as_list(cfg.include), exclude=_as_list(cfg.exclude), emit=emit, warn=warn,
+                cfg.input,
+                synthesizer=str(cfg.get("synthesizer", "source_filter")),
+                weights=cfg.weights,
+                transcriber=cfg.get("transcriber") or DEFAULT_WEIGHTS["transcription"],
+                soundfont=cfg.get("soundfont", "fluidr3"),
+                source_alone=bool(cfg.get("source_alone", True)),
+                reference=cfg.get("reference"),
+                basic_pitch=str(cfg.get("basic_pitch", "auto")),
+                max_seconds=cfg.get("max_seconds", 30.0),
+                device=str(cfg.device),
+                threads=int(cfg.threads),
+                audio_out=cfg.get("audio_out"),
+                include=_as_list(cfg.include),
+                exclude=_as_list(cfg.exclude),
+                emit=emit,
+                warn=warn,
                 settings={"temperature": float(cfg.get("temperature", 1.0))} if cfg.get("synthesizer") == "wavenet" else None,
             )
         except (ValueError, WeightsError, RenderError) as exc:
@@ -343,11 +369,19 @@ def run(cfg: Any) -> int:
         _error(f"task={task} needs reference=PATH (a folder of same-named .mid/.midi/.tsv files)")
     try:
         report = evaluate_transcription(
-            cfg.input, cfg.reference,
-            include=_as_list(cfg.include), exclude=_as_list(cfg.exclude), source=str(cfg.source),
-            weights=weights, device=str(cfg.device), decode=dict(cfg.decode),
-            onset_tolerance=float(cfg.onset_tolerance), frame_rate=float(cfg.frame_rate), apply_pedal=bool(cfg.apply_pedal),
-            emit=emit, warn=warn,
+            cfg.input,
+            cfg.reference,
+            include=_as_list(cfg.include),
+            exclude=_as_list(cfg.exclude),
+            source=str(cfg.source),
+            weights=weights,
+            device=str(cfg.device),
+            decode=dict(cfg.decode),
+            onset_tolerance=float(cfg.onset_tolerance),
+            frame_rate=float(cfg.frame_rate),
+            apply_pedal=bool(cfg.apply_pedal),
+            emit=emit,
+            warn=warn,
         )
     except EvaluateError as exc:
         _error(str(exc))

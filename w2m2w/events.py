@@ -19,6 +19,7 @@ velocities at their bin's value, and a key struck again while it sounds
 ends the earlier note there (as `midi.apply_sustain` does for the pedal).
 `tokens_to_notes(notes_to_tokens(x)) == canonical_notes(x)` exactly.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -224,5 +225,5 @@ def valid_next(tokens: np.ndarray) -> np.ndarray:
     only for a key that is down. Everything else stays allowed (a NOTE_ON of a down key reads as a restrike)."""
     state = key_state(tokens)
     ok = np.ones((len(state), VOCAB_SIZE), dtype=bool)
-    ok[:, NOTE_OFF:NOTE_OFF + N_PITCHES] = state
+    ok[:, NOTE_OFF : NOTE_OFF + N_PITCHES] = state
     return ok

@@ -1,4 +1,5 @@
 """Log-mel features in torch with librosa's filterbank (same on CPU and GPU)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -4,6 +4,7 @@ One renderer for two users: the synthesize stage's reference synthesizer
 (renderers.FluidSynthRenderer) and the transcriber's training audio (data.transcription).
 `import fluidsynth` below is pyfluidsynth (absolute import), not this module.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,7 +37,9 @@ def soundfont_path(name_or_path: str) -> str:
 
             path = str(Path(pretty_midi.__file__).parent / "TimGM6mb.sf2")
         if not os.path.isfile(path):
-            raise RenderError(f"soundfont {name_or_path!r} not found at {path}; install it (apt-get install fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont csound-soundfont)")
+            raise RenderError(
+                f"soundfont {name_or_path!r} not found at {path}; install it (apt-get install fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont csound-soundfont)"
+            )
     return path
 
 

@@ -12,6 +12,7 @@ with the end of segment k - 1.
 Everything here is pure numpy over plain ints, so it is the same for every
 backend and testable on hand-made signals.
 """
+
 from __future__ import annotations
 
 import math
@@ -96,16 +97,16 @@ class Unfolder:
         if seg.index > 0 and seg.own - seg.start < self.fade:
             raise ValueError("preroll shorter than the cross-fade")
         self.next_index += 1
-        body = audio[seg.own - seg.start:]
+        body = audio[seg.own - seg.start :]
         parts = []
         if seg.index > 0:
-            head = audio[seg.own - seg.start - len(self.tail): seg.own - seg.start]
-            fin, fout = self.fin[self.fade - len(self.tail):], self.fout[self.fade - len(self.tail):]
+            head = audio[seg.own - seg.start - len(self.tail) : seg.own - seg.start]
+            fin, fout = self.fin[self.fade - len(self.tail) :], self.fout[self.fade - len(self.tail) :]
             parts.append(self.tail * fout + head * fin)
         last = seg.end >= self.n
         keep = 0 if last else min(self.fade, len(body))
         parts.append(body[: len(body) - keep])
-        self.tail = np.array(body[len(body) - keep:], dtype=np.float32)
+        self.tail = np.array(body[len(body) - keep :], dtype=np.float32)
         out = np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
         self.emitted += len(out)
         return out

@@ -1,5 +1,6 @@
 """Continue a performance with a Music Transformer: primer choice, sampling, cached decoding,
 and the held-out likelihood that `python -m w2m2w.evaluate task=generation` reports."""
+
 from __future__ import annotations
 
 import math
@@ -114,7 +115,7 @@ def select_primer(notes: np.ndarray, seconds: float | None, n_events: int | None
     t0 = float(onsets[first])
     tokens = ev.notes_to_tokens(notes, start=t0)
     if len(tokens) > limit:  # one chord alone is longer than the context
-        tokens, truncated = tokens[len(tokens) - limit:], True
+        tokens, truncated = tokens[len(tokens) - limit :], True
     if first == 0 and not truncated and len(tokens) < max_tokens:
         tokens = np.concatenate([[ev.BOS], tokens])  # the whole piece: start it as training pieces start
     return Primer(tokens.astype(np.int64), t0, truncated)
@@ -174,7 +175,7 @@ class Decoder:
         x = torch.tensor([tokens], dtype=torch.long, device=self.device)
         state = None
         if self.states is not None:
-            state = torch.from_numpy(np.stack(self.states[len(self.states) - len(tokens):])[None]).to(self.device, torch.float32)
+            state = torch.from_numpy(np.stack(self.states[len(self.states) - len(tokens) :])[None]).to(self.device, torch.float32)
         return self.model(x, self.cache, state=state)[0, -1]
 
     def _track(self, tokens: list[int]) -> None:
@@ -198,18 +199,20 @@ class Decoder:
         if self.states is not None:
             self._track(tokens)
         if not self.use_cache:
-            return self._run(self.seq[-self.context:])
+            return self._run(self.seq[-self.context :])
         if self.cache is None:
             self.cache = self.model.new_cache(1, self.context)
-            return self._run(self.seq[-self.context:])
+            return self._run(self.seq[-self.context :])
         if self.cache.length + len(tokens) > self.context:
             self.cache = self.model.new_cache(1, self.context)
-            return self._run(self.seq[-max(self.keep, len(tokens)):][-self.context:])
+            return self._run(self.seq[-max(self.keep, len(tokens)) :][-self.context :])
         return self._run(tokens)
 
 
 @torch.no_grad()
-def sample_continuation(model: MusicTransformer, primer: np.ndarray, steps: int, sampling: SamplingConfig, context: int, max_events: int, use_cache: bool = True) -> np.ndarray:
+def sample_continuation(
+    model: MusicTransformer, primer: np.ndarray, steps: int, sampling: SamplingConfig, context: int, max_events: int, use_cache: bool = True
+) -> np.ndarray:
     """Sample events after `primer` (token ids; may be empty) until they add up to `steps`
     10 ms steps of time or `max_events` events. Returns the continuation's ids."""
     was = model.training
@@ -342,10 +345,16 @@ def evaluate_generation(
 
     mean = total / count
     summary = {
-        "task": "generation", "input": str(input_path), "files": len(rows), "events": count,
-        "nll_per_event": round(mean, 4), "perplexity": round(math.exp(mean), 3),
+        "task": "generation",
+        "input": str(input_path),
+        "files": len(rows),
+        "events": count,
+        "nll_per_event": round(mean, 4),
+        "perplexity": round(math.exp(mean), 3),
         "mean_file_nll_per_event": round(float(np.mean([r["nll_per_event"] for r in rows])), 4),
-        "context": ctx, "weights": str(weights), "weights_sha256": sha256_file(weights),
+        "context": ctx,
+        "weights": str(weights),
+        "weights_sha256": sha256_file(weights),
         "failed": failed,
     }
     if continuation is not None:

@@ -3,6 +3,7 @@
 In a module, not in run.py, so that a launcher that runs jobs in other processes
 (submitit on SLURM) can import it by name.
 """
+
 from __future__ import annotations
 
 import sys

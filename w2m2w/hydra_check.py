@@ -6,6 +6,7 @@ of the call (each combination of a -m sweep) is composed the way Hydra will comp
 checked first: a wrong type, an unknown key or a value out of range is one line naming
 the key, exit code 2, with nothing written and no model loaded.
 """
+
 from __future__ import annotations
 
 import re

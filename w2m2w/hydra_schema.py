@@ -4,6 +4,7 @@ The schemas are the settings dataclasses themselves (stages.*, w2m2w.run_setting
 unknown key is rejected when Hydra composes the config, naming the key; the YAML files keep the defaults
 readable with their comments, and a test holds them equal to the dataclasses' defaults.
 """
+
 from __future__ import annotations
 
 from hydra.core.config_store import ConfigStore

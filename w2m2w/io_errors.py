@@ -1,4 +1,5 @@
 """One-line reasons for failing to write a file: a full disk, a read-only folder, and libsndfile's bare "System error."."""
+
 from __future__ import annotations
 
 import errno
@@ -8,8 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 _REASONS = {
-    errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only file system",
-    errno.EFBIG: "file too large", errno.EACCES: "permission denied", errno.EPERM: "operation not permitted", errno.EIO: "input/output error",
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EFBIG: "file too large",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EIO: "input/output error",
 }
 # errors that only a write gives: safe to blame on the output even when the exception names no file
 _WRITE_ONLY = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}

@@ -1,4 +1,5 @@
 """Transcription metrics with mir_eval (pure functions of note lists)."""
+
 from __future__ import annotations
 
 import warnings
@@ -60,4 +61,3 @@ def mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:
     if not rows:
         return {}
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-

@@ -3,6 +3,7 @@
 A note list is a float array of shape (n, 4): onset seconds, offset seconds,
 MIDI pitch, velocity (1..127), sorted by onset then pitch.
 """
+
 from __future__ import annotations
 
 import os
@@ -151,10 +152,10 @@ def notes_to_rolls(notes: np.ndarray, n_frames: int, frame_rate: float, onset_fr
             continue
         b = max(b, a + 1)
         a0 = max(a, 0)
-        rolls["frame"][a0:min(b, n_frames), k] = 1
+        rolls["frame"][a0 : min(b, n_frames), k] = 1
         if a >= 0:
-            rolls["onset"][a:min(a + onset_frames, n_frames), k] = 1
-            rolls["velocity"][a:min(a + onset_frames, n_frames), k] = vel / 127.0
+            rolls["onset"][a : min(a + onset_frames, n_frames), k] = 1
+            rolls["velocity"][a : min(a + onset_frames, n_frames), k] = vel / 127.0
         if b < n_frames:
             rolls["offset"][b, k] = 1
     return rolls

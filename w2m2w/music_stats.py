@@ -8,6 +8,7 @@ identical distributions, 0 for disjoint ones. Pure functions of note arrays
 (n, 4): onset s, offset s, MIDI pitch, velocity (sustain pedal already
 applied by whoever loaded them).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

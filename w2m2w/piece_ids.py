@@ -18,6 +18,7 @@ The rule (README, "The run directory"):
 Ids read back from run.json or a summary are checked with check_piece_id before any path
 is made of them.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,8 +54,7 @@ def _fits(name: str, limit: int) -> str:
 
 def safe_component(name: str) -> str:
     """One path component that common file systems take: never empty, '.', '..' or hidden."""
-    s = "".join("_" if ch in _FORBIDDEN or unicodedata.category(ch) in _FORBIDDEN_CATEGORIES else ch
-                for ch in unicodedata.normalize("NFC", name))
+    s = "".join("_" if ch in _FORBIDDEN or unicodedata.category(ch) in _FORBIDDEN_CATEGORIES else ch for ch in unicodedata.normalize("NFC", name))
     s = s.strip().rstrip(". ").lstrip(".").strip() or "_"  # Windows drops trailing dots and spaces
     if len(s.encode("utf-8")) > MAX_COMPONENT_BYTES:
         s = _fits(s, MAX_COMPONENT_BYTES - HASH_DIGITS - 1).rstrip(". ") + "~" + _short_hash(name)
@@ -65,7 +65,7 @@ def _folder_component(name: str) -> str:
     s = safe_component(name)
     if s.lower().endswith(RUN_FILE_SUFFIXES):
         dot = s.rindex(".")
-        s = s[:dot] + "_" + s[dot + 1:]
+        s = s[:dot] + "_" + s[dot + 1 :]
     return s
 
 

@@ -5,6 +5,7 @@ piece's output to a temporary path and returns stats. This module decides what i
 current, reuses what another run directory already computed, writes atomically,
 records sidecars and keeps going when a piece fails.
 """
+
 from __future__ import annotations
 
 import logging
@@ -163,11 +164,19 @@ def _compute(step: _Step, piece: str, source: Path, plan: Plan, hashes: Hashes) 
         if step.weights is not None and step.w_hash is None:
             step.w_hash = hashes(step.weights)  # a stage may create its weights (e.g. fluidsynth has none)
         side = {
-            "stage": name, "piece": piece, "source": str(source), "input": str(step.input),
-            "input_sha256": step.in_hash, "config_hash": step.stage.settings_hash, "settings": step.stage.output_settings,
-            "weights": str(step.weights) if step.weights is not None else None, "weights_sha256": step.w_hash,
-            "w2m2w_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "timings": {"seconds": elapsed}, "stats": stats,
+            "stage": name,
+            "piece": piece,
+            "source": str(source),
+            "input": str(step.input),
+            "input_sha256": step.in_hash,
+            "config_hash": step.stage.settings_hash,
+            "settings": step.stage.output_settings,
+            "weights": str(step.weights) if step.weights is not None else None,
+            "weights_sha256": step.w_hash,
+            "w2m2w_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "timings": {"seconds": elapsed},
+            "stats": stats,
         }
         # output first, sidecar last: an output without its sidecar is never taken as current
         remove_output(out, root=run_dir)

@@ -5,6 +5,7 @@ progress_bar(), which honours `progress=false` and stays silent in worker proces
 the switch is an environment variable read when the bar is made (tqdm reads
 TQDM_DISABLE once, when it is imported, which in a worker is before the worker can set it).
 """
+
 from __future__ import annotations
 
 import os
@@ -62,8 +63,9 @@ class BatchProgress:
         self.counts = {s: 0 for s in stages}  # what the bars show; kept here too because a disabled bar counts nothing
         self.pieces_done = 0
         self.overall = tqdm(total=n, desc="all stages", unit="piece", position=0, disable=not enabled, dynamic_ncols=True, leave=True)
-        self.bars = {s: tqdm(total=n, desc=f"  {s}", unit="piece", position=i + 1, disable=not enabled, dynamic_ncols=True, leave=True)
-                     for i, s in enumerate(stages)}
+        self.bars = {
+            s: tqdm(total=n, desc=f"  {s}", unit="piece", position=i + 1, disable=not enabled, dynamic_ncols=True, leave=True) for i, s in enumerate(stages)
+        }
 
     def stage_done(self, piece: str, stage: str, info: dict[str, Any]) -> None:
         with self._lock:
@@ -96,8 +98,13 @@ class BatchProgress:
 def piece_row(pid: str, p: dict[str, Any], stages: list[str]) -> dict[str, Any]:
     """One summary row: status, input/output durations, seconds per stage, detail (the error or warning)."""
     st = p.get("stages", {})
-    row = {"piece": pid, "status": p["status"], "in_s": st.get("transcribe", {}).get("audio_seconds"),
-           "music_s": st.get("generate", {}).get("continuation_seconds"), "out_s": st.get("synthesize", {}).get("audio_seconds")}
+    row = {
+        "piece": pid,
+        "status": p["status"],
+        "in_s": st.get("transcribe", {}).get("audio_seconds"),
+        "music_s": st.get("generate", {}).get("continuation_seconds"),
+        "out_s": st.get("synthesize", {}).get("audio_seconds"),
+    }
     for s in stages:
         row[f"{s}_s"] = st.get(s, {}).get("seconds") if st.get(s, {}).get("status") == "done" else st.get(s, {}).get("status")
     row["detail"] = p.get("error") or ""

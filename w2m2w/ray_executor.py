@@ -4,6 +4,7 @@ One actor per worker loads the models once (StageRunner) and takes pieces one at
 time, so a long piece never holds up a queue of short ones. Actors read and write
 the run directory directly: it must be on storage every node sees, at the same path.
 """
+
 from __future__ import annotations
 
 import ctypes

@@ -7,6 +7,7 @@ this interface; which renderer runs is a name and its settings:
 - `wavenet`: the autoregressive WaveNet of Wave2Midi2Wave (w2m2w.models.wavenet);
 - `fluidsynth`: FluidSynth with a soundfont, the reference and a quick preview.
 """
+
 from __future__ import annotations
 
 import math
@@ -115,4 +116,3 @@ def load_renderer(name: str, settings: dict[str, Any]) -> Renderer:
 
     keys = set(SynthesisConfig.__dataclass_fields__)
     return Synthesizer(load_wavenet(path, device), SynthesisConfig(**{k: settings[k] for k in keys if k in settings}))
-

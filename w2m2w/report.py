@@ -3,6 +3,7 @@
 An index of every piece with its status and run-wide counts; per piece, the input and synthesized audio
 players, piano rolls of the transcription and of primer + continuation, each stage's numbers and settings, errors.
 """
+
 from __future__ import annotations
 
 import html
@@ -92,7 +93,9 @@ def piano_roll_svg(notes: np.ndarray, split_s: float | None = None, width: int =
     plot_h = float(min(max(rows * 5, 120), 400))
     height = int(top + plot_h + bottom)
     sx, row_h = (width - left - right) / t_end, plot_h / rows
-    out = [f'<svg class="roll" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-size="10" font-family="sans-serif">']
+    out = [
+        f'<svg class="roll" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-size="10" font-family="sans-serif">'
+    ]
     # octave lines labelled at each C, so the pitch range reads at a glance
     for p in range(lo, hi + 1):
         if p % 12 == 0:
@@ -101,12 +104,16 @@ def piano_roll_svg(notes: np.ndarray, split_s: float | None = None, width: int =
     step = _tick_step(t_end)
     for k in range(int(t_end / step) + 1):
         x = left + k * step * sx
-        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h:.1f}" stroke="#eee"/><text x="{x:.1f}" y="{height - 6}" text-anchor="middle">{k * step:g}s</text>')
+        out.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h:.1f}" stroke="#eee"/><text x="{x:.1f}" y="{height - 6}" text-anchor="middle">{k * step:g}s</text>'
+        )
     for on, off, pitch, vel in notes:
         colour = CONTINUATION_COLOUR if split_s is not None and on >= split_s else PRIMER_COLOUR
         opacity = 0.25 + 0.75 * min(max(vel, 0.0), 127.0) / 127.0
-        out.append(f'<rect x="{left + on * sx:.1f}" y="{top + (hi - pitch) * row_h:.1f}" width="{max((off - on) * sx, 0.8):.1f}" '
-                   f'height="{max(row_h - 0.5, 0.8):.1f}" fill="{colour}" fill-opacity="{opacity:.2f}"/>')
+        out.append(
+            f'<rect x="{left + on * sx:.1f}" y="{top + (hi - pitch) * row_h:.1f}" width="{max((off - on) * sx, 0.8):.1f}" '
+            f'height="{max(row_h - 0.5, 0.8):.1f}" fill="{colour}" fill-opacity="{opacity:.2f}"/>'
+        )
     if split_s is not None:
         x = left + float(split_s) * sx
         out.append(f'<line class="split" x1="{x:.1f}" x2="{x:.1f}" y1="{top - 4}" y2="{top + plot_h:.1f}" stroke="#c53030" stroke-dasharray="4 3"/>')
@@ -138,7 +145,10 @@ def audio_player(path: str | os.PathLike | None, report_dir: str | os.PathLike) 
 
 
 def _kv_table(d: dict[str, Any]) -> str:
-    rows = "".join(f"<tr><td>{_esc(k)}</td><td>{_esc(v if isinstance(v, (str, int, float, bool)) or v is None else json.dumps(v, sort_keys=True, default=str))}</td></tr>" for k, v in d.items())
+    rows = "".join(
+        f"<tr><td>{_esc(k)}</td><td>{_esc(v if isinstance(v, (str, int, float, bool)) or v is None else json.dumps(v, sort_keys=True, default=str))}</td></tr>"
+        for k, v in d.items()
+    )
     return f'<table class="kv">{rows}</table>'
 
 
@@ -163,8 +173,10 @@ def _midi_block(path: Path, split_s: float | None = None) -> str:
     if split_s is not None:
         n_cont = int((notes[:, 0] >= split_s).sum())
         facts += f"; primer {len(notes) - n_cont} notes, continuation {n_cont} notes from {split_s:.2f} s"
-        legend = (f'<span class="legend"><span style="background:{PRIMER_COLOUR}"></span>primer'
-                  f'<span style="background:{CONTINUATION_COLOUR}"></span>continuation</span>')
+        legend = (
+            f'<span class="legend"><span style="background:{PRIMER_COLOUR}"></span>primer'
+            f'<span style="background:{CONTINUATION_COLOUR}"></span>continuation</span>'
+        )
     if len(notes) > MAX_NOTES:
         facts += f" (piano roll capped at the first {MAX_NOTES} notes)"
     return f"<p>{_esc(facts)} {legend}</p>\n{piano_roll_svg(notes, split_s)}"
@@ -209,8 +221,10 @@ def _piece_section(run_dir: Path, idx: int, piece: str, entry: dict[str, Any]) -
     """The section of one piece; any error reading its files shows up inside it."""
     source, status = entry.get("source"), entry["status"]
     kind = entry.get("kind") or (input_kind(source) if source else None)
-    parts = [f'<section class="piece" id="piece-{idx}"><h2>{_esc(piece)} <span class="{_cls(status)}">[{_esc(status)}]</span></h2>',
-             f"<p>source: <code>{_esc(source or 'unknown')}</code></p>"]
+    parts = [
+        f'<section class="piece" id="piece-{idx}"><h2>{_esc(piece)} <span class="{_cls(status)}">[{_esc(status)}]</span></h2>',
+        f"<p>source: <code>{_esc(source or 'unknown')}</code></p>",
+    ]
     if entry.get("error"):
         parts.append(f'<p class="err">{_esc(entry["error"])}</p>')
     try:
@@ -224,8 +238,9 @@ def _piece_section(run_dir: Path, idx: int, piece: str, entry: dict[str, Any]) -
             parts.append("<p>Input is MIDI: no input audio (it enters at generate).</p>")
             parts.append(_midi_block(Path(source)))
         else:
-            seconds = ((entry["stages"].get("transcribe") or {}).get("audio_seconds")
-                       or ((read_sidecar(output_path(run_dir, "transcribe", piece)) or {}).get("stats") or {}).get("audio_seconds"))
+            seconds = (entry["stages"].get("transcribe") or {}).get("audio_seconds") or (
+                (read_sidecar(output_path(run_dir, "transcribe", piece)) or {}).get("stats") or {}
+            ).get("audio_seconds")
             parts.append((f"<p>{float(seconds):.2f} s of audio</p>" if seconds else "") + audio_player(source, run_dir))
         for stage in STAGES:
             parts.append(_stage_block(run_dir, stage, piece, entry["stages"].get(stage) or {}, kind))
@@ -252,10 +267,14 @@ def collect_pieces(run_json: dict[str, Any], summary: dict[str, Any]) -> dict[st
     done = summary.get("pieces") or {}
     pieces = {}
     for pid in sorted(set(inputs) | set(done)):
-
         inp, res = inputs.get(pid) or {}, done.get(pid) or {}
-        pieces[pid] = {"source": inp.get("source") or res.get("source"), "kind": inp.get("kind"), "status": res.get("status") or "not run",
-                       "error": res.get("error"), "stages": res.get("stages") or {}}
+        pieces[pid] = {
+            "source": inp.get("source") or res.get("source"),
+            "kind": inp.get("kind"),
+            "status": res.get("status") or "not run",
+            "error": res.get("error"),
+            "stages": res.get("stages") or {},
+        }
     return pieces
 
 
@@ -270,8 +289,11 @@ def write_report(run_dir: str | os.PathLike, summary: dict | None = None) -> Pat
     for p in pieces.values():
         counts[p["status"]] = counts.get(p["status"], 0) + 1
     count_text = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no pieces"
-    index = "".join(f'<tr><td><a href="#piece-{i}">{_esc(pid)}</a></td><td class="{_cls(p["status"])}">{_esc(p["status"])}</td>'
-                    f'<td class="err">{_esc(p["error"] or "")}</td></tr>' for i, (pid, p) in enumerate(pieces.items()))
+    index = "".join(
+        f'<tr><td><a href="#piece-{i}">{_esc(pid)}</a></td><td class="{_cls(p["status"])}">{_esc(p["status"])}</td>'
+        f'<td class="err">{_esc(p["error"] or "")}</td></tr>'
+        for i, (pid, p) in enumerate(pieces.items())
+    )
     sections = [_piece_section(run_dir, i, pid, p) for i, (pid, p) in enumerate(pieces.items())]
     config = summary.get("config")
     page = f"""<!DOCTYPE html>
@@ -282,8 +304,8 @@ def write_report(run_dir: str | os.PathLike, summary: dict | None = None) -> Pat
 stages of the last call: {_esc(", ".join(summary.get("stages") or []) or "unknown")}</p>
 <p id="js-errors" class="err"></p>
 <h2 id="index">{len(pieces)} pieces: {_esc(count_text)}</h2>
-{f'<table><tr><th>piece</th><th>status</th><th>error</th></tr>{index}</table>' if pieces else '<p class="muted">This run has no pieces.</p>'}
-{f'<details><summary>configuration</summary><pre>{_esc(json.dumps(config, indent=2, sort_keys=True, default=str))}</pre></details>' if config else ''}
+{f"<table><tr><th>piece</th><th>status</th><th>error</th></tr>{index}</table>" if pieces else '<p class="muted">This run has no pieces.</p>'}
+{f"<details><summary>configuration</summary><pre>{_esc(json.dumps(config, indent=2, sort_keys=True, default=str))}</pre></details>" if config else ""}
 {chr(10).join(sections)}
 </body></html>
 """

@@ -1,5 +1,6 @@
 """The top-level settings of a pipeline run (conf/config.yaml) and of its executors (conf/executor/), and the
 check of a whole run's settings that runs before any model loads or any file is written."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -2,6 +2,7 @@
 (here, in worker processes or on Ray), then write the summary and the report. No Hydra here: run.py
 hands in a RunSettings (w2m2w.run_settings) whose stage groups are the stages' settings dataclasses.
 """
+
 from __future__ import annotations
 
 import json
@@ -118,8 +119,11 @@ def _run(s: RunSettings, run_dir: Path, reuse_dirs: list[Path], stop: StopSignal
     for stage in stages:
         remove_stale_temps(stage_dir(run_dir, stage.name), root=run_dir)
     hashes = Hashes()
-    update_run_json(run_dir, {pid: {"source": str(src.resolve()), "kind": input_kind(src), "sha256": hashes(src) if src.is_file() else None}
-                              for pid, src in pieces.items()}, __version__)
+    update_run_json(
+        run_dir,
+        {pid: {"source": str(src.resolve()), "kind": input_kind(src), "sha256": hashes(src) if src.is_file() else None} for pid, src in pieces.items()},
+        __version__,
+    )
     plan = Plan(stages, run_dir.resolve(), s.force, [d.resolve() for d in reuse_dirs])
     results = _execute(s, pieces, plan, stop)
     # what another run finished while this one ran counts as done: the summary describes the folder as it is

@@ -7,6 +7,7 @@ the output (the settings hash in a sidecar covers exactly those that do).
 Hydra's structured configs reject wrong types; `check` rejects values out of
 range with one line naming the key and the allowed range.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -65,8 +66,14 @@ class SettingsError(ValueError):
         self.allowed = allowed
 
 
-def setting(default: Any = dataclasses.MISSING, *, range: Range | None = None, choices: tuple | None = None,
-            affects_output: bool = True, default_factory: Any = dataclasses.MISSING) -> Any:
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    range: Range | None = None,
+    choices: tuple | None = None,
+    affects_output: bool = True,
+    default_factory: Any = dataclasses.MISSING,
+) -> Any:
     """A dataclass field with its allowed range or choices; affects_output=False keeps it out of the settings hash
     (device, threads, progress: they change how fast, not what comes out). None is always allowed where it is the
     default or the field's type admits it (it means "automatic" in this project's settings)."""

@@ -28,6 +28,7 @@ starts: noise is a hash of the index, and each note's phase and decay are
 computed from its onset. A window of a long piece is therefore exactly those
 samples of the whole piece's source, so chunked rendering joins seamlessly.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,6 +49,7 @@ _HAMMER, _NOISE, _ENV = len(GROUPS), len(GROUPS) + 1, len(GROUPS) + 2
 @dataclass(frozen=True)
 class SourceConfig:
     """Fixed physics-flavoured settings of the source (stored with the model's weights)."""
+
     partials: int = 32  # per note, up to max_freq (32 measured closer to the target piano than 16: weights/README.md)
     max_freq: float = 7600.0  # partials at or above this are left out (below Nyquist at 16 kHz)
     log10_b_low: float = -4.0  # inharmonicity B at A0 (MIDI 21) ...
@@ -92,8 +94,7 @@ def _noise(i: int, salt: int) -> float:
 
 @numba.njit(cache=True, nogil=True)
 def _render(on_i, off_i, pitch, vel, start, n, sr, params, group_lo, group_hi, out, gate):  # pragma: no cover - numba
-    (partials, max_freq, b_lo, b_hi, tau_low, tau_oct, tau_part, roll_soft, roll_loud, vpow, rel_tau, rel_taus,
-     ham_tau, ham_s, margin, ramp) = params
+    (partials, max_freq, b_lo, b_hi, tau_low, tau_oct, tau_part, roll_soft, roll_loud, vpow, rel_tau, rel_taus, ham_tau, ham_s, margin, ramp) = params
     partials = int(partials)
     n_groups = len(group_lo)
     margin = int(margin)
@@ -103,7 +104,7 @@ def _render(on_i, off_i, pitch, vel, start, n, sr, params, group_lo, group_hi, o
         on, off = on_i[j], off_i[j]
         p = pitch[j]
         v = vel[j] / 127.0
-        gain = v ** vpow
+        gain = v**vpow
         f0 = 440.0 * 2.0 ** ((p - 69.0) / 12.0)
         b = 10.0 ** (b_lo + (b_hi - b_lo) * (p - 21.0) / 87.0)
         tau0 = tau_low * tau_oct ** ((p - 21.0) / 12.0) * sr  # in samples
@@ -179,8 +180,9 @@ _GROUP_LO = np.array([lo for lo, _ in GROUPS], np.int64)
 _GROUP_HI = np.array([min(hi, 1 << 20) for _, hi in GROUPS], np.int64)
 
 
-def piano_source(notes: np.ndarray, n_samples: int, start_sample: int = 0, cfg: SourceConfig = SourceConfig(),
-                 sample_rate: int = SAMPLE_RATE, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def piano_source(
+    notes: np.ndarray, n_samples: int, start_sample: int = 0, cfg: SourceConfig = SourceConfig(), sample_rate: int = SAMPLE_RATE, threads: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """The source of samples start_sample .. start_sample + n_samples - 1 of a piece.
 
     notes: (n, 4) onset s, offset s, MIDI pitch, velocity (sustain pedal applied).
@@ -196,9 +198,27 @@ def piano_source(notes: np.ndarray, n_samples: int, start_sample: int = 0, cfg: 
     if n and len(notes):
         on = np.round(notes[:, 0] * sample_rate).astype(np.int64)
         off = np.maximum(np.round(notes[:, 1] * sample_rate).astype(np.int64), on + 1)
-        params = np.array([cfg.partials, cfg.max_freq, cfg.log10_b_low, cfg.log10_b_high, cfg.tau_low, cfg.tau_octave, cfg.tau_partial,
-                           cfg.rolloff_soft, cfg.rolloff_loud, cfg.velocity_power, cfg.release_tau, cfg.release_taus, cfg.hammer_tau,
-                           cfg.hammer_seconds, cfg.gate_margin, max(cfg.gate_ramp, 1)], dtype=np.float64)
+        params = np.array(
+            [
+                cfg.partials,
+                cfg.max_freq,
+                cfg.log10_b_low,
+                cfg.log10_b_high,
+                cfg.tau_low,
+                cfg.tau_octave,
+                cfg.tau_partial,
+                cfg.rolloff_soft,
+                cfg.rolloff_loud,
+                cfg.velocity_power,
+                cfg.release_tau,
+                cfg.release_taus,
+                cfg.hammer_tau,
+                cfg.hammer_seconds,
+                cfg.gate_margin,
+                max(cfg.gate_ramp, 1),
+            ],
+            dtype=np.float64,
+        )
         pitch, vel = notes[:, 2].copy(), notes[:, 3].copy()
         parts = max(1, min(int(threads), n // 8000))
         edges = np.linspace(0, n, parts + 1).astype(np.int64)
@@ -226,5 +246,4 @@ def source_config_from(d: dict | None) -> SourceConfig:
     return SourceConfig(**d)
 
 
-__all__ = ["SourceConfig", "piano_source", "partial_frequencies", "inharmonicity", "source_config_from", "CHANNEL_NAMES", "N_CHANNELS",
-           "GROUPS"]
+__all__ = ["SourceConfig", "piano_source", "partial_frequencies", "inharmonicity", "source_config_from", "CHANNEL_NAMES", "N_CHANNELS", "GROUPS"]

@@ -7,6 +7,7 @@ process, before any piece) and `run` (one piece: read job.input, write job.outpu
 return stats). The stages themselves live in the top-level `stages/` package, which
 lists them in order (stages.STAGES).
 """
+
 from __future__ import annotations
 
 import dataclasses

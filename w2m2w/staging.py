@@ -9,6 +9,7 @@ inside_run_dir refuses any path outside it.
 atomic_path is also the project's one way to write any file atomically (weights,
 checkpoints, caches, reports): outside a run folder, callers pass root=None.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -5,6 +5,7 @@ interrupted and cleaned up, and the run still writes its summary and report. Ins
 piece, the request arrives as Interrupted, a BaseException, so that the `except Exception`
 of stages and libraries does not swallow it, while `finally` blocks still clean up.
 """
+
 from __future__ import annotations
 
 import contextlib

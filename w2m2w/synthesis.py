@@ -5,6 +5,7 @@ pieces are generated side by side in windows of `folds` streams, by the numba
 kernel on CPU or the torch loop on GPU, and joined back with cross-fades.
 Audio comes out per window, in order, so memory is bounded for any length.
 """
+
 from __future__ import annotations
 
 import math
@@ -129,8 +130,9 @@ class Synthesizer:
             return None
         return np.stack([excitation(notes, n, self.sr, seg.start, H) for notes, seg in items])
 
-    def _generate(self, cond: torch.Tensor, exc: np.ndarray | None, lengths: np.ndarray, rng: np.random.Generator,
-                  on_chunk: Callable[[int, int], None]) -> np.ndarray:
+    def _generate(
+        self, cond: torch.Tensor, exc: np.ndarray | None, lengths: np.ndarray, rng: np.random.Generator, on_chunk: Callable[[int, int], None]
+    ) -> np.ndarray:
         """Classes (batch, max(lengths)) uint8 for a window of streams."""
         B, n = cond.shape[0], int(lengths.max())
         out = np.zeros((B, n), np.uint8)
@@ -143,7 +145,7 @@ class Synthesizer:
             try:
                 for t in range(0, n, chunk):
                     k = min(chunk, n - t)
-                    out[:, t:t + k] = gen.advance(k, u[:, t:t + k])
+                    out[:, t : t + k] = gen.advance(k, u[:, t : t + k])
                     on_chunk(t, k)
             finally:
                 gen.close()
@@ -152,12 +154,14 @@ class Synthesizer:
             gen = TorchGenerator(self.model, cond, self.cfg.temperature, exc_t)
             for t in range(0, n, chunk):
                 k = min(chunk, n - t)
-                uk = torch.from_numpy(u[:, t:t + k]).to(cond.device)
-                out[:, t:t + k] = gen.advance(k, uk).cpu().numpy().astype(np.uint8)
+                uk = torch.from_numpy(u[:, t : t + k]).to(cond.device)
+                out[:, t : t + k] = gen.advance(k, uk).cpu().numpy().astype(np.uint8)
                 on_chunk(t, k)
         return out
 
-    def stream_many(self, pieces: list[np.ndarray], lengths: list[int] | None = None, progress: Callable[[float], None] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    def stream_many(
+        self, pieces: list[np.ndarray], lengths: list[int] | None = None, progress: Callable[[float], None] | None = None
+    ) -> Iterator[tuple[int, np.ndarray]]:
         """Render several note lists in shared batches; yields (piece index, float32 audio chunk), each piece in order.
 
         pieces: note lists (n, 4), already inside the 88 keys. lengths: samples
@@ -170,7 +174,7 @@ class Synthesizer:
         rng = np.random.default_rng(self.cfg.seed)
         folds = max(1, self.cfg.folds)
         for w in range(0, len(queue), folds):
-            window = queue[w:w + folds]
+            window = queue[w : w + folds]
             seg_len = np.array([seg.length for _, seg in window], dtype=np.int64)
             frames = math.ceil(int(seg_len.max()) / self.hop)
             items = [(pieces[i], seg) for i, seg in window]

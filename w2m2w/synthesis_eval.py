@@ -14,6 +14,7 @@ plus 2.5 s, so there is silence to measure after the music. For each render:
 - the level where no note sounds (dBFS): samples more than 1 s after every
   note's offset and before every onset.
 """
+
 from __future__ import annotations
 
 import os
@@ -56,7 +57,7 @@ def silence_mask(notes: np.ndarray, n_samples: int, sr: int = SAMPLE_RATE, after
     """(n_samples,) bool: True where no note sounds, i.e. outside every [onset, offset + after) of notes (n, 4)."""
     quiet = np.ones(n_samples, bool)
     for on, off in np.asarray(notes, dtype=np.float64).reshape(-1, 4)[:, :2]:
-        quiet[max(int(on * sr), 0):max(int(np.ceil((off + after) * sr)), 0)] = False
+        quiet[max(int(on * sr), 0) : max(int(np.ceil((off + after) * sr)), 0)] = False
     return quiet
 
 
@@ -116,7 +117,9 @@ def round_trip(transcribe: Callable[[np.ndarray], np.ndarray], audio: np.ndarray
     return {k: m[k] for k in ("note_f1", "frame_f1")}
 
 
-def system_row(renderer, notes: np.ndarray, n_samples: int, transcribers: dict[str, Callable], reference: np.ndarray | None) -> tuple[dict[str, Any], np.ndarray]:
+def system_row(
+    renderer, notes: np.ndarray, n_samples: int, transcribers: dict[str, Callable], reference: np.ndarray | None
+) -> tuple[dict[str, Any], np.ndarray]:
     """All figures of one renderer on one note list; returns (figures, audio)."""
     t0 = time.perf_counter()
     y = renderer.render(notes, n_samples)
@@ -166,9 +169,16 @@ def reference_audio(reference: str | os.PathLike | None) -> dict[str, Path]:
     return {f.stem: f for f in files}
 
 
-def evaluate_synthesis(files: list[tuple[str, Path]], systems: dict[str, Any], transcribers: dict[str, Callable], references: dict[str, Path],
-                       max_seconds: float | None = 30.0, audio_out: str | os.PathLike | None = None,
-                       emit: Callable[[dict[str, Any]], None] = lambda row: None, warn: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
+def evaluate_synthesis(
+    files: list[tuple[str, Path]],
+    systems: dict[str, Any],
+    transcribers: dict[str, Callable],
+    references: dict[str, Path],
+    max_seconds: float | None = 30.0,
+    audio_out: str | os.PathLike | None = None,
+    emit: Callable[[dict[str, Any]], None] = lambda row: None,
+    warn: Callable[[str], None] = lambda msg: None,
+) -> dict[str, Any]:
     """Render and score every note file with every system; returns the summary (mean figures per system).
 
     systems: label -> Renderer. max_seconds crops each piece (and its reference) from the start.
@@ -197,7 +207,7 @@ def evaluate_synthesis(files: list[tuple[str, Path]], systems: dict[str, Any], t
         ref = None
         if Path(path).stem in references:
             # the target goes on playing past a crop: compare only the cropped span
-            ref = load_audio(references[Path(path).stem], max_seconds=None)[:min(n, int(max_seconds * SAMPLE_RATE)) if max_seconds else n]
+            ref = load_audio(references[Path(path).stem], max_seconds=None)[: min(n, int(max_seconds * SAMPLE_RATE)) if max_seconds else n]
         elif references:
             warn(f"{name}: no target recording named {Path(path).stem}.* in the reference; no distance for it")
         row: dict[str, Any] = {"file": name, "notes": int(len(notes)), "audio_s": round(n / SAMPLE_RATE, 3)}
@@ -227,12 +237,25 @@ def evaluate_synthesis(files: list[tuple[str, Path]], systems: dict[str, Any], t
     return summary
 
 
-def run_synthesis_evaluation(input_path: str | os.PathLike, synthesizer: str = "source_filter", weights: str | os.PathLike | None = None,
-                             transcriber: str | os.PathLike | None = None, soundfont: str | None = "fluidr3", source_alone: bool = True,
-                             reference: str | os.PathLike | None = None, basic_pitch: str = "auto", max_seconds: float | None = 30.0,
-                             device: str = "cpu", threads: int = 0, audio_out: str | os.PathLike | None = None, include: Sequence[str] = (),
-                             exclude: Sequence[str] = (), emit: Callable[[dict[str, Any]], None] = lambda row: None,
-                             warn: Callable[[str], None] = lambda msg: None, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_synthesis_evaluation(
+    input_path: str | os.PathLike,
+    synthesizer: str = "source_filter",
+    weights: str | os.PathLike | None = None,
+    transcriber: str | os.PathLike | None = None,
+    soundfont: str | None = "fluidr3",
+    source_alone: bool = True,
+    reference: str | os.PathLike | None = None,
+    basic_pitch: str = "auto",
+    max_seconds: float | None = 30.0,
+    device: str = "cpu",
+    threads: int = 0,
+    audio_out: str | os.PathLike | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    emit: Callable[[dict[str, Any]], None] = lambda row: None,
+    warn: Callable[[str], None] = lambda msg: None,
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """`evaluate task=synthesis` without Hydra.
 
     synthesizer: the renderer under test (renderers.RENDERERS), with `weights` (None: shipped) and
@@ -271,7 +294,17 @@ def run_synthesis_evaluation(input_path: str | os.PathLike, synthesizer: str = "
             warn(f"{bp_status}; round trip with the project's transcriber only")
     summary = evaluate_synthesis(files, systems, transcribers, refs, max_seconds, audio_out, emit, warn)
     wfile = weights_file(synthesizer, opts)
-    return {"task": "synthesis", "input": str(input_path), **summary, "synthesizer": synthesizer, "systems": list(systems),
-            "weights": str(wfile), "weights_sha256": sha256_file(wfile) if wfile.is_file() else None,
-            "transcribers": list(transcribers), "basic_pitch": bp_status or "used", "reference": str(reference) if reference else None,
-            "soundfont": soundfont, "max_seconds": max_seconds}
+    return {
+        "task": "synthesis",
+        "input": str(input_path),
+        **summary,
+        "synthesizer": synthesizer,
+        "systems": list(systems),
+        "weights": str(wfile),
+        "weights_sha256": sha256_file(wfile) if wfile.is_file() else None,
+        "transcribers": list(transcribers),
+        "basic_pitch": bp_status or "used",
+        "reference": str(reference) if reference else None,
+        "soundfont": soundfont,
+        "max_seconds": max_seconds,
+    }

@@ -6,6 +6,7 @@ centre is kept. The source and the roll are functions of absolute time
 (w2m2w.source), so the blocks join exactly: the result does not depend on the
 block length (tests hold it to the whole-piece render).
 """
+
 from __future__ import annotations
 
 import math
@@ -39,7 +40,7 @@ def window(model: SourceFilterWaveNet, notes: np.ndarray, audio: np.ndarray | No
         y = np.zeros(n + 2 * c, np.float32)
         a, b = max(s0, 0), min(s0 + n + 2 * c, len(audio))
         if b > a:
-            y[a - s0:b - s0] = audio[a:b]
+            y[a - s0 : b - s0] = audio[a:b]
         out["target"] = y
     return out
 
@@ -79,7 +80,7 @@ def source_mix(source: np.ndarray, gate: np.ndarray) -> np.ndarray:
     """
     from .source import GROUPS
 
-    return ((source[:, :len(GROUPS)].sum(1) + 0.3 * source[:, len(GROUPS)]) * gate * 0.1).astype(np.float32)
+    return ((source[:, : len(GROUPS)].sum(1) + 0.3 * source[:, len(GROUPS)]) * gate * 0.1).astype(np.float32)
 
 
 class SourceFilterRenderer:
@@ -108,19 +109,23 @@ class SourceFilterRenderer:
         w = window(self.model, notes, None, start, n, self.threads)
         c = context(self.model)
         if self.cfg.source_only:
-            return source_mix(w["source"], w["gate"])[c:c + n]
-        if not w["gate"][c:c + n].any():
+            return source_mix(w["source"], w["gate"])[c : c + n]
+        if not w["gate"][c : c + n].any():
             return np.zeros(n, np.float32)  # nothing sounds: the gate would zero it anyway
         dev = next(self.model.parameters()).device
         y = self.model.render(*(torch.from_numpy(w[k]).to(dev) for k in ("source", "gate", "roll")))
-        return y[c:c + n].float().cpu().numpy()
+        return y[c : c + n].float().cpu().numpy()
 
     def stream(self, notes: np.ndarray, n_samples: int | None = None, progress: Callable[[float], None] | None = None) -> Iterator[np.ndarray]:
         """float32 audio chunks in order, n_samples in all (default: n_samples(notes)); progress gets seconds done."""
         notes = np.asarray(notes, dtype=np.float64).reshape(-1, 4)
         total = self.n_samples(notes) if n_samples is None else int(n_samples)
-        reach = (self.model.source_cfg.release_tau * self.model.source_cfg.release_taus * self.sample_rate
-                 + self.model.source_cfg.gate_margin + self.model.source_cfg.gate_ramp + 2 * self.block)
+        reach = (
+            self.model.source_cfg.release_tau * self.model.source_cfg.release_taus * self.sample_rate
+            + self.model.source_cfg.gate_margin
+            + self.model.source_cfg.gate_ramp
+            + 2 * self.block
+        )
         for start in range(0, total, self.block):
             n = min(self.block, total - start)
             n_pad = math.ceil(n / self.hop) * self.hop

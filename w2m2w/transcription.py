@@ -1,4 +1,5 @@
 """Audio -> notes with an Onsets and Frames model (model loading, prediction, decoding)."""
+
 from __future__ import annotations
 
 import os
@@ -31,10 +32,14 @@ def load_transcriber(path: str | os.PathLike, device: str = "cpu") -> OnsetsFram
     return model.to(device).eval()
 
 
-def transcribe(model: OnsetsFrames, audio: np.ndarray, decode: DecodeConfig = DecodeConfig(), chunk_seconds: float = 20.0, overlap_seconds: float = 2.0) -> np.ndarray:
+def transcribe(
+    model: OnsetsFrames, audio: np.ndarray, decode: DecodeConfig = DecodeConfig(), chunk_seconds: float = 20.0, overlap_seconds: float = 2.0
+) -> np.ndarray:
     """Note list (n, 4) for 16 kHz mono `audio` of any length."""
     probs = model.predict(audio, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds)
-    return decode_notes(probs["onset"], probs["frame"], probs["velocity"], model.frame_rate, decode.onset_threshold, decode.frame_threshold, decode.min_duration)
+    return decode_notes(
+        probs["onset"], probs["frame"], probs["velocity"], model.frame_rate, decode.onset_threshold, decode.frame_threshold, decode.min_duration
+    )
 
 
 def validate(model: OnsetsFrames, pieces: list[tuple[str, np.ndarray, np.ndarray]], decode: DecodeConfig = DecodeConfig()) -> dict[str, float]:
@@ -45,4 +50,3 @@ def validate(model: OnsetsFrames, pieces: list[tuple[str, np.ndarray, np.ndarray
     rows = [transcription_metrics(ref, transcribe(model, y, decode)) for _, y, ref in pieces]
     model.train(was_training)
     return mean_metrics(rows)
-

@@ -8,6 +8,7 @@ task only when a worker is idle (so a stop starts nothing new), can interrupt th
 messages (logs, events, results) come through its own pipe, so a worker killed mid-message
 garbles only a pipe that is thrown away with it.
 """
+
 from __future__ import annotations
 
 import multiprocessing

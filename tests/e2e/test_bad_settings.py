@@ -1,4 +1,5 @@
 """Bad settings through the real run.py: exit 2 and one line naming the key, before any model loads or any file is written."""
+
 from __future__ import annotations
 
 import pytest

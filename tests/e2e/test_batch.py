@@ -1,4 +1,5 @@
 """End-to-end batch runs through the real run.py: worker processes, locks, summary, sweeps that reuse earlier stages."""
+
 from __future__ import annotations
 
 import json
@@ -21,16 +22,27 @@ def folder(tmp_path, example_audio) -> Path:
     (root / "nested").mkdir(parents=True)
     y, sr = sf.read(example_audio)
     sf.write(str(root / "a.wav"), y[: 2 * sr], sr)
-    sf.write(str(root / "b.flac"), y[sr // 2: 2 * sr], sr)
+    sf.write(str(root / "b.flac"), y[sr // 2 : 2 * sr], sr)
     shutil.copy(root / "a.wav", root / "nested" / "c.wav")
     (root / "broken.wav").write_bytes(b"RIFF" + bytes(100))
     return root
 
 
 def all_stages(run_dir: Path, weights: dict[str, Path], *extra: str) -> list[str]:
-    return [f"run_dir={run_dir}", "stages=[transcribe,generate,synthesize]", f"transcribe.weights={weights['t']}",
-            f"generate.weights={weights['g']}", "generate.seconds=1", "generate.context=128", "synthesize=wavenet", f"synthesize.weights={weights['s']}",
-            "synthesize.tail_seconds=0.2", "synthesize.folds=4", "progress=false", *extra]
+    return [
+        f"run_dir={run_dir}",
+        "stages=[transcribe,generate,synthesize]",
+        f"transcribe.weights={weights['t']}",
+        f"generate.weights={weights['g']}",
+        "generate.seconds=1",
+        "generate.context=128",
+        "synthesize=wavenet",
+        f"synthesize.weights={weights['s']}",
+        "synthesize.tail_seconds=0.2",
+        "synthesize.folds=4",
+        "progress=false",
+        *extra,
+    ]
 
 
 @pytest.fixture()
@@ -97,9 +109,19 @@ def test_concurrent_runs_on_one_run_dir(tmp_path, folder, weights):
     from tests.conftest import REPO
 
     run_dir = tmp_path / "run"
-    args = [sys.executable, str(REPO / "run.py"), f"input={folder}", f"run_dir={run_dir}", "stages=[transcribe,generate]",
-            f"transcribe.weights={weights['t']}", f"generate.weights={weights['g']}", "generate.seconds=1", "generate.context=128",
-            "workers=1", "progress=false"]
+    args = [
+        sys.executable,
+        str(REPO / "run.py"),
+        f"input={folder}",
+        f"run_dir={run_dir}",
+        "stages=[transcribe,generate]",
+        f"transcribe.weights={weights['t']}",
+        f"generate.weights={weights['g']}",
+        "generate.seconds=1",
+        "generate.context=128",
+        "workers=1",
+        "progress=false",
+    ]
     procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     logs = [p.communicate(timeout=600) for p in procs]
     for piece in ("a", "b", "nested/c"):
@@ -116,9 +138,18 @@ def test_concurrent_runs_on_one_run_dir(tmp_path, folder, weights):
 def test_sweep_over_generate_transcribes_once(tmp_path, folder, weights):
     run_dir = tmp_path / "sweep"
     src = folder / "a.wav"
-    res = run_pipeline("-m", f"input={src}", f"run_dir={run_dir}", "stages=[transcribe,generate]", f"transcribe.weights={weights['t']}",
-                       f"generate.weights={weights['g']}", "generate.seconds=1", "generate.context=128", "progress=false",
-                       "generate.temperature=0.8,1.2")
+    res = run_pipeline(
+        "-m",
+        f"input={src}",
+        f"run_dir={run_dir}",
+        "stages=[transcribe,generate]",
+        f"transcribe.weights={weights['t']}",
+        f"generate.weights={weights['g']}",
+        "generate.seconds=1",
+        "generate.context=128",
+        "progress=false",
+        "generate.temperature=0.8,1.2",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     jobs = sorted(d for d in run_dir.iterdir() if (d / "run.json").is_file())
     assert [d.name for d in jobs] == ["generate.temperature=0.8", "generate.temperature=1.2"]
@@ -136,8 +167,16 @@ def test_sweep_over_generate_transcribes_once(tmp_path, folder, weights):
 def test_shards_split_the_input_into_one_run_dir(tmp_path, folder, weights):
     """What each SLURM job of `-m hydra/launcher=submitit_slurm shard=0,1 num_shards=2` does, here with the basic launcher."""
     run_dir = tmp_path / "run"
-    res = run_pipeline("-m", f"input={folder}", f"run_dir={run_dir}", "stages=[transcribe]", f"transcribe.weights={weights['t']}",
-                       "progress=false", "num_shards=2", "shard=0,1")
+    res = run_pipeline(
+        "-m",
+        f"input={folder}",
+        f"run_dir={run_dir}",
+        "stages=[transcribe]",
+        f"transcribe.weights={weights['t']}",
+        "progress=false",
+        "num_shards=2",
+        "shard=0,1",
+    )
     assert res.returncode == 1, res.stderr[-3000:]  # broken.wav is in one of the shards
     assert sorted(p.name for p in (run_dir / "1-transcribe").rglob("*.mid")) == ["a.mid", "b.mid", "c.mid"]
     assert not [d for d in run_dir.iterdir() if (d / "run.json").is_file()], "no per-job folders for a sweep over shards"

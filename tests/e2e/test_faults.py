@@ -1,5 +1,6 @@
 """Fault injection through the real `python run.py`: nothing lost, nothing written outside the run folder,
 a batch that stops when told. One test per item of the issue; faults come from tests/e2e/faults/sitecustomize.py."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,15 @@ def _env(faults: dict | None) -> dict[str, str]:
 
 def start(*args: str, faults: dict | None = None) -> subprocess.Popen:
     """`python run.py ARGS` in its own session (so a test can signal its whole process group, as a terminal's Ctrl-C does)."""
-    return subprocess.Popen([sys.executable, str(REPO / "run.py"), *args], cwd=REPO, env=_env(faults), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "run.py"), *args],
+        cwd=REPO,
+        env=_env(faults),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def run(*args: str, faults: dict | None = None) -> subprocess.CompletedProcess:
@@ -85,6 +93,7 @@ def takes(tmp_path, example_audio) -> Path:
 
 # ---- 1. no recording is dropped for its name ----
 
+
 def test_every_recording_is_a_piece_whatever_its_name(tmp_path, example_audio, tiny_transcriber):
     names = ["練習曲", "夜想曲", "前奏曲", "円舞曲", "幻想曲", "a b", "a_b", "a  b", "a&b"]
     root = tmp_path / "in"
@@ -99,10 +108,13 @@ def test_every_recording_is_a_piece_whatever_its_name(tmp_path, example_audio, t
     assert res.returncode == 0, res.stdout[-3000:]
     want = {*names, "a_flac", "a_wav", "real/x"}
     assert set(summary(tmp_path / "run")["pieces"]) == want
-    assert {p.relative_to(tmp_path / "run" / "1-transcribe").as_posix() for p in (tmp_path / "run" / "1-transcribe").rglob("*.mid")} == {f"{n}.mid" for n in want}
+    assert {p.relative_to(tmp_path / "run" / "1-transcribe").as_posix() for p in (tmp_path / "run" / "1-transcribe").rglob("*.mid")} == {
+        f"{n}.mid" for n in want
+    }
 
 
 # ---- 2. nothing written or deleted outside the run folder ----
+
 
 @pytest.mark.parametrize("bad_id", ["../../victim", "/ABS/victim"])
 def test_a_doctored_run_json_is_refused(tmp_path, example_audio, tiny_transcriber, bad_id):
@@ -121,13 +133,14 @@ def test_a_doctored_run_json_is_refused(tmp_path, example_audio, tiny_transcribe
 
 # ---- 3. a stop signal stops the batch: nothing new starts, summary and report are written ----
 
-@pytest.mark.parametrize("sig, target, workers, code", [(signal.SIGINT, "group", 2, 130), (signal.SIGTERM, "main", 1, 143)],
-                         ids=["ctrl-c-two-workers", "sigterm-one-process"])
+
+@pytest.mark.parametrize(
+    "sig, target, workers, code", [(signal.SIGINT, "group", 2, 130), (signal.SIGTERM, "main", 1, 143)], ids=["ctrl-c-two-workers", "sigterm-one-process"]
+)
 def test_a_stop_signal_stops_the_batch(tmp_path, takes, tiny_transcriber, sig, target, workers, code):
     run_dir, flag = tmp_path / "run", tmp_path / "go"
     held = ["p0", "p1"][:workers]
-    proc = start(f"input={takes}", *transcribe(tiny_transcriber, run_dir, f"workers={workers}"),
-                 faults={"hold": {"pieces": held, "flag": str(flag)}})
+    proc = start(f"input={takes}", *transcribe(tiny_transcriber, run_dir, f"workers={workers}"), faults={"hold": {"pieces": held, "flag": str(flag)}})
     wait_for([Path(f"{flag}.{i}.waiting") for i in range(workers)], proc)
     t0 = time.monotonic()
     os.killpg(proc.pid, sig) if target == "group" else os.kill(proc.pid, sig)
@@ -146,8 +159,9 @@ def test_a_stop_signal_stops_the_batch(tmp_path, takes, tiny_transcriber, sig, t
 def test_ctrl_c_stops_a_ray_batch(tmp_path, takes, tiny_transcriber):
     pytest.importorskip("ray")
     run_dir, flag = tmp_path / "run", tmp_path / "go"
-    proc = start(f"input={takes}", *transcribe(tiny_transcriber, run_dir, "executor=ray", "executor.num_cpus=2"),
-                 faults={"hold": {"pieces": ["p0"], "flag": str(flag)}})
+    proc = start(
+        f"input={takes}", *transcribe(tiny_transcriber, run_dir, "executor=ray", "executor.num_cpus=2"), faults={"hold": {"pieces": ["p0"], "flag": str(flag)}}
+    )
     wait_for([Path(f"{flag}.0.waiting")], proc)
     os.killpg(proc.pid, signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
@@ -158,6 +172,7 @@ def test_ctrl_c_stops_a_ray_batch(tmp_path, takes, tiny_transcriber):
 
 
 # ---- 4. workers die with their parent ----
+
 
 def test_workers_die_with_the_main_process(tmp_path, takes, tiny_transcriber):
     run_dir, flag = tmp_path / "run", tmp_path / "go"
@@ -178,6 +193,7 @@ def test_workers_die_with_the_main_process(tmp_path, takes, tiny_transcriber):
 
 
 # ---- 5. a failure while cleaning up after a failure does not crash the batch ----
+
 
 def test_read_only_stage_folder_fails_each_piece_in_one_line(tmp_path, takes, tiny_transcriber):
     run_dir = tmp_path / "run"
@@ -206,6 +222,7 @@ def test_read_only_run_folder_is_one_line_exit_2(tmp_path, example_audio, tiny_t
 
 # ---- 6. a full disk is named ----
 
+
 def test_full_disk_is_named_and_the_rest_kept(tmp_path):
     pytest.importorskip("fluidsynth")
     from w2m2w.fluidsynth import RenderError, soundfont_path
@@ -220,8 +237,15 @@ def test_full_disk_is_named_and_the_rest_kept(tmp_path):
     notes = np.array([[0.0, 0.5, 60, 80], [0.5, 1.0, 64, 80]])
     write_midi(inputs / "full" / "x.mid", notes)
     write_midi(inputs / "ok.mid", notes)
-    res = run(f"input={inputs}", "stages=[synthesize]", "synthesize=fluidsynth", f"run_dir={run_dir}", "progress=false", "workers=1",
-              faults={"full_disk": str(run_dir / "3-synthesize" / "full")})
+    res = run(
+        f"input={inputs}",
+        "stages=[synthesize]",
+        "synthesize=fluidsynth",
+        f"run_dir={run_dir}",
+        "progress=false",
+        "workers=1",
+        faults={"full_disk": str(run_dir / "3-synthesize" / "full")},
+    )
     assert res.returncode == 1, res.stdout[-3000:]
     errors = [ln for ln in res.stdout.splitlines() if "ERROR" in ln]
     assert len(errors) == 1 and errors[0].endswith(f"no space left on device while writing {run_dir / '3-synthesize' / 'full' / 'x.wav'}"), res.stdout[-3000:]
@@ -231,6 +255,7 @@ def test_full_disk_is_named_and_the_rest_kept(tmp_path):
 
 
 # ---- 7. the summary describes the run folder as it is ----
+
 
 def test_pieces_another_run_finished_are_done_in_the_summary(tmp_path, takes, tiny_transcriber):
     run_dir, flag = tmp_path / "run", tmp_path / "go"
@@ -254,6 +279,7 @@ def test_pieces_another_run_finished_are_done_in_the_summary(tmp_path, takes, ti
 
 # ---- 8. unreadable audio: one line, the decoder's reason ----
 
+
 def test_truncated_flac_is_one_line_with_the_real_reason(tmp_path, example_audio, tiny_transcriber):
     y, sr = sf.read(example_audio)
     full = tmp_path / "full.flac"
@@ -268,6 +294,7 @@ def test_truncated_flac_is_one_line_with_the_real_reason(tmp_path, example_audio
 
 
 # ---- 9. a glob over a symlink loop ----
+
 
 def test_glob_skips_a_symlink_loop_with_a_warning(tmp_path, example_audio, tiny_transcriber):
     root = tmp_path / "in"
@@ -284,6 +311,7 @@ def test_glob_skips_a_symlink_loop_with_a_warning(tmp_path, example_audio, tiny_
 
 
 # ---- 11. progress=false draws no bar, and log lines are never drawn over ----
+
 
 @pytest.fixture()
 def midi_pair(tmp_path) -> Path:
@@ -303,8 +331,7 @@ BAR = re.compile(r"\d+%\|")
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_progress_false_draws_no_bar(tmp_path, midi_pair, workers):
-    res = run(f"input={midi_pair}", "stages=[synthesize]", "synthesize=fluidsynth", f"run_dir={tmp_path / 'run'}", "progress=false",
-              f"workers={workers}")
+    res = run(f"input={midi_pair}", "stages=[synthesize]", "synthesize=fluidsynth", f"run_dir={tmp_path / 'run'}", "progress=false", f"workers={workers}")
     assert res.returncode == 0, res.stdout[-3000:]
     assert not BAR.search(res.stdout), res.stdout[-3000:]
 
@@ -320,6 +347,7 @@ def test_log_lines_are_not_drawn_over_by_bars(tmp_path, midi_pair):
 
 
 # ---- 12. non-ASCII paths on the command line ----
+
 
 def test_readme_shows_the_quoting_for_unicode_paths_and_it_works(tmp_path, example_audio, tiny_transcriber):
     readme = (REPO / "README.md").read_text()

@@ -1,4 +1,5 @@
 """End-to-end: the pipeline on a real local Ray cluster (2 CPUs) gives the local executor's outputs."""
+
 from __future__ import annotations
 
 import json

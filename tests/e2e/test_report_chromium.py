@@ -1,4 +1,5 @@
 """End-to-end: the run report of a hand-made run dir, loaded in headless Chromium (DOM dump and screenshot)."""
+
 from __future__ import annotations
 
 import shutil
@@ -35,8 +36,8 @@ def png_pixels(path: Path) -> tuple[int, int, bytes]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG file"
     pos, idat, width, height = 8, b"", 0, 0
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             width, height = struct.unpack(">II", body[:8])
         elif kind == b"IDAT":
@@ -51,9 +52,9 @@ def test_report_in_chromium(tmp_path, browser):
     res = headless(browser, tmp_path / "profile-dom", "--dump-dom", report.as_uri())
     assert res.returncode == 0, res.stderr[-2000:]
     dom = res.stdout
-    body = dom[dom.index("<body"):dom.index(">", dom.index("<body"))]
+    body = dom[dom.index("<body") : dom.index(">", dom.index("<body"))]
     assert 'data-ready="1"' in body, (body, res.stderr[-2000:])
-    assert 'data-errors="0"' in body, dom[dom.index('id="js-errors"'):][:500]
+    assert 'data-errors="0"' in body, dom[dom.index('id="js-errors"') :][:500]
     assert 'data-pieces="3"' in body
     for pid in ("a_song", "sub/b_c", "bad"):
         assert f">{pid} <span" in dom
@@ -65,5 +66,5 @@ def test_report_in_chromium(tmp_path, browser):
     assert (width, height) == (1200, 2000)
     # a rendered page has text and piano rolls: far more than one distinct byte value and a few flat rows
     row = len(raw) // height
-    rows = {raw[i * row + 1:(i + 1) * row] for i in range(height)}
+    rows = {raw[i * row + 1 : (i + 1) * row] for i in range(height)}
     assert len(set(raw)) > 16 and len(rows) > 100, "screenshot looks blank"

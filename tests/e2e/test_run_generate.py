@@ -1,4 +1,5 @@
 """End-to-end: the real run.py, generate stage (and transcribe + generate), with tiny models made by the tests."""
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,15 @@ def song(tmp_path) -> Path:
 
 
 def gen_args(weights: Path, run_dir: Path, *extra: str) -> list[str]:
-    return ["stages=[generate]", f"generate.weights={weights}", f"run_dir={run_dir}", "generate.seconds=3", "generate.primer_seconds=4", "generate.context=256", *extra]
+    return [
+        "stages=[generate]",
+        f"generate.weights={weights}",
+        f"run_dir={run_dir}",
+        "generate.seconds=3",
+        "generate.primer_seconds=4",
+        "generate.context=256",
+        *extra,
+    ]
 
 
 def test_generate_midi_input(tmp_path, song, tiny_music_transformer):
@@ -103,8 +112,14 @@ def test_bad_weights_named(tmp_path, song):
 
 def test_transcribe_then_generate(tmp_path, example_audio, tiny_transcriber, tiny_music_transformer):
     run_dir = tmp_path / "run"
-    common = [f"input={example_audio}", f"run_dir={run_dir}", "stages=[transcribe,generate]", f"transcribe.weights={tiny_transcriber}",
-              f"generate.weights={tiny_music_transformer}", "generate.seconds=2"]
+    common = [
+        f"input={example_audio}",
+        f"run_dir={run_dir}",
+        "stages=[transcribe,generate]",
+        f"transcribe.weights={tiny_transcriber}",
+        f"generate.weights={tiny_music_transformer}",
+        "generate.seconds=2",
+    ]
     res = run_pipeline(*common)
     assert res.returncode == 0, res.stderr[-3000:]
     side = json.loads((run_dir / "2-generate" / "notes.json").read_text())

@@ -1,4 +1,5 @@
 """End-to-end: the real run.py, synthesize stage, with a tiny WaveNet made by the test (and FluidSynth)."""
+
 from __future__ import annotations
 
 import json
@@ -114,7 +115,9 @@ def test_missing_weights_and_soundfont_are_named(tmp_path):
     res = run_pipeline(f"input={mid}", "stages=[synthesize]", f"synthesize.weights={missing}", f"run_dir={tmp_path / 'run'}")
     assert res.returncode != 0
     assert str(missing) in res.stdout + res.stderr and "not found" in res.stdout + res.stderr
-    res = run_pipeline(f"input={mid}", "stages=[synthesize]", "synthesize=fluidsynth", f"synthesize.soundfont={tmp_path / 'no.sf2'}", f"run_dir={tmp_path / 'run'}")
+    res = run_pipeline(
+        f"input={mid}", "stages=[synthesize]", "synthesize=fluidsynth", f"synthesize.soundfont={tmp_path / 'no.sf2'}", f"run_dir={tmp_path / 'run'}"
+    )
     assert res.returncode != 0 and "no.sf2" in res.stdout + res.stderr
 
 
@@ -149,8 +152,9 @@ def test_music_too_long_is_refused_in_one_line(tmp_path, tiny_source_filter):
     write_midi(mid, np.array([[0.1, 0.5, 60, 80], [5000.0, 5000.5, 62, 80]]))
     write_midi(tmp_path / "fine.mid", NOTES)
     run_dir = tmp_path / "run"
-    res = run_pipeline(f"input={tmp_path}", "stages=[synthesize]", f"synthesize.weights={tiny_source_filter}", f"run_dir={run_dir}",
-                       "synthesize.max_seconds=600", "workers=1")
+    res = run_pipeline(
+        f"input={tmp_path}", "stages=[synthesize]", f"synthesize.weights={tiny_source_filter}", f"run_dir={run_dir}", "synthesize.max_seconds=600", "workers=1"
+    )
     assert res.returncode == 1
     lines = [ln for ln in (res.stdout + res.stderr).splitlines() if "stray.mid" in ln and "max_seconds=600" in ln]
     assert lines, (res.stdout + res.stderr)[-3000:]

@@ -1,4 +1,5 @@
 """End-to-end: the real run.py, transcribe stage, with a tiny model made by the test."""
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,14 @@ def batch(tmp_path, example_audio) -> Path:
 def test_demo_run_writes_contract(tmp_path, tiny_transcriber, tiny_music_transformer, tiny_wavenet):
     """`python run.py` with no input: the demo recording through every stage (tiny models here)."""
     run_dir = tmp_path / "run"
-    res = run_pipeline(f"transcribe.weights={tiny_transcriber}", f"generate.weights={tiny_music_transformer}", "generate.seconds=2",
-                       "synthesize=wavenet", f"synthesize.weights={tiny_wavenet}", f"run_dir={run_dir}")
+    res = run_pipeline(
+        f"transcribe.weights={tiny_transcriber}",
+        f"generate.weights={tiny_music_transformer}",
+        "generate.seconds=2",
+        "synthesize=wavenet",
+        f"synthesize.weights={tiny_wavenet}",
+        f"run_dir={run_dir}",
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     mid = run_dir / "1-transcribe" / "bach_prelude_c.mid"
     side = json.loads(mid.with_suffix(".json").read_text())

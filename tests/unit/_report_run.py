@@ -1,4 +1,5 @@
 """A hand-made run directory for the report tests: three pieces (audio done, MIDI current, one failed)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +10,7 @@ from w2m2w.audio import save_wav
 from w2m2w.midi import write_midi
 from w2m2w.staging import output_path, sidecar_path, write_json
 
-FAILED_ERROR = "not readable as audio (bad <header> & \"junk\")"
+FAILED_ERROR = 'not readable as audio (bad <header> & "junk")'
 
 
 def scale(n: int, start: float = 0.0, step: float = 0.25, base: int = 60) -> np.ndarray:
@@ -26,8 +27,19 @@ def _tone(seconds: float, freq: float = 440.0, sr: int = 16000) -> np.ndarray:
 def _output(run_dir: Path, stage: str, piece: str, source: Path, stats: dict, settings: dict) -> Path:
     out = output_path(run_dir, stage, piece)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(sidecar_path(out), {"stage": stage, "piece": piece, "source": str(source), "settings": settings,
-                                   "timings": {"seconds": 1.234}, "stats": stats, "created": "2025-01-01T00:00:00+0000"}, root=run_dir)
+    write_json(
+        sidecar_path(out),
+        {
+            "stage": stage,
+            "piece": piece,
+            "source": str(source),
+            "settings": settings,
+            "timings": {"seconds": 1.234},
+            "stats": stats,
+            "created": "2025-01-01T00:00:00+0000",
+        },
+        root=run_dir,
+    )
     return out
 
 
@@ -51,22 +63,39 @@ def make_run(root: Path) -> Path:
     save_wav(_output(run_dir, "synthesize", "sub/b_c", b_src, {"notes": 5}, {"name": "fluidsynth"}), _tone(1.5, 262.0))
 
     sources = {"a_song": (a_src, "audio"), "sub/b_c": (b_src, "midi"), "bad": (bad_src, "audio")}
-    write_json(run_dir / "run.json", {"inputs": {pid: {"source": str(src), "kind": kind, "sha256": "0" * 64} for pid, (src, kind) in sources.items()},
-                                      "w2m2w_version": "0.1.0"}, root=run_dir)
+    write_json(
+        run_dir / "run.json",
+        {"inputs": {pid: {"source": str(src), "kind": kind, "sha256": "0" * 64} for pid, (src, kind) in sources.items()}, "w2m2w_version": "0.1.0"},
+        root=run_dir,
+    )
     error = f"{bad_src}: {FAILED_ERROR}"
-    write_json(run_dir / "summary.json", {
-        "counts": {"done": 1, "current": 1, "failed": 1},
-        "failed": {"bad": error},
-        "pieces": {
-            "a_song": {"source": str(a_src), "status": "done", "error": None, "stages": {
-                "transcribe": {"status": "done", "seconds": 1.234, "audio_seconds": 2.0, "notes": 8},
-                "generate": {"status": "done", "seconds": 1.234, "primer_end_s": 2.1},
-                "synthesize": {"status": "done", "seconds": 1.234}}},
-            "sub/b_c": {"source": str(b_src), "status": "current", "error": None,
-                        "stages": {"generate": {"status": "current"}, "synthesize": {"status": "current"}}},
-            "bad": {"source": str(bad_src), "status": "failed", "error": error, "stages": {"transcribe": {"status": "failed", "error": error}}},
+    write_json(
+        run_dir / "summary.json",
+        {
+            "counts": {"done": 1, "current": 1, "failed": 1},
+            "failed": {"bad": error},
+            "pieces": {
+                "a_song": {
+                    "source": str(a_src),
+                    "status": "done",
+                    "error": None,
+                    "stages": {
+                        "transcribe": {"status": "done", "seconds": 1.234, "audio_seconds": 2.0, "notes": 8},
+                        "generate": {"status": "done", "seconds": 1.234, "primer_end_s": 2.1},
+                        "synthesize": {"status": "done", "seconds": 1.234},
+                    },
+                },
+                "sub/b_c": {
+                    "source": str(b_src),
+                    "status": "current",
+                    "error": None,
+                    "stages": {"generate": {"status": "current"}, "synthesize": {"status": "current"}},
+                },
+                "bad": {"source": str(bad_src), "status": "failed", "error": error, "stages": {"transcribe": {"status": "failed", "error": error}}},
+            },
+            "stages": ["transcribe", "generate", "synthesize"],
+            "config": {"run_dir": str(run_dir), "force": False},
         },
-        "stages": ["transcribe", "generate", "synthesize"],
-        "config": {"run_dir": str(run_dir), "force": False},
-    }, root=run_dir)
+        root=run_dir,
+    )
     return run_dir

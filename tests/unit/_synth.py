@@ -1,4 +1,5 @@
 """Generated test material: tone audio for note lists, fake MAPS and MAESTRO folders."""
+
 from __future__ import annotations
 
 import csv

@@ -1,4 +1,5 @@
 """Unit-test settings: one torch thread, since these tests share two cores with everything else."""
+
 from __future__ import annotations
 
 import pytest

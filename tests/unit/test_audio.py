@@ -1,4 +1,5 @@
 """Audio loading (resample, mix-down, clear errors) and mu-law."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Unit tests of the batch machinery's pure parts: locks, merged JSON, summaries, the table, shards."""
+
 from __future__ import annotations
 
 import io
@@ -41,8 +42,16 @@ def test_update_json_merges_from_many_processes(tmp_path):
 
 def results() -> list[PieceResult]:
     return [
-        PieceResult("a", "in/a.wav", "done", None, {"transcribe": {"status": "done", "seconds": 1.5, "audio_seconds": 30.0},
-                                                     "generate": {"status": "done", "seconds": 2.0, "continuation_seconds": 20.0}}),
+        PieceResult(
+            "a",
+            "in/a.wav",
+            "done",
+            None,
+            {
+                "transcribe": {"status": "done", "seconds": 1.5, "audio_seconds": 30.0},
+                "generate": {"status": "done", "seconds": 2.0, "continuation_seconds": 20.0},
+            },
+        ),
         PieceResult("b", "in/b.wav", "failed", "in/b.wav: not readable as audio", {"transcribe": {"status": "failed", "error": "x"}}),
         PieceResult("c", "in/c.wav", "locked", "c (transcribe): held by another process (pid 7 on h)", {"transcribe": {"status": "locked"}}),
     ]

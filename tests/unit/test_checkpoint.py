@@ -1,4 +1,5 @@
 """Weights files and resumable training state: round trips and clear errors."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """w2m2w.continuation_eval: cropping, orphan counting by hand, and a seeded run with a tiny untrained model."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,6 +46,7 @@ def test_seeded_run_reports_every_figure(tiny_model: MusicTransformer) -> None:
         assert 0.0 <= a["overlap_baseline"][f] <= 1.0
     # the baseline compares the real continuation with the primer: computed here by hand
     from w2m2w.music_stats import BINS, overlap_area
+
     real, primer = crop(notes, 4.0, 6.0), crop(notes, 0.0, 4.0)
     assert a["overlap_baseline"]["pitch"] == pytest.approx(overlap_area(real[:, 2], primer[:, 2], BINS["pitch"]), abs=1e-4)
     assert a["notes_per_second_baseline"] == pytest.approx(len(real) / 2.0, abs=1e-4)
@@ -67,8 +69,17 @@ def test_evaluate_command_reports_continuations(tmp_path, tiny_model: MusicTrans
     long = np.array([[i * 0.25, i * 0.25 + 0.2, 60 + i % 12, 70] for i in range(24)])  # 6 s
     write_midi(tmp_path / "midi" / "long.mid", long)
     write_midi(tmp_path / "midi" / "short.mid", long[:4])  # 1 s: too short for a 3 s primer
-    cmd = [sys.executable, "-m", "w2m2w.evaluate", "task=generation", f"input={tmp_path / 'midi'}", f"weights={w}",
-           "continuation.primer_seconds=3", "continuation.seconds=2", "threads=1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "w2m2w.evaluate",
+        "task=generation",
+        f"input={tmp_path / 'midi'}",
+        f"weights={w}",
+        "continuation.primer_seconds=3",
+        "continuation.seconds=2",
+        "threads=1",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], timeout=300)
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout.strip().splitlines()[-1])

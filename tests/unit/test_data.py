@@ -1,4 +1,5 @@
 """Datasets (MAPS and MAESTRO layouts), the segment sampler, augmentations and rendering."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,7 +42,9 @@ def test_maps_holdout_split(maps_root):
 
 
 def test_maestro_examples(tmp_path):
-    root = make_maestro(tmp_path / "maestro", [("a", "train", True), ("b", "validation", True), ("c", "train", False), ("d", "test", True), ("e", "train", True)])
+    root = make_maestro(
+        tmp_path / "maestro", [("a", "train", True), ("b", "validation", True), ("c", "train", False), ("d", "test", True), ("e", "train", True)]
+    )
     train = maestro_examples(root, "train")
     assert [e.name for e in train] == ["a", "e"]  # c is listed but missing on disk
     assert all(e.group == "maestro" and e.audio.endswith(".wav") and e.notes.endswith(".midi") for e in train)
@@ -81,7 +84,7 @@ def test_segment_sampler_shapes_and_alignment(tmp_path):
     assert np.all(targets["velocity"][targets["onset"] > 0] == pytest.approx(100 / 127))
     seen_on = seen_off = 0
     for i in range(16):
-        rms = np.sqrt([np.mean(audio[i, max(0, j * hop - 256):j * hop + 256] ** 2) for j in range(frames)])
+        rms = np.sqrt([np.mean(audio[i, max(0, j * hop - 256) : j * hop + 256] ** 2) for j in range(frames)])
         roll = targets["frame"][i, :, k]
         edge = np.convolve(np.abs(np.diff(roll, prepend=roll[0])), np.ones(5), "same") > 0
         assert np.all(rms[(roll == 1) & ~edge] > 0.2)
@@ -136,7 +139,7 @@ def test_noise_snr(music):
 def test_synthetic_ir_rt60():
     ir = aug.synthetic_ir(np.random.default_rng(0), rt60=0.5)
     assert len(ir) == SR // 2 and np.sum(ir**2) == pytest.approx(1.0, rel=1e-4)
-    first, last = np.sum(ir[: SR // 10] ** 2), np.sum(ir[-SR // 10:] ** 2)
+    first, last = np.sum(ir[: SR // 10] ** 2), np.sum(ir[-SR // 10 :] ** 2)
     assert last < first * 1e-3  # 60 dB decay over the RT60
 
 
@@ -154,5 +157,5 @@ def test_render_notes():
     assert 1.6 * SR <= len(y) <= (1.6 + 2.0) * SR  # the last offset plus the release tail
     assert np.max(np.abs(y)) == pytest.approx(0.9, abs=1e-3)  # peak-normalised
     assert np.max(np.abs(y[: int(0.45 * SR)])) < 1e-3  # silent before the first onset
-    assert np.sqrt(np.mean(y[int(0.55 * SR):int(1.0 * SR)] ** 2)) > 0.02
+    assert np.sqrt(np.mean(y[int(0.55 * SR) : int(1.0 * SR)] ** 2)) > 0.02
     assert len(render_notes(np.zeros((0, 4)))) > 0

@@ -1,4 +1,5 @@
 """Probabilities -> notes: onset runs, frame continuation, velocity, restrikes, thresholds."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Finding inputs (w2m2w/discovery.py): folders, globs and lists; symlinks, loops, the same file reached twice."""
+
 from __future__ import annotations
 
 import logging
@@ -24,8 +25,13 @@ def test_input_kind():
 
 
 def test_a_folder_mirrors_its_tree_sorted_hidden_left_out(tmp_path):
-    _touch(tmp_path / "in" / "b.wav", tmp_path / "in" / "a" / "c.mid", tmp_path / "in" / "notes.txt",
-           tmp_path / "in" / ".hidden" / "d.wav", tmp_path / "in" / ".e.wav")
+    _touch(
+        tmp_path / "in" / "b.wav",
+        tmp_path / "in" / "a" / "c.mid",
+        tmp_path / "in" / "notes.txt",
+        tmp_path / "in" / ".hidden" / "d.wav",
+        tmp_path / "in" / ".e.wav",
+    )
     got = discover_inputs(tmp_path / "in")
     assert got == {"a/c": tmp_path / "in" / "a" / "c.mid", "b": tmp_path / "in" / "b.wav"}
     assert list(got) == ["a/c", "b"], "sorted by path"
@@ -52,8 +58,11 @@ def test_a_list_of_paths_relative_to_their_common_folder(tmp_path):
     _touch(tmp_path / "set" / "x" / "a.wav", tmp_path / "set" / "y" / "b.mid", tmp_path / "abs" / "c.wav")
     lst = tmp_path / "set" / "inputs.txt"
     lst.write_text(f"# a comment\nx/a.wav\n\n  y/b.mid  \n{tmp_path / 'abs' / 'c.wav'}\n")
-    assert discover_inputs(lst) == {"set/x/a": tmp_path / "set" / "x" / "a.wav", "set/y/b": tmp_path / "set" / "y" / "b.mid",
-                                    "abs/c": tmp_path / "abs" / "c.wav"}
+    assert discover_inputs(lst) == {
+        "set/x/a": tmp_path / "set" / "x" / "a.wav",
+        "set/y/b": tmp_path / "set" / "y" / "b.mid",
+        "abs/c": tmp_path / "abs" / "c.wav",
+    }
     lst.write_text("x/a.wav\n")
     assert discover_inputs(lst) == {"a": tmp_path / "set" / "x" / "a.wav"}
 
@@ -69,8 +78,10 @@ def test_a_file_reached_through_a_symlinked_folder_is_one_piece_under_its_real_p
     _touch(tmp_path / "in" / "real" / "a.wav", tmp_path / "in" / "real" / "deep" / "b.wav")
     os.symlink("real", tmp_path / "in" / "link")  # sorts before "real"
     assert discover_inputs(tmp_path / "in") == {"real/a": tmp_path / "in" / "real" / "a.wav", "real/deep/b": tmp_path / "in" / "real" / "deep" / "b.wav"}
-    assert discover_inputs(f"{tmp_path}/in/**/*.wav") == {"real/a": tmp_path / "in" / "real" / "a.wav",
-                                                         "real/deep/b": tmp_path / "in" / "real" / "deep" / "b.wav"}
+    assert discover_inputs(f"{tmp_path}/in/**/*.wav") == {
+        "real/a": tmp_path / "in" / "real" / "a.wav",
+        "real/deep/b": tmp_path / "in" / "real" / "deep" / "b.wav",
+    }
 
 
 def test_a_symlinked_folder_outside_the_root_is_followed(tmp_path):
@@ -96,26 +107,31 @@ def test_symlink_loops_are_skipped_with_a_warning(tmp_path, caplog, how):
 
 def test_a_glob(tmp_path, monkeypatch):
     root = tmp_path / "Xin"  # an X before the pattern: the root is cut at the first *, ? or [ only
-    _touch(root / "a.wav", root / "sub" / "b.wav", root / "sub" / "deep" / "c.wav", root / "sub" / "d.txt", root / ".h" / "e.wav",
-           root / "sub" / ".f" / "g.wav")
+    _touch(
+        root / "a.wav", root / "sub" / "b.wav", root / "sub" / "deep" / "c.wav", root / "sub" / "d.txt", root / ".h" / "e.wav", root / "sub" / ".f" / "g.wav"
+    )
     assert discover_inputs(f"{root}/*.wav") == {"a": root / "a.wav"}
     assert discover_inputs(f"{root}/**/*.wav") == {"a": root / "a.wav", "sub/b": root / "sub" / "b.wav", "sub/deep/c": root / "sub" / "deep" / "c.wav"}
     assert discover_inputs(f"{root}/su?") == {"sub/b": root / "sub" / "b.wav", "sub/deep/c": root / "sub" / "deep" / "c.wav"}, "a matched folder is searched"
     assert discover_inputs(f"{root}/s[u]b/*.wav") == {"sub/b": root / "sub" / "b.wav"}
     assert discover_inputs(f"{root}/sub*/b.wav") == {"sub/b": root / "sub" / "b.wav"}, "root: the folder holding the partial name"
-    assert discover_inputs(f"{root}/sub/*") == {"b": root / "sub" / "b.wav", "d": root / "sub" / "d.txt", "deep/c": root / "sub" / "deep" / "c.wav"}, \
+    assert discover_inputs(f"{root}/sub/*") == {"b": root / "sub" / "b.wav", "d": root / "sub" / "d.txt", "deep/c": root / "sub" / "deep" / "c.wav"}, (
         "matched files of any type, matched folders' audio and MIDI"
+    )
     assert discover_inputs(f"{root}/.h/*.wav") == {"e": root / ".h" / "e.wav"}, "hidden, when the pattern says so"
     monkeypatch.chdir(root)
     assert discover_inputs("**/*.wav") == {"a": Path("a.wav"), "sub/b": Path("sub/b.wav"), "sub/deep/c": Path("sub/deep/c.wav")}
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("empty", "folder holds no audio or MIDI files"),
-    ("empty.txt", "list of inputs is empty"),
-    ("*.nothing", "pattern matches no files"),
-    ("nope", "no such file or folder"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("empty", "folder holds no audio or MIDI files"),
+        ("empty.txt", "list of inputs is empty"),
+        ("*.nothing", "pattern matches no files"),
+        ("nope", "no such file or folder"),
+    ],
+)
 def test_what_found_nothing_is_named(tmp_path, spec, message):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("x")
@@ -126,11 +142,18 @@ def test_what_found_nothing_is_named(tmp_path, spec, message):
 
 # ---- find_files: the one routine behind the pipeline's inputs and every `evaluate` task's ----
 
+
 def test_find_files_takes_the_callers_extensions_and_filters(tmp_path):
     from w2m2w.discovery import Found, find_files
 
-    _touch(tmp_path / "in" / "a.mid", tmp_path / "in" / "set b" / "b.MIDI", tmp_path / "in" / "c.tsv", tmp_path / "in" / "d.wav",
-           tmp_path / "in" / ".e.mid", tmp_path / "in" / ".tmp" / "f.mid")
+    _touch(
+        tmp_path / "in" / "a.mid",
+        tmp_path / "in" / "set b" / "b.MIDI",
+        tmp_path / "in" / "c.tsv",
+        tmp_path / "in" / "d.wav",
+        tmp_path / "in" / ".e.mid",
+        tmp_path / "in" / ".tmp" / "f.mid",
+    )
     got = find_files(tmp_path / "in", (".mid", ".midi"), what="MIDI")
     assert got == [Found("a.mid", tmp_path / "in" / "a.mid"), Found("set b/b.MIDI", tmp_path / "in" / "set b" / "b.MIDI")]
     assert [f.rel for f in find_files(tmp_path / "in", (".mid", ".tsv"), what="note", include=["set b/*", "c.*"])] == ["c.tsv"]
@@ -159,9 +182,11 @@ def test_find_files_list_entries_next_to_the_list_else_as_written(tmp_path, monk
     lst.write_text("x/a.mid\ny/b.mid\nz/gone.mid\n")
     monkeypatch.chdir(tmp_path / "work")  # where a training run wrote the list from
     got = {f.rel: f.path for f in find_files(lst, (".mid",), what="MIDI")}
-    assert got == {"lists/x/a.mid": tmp_path / "lists" / "x" / "a.mid",  # next to the list wins over the working folder's x/a.mid
-                   "work/y/b.mid": Path("y/b.mid"),  # only as written (from work/): as written
-                   "lists/z/gone.mid": tmp_path / "lists" / "z" / "gone.mid"}  # nowhere: next to the list, reported by name later
+    assert got == {
+        "lists/x/a.mid": tmp_path / "lists" / "x" / "a.mid",  # next to the list wins over the working folder's x/a.mid
+        "work/y/b.mid": Path("y/b.mid"),  # only as written (from work/): as written
+        "lists/z/gone.mid": tmp_path / "lists" / "z" / "gone.mid",
+    }  # nowhere: next to the list, reported by name later
     (tmp_path / "l.lst").write_text(f"{tmp_path / 'x' / 'a.mid'}\n")
     assert [f.rel for f in find_files(tmp_path / "l.lst", (".mid",), what="MIDI")] == ["a.mid"]
 

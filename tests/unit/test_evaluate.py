@@ -1,4 +1,5 @@
 """`python -m w2m2w.evaluate`: file matching, scoring, audio input, and the command line."""
+
 from __future__ import annotations
 
 import json

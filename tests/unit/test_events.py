@@ -1,4 +1,5 @@
 """Performance events: notes <-> tokens round trips, on hand-made and generated note lists."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,8 +41,19 @@ def test_hand_made_sequence():
     notes = np.array([[0.0, 0.5, 60, 80], [0.0, 1.0, 64, 80], [2.5, 2.6, 67, 30]])
     names = [ev.token_name(t) for t in ev.notes_to_tokens(notes)]
     assert names == [
-        "VELOCITY(19)", "NOTE_ON(60)", "NOTE_ON(64)", "TIME_SHIFT(500ms)", "NOTE_OFF(60)", "TIME_SHIFT(500ms)", "NOTE_OFF(64)",
-        "TIME_SHIFT(1000ms)", "TIME_SHIFT(500ms)", "VELOCITY(7)", "NOTE_ON(67)", "TIME_SHIFT(100ms)", "NOTE_OFF(67)",
+        "VELOCITY(19)",
+        "NOTE_ON(60)",
+        "NOTE_ON(64)",
+        "TIME_SHIFT(500ms)",
+        "NOTE_OFF(60)",
+        "TIME_SHIFT(500ms)",
+        "NOTE_OFF(64)",
+        "TIME_SHIFT(1000ms)",
+        "TIME_SHIFT(500ms)",
+        "VELOCITY(7)",
+        "NOTE_ON(67)",
+        "TIME_SHIFT(100ms)",
+        "NOTE_OFF(67)",
     ]
 
 

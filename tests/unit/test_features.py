@@ -1,4 +1,5 @@
 """Log-mel features against librosa, the reference the model's filterbank comes from."""
+
 from __future__ import annotations
 
 import librosa
@@ -21,8 +22,17 @@ def test_mel_matches_librosa():
     y = _signal(20000)
     ours = mel_spectrogram(torch.from_numpy(y)[None])[0].numpy()
     ref = librosa.feature.melspectrogram(
-        y=y, sr=16000, n_fft=2048, hop_length=512, n_mels=229, fmin=30.0, fmax=8000.0,
-        htk=True, power=2.0, center=True, pad_mode="reflect",
+        y=y,
+        sr=16000,
+        n_fft=2048,
+        hop_length=512,
+        n_mels=229,
+        fmin=30.0,
+        fmax=8000.0,
+        htk=True,
+        power=2.0,
+        center=True,
+        pad_mode="reflect",
     ).T
     assert ours.shape == ref.shape == (20000 // 512 + 1, 229)
     np.testing.assert_allclose(ours, ref, rtol=1e-3, atol=1e-6 * float(ref.max()))

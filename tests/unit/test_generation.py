@@ -1,4 +1,5 @@
 """Generation: sampling filters, seeds, primer choice, cached vs uncached sampling, continuation."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -107,7 +108,7 @@ def test_decoder_after_a_slide_matches_a_fresh_forward_over_the_kept_window(mode
         seq.append(40 + t)
         got = dec.feed([seq[-1]])
         lengths.append(dec.cache.length)
-        torch.testing.assert_close(got, fresh(seq[-dec.cache.length:]), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(got, fresh(seq[-dec.cache.length :]), atol=1e-5, rtol=1e-5)
     assert lengths == [12, 13, 14, 15, 16, 12, 13, 14, 15, 16, 12, 13]
     seq += [60, 61, 62, 63]  # several events at once that overflow the cache (13 + 4 > 16): the window is still the last 12
     got = dec.feed(seq[-4:])
@@ -146,7 +147,7 @@ def test_continue_notes_with_and_without_primer(model):
     only = continue_notes(model, notes, GenerationConfig(primer_seconds=3.0, seconds=2.0, include_primer=False, sampling=SamplingConfig(seed=1)))
     assert only.stats["output"] == "continuation" and len(only.notes) == st["continuation_notes"]
     if len(only.notes):
-        np.testing.assert_allclose(only.notes[:, 2:], res.notes[st["primer_notes"]:, 2:])
+        np.testing.assert_allclose(only.notes[:, 2:], res.notes[st["primer_notes"] :, 2:])
     empty = continue_notes(model, np.zeros((0, 4)), cfg)
     assert empty.stats["primer_events"] == 0 and empty.stats["primer_end_s"] == 0.0
 

@@ -1,4 +1,5 @@
 """events.key_state / valid_next against a plain per-token reading of the stream."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,6 +44,6 @@ def test_real_notes_only_release_down_keys() -> None:
     toks = ev.notes_to_tokens(notes)
     ok = ev.valid_next(toks)
     prev = np.concatenate([[np.ones(ev.VOCAB_SIZE, bool)], ok[:-1]])
-    prev[0, ev.NOTE_OFF:ev.TIME_SHIFT] = False  # nothing is down before the first token
+    prev[0, ev.NOTE_OFF : ev.TIME_SHIFT] = False  # nothing is down before the first token
     assert all(prev[i, t] for i, t in enumerate(toks))  # every real event was allowed by the prefix before it
-    assert not ok[-1, ev.NOTE_OFF:ev.TIME_SHIFT].any()  # all keys up at the end
+    assert not ok[-1, ev.NOTE_OFF : ev.TIME_SHIFT].any()  # all keys up at the end

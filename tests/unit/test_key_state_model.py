@@ -1,4 +1,5 @@
 """A key_state Music Transformer: state in, impossible NOTE_OFFs out, and the decoder's state from the whole history."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,7 +31,7 @@ def test_only_keys_that_are_down_can_be_released(model):
     seq = [ev.NOTE_ON + 60, ev.NOTE_ON + 64, ev.TIME_SHIFT + 5, ev.NOTE_OFF + 60]
     with torch.no_grad():
         p = model(torch.tensor([seq]))[0].softmax(-1)
-    offs = p[:, ev.NOTE_OFF:ev.NOTE_OFF + 128]
+    offs = p[:, ev.NOTE_OFF : ev.NOTE_OFF + 128]
     allowed = [{60}, {60, 64}, {60, 64}, {64}]
     for row, keys in zip(offs, allowed):
         assert float(row[sorted(keys)].sum()) > 0
@@ -57,7 +58,7 @@ def test_decoder_after_slides_matches_a_forward_with_the_whole_historys_state(mo
         got = dec.feed([seq[i]])
         n = dec.cache.length
         # the window is the last n events, but keys pressed before it stay down in its state
-        torch.testing.assert_close(got, full_forward(model, seq[i + 1 - n:i + 1], states[i + 1 - n:i + 1]), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(got, full_forward(model, seq[i + 1 - n : i + 1], states[i + 1 - n : i + 1]), atol=1e-5, rtol=1e-5)
 
 
 def test_sampled_streams_never_release_a_key_that_is_up(model):
@@ -77,9 +78,9 @@ def test_windowed_nll_reads_the_whole_sequences_state(model):
     states = torch.from_numpy(ev.key_state(seq.numpy())).float()
     want, count, start, scored = 0.0, 0, 0, 1
     while scored < len(seq):
-        w = seq[start:start + 32]
+        w = seq[start : start + 32]
         with torch.no_grad():
-            lp = model(w[None, :-1], state=states[start:start + len(w) - 1][None])[0].log_softmax(-1)
+            lp = model(w[None, :-1], state=states[start : start + len(w) - 1][None])[0].log_softmax(-1)
         first = scored - start - 1
         want -= float(lp[first:].gather(1, w[1:][first:, None]).sum())
         count += len(w) - 1 - first

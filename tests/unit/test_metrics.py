@@ -1,4 +1,5 @@
 """mir_eval-based transcription metrics on note lists."""
+
 from __future__ import annotations
 
 import numpy as np

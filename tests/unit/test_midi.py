@@ -1,4 +1,5 @@
 """Notes <-> MIDI files, the sustain pedal, and piano rolls <-> decoded notes."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """MIDI corpora: pieces from metadata, split by piece, augmentation, event windows."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,8 +24,12 @@ def corpora(tmp_path):
         "Beethoven/Sonata/17-1": ["D01.mid"],
         "Beethoven/Sonata/17-1_no_repeat": ["E01.mid", "F02.mid"],
     }
-    titles = {"Bach/Fugue/bwv_846": ("Bach", "Fugue_bwv_846"), "Chopin/Etudes/10-1": ("Chopin", "Etudes_10-1"),
-              "Beethoven/Sonata/17-1": ("Beethoven", "Sonata_17-1"), "Beethoven/Sonata/17-1_no_repeat": ("Beethoven", "Sonata_17-1")}
+    titles = {
+        "Bach/Fugue/bwv_846": ("Bach", "Fugue_bwv_846"),
+        "Chopin/Etudes/10-1": ("Chopin", "Etudes_10-1"),
+        "Beethoven/Sonata/17-1": ("Beethoven", "Sonata_17-1"),
+        "Beethoven/Sonata/17-1_no_repeat": ("Beethoven", "Sonata_17-1"),
+    }
     lines = ["composer,title,folder,midi_performance"]
     for i, (folder, files) in enumerate(perf.items()):
         (asap / folder).mkdir(parents=True)
@@ -102,7 +107,7 @@ def test_windows():
     np.testing.assert_array_equal(mid, ev.notes_to_tokens(notes, start=notes[50, 0])[:64])
     end = window_tokens(notes, 190, 64)
     toks = ev.notes_to_tokens(notes, start=notes[190, 0])
-    assert end[len(toks)] == ev.EOS and (end[len(toks) + 1:] == ev.PAD).all()
+    assert end[len(toks)] == ev.EOS and (end[len(toks) + 1 :] == ev.PAD).all()
     aug = window_tokens(notes, 50, 64, np.random.default_rng(0))
     assert aug.shape == (64,) and ev.PAD not in aug
 

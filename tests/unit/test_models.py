@@ -1,4 +1,5 @@
 """Onsets and Frames: shapes, chunked prediction, loss and gradients (tiny config)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,11 +31,14 @@ def test_forward_shapes(model):
     assert model.frame_rate == 16000 / HOP
 
 
-@pytest.mark.parametrize("n_samples", [
-    3000,  # shorter than a chunk
-    (31 - 1) * HOP,  # exactly one chunk: round(1.0 s * 31.25) = 31 frames
-    int(3.7 * 16000),  # several chunks, more than one batch of chunks
-])
+@pytest.mark.parametrize(
+    "n_samples",
+    [
+        3000,  # shorter than a chunk
+        (31 - 1) * HOP,  # exactly one chunk: round(1.0 s * 31.25) = 31 frames
+        int(3.7 * 16000),  # several chunks, more than one batch of chunks
+    ],
+)
 def test_predict_shapes_and_ranges(model, n_samples):
     probs = model.predict(_audio(n_samples), chunk_seconds=1.0, overlap_seconds=0.25, batch_size=2)
     assert set(probs) == set(HEADS)
@@ -59,9 +63,9 @@ def test_predict_without_overlap_is_independent_chunks(model):
     probs = model.predict(y, chunk_seconds=1.0, overlap_seconds=0.0, batch_size=2)
     for i in range(3):
         a = i * core * HOP
-        ref = _direct(model, y[a:a + core * HOP - 1])  # core frames exactly
+        ref = _direct(model, y[a : a + core * HOP - 1])  # core frames exactly
         for k in HEADS:
-            np.testing.assert_allclose(probs[k][i * core:(i + 1) * core], ref[k], atol=1e-5, err_msg=f"chunk {i} {k}")
+            np.testing.assert_allclose(probs[k][i * core : (i + 1) * core], ref[k], atol=1e-5, err_msg=f"chunk {i} {k}")
 
 
 def test_predict_is_deterministic(model):

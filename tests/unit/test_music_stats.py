@@ -1,4 +1,5 @@
 """w2m2w.music_stats on hand-made note lists whose histograms are known."""
+
 from __future__ import annotations
 
 import numpy as np

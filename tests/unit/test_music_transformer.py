@@ -1,4 +1,5 @@
 """Music Transformer: skewed relative attention against a plain reference, cached decoding, NLL."""
+
 from __future__ import annotations
 
 import math
@@ -56,7 +57,7 @@ def test_cached_decoding_matches_full_forward_at_every_step(position):
         cache = model.new_cache(2, 48)
         steps = [model(tokens[:, :9], cache)]  # a primer read at once, then one event at a time
         for t in range(9, 40):
-            steps.append(model(tokens[:, t:t + 1], cache))
+            steps.append(model(tokens[:, t : t + 1], cache))
         cached = torch.cat(steps, 1).log_softmax(-1)
         assert cache.length == 40
         # and a chunk of several events after the cache
@@ -73,7 +74,7 @@ def test_relative_model_reads_past_its_training_length():
     with torch.no_grad():
         full = model(tokens)
         cache = model.new_cache(1, 40)
-        inc = torch.cat([model(tokens[:, t:t + 1], cache) for t in range(40)], 1)
+        inc = torch.cat([model(tokens[:, t : t + 1], cache) for t in range(40)], 1)
     torch.testing.assert_close(inc, full, atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="learned positions"):
         _model("learned", max_len=16)(tokens)

@@ -1,4 +1,5 @@
 """Piece ids (w2m2w/piece_ids.py): the id rule, its collision rule, and the check of ids read back from files."""
+
 from __future__ import annotations
 
 import hashlib
@@ -16,6 +17,7 @@ def _h(rel: str) -> str:
 
 
 # ---- the id rule ----
+
 
 def test_letters_of_every_script_and_what_file_systems_take_are_kept():
     for name in ("練習曲", "Étude op. 10 no. 3", "a b", "a  b", "a&b", "a_b", "Шопен", "سونات", "x+y-z_1.2", "(take 2) [live]", "a=b,c;d'e"):
@@ -56,6 +58,7 @@ def test_base_id_mirrors_folders_and_drops_the_extension():
 
 # ---- the collision rule ----
 
+
 def test_ids_that_differ_only_where_old_rules_replaced_stay_apart():
     rels = ["練習曲.wav", "夜想曲.wav", "前奏曲.wav", "円舞曲.wav", "幻想曲.wav", "a b.wav", "a_b.wav", "a  b.wav", "a&b.wav"]
     assert assign_ids(rels) == {r: r[:-4] for r in rels}
@@ -67,8 +70,13 @@ def test_same_name_other_extension_keeps_the_extension():
 
 def test_what_the_extension_cannot_tell_apart_gets_a_hash_of_the_path():
     ids = assign_ids(["a.wav", "a.flac", "a_wav.mp3", "x:y.wav", "x?y.wav"])
-    assert ids == {"a.flac": "a_flac", "a.wav": f"a~{_h('a.wav')}", "a_wav.mp3": f"a_wav~{_h('a_wav.mp3')}",
-                   "x:y.wav": f"x_y~{_h('x:y.wav')}", "x?y.wav": f"x_y~{_h('x?y.wav')}"}
+    assert ids == {
+        "a.flac": "a_flac",
+        "a.wav": f"a~{_h('a.wav')}",
+        "a_wav.mp3": f"a_wav~{_h('a_wav.mp3')}",
+        "x:y.wav": f"x_y~{_h('x:y.wav')}",
+        "x?y.wav": f"x_y~{_h('x?y.wav')}",
+    }
 
 
 def test_ids_equal_up_to_case_clash_for_case_insensitive_file_systems():
@@ -88,6 +96,7 @@ def test_relative_posix_does_not_follow_symlinks_and_falls_back_to_the_name(tmp_
 
 
 # ---- ids read back from run.json or a summary ----
+
 
 @pytest.mark.parametrize("bad", ["../../victim", "/abs/path", "a/../b", "a//b", "", ".hidden", "a/./b", "a\\b", "a\x00b", "x" * 300, 7, None])
 def test_unsafe_ids_are_refused(bad):

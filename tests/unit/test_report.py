@@ -1,4 +1,5 @@
 """The run report: piano-roll SVGs, relative audio links, escaping, and write_report on a hand-made run dir."""
+
 from __future__ import annotations
 
 import html
@@ -84,7 +85,7 @@ def test_write_report(tmp_path):
     assert all((run_dir / unquote(s)).is_file() for s in srcs)
     assert "../my%20inputs/a%20song.wav" in srcs
     # the failed piece's input exists but no stage output does
-    bad = page[page.index('id="piece-1"'):page.index('id="piece-2"')]  # sorted: a_song, bad, sub/b_c
+    bad = page[page.index('id="piece-1"') : page.index('id="piece-2"')]  # sorted: a_song, bad, sub/b_c
     assert "failed:" in bad and bad.count("not run") == 2 and "missing file" not in bad
     # no network: nothing external
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in page

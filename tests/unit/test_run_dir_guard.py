@@ -1,4 +1,5 @@
 """Writes and deletes stay inside the run folder (staging.inside_run_dir), cleanup never raises, and a failed write says why (io_errors)."""
+
 from __future__ import annotations
 
 import errno

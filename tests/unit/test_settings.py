@@ -1,4 +1,5 @@
 """w2m2w.settings: ranges, choices, what enters the settings hash."""
+
 from __future__ import annotations
 
 import hashlib
@@ -25,12 +26,15 @@ class Outer:
     inner: Inner = setting(default_factory=Inner)
 
 
-@pytest.mark.parametrize("rng, inside, outside", [
-    (PROBABILITY_OPEN, [0.001, 0.5, 0.999], [0.0, 1.0, -1.0, 7.0, float("nan")]),
-    (PROBABILITY_UPPER, [1.0, 0.5], [0.0, 1.5]),
-    (POSITIVE, [1e-9, 5.0], [0.0, -5.0]),
-    (AT_LEAST_ONE, [1, 64], [0, -1]),
-])
+@pytest.mark.parametrize(
+    "rng, inside, outside",
+    [
+        (PROBABILITY_OPEN, [0.001, 0.5, 0.999], [0.0, 1.0, -1.0, 7.0, float("nan")]),
+        (PROBABILITY_UPPER, [1.0, 0.5], [0.0, 1.5]),
+        (POSITIVE, [1e-9, 5.0], [0.0, -5.0]),
+        (AT_LEAST_ONE, [1, 64], [0, -1]),
+    ],
+)
 def test_range_membership(rng: Range, inside: list, outside: list) -> None:
     assert all(v in rng for v in inside)
     assert not any(v in rng for v in outside)
@@ -42,14 +46,17 @@ def test_range_reads_as_interval() -> None:
     assert str(AT_LEAST_ONE) == "[1, inf)"
 
 
-@pytest.mark.parametrize("field, value, key", [
-    ("threshold", 7.0, "stage.threshold"),
-    ("seconds", -5.0, "stage.seconds"),
-    ("workers", 0, "stage.workers"),
-    ("mode", "slow", "stage.mode"),
-    ("threshold", "abc", "stage.threshold"),
-    ("seconds", True, "stage.seconds"),
-])
+@pytest.mark.parametrize(
+    "field, value, key",
+    [
+        ("threshold", 7.0, "stage.threshold"),
+        ("seconds", -5.0, "stage.seconds"),
+        ("workers", 0, "stage.workers"),
+        ("mode", "slow", "stage.mode"),
+        ("threshold", "abc", "stage.threshold"),
+        ("seconds", True, "stage.seconds"),
+    ],
+)
 def test_check_names_the_key(field: str, value, key: str) -> None:
     obj = Outer()
     setattr(obj, field, value)

@@ -1,5 +1,6 @@
 """The settings dataclasses behind conf/: one source for defaults, a range for every number, and a settings hash
 that follows exactly the settings that change an output."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,7 +26,10 @@ from w2m2w.transcription import DecodeConfig
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 SCHEMAS = [(f"{s.name}/{opt}.yaml", cls) for s in stages.STAGES for opt, cls in s.options.items()] + [
-    ("executor/local.yaml", LocalExecutor), ("executor/ray.yaml", RayExecutor), ("config.yaml", RunSettings)]
+    ("executor/local.yaml", LocalExecutor),
+    ("executor/ray.yaml", RayExecutor),
+    ("config.yaml", RunSettings),
+]
 GROUPS = {"transcribe", "generate", "synthesize", "executor"}
 
 
@@ -53,10 +57,16 @@ def test_every_number_has_a_range_and_the_defaults_are_inside(path, cls):
     check(cls())
 
 
-@pytest.mark.parametrize("settings, library", [
-    (TranscribeSettings, DecodeConfig), (GenerateSettings, GenerationConfig), (GenerateSettings, SamplingConfig),
-    (WaveNetSettings, SynthesisConfig), (SourceFilterSettings, SourceFilterRenderConfig),
-])
+@pytest.mark.parametrize(
+    "settings, library",
+    [
+        (TranscribeSettings, DecodeConfig),
+        (GenerateSettings, GenerationConfig),
+        (GenerateSettings, SamplingConfig),
+        (WaveNetSettings, SynthesisConfig),
+        (SourceFilterSettings, SourceFilterRenderConfig),
+    ],
+)
 def test_library_dataclasses_have_the_same_defaults(settings, library):
     mine, theirs = dataclasses.asdict(settings()), dataclasses.asdict(library())
     shared = set(mine) & set(theirs)
@@ -94,9 +104,11 @@ def test_settings_hash_follows_exactly_the_settings_that_change_the_output(stage
 
 def test_what_does_not_change_the_output_stays_out_of_the_hash():
     # the issue's examples by name: device, threads (and progress, workers: run settings, never in a stage's hash)
-    for stage, cls, keys in [(stages.get("generate"), GenerateSettings, ("device", "threads")),
-                             (stages.get("transcribe"), TranscribeSettings, ("device",)),
-                             (stages.get("synthesize"), SourceFilterSettings, ("device", "threads", "block_seconds"))]:
+    for stage, cls, keys in [
+        (stages.get("generate"), GenerateSettings, ("device", "threads")),
+        (stages.get("transcribe"), TranscribeSettings, ("device",)),
+        (stages.get("synthesize"), SourceFilterSettings, ("device", "threads", "block_seconds")),
+    ]:
         for key in keys:
             assert key not in Configured(stage, cls()).output_settings
     top_p = Configured(stages.get("generate"), GenerateSettings(top_p=0.5)).settings_hash

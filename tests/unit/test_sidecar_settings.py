@@ -1,5 +1,6 @@
 """The settings hash a sidecar records comes from the stage's settings dataclass: an output-changing setting makes
 the output stale, a setting that only changes how it is computed (device, threads) does not."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,5 @@
 """The source of the source-filter WaveNet against analytic expectations (computed here by hand, not by the module)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -58,13 +59,14 @@ def test_decay_and_release():
     assert env[SR + 960] == pytest.approx(np.exp(-(1.0 + 960 / SR) / tau) * np.exp(-960 / (0.06 * SR)), rel=1e-4)
     end = SR + int(6 * 0.06 * SR)
     assert not src[end:].any(), "a note is cut six release times after its offset"
-    assert gate[end + cfg.gate_margin - 1] == 1.0 and gate[end + cfg.gate_margin + cfg.gate_ramp:].max() == 0.0
+    assert gate[end + cfg.gate_margin - 1] == 1.0 and gate[end + cfg.gate_margin + cfg.gate_ramp :].max() == 0.0
 
 
 def test_louder_is_louder_and_brighter():
     soft, _ = piano_source(np.array([[0.0, 1.0, 60, 40.0]]), SR)
     loud, _ = piano_source(np.array([[0.0, 1.0, 60, 120.0]]), SR)
     assert np.abs(loud[:, 0]).max() == pytest.approx(np.abs(soft[:, 0]).max() * (120 / 40) ** 2, rel=1e-3)
+
     def ratio(s: np.ndarray) -> float:  # partials 5-8 against the fundamental
         return np.abs(s[:, 3]).max() / np.abs(s[:, 0]).max()
 
@@ -78,8 +80,8 @@ def test_window_equals_slice_of_whole_piece():
     whole, gate = piano_source(notes, 4 * SR)
     for start, n in [(0, 100), (12345, 7000), (3 * SR, SR)]:
         part, g = piano_source(notes, n, start)
-        np.testing.assert_allclose(part, whole[start:start + n], atol=2e-6)
-        np.testing.assert_array_equal(g, gate[start:start + n])
+        np.testing.assert_allclose(part, whole[start : start + n], atol=2e-6)
+        np.testing.assert_array_equal(g, gate[start : start + n])
     split, g = piano_source(notes, 4 * SR, threads=3)  # three parts side by side join into the same source
     np.testing.assert_allclose(split, whole, atol=2e-6)
     np.testing.assert_array_equal(g, gate)
@@ -92,10 +94,10 @@ def test_silence_where_no_note_sounds_and_noise_only_with_notes():
     src, gate = piano_source(notes, 3 * SR)
     assert src.shape == (3 * SR, N_CHANNELS)
     margin = SourceConfig().gate_margin + SourceConfig().gate_ramp
-    assert not src[:SR].any() and not gate[:SR - margin].any()
-    assert not src[2 * SR:].any() and not gate[2 * SR:].any()
-    assert np.abs(src[SR:SR + 400, len(GROUPS)]).max() > 0.05, "a hammer burst at the onset"
-    assert src[SR + 1600:, len(GROUPS)].max() == 0.0, "and only there"
+    assert not src[:SR].any() and not gate[: SR - margin].any()
+    assert not src[2 * SR :].any() and not gate[2 * SR :].any()
+    assert np.abs(src[SR : SR + 400, len(GROUPS)]).max() > 0.05, "a hammer burst at the onset"
+    assert src[SR + 1600 :, len(GROUPS)].max() == 0.0, "and only there"
 
 
 def test_empty_and_out_of_range_inputs():
@@ -106,7 +108,7 @@ def test_empty_and_out_of_range_inputs():
     # a top-octave note keeps only the partials under max_freq: no aliasing above it
     src, _ = piano_source(np.array([[0.0, 1.0, 108, 100.0]]), SR)
     freqs, spec = _peaks(src[:, HARM].sum(1))
-    assert freqs[np.argmax(spec)] == pytest.approx(4186 * np.sqrt(1 + 10 ** -2.2), abs=2.0)
+    assert freqs[np.argmax(spec)] == pytest.approx(4186 * np.sqrt(1 + 10**-2.2), abs=2.0)
     assert spec[freqs > 7600].max() < 1e-3 * spec.max()
 
 

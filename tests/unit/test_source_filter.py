@@ -1,4 +1,5 @@
 """Source-filter WaveNet: model, block rendering against the whole-piece forward, loss, training loop."""
+
 from __future__ import annotations
 
 import json
@@ -58,7 +59,7 @@ def test_exact_silence_where_no_note_sounds(model):
     assert not y[:first].any(), "nothing before the first note's reach"
     gap = slice(int((1.6 + 0.36) * SR) + 500, int(2.6 * SR) - 500)
     assert not y[gap].any(), "nothing in a pause"
-    assert np.abs(y[int(0.35 * SR):int(0.8 * SR)]).max() > 1e-3
+    assert np.abs(y[int(0.35 * SR) : int(0.8 * SR)]).max() > 1e-3
 
 
 def test_length_is_last_offset_plus_tail(model):
@@ -74,7 +75,7 @@ def test_window_conditioning_matches_whole_piece_rows(model):
     for start in (0, 160 * 37, 160 * 150):
         w = window(model, NOTES, None, start, 160 * 40)
         first = (start - c) // 160 - m  # the window's first frame, context and margin included
-        np.testing.assert_array_equal(w["roll"], whole[first + 100:first + 100 + len(w["roll"])])
+        np.testing.assert_array_equal(w["roll"], whole[first + 100 : first + 100 + len(w["roll"])])
         src, gate = piano_source(NOTES, 160 * 40 + 2 * c, start - c, model.source_cfg)
         np.testing.assert_array_equal(w["source"], src)
 
@@ -142,10 +143,22 @@ def test_training_learns_and_resumes(tmp_path):
     from w2m2w.train.source_filter import SourceFilterTrainConfig, train_source_filter
 
     maps = make_maps(tmp_path / "maps", ["a_P", "b_P", "c_P", "held_P"], seconds=3.0)
-    cfg = SourceFilterTrainConfig(out_dir=str(tmp_path / "run"), maps_root=str(maps), piano="P", holdout_pieces=["held"],
-                                  model=SourceFilterConfig(residual_channels=8, skip_channels=8, layers=4, dilation_cycle=4, cond_channels=8),
-                                  batch_size=4, segment_seconds=0.25, fft_sizes=[512, 256], max_steps=40, validate_every=40,
-                                  validation_segments=8, warmup_steps=5, learning_rate=5e-3, threads=1)
+    cfg = SourceFilterTrainConfig(
+        out_dir=str(tmp_path / "run"),
+        maps_root=str(maps),
+        piano="P",
+        holdout_pieces=["held"],
+        model=SourceFilterConfig(residual_channels=8, skip_channels=8, layers=4, dilation_cycle=4, cond_channels=8),
+        batch_size=4,
+        segment_seconds=0.25,
+        fft_sizes=[512, 256],
+        max_steps=40,
+        validate_every=40,
+        validation_segments=8,
+        warmup_steps=5,
+        learning_rate=5e-3,
+        threads=1,
+    )
     summary = train_source_filter(cfg)
     rows = [json.loads(ln) for ln in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [0, 40]

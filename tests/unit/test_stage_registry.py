@@ -1,4 +1,5 @@
 """The stage registry (stages.STAGES) and the one interface every stage implements."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -1,5 +1,6 @@
 """The run-directory contract (w2m2w/staging.py): when an output is current, sidecars, atomic
 writes, stale temporaries, locks and run.json merges. Expected values are written out by hand."""
+
 from __future__ import annotations
 
 import hashlib
@@ -41,6 +42,7 @@ IN, CFG, W = "a" * 64, "b" * 64, "c" * 64  # stand-ins for the three sha256 dige
 
 
 # ---- is_current: the output exists, its sidecar exists, and all three hashes match ----
+
 
 @pytest.fixture()
 def current(tmp_path) -> Path:
@@ -87,6 +89,7 @@ def test_sidecar_without_the_hashes_is_not_current(current, tmp_path):
 
 # ---- paths ----
 
+
 def test_stage_paths(tmp_path):
     assert stage_dir(tmp_path, "transcribe") == tmp_path / "1-transcribe"
     assert stage_dir(tmp_path, "generate") == tmp_path / "2-generate"
@@ -104,6 +107,7 @@ def test_sidecar_path_replaces_only_the_last_extension():
 
 # ---- hashes ----
 
+
 def test_config_hash_is_sha256_of_canonical_json():
     # the digest of the JSON text written out by hand, whatever order the keys come in
     want = hashlib.sha256(b'{"a": 1, "b": 2}').hexdigest()
@@ -118,6 +122,7 @@ def test_file_sha256(tmp_path):
 
 
 # ---- sidecars, atomic writes, temporaries ----
+
 
 def test_read_sidecar(tmp_path):
     out = tmp_path / "p.mid"
@@ -176,9 +181,12 @@ def test_remove_stale_temps_only_of_dead_processes(tmp_path, sleeper):
     sub = tmp_path / "1-transcribe" / "nested"
     sub.mkdir(parents=True)
     stale = [tmp_path / f".a.mid.tmp-{HERE}-{dead}-0123abcd.mid", sub / f".b.wav.tmp-{HERE}-{dead}-deadbeef.wav"]
-    keep = [tmp_path / f".c.mid.tmp-{HERE}-{alive}-0123abcd.mid",  # its writer still runs
-            tmp_path / f".d.mid.tmp-{HERE}-{dead}-XYZ.mid",  # not our pattern
-            tmp_path / "a.mid", tmp_path / f"e.mid.tmp-{HERE}-{dead}-0123abcd.mid"]  # not hidden
+    keep = [
+        tmp_path / f".c.mid.tmp-{HERE}-{alive}-0123abcd.mid",  # its writer still runs
+        tmp_path / f".d.mid.tmp-{HERE}-{dead}-XYZ.mid",  # not our pattern
+        tmp_path / "a.mid",
+        tmp_path / f"e.mid.tmp-{HERE}-{dead}-0123abcd.mid",
+    ]  # not hidden
     for p in stale + keep:
         p.write_bytes(b"x")
     assert sorted(remove_stale_temps(tmp_path, root=tmp_path)) == sorted(stale)
@@ -199,13 +207,16 @@ def test_remove_stale_temps_when_another_run_removes_one_first(tmp_path, monkeyp
     assert remove_stale_temps(tmp_path, root=tmp_path) == []
 
 
-@pytest.mark.parametrize("host, pid, removed", [
-    ("other", "dead", False),  # another machine's writer: its pid says nothing here, it may still be writing
-    ("other_node.cluster", "alive", False),
-    ("here", "dead", True),  # this machine's writer is gone: an interrupted run's leftover
-    ("here", "alive", False),  # this machine's writer still runs
-    (None, "dead", False),  # the format before hosts were named: could be any machine's, left alone
-])
+@pytest.mark.parametrize(
+    "host, pid, removed",
+    [
+        ("other", "dead", False),  # another machine's writer: its pid says nothing here, it may still be writing
+        ("other_node.cluster", "alive", False),
+        ("here", "dead", True),  # this machine's writer is gone: an interrupted run's leftover
+        ("here", "alive", False),  # this machine's writer still runs
+        (None, "dead", False),  # the format before hosts were named: could be any machine's, left alone
+    ],
+)
 def test_remove_stale_temps_only_of_this_hosts_dead_writers(tmp_path, sleeper, host, pid, removed):
     """Shards on several nodes share one run folder: a shard starting must not delete what another node writes."""
     n = _dead_pid() if pid == "dead" else sleeper.pid
@@ -248,6 +259,7 @@ def test_remove_output(tmp_path):
 
 
 # ---- locks ----
+
 
 def test_file_lock_excludes_a_second_holder_and_names_the_first(tmp_path):
     path = tmp_path / "locks" / "deep" / "p.lock"

@@ -1,4 +1,5 @@
 """Folded, batched, streamed synthesis with a tiny WaveNet; evaluation figures; the streaming FluidSynth render."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -128,11 +129,11 @@ def test_silence_level_by_hand():
 
     notes = np.array([[1.0, 2.0, 60, 80]])
     quiet = silence_mask(notes, 5 * 16000)
-    assert quiet[:16000].all() and not quiet[16000:3 * 16000].any() and quiet[3 * 16000:].all()  # offset + 1 s still rings
+    assert quiet[:16000].all() and not quiet[16000 : 3 * 16000].any() and quiet[3 * 16000 :].all()  # offset + 1 s still rings
     y = _Tone(hiss=0.001).render(notes, 5 * 16000)
     assert silence_dbfs(y, notes) == pytest.approx(-60.0, abs=0.05)
     assert silence_dbfs(np.zeros(5 * 16000, np.float32), notes) == -120.0
-    assert silence_dbfs(y[:int(2.5 * 16000)], np.array([[0.0, 2.0, 60, 80]])) is None  # no silent samples to measure
+    assert silence_dbfs(y[: int(2.5 * 16000)], np.array([[0.0, 2.0, 60, 80]])) is None  # no silent samples to measure
 
 
 def test_evaluation_figures_by_hand(tmp_path):
@@ -151,8 +152,15 @@ def test_evaluation_figures_by_hand(tmp_path):
     exact = load_midi_notes(tmp_path / "a.mid")
     transcribers = {"oracle": lambda audio: exact, "deaf": lambda audio: np.zeros((0, 4))}
     rows, warnings = [], []
-    summary = evaluate_synthesis([("a.mid", tmp_path / "a.mid"), ("bad.mid", tmp_path / "bad.mid")], {"same": _Tone(), "hissy": _Tone(0.01)},
-                                 transcribers, reference_audio(tmp_path / "ref"), max_seconds=None, emit=rows.append, warn=warnings.append)
+    summary = evaluate_synthesis(
+        [("a.mid", tmp_path / "a.mid"), ("bad.mid", tmp_path / "bad.mid")],
+        {"same": _Tone(), "hissy": _Tone(0.01)},
+        transcribers,
+        reference_audio(tmp_path / "ref"),
+        max_seconds=None,
+        emit=rows.append,
+        warn=warnings.append,
+    )
     assert summary["files"] == 1 and len(warnings) == 1 and "bad.mid" in warnings[0]
     r = rows[0]
     assert r["audio_s"] == pytest.approx(n / 16000, abs=1e-3)
@@ -172,8 +180,19 @@ def test_synthesis_evaluation_end_to_end(tmp_path, tiny_source_filter, tiny_tran
     write_midi(tmp_path / "in" / "sub" / "a.mid", NOTES[:2])
     (tmp_path / "in" / "bad.mid").write_text("not midi")
     rows, warnings = [], []
-    summary = run_synthesis_evaluation(tmp_path / "in", "source_filter", tiny_source_filter, tiny_transcriber, soundfont=None, basic_pitch="false",
-                                       max_seconds=1.0, threads=1, audio_out=tmp_path / "audio", emit=rows.append, warn=warnings.append)
+    summary = run_synthesis_evaluation(
+        tmp_path / "in",
+        "source_filter",
+        tiny_source_filter,
+        tiny_transcriber,
+        soundfont=None,
+        basic_pitch="false",
+        max_seconds=1.0,
+        threads=1,
+        audio_out=tmp_path / "audio",
+        emit=rows.append,
+        warn=warnings.append,
+    )
     assert [r["file"] for r in rows] == ["sub/a.mid"] and summary["files"] == 1 and summary["systems"] == ["source_filter", "source"]
     assert len(warnings) == 1 and "bad.mid" in warnings[0]
     assert {"source_filter_w2m2w_note_f1", "source_w2m2w_frame_f1", "source_filter_silence_dbfs"} <= set(rows[0])
@@ -198,7 +217,10 @@ def test_midi_inputs_from_a_list(tmp_path):
     write_midi(tmp_path / "b" / "y.mid", notes)
     listing = tmp_path / "list.txt"
     listing.write_text(f"# held out\na/x.mid\n{tmp_path / 'b' / 'y.mid'}\n")
-    assert [(n, p.resolve()) for n, p in midi_inputs(listing)] == [("a/x.mid", (tmp_path / "a" / "x.mid").resolve()), ("b/y.mid", (tmp_path / "b" / "y.mid").resolve())]
+    assert [(n, p.resolve()) for n, p in midi_inputs(listing)] == [
+        ("a/x.mid", (tmp_path / "a" / "x.mid").resolve()),
+        ("b/y.mid", (tmp_path / "b" / "y.mid").resolve()),
+    ]
     (tmp_path / "empty.txt").write_text("# nothing\n")
     with pytest.raises(ValueError, match="empty.txt"):
         midi_inputs(tmp_path / "empty.txt")
@@ -247,4 +269,4 @@ def test_folded_segment_conditioning_is_the_whole_pieces_rows(model):
         frames = seg.length // 160
         got = s._cond([(NOTES, seg)], frames)[0]
         f0 = seg.start // 160
-        torch.testing.assert_close(got, whole_cond[f0:f0 + frames], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(got, whole_cond[f0 : f0 + frames], atol=1e-5, rtol=1e-5)

@@ -1,4 +1,5 @@
 """Training smoke test: a tiny transcriber on a fake MAPS folder, then a resume."""
+
 from __future__ import annotations
 
 import json

@@ -5,6 +5,7 @@ the gradients of the ranks' halves, so two processes train on exactly the batche
 and must log the same losses step by step, up to float rounding; resuming a one-process run with
 two processes must continue that same curve from the saved step.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,13 +24,24 @@ from tests.unit._synth import random_notes, tones, write_tsv
 from w2m2w.models.wavenet import WaveNetConfig
 from w2m2w.train.wavenet import WaveNetTrainConfig, train_wavenet
 
-pytestmark = pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
-                                reason="torch.distributed with gloo is not available in this torch build")
+pytestmark = pytest.mark.skipif(
+    not (torch.distributed.is_available() and torch.distributed.is_gloo_available()), reason="torch.distributed with gloo is not available in this torch build"
+)
 
 STEPS = 4
 # bf16 off: the comparison is of float32 arithmetic that differs only in summation order
-SETTINGS = dict(midi_globs=[], holdout_files=1, batch_size=4, segment_seconds=0.1, learning_rate=1e-2, max_steps=STEPS,
-                validate_every=1, validation_segments=2, threads=1, bf16=False)
+SETTINGS = dict(
+    midi_globs=[],
+    holdout_files=1,
+    batch_size=4,
+    segment_seconds=0.1,
+    learning_rate=1e-2,
+    max_steps=STEPS,
+    validate_every=1,
+    validation_segments=2,
+    threads=1,
+    bf16=False,
+)
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +69,12 @@ def _log(run: Path) -> list[dict]:
 
 def _torchrun(run: Path, data: Path, nproc: int = 2) -> subprocess.CompletedProcess:
     """`torchrun --standalone --nproc_per_node=2 -m w2m2w.train train=wavenet ...` with SETTINGS, as a user runs it."""
-    args = [f"train.out_dir={run}", f"train.audio_dirs=[{data}]", *(f"train.model.{k}={v}" for k, v in TINY_WAVENET.items()),
-            *(f"train.{k}={json.dumps(v) if isinstance(v, list) else str(v).lower() if isinstance(v, bool) else v}" for k, v in SETTINGS.items())]
+    args = [
+        f"train.out_dir={run}",
+        f"train.audio_dirs=[{data}]",
+        *(f"train.model.{k}={v}" for k, v in TINY_WAVENET.items()),
+        *(f"train.{k}={json.dumps(v) if isinstance(v, list) else str(v).lower() if isinstance(v, bool) else v}" for k, v in SETTINGS.items()),
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "w2m2w.train", "train=wavenet", *args]
     res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=240)

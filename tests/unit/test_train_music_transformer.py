@@ -1,4 +1,5 @@
 """A few real training steps of a tiny Music Transformer on a fake MIDI folder, then a resume."""
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,17 @@ def midi_folder(tmp_path):
 
 def test_train_smoke_and_resume(tmp_path, midi_folder):
     tiny = MusicTransformerConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_len=32)
-    cfg = MusicTransformerTrainConfig(out_dir=str(tmp_path / "run"), model=tiny, midi_dirs=[str(midi_folder)], val_fraction=0.25, val_events=64, batch_size=2, max_steps=4, validate_every=2, warmup_steps=2)
+    cfg = MusicTransformerTrainConfig(
+        out_dir=str(tmp_path / "run"),
+        model=tiny,
+        midi_dirs=[str(midi_folder)],
+        val_fraction=0.25,
+        val_events=64,
+        batch_size=2,
+        max_steps=4,
+        validate_every=2,
+        warmup_steps=2,
+    )
     summary = train(cfg)
     out = tmp_path / "run"
     rows = [json.loads(ln) for ln in (out / "log.jsonl").read_text().splitlines()]
@@ -51,7 +62,9 @@ def test_train_smoke_and_resume(tmp_path, midi_folder):
 
 def test_absolute_positions_train_too(tmp_path, midi_folder):
     tiny = MusicTransformerConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_len=32, position="learned")
-    cfg = MusicTransformerTrainConfig(out_dir=str(tmp_path / "abs"), model=tiny, midi_dirs=[str(midi_folder / "*.mid")], val_events=64, batch_size=2, max_steps=2, validate_every=2)
+    cfg = MusicTransformerTrainConfig(
+        out_dir=str(tmp_path / "abs"), model=tiny, midi_dirs=[str(midi_folder / "*.mid")], val_events=64, batch_size=2, max_steps=2, validate_every=2
+    )
     assert train(cfg)["step"] == 2
 
 

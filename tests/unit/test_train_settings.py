@@ -1,5 +1,6 @@
 """Training settings: YAML and dataclass agree, bad overrides are refused up front, and the loop's contract
 (another model config is not resumed; a time budget still validates and exports)."""
+
 from __future__ import annotations
 
 import json
@@ -45,17 +46,20 @@ def test_yaml_values_are_the_dataclass_defaults(name):
     assert set(defaults) <= set(yaml), "every setting is in the YAML too, where a user reads them"
 
 
-@pytest.mark.parametrize("overrides, key", [
-    (["train.batch_size=abc"], "train.batch_size"),  # a wrong type: Hydra's structured schema
-    (["train=wavenet", "train.nope=1"], "train.nope"),  # an unknown key
-    (["train.batch_size=0"], "train.batch_size"),  # ranges: w2m2w.settings
-    (["train=music_transformer", "train.max_minutes=-1"], "train.max_minutes"),
-    (["train=wavenet", "train.lr_decay=1.5"], "train.lr_decay"),
-    (["train=source_filter", "train.validate_every=0"], "train.validate_every"),
-    (["train=transcriber", "train.augment_p=2"], "train.augment_p"),
-    (["train=music_transformer", "train.model.position=absolute"], "train.model.position"),
-    (["train=wavenet", "train.model.output=gaussian"], "train.model.output"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["train.batch_size=abc"], "train.batch_size"),  # a wrong type: Hydra's structured schema
+        (["train=wavenet", "train.nope=1"], "train.nope"),  # an unknown key
+        (["train.batch_size=0"], "train.batch_size"),  # ranges: w2m2w.settings
+        (["train=music_transformer", "train.max_minutes=-1"], "train.max_minutes"),
+        (["train=wavenet", "train.lr_decay=1.5"], "train.lr_decay"),
+        (["train=source_filter", "train.validate_every=0"], "train.validate_every"),
+        (["train=transcriber", "train.augment_p=2"], "train.augment_p"),
+        (["train=music_transformer", "train.model.position=absolute"], "train.model.position"),
+        (["train=wavenet", "train.model.output=gaussian"], "train.model.output"),
+    ],
+)
 def test_bad_overrides_are_refused_with_one_line_naming_the_key(overrides, key, capsys):
     assert precheck(overrides) == 2
     err = capsys.readouterr().err.strip()
@@ -68,8 +72,13 @@ def test_good_overrides_pass():
 
 def test_the_cli_exits_2_before_writing_anything(tmp_path):
     run = tmp_path / "run"
-    res = subprocess.run([sys.executable, "-m", "w2m2w.train", "train=wavenet", f"train.out_dir={run}", "train.segment_seconds=-0.1"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "w2m2w.train", "train=wavenet", f"train.out_dir={run}", "train.segment_seconds=-0.1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 2, res.stderr
     assert res.stderr.strip().splitlines() == ["error: train.segment_seconds=-0.1 is not allowed: it must be in (0, inf)"]
     assert not run.exists() and list(tmp_path.iterdir()) == []  # no run folder, no Hydra record
@@ -82,8 +91,16 @@ def _tiny_transcriber(tmp_path, **kw):
 
     if not (tmp_path / "maps").exists():
         make_maps(tmp_path / "maps", ["a_AkPnBcht", "b_SptkBGCl"], seconds=2.0)
-    settings = dict(out_dir=str(tmp_path / "run"), model=OnsetsFramesConfig(model_size=32, lstm_units=8), maps_root=str(tmp_path / "maps"),
-                    midi_globs=[], batch_size=2, segment_seconds=1.0, validation_seconds=1.0, threads=1)
+    settings = dict(
+        out_dir=str(tmp_path / "run"),
+        model=OnsetsFramesConfig(model_size=32, lstm_units=8),
+        maps_root=str(tmp_path / "maps"),
+        midi_globs=[],
+        batch_size=2,
+        segment_seconds=1.0,
+        validation_seconds=1.0,
+        threads=1,
+    )
     return TranscriberTrainConfig(**{**settings, **kw})
 
 

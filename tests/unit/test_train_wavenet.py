@@ -1,4 +1,5 @@
 """Training smoke tests: a tiny WaveNet on fake data made here, through the real CLI, then a resume."""
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,18 @@ def _train_cli(*args: str) -> subprocess.CompletedProcess:
 def test_cli_trains_then_resumes(tmp_path):
     data = _fake_audio_dir(tmp_path / "data")
     run = tmp_path / "run"
-    common = [f"train.out_dir={run}", "train.midi_globs=[]", f"train.audio_dirs=[{data}]", "train.holdout_files=1",
-              "train.batch_size=2", "train.segment_seconds=0.2", "train.validate_every=2", "train.validation_segments=2", "train.threads=1", *TINY_ARGS]
+    common = [
+        f"train.out_dir={run}",
+        "train.midi_globs=[]",
+        f"train.audio_dirs=[{data}]",
+        "train.holdout_files=1",
+        "train.batch_size=2",
+        "train.segment_seconds=0.2",
+        "train.validate_every=2",
+        "train.validation_segments=2",
+        "train.threads=1",
+        *TINY_ARGS,
+    ]
     res = _train_cli(*common, "train.max_steps=3")
     assert res.returncode == 0, res.stderr[-3000:]
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
@@ -57,8 +68,19 @@ def test_cli_trains_then_resumes(tmp_path):
 
 def test_loss_goes_down(tmp_path):
     data = _fake_audio_dir(tmp_path / "data", n=3)
-    cfg = WaveNetTrainConfig(out_dir=str(tmp_path / "run"), model=WaveNetConfig(**TINY_WAVENET), audio_dirs=[str(data)], holdout_files=1,
-                             batch_size=4, segment_seconds=0.2, learning_rate=1e-2, max_steps=30, validate_every=5, validation_segments=4, threads=1)
+    cfg = WaveNetTrainConfig(
+        out_dir=str(tmp_path / "run"),
+        model=WaveNetConfig(**TINY_WAVENET),
+        audio_dirs=[str(data)],
+        holdout_files=1,
+        batch_size=4,
+        segment_seconds=0.2,
+        learning_rate=1e-2,
+        max_steps=30,
+        validate_every=5,
+        validation_segments=4,
+        threads=1,
+    )
     train_wavenet(cfg)
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert log[-1]["val_loss"] < log[0]["val_loss"] - 0.3, log
@@ -70,8 +92,18 @@ def test_trains_a_model_with_excitation(tmp_path):
 
     data = _fake_audio_dir(tmp_path / "data", n=3)
     model = WaveNetConfig(**TINY_WAVENET, excitation_harmonics=2, scalar_input=True, output="logistic_mixture", mixtures=3)
-    cfg = WaveNetTrainConfig(out_dir=str(tmp_path / "run"), model=model, audio_dirs=[str(data)], holdout_files=1,
-                             batch_size=2, segment_seconds=0.2, max_steps=4, validate_every=2, validation_segments=2, threads=1)
+    cfg = WaveNetTrainConfig(
+        out_dir=str(tmp_path / "run"),
+        model=model,
+        audio_dirs=[str(data)],
+        holdout_files=1,
+        batch_size=2,
+        segment_seconds=0.2,
+        max_steps=4,
+        validate_every=2,
+        validation_segments=2,
+        threads=1,
+    )
     summary = train_wavenet(cfg)
     assert summary["step"] == 4 and np.isfinite(summary["val_loss"])
     m = load_wavenet(tmp_path / "run" / "best.safetensors")
@@ -93,9 +125,21 @@ def test_rendered_midi_with_one_soundfont(tmp_path):
     (tmp_path / "midi").mkdir()
     for i in range(3):
         write_midi(tmp_path / "midi" / f"m{i}.mid", random_notes(rng, 2.0, 6))
-    cfg = WaveNetTrainConfig(out_dir=str(tmp_path / "run"), model=WaveNetConfig(**TINY_WAVENET), midi_globs=[str(tmp_path / "midi" / "*.mid")],
-                             soundfont="timgm6mb", render_seconds=2.0, render_cache=str(tmp_path / "cache"), holdout_files=1,
-                             batch_size=2, segment_seconds=0.2, max_steps=2, validate_every=2, validation_segments=2, threads=1)
+    cfg = WaveNetTrainConfig(
+        out_dir=str(tmp_path / "run"),
+        model=WaveNetConfig(**TINY_WAVENET),
+        midi_globs=[str(tmp_path / "midi" / "*.mid")],
+        soundfont="timgm6mb",
+        render_seconds=2.0,
+        render_cache=str(tmp_path / "cache"),
+        holdout_files=1,
+        batch_size=2,
+        segment_seconds=0.2,
+        max_steps=2,
+        validate_every=2,
+        validation_segments=2,
+        threads=1,
+    )
     train, val, held = build_datasets(cfg)
     assert len(train) == 2 and len(val) == 1 and len(held) == 1
     assert {e.group for e in train + val} == {"timgm6mb"}  # one instrument
@@ -106,8 +150,19 @@ def test_rendered_midi_with_one_soundfont(tmp_path):
 
 def test_time_budget_still_validates_and_exports(tmp_path):
     data = _fake_audio_dir(tmp_path / "data", n=2)
-    cfg = WaveNetTrainConfig(out_dir=str(tmp_path / "run"), model=WaveNetConfig(**TINY_WAVENET), audio_dirs=[str(data)], holdout_files=1,
-                             batch_size=2, segment_seconds=0.2, max_steps=100000, max_minutes=0.01, validate_every=100000, validation_segments=2, threads=1)
+    cfg = WaveNetTrainConfig(
+        out_dir=str(tmp_path / "run"),
+        model=WaveNetConfig(**TINY_WAVENET),
+        audio_dirs=[str(data)],
+        holdout_files=1,
+        batch_size=2,
+        segment_seconds=0.2,
+        max_steps=100000,
+        max_minutes=0.01,
+        validate_every=100000,
+        validation_segments=2,
+        threads=1,
+    )
     summary = train_wavenet(cfg)
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert len(log) == 1 and log[0] == summary and summary["step"] >= 1 and summary["loss"] is not None
@@ -127,13 +182,13 @@ def test_segment_sampler_keeps_audio_and_roll_aligned(tmp_path):
     notes = np.array([[0.30, 0.80, 60, 90], [1.50, 1.70, 64, 90], [2.20, 3.10, 67, 90], [4.00, 4.05, 72, 90]])
     y = np.zeros(5 * 16000, np.float32)
     for on, off, _, _ in notes:
-        y[int(round(on * 16000)):int(round(off * 16000))] = 0.5
+        y[int(round(on * 16000)) : int(round(off * 16000))] = 0.5
     sf.write(str(tmp_path / "a.wav"), y, 16000)
     np.savetxt(tmp_path / "a.tsv", notes, fmt="%.6f", delimiter="\t", header="onset,offset,note,velocity")
     m = 2
     sampler = MuLawSampler([Example(str(tmp_path / "a.wav"), str(tmp_path / "a.tsv"), "a", "t")], 1600, 160, m, 16000, seed=3)
     x, roll, _ = sampler.sample(64)
     busy = (mu_law_decode(x.reshape(64, 10, 160)) > 0.25).all(-1)
-    sounding = roll[:, m:m + 10, 88:176].any(-1)
+    sounding = roll[:, m : m + 10, 88:176].any(-1)
     assert sounding.any() and (~sounding).any()
     np.testing.assert_array_equal(busy, sounding)

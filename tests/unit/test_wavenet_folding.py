@@ -1,4 +1,5 @@
 """Folding a piece into overlapping segments and cross-fading them back, on hand-made signals."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,7 +22,7 @@ def test_plan_covers_the_piece_once():
 
 
 def _segments_of(x: np.ndarray, segs: list[Segment]) -> list[np.ndarray]:
-    return [x[s.start:s.end].copy() for s in segs]
+    return [x[s.start : s.end].copy() for s in segs]
 
 
 def test_linear_crossfade_of_identical_segments_is_exact():

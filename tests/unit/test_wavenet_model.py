@@ -1,4 +1,5 @@
 """The WaveNet's three execution paths agree: teacher-forced forward, torch incremental step, numba kernel."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -3,6 +3,7 @@
 Pure functions of (audio, rng); audio is float32 (samples,) at 16 kHz. They let
 a model trained on a few pianos hear other rooms, microphones and levels.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,6 +5,7 @@ and MAESTRO's csv (canonical composer and title) group several performances
 under one piece, so a split by piece never puts one composition on both sides.
 Elsewhere every file is its own piece.
 """
+
 from __future__ import annotations
 
 import csv
@@ -81,8 +82,9 @@ def split_by_piece(pieces: dict[Path, str], val_fraction: float, seed: int = 0) 
     the split is stable when files are added; at least one piece is held out when
     there are two or more and val_fraction > 0.
     """
+
     def score(name: str) -> float:
-        return int(hashlib.sha1(f"{seed}:{name}".encode()).hexdigest()[:12], 16) / 16 ** 12
+        return int(hashlib.sha1(f"{seed}:{name}".encode()).hexdigest()[:12], 16) / 16**12
 
     names = sorted(set(pieces.values()))
     held = {n for n in names if score(n) < val_fraction}
@@ -137,7 +139,9 @@ def augment_notes(notes: np.ndarray, rng: np.random.Generator, max_transpose: in
     return out[(out[:, 2] >= 0) & (out[:, 2] < ev.N_PITCHES)]
 
 
-def window_tokens(notes: np.ndarray, first: int, length: int, rng: np.random.Generator | None = None, max_transpose: int = 3, stretch: tuple[float, float] = (0.95, 1.05)) -> np.ndarray:
+def window_tokens(
+    notes: np.ndarray, first: int, length: int, rng: np.random.Generator | None = None, max_transpose: int = 3, stretch: tuple[float, float] = (0.95, 1.05)
+) -> np.ndarray:
     """(length,) event ids of a window starting at note `first` of a piece, PAD-filled at the end.
 
     The window begins with that note's onset (notes sounding before it are left
@@ -146,7 +150,7 @@ def window_tokens(notes: np.ndarray, first: int, length: int, rng: np.random.Gen
     note inside the window is missing.
     """
     n = len(notes)
-    chunk = notes[first:first + length + 1]
+    chunk = notes[first : first + length + 1]
     if rng is not None:
         chunk = augment_notes(chunk, rng, max_transpose, stretch)
     toks = ev.notes_to_tokens(chunk, start=float(chunk[:, 0].min())) if len(chunk) else np.zeros(0, np.int64)

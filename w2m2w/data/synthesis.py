@@ -8,6 +8,7 @@ WindowSampler in data/midi_corpus.py.)
 Each has sample(n) from its own generator (fixed validation sets) and draw(rngs), one row per
 generator (training: the loop gives every row its own, see w2m2w/train/loop.py).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -54,7 +55,7 @@ class MuLawSampler:
         frames = self.T // self.hop
         f0 = int(rng.integers(0, max(1, (len(q) - self.T) // self.hop + 1)))
         x = np.full(self.T, SILENCE, np.uint8)
-        seg = q[f0 * self.hop: f0 * self.hop + self.T]
+        seg = q[f0 * self.hop : f0 * self.hop + self.T]
         x[: len(seg)] = seg
         roll = conditioning_roll(notes, frames + 2 * self.margin, self.rate, f0 - self.margin)
         busy = bool(roll.any()) or int(np.abs(x.astype(np.int16) - SILENCE).max()) > 2

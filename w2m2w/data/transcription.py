@@ -4,6 +4,7 @@ An Example pairs an audio file with its notes (a .tsv or a .mid); every audio mo
 The transcriber's training draws random fixed-length segments from examples held in memory
 (SegmentSampler); the WaveNets' samplers are in data/synthesis.py.
 """
+
 from __future__ import annotations
 
 import csv
@@ -36,7 +37,9 @@ def maps_piece(name: str) -> str:
     return stem.rsplit("_", 1)[0]
 
 
-def maps_examples(root: str | os.PathLike, include: list[str] | None = None, exclude: list[str] | None = None, exclude_pieces: set[str] | None = None) -> list[Example]:
+def maps_examples(
+    root: str | os.PathLike, include: list[str] | None = None, exclude: list[str] | None = None, exclude_pieces: set[str] | None = None
+) -> list[Example]:
     """Examples from a MAPS-layout folder (flac/NAME.flac + tsv/NAME.tsv, piano name last in NAME)."""
     root = Path(root)
     out = []
@@ -173,8 +176,8 @@ class SegmentSampler:
             y, notes = self.items[rng.choice(len(self.items), p=self.weights)]
             start_frame = int(rng.integers(0, max(1, (len(y) - n_samples) // self.hop)))
             a = start_frame * self.hop
-            seg = y[a:a + n_samples]
-            audio[b, :len(seg)] = seg
+            seg = y[a : a + n_samples]
+            audio[b, : len(seg)] = seg
             if self.augment_p > 0:
                 audio[b] = augment(audio[b], rng, self.augment_p)
             t0 = a / SAMPLE_RATE

@@ -21,6 +21,7 @@ attention; the shipped 1,200-step model does that badly: 40 % of the
 NOTE_OFFs it samples release keys that are not down, so the notes they were
 meant for ring on (weights/README.md).
 """
+
 from __future__ import annotations
 
 import math
@@ -81,8 +82,8 @@ class KVCache:
         end = self.length + k.shape[2]
         if end > self.capacity:
             raise ValueError(f"cache holds {self.capacity} steps, asked for {end}")
-        self.k[layer][:, :, self.length:end] = k
-        self.v[layer][:, :, self.length:end] = v
+        self.k[layer][:, :, self.length : end] = k
+        self.v[layer][:, :, self.length : end] = v
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
 
@@ -93,7 +94,7 @@ def relative_embeddings(table: torch.Tensor, n_keys: int) -> torch.Tensor:
     """
     r = table.shape[1]
     if n_keys <= r:
-        return table[:, r - n_keys:]
+        return table[:, r - n_keys :]
     far = table[:, :1].expand(-1, n_keys - r, -1)
     return torch.cat([far, table], dim=1)
 
@@ -141,7 +142,7 @@ class Attention(nn.Module):
         self.dropout = cfg.dropout
         self.relative = cfg.position == "relative"
         if self.relative:
-            self.rel = nn.Parameter(torch.randn(cfg.n_heads, cfg.max_len, self.dh) * self.dh ** -0.5)
+            self.rel = nn.Parameter(torch.randn(cfg.n_heads, cfg.max_len, self.dh) * self.dh**-0.5)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         """x (B, m, D) -> (B, m, D), causal; with a cache, x follows the cached steps."""
@@ -164,7 +165,7 @@ class Attention(nn.Module):
         else:
             # the fused kernels cannot take a gradient through a float mask, so attention is
             # written out: (q k^T + skew(q E^T)) / sqrt(Dh), causal, softmax, times v
-            q = q * self.dh ** -0.5
+            q = q * self.dh**-0.5
             scores = torch.matmul(q, k.transpose(-1, -2)) + relative_logits(q, self.rel, n)
             if m > 1:  # query a (position past+a) sees keys 0..past+a
                 causal = torch.ones(m, n, dtype=torch.bool, device=x.device).tril(past)
@@ -248,8 +249,8 @@ class MusicTransformer(nn.Module):
         # output projection tied to the embedding: fewer parameters, a better start on small data
         logits = F.linear(self.ln(x), self.embed.weight)
         if self.cfg.key_state:  # a key that is up cannot be released
-            off = logits[..., NOTE_OFF:NOTE_OFF + N_PITCHES]
-            logits = torch.cat([logits[..., :NOTE_OFF], off.masked_fill(state < 0.5, _MASKED), logits[..., NOTE_OFF + N_PITCHES:]], -1)
+            off = logits[..., NOTE_OFF : NOTE_OFF + N_PITCHES]
+            logits = torch.cat([logits[..., :NOTE_OFF], off.masked_fill(state < 0.5, _MASKED), logits[..., NOTE_OFF + N_PITCHES :]], -1)
         return logits
 
     def loss(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -286,8 +287,8 @@ def sequence_nll(model: MusicTransformer, tokens: torch.Tensor, context: int, st
     total, count, scored_to = 0.0, 0, 1  # tokens[1:scored_to] already scored
     start = 0
     while scored_to < n:
-        window = tokens[start:start + context][None]
-        st = None if state is None else state[start:start + window.shape[1] - 1][None]
+        window = tokens[start : start + context][None]
+        st = None if state is None else state[start : start + window.shape[1] - 1][None]
         logp = F.log_softmax(model(window[:, :-1], state=st).float(), dim=-1)[0]  # predicts window[1:]
         target = window[0, 1:]
         first = scored_to - start - 1  # index into target of the first unscored token

@@ -5,6 +5,7 @@ Input: log-mel frames (batch, frames, n_mels). Each of the four heads
 followed by a bidirectional LSTM; the frame head's LSTM also sees the onset
 and offset predictions (gradient stopped), as in the paper.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -39,11 +40,19 @@ class ConvStack(nn.Module):
         super().__init__()
         c1, c2 = model_size // 16, model_size // 8
         self.cnn = nn.Sequential(
-            nn.Conv2d(1, c1, 3, padding=1), nn.BatchNorm2d(c1), nn.ReLU(),
-            nn.Conv2d(c1, c1, 3, padding=1), nn.BatchNorm2d(c1), nn.ReLU(),
-            nn.MaxPool2d((1, 2)), nn.Dropout(dropout),
-            nn.Conv2d(c1, c2, 3, padding=1), nn.BatchNorm2d(c2), nn.ReLU(),
-            nn.MaxPool2d((1, 2)), nn.Dropout(dropout),
+            nn.Conv2d(1, c1, 3, padding=1),
+            nn.BatchNorm2d(c1),
+            nn.ReLU(),
+            nn.Conv2d(c1, c1, 3, padding=1),
+            nn.BatchNorm2d(c1),
+            nn.ReLU(),
+            nn.MaxPool2d((1, 2)),
+            nn.Dropout(dropout),
+            nn.Conv2d(c1, c2, 3, padding=1),
+            nn.BatchNorm2d(c2),
+            nn.ReLU(),
+            nn.MaxPool2d((1, 2)),
+            nn.Dropout(dropout),
         )
         self.fc = nn.Sequential(nn.Linear(c2 * (n_mels // 4), model_size), nn.Dropout(2 * dropout))
 
@@ -146,7 +155,7 @@ class OnsetsFrames(nn.Module):
         starts = list(range(0, total, core))
         audio_t = torch.from_numpy(np.asarray(audio, dtype=np.float32))
         for i in range(0, len(starts), batch_size):
-            group = starts[i:i + batch_size]
+            group = starts[i : i + batch_size]
             # every chunk in a group gets the same padded length so they batch
             width = core + 2 * ctx
             segs = []
@@ -155,7 +164,7 @@ class OnsetsFrames(nn.Module):
                 seg = torch.zeros(width * hop - 1 if width > 1 else 1)
                 lo, hi = max(a, 0), min(a + len(seg), len(audio_t))
                 if hi > lo:
-                    seg[lo - a:hi - a] = audio_t[lo:hi]
+                    seg[lo - a : hi - a] = audio_t[lo:hi]
                 segs.append(seg)
             mel = log_mel(torch.stack(segs).to(device), self.mel_cfg)
             res = self.forward(mel)
@@ -168,5 +177,5 @@ class OnsetsFrames(nn.Module):
             for j, s in enumerate(group):
                 n = min(core, total - s)
                 for k, v in probs.items():
-                    out[k][s:s + n] = v[j, ctx:ctx + n].float().cpu().numpy()
+                    out[k][s : s + n] = v[j, ctx : ctx + n].float().cpu().numpy()
         return out

@@ -29,6 +29,7 @@ Layout: audio-rate layers work on (batch, time, channels) with Linear layers
 (a kernel-3 dilated conv is one matmul of [x(t-d), x(t), x(t+d)]), which on a
 CPU runs as one sgemm and is faster than conv1d at these widths.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -123,7 +124,7 @@ class SourceFilterWaveNet(nn.Module):
         for i, (dil, rs) in enumerate(zip(self.dilated, self.res_skip)):
             d = self.dilations[i]
             p = F.pad(h, (0, 0, d, d))
-            a = dil(torch.cat([p[:, :T], h, p[:, 2 * d:]], -1))
+            a = dil(torch.cat([p[:, :T], h, p[:, 2 * d :]], -1))
             a = (a.view(B, n_fr, hop, 2 * R) + cond[:, :, i].unsqueeze(2)).view(B, T, 2 * R)
             z = torch.tanh(a[..., :R]) * torch.sigmoid(a[..., R:])
             if i < last:
@@ -135,8 +136,9 @@ class SourceFilterWaveNet(nn.Module):
         y = self.head2(F.relu(self.head1(F.relu(skip)))) + self.direct(x)
         return y.squeeze(-1) * gate
 
-    def training_step(self, batch: dict[str, torch.Tensor], loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                      context: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(
+        self, batch: dict[str, torch.Tensor], loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], context: int
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Spectral loss (loss_fn, e.g. stft_loss's) of one batch of windows, and no extra figures.
 
         batch: source (batch, T, N_CHANNELS), gate (batch, T), roll (batch, T / hop + 2 * cond_margin, 264)
@@ -166,7 +168,7 @@ class SourceFilterWaveNet(nn.Module):
         cond = self.conditioning(roll[None])[0]  # (n_fr, L, 2R)
         x = source * self.cfg.source_gain
         buf = torch.zeros(T + 2 * D, R, dtype=source.dtype)  # h with D rows of zeros either side: the taps are views
-        h = buf[D:D + T]
+        h = buf[D : D + T]
         torch.addmm(self.input.bias, x, self.input.weight.t(), out=h)
         skip = torch.zeros(T, self.cfg.skip_channels, dtype=source.dtype)
         skip_bias = 0.0
@@ -178,9 +180,9 @@ class SourceFilterWaveNet(nn.Module):
             d = self.dilations[i]
             w = dil.weight.t() * scale  # (3R, 2R): rows for x(t-d), x(t), x(t+d)
             a.view(n_fr, hop, 2 * R).copy_(((cond[:, i] + dil.bias) * scale).unsqueeze(1).expand(n_fr, hop, 2 * R))
-            a.addmm_(buf[D - d:D - d + T], w[:R])
-            a.addmm_(h, w[R:2 * R])
-            a.addmm_(buf[D + d:D + d + T], w[2 * R:])
+            a.addmm_(buf[D - d : D - d + T], w[:R])
+            a.addmm_(h, w[R : 2 * R])
+            a.addmm_(buf[D + d : D + d + T], w[2 * R :])
             a.sigmoid_()
             g = a[:, R:]
             torch.addcmul(g, a[:, :R], g, value=2.0, out=z).sub_(g, alpha=2.0)  # (2 sigmoid(2x) - 1) sigmoid(y) = tanh(x) sigmoid(y)
@@ -196,7 +198,7 @@ class SourceFilterWaveNet(nn.Module):
 
 def central(x: torch.Tensor, c: int) -> torch.Tensor:
     """x (batch, T, ...) without c samples at each end."""
-    return x[:, c:x.shape[1] - c] if c else x
+    return x[:, c : x.shape[1] - c] if c else x
 
 
 def log_mel_l1(y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -213,8 +215,9 @@ def log_mel_l1(y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (log_mel(unit(y)) - log_mel(unit(t))).abs().mean()
 
 
-def stft_loss(fft_sizes: list[int], mel_weight: float = 0.0, sample_rate: int = 16000,
-              log_mel_weight: float = 0.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def stft_loss(
+    fft_sizes: list[int], mel_weight: float = 0.0, sample_rate: int = 16000, log_mel_weight: float = 0.0
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """auraloss's multi-resolution STFT loss (spectral convergence + log magnitude), hop = fft / 4, of
     (output, target), each (batch, 1, T); with mel_weight, plus that weight times auraloss's STFT loss on
     128 mel bands of a 2048-point STFT (the ear's frequency scale: high partials and noise weigh less, the
@@ -222,7 +225,8 @@ def stft_loss(fft_sizes: list[int], mel_weight: float = 0.0, sample_rate: int = 
     import auraloss
 
     terms: list[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = [
-        auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=list(fft_sizes), hop_sizes=[f // 4 for f in fft_sizes], win_lengths=list(fft_sizes))]
+        auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=list(fft_sizes), hop_sizes=[f // 4 for f in fft_sizes], win_lengths=list(fft_sizes))
+    ]
     if mel_weight:
         mel = auraloss.freq.STFTLoss(fft_size=2048, hop_size=256, win_length=2048, scale="mel", n_bins=128, sample_rate=sample_rate)
         terms.append(lambda y, t: mel_weight * mel(y, t))

@@ -38,6 +38,7 @@ Three ways to run it, which the tests hold to the same logits:
   activations per layer, one step per layer per sample, batched (CPU or GPU);
 - models.wavenet_numba: the same step as a compiled CPU kernel.
 """
+
 from __future__ import annotations
 
 import math
@@ -284,7 +285,7 @@ def mixture_log_prob(out: torch.Tensor, x: torch.Tensor, n_classes: int = 256) -
     (PixelCNN++, Salimans et al. 2017, on one channel).
     """
     K = out.shape[-1] // 3
-    logit_w, mu, log_s = out[..., :K], out[..., K:2 * K], out[..., 2 * K:].clamp(min=-7.0)
+    logit_w, mu, log_s = out[..., :K], out[..., K : 2 * K], out[..., 2 * K :].clamp(min=-7.0)
     c = (2.0 * x.to(out.dtype) / (n_classes - 1) - 1.0).unsqueeze(-1)
     half = 1.0 / (n_classes - 1)
     inv_s = torch.exp(-log_s)
@@ -316,8 +317,8 @@ def sample_mixture(out: torch.Tensor, u: torch.Tensor, temperature: float = 1.0,
     lo = torch.where(j > 0, c.gather(1, (j - 1).clamp(min=0)), torch.zeros_like(target))
     v = ((target - lo) / w.gather(1, j)).clamp(1e-5, 1 - 1e-5).squeeze(1)
     j = j.squeeze(1)
-    mu = out[:, K:2 * K].gather(1, j[:, None]).squeeze(1)
-    s = torch.exp(out[:, 2 * K:].gather(1, j[:, None]).squeeze(1).clamp(min=-7.0)) * temperature
+    mu = out[:, K : 2 * K].gather(1, j[:, None]).squeeze(1)
+    s = torch.exp(out[:, 2 * K :].gather(1, j[:, None]).squeeze(1).clamp(min=-7.0)) * temperature
     y = (mu + s * (torch.log(v) - torch.log1p(-v))).clamp(-1.0, 1.0)
     return torch.floor((y + 1.0) * (0.5 * (n_classes - 1)) + 0.5).long().clamp_(0, n_classes - 1)
 
@@ -374,8 +375,15 @@ class TorchGenerator:
         return (out, logits_all) if return_logits else out
 
 
-def generate_torch(model: WaveNet, cond: torch.Tensor, uniforms: torch.Tensor | None = None, forced: torch.Tensor | None = None,
-                   temperature: float = 1.0, return_logits: bool = False, exc: torch.Tensor | None = None):
+def generate_torch(
+    model: WaveNet,
+    cond: torch.Tensor,
+    uniforms: torch.Tensor | None = None,
+    forced: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    return_logits: bool = False,
+    exc: torch.Tensor | None = None,
+):
     """Generate frames * hop samples for every stream of cond (batch, frames, L, 2R) in one go.
 
     exc: (batch, frames * hop, 2 * harmonics) for models with excitation.
@@ -405,5 +413,15 @@ def macs_per_sample(cfg: WaveNetConfig) -> int:
     return cfg.layers * per_layer - R * R + S * H + H * (cfg.n_classes if cfg.output == "softmax" else 3 * cfg.mixtures)
 
 
-__all__ = ["WaveNet", "WaveNetConfig", "IncrementalState", "TorchGenerator", "generate_torch", "sample_inverse_cdf", "sample_mixture",
-           "mixture_log_prob", "SILENCE", "N_ROLL"]
+__all__ = [
+    "WaveNet",
+    "WaveNetConfig",
+    "IncrementalState",
+    "TorchGenerator",
+    "generate_torch",
+    "sample_inverse_cdf",
+    "sample_mixture",
+    "mixture_log_prob",
+    "SILENCE",
+    "N_ROLL",
+]

@@ -15,6 +15,7 @@ Same arithmetic as wavenet.IncrementalState.step, in float32, with:
 - nogil, so Python threads run disjoint groups of streams side by side
   (several pieces, or the folds of one long piece) with no per-sample sync.
 """
+
 from __future__ import annotations
 
 import math
@@ -92,11 +93,19 @@ def pack(model: WaveNet) -> PackedWaveNet:
         return PackedWaveNet(
             w_exc=w_exc,
             emb=f(model.input_table()),
-            w_dil=np.stack([f(c.weight.T) for c in model.dilated]), b_dil=np.stack([f(c.bias) for c in model.dilated]),
-            w_rs=np.stack([f(c.weight.T) for c in model.res_skip]), b_res=np.ascontiguousarray(b_rs[:, :R]), b_skip=np.ascontiguousarray(b_rs[:, R:].sum(0)),
-            w_h1=f(model.head1.weight.T), b_h1=f(model.head1.bias),
-            w_h2=f(model.head2.weight.T), b_h2=f(model.head2.bias), mixture=model.cfg.output == "logistic_mixture",
-            dilations=dil, offsets=np.concatenate([[0], np.cumsum(dil)[:-1]]).astype(np.int64), hop=model.cfg.hop_length,
+            w_dil=np.stack([f(c.weight.T) for c in model.dilated]),
+            b_dil=np.stack([f(c.bias) for c in model.dilated]),
+            w_rs=np.stack([f(c.weight.T) for c in model.res_skip]),
+            b_res=np.ascontiguousarray(b_rs[:, :R]),
+            b_skip=np.ascontiguousarray(b_rs[:, R:].sum(0)),
+            w_h1=f(model.head1.weight.T),
+            b_h1=f(model.head1.bias),
+            w_h2=f(model.head2.weight.T),
+            b_h2=f(model.head2.bias),
+            mixture=model.cfg.output == "logistic_mixture",
+            dilations=dil,
+            offsets=np.concatenate([[0], np.cumsum(dil)[:-1]]).astype(np.int64),
+            hop=model.cfg.hop_length,
         )
 
 
@@ -106,9 +115,36 @@ def prepare_cond(packed: PackedWaveNet, cond: np.ndarray) -> np.ndarray:
 
 
 @njit(fastmath=True, cache=True, nogil=True)
-def _run(b0, b1, t0, n_steps, lengths, cond, exc, u, inv_temp, mixture, forced, logits_out,
-         emb, w_dil, w_exc, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, dil, qoff, hop,
-         queue, prev, out):
+def _run(
+    b0,
+    b1,
+    t0,
+    n_steps,
+    lengths,
+    cond,
+    exc,
+    u,
+    inv_temp,
+    mixture,
+    forced,
+    logits_out,
+    emb,
+    w_dil,
+    w_exc,
+    w_rs,
+    b_res,
+    b_skip,
+    w_h1,
+    b_h1,
+    w_h2,
+    b_h2,
+    dil,
+    qoff,
+    hop,
+    queue,
+    prev,
+    out,
+):
     """Advance streams b0..b1-1 from time t0 by n_steps samples (or to their length).
 
     cond (B, frames, L, 2R); exc (B, samples, E), not read when E = 0; u (B, n_steps) uniforms; forced (B, n_steps) classes
@@ -281,8 +317,7 @@ class NumbaGenerator:
     so long segments are generated in chunks (progress, bounded buffers).
     """
 
-    def __init__(self, packed: PackedWaveNet, cond: np.ndarray, lengths: np.ndarray, threads: int = 1, temperature: float = 1.0,
-                 exc: np.ndarray | None = None):
+    def __init__(self, packed: PackedWaveNet, cond: np.ndarray, lengths: np.ndarray, threads: int = 1, temperature: float = 1.0, exc: np.ndarray | None = None):
         self.p = packed
         self.cond = cond
         B = cond.shape[0]
@@ -318,9 +353,36 @@ class NumbaGenerator:
         lz = logits if logits is not None else np.zeros((0, 0, 0), np.float32)
 
         def go(g: tuple[int, int]) -> None:
-            _run(g[0], g[1], self.t, n_steps, self.lengths, self.cond, self.exc, u, self.inv_temp, p.mixture, fz, lz,
-                 p.emb, p.w_dil, p.w_exc, p.w_rs, p.b_res, p.b_skip, p.w_h1, p.b_h1, p.w_h2, p.b_h2, p.dilations, p.offsets, p.hop,
-                 self.queue, self.prev, out)
+            _run(
+                g[0],
+                g[1],
+                self.t,
+                n_steps,
+                self.lengths,
+                self.cond,
+                self.exc,
+                u,
+                self.inv_temp,
+                p.mixture,
+                fz,
+                lz,
+                p.emb,
+                p.w_dil,
+                p.w_exc,
+                p.w_rs,
+                p.b_res,
+                p.b_skip,
+                p.w_h1,
+                p.b_h1,
+                p.w_h2,
+                p.b_h2,
+                p.dilations,
+                p.offsets,
+                p.hop,
+                self.queue,
+                self.prev,
+                out,
+            )
 
         if self.pool is None:
             go(self.groups[0])
@@ -335,8 +397,9 @@ class NumbaGenerator:
             self.pool = None
 
 
-def generate_numba(packed: PackedWaveNet, cond: np.ndarray, uniforms: np.ndarray, threads: int = 1, temperature: float = 1.0,
-                   exc: np.ndarray | None = None) -> np.ndarray:
+def generate_numba(
+    packed: PackedWaveNet, cond: np.ndarray, uniforms: np.ndarray, threads: int = 1, temperature: float = 1.0, exc: np.ndarray | None = None
+) -> np.ndarray:
     """Classes (batch, n) for cond (batch, frames, L, 2R) from prepare_cond, uniforms (batch, n) and exc (batch, n, E) if the model takes it."""
     B, n = uniforms.shape
     gen = NumbaGenerator(packed, cond, np.full(B, n), threads, temperature, exc)

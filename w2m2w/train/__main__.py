@@ -5,6 +5,7 @@ below as the structured schema of conf/train/NAME.yaml, so Hydra refuses wrong t
 the overrides are composed once and range-checked: a bad one exits 2 with one line naming the key.
 Under torchrun, every process runs this; only rank 0 lets Hydra write its output folder.
 """
+
 from __future__ import annotations
 
 import json

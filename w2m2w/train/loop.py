@@ -18,6 +18,7 @@ Under torchrun (its RANK/WORLD_SIZE/LOCAL_RANK variables set, WORLD_SIZE > 1) th
 one group, NCCL on GPUs and gloo on CPUs; gradients are averaged by DDP; only rank 0 validates,
 writes checkpoints, weights and logs and shows the bar. Without torchrun nothing of this happens.
 """
+
 from __future__ import annotations
 
 import json

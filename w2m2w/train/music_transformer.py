@@ -7,6 +7,7 @@ out_dir/best.safetensors (lowest validation NLL per event), out_dir/last.safeten
 out_dir/split.json and out_dir/val_files.txt (the held-out files, one per line). Validation pieces are never trained on: the split
 is by piece (composition), not by file.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -82,7 +83,12 @@ def build_data(cfg: MusicTransformerTrainConfig, out: Path, write: bool = True) 
     if write:
         # the held-out files, for `python -m w2m2w.evaluate task=generation input=OUT_DIR/val_files.txt`
         (out / "val_files.txt").write_text("".join(f"{f}\n" for f in val_files))
-        (out / "split.json").write_text(json.dumps({"val_fraction": cfg.val_fraction, "split_seed": cfg.split_seed, "train": [str(f) for f in train_files], "val": [str(f) for f in val_files]}, indent=1))
+        (out / "split.json").write_text(
+            json.dumps(
+                {"val_fraction": cfg.val_fraction, "split_seed": cfg.split_seed, "train": [str(f) for f in train_files], "val": [str(f) for f in val_files]},
+                indent=1,
+            )
+        )
     train = [n for _, n in load_corpus(train_files, out / "cache")]
     # one performance per validation piece first, in a fixed order, so the cap keeps variety
     order = sorted(val_files, key=lambda f: (hashlib.sha1(pieces[f].encode()).hexdigest(), str(f)))
@@ -90,9 +96,12 @@ def build_data(cfg: MusicTransformerTrainConfig, out: Path, write: bool = True) 
     chosen = (firsts + [f for f in order if f not in set(firsts)])[: cfg.val_pieces]
     val = [torch.from_numpy(piece_tokens(n)[: cfg.val_events + 1]) for _, n in load_corpus(chosen, out / "cache", progress=False)]
     desc = {
-        "files": len(pieces), "pieces": len(set(pieces.values())),
-        "train_files": len(train_files), "val_files": len(val_files),
-        "val_pieces": len({pieces[f] for f in val_files}), "val_scored_files": len(val),
+        "files": len(pieces),
+        "pieces": len(set(pieces.values())),
+        "train_files": len(train_files),
+        "val_files": len(val_files),
+        "val_pieces": len({pieces[f] for f in val_files}),
+        "val_scored_files": len(val),
         "train_notes": int(sum(len(n) for n in train)),
     }
     return train, val, desc
@@ -129,7 +138,9 @@ def train(cfg: MusicTransformerTrainConfig) -> dict:
     model = MusicTransformer(cfg.model).to(run.device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not n.endswith(".rel")]
     other = [p for n, p in model.named_parameters() if p.dim() < 2 or n.endswith(".rel")]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}], lr=cfg.learning_rate, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}], lr=cfg.learning_rate, betas=(0.9, 0.98)
+    )
     sampler = WindowSampler(train_pieces, cfg.model.max_len + 1, seed=cfg.seed, max_transpose=cfg.max_transpose, stretch=(cfg.stretch_min, cfg.stretch_max))
 
     def train_log(p: Progress) -> dict:
@@ -140,7 +151,10 @@ def train(cfg: MusicTransformerTrainConfig) -> dict:
         }
 
     task = Task(
-        model_name=MODEL_NAME, model=model, optimizer=opt, sampler=sampler,
+        model_name=MODEL_NAME,
+        model=model,
+        optimizer=opt,
+        sampler=sampler,
         step=lambda m, tokens: m.training_step(tokens),
         lr=lambda step, elapsed: learning_rate(cfg, step, elapsed),
         validate=lambda m: {"val_nll": round(validate(m, val, run.device), 4) if val else None},

@@ -14,6 +14,7 @@ the piano roll over the window plus half the receptive field on each side,
 runs the model and scores the centre with a multi-resolution STFT
 loss (auraloss; models/source_filter.py: stft_loss).
 """
+
 from __future__ import annotations
 
 import logging
@@ -127,8 +128,13 @@ def train_source_filter(cfg: SourceFilterTrainConfig) -> dict:
     sr, hop = cfg.model.sample_rate, cfg.model.hop_length
     segment = max(1, round(cfg.segment_seconds * sr / hop)) * hop
     if run.main:
-        log.info("training on %d files, validating on %d; %d parameters, receptive field +-%d samples",
-                 len(train_ex), len(val_ex), sum(p.numel() for p in model.parameters()), model.half_receptive_field)
+        log.info(
+            "training on %d files, validating on %d; %d parameters, receptive field +-%d samples",
+            len(train_ex),
+            len(val_ex),
+            sum(p.numel() for p in model.parameters()),
+            model.half_receptive_field,
+        )
     sampler = SourceWindowSampler(train_ex, model, segment)
     val_batches = []
     if run.main:
@@ -151,11 +157,17 @@ def train_source_filter(cfg: SourceFilterTrainConfig) -> dict:
         return {"loss": None if p.last_loss is None else round(p.last_loss, 4)}
 
     task = Task(
-        model_name=MODEL_NAME, model=model, optimizer=torch.optim.Adam(model.parameters(), lr=cfg.learning_rate), sampler=sampler,
+        model_name=MODEL_NAME,
+        model=model,
+        optimizer=torch.optim.Adam(model.parameters(), lr=cfg.learning_rate),
+        sampler=sampler,
         step=lambda m, batch: m.training_step(batch, loss_fn, c),
         lr=lambda step, _: lr_at(step),
-        validate=validation, train_log=train_log, score=lambda row: row["val_loss"],
-        description="train source-filter wavenet", validate_first=True,
+        validate=validation,
+        train_log=train_log,
+        score=lambda row: row["val_loss"],
+        description="train source-filter wavenet",
+        validate_first=True,
     )
     return fit(run, cfg, task)
 

@@ -6,6 +6,7 @@ MAPS software pianos, MAESTRO and/or MIDI rendered with FluidSynth soundfonts; o
 (with its pieces) and one soundfont are held out for validation. best.safetensors keeps the best
 note F1 on the first validation set.
 """
+
 from __future__ import annotations
 
 import glob
@@ -84,7 +85,7 @@ def build_datasets(cfg: TranscriberTrainConfig) -> tuple[list[Example], dict[str
         rng = np.random.default_rng(cfg.seed)
         midi = list(rng.permutation(midi))
         held_midi = midi[: cfg.holdout_midi_files]
-        train_midi = midi[cfg.holdout_midi_files:]
+        train_midi = midi[cfg.holdout_midi_files :]
         if cfg.midi_max_files:
             train_midi = train_midi[: cfg.midi_max_files]
         train += rendered_examples(train_midi, list(cfg.soundfonts), cfg.render_cache, cfg.render_seconds)
@@ -104,7 +105,9 @@ def train_transcriber(cfg: TranscriberTrainConfig) -> dict:
     with run.main_first():  # rank 0 renders MIDI into the cache, the others then read it
         train_ex, val_sets = build_datasets(cfg)
     if run.main:
-        log.info("training on %d examples (%s); validation sets: %s", len(train_ex), sorted({e.group for e in train_ex}), {k: len(v) for k, v in val_sets.items()})
+        log.info(
+            "training on %d examples (%s); validation sets: %s", len(train_ex), sorted({e.group for e in train_ex}), {k: len(v) for k, v in val_sets.items()}
+        )
     model = OnsetsFrames(cfg.model).to(run.device)
     sampler = SegmentSampler(train_ex, cfg.segment_seconds, model.frame_rate, model.mel_cfg.hop_length, seed=cfg.seed, augment_p=cfg.augment_p)
     val_data = {k: load_examples_audio_notes(v, cfg.validation_seconds) for k, v in val_sets.items() if v} if run.main else {}
@@ -120,11 +123,16 @@ def train_transcriber(cfg: TranscriberTrainConfig) -> dict:
         return {"loss": p.last_loss}
 
     task = Task(
-        model_name=MODEL_NAME, model=model, optimizer=torch.optim.Adam(model.parameters(), lr=cfg.learning_rate), sampler=sampler,
+        model_name=MODEL_NAME,
+        model=model,
+        optimizer=torch.optim.Adam(model.parameters(), lr=cfg.learning_rate),
+        sampler=sampler,
         step=lambda m, batch: m.training_step(batch, cfg.bf16),
         lr=lambda step, _: cfg.learning_rate * cfg.lr_decay ** (step / cfg.lr_decay_steps),
-        validate=validation, train_log=train_log,
-        score=lambda row: row[f1_key] if f1_key else row["loss"], maximize=f1_key is not None,
+        validate=validation,
+        train_log=train_log,
+        score=lambda row: row[f1_key] if f1_key else row["loss"],
+        maximize=f1_key is not None,
         description="train transcriber",
     )
     return fit(run, cfg, task)

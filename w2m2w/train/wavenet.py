@@ -8,6 +8,7 @@ uses, and/or from folders of audio with same-named .tsv/.mid notes. Whole
 files are held out for validation; their MIDI paths are written to
 out_dir/validation_midi.txt so evaluation can use music the model never heard.
 """
+
 from __future__ import annotations
 
 import glob
@@ -73,7 +74,7 @@ def build_datasets(cfg: WaveNetTrainConfig) -> tuple[list[Example], list[Example
     if midi:
         midi = [str(m) for m in rng.permutation(midi)]
         held_midi = midi[: cfg.holdout_files]
-        rest = midi[cfg.holdout_files:]
+        rest = midi[cfg.holdout_files :]
         if cfg.midi_max_files:
             rest = rest[: cfg.midi_max_files]
         train += rendered_examples(rest, [cfg.soundfont], cfg.render_cache, cfg.render_seconds)
@@ -82,7 +83,7 @@ def build_datasets(cfg: WaveNetTrainConfig) -> tuple[list[Example], list[Example
         ex = audio_dir_examples(d)
         ex = [ex[i] for i in rng.permutation(len(ex))]
         val += ex[: cfg.holdout_files]
-        train += ex[cfg.holdout_files:]
+        train += ex[cfg.holdout_files :]
     if not train:
         raise TrainingError("no training data: set train.midi_globs (rendered with the soundfont) or train.audio_dirs")
     if not val:
@@ -94,7 +95,9 @@ def _segment_samples(cfg: WaveNetTrainConfig, hop: int, sr: int) -> int:
     return max(1, int(round(cfg.segment_seconds * sr / hop))) * hop
 
 
-def validation_batches(examples: list[Example], cfg: WaveNetTrainConfig, hop: int, margin: int, sr: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+def validation_batches(
+    examples: list[Example], cfg: WaveNetTrainConfig, hop: int, margin: int, sr: int
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
     """A fixed set of held-out segments (the same every validation and every resume, and for every model config)."""
     sampler = MuLawSampler(examples, _segment_samples(cfg, hop, sr), hop, margin, sr, seed=12345, harmonics=cfg.model.excitation_harmonics)
     out = []
@@ -135,8 +138,13 @@ def train_wavenet(cfg: WaveNetTrainConfig) -> dict:
     model = WaveNet(cfg.model).to(run.device)
     hop, sr = cfg.model.hop_length, cfg.model.sample_rate
     if run.main:
-        log.info("training on %d files, validating on %d; %d parameters, receptive field %d samples",
-                 len(train_ex), len(val_ex), sum(p.numel() for p in model.parameters()), model.receptive_field)
+        log.info(
+            "training on %d files, validating on %d; %d parameters, receptive field %d samples",
+            len(train_ex),
+            len(val_ex),
+            sum(p.numel() for p in model.parameters()),
+            model.receptive_field,
+        )
     sampler = MuLawSampler(train_ex, _segment_samples(cfg, hop, sr), hop, model.cond_margin, sr, seed=cfg.seed, harmonics=cfg.model.excitation_harmonics)
     val_batches = validation_batches(val_ex, cfg, hop, model.cond_margin, sr) if run.main else []
 
@@ -148,10 +156,15 @@ def train_wavenet(cfg: WaveNetTrainConfig) -> dict:
         return {"loss": None if p.last_loss is None else round(p.last_loss, 4)}
 
     task = Task(
-        model_name=MODEL_NAME, model=model, optimizer=torch.optim.Adam(model.parameters(), lr=cfg.learning_rate), sampler=sampler,
+        model_name=MODEL_NAME,
+        model=model,
+        optimizer=torch.optim.Adam(model.parameters(), lr=cfg.learning_rate),
+        sampler=sampler,
         step=lambda m, batch: m.training_step(batch, cfg.bf16),
         lr=lambda step, _: cfg.learning_rate * cfg.lr_decay ** (step / cfg.lr_decay_steps),
-        validate=validation, train_log=train_log, score=lambda row: row["val_loss"],
+        validate=validation,
+        train_log=train_log,
+        score=lambda row: row["val_loss"],
         description="train wavenet",
     )
     return fit(run, cfg, task)

@@ -12,6 +12,7 @@ The test sets W2M2W_FAULTS to a JSON object; each key turns one fault on:
 
 Without W2M2W_FAULTS nothing is changed.
 """
+
 from __future__ import annotations
 
 import builtins
@@ -45,6 +46,7 @@ def _read_only(folders: list[str]) -> None:
             if writes(*args, **kwargs) and _inside(path, folders):
                 refuse(path)
             return fn(path, *args, **kwargs)
+
         return wrapped
 
     def two_paths(fn):
@@ -53,6 +55,7 @@ def _read_only(folders: list[str]) -> None:
                 if _inside(p, folders):
                     refuse(p)
             return fn(src, dst, *args, **kwargs)
+
         return wrapped
 
     write_modes = lambda mode="r", *a, **k: any(c in str(mode) for c in "wax+")  # noqa: E731
