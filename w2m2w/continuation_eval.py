@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import events as ev
+from .data.transcription import crop_notes
 from .generation import SamplingConfig, model_context, sample_continuation
 from .music_stats import FEATURES, LONG_NOTE_SECONDS, long_note_share, notes_per_second, pooled_overlaps
 
@@ -36,15 +37,6 @@ class ContinuationSettings:
     top_k: int = 0
     top_p: float = 0.95  # the generate stage's default
     max_files: int = 0  # 0: every input file (each costs `seconds` of sampling)
-
-
-def crop(notes: np.ndarray, start: float, end: float) -> np.ndarray:
-    """Notes with onset in [start, end), offsets cut at end, times shifted so that start is 0: (m, 4)."""
-    notes = np.asarray(notes, dtype=np.float64).reshape(-1, 4)
-    out = notes[(notes[:, 0] >= start) & (notes[:, 0] < end)].copy()
-    out[:, 1] = np.minimum(out[:, 1], end)
-    out[:, :2] -= start
-    return out
 
 
 def orphaned_notes(tokens: np.ndarray, n_primer: int, context: int) -> tuple[int, int]:
@@ -79,8 +71,8 @@ def continue_piece(model: Any, notes: np.ndarray, s: ContinuationSettings, seed:
     """Prime with notes[0, primer_seconds) and sample `seconds`: the generated, real and primer note lists
     (times from where each span starts) and the orphan count."""
     ctx = model_context(model, context)
-    primer = crop(notes, 0.0, s.primer_seconds)
-    real = crop(notes, s.primer_seconds, s.primer_seconds + s.seconds)
+    primer = crop_notes(notes, 0.0, s.primer_seconds)
+    real = crop_notes(notes, s.primer_seconds, s.seconds)
     toks = np.concatenate([[ev.BOS], ev.notes_to_tokens(primer)]).astype(np.int64)
     # the primer as the model reads it ends at primer_seconds, not at its last NOTE_OFF: pad with TIME_SHIFTs
     gap = int(round(s.primer_seconds * ev.STEPS_PER_SECOND)) - ev.duration_steps(toks)

@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from w2m2w import events as ev
-from w2m2w.continuation_eval import ContinuationSettings, crop, evaluate_continuations, orphaned_notes
+from w2m2w.continuation_eval import ContinuationSettings, evaluate_continuations, orphaned_notes
+from w2m2w.data.transcription import crop_notes
 from w2m2w.models.music_transformer import MusicTransformer, MusicTransformerConfig
 
 
 def test_crop_keeps_onsets_in_span_and_cuts_offsets() -> None:
     notes = np.array([[0.5, 1.0, 60, 64], [1.5, 4.0, 62, 64], [2.5, 3.0, 64, 64], [3.5, 5.0, 65, 64]])
-    np.testing.assert_allclose(crop(notes, 1.0, 3.0), [[0.5, 2.0, 62, 64], [1.5, 2.0, 64, 64]])
+    np.testing.assert_allclose(crop_notes(notes, 1.0, 2.0), [[0.5, 2.0, 62, 64], [1.5, 2.0, 64, 64]])
 
 
 def test_orphans_by_hand() -> None:
@@ -47,7 +48,7 @@ def test_seeded_run_reports_every_figure(tiny_model: MusicTransformer) -> None:
     # the baseline compares the real continuation with the primer: computed here by hand
     from w2m2w.music_stats import BINS, overlap_area
 
-    real, primer = crop(notes, 4.0, 6.0), crop(notes, 0.0, 4.0)
+    real, primer = crop_notes(notes, 4.0, 2.0), crop_notes(notes, 0.0, 4.0)
     assert a["overlap_baseline"]["pitch"] == pytest.approx(overlap_area(real[:, 2], primer[:, 2], BINS["pitch"]), abs=1e-4)
     assert a["notes_per_second_baseline"] == pytest.approx(len(real) / 2.0, abs=1e-4)
     assert evaluate_continuations(tiny_model, [("short", notes[:3])], s) is None
@@ -85,7 +86,7 @@ def test_evaluate_command_reports_continuations(tmp_path, tiny_model: MusicTrans
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     c = summary["continuation"]
     assert summary["files"] == 2 and c["files"] == 1
-    real = crop(long, 3.0, 5.0)
+    real = crop_notes(long, 3.0, 2.0)
     assert c["notes_per_second_baseline"] == pytest.approx(len(real) / 2.0)
     # primer: 12 notes on 12 pitches (1/12 each); real: 8 notes on 8 of them (1/8 each): overlap 8 x 1/12
     assert c["overlap_baseline"]["pitch"] == pytest.approx(8 / 12, abs=1e-4)
