@@ -31,6 +31,22 @@ def sort_notes(notes: np.ndarray) -> np.ndarray:
     return notes[order]
 
 
+def pedal_intervals(pedal: list[tuple[float, float]], end: float, threshold: int = 64) -> list[tuple[float, float]]:
+    """Pedal-down (start, end) intervals from (time, value) control changes; one still down at the end
+    lasts until `end` (the last note's offset), or an instant if it went down after that."""
+    intervals: list[tuple[float, float]] = []
+    down_at: float | None = None
+    for t, v in sorted(pedal):
+        if v >= threshold and down_at is None:
+            down_at = t
+        elif v < threshold and down_at is not None:
+            intervals.append((down_at, t))
+            down_at = None
+    if down_at is not None:
+        intervals.append((down_at, max(end, down_at)))
+    return intervals
+
+
 def apply_sustain(notes: np.ndarray, pedal: list[tuple[float, float]], threshold: int = 64) -> np.ndarray:
     """Lengthen notes held by the sustain pedal.
 
@@ -41,17 +57,7 @@ def apply_sustain(notes: np.ndarray, pedal: list[tuple[float, float]], threshold
     notes = sort_notes(notes).copy()
     if len(notes) == 0 or not pedal:
         return notes
-    # pedal-down intervals
-    intervals: list[tuple[float, float]] = []
-    down_at: float | None = None
-    for t, v in sorted(pedal):
-        if v >= threshold and down_at is None:
-            down_at = t
-        elif v < threshold and down_at is not None:
-            intervals.append((down_at, t))
-            down_at = None
-    if down_at is not None:
-        intervals.append((down_at, max(float(notes[:, 1].max()), down_at)))
+    intervals = pedal_intervals(pedal, float(notes[:, 1].max()), threshold)
     if not intervals:
         return notes
     starts = np.array([a for a, _ in intervals])
