@@ -159,3 +159,38 @@ def test_render_notes():
     assert np.max(np.abs(y[: int(0.45 * SR)])) < 1e-3  # silent before the first onset
     assert np.sqrt(np.mean(y[int(0.55 * SR) : int(1.0 * SR)] ** 2)) > 0.02
     assert len(render_notes(np.zeros((0, 4)))) > 0
+
+
+def test_segment_sampler_pedal_targets_follow_the_pedal_file(tmp_path):
+    """The pedal rolls line up with the segment: the audio is a ramp, so each segment tells where it starts."""
+    import soundfile as sf
+
+    from w2m2w.data.transcription import Example
+    from w2m2w.pedal import save_pedal_tsv
+
+    seconds, hop, fr = 6.0, 512, SR / 512
+    y = (np.arange(int(seconds * SR)) / (seconds * SR) * 0.9).astype(np.float32)
+    sf.write(str(tmp_path / "a.wav"), y, SR, subtype="FLOAT")
+    write_tsv(tmp_path / "a.tsv", np.array([[0.5, 1.0, 60, 80]]))
+    save_pedal_tsv(tmp_path / "a.pedal.tsv", np.array([[1.0, 2.5], [4.0, 4.6]]))
+    sf.write(str(tmp_path / "b.wav"), y, SR, subtype="FLOAT")
+    write_tsv(tmp_path / "b.tsv", np.array([[0.5, 1.0, 60, 80]]))  # no pedal file: nothing known
+    ex = [Example(str(tmp_path / f"{n}.wav"), str(tmp_path / f"{n}.tsv"), n, "p") for n in "ab"]
+    s = SegmentSampler(ex, 2.0, fr, hop, seed=0, pedal=True)
+    audio, t = s.sample(24)
+    assert t["pedal"].shape == (24, int(round(2.0 * fr)), 3)
+    frames = t["pedal"].shape[1]
+    for i in range(24):
+        if t["pedal_known"][i] == 0:
+            assert t["pedal"][i].sum() == 0
+            continue
+        t0 = audio[i, 0] / 0.9 * seconds
+        times = t0 + np.arange(frames) / fr
+        down = ((times >= 1.0) & (times < 2.5)) | ((times >= 4.0) & (times < 4.6))
+        # away from the edges (one frame of rounding), the roll is the pedal
+        edge = np.convolve(np.abs(np.diff(down.astype(int), prepend=down[0])), np.ones(3), "same") > 0
+        np.testing.assert_array_equal(t["pedal"][i, ~edge, 2], down[~edge])
+        for col, ev in ((0, (1.0, 4.0)), (1, (2.5, 4.6))):
+            inside = [e for e in ev if t0 < e < t0 + (frames - 1) / fr]
+            assert int(t["pedal"][i, :, col].sum()) == len(inside)
+    assert 0 < t["pedal_known"].sum() < 24

@@ -99,3 +99,32 @@ def test_velocity_loss_only_on_onsets():
     assert m.loss(out, target)["velocity"] == 0
     target["onset"][0, 5, 3] = 1.0
     assert m.loss(out, target)["velocity"] == pytest.approx(1.0)
+
+
+def test_pedal_head_shapes_and_predict():
+    torch.manual_seed(0)
+    m = OnsetsFrames(OnsetsFramesConfig(model_size=32, lstm_units=8, pedal=True)).eval()
+    out = m(torch.randn(2, 50, 229))
+    assert out["pedal"].shape == (2, 50, 3)
+    probs = m.predict(_audio(3 * 16000), chunk_seconds=1.0, overlap_seconds=0.5)
+    n = probs["onset"].shape[0]
+    for k in ("pedal_onset", "pedal_offset", "pedal_frame"):
+        assert probs[k].shape == (n,) and np.all((probs[k] >= 0) & (probs[k] <= 1)), k
+    assert "pedal_frame" not in OnsetsFrames(OnsetsFramesConfig(model_size=32, lstm_units=8)).predict(_audio(16000))
+
+
+def test_pedal_loss_counts_only_rows_with_pedal_labels():
+    """A row whose audio carries no pedal labels (pedal_known 0) adds nothing; a known row's loss is BCE, by hand."""
+    m = OnsetsFrames(OnsetsFramesConfig(model_size=32, lstm_units=8, pedal=True))
+    out = {k: torch.zeros(2, 4, 88) for k in HEADS}
+    out["pedal"] = torch.zeros(2, 4, 3)
+    out["pedal"][0, :, 2] = 2.0  # row 0 says "down" with logit 2
+    target = {k: torch.zeros(2, 4, 88) for k in HEADS}
+    target["pedal"] = torch.zeros(2, 4, 3)
+    target["pedal"][0, :, 2] = 1.0
+    target["pedal_known"] = torch.tensor([1.0, 0.0])
+    # row 0: 8 of 12 outputs at logit 0 against 0 (log 2 each), 4 at logit 2 against 1 (log(1 + e^-2) each)
+    expect = (8 * np.log(2) + 4 * np.log1p(np.exp(-2))) / 12
+    assert m.loss(out, target)["pedal"].item() == pytest.approx(expect, rel=1e-5)
+    target["pedal"][1] = 1.0  # row 1 unknown: whatever its target, the loss is the same
+    assert m.loss(out, target)["pedal"].item() == pytest.approx(expect, rel=1e-5)

@@ -11,6 +11,7 @@ import csv
 import hashlib
 import os
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -89,11 +90,13 @@ def crop_notes(notes: np.ndarray, start: float, duration: float) -> np.ndarray:
 def rendered_examples(midi_paths: list[str], soundfonts: list[str], cache_dir: str | os.PathLike, seconds: float = 60.0, offset: float = 0.0) -> list[Example]:
     """Render the first `seconds` (after `offset`) of each MIDI file with each soundfont, cached as FLAC + TSV.
 
-    Labels are the notes with the sustain pedal applied, as MAESTRO's are.
+    Labels are the notes with the sustain pedal applied, as MAESTRO's are, and the pedal itself
+    (NAME.pedal.tsv, for the pedal head).
     """
     import soundfile as sf
 
     from ..fluidsynth import render_notes
+    from ..pedal import crop_pedal, load_pedal, pedal_tsv_path, save_pedal_tsv
     from ..staging import atomic_path
 
     cache = Path(cache_dir)
@@ -114,6 +117,10 @@ def rendered_examples(midi_paths: list[str], soundfonts: list[str], cache_dir: s
                 with atomic_path(tsv, root=None) as tmp_tsv, atomic_path(flac, root=None) as tmp_flac:
                     np.savetxt(tmp_tsv, notes, fmt="%.6f", delimiter="\t", header="onset,offset,note,velocity")
                     sf.write(str(tmp_flac), y, SAMPLE_RATE)
+            side = pedal_tsv_path(tsv)
+            if not side.is_file():  # renders cached before the pedal head get their pedal too
+                with atomic_path(side, root=None) as tmp:
+                    save_pedal_tsv(tmp, crop_pedal(load_pedal(midi), offset, seconds))
             out.append(Example(str(flac), str(tsv), name, sf_name))
     return out
 
@@ -135,15 +142,33 @@ def audio_dir_examples(folder: str | os.PathLike) -> list[Example]:
 class SegmentSampler:
     """Random fixed-length transcriber training segments (audio and note targets) from examples held in memory.
 
-    sample() returns audio (batch, samples) and targets dict of (batch, frames, 88).
+    sample() returns audio (batch, samples) and targets dict of (batch, frames, 88); with
+    `pedal`, also 'pedal' (batch, frames, 3: onset, offset, down) and 'pedal_known' (batch,),
+    0 for audio whose labels carry no pedal (pedal.load_pedal gives None).
     """
 
-    def __init__(self, examples: list[Example], segment_seconds: float, frame_rate: float, hop_length: int, seed: int = 0, augment_p: float = 0.0):
+    def __init__(
+        self,
+        examples: list[Example],
+        segment_seconds: float,
+        frame_rate: float,
+        hop_length: int,
+        seed: int = 0,
+        augment_p: float = 0.0,
+        augmenter: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+        pedal: bool = False,
+    ):
+        from ..pedal import load_pedal
+
         self.items = []
+        self.pedals: list[np.ndarray | None] = []
         for ex in examples:
             y = load_audio(ex.audio)
             notes = load_notes(ex.notes)
             self.items.append((y, notes))
+            self.pedals.append(load_pedal(ex.notes) if pedal else None)
+        self.pedal = pedal
+        self.augmenter = augmenter
         if not self.items:
             raise ValueError("no training examples")
         self.seg_frames = int(round(segment_seconds * frame_rate))
@@ -166,26 +191,37 @@ class SegmentSampler:
 
     def draw(self, rngs: list[np.random.Generator]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """One segment per generator: audio (batch, samples) and targets, each (batch, frames, 88)."""
+        from ..pedal import pedal_rolls
         from .augment import augment
 
         batch_size = len(rngs)
         n_samples = (self.seg_frames - 1) * self.hop
         audio = np.zeros((batch_size, n_samples), dtype=np.float32)
         targets = {k: np.zeros((batch_size, self.seg_frames, 88), dtype=np.float32) for k in ("onset", "offset", "frame", "velocity")}
+        if self.pedal:
+            targets["pedal"] = np.zeros((batch_size, self.seg_frames, 3), dtype=np.float32)
+            targets["pedal_known"] = np.zeros(batch_size, dtype=np.float32)
         for b, rng in enumerate(rngs):
-            y, notes = self.items[rng.choice(len(self.items), p=self.weights)]
+            i = rng.choice(len(self.items), p=self.weights)
+            y, notes = self.items[i]
             start_frame = int(rng.integers(0, max(1, (len(y) - n_samples) // self.hop)))
             a = start_frame * self.hop
             seg = y[a : a + n_samples]
             audio[b, : len(seg)] = seg
-            if self.augment_p > 0:
+            if self.augmenter is not None:
+                audio[b] = self.augmenter(audio[b], rng)
+            elif self.augment_p > 0:
                 audio[b] = augment(audio[b], rng, self.augment_p)
             t0 = a / SAMPLE_RATE
             sel = notes[(notes[:, 1] > t0) & (notes[:, 0] < t0 + n_samples / SAMPLE_RATE)].copy()
             sel[:, :2] -= t0
             rolls = notes_to_rolls(sel, self.seg_frames, self.frame_rate)
-            for k in targets:
+            for k in rolls:
                 targets[k][b] = rolls[k]
+            if self.pedal and self.pedals[i] is not None:
+                pr = pedal_rolls(self.pedals[i] - t0, self.seg_frames, self.frame_rate)
+                targets["pedal"][b] = np.stack([pr["onset"], pr["offset"], pr["frame"]], axis=-1)
+                targets["pedal_known"][b] = 1.0
         return audio, targets
 
 

@@ -20,6 +20,7 @@ from ..midi import N_KEYS
 from ..settings import Range, setting
 
 MODEL_NAME = "onsets_frames"  # in its weights files' metadata
+PEDAL_HEADS = ("pedal_onset", "pedal_offset", "pedal_frame")  # the pedal head's three outputs, in order
 
 
 @dataclass
@@ -28,6 +29,9 @@ class OnsetsFramesConfig:
     model_size: int = 256  # paper: 768 (conv channels model_size/16, model_size/8)
     lstm_units: int = 128  # per direction
     dropout: float = setting(0.25, range=Range(0, 1, hi_open=True))
+    # A sustain-pedal head (onset, offset, down) as Kong et al. 2021 have: its own, half-width
+    # conv stack and BiLSTM, since the pedal is one signal for the whole piano, not one per key.
+    pedal: bool = setting(False)
 
 
 class ConvStack(nn.Module):
@@ -89,6 +93,8 @@ class OnsetsFrames(nn.Module):
         self.velocity_stack = head_stack()
         self.frame_acoustic = nn.Sequential(ConvStack(cfg.n_mels, m, cfg.dropout), nn.Linear(m, N_KEYS))
         self.frame_combined = nn.Sequential(BiLSTM(3 * N_KEYS, u), nn.Linear(2 * u, N_KEYS))
+        if cfg.pedal:
+            self.pedal_stack = nn.Sequential(ConvStack(cfg.n_mels, m // 2, cfg.dropout), BiLSTM(m // 2, u // 2), nn.Linear(u, len(PEDAL_HEADS)))
         self.to(memory_format=torch.channels_last)  # conv weights in the layout the inputs use
         # Start the sigmoid outputs at the label priors (about 0.25% of key-frames hold an onset or
         # offset, 3% sound) instead of 0.5: without it the heads spend their first few thousand
@@ -96,6 +102,8 @@ class OnsetsFrames(nn.Module):
         with torch.no_grad():
             for head, prior in ((self.onset_stack, 0.0025), (self.offset_stack, 0.0025), (self.frame_acoustic, 0.03), (self.frame_combined, 0.03)):
                 head[-1].bias.fill_(float(np.log(prior / (1 - prior))))
+            if cfg.pedal:  # onset and offset rare (~0.5% of frames), the pedal down about half the time
+                self.pedal_stack[-1].bias.copy_(torch.tensor([np.log(0.005 / 0.995), np.log(0.005 / 0.995), 0.0]))
 
     @property
     def frame_rate(self) -> float:
@@ -106,20 +114,33 @@ class OnsetsFrames(nn.Module):
 
     def forward(self, mel: torch.Tensor) -> dict[str, torch.Tensor]:
         """mel: (batch, frames, n_mels) log-mel. Returns logits, each (batch, frames, 88);
-        'velocity' is a regression output (about 0..1), not a logit."""
+        'velocity' is a regression output (about 0..1), not a logit. With the pedal head, also
+        'pedal': logits (batch, frames, 3) of pedal onset, offset and down (PEDAL_HEADS)."""
         onset = self.onset_stack(mel)
         offset = self.offset_stack(mel)
         act = torch.sigmoid(self.frame_acoustic(mel))
         combined = torch.cat([torch.sigmoid(onset).detach(), torch.sigmoid(offset).detach(), act], dim=-1)
         frame = self.frame_combined(combined)
         velocity = self.velocity_stack(mel)
-        return {"onset": onset, "offset": offset, "frame": frame, "velocity": velocity}
+        out = {"onset": onset, "offset": offset, "frame": frame, "velocity": velocity}
+        if self.cfg.pedal:
+            out["pedal"] = self.pedal_stack(mel)
+        return out
 
     def loss(self, out: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Binary cross-entropy for onset, offset and frame; velocity MSE on onset frames only (MAESTRO paper)."""
+        """Binary cross-entropy for onset, offset and frame; velocity MSE on onset frames only (MAESTRO paper).
+
+        With the pedal head, binary cross-entropy of its three outputs against target 'pedal'
+        (batch, frames, 3), counted only on rows whose 'pedal_known' (batch,) is 1: audio whose
+        labels say nothing about the pedal (MAPS's note lists) must not teach "never pressed".
+        """
         losses = {k: F.binary_cross_entropy_with_logits(out[k], target[k]) for k in ("onset", "offset", "frame")}
         w = target["onset"]
         losses["velocity"] = (w * (out["velocity"] - target["velocity"]) ** 2).sum() / w.sum().clamp(min=1.0)
+        if "pedal" in out:
+            per = F.binary_cross_entropy_with_logits(out["pedal"], target["pedal"], reduction="none").mean(dim=(1, 2))  # (batch,)
+            known = target["pedal_known"]
+            losses["pedal"] = (per * known).sum() / known.sum().clamp(min=1.0)
         return losses
 
     def training_step(self, batch: tuple[torch.Tensor, dict[str, torch.Tensor]], bf16: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -133,8 +154,8 @@ class OnsetsFrames(nn.Module):
         n = min(mel.shape[1], target["onset"].shape[1])
         with torch.autocast(device_type=audio.device.type, dtype=torch.bfloat16, enabled=bf16):
             out = self(mel[:, :n])
-        losses = self.loss({k: v.float() for k, v in out.items()}, {k: v[:, :n] for k, v in target.items()})
-        return sum(losses.values()), {}
+        losses = self.loss({k: v.float() for k, v in out.items()}, {k: v if v.dim() == 1 else v[:, :n] for k, v in target.items()})
+        return sum(losses.values()), {f"loss_{k}": v.detach() for k, v in losses.items()}
 
     @torch.no_grad()
     def predict(self, audio: np.ndarray, chunk_seconds: float = 20.0, overlap_seconds: float = 2.0, batch_size: int = 4) -> dict[str, np.ndarray]:
@@ -143,7 +164,8 @@ class OnsetsFrames(nn.Module):
         audio: (samples,) 16 kHz mono. The recording is cut into chunks of
         `chunk_seconds` with `overlap_seconds` of context on each side; each
         chunk's centre frames are kept, so the BiLSTMs see context at every seam.
-        Returns onset/offset/frame probabilities and velocity, each (frames, 88).
+        Returns onset/offset/frame probabilities and velocity, each (frames, 88), and with the
+        pedal head pedal_onset/pedal_offset/pedal_frame probabilities, each (frames,).
         """
         self.eval()
         device = next(self.parameters()).device
@@ -152,6 +174,8 @@ class OnsetsFrames(nn.Module):
         core = max(1, int(round(chunk_seconds * self.frame_rate)))
         ctx = int(round(overlap_seconds * self.frame_rate))
         out = {k: np.zeros((total, N_KEYS), dtype=np.float32) for k in ("onset", "offset", "frame", "velocity")}
+        if self.cfg.pedal:
+            out.update({k: np.zeros(total, dtype=np.float32) for k in PEDAL_HEADS})
         starts = list(range(0, total, core))
         audio_t = torch.from_numpy(np.asarray(audio, dtype=np.float32))
         for i in range(0, len(starts), batch_size):
@@ -174,6 +198,9 @@ class OnsetsFrames(nn.Module):
                 "frame": torch.sigmoid(res["frame"]),
                 "velocity": res["velocity"].clamp(0, 1),
             }
+            if self.cfg.pedal:
+                pedal = torch.sigmoid(res["pedal"])
+                probs.update({k: pedal[..., i] for i, k in enumerate(PEDAL_HEADS)})
             for j, s in enumerate(group):
                 n = min(core, total - s)
                 for k, v in probs.items():
