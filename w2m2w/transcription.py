@@ -1,4 +1,4 @@
-"""Audio -> notes with an Onsets and Frames model (model loading, prediction, decoding)."""
+"""Audio -> notes (and sustain pedal) with an Onsets and Frames model (model loading, prediction, decoding)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 
 from .checkpoint import load_weights
 from .decoding import decode_notes
-from .models.onsets_frames import MODEL_NAME, OnsetsFrames, OnsetsFramesConfig
+from .models.onsets_frames import MODEL_NAME, PEDAL_HEADS, OnsetsFrames, OnsetsFramesConfig
+from .pedal import PEDAL_MIN_DURATION, decode_pedal
 
 
 @dataclass
@@ -17,6 +18,11 @@ class DecodeConfig:
     onset_threshold: float = 0.5
     frame_threshold: float = 0.5
     min_duration: float = 0.0
+    # the pedal head's (pedal.decode_pedal); 0.5 until measured on a trained pedal head
+    pedal_onset_threshold: float = 0.5
+    pedal_offset_threshold: float = 0.5
+    pedal_frame_threshold: float = 0.5
+    pedal_min_duration: float = PEDAL_MIN_DURATION
 
 
 def load_transcriber(path: str | os.PathLike, device: str = "cpu") -> OnsetsFrames:
@@ -32,14 +38,46 @@ def load_transcriber(path: str | os.PathLike, device: str = "cpu") -> OnsetsFram
     return model.to(device).eval()
 
 
+def decode_probabilities(probs: dict[str, np.ndarray], frame_rate: float, decode: DecodeConfig = DecodeConfig()) -> tuple[np.ndarray, np.ndarray | None]:
+    """Notes (n, 4) and pedal intervals (m, 2) from model.predict's probabilities.
+
+    probs: onset/frame/velocity (frames, 88) and, from a model with a pedal head,
+    pedal_onset/pedal_offset/pedal_frame (frames,). The pedal is None when they are absent
+    (the model cannot tell), an empty (0, 2) array when it says the pedal was never down.
+    """
+    notes = decode_notes(probs["onset"], probs["frame"], probs["velocity"], frame_rate, decode.onset_threshold, decode.frame_threshold, decode.min_duration)
+    if not all(k in probs for k in PEDAL_HEADS):  # no pedal head (the shipped weights)
+        return notes, None
+    pedal = decode_pedal(
+        probs["pedal_onset"],
+        probs["pedal_offset"],
+        probs["pedal_frame"],
+        frame_rate,
+        decode.pedal_onset_threshold,
+        decode.pedal_offset_threshold,
+        decode.pedal_frame_threshold,
+        decode.pedal_min_duration,
+    )
+    return notes, pedal
+
+
+def transcribe_with_pedal(
+    model: OnsetsFrames, audio: np.ndarray, decode: DecodeConfig = DecodeConfig(), chunk_seconds: float = 20.0, overlap_seconds: float = 2.0
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Notes (n, 4) and pedal intervals (m, 2), or None without a pedal head, for 16 kHz mono `audio` of any length.
+
+    The notes are decoded as transcribe() decodes them: the model's frame labels are already
+    lengthened by the pedal (as MAESTRO's are), so the pedal is extra information, never applied to them.
+    """
+    probs = model.predict(audio, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds)
+    return decode_probabilities(probs, model.frame_rate, decode)
+
+
 def transcribe(
     model: OnsetsFrames, audio: np.ndarray, decode: DecodeConfig = DecodeConfig(), chunk_seconds: float = 20.0, overlap_seconds: float = 2.0
 ) -> np.ndarray:
     """Note list (n, 4) for 16 kHz mono `audio` of any length."""
-    probs = model.predict(audio, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds)
-    return decode_notes(
-        probs["onset"], probs["frame"], probs["velocity"], model.frame_rate, decode.onset_threshold, decode.frame_threshold, decode.min_duration
-    )
+    return transcribe_with_pedal(model, audio, decode, chunk_seconds, overlap_seconds)[0]
 
 
 def validate(model: OnsetsFrames, pieces: list[tuple[str, np.ndarray, np.ndarray]], decode: DecodeConfig = DecodeConfig()) -> dict[str, float]:

@@ -1,0 +1,219 @@
+"""Sustain pedal: decoding a pedal head's probabilities (hand-made arrays), and the transcriber's pedal output."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+
+from w2m2w.pedal import decode_pedal, load_pedal, merge_intervals, pedal_rolls, save_pedal_tsv
+
+FR = 10.0  # frames per second: frame t starts at t / 10 s, so every expected time below is read off the arrays
+
+
+def arrays(T: int = 14) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Zero onset, offset and frame probabilities, each (T,)."""
+    return np.zeros(T), np.zeros(T), np.zeros(T)
+
+
+def test_a_run_of_frames_is_one_press():
+    on, off, fr = arrays()
+    fr[2:7] = 0.8  # down on frames 2..6: pressed at 0.2 s, up at frame 7 = 0.7 s
+    np.testing.assert_allclose(decode_pedal(on, off, fr, FR), [[0.2, 0.7]])
+
+
+def test_an_onset_starts_the_press_before_the_frames_rise():
+    on, off, fr = arrays()
+    on[2] = 0.9
+    fr[3:8] = 0.9  # the frame head lags a frame behind the onset; up at frame 8
+    np.testing.assert_allclose(decode_pedal(on, off, fr, FR), [[0.2, 0.8]])
+
+
+def test_an_onset_run_alone_lasts_its_run():
+    # as a note's onset run counts as sounding in decode_notes
+    on, off, fr = arrays()
+    on[3:5] = 0.7
+    np.testing.assert_allclose(decode_pedal(on, off, fr, FR), [[0.3, 0.5]])
+
+
+def test_an_offset_ends_the_press_before_the_frames_fall_and_lagging_frames_do_not_restart_it():
+    on, off, fr = arrays()
+    fr[2:10] = 0.9
+    off[6] = 0.8  # up at 0.6 s; frames 7..9 still above the threshold start nothing: no new run begins there
+    np.testing.assert_allclose(decode_pedal(on, off, fr, FR), [[0.2, 0.6]])
+
+
+def test_pedal_change_offset_then_onset():
+    # legato pedalling: up at frame 5, down again at frame 7, the frame head never dropping
+    on, off, fr = arrays()
+    fr[1:12] = 0.9
+    off[5] = 0.9
+    on[7] = 0.9
+    np.testing.assert_allclose(decode_pedal(on, off, fr, FR), [[0.1, 0.5], [0.7, 1.2]])
+
+
+def test_pedal_change_onset_without_offset():
+    # a new onset run while down is a change the offset head missed: up at its frame, down one frame later
+    on, off, fr = arrays()
+    fr[1:10] = 0.9
+    on[1] = on[5] = 0.9
+    np.testing.assert_allclose(decode_pedal(on, off, fr, FR), [[0.1, 0.5], [0.6, 1.0]])
+
+
+def test_offset_and_onset_on_one_frame_give_a_one_frame_gap():
+    # intervals never touch: CC64 up and down at one instant would be ambiguous
+    on, off, fr = arrays()
+    fr[1:10] = 0.9
+    off[5] = on[5] = 0.9
+    np.testing.assert_allclose(decode_pedal(on, off, fr, FR), [[0.1, 0.5], [0.6, 1.0]])
+
+
+def test_a_dip_in_the_frames_splits_the_press_and_gaps_are_not_merged():
+    on, off, fr = arrays()
+    fr[1:4] = 0.9
+    fr[5:9] = 0.9  # one frame up at frame 4 (0.1 s): a real change can be this short
+    np.testing.assert_allclose(decode_pedal(on, off, fr, FR), [[0.1, 0.4], [0.5, 0.9]])
+
+
+def test_an_offset_while_up_does_nothing():
+    on, off, fr = arrays()
+    off[2] = 0.9
+    fr[4:6] = 0.9
+    np.testing.assert_allclose(decode_pedal(on, off, fr, FR), [[0.4, 0.6]])
+
+
+def test_down_on_the_first_frame_and_still_down_on_the_last():
+    on, off, fr = arrays(T=8)
+    fr[0:3] = 0.9  # a recording that starts with the pedal down
+    fr[5:] = 0.9  # ...and ends with it down: up at the end, 8 frames = 0.8 s
+    np.testing.assert_allclose(decode_pedal(on, off, fr, FR), [[0.0, 0.3], [0.5, 0.8]])
+
+
+def test_probability_exactly_at_a_threshold_does_not_count():
+    on, off, fr = arrays()
+    fr[2:6] = 0.5
+    assert decode_pedal(on, off, fr, FR).shape == (0, 2)
+    fr[2:6] = np.nextafter(0.5, 1.0)
+    np.testing.assert_allclose(decode_pedal(on, off, fr, FR), [[0.2, 0.6]])
+    off[4] = 0.5  # an offset at the threshold does not end it
+    np.testing.assert_allclose(decode_pedal(on, off, fr, FR), [[0.2, 0.6]])
+
+
+def test_thresholds_are_the_arguments():
+    on, off, fr = arrays()
+    fr[1:10] = 0.9
+    off[5] = 0.4
+    np.testing.assert_allclose(decode_pedal(on, off, fr, FR), [[0.1, 1.0]])  # an offset of 0.4 is below 0.5
+    np.testing.assert_allclose(decode_pedal(on, off, fr, FR, offset_threshold=0.3), [[0.1, 0.5]])
+    fr[1:10] = 0.4
+    on[1] = 0.4
+    assert decode_pedal(on, off, fr, FR).shape == (0, 2)
+    np.testing.assert_allclose(decode_pedal(on, off, fr, FR, frame_threshold=0.3), [[0.1, 1.0]])
+    np.testing.assert_allclose(decode_pedal(on, off, fr, FR, onset_threshold=0.3), [[0.1, 0.2]])  # the one-frame onset run alone
+
+
+def test_min_duration_at_the_transcribers_frame_rate():
+    fr_rate = 31.25  # 16 kHz audio, hop 512
+    on, off, fr = arrays(T=40)
+    fr[10] = 0.9  # one frame: 32 ms, under the default 50 ms
+    fr[20:22] = 0.9  # two frames: 64 ms, kept
+    np.testing.assert_allclose(decode_pedal(on, off, fr, fr_rate), [[20 / 31.25, 22 / 31.25]])
+    assert len(decode_pedal(on, off, fr, fr_rate, min_duration=0.0)) == 2
+    assert len(decode_pedal(on, off, fr, fr_rate, min_duration=0.07)) == 0
+
+
+def test_training_rolls_decode_back_to_their_intervals():
+    # what the pedal head is trained to output (pedal.pedal_rolls) decodes to the pedal it came from
+    # (times on frame boundaries, gaps of at least one frame)
+    pedal = np.array([[0.0, 0.4], [0.6, 1.5], [1.6, 1.7], [2.0, 3.0]])
+    rolls = pedal_rolls(pedal, 30, FR)
+    np.testing.assert_allclose(decode_pedal(rolls["onset"], rolls["offset"], rolls["frame"], FR), pedal)
+
+
+def test_mismatched_lengths_are_refused():
+    with pytest.raises(ValueError, match="lengths"):
+        decode_pedal(np.zeros(5), np.zeros(5), np.zeros(6), FR)
+
+
+def test_pedal_tsv_round_trip(tmp_path):
+    pedal = np.array([[0.25, 1.5], [2.0, 2.125]])
+    save_pedal_tsv(tmp_path / "x.pedal.tsv", pedal)
+    (tmp_path / "x.tsv").write_text("onset\toffset\tnote\tvelocity\n")
+    np.testing.assert_allclose(load_pedal(tmp_path / "x.tsv"), pedal)
+    assert load_pedal(tmp_path / "y.tsv") is None  # no .pedal.tsv: nothing known
+
+
+def test_merge_intervals_joins_touching_and_overlapping():
+    np.testing.assert_allclose(merge_intervals(np.array([[2.0, 3.0], [0.0, 1.0], [1.0, 1.5], [2.5, 2.7]])), [[0.0, 1.5], [2.0, 3.0]])
+
+
+# --- the transcriber's pedal output ---------------------------------------------------------------
+
+
+class _FakeModel:
+    """predict() returns fixed probabilities: the transcription code sees exactly what a model would give it."""
+
+    frame_rate = FR
+
+    def __init__(self, probs: dict[str, np.ndarray]) -> None:
+        self.probs = probs
+
+    def predict(self, audio: np.ndarray, chunk_seconds: float = 20.0, overlap_seconds: float = 2.0) -> dict[str, np.ndarray]:
+        return self.probs
+
+
+def _note_probs(T: int = 14) -> dict[str, np.ndarray]:
+    probs = {k: np.zeros((T, 88)) for k in ("onset", "offset", "frame", "velocity")}
+    probs["onset"][1, 39] = probs["frame"][1:6, 39] = 0.9  # middle C from 0.1 to 0.6 s
+    probs["velocity"][1, 39] = 0.5
+    return probs
+
+
+def test_transcribe_with_pedal_decodes_both_heads():
+    from w2m2w.transcription import DecodeConfig, transcribe, transcribe_with_pedal
+
+    probs = _note_probs()
+    probs["pedal_onset"], probs["pedal_offset"], probs["pedal_frame"] = arrays()
+    probs["pedal_frame"][2:9] = 0.8
+    notes, pedal = transcribe_with_pedal(_FakeModel(probs), np.zeros(100))
+    np.testing.assert_allclose(notes, [[0.1, 0.6, 60, 64]])  # round(0.5 * 127) = 64
+    np.testing.assert_allclose(pedal, [[0.2, 0.9]])
+    np.testing.assert_allclose(transcribe(_FakeModel(probs), np.zeros(100)), notes)  # transcribe() still returns the notes alone
+    # the pedal thresholds of DecodeConfig reach the pedal decoder
+    _, pedal = transcribe_with_pedal(_FakeModel(probs), np.zeros(100), DecodeConfig(pedal_frame_threshold=0.85))
+    assert pedal.shape == (0, 2)
+    _, pedal = transcribe_with_pedal(_FakeModel(probs), np.zeros(100), DecodeConfig(pedal_min_duration=0.75))
+    assert pedal.shape == (0, 2)
+
+
+def test_without_a_pedal_head_the_pedal_is_none():
+    from w2m2w.transcription import transcribe_with_pedal
+
+    notes, pedal = transcribe_with_pedal(_FakeModel(_note_probs()), np.zeros(100))
+    assert pedal is None and len(notes) == 1
+
+
+@pytest.mark.parametrize("with_pedal", [False, True])
+def test_a_weights_file_says_whether_there_is_a_pedal_head(tmp_path, with_pedal):
+    import torch
+
+    from w2m2w.checkpoint import save_weights
+    from w2m2w.models.onsets_frames import OnsetsFrames, OnsetsFramesConfig
+    from w2m2w.transcription import load_transcriber, transcribe_with_pedal
+
+    torch.manual_seed(0)
+    cfg = OnsetsFramesConfig(model_size=32, lstm_units=8, pedal=with_pedal)
+    model = OnsetsFrames(cfg)
+    if with_pedal:
+        with torch.no_grad():  # pedal down throughout, no onset or offset: one press over the whole recording
+            model.pedal_stack[-1].bias.copy_(torch.tensor([-20.0, -20.0, 20.0]))
+    path = tmp_path / "of.safetensors"
+    save_weights(path, "onsets_frames", model.state_dict(), asdict(cfg))
+    loaded = load_transcriber(path)
+    _, pedal = transcribe_with_pedal(loaded, np.zeros(16000, dtype=np.float32))
+    if not with_pedal:
+        assert pedal is None
+    else:
+        # 16000 samples at hop 512: 16000 // 512 + 1 = 32 frames of 1/31.25 s, so up at 32 / 31.25 = 1.024 s
+        np.testing.assert_allclose(pedal, [[0.0, 1.024]])
