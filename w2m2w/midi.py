@@ -124,21 +124,36 @@ def load_notes(path: str | os.PathLike, apply_pedal: bool = True) -> np.ndarray:
     return load_midi_notes(path, apply_pedal=apply_pedal)
 
 
-def notes_to_pretty_midi(notes: np.ndarray, program: int = 0, name: str = "piano"):
-    """A one-instrument PrettyMIDI object holding `notes`."""
+def notes_to_pretty_midi(notes: np.ndarray, program: int = 0, name: str = "piano", pedal: np.ndarray | None = None):
+    """A one-instrument PrettyMIDI object holding `notes` and, if given, the sustain pedal.
+
+    pedal: (n, 2) down/up seconds, written as CC64 127 at each down and 0 at each up on the
+    same track (overlapping or touching intervals are joined first, as pedal.load_pedal reads
+    them). A press that would span no MIDI tick (under 1/440 s at the file's 120 bpm and 220
+    ticks per beat) is left out: its 127 and 0 would share a tick, and a reader that sorts
+    simultaneous events by value reads an up then a down that never comes up.
+    """
     import pretty_midi
 
     pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
     inst = pretty_midi.Instrument(program=program, name=name)
     for on, off, pitch, vel in sort_notes(notes):
         inst.notes.append(pretty_midi.Note(velocity=int(np.clip(round(vel), 1, 127)), pitch=int(pitch), start=float(on), end=float(max(off, on + 1e-3))))
+    if pedal is not None:
+        from .pedal import merge_intervals  # pedal.py imports this module
+
+        for down, up in merge_intervals(pedal):
+            if pm.time_to_tick(float(up)) <= pm.time_to_tick(float(down)):
+                continue
+            inst.control_changes.append(pretty_midi.ControlChange(SUSTAIN_CC, 127, float(down)))
+            inst.control_changes.append(pretty_midi.ControlChange(SUSTAIN_CC, 0, float(up)))
     pm.instruments.append(inst)
     return pm
 
 
-def write_midi(path: str | os.PathLike, notes: np.ndarray) -> None:
-    """Write `notes` as a one-track piano MIDI file."""
-    notes_to_pretty_midi(notes).write(str(path))
+def write_midi(path: str | os.PathLike, notes: np.ndarray, pedal: np.ndarray | None = None) -> None:
+    """Write `notes` (n, 4) as a one-track piano MIDI file, with the sustain pedal (m, 2) as CC64 if given."""
+    notes_to_pretty_midi(notes, pedal=pedal).write(str(path))
 
 
 def notes_to_rolls(notes: np.ndarray, n_frames: int, frame_rate: float, onset_frames: int = 1) -> dict[str, np.ndarray]:

@@ -174,3 +174,77 @@ def test_rolls_decode_round_trip_property(case):
     out = decode_notes(r["onset"], r["frame"], r["velocity"], FR)
     assert out.shape == notes.shape
     np.testing.assert_allclose(out, notes, atol=1e-9)
+
+
+class TestPedalWritten:
+    """write_midi(..., pedal=) writes CC64; pedal.load_pedal, pretty_midi and load_notes read it back."""
+
+    # pretty_midi files are written at 120 bpm and 220 ticks per beat: 440 ticks per second,
+    # so a time comes back within half a tick (1.14 ms)
+    TICK = 1 / 440
+
+    def test_intervals_come_back(self, tmp_path):
+        from w2m2w.pedal import load_pedal
+
+        notes = np.array([[0.0, 3.0, 60, 80]])
+        pedal = np.array([[0.1, 0.75], [1.0, 1.3333], [2.5, 4.0]])  # the last one outlasts every note
+        write_midi(tmp_path / "p.mid", notes, pedal=pedal)
+        np.testing.assert_allclose(load_pedal(tmp_path / "p.mid"), pedal, atol=self.TICK / 2 + 1e-9)
+        # what any MIDI reader sees: on the piano track, 127 at each down and 0 at each up, in order
+        pm = pretty_midi.PrettyMIDI(str(tmp_path / "p.mid"))
+        assert len(pm.instruments) == 1
+        cc = [(c.number, c.value, c.time) for c in pm.instruments[0].control_changes]
+        assert [(n, v) for n, v, _ in cc] == [(64, 127), (64, 0)] * 3
+        np.testing.assert_allclose([t for _, _, t in cc], pedal.reshape(-1), atol=self.TICK / 2 + 1e-9)
+
+    def test_no_pedal_writes_no_controller(self, tmp_path):
+        from w2m2w.pedal import load_pedal
+
+        write_midi(tmp_path / "n.mid", np.array([[0.0, 1.0, 60, 80]]))
+        assert pretty_midi.PrettyMIDI(str(tmp_path / "n.mid")).instruments[0].control_changes == []
+        assert load_pedal(tmp_path / "n.mid").shape == (0, 2)
+        write_midi(tmp_path / "e.mid", np.array([[0.0, 1.0, 60, 80]]), pedal=np.zeros((0, 2)))  # a pedal never pressed: the same file
+        assert pretty_midi.PrettyMIDI(str(tmp_path / "e.mid")).instruments[0].control_changes == []
+
+    def test_touching_and_overlapping_presses_are_written_as_one(self, tmp_path):
+        write_midi(tmp_path / "j.mid", np.array([[0.0, 3.0, 60, 80]]), pedal=np.array([[1.0, 1.5], [0.5, 1.0], [1.2, 2.0]]))
+        cc = pretty_midi.PrettyMIDI(str(tmp_path / "j.mid")).instruments[0].control_changes
+        assert [c.value for c in cc] == [127, 0]
+        np.testing.assert_allclose([c.time for c in cc], [0.5, 2.0], atol=self.TICK / 2 + 1e-9)
+
+    def test_a_press_shorter_than_a_tick_is_left_out(self, tmp_path):
+        # 1.0 s and 1.001 s are both tick 440 (440.44 rounds down): 127 and 0 on one tick would read as
+        # an up then a down that never comes up, a pedal held to the end
+        write_midi(tmp_path / "t.mid", np.array([[0.0, 3.0, 60, 80]]), pedal=np.array([[1.0, 1.001], [2.0, 2.5]]))
+        cc = pretty_midi.PrettyMIDI(str(tmp_path / "t.mid")).instruments[0].control_changes
+        assert [c.value for c in cc] == [127, 0]
+        assert load_midi_notes(tmp_path / "t.mid")[0, 1] == pytest.approx(3.0, abs=self.TICK)
+
+    def test_load_notes_applies_the_written_pedal(self, tmp_path):
+        notes = np.array(
+            [
+                [0.0, 0.5, 60, 80],  # released at 0.5 while the pedal is down (0.4..1.0): held to 1.0
+                [0.1, 0.3, 72, 80],  # released before the pedal goes down: as is
+                [0.2, 1.2, 64, 80],  # released after the pedal came up: as is
+                [0.45, 0.6, 62, 80],  # held to 1.0 by the pedal, but the key is struck again at 0.8: ends at 0.8
+                [0.8, 0.9, 62, 80],  # the restrike, released under the pedal: held to 1.0
+                [1.6, 1.7, 67, 80],  # released under the second press (1.5..2.0): held to 2.0
+                [1.5, 2.0, 48, 80],  # released exactly as the pedal comes up, as a pedal-lengthened transcription is: as is
+            ]
+        )
+        pedal = np.array([[0.4, 1.0], [1.5, 2.0]])
+        write_midi(tmp_path / "s.mid", notes, pedal=pedal)
+        expected = np.array(
+            [
+                [0.0, 1.0, 60, 80],
+                [0.1, 0.3, 72, 80],
+                [0.2, 1.2, 64, 80],
+                [0.45, 0.8, 62, 80],
+                [0.8, 1.0, 62, 80],
+                [1.5, 2.0, 48, 80],
+                [1.6, 2.0, 67, 80],
+            ]
+        )
+        np.testing.assert_allclose(load_notes(tmp_path / "s.mid"), expected, atol=self.TICK / 2 + 1e-9)
+        # without applying the pedal, the notes as written
+        np.testing.assert_allclose(load_notes(tmp_path / "s.mid", apply_pedal=False), sort_notes(notes), atol=self.TICK / 2 + 1e-9)
