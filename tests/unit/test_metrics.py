@@ -183,3 +183,63 @@ def test_midi_to_hz():
 def test_mean_metrics_of_one_row_and_keys_of_the_first():
     assert mean_metrics([{"a": 0.25}]) == {"a": 0.25}
     assert mean_metrics([{"a": 1.0}, {"a": 0.0, "b": 3.0}]) == {"a": 0.5}
+
+
+# --- sustain pedal: each interval scored as a note of one pitch; every expected figure counted by hand ---
+PEDAL_KEYS = {f"pedal_{kind}_{m}" for kind in ("onset", "onset_offset", "frame") for m in ("precision", "recall", "f1")}
+
+
+def test_pedal_metrics_by_hand():
+    from w2m2w.metrics import pedal_metrics
+
+    ref = np.array([[1.0, 3.0], [4.0, 5.0], [6.0, 6.5]])
+    est = np.array([[1.15, 3.1], [4.3, 5.0], [6.05, 7.0]])
+    m = pedal_metrics(ref, est)
+    assert set(m) == PEDAL_KEYS
+    # onsets within 0.2 s: 1.15 (0.15 off) and 6.05 (0.05 off) match, 4.3 (0.3 off) does not
+    assert m["pedal_onset_precision"] == pytest.approx(2 / 3) and m["pedal_onset_recall"] == pytest.approx(2 / 3)
+    assert m["pedal_onset_f1"] == pytest.approx(2 / 3)
+    # offsets within max(0.2 x length, 0.05): the 2 s press allows 0.4 (3.1 is 0.1 off: matched), the 0.5 s one
+    # allows 0.1 (7.0 is 0.5 off: not matched)
+    assert m["pedal_onset_offset_precision"] == pytest.approx(1 / 3) and m["pedal_onset_offset_recall"] == pytest.approx(1 / 3)
+    assert m["pedal_onset_offset_f1"] == pytest.approx(1 / 3)
+    # frames at 100/s: the reference holds 200 + 100 + 50 = 350, the estimate 195 + 70 + 95 = 360,
+    # both 185 + 70 + 45 = 300: precision 5/6, recall 6/7, F1 2 (5/6)(6/7) / (5/6 + 6/7) = 60/71
+    assert m["pedal_frame_precision"] == pytest.approx(5 / 6) and m["pedal_frame_recall"] == pytest.approx(6 / 7)
+    assert m["pedal_frame_f1"] == pytest.approx(60 / 71)
+
+
+def test_pedal_onset_tolerance_is_kong_et_als_200_ms():
+    from w2m2w.metrics import pedal_metrics
+
+    ref = np.array([[1.0, 2.0]])
+    assert pedal_metrics(ref, np.array([[1.19, 2.0]]))["pedal_onset_f1"] == 1.0  # 190 ms: a miss for a note, a hit for the pedal
+    assert pedal_metrics(ref, np.array([[1.2, 2.0]]))["pedal_onset_f1"] == 1.0  # the tolerance itself counts
+    assert pedal_metrics(ref, np.array([[1.21, 2.0]]))["pedal_onset_f1"] == 0.0
+    assert pedal_metrics(ref, np.array([[1.19, 2.0]]), onset_tolerance=0.05)["pedal_onset_f1"] == 0.0
+
+
+def test_pedal_offset_tolerance_floor():
+    from w2m2w.metrics import pedal_metrics
+
+    # a 0.1 s press: 20 % is 20 ms, so the 50 ms floor decides
+    ref = np.array([[1.0, 1.1]])
+    assert pedal_metrics(ref, np.array([[1.0, 1.149]]))["pedal_onset_offset_f1"] == 1.0
+    assert pedal_metrics(ref, np.array([[1.0, 1.151]]))["pedal_onset_offset_f1"] == 0.0
+
+
+def test_one_estimate_matches_one_reference():
+    from w2m2w.metrics import pedal_metrics
+
+    # two presses near one: one matches, the other is a false positive
+    m = pedal_metrics(np.array([[1.0, 2.0]]), np.array([[1.0, 1.5], [1.1, 2.0]]))
+    assert m["pedal_onset_precision"] == 0.5 and m["pedal_onset_recall"] == 1.0 and m["pedal_onset_f1"] == pytest.approx(2 / 3)
+
+
+def test_pedal_metrics_without_presses_are_zero():
+    from w2m2w.metrics import pedal_metrics
+
+    one = np.array([[1.0, 2.0]])
+    for ref, est in ((one, np.zeros((0, 2))), (np.zeros((0, 2)), one), (np.zeros((0, 2)), np.zeros((0, 2)))):
+        assert pedal_metrics(ref, est) == {k: 0.0 for k in PEDAL_KEYS}
+    assert pedal_metrics(one, one) == {k: 1.0 for k in PEDAL_KEYS}
