@@ -3,7 +3,9 @@
 task=transcription scores MIDI transcriptions (or audio, transcribed first with
 the shipped transcriber) against same-named reference .mid/.midi or MAPS .tsv
 files with mir_eval. Each scored file is one JSON line on stdout; the last line
-of stdout is one JSON object with the mean metrics.
+of stdout is one JSON object with the mean metrics. Where a reference carries a
+sustain pedal (a MIDI file's CC64, or NAME.pedal.tsv beside NAME.tsv) that was
+pressed at least once, the pedal is scored too (metrics.pedal_metrics).
 task=generation reports the Music Transformer's mean NLL per event; task=synthesis
 renders MIDI and reports speed, round-trip note F1 and log-mel distance.
 
@@ -151,6 +153,7 @@ def evaluate_transcription(
     device: str = "cpu",
     decode: dict[str, float] | None = None,
     onset_tolerance: float = 0.05,
+    pedal_onset_tolerance: float | None = None,
     frame_rate: float = 100.0,
     apply_pedal: bool = True,
     emit: Callable[[dict[str, Any]], None] = lambda row: None,
@@ -161,11 +164,14 @@ def evaluate_transcription(
     `emit` receives each per-file row as it is scored, `warn` a one-line
     message for each file that is skipped. Raises EvaluateError for a missing
     input or reference, an input without usable files, or unusable weights.
+    pedal_onset_tolerance: seconds; None is Kong et al.'s 0.2 (metrics.PEDAL_ONSET_TOLERANCE).
     """
-    from .metrics import mean_metrics, transcription_metrics
+    from .metrics import PEDAL_ONSET_TOLERANCE, mean_metrics, pedal_metrics, transcription_metrics
     from .midi import load_midi_notes, load_notes
+    from .pedal import empty_pedal, load_pedal
 
     input_path, reference = Path(input_path), Path(reference)
+    pedal_onset_tolerance = PEDAL_ONSET_TOLERANCE if pedal_onset_tolerance is None else pedal_onset_tolerance
     if not input_path.exists():
         raise EvaluateError(f"input {input_path}: no such file or folder")
     if not reference.exists():
@@ -198,14 +204,16 @@ def evaluate_transcription(
         extra: dict[str, Any] = {}
         try:
             ref = load_notes(item.reference, apply_pedal=apply_pedal)
+            ref_pedal = load_pedal(item.reference)  # None: the reference says nothing about the pedal
         except Exception as exc:  # a bad reference skips its piece, never the whole evaluation
             _fail(report, warn, item, f"reference {_naming(item.reference, exc)}")
             continue
         try:
             if model is None:
                 est = load_midi_notes(item.path, apply_pedal=apply_pedal)
+                est_pedal = load_pedal(item.path) if ref_pedal is not None and len(ref_pedal) else None
             else:
-                est, extra = _transcribe_file(model, item.path, decode or {})
+                est, est_pedal, extra = _transcribe_file(model, item.path, decode or {})
                 audio_s += extra["audio_s"]
                 transcribe_s += extra["transcribe_s"]
         except ValueError as exc:  # MidiError, AudioError
@@ -213,13 +221,27 @@ def evaluate_transcription(
             continue
         metrics = transcription_metrics(ref, est, onset_tolerance=onset_tolerance, frame_rate=frame_rate)
         row = {"file": item.rel, "reference": str(item.reference), "ref_notes": int(len(ref)), "est_notes": int(len(est)), **extra, **_round(metrics)}
+        if ref_pedal is not None and len(ref_pedal):  # a reference whose pedal is never pressed has nothing to find
+            # an estimate without pedal (a transcriber without a pedal head, a MIDI without CC64) found none: it scores 0
+            est_pedal = empty_pedal() if est_pedal is None else est_pedal
+            row.update(
+                ref_pedal=int(len(ref_pedal)),
+                est_pedal=int(len(est_pedal)),
+                **_round(pedal_metrics(ref_pedal, est_pedal, pedal_onset_tolerance, frame_rate=frame_rate)),
+            )
         report.rows.append(row)
         emit(row)
 
-    metric_rows = [{k: v for k, v in r.items() if k.endswith(("_precision", "_recall", "_f1"))} for r in report.rows]
+    def scores(row: dict[str, Any], pedal: bool) -> dict[str, float]:
+        return {k: v for k, v in row.items() if k.endswith(("_precision", "_recall", "_f1")) and k.startswith("pedal_") is pedal}
+
     summary: dict[str, Any] = {"task": "transcription", "input": str(input_path), "reference": str(reference), "source": source, "files": len(report.rows)}
-    summary.update(_round(mean_metrics(metric_rows)))
+    summary.update(_round(mean_metrics([scores(r, pedal=False) for r in report.rows])))
     summary["onset_tolerance"] = onset_tolerance
+    # pedal figures: the mean over the files whose reference has a pressed pedal, absent when none has
+    pedal_rows = [scores(r, pedal=True) for r in report.rows if "ref_pedal" in r]
+    if pedal_rows:
+        summary.update(pedal_files=len(pedal_rows), **_round(mean_metrics(pedal_rows)), pedal_onset_tolerance=pedal_onset_tolerance)
     if model is not None:
         from .checkpoint import sha256_file
 
@@ -259,16 +281,17 @@ def _load_model(weights: str | os.PathLike | None, device: str) -> Any:
         raise EvaluateError(str(exc)) from None
 
 
-def _transcribe_file(model, path: Path, decode: dict[str, float]) -> tuple[Any, dict[str, float]]:
+def _transcribe_file(model, path: Path, decode: dict[str, float]) -> tuple[Any, Any, dict[str, float]]:
+    """Notes (n, 4), pedal (m, 2) or None without a pedal head, and timings of one audio file."""
     from . import SAMPLE_RATE
     from .audio import load_audio
-    from .transcription import DecodeConfig, transcribe
+    from .transcription import DecodeConfig, transcribe_with_pedal
 
     y = load_audio(path)
     t0 = time.perf_counter()
-    notes = transcribe(model, y, DecodeConfig(**decode))
+    notes, pedal = transcribe_with_pedal(model, y, DecodeConfig(**decode))
     dt = time.perf_counter() - t0
-    return notes, {"audio_s": round(len(y) / SAMPLE_RATE, 3), "transcribe_s": round(dt, 3)}
+    return notes, pedal, {"audio_s": round(len(y) / SAMPLE_RATE, 3), "transcribe_s": round(dt, 3)}
 
 
 def _error(msg: str, code: int = 2) -> None:

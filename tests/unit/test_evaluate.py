@@ -16,6 +16,7 @@ import soundfile as sf
 from tests.unit._synth import SR, tones, write_tsv
 from w2m2w.evaluate import EvaluateError, ReferenceIndex, evaluate_transcription, find_inputs
 from w2m2w.midi import write_midi
+from w2m2w.pedal import save_pedal_tsv
 
 REPO = Path(__file__).resolve().parents[2]
 NOTES = np.array([[0.1, 0.5, 60, 80], [0.3, 0.9, 64, 70], [0.6, 1.2, 67, 90], [1.0, 1.5, 72, 60]])
@@ -164,3 +165,111 @@ def test_cli_errors(tmp_path):
     res = _cli("task=transcription", f"input={tmp_path / 'empty'}", f"reference={tmp_path}", cwd=tmp_path)
     assert res.returncode != 0 and res.stdout == ""
     assert str(tmp_path / "empty") in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+# --- sustain pedal -------------------------------------------------------------------------------
+PEDAL = np.array([[0.2, 0.8], [1.0, 1.4]])
+PEDAL_SUMMARY = {f"pedal_{kind}_{m}" for kind in ("onset", "onset_offset", "frame") for m in ("precision", "recall", "f1")} | {
+    "pedal_files",
+    "pedal_onset_tolerance",
+}
+
+
+@pytest.fixture()
+def pedal_folders(tmp_path):
+    """Transcriptions and references with and without pedal; the first file scored has none."""
+    inp, ref = tmp_path / "input", tmp_path / "reference"
+    inp.mkdir()
+    ref.mkdir()
+    write_midi(inp / "0_tsv.mid", NOTES, pedal=PEDAL)  # a TSV reference without .pedal.tsv: nothing known
+    write_tsv(ref / "0_tsv.tsv", NOTES)
+    write_midi(inp / "a_perfect.mid", NOTES, pedal=PEDAL)
+    write_midi(ref / "a_perfect.mid", NOTES, pedal=PEDAL)
+    write_midi(inp / "b_half.mid", NOTES, pedal=np.array([[0.3, 0.8]]))
+    write_midi(ref / "b_half.mid", NOTES, pedal=PEDAL)
+    write_midi(inp / "c_never.mid", NOTES, pedal=PEDAL)  # a MIDI reference whose pedal is never pressed: nothing to find
+    write_midi(ref / "c_never.mid", NOTES)
+    write_midi(inp / "d_missing.mid", NOTES)  # the transcription has no CC64, the reference's pedal file has a press
+    write_tsv(ref / "d_missing.tsv", NOTES)
+    save_pedal_tsv(ref / "d_missing.pedal.tsv", np.array([[0.2, 0.8]]))
+    return inp, ref
+
+
+def test_pedal_is_scored_where_the_reference_has_one(pedal_folders):
+    inp, ref = pedal_folders
+    rows: list[dict] = []
+    report = evaluate_transcription(inp, ref, emit=rows.append)
+    by_file = {r["file"]: r for r in rows}
+    assert set(by_file) == {"0_tsv.mid", "a_perfect.mid", "b_half.mid", "c_never.mid", "d_missing.mid"}
+    for name in ("0_tsv.mid", "c_never.mid"):
+        assert not [k for k in by_file[name] if k.startswith(("pedal_", "ref_pedal", "est_pedal"))], name
+    a, b, d = by_file["a_perfect.mid"], by_file["b_half.mid"], by_file["d_missing.mid"]
+    assert a["ref_pedal"] == a["est_pedal"] == 2
+    assert a["pedal_onset_f1"] == a["pedal_onset_offset_f1"] == a["pedal_frame_f1"] == 1.0
+    # b: one press found of two, its onset 100 ms late (a hit within the pedal's 200 ms, a miss within a note's 50)
+    # and its offset right: P 1, R 1/2, F1 2/3; frames at 100/s: 50 of the reference's 60 + 40, none extra:
+    # recall 1/2, F1 2/3
+    assert (b["ref_pedal"], b["est_pedal"]) == (2, 1)
+    assert b["pedal_onset_precision"] == 1.0 and b["pedal_onset_recall"] == 0.5
+    assert b["pedal_onset_f1"] == pytest.approx(2 / 3, abs=1e-6) and b["pedal_onset_offset_f1"] == pytest.approx(2 / 3, abs=1e-6)
+    assert b["pedal_frame_recall"] == 0.5 and b["pedal_frame_f1"] == pytest.approx(2 / 3, abs=1e-6)
+    # d: the reference's NAME.pedal.tsv is read; a transcription without CC64 found no press
+    assert (d["ref_pedal"], d["est_pedal"]) == (1, 0) and d["pedal_onset_f1"] == 0.0
+    s = report.summary
+    # pooled as the note figures are, a mean over files, but only over the three whose reference has a press
+    assert s["files"] == 5 and s["pedal_files"] == 3 and s["pedal_onset_tolerance"] == 0.2
+    assert s["pedal_onset_f1"] == pytest.approx((1 + 2 / 3 + 0) / 3, abs=1e-6)
+    assert s["pedal_frame_f1"] == pytest.approx((1 + 2 / 3 + 0) / 3, abs=1e-6)
+    assert s["note_f1"] == 1.0  # every file has the same notes on both sides
+    assert {k for k in s if "pedal" in k} == PEDAL_SUMMARY
+
+
+def test_no_pedal_figures_without_a_pressed_reference_pedal(folders):
+    inp, ref = folders
+    s = evaluate_transcription(inp, ref).summary
+    assert not [k for k in s if "pedal" in k]
+
+
+def _pedal_weights(path: Path, pedal_head: bool) -> Path:
+    """A tiny transcriber; with a pedal head whose output says "down" on every frame and no onset or offset."""
+    import torch
+
+    from w2m2w.checkpoint import save_weights
+    from w2m2w.models.onsets_frames import OnsetsFrames, OnsetsFramesConfig
+
+    torch.manual_seed(0)
+    cfg = OnsetsFramesConfig(model_size=32, lstm_units=8, pedal=pedal_head)
+    model = OnsetsFrames(cfg)
+    if pedal_head:
+        with torch.no_grad():
+            model.pedal_stack[-1].bias.copy_(torch.tensor([-20.0, -20.0, 20.0]))
+    save_weights(path, "onsets_frames", model.state_dict(), asdict(cfg))
+    return path
+
+
+def test_audio_input_scores_the_transcribers_pedal(tmp_path):
+    (tmp_path / "flac").mkdir()
+    (tmp_path / "tsv").mkdir()
+    for name in ("pedalled", "unknown"):
+        sf.write(str(tmp_path / "flac" / f"{name}.flac"), tones(NOTES, 2.0), SR)
+        write_tsv(tmp_path / "tsv" / f"{name}.tsv", NOTES)
+    save_pedal_tsv(tmp_path / "tsv" / "pedalled.pedal.tsv", np.array([[0.0, 2.0]]))
+    rows: list[dict] = []
+    s = evaluate_transcription(tmp_path / "flac", tmp_path / "tsv", weights=_pedal_weights(tmp_path / "p.safetensors", True), emit=rows.append).summary
+    by_file = {r["file"]: r for r in rows}
+    assert "pedal_onset_f1" not in by_file["unknown.flac"]
+    row = by_file["pedalled.flac"]
+    # 2 s at hop 512: 32000 // 512 + 1 = 63 frames, so the one press is [0, 63 / 31.25 = 2.016 s]: onset exact,
+    # offset 16 ms late (within 0.4 s); frames at 100/s: [0, 202) against [0, 200): precision 200/202
+    assert row["est_pedal"] == 1 and row["pedal_onset_f1"] == 1.0 and row["pedal_onset_offset_f1"] == 1.0
+    assert row["pedal_frame_precision"] == pytest.approx(200 / 202, abs=1e-6) and row["pedal_frame_recall"] == 1.0
+    assert s["pedal_files"] == 1 and s["pedal_onset_f1"] == 1.0
+    # the decode block's pedal settings reach the transcription: the 2.016 s press is shorter than 2.5 s
+    rows = []
+    evaluate_transcription(tmp_path / "flac", tmp_path / "tsv", weights=tmp_path / "p.safetensors", decode={"pedal_min_duration": 2.5}, emit=rows.append)
+    assert {r["file"]: r for r in rows}["pedalled.flac"]["est_pedal"] == 0
+    # a transcriber without a pedal head (the shipped one) transcribes no pedal: it scores 0, and nothing breaks
+    rows = []
+    s = evaluate_transcription(tmp_path / "flac", tmp_path / "tsv", weights=_pedal_weights(tmp_path / "n.safetensors", False), emit=rows.append).summary
+    row = {r["file"]: r for r in rows}["pedalled.flac"]
+    assert row["est_pedal"] == 0 and row["pedal_onset_f1"] == 0.0 and s["pedal_onset_f1"] == 0.0
