@@ -1,12 +1,11 @@
-"""Datasets (MAPS and MAESTRO layouts), the segment sampler, augmentations and rendering."""
+"""Datasets (MAPS and MAESTRO layouts), the segment sampler and rendering (augmentation: test_augment.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tests.unit._synth import SR, make_maestro, make_maps, tones, write_tsv
-from w2m2w.data import augment as aug
+from tests.unit._synth import SR, make_maestro, make_maps, write_tsv
 from w2m2w.data.transcription import SegmentSampler, crop_notes, maestro_examples, maps_examples, maps_piece
 
 
@@ -106,41 +105,6 @@ def test_segment_sampler_state_replays(tmp_path):
     a2, t2 = s2.sample(3)
     np.testing.assert_array_equal(a1, a2)
     np.testing.assert_array_equal(t1["frame"], t2["frame"])
-
-
-@pytest.fixture()
-def music() -> np.ndarray:
-    notes = np.array([[0.1, 0.8, 60, 90], [0.3, 1.2, 67, 70], [0.6, 1.4, 48, 100]])
-    return tones(notes, 1.5)
-
-
-@pytest.mark.parametrize("fn", [aug.random_gain, aug.random_eq, aug.random_reverb, aug.random_noise, lambda y, rng: aug.augment(y, rng, p=1.0)])
-def test_augmentations_keep_shape_and_change_signal(music, fn):
-    for seed in range(3):
-        out = fn(music.copy(), np.random.default_rng(seed))
-        assert out.shape == music.shape and out.dtype == np.float32
-        assert np.all(np.isfinite(out))
-        assert not np.allclose(out, music, atol=1e-4)
-
-
-def test_augment_p0_is_identity_and_output_is_bounded(music):
-    rng = np.random.default_rng(0)
-    np.testing.assert_array_equal(aug.augment(music, rng, p=0.0), music)
-    loud = aug.augment(music * 3, rng, p=1.0)
-    assert np.max(np.abs(loud)) <= 1.0
-
-
-def test_noise_snr(music):
-    out = aug.random_noise(music, np.random.default_rng(0), snr_db_range=(20.0, 20.0))
-    snr = 10 * np.log10(np.mean(music**2) / np.mean((out - music) ** 2))
-    assert snr == pytest.approx(20.0, abs=0.5)
-
-
-def test_synthetic_ir_rt60():
-    ir = aug.synthetic_ir(np.random.default_rng(0), rt60=0.5)
-    assert len(ir) == SR // 2 and np.sum(ir**2) == pytest.approx(1.0, rel=1e-4)
-    first, last = np.sum(ir[: SR // 10] ** 2), np.sum(ir[-SR // 10 :] ** 2)
-    assert last < first * 1e-3  # 60 dB decay over the RT60
 
 
 def test_render_notes():

@@ -1,7 +1,14 @@
-"""Audio augmentations for transcriber training: gain, EQ, reverb, noise.
+"""Audio augmentation for transcriber training: room, EQ, compression, reverb, codec, noise, level.
 
-Pure functions of (audio, rng); audio is float32 (samples,) at 16 kHz. They let
-a model trained on a few pianos hear other rooms, microphones and levels.
+A real piano recording passes through a room (to a close and a distant microphone), a console
+(EQ, compression, sometimes artificial reverb), often a lossy codec, picks up noise and lands at
+some level. Augmenter draws one such chain per call and applies it to float32 (samples,) audio at
+16 kHz; rooms come from a pyroomacoustics RoomBank (rooms.py), effects from pedalboard.
+
+No stage moves a note onset relative to its label: the rooms' close direct path is at sample 0
+(and the ambient microphone is time-aligned to it when it dominates), pedalboard compensates its
+codecs' and resamplers' latency (measured at 16 kHz: MP3 and resampling move a click by 0 samples), and every
+stage keeps the first len(y) samples.
 """
 
 from __future__ import annotations
@@ -10,73 +17,178 @@ import numpy as np
 from scipy import signal
 
 from .. import SAMPLE_RATE
+from .rooms import RoomBank
+
+GAIN_DB = (-18.0, 6.0)
+SNR_DB = (15.0, 50.0)
+_NOISE_EXPONENT = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # power spectrum ~ 1 / f**exponent
 
 
-def random_gain(y: np.ndarray, rng: np.random.Generator, low_db: float = -12.0, high_db: float = 6.0) -> np.ndarray:
-    return y * np.float32(10 ** (rng.uniform(low_db, high_db) / 20))
+def _rms(y: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) if y.size else 0.0
 
 
-def random_eq(y: np.ndarray, rng: np.random.Generator, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """One or two random peaking filters (+-9 dB) and, sometimes, a low-pass."""
-    out = y
-    for _ in range(rng.integers(1, 3)):
-        f0 = float(np.exp(rng.uniform(np.log(80), np.log(6000))))
-        gain_db = rng.uniform(-9, 9)
-        q = rng.uniform(0.5, 2.0)
-        out = signal.lfilter(*peaking_biquad(f0, gain_db, q, sr), out)
-    if rng.random() < 0.3:
-        b, a = signal.butter(2, rng.uniform(3000, 7500) / (sr / 2), btype="low")
-        out = signal.lfilter(b, a, out)
-    return out.astype(np.float32)
+def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
 
-def peaking_biquad(f0: float, gain_db: float, q: float, sr: int) -> tuple[np.ndarray, np.ndarray]:
-    """(b, a) of an RBJ audio-EQ-cookbook peaking filter."""
-    A = 10 ** (gain_db / 40)
-    w0 = 2 * np.pi * f0 / sr
-    alpha = np.sin(w0) / (2 * q)
-    b = np.array([1 + alpha * A, -2 * np.cos(w0), 1 - alpha * A])
-    a = np.array([1 + alpha / A, -2 * np.cos(w0), 1 - alpha / A])
-    return b / a[0], a / a[0]
+def room_ir(bank: RoomBank, rng: np.random.Generator, room: int | None = None) -> np.ndarray:
+    """One room's response as a mix of its close and ambient microphones: float32 (n,), direct sound at 0.
+
+    The ambient share of the energy is drawn uniformly. When the ambient microphone dominates it is
+    time-aligned to the close one (as engineers align room mics to spot mics): otherwise the first
+    sound of every note would arrive up to ~40 ms after its label. In close-dominated mixes it keeps
+    its delay half the time (the comb filtering of an unaligned mix is part of real recordings).
+    """
+    i = bank.pick(rng) if room is None else room
+    close, far = bank.irs(i)
+    share = rng.uniform(0.0, 1.0)
+    if share > 0.5 or rng.random() < 0.5:
+        far = far[int(bank.far_delays[i]) :]
+    n = max(len(close), len(far))
+    ir = np.zeros(n, np.float32)
+    # each microphone normalised to unit energy, so `share` is the ambient fraction of the mix's energy
+    ir[: len(close)] += np.sqrt(1.0 - share) * close / np.sqrt(np.sum(close**2))
+    ir[: len(far)] += np.sqrt(share) * far / np.sqrt(np.sum(far**2))
+    return ir
 
 
-def synthetic_ir(rng: np.random.Generator, rt60: float, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """Exponentially decaying noise impulse response with the given RT60 (seconds)."""
-    n = int(rt60 * sr)
-    t = np.arange(n) / sr
-    ir = rng.standard_normal(n) * np.exp(-6.9 * t / rt60)
-    ir[0] = 0.0
-    return (ir / np.sqrt(np.sum(ir**2) + 1e-12)).astype(np.float32)
+def apply_room(y: np.ndarray, ir: np.ndarray) -> np.ndarray:
+    """y convolved with ir, the first len(y) samples (an ir with its direct sound at 0 moves nothing)."""
+    return signal.fftconvolve(y, ir)[: len(y)].astype(np.float32)
 
 
-def random_reverb(y: np.ndarray, rng: np.random.Generator, sr: int = SAMPLE_RATE) -> np.ndarray:
-    ir = synthetic_ir(rng, rng.uniform(0.2, 1.5), sr)
-    wet = signal.fftconvolve(y, ir)[: len(y)]
-    mix = rng.uniform(0.1, 0.5)
-    return ((1 - mix) * y + mix * wet).astype(np.float32)
+def random_eq(rng: np.random.Generator) -> list:
+    """pedalboard filters of a random microphone/console EQ: 1-3 peaks (+-9 dB), sometimes shelves, a low and a high cut."""
+    import pedalboard as pb
+
+    fx: list = [pb.PeakFilter(_log_uniform(rng, 60, 6000), rng.uniform(-9, 9), rng.uniform(0.5, 3.0)) for _ in range(rng.integers(1, 4))]
+    if rng.random() < 0.5:
+        fx.append(pb.LowShelfFilter(_log_uniform(rng, 80, 400), rng.uniform(-8, 8), 0.707))
+    if rng.random() < 0.5:
+        fx.append(pb.HighShelfFilter(_log_uniform(rng, 2000, 6000), rng.uniform(-8, 8), 0.707))
+    if rng.random() < 0.3:  # rumble filter
+        fx.append(pb.HighpassFilter(_log_uniform(rng, 20, 200)))
+    if rng.random() < 0.3:  # dull microphone or recorder
+        fx.append(pb.LowpassFilter(_log_uniform(rng, 2500, 7500)))
+    return fx
 
 
-def random_noise(y: np.ndarray, rng: np.random.Generator, snr_db_range: tuple[float, float] = (20.0, 50.0)) -> np.ndarray:
-    """White or pink noise at a random signal-to-noise ratio."""
-    noise = rng.standard_normal(len(y)).astype(np.float32)
-    if rng.random() < 0.5:  # pink: 1/f spectrum
-        spec = np.fft.rfft(noise)
-        spec /= np.sqrt(np.maximum(np.arange(len(spec)), 1))
-        noise = np.fft.irfft(spec, n=len(y)).astype(np.float32)
-    p_sig = float(np.mean(y**2)) + 1e-10
-    p_noise = float(np.mean(noise**2)) + 1e-12
-    snr = rng.uniform(*snr_db_range)
-    return (y + noise * np.sqrt(p_sig / p_noise / 10 ** (snr / 10))).astype(np.float32)
+def random_compressor(rng: np.random.Generator, peak: float) -> list:
+    """A pedalboard Compressor whose threshold lies 3-24 dB under the signal's peak (so it acts at any level)."""
+    import pedalboard as pb
+
+    peak_db = 20 * np.log10(max(peak, 1e-6))
+    return [
+        pb.Compressor(threshold_db=peak_db - rng.uniform(3, 24), ratio=rng.uniform(1.5, 8.0), attack_ms=rng.uniform(1, 30), release_ms=rng.uniform(50, 400))
+    ]
+
+
+def random_reverb(rng: np.random.Generator) -> list:
+    """pedalboard's Freeverb, mostly dry: an artificial reverb added at mixing."""
+    import pedalboard as pb
+
+    wet = rng.uniform(0.05, 0.3)
+    return [pb.Reverb(room_size=rng.uniform(0.1, 0.8), damping=rng.uniform(0.2, 0.8), wet_level=wet, dry_level=1.0 - wet, width=0.0)]
+
+
+def random_codec(rng: np.random.Generator) -> list:
+    """A lossy stage: MP3 at a random VBR quality (3 in 4) or a cheap resampler to a lower rate.
+
+    GSM (pedalboard.GSMFullRateCompressor) is left out: telephone band and quality are far from a
+    piano recording, and at the start of a signal it smears a click's energy ~60 samples earlier.
+    """
+    import pedalboard as pb
+
+    if rng.random() < 0.75:
+        return [pb.MP3Compressor(vbr_quality=rng.uniform(0.0, 9.5))]
+    Q = pb.Resample.Quality
+    # the cheap interpolators alias like cheap recorders do; longer windowed sincs cost 10-30 ms per 5 s
+    quality = [Q.CatmullRom, Q.Lagrange, Q.WindowedSinc8][rng.integers(3)]
+    return [pb.Resample(target_sample_rate=float(rng.choice([8000, 11025, 12000])), quality=quality)]
+
+
+def colored_noise(n: int, rng: np.random.Generator, color: str = "white", sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Unit-RMS noise, float32 (n,), with power ~ 1/f**k (white 0, pink 1, brown 2); flat below 20 Hz
+    so that brown noise is not all sub-audio drift."""
+    white = rng.standard_normal(n)
+    k = _NOISE_EXPONENT[color]
+    if k:
+        spec = np.fft.rfft(white)
+        f = np.maximum(np.fft.rfftfreq(n, 1 / sr), 20.0)
+        white = np.fft.irfft(spec / f ** (k / 2), n=n)
+    return (white / max(_rms(white), 1e-12)).astype(np.float32)
+
+
+def add_noise(y: np.ndarray, rng: np.random.Generator, snr_db: tuple[float, float] = SNR_DB) -> np.ndarray:
+    """White, pink or brown background noise at a random SNR (dB, against y's RMS)."""
+    color = ("white", "pink", "brown")[rng.integers(3)]
+    level = _rms(y) * 10 ** (-rng.uniform(*snr_db) / 20)
+    return (y + level * colored_noise(len(y), rng, color)).astype(np.float32)
+
+
+def random_gain(y: np.ndarray, rng: np.random.Generator, gain_db: tuple[float, float] = GAIN_DB) -> np.ndarray:
+    return (y * np.float32(10 ** (rng.uniform(*gain_db) / 20))).astype(np.float32)
+
+
+def peak_safe(y: np.ndarray) -> np.ndarray:
+    """Scaled down to a peak of 1 when it is over: a level change, not the distortion of clipping."""
+    peak = float(np.max(np.abs(y))) if y.size else 0.0
+    return (y / peak).astype(np.float32) if peak > 1.0 else y.astype(np.float32)
+
+
+class Augmenter:
+    """aug(y, rng) -> y': float32 (samples,) at `sr` in and out, same length; one random recording chain per call.
+
+    Stages, each with probability p (reverb with p * reverb_share), in signal-chain order: room
+    (skipped when rooms is None), EQ, compression, reverb, codec, noise, gain; then peak_safe.
+    Room and effects keep the input's RMS (so GAIN_DB is the level change); noise adds at most
+    0.14 dB at the lowest SNR; peak_safe only lowers. Deterministic given the rng's state.
+    """
+
+    def __init__(self, p: float = 0.5, rooms: RoomBank | None = None, sr: int = SAMPLE_RATE, reverb_share: float = 0.25):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p={p}: a probability must lie in [0, 1]")
+        self.p, self.rooms, self.sr, self.reverb_share = p, rooms, sr, reverb_share
+
+    def __call__(self, y: np.ndarray, rng: np.random.Generator, room: int | None = None) -> np.ndarray:
+        """`room`: force this room of the bank (the validation set spreads its pieces over distinct rooms)."""
+        if room is not None and self.rooms is None:
+            raise ValueError("a room was asked for, but this Augmenter has no RoomBank")
+        y = np.asarray(y, dtype=np.float32)
+        ref = _rms(y)
+        out = y
+        if self.rooms is not None and (room is not None or rng.random() < self.p):
+            out = apply_room(out, room_ir(self.rooms, rng, room))
+        fx: list = []
+        if rng.random() < self.p:
+            fx += random_eq(rng)
+        if rng.random() < self.p:
+            fx += random_compressor(rng, float(np.max(np.abs(out))) if out.size else 0.0)
+        if rng.random() < self.p * self.reverb_share:
+            fx += random_reverb(rng)
+        if rng.random() < self.p:
+            fx += random_codec(rng)
+        if fx:
+            import pedalboard as pb
+
+            out = pb.Pedalboard(fx)(out, self.sr)
+        if out is not y:
+            now = _rms(out)
+            if now > 1e-9 and ref > 1e-9:
+                out = out * np.float32(ref / now)
+        if rng.random() < self.p:
+            out = add_noise(out, rng)
+        if rng.random() < self.p:
+            out = random_gain(out, rng)
+        return peak_safe(out)
+
+
+_DEFAULT: dict[float, Augmenter] = {}
 
 
 def augment(y: np.ndarray, rng: np.random.Generator, p: float = 0.5) -> np.ndarray:
-    """Each augmentation applied with probability `p`, in the order a signal chain would."""
-    if rng.random() < p:
-        y = random_eq(y, rng)
-    if rng.random() < p:
-        y = random_reverb(y, rng)
-    if rng.random() < p:
-        y = random_noise(y, rng)
-    if rng.random() < p:
-        y = random_gain(y, rng)
-    return np.clip(y, -1.0, 1.0).astype(np.float32)
+    """The effects chain without rooms (Augmenter(p)); rooms need a RoomBank, built once by the caller."""
+    if p not in _DEFAULT:
+        _DEFAULT[p] = Augmenter(p)
+    return _DEFAULT[p](y, rng)
