@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,7 @@ from w2m2w.audio import AudioError, is_silent, load_audio
 from w2m2w.midi import write_midi
 from w2m2w.settings import NON_NEGATIVE, POSITIVE, PROBABILITY_OPEN, Range, setting
 from w2m2w.stage import Stage, StageError, StageJob
-from w2m2w.transcription import DecodeConfig, load_transcriber, transcribe
+from w2m2w.transcription import DecodeConfig, load_transcriber, transcribe_with_pedal
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,6 +26,12 @@ class TranscribeSettings:
     onset_threshold: float = setting(DecodeConfig.onset_threshold, range=PROBABILITY_OPEN)
     frame_threshold: float = setting(DecodeConfig.frame_threshold, range=PROBABILITY_OPEN)
     min_duration: float = setting(DecodeConfig.min_duration, range=NON_NEGATIVE)
+    # sustain pedal: written as CC64 when the model has a pedal head (the shipped weights have none: no CC64)
+    pedal: bool = setting(True)
+    pedal_onset_threshold: float = setting(DecodeConfig.pedal_onset_threshold, range=PROBABILITY_OPEN)
+    pedal_offset_threshold: float = setting(DecodeConfig.pedal_offset_threshold, range=PROBABILITY_OPEN)
+    pedal_frame_threshold: float = setting(DecodeConfig.pedal_frame_threshold, range=PROBABILITY_OPEN)
+    pedal_min_duration: float = setting(DecodeConfig.pedal_min_duration, range=NON_NEGATIVE)
     chunk_seconds: float = setting(20.0, range=POSITIVE)
     overlap_seconds: float = setting(2.0, range=NON_NEGATIVE)
     silence_db: float = setting(-60.0, range=Range(None, 0))  # dBFS: a peak never exceeds 0
@@ -51,7 +57,7 @@ class Transcribe(Stage):
         return _model(str(self.weights_file(s)), s.device)
 
     def run(self, s: TranscribeSettings, job: StageJob) -> dict[str, Any]:
-        """Transcribe job.input into the MIDI file job.output; returns note and timing stats."""
+        """Transcribe job.input into the MIDI file job.output (notes, and the pedal as CC64); returns note, pedal and timing stats."""
         model = self.load(s)
         try:
             audio = load_audio(job.input, max_seconds=s.max_seconds)
@@ -60,10 +66,16 @@ class Transcribe(Stage):
         seconds = len(audio) / SAMPLE_RATE
         if is_silent(audio, s.silence_db):
             raise StageError(f"{job.input}: silent recording (peak below {s.silence_db} dBFS), nothing to transcribe")
-        decode = DecodeConfig(s.onset_threshold, s.frame_threshold, s.min_duration)
-        notes = transcribe(model, audio, decode, s.chunk_seconds, s.overlap_seconds)
-        write_midi(job.output, notes)
-        return {"audio_seconds": round(seconds, 3), "notes": int(len(notes))}
+        decode = DecodeConfig(**{f.name: getattr(s, f.name) for f in fields(DecodeConfig)})  # same names, same defaults (a test holds them)
+        notes, pedal = transcribe_with_pedal(model, audio, decode, s.chunk_seconds, s.overlap_seconds)
+        if not s.pedal:
+            pedal = None
+        # The notes are written as decoded, already lengthened by the pedal (the frame labels are, as
+        # MAESTRO's); a reader applying the CC64 again (midi.load_notes, the generate stage) lengthens
+        # only notes the model ended while its decoded pedal was still down.
+        write_midi(job.output, notes, pedal=pedal)
+        # pedal_intervals: None where no pedal was written (no pedal head, or pedal=false)
+        return {"audio_seconds": round(seconds, 3), "notes": int(len(notes)), "pedal_intervals": None if pedal is None else int(len(pedal))}
 
 
 STAGE = Transcribe()

@@ -163,3 +163,77 @@ def test_bad_arguments(tmp_path, tiny_transcriber):
     assert res.returncode == 2 and "holds no audio" in res.stdout + res.stderr
     res = run_pipeline(f"run_dir={tmp_path / 'r'}", "stages=[transcribe,synthesize]")
     assert res.returncode == 2 and "contiguous" in res.stdout + res.stderr
+
+
+@pytest.fixture(scope="module")
+def pedal_transcriber(tmp_path_factory) -> Path:
+    """A tiny transcriber with a pedal head whose output says "down" on every frame, with no onset or offset."""
+    from dataclasses import asdict
+
+    import torch
+
+    from w2m2w.checkpoint import save_weights
+    from w2m2w.models.onsets_frames import OnsetsFrames, OnsetsFramesConfig
+
+    torch.manual_seed(0)
+    cfg = OnsetsFramesConfig(model_size=32, lstm_units=8, pedal=True)
+    model = OnsetsFrames(cfg)
+    with torch.no_grad():
+        for head in (model.onset_stack, model.frame_acoustic, model.frame_combined):  # notes too, as tiny_transcriber writes
+            head[-1].bias.fill_(2.0)
+        model.pedal_stack[-1].bias.copy_(torch.tensor([-20.0, -20.0, 20.0]))
+    path = tmp_path_factory.mktemp("weights") / "pedal.safetensors"
+    save_weights(path, "onsets_frames", model.state_dict(), asdict(cfg), {"note": "untrained test model with a pedal head"})
+    return path
+
+
+def test_pedal_head_writes_cc64_and_readers_apply_it(tmp_path, pedal_transcriber, example_audio):
+    import pretty_midi
+
+    from w2m2w.midi import load_midi_notes
+    from w2m2w.pedal import load_pedal
+
+    run_dir = tmp_path / "run"
+    res = transcribe_only(f"transcribe.weights={pedal_transcriber}", f"run_dir={run_dir}", f"input={example_audio}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    mid = run_dir / "1-transcribe" / "notes.mid"
+    # 3 s at hop 512: 48000 // 512 + 1 = 94 frames of 1/31.25 s; the pedal is down on every one: one press to 3.008 s
+    up = 94 / 31.25
+    np.testing.assert_allclose(load_pedal(mid), [[0.0, up]], atol=1.2e-3)  # within half a MIDI tick (1/440 s)
+    cc = pretty_midi.PrettyMIDI(str(mid)).instruments[0].control_changes
+    assert [(c.number, c.value) for c in cc] == [(64, 127), (64, 0)]
+    side = json.loads(mid.with_suffix(".json").read_text())
+    assert side["stats"]["pedal_intervals"] == 1 and side["settings"]["pedal"] is True
+    # The notes are written as decoded; the generate stage reads them with the pedal applied
+    # (generation.py: load_midi_notes, apply_pedal=True). Under one press over the whole recording every
+    # note is held to the pedal's up, or to the next strike of its key, whichever comes first. This
+    # untrained model holds every note to the end already, as a pedal-lengthened transcription would:
+    # they come back as written (test_midi.py's TestPedalWritten has notes the pedal lengthens).
+    written = load_midi_notes(mid, apply_pedal=False)
+    assert len(written) > 0
+    expected = written.copy()
+    for i, (on, _, pitch, _) in enumerate(written):
+        later = written[(written[:, 2] == pitch) & (written[:, 0] > on), 0]
+        expected[i, 1] = min([up, *later])
+    np.testing.assert_allclose(load_midi_notes(mid), expected, atol=1.2e-3)
+    # pedal=false: the same notes, no CC64
+    run2 = tmp_path / "run2"
+    res = transcribe_only(f"transcribe.weights={pedal_transcriber}", f"run_dir={run2}", f"input={example_audio}", "transcribe.pedal=false")
+    assert res.returncode == 0, res.stderr[-2000:]
+    mid2 = run2 / "1-transcribe" / "notes.mid"
+    assert pretty_midi.PrettyMIDI(str(mid2)).instruments[0].control_changes == []
+    np.testing.assert_allclose(load_midi_notes(mid2), written, atol=1.2e-3)
+    assert json.loads(mid2.with_suffix(".json").read_text())["stats"]["pedal_intervals"] is None
+
+
+def test_weights_without_a_pedal_head_write_no_cc64(tmp_path, tiny_transcriber, example_audio):
+    # the shipped weights have no pedal head: pedal=true (the default) must write the notes alone, without failing
+    import pretty_midi
+
+    run_dir = tmp_path / "run"
+    res = transcribe_only(f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir}", f"input={example_audio}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    mid = run_dir / "1-transcribe" / "notes.mid"
+    pm = pretty_midi.PrettyMIDI(str(mid))
+    assert pm.instruments[0].notes and pm.instruments[0].control_changes == []
+    assert json.loads(mid.with_suffix(".json").read_text())["stats"]["pedal_intervals"] is None
