@@ -76,3 +76,36 @@ def test_schedule():
     assert learning_rate(cfg, 110, 0) == pytest.approx(1e-4)
     cfg.max_minutes = 1.0
     assert learning_rate(cfg, 11, 60.0) == pytest.approx(1e-4), "a time budget ends the schedule too"
+
+
+def test_gradient_accumulation_trains_as_one_larger_batch(tmp_path, midi_folder):
+    """2 micro-batches of 2 rows must take the steps one batch of 4 takes: the same rows (row_rngs by
+    global row) and the mean of equal-sized means is the mean. Windows are full, so counts are equal.
+    (Scaling each micro-batch's loss by 1/accumulate is not visible here: AdamW's update does not
+    depend on the gradient's scale.)"""
+    from safetensors.torch import load_file
+
+    tiny = MusicTransformerConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_len=16)
+
+    def run(name: str, batch: int, accumulate: int) -> dict:
+        cfg = MusicTransformerTrainConfig(
+            out_dir=str(tmp_path / name),
+            model=tiny,
+            midi_dirs=[str(midi_folder)],
+            val_fraction=0.25,
+            val_events=32,
+            batch_size=batch,
+            accumulate=accumulate,
+            max_steps=3,
+            validate_every=3,
+            warmup_steps=1,
+            max_transpose=0,
+            threads=1,
+        )
+        train(cfg)
+        return load_file(str(tmp_path / name / "last.safetensors"))
+
+    whole, parts, half = run("whole", 4, 1), run("parts", 2, 2), run("half", 2, 1)
+    for k in whole:
+        np.testing.assert_allclose(parts[k].numpy(), whole[k].numpy(), atol=2e-5, err_msg=k)
+    assert any(not np.allclose(half[k].numpy(), whole[k].numpy(), atol=2e-5) for k in whole)  # the check can tell batches apart

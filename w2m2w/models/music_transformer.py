@@ -253,18 +253,21 @@ class MusicTransformer(nn.Module):
             logits = torch.cat([logits[..., :NOTE_OFF], off.masked_fill(state < 0.5, _MASKED), logits[..., NOTE_OFF + N_PITCHES :]], -1)
         return logits
 
-    def loss(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(self, tokens: torch.Tensor, bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed NLL (nats) of tokens[:, 1:] given their prefixes, and the number of
-        non-PAD targets. tokens (B, T)."""
-        logits = self(tokens[:, :-1])
+        non-PAD targets. tokens (B, T). bf16 runs the network under bfloat16 autocast; the
+        cross-entropy is taken in float32 whatever it ran in."""
+        with torch.autocast(device_type=tokens.device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = self(tokens[:, :-1])
+        logits = logits.float()
         target = tokens[:, 1:]
         nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=PAD, reduction="sum")
         return nll, (target != PAD).sum()
 
-    def training_step(self, tokens: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(self, tokens: torch.Tensor, bf16: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mean NLL per event of a batch of windows (B, T) to minimise, and its sum and event count
         (nll, events) so a log can report the NLL per event over many steps."""
-        nll, n = self.loss(tokens)
+        nll, n = self.loss(tokens, bf16)
         return nll / n.clamp(min=1), {"nll": nll.detach(), "events": n}
 
 

@@ -21,6 +21,7 @@ writes checkpoints, weights and logs and shows the bar. Without torchrun nothing
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -262,6 +263,7 @@ def fit(run: Run, cfg: Settings, task: Task) -> dict:
         cuda = torch.device(run.device).type == "cuda"
         stepper = torch.nn.parallel.DistributedDataParallel(stepper, device_ids=[torch.device(run.device).index] if cuda else None)
     rows = run.rows(cfg.batch_size)
+    accumulate = getattr(cfg, "accumulate", 1)  # micro-batches of batch_size per optimiser step
     t_start = time.time() - state["elapsed_s"]
     progress = Progress()
     t_since = time.time()
@@ -313,18 +315,27 @@ def fit(run: Run, cfg: Settings, task: Task) -> dict:
         progress.lr = task.lr(state["step"], elapsed)
         for g in opt.param_groups:
             g["lr"] = progress.lr
-        batch = to_device(task.sampler.draw(row_rngs(cfg.seed, state["step"], rows)), run.device)
-        loss, figures = stepper(batch)
         opt.zero_grad(set_to_none=True)
-        loss.backward()  # under DDP: gradients averaged over the processes here
+        step_sums: dict[str, float] = {}
+        for j in range(accumulate):
+            # micro-batch j holds the global rows j*batch_size.. of this step: one process with
+            # accumulation, or several without, draw the same rows
+            shift = j * cfg.batch_size
+            batch = to_device(task.sampler.draw(row_rngs(cfg.seed, state["step"], range(rows.start + shift, rows.stop + shift))), run.device)
+            # under DDP, gradients are averaged over the processes once, at the last micro-batch
+            sync = stepper.no_sync() if run.world > 1 and j < accumulate - 1 else contextlib.nullcontext()
+            with sync:
+                loss, figures = stepper(batch)
+                (loss / accumulate).backward()
+            names = list(figures)
+            totals = run.sum([loss, *(figures[k] for k in names)])
+            step_sums["loss"] = step_sums.get("loss", 0.0) + totals[0] / run.world / accumulate
+            for k, v in zip(names, totals[1:]):
+                progress.sums[k] = progress.sums.get(k, 0.0) + v
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
         opt.step()
         state["step"] += 1
-        names = list(figures)
-        totals = run.sum([loss, *(figures[k] for k in names)])
-        progress.last_loss = totals[0] / run.world
-        for k, v in zip(names, totals[1:]):
-            progress.sums[k] = progress.sums.get(k, 0.0) + v
+        progress.last_loss = step_sums["loss"]
         progress.steps += 1
         bar.update(1)
         bar.set_postfix(loss=f"{progress.last_loss:.3f}", refresh=False)

@@ -51,6 +51,8 @@ class MusicTransformerTrainConfig:
     stretch_max: float = setting(1.05, range=POSITIVE)
     # optimisation
     batch_size: int = setting(8, range=AT_LEAST_ONE)  # global: split over the processes under torchrun
+    accumulate: int = setting(1, range=AT_LEAST_ONE)  # micro-batches of batch_size per optimiser step (a larger effective batch)
+    bf16: bool = setting(False)  # bfloat16 autocast of the network (the loss stays float32)
     learning_rate: float = setting(1e-3, range=POSITIVE)
     warmup_steps: int = setting(100, range=NON_NEGATIVE)
     min_lr_ratio: float = setting(0.1, range=Range(0, 1))  # cosine decay to learning_rate * this at the end of the budget
@@ -155,7 +157,7 @@ def train(cfg: MusicTransformerTrainConfig) -> dict:
         model=model,
         optimizer=opt,
         sampler=sampler,
-        step=lambda m, tokens: m.training_step(tokens),
+        step=lambda m, tokens: m.training_step(tokens, cfg.bf16),
         lr=lambda step, elapsed: learning_rate(cfg, step, elapsed),
         validate=lambda m: {"val_nll": round(validate(m, val, run.device), 4) if val else None},
         train_log=train_log,
