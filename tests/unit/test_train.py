@@ -23,6 +23,7 @@ def _cfg(tmp_path, max_steps: int) -> TranscriberTrainConfig:
         batch_size=2,
         segment_seconds=1.0,
         augment_p=0.5,
+        room_bank=0,  # no simulated rooms: building them is data/rooms.py's test's job
         max_steps=max_steps,
         validate_every=2,
         validation_seconds=1.5,
@@ -58,3 +59,27 @@ def test_train_then_resume(tmp_path):
     assert json.loads((run / "checkpoint" / "state.json").read_text())["step"] == 5
     after = load_transcriber(run / "last.safetensors").state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)  # it went on training
+
+
+def test_init_from_copies_what_fits_and_leaves_a_new_head_fresh(tmp_path):
+    """Fine-tuning a pedal-head model from weights without one: every shared tensor is copied, the pedal head is not."""
+    import torch
+
+    from w2m2w.checkpoint import save_weights
+    from w2m2w.models.onsets_frames import MODEL_NAME, OnsetsFrames
+    from w2m2w.train.transcriber import init_from
+
+    torch.manual_seed(0)
+    old = OnsetsFrames(OnsetsFramesConfig(model_size=32, lstm_units=8))
+    save_weights(tmp_path / "old.safetensors", MODEL_NAME, old.state_dict(), {"model_size": 32, "lstm_units": 8}, {})
+    torch.manual_seed(1)
+    new = OnsetsFrames(OnsetsFramesConfig(model_size=32, lstm_units=8, pedal=True))
+    fresh = {k: v.clone() for k, v in new.state_dict().items()}
+    init_from(new, str(tmp_path / "old.safetensors"))
+    got, was = new.state_dict(), old.state_dict()
+    for k, v in got.items():
+        if k.startswith("pedal_stack."):
+            assert torch.equal(v, fresh[k]), k
+        else:
+            assert torch.equal(v, was[k]), k
+    assert any(not torch.equal(fresh[k], was[k]) for k in was if k.endswith("weight"))  # the two inits differ, so the copy is seen

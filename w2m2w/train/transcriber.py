@@ -50,6 +50,9 @@ class TranscriberTrainConfig:
     lr_decay_steps: int = setting(1000, range=AT_LEAST_ONE)
     clip_grad_norm: float = setting(3.0, range=POSITIVE)
     augment_p: float = setting(0.5, range=Range(0, 1))
+    room_bank: int = setting(64, range=NON_NEGATIVE)  # simulated rooms (data/rooms.py) the augmentation draws from; 0: no rooms
+    room_cache: str = setting("cache/rooms", affects_output=False)
+    init_weights: str | None = setting(None)  # start from these weights (every tensor whose shape fits; new heads start fresh)
     max_steps: int = setting(100000, range=AT_LEAST_ONE)
     max_minutes: float = setting(0.0, range=NON_NEGATIVE)  # 0 = no time limit
     validate_every: int = setting(500, range=AT_LEAST_ONE)
@@ -95,6 +98,27 @@ def build_datasets(cfg: TranscriberTrainConfig) -> tuple[list[Example], dict[str
     return train, val
 
 
+def init_from(model: OnsetsFrames, path: str) -> None:
+    """Copy every tensor of the weights at `path` whose name and shape fit `model`; log what starts fresh."""
+    from ..checkpoint import load_weights
+
+    state, _, _ = load_weights(path, MODEL_NAME)
+    own = model.state_dict()
+    fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(fits, strict=False)
+    fresh = sorted({k.split(".")[0] for k in own if k not in fits})
+    log.info("initialised %d of %d tensors from %s; fresh: %s", len(fits), len(own), path, fresh or "none")
+
+
+def make_augmenter(cfg: TranscriberTrainConfig):
+    """The training augmentation: simulated rooms and an effects chain (data/augment.py)."""
+    from ..data.augment import Augmenter
+    from ..data.rooms import RoomBank
+
+    bank = RoomBank.training(cfg.room_bank, cfg.room_cache, seed=cfg.seed) if cfg.room_bank else None
+    return Augmenter(cfg.augment_p, bank)
+
+
 def train_transcriber(cfg: TranscriberTrainConfig) -> dict:
     """Train (resuming from cfg.out_dir if it holds a checkpoint); returns the last validation row.
 
@@ -109,7 +133,17 @@ def train_transcriber(cfg: TranscriberTrainConfig) -> dict:
             "training on %d examples (%s); validation sets: %s", len(train_ex), sorted({e.group for e in train_ex}), {k: len(v) for k, v in val_sets.items()}
         )
     model = OnsetsFrames(cfg.model).to(run.device)
-    sampler = SegmentSampler(train_ex, cfg.segment_seconds, model.frame_rate, model.mel_cfg.hop_length, seed=cfg.seed, augment_p=cfg.augment_p)
+    if cfg.init_weights and not (run.out / "checkpoint" / "state.json").is_file():
+        init_from(model, cfg.init_weights)
+    sampler = SegmentSampler(
+        train_ex,
+        cfg.segment_seconds,
+        model.frame_rate,
+        model.mel_cfg.hop_length,
+        seed=cfg.seed,
+        augmenter=make_augmenter(cfg) if cfg.augment_p > 0 else None,
+        pedal=cfg.model.pedal,
+    )
     val_data = {k: load_examples_audio_notes(v, cfg.validation_seconds) for k, v in val_sets.items() if v} if run.main else {}
     f1_key = next((f"{k}/note_f1" for k in val_data), None)
 
@@ -120,7 +154,7 @@ def train_transcriber(cfg: TranscriberTrainConfig) -> dict:
         return row
 
     def train_log(p: Progress) -> dict:
-        return {"loss": p.last_loss}
+        return {"loss": p.last_loss, **{k: round(v / max(p.steps, 1), 5) for k, v in p.sums.items()}}
 
     task = Task(
         model_name=MODEL_NAME,
