@@ -10,7 +10,7 @@ from typing import Any
 from w2m2w import SAMPLE_RATE
 from w2m2w.audio import AudioError, is_silent, load_audio
 from w2m2w.midi import write_midi
-from w2m2w.settings import NON_NEGATIVE, POSITIVE, PROBABILITY_OPEN, Range, setting
+from w2m2w.settings import NON_NEGATIVE, POSITIVE, PROBABILITY_OPEN, PROBABILITY_UPPER, Range, setting
 from w2m2w.stage import Stage, StageError, StageJob
 from w2m2w.transcription import DecodeConfig, load_transcriber, transcribe_with_pedal
 
@@ -26,6 +26,7 @@ class TranscribeSettings:
     onset_threshold: float = setting(DecodeConfig.onset_threshold, range=PROBABILITY_OPEN)
     frame_threshold: float = setting(DecodeConfig.frame_threshold, range=PROBABILITY_OPEN)
     min_duration: float = setting(DecodeConfig.min_duration, range=NON_NEGATIVE)
+    offset_threshold: float = setting(DecodeConfig.offset_threshold, range=PROBABILITY_UPPER)  # 1.0: the offset head never ends a note
     # sustain pedal: written as CC64 when the model has a pedal head (the shipped weights have none: no CC64)
     pedal: bool = setting(True)
     pedal_onset_threshold: float = setting(DecodeConfig.pedal_onset_threshold, range=PROBABILITY_OPEN)

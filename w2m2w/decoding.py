@@ -15,6 +15,8 @@ def decode_notes(
     onset_threshold: float = 0.5,
     frame_threshold: float = 0.5,
     min_duration: float = 0.0,
+    offset: np.ndarray | None = None,
+    offset_threshold: float = 1.0,
 ) -> np.ndarray:
     """Decode (frames, 88) probabilities to a note list (n, 4).
 
@@ -23,12 +25,18 @@ def decode_notes(
     `frame_threshold` (the onset run itself counts as sounding). Above means
     strictly: a probability equal to a threshold does not count. Its velocity
     is the mean velocity-head output over the onset run, scaled to 1..127.
+
+    With `offset` (frames, 88) probabilities, a note also ends at the first frame after its
+    onset run where the offset head is above `offset_threshold` (where the key, or the pedal,
+    let the string go), even if the frame head still hears it; 1.0 (the default) never fires.
     """
     onset = np.asarray(onset)
     frame = np.asarray(frame)
     T, K = onset.shape
     on = onset > onset_threshold
     fr = frame > frame_threshold
+    if offset is not None:  # an offset frame is not sounding: the note ends there
+        fr = fr & ~(np.asarray(offset) > offset_threshold)
     # first frame of each onset run
     starts = on & ~np.vstack([np.zeros((1, K), bool), on[:-1]])
     notes = []

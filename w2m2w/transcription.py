@@ -18,6 +18,7 @@ class DecodeConfig:
     onset_threshold: float = 0.5
     frame_threshold: float = 0.5
     min_duration: float = 0.0
+    offset_threshold: float = 1.0  # a note also ends where the offset head is above this (1.0: never; decoding.decode_notes)
     # the pedal head's (pedal.decode_pedal); 0.5 until measured on a trained pedal head
     pedal_onset_threshold: float = 0.5
     pedal_offset_threshold: float = 0.5
@@ -45,7 +46,17 @@ def decode_probabilities(probs: dict[str, np.ndarray], frame_rate: float, decode
     pedal_onset/pedal_offset/pedal_frame (frames,). The pedal is None when they are absent
     (the model cannot tell), an empty (0, 2) array when it says the pedal was never down.
     """
-    notes = decode_notes(probs["onset"], probs["frame"], probs["velocity"], frame_rate, decode.onset_threshold, decode.frame_threshold, decode.min_duration)
+    notes = decode_notes(
+        probs["onset"],
+        probs["frame"],
+        probs["velocity"],
+        frame_rate,
+        decode.onset_threshold,
+        decode.frame_threshold,
+        decode.min_duration,
+        offset=probs.get("offset"),
+        offset_threshold=decode.offset_threshold,
+    )
     if not all(k in probs for k in PEDAL_HEADS):  # no pedal head (the shipped weights)
         return notes, None
     pedal = decode_pedal(

@@ -116,3 +116,16 @@ def test_note_running_to_the_end():
     onset[6, K] = 0.9
     frame[6:, K] = 0.9
     np.testing.assert_allclose(decode_notes(onset, frame, vel, FR)[:, :2], [[0.6, 0.8]])
+
+
+def test_offset_head_ends_a_note_the_frame_head_still_hears():
+    onset, frame, vel = arrays()
+    onset[2, K] = 0.9
+    frame[2:15, K] = 0.8  # the string rings on (a room's reverb) past the release...
+    offset = np.zeros((20, 88))
+    offset[9, K] = 0.7  # ...which the offset head places at frame 9
+    np.testing.assert_allclose(decode_notes(onset, frame, vel, FR)[:, :2], [[0.2, 1.5]])  # without it: the frames decide
+    np.testing.assert_allclose(decode_notes(onset, frame, vel, FR, offset=offset, offset_threshold=0.5)[:, :2], [[0.2, 0.9]])
+    np.testing.assert_allclose(decode_notes(onset, frame, vel, FR, offset=offset, offset_threshold=0.7)[:, :2], [[0.2, 1.5]])  # strictly above
+    offset[2, K] = 0.9  # an offset inside the onset run does not cut the note to nothing
+    np.testing.assert_allclose(decode_notes(onset, frame, vel, FR, offset=offset, offset_threshold=0.5)[:, :2], [[0.2, 0.9]])
