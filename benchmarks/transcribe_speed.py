@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -117,17 +118,17 @@ def peak_rss_mb() -> float:
     return r / 2**20 if sys.platform == "darwin" else r / 1024
 
 
-def worker(system: str, audio: str, ref_tsv: str, weights: str, threads: int) -> dict:
-    """Transcribe `audio` with `system` in this process; the measurements as a dict."""
-    from w2m2w import SAMPLE_RATE
-    from w2m2w.metrics import transcription_metrics
-    from w2m2w.midi import load_tsv_notes
+def load_system(system: str, weights: str, threads: int) -> tuple[Callable[[str], tuple[np.ndarray, float]], dict]:
+    """Load `system`'s model in this process: a function audio path -> (note list (n, 4), audio seconds), and facts about the load.
 
-    ref = load_tsv_notes(ref_tsv)
+    The function covers reading the file through to the note list; the facts are label, load_s
+    and rss_loaded_mb (and params_m for the Onsets and Frames model).
+    """
     info: dict = {}
     if system == "onsets_frames":
         import torch
 
+        from w2m2w import SAMPLE_RATE
         from w2m2w.audio import load_audio
         from w2m2w.models.onsets_frames import OnsetsFrames
         from w2m2w.transcription import load_transcriber, transcribe
@@ -143,12 +144,11 @@ def worker(system: str, audio: str, ref_tsv: str, weights: str, threads: int) ->
         info["params_m"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
         info["load_s"] = time.perf_counter() - t0
         info["rss_loaded_mb"] = rss_mb()
-        t0 = time.perf_counter()
-        y = load_audio(audio)
-        est = transcribe(model, y)
-        info["wall_s"] = time.perf_counter() - t0
-        info["peak_rss_mb"] = peak_rss_mb()  # before scoring: mir_eval's matching has its own peak
-        info["audio_s"] = len(y) / SAMPLE_RATE
+
+        def run(audio: str) -> tuple[np.ndarray, float]:
+            y = load_audio(audio)
+            return transcribe(model, y), len(y) / SAMPLE_RATE
+
     elif system == "basic_pitch":
         import logging
 
@@ -170,14 +170,28 @@ def worker(system: str, audio: str, ref_tsv: str, weights: str, threads: int) ->
         info["label"] = f"Basic Pitch {_version('basic-pitch')} ({Path(str(ICASSP_2022_MODEL_PATH)).name}, default thresholds)"
         info["load_s"] = time.perf_counter() - t0
         info["rss_loaded_mb"] = rss_mb()
-        t0 = time.perf_counter()
-        _, _, events = predict(audio, model)
-        info["wall_s"] = time.perf_counter() - t0
-        info["peak_rss_mb"] = peak_rss_mb()
-        info["audio_s"] = sf.info(audio).duration
-        est = np.array([[s, e, p, np.clip(round(127 * a), 1, 127)] for s, e, p, a, *_ in events], dtype=np.float64).reshape(-1, 4)
+
+        def run(audio: str) -> tuple[np.ndarray, float]:
+            _, _, events = predict(audio, model)
+            est = np.array([[s, e, p, np.clip(round(127 * a), 1, 127)] for s, e, p, a, *_ in events], dtype=np.float64).reshape(-1, 4)
+            return est, sf.info(audio).duration
+
     else:
         raise SystemExit(f"unknown system {system!r}")
+    return run, info
+
+
+def worker(system: str, audio: str, ref_tsv: str, weights: str, threads: int) -> dict:
+    """Transcribe `audio` with `system` in this process; the measurements as a dict."""
+    from w2m2w.metrics import transcription_metrics
+    from w2m2w.midi import load_tsv_notes
+
+    ref = load_tsv_notes(ref_tsv)
+    run, info = load_system(system, weights, threads)
+    t0 = time.perf_counter()
+    est, info["audio_s"] = run(audio)
+    info["wall_s"] = time.perf_counter() - t0
+    info["peak_rss_mb"] = peak_rss_mb()  # before scoring: mir_eval's matching has its own peak
     m = transcription_metrics(ref, est)
     info.update(
         system=system, threads=threads, note_f1=m["note_f1"], note_offset_f1=m["note_offset_f1"], frame_f1=m["frame_f1"], est_notes=len(est), ref_notes=len(ref)
