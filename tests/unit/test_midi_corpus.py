@@ -126,3 +126,30 @@ def test_sampler_and_its_state(corpora, tmp_path):
     s2.load_state(state)
     np.testing.assert_array_equal(s2.sample(5), x)
     assert x.shape == (5, 33) and x.min() >= 0 and x.max() < ev.VOCAB_SIZE
+
+
+def test_mix_weights_by_hand():
+    from w2m2w.data.midi_corpus import mix_weights
+
+    starts = np.array([1.0, 3.0, 2.0, 2.0])
+    np.testing.assert_allclose(mix_weights(starts), [1 / 8, 3 / 8, 2 / 8, 2 / 8])  # no shares: by note starts
+    np.testing.assert_allclose(mix_weights(starts, [0, 0, 1, 1], [0.5, 0.5]), [0.125, 0.375, 0.25, 0.25])
+    np.testing.assert_allclose(mix_weights(starts, [0, 0, 1, 1], [3.0, 1.0]), [0.1875, 0.5625, 0.125, 0.125])
+    # a corpus without pieces gives its share to the others
+    np.testing.assert_allclose(mix_weights(starts, [0, 0, 1, 1], [1.0, 1.0, 1.0]), [0.125, 0.375, 0.25, 0.25])
+
+
+def test_window_sampler_draws_corpora_in_their_shares():
+    from w2m2w.data.midi_corpus import WindowSampler
+
+    rng = np.random.default_rng(0)
+
+    def piece(n: int) -> np.ndarray:
+        t = np.cumsum(rng.uniform(0.05, 0.2, n))
+        return np.stack([t, t + 0.1, rng.integers(40, 80, n), np.full(n, 64)], 1)
+
+    # corpus 0: one long piece (900 notes); corpus 1: three short ones (100 each)
+    pieces = [piece(900), piece(100), piece(100), piece(100)]
+    s = WindowSampler(pieces, 33, seed=1, corpus=[0, 1, 1, 1], corpus_shares=[1.0, 1.0])
+    draws = s.rng.choice(len(pieces), size=20000, p=s.weights)
+    assert abs(np.mean(draws == 0) - 0.5) < 0.02  # by notes it would be about 0.75

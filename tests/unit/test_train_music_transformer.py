@@ -109,3 +109,11 @@ def test_gradient_accumulation_trains_as_one_larger_batch(tmp_path, midi_folder)
     for k in whole:
         np.testing.assert_allclose(parts[k].numpy(), whole[k].numpy(), atol=2e-5, err_msg=k)
     assert any(not np.allclose(half[k].numpy(), whole[k].numpy(), atol=2e-5) for k in whole)  # the check can tell batches apart
+
+
+def test_corpus_shares_need_one_per_midi_dir(tmp_path, midi_folder):
+    from w2m2w.train.loop import TrainingError
+
+    cfg = MusicTransformerTrainConfig(out_dir=str(tmp_path / "run"), midi_dirs=[str(midi_folder)], midi_dir_shares=[1.0, 2.0], max_steps=1)
+    with pytest.raises(TrainingError, match="midi_dir_shares has 2 entries for 1"):
+        train(cfg)

@@ -163,6 +163,26 @@ def window_tokens(
     return out
 
 
+def mix_weights(starts: np.ndarray, corpus: list[int] | None = None, shares: list[float] | None = None) -> np.ndarray:
+    """Probability of drawing each piece: in proportion to its window starts (so every note start is
+    equally likely) or, with `shares`, corpus c gets shares[c] / sum(shares) of the draws, split
+    within it by window starts. A corpus with no pieces gives its share to the others.
+
+    starts: (n,) window starts per piece; corpus: (n,) corpus index of each piece."""
+    starts = np.asarray(starts, dtype=np.float64)
+    if not shares:
+        return starts / starts.sum()
+    corpus_arr = np.asarray(corpus)
+    w = np.zeros_like(starts)
+    for c, share in enumerate(shares):
+        mine = corpus_arr == c
+        if mine.any():
+            w[mine] = share * starts[mine] / starts[mine].sum()
+    if w.sum() <= 0:
+        raise ValueError("the corpus shares give every piece zero weight")
+    return w / w.sum()
+
+
 @dataclass
 class WindowSampler:
     """Random augmented windows of `length` events from a list of pieces' note lists.
@@ -177,13 +197,16 @@ class WindowSampler:
     seed: int = 0
     max_transpose: int = 3
     stretch: tuple[float, float] = (0.95, 1.05)
+    # corpus of each piece and each corpus's share of the windows (None: every note start equally likely)
+    corpus: list[int] | None = None
+    corpus_shares: list[float] | None = None
 
     def __post_init__(self) -> None:
         if not self.pieces:
             raise ValueError("no pieces to sample windows from")
         self.rng = np.random.default_rng(self.seed)
         starts = np.array([max(len(p) - self.length // 4, 1) for p in self.pieces], dtype=np.float64)
-        self.weights = starts / starts.sum()
+        self.weights = mix_weights(starts, self.corpus, self.corpus_shares)
         self.n_starts = starts.astype(np.int64)
 
     def sample(self, batch: int) -> np.ndarray:

@@ -41,6 +41,9 @@ class MusicTransformerTrainConfig:
     # data: folders (recursive) or globs of MIDI files
     midi_dirs: list[str] = setting(default_factory=list)
     max_files: int = setting(0, range=NON_NEGATIVE)  # 0: all; else a fixed subset (quick runs)
+    # each midi_dirs entry's share of the training windows (one per entry); empty: in proportion to
+    # their notes (every note start equally likely), which lets POP909's many short songs weigh in
+    midi_dir_shares: list[float] = setting(default_factory=list)
     val_fraction: float = setting(0.05, range=Range(0, 1, hi_open=True))  # of pieces (ASAP: composer + title from metadata.csv), never files
     split_seed: int = setting(0, range=NON_NEGATIVE)
     val_pieces: int = setting(24, range=AT_LEAST_ONE)  # validation reads at most this many pieces...
@@ -71,12 +74,21 @@ def _subset(files: list[Path], n: int) -> list[Path]:
     return sorted(sorted(files, key=key)[:n]) if n else files
 
 
-def build_data(cfg: MusicTransformerTrainConfig, out: Path, write: bool = True) -> tuple[list[np.ndarray], list[torch.Tensor], dict]:
-    """Training pieces (note lists), validation sequences (BOS + events) and a description; with
-    `write`, the split as out/split.json and out/val_files.txt."""
+def build_data(cfg: MusicTransformerTrainConfig, out: Path, write: bool = True) -> tuple[list[np.ndarray], list[torch.Tensor], dict, list[int]]:
+    """Training pieces (note lists), validation sequences (BOS + events), a description and the
+    midi_dirs entry each training piece came from; with `write`, the split as out/split.json and
+    out/val_files.txt."""
+    if cfg.midi_dir_shares and len(cfg.midi_dir_shares) != len(cfg.midi_dirs):
+        raise TrainingError(
+            f"train.midi_dir_shares has {len(cfg.midi_dir_shares)} entries for {len(cfg.midi_dirs)} train.midi_dirs: give one per entry, or none"
+        )
     found = find_midi_files(list(cfg.midi_dirs))
     if not found:
         raise TrainingError(f"no MIDI files under train.midi_dirs={list(cfg.midi_dirs)}")
+    entry_of: dict[Path, int] = {}
+    for i, spec in enumerate(cfg.midi_dirs):
+        for f in find_midi_files([spec]):
+            entry_of.setdefault(f, i)
     keep = set(_subset(list(found), cfg.max_files))
     pieces = piece_names({f: r for f, r in found.items() if f in keep})
     train_files, val_files = split_by_piece(pieces, cfg.val_fraction, cfg.split_seed)
@@ -91,7 +103,9 @@ def build_data(cfg: MusicTransformerTrainConfig, out: Path, write: bool = True) 
                 indent=1,
             )
         )
-    train = [n for _, n in load_corpus(train_files, out / "cache")]
+    loaded = load_corpus(train_files, out / "cache")
+    train = [n for _, n in loaded]
+    corpus = [entry_of.get(f, 0) for f, _ in loaded]
     # one performance per validation piece first, in a fixed order, so the cap keeps variety
     order = sorted(val_files, key=lambda f: (hashlib.sha1(pieces[f].encode()).hexdigest(), str(f)))
     firsts = list({pieces[f]: f for f in reversed(order)}.values())[::-1]
@@ -106,7 +120,7 @@ def build_data(cfg: MusicTransformerTrainConfig, out: Path, write: bool = True) 
         "val_scored_files": len(val),
         "train_notes": int(sum(len(n) for n in train)),
     }
-    return train, val, desc
+    return train, val, desc, corpus
 
 
 def validate(model: MusicTransformer, val: list[torch.Tensor], device: str) -> float:
@@ -134,7 +148,7 @@ def train(cfg: MusicTransformerTrainConfig) -> dict:
     """Train (resuming from cfg.out_dir when it holds a checkpoint); returns the last validation row."""
     run = start(cfg, MODEL_NAME)
     with run.main_first():  # rank 0 parses the MIDI into out_dir/cache and writes the split, the others read the cache
-        train_pieces, val, data_desc = build_data(cfg, run.out, write=run.main)
+        train_pieces, val, data_desc, corpus = build_data(cfg, run.out, write=run.main)
     if run.main:
         log.info("data: %s", data_desc)
     model = MusicTransformer(cfg.model).to(run.device)
@@ -143,7 +157,15 @@ def train(cfg: MusicTransformerTrainConfig) -> dict:
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}], lr=cfg.learning_rate, betas=(0.9, 0.98)
     )
-    sampler = WindowSampler(train_pieces, cfg.model.max_len + 1, seed=cfg.seed, max_transpose=cfg.max_transpose, stretch=(cfg.stretch_min, cfg.stretch_max))
+    sampler = WindowSampler(
+        train_pieces,
+        cfg.model.max_len + 1,
+        seed=cfg.seed,
+        max_transpose=cfg.max_transpose,
+        stretch=(cfg.stretch_min, cfg.stretch_max),
+        corpus=corpus,
+        corpus_shares=list(cfg.midi_dir_shares) or None,
+    )
 
     def train_log(p: Progress) -> dict:
         return {
