@@ -83,3 +83,20 @@ def test_init_from_copies_what_fits_and_leaves_a_new_head_fresh(tmp_path):
         else:
             assert torch.equal(v, was[k]), k
     assert any(not torch.equal(fresh[k], was[k]) for k in was if k.endswith("weight"))  # the two inits differ, so the copy is seen
+
+
+def test_validation_scores_the_pedal_only_where_the_reference_has_one():
+    import torch
+
+    from w2m2w.models.onsets_frames import OnsetsFrames
+    from w2m2w.train.transcriber import validation_scores
+
+    torch.manual_seed(0)
+    model = OnsetsFrames(OnsetsFramesConfig(model_size=32, lstm_units=8, pedal=True)).eval()
+    y = np.random.default_rng(0).uniform(-0.1, 0.1, 16000).astype(np.float32)
+    notes = np.array([[0.1, 0.5, 60, 80]])
+    with_pedal = validation_scores(model, [(y, notes, np.array([[0.2, 0.8]]))], [0.3])
+    without = validation_scores(model, [(y, notes, None)], [0.3])
+    assert {"pedal_onset_f1", "pedal_frame_f1", "note_f1", "frame_f1@0.3", "note_offset_f1@0.3"} <= set(with_pedal)
+    assert not any(k.startswith("pedal") for k in without) and "note_f1" in without
+    assert all(0.0 <= v <= 1.0 for v in with_pedal.values())
