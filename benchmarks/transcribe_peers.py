@@ -49,7 +49,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))  # runnable from a checkout without installing
 
-from benchmarks.transcribe_speed import _version, load_system, peak_rss_mb, rss_mb  # noqa: E402
+from benchmarks.transcribe_speed import _version, load_system, peak_rss_mb, rss_mb, run_script_worker  # noqa: E402
 
 STANDIN = HERE / "_torchaudio_standin"  # holds a `torchaudio` package with melscale_fbanks only
 SYSTEMS = ("w2m2w", "basic-pitch", "transkun")
@@ -267,16 +267,8 @@ def system_status(system: str) -> str | None:
 
 
 def run_worker(system: str, manifest_path: Path, weights: str, threads: int, tmp: Path) -> dict:
-    out = tmp / f"{system}.json"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", system, "--manifest", str(manifest_path), "--weights", weights]
-    cmd += ["--threads", str(threads), "--result", str(out)]
-    # the thread budget also binds OpenMP/MKL pools that libraries start on their own
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if res.returncode != 0 or not out.is_file():
-        tail = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"exit {res.returncode}"
-        return {"system": system, "error": tail}
-    return json.loads(out.read_text())
+    args = ["--worker", system, "--manifest", str(manifest_path), "--weights", weights]
+    return run_script_worker(Path(__file__), args, system, threads, tmp / f"{system}.json")
 
 
 def _f(x: float | None, fmt: str = ".3f") -> str:

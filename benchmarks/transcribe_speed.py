@@ -220,22 +220,14 @@ def basic_pitch_status() -> str | None:
 
 def run_worker(system: str, audio: Path, tsv: Path, weights: str, threads: int, tmp: Path) -> dict:
     out = tmp / f"{system}.json"
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--worker",
-        system,
-        "--audio",
-        str(audio),
-        "--ref",
-        str(tsv),
-        "--weights",
-        weights,
-        "--threads",
-        str(threads),
-        "--result",
-        str(out),
-    ]
+    args = ["--worker", system, "--audio", str(audio), "--ref", str(tsv), "--weights", weights]
+    return run_script_worker(Path(__file__), args, system, threads, out)
+
+
+def run_script_worker(script: Path, args: list[str], system: str, threads: int, out: Path) -> dict:
+    """Run `script` with `args` in its own process (so its peak RSS is its own) and read the JSON it
+    writes to `out`; a failure comes back as {"system", "error": its last stderr line}."""
+    cmd = [sys.executable, str(Path(script).resolve()), *args, "--threads", str(threads), "--result", str(out)]
     # the thread budget also binds OpenMP/MKL pools that libraries start on their own
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
