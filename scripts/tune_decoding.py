@@ -23,9 +23,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without installing
 
 from w2m2w.data.transcription import Example, audio_dir_examples, maps_examples  # noqa: E402
-from w2m2w.metrics import mean_metrics, pedal_metrics, transcription_metrics  # noqa: E402
-from w2m2w.train.transcriber import load_validation  # noqa: E402
-from w2m2w.transcription import DecodeConfig, decode_probabilities, load_transcriber  # noqa: E402
+from w2m2w.train.transcriber import decoding_scores, load_validation  # noqa: E402
+from w2m2w.transcription import DecodeConfig, load_transcriber  # noqa: E402
 
 
 def examples(spec: str) -> list[Example]:
@@ -33,16 +32,6 @@ def examples(spec: str) -> list[Example]:
     folder, _, pattern = spec.partition(":")
     found = maps_examples(folder) if (Path(folder) / "flac").is_dir() else audio_dir_examples(folder)
     return [e for e in found if fnmatch.fnmatch(e.name, pattern or "*")]
-
-
-def score(probs: list[dict], data: list, frame_rate: float, decode: DecodeConfig) -> dict[str, float]:
-    rows, pedal_rows = [], []
-    for p, (_, ref, ref_pedal) in zip(probs, data):
-        notes, pedal = decode_probabilities(p, frame_rate, decode)
-        rows.append({k: v for k, v in transcription_metrics(ref, notes).items() if k.endswith("f1")})
-        if pedal is not None and ref_pedal is not None and len(ref_pedal):
-            pedal_rows.append({k: v for k, v in pedal_metrics(ref_pedal, pedal).items() if k.endswith("f1")})
-    return {**mean_metrics(rows), **mean_metrics(pedal_rows)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for on, fr, off in itertools.product(args.onset, args.frame, args.offset):
         d = DecodeConfig(onset_threshold=on, frame_threshold=fr, offset_threshold=off)
-        results.append(({"onset_threshold": on, "frame_threshold": fr, "offset_threshold": off}, score(probs, data, model.frame_rate, d)))
+        results.append(({"onset_threshold": on, "frame_threshold": fr, "offset_threshold": off}, decoding_scores(probs, data, model.frame_rate, d)))
     results.sort(key=lambda r: -np.mean([r[1]["note_f1"], r[1]["note_offset_f1"], r[1]["frame_f1"]]))
     best = results[0][0]
     if has_pedal:  # the pedal's thresholds do not touch the notes: tuned on their own, at the best note setting
@@ -80,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         for pf, po in itertools.product(args.pedal, args.pedal):
             d = DecodeConfig(**best, pedal_frame_threshold=pf, pedal_onset_threshold=po, pedal_offset_threshold=po)
             pedal_results.append(
-                ({"pedal_frame_threshold": pf, "pedal_onset_threshold": po, "pedal_offset_threshold": po}, score(probs, data, model.frame_rate, d))
+                ({"pedal_frame_threshold": pf, "pedal_onset_threshold": po, "pedal_offset_threshold": po}, decoding_scores(probs, data, model.frame_rate, d))
             )
         pedal_results.sort(key=lambda r: -r[1].get("pedal_onset_f1", 0.0))
         best = {**best, **pedal_results[0][0]}

@@ -92,13 +92,3 @@ def transcribe(
 ) -> np.ndarray:
     """Note list (n, 4) for 16 kHz mono `audio` of any length."""
     return transcribe_with_pedal(model, audio, decode, chunk_seconds, overlap_seconds)[0]
-
-
-def validate(model: OnsetsFrames, pieces: list[tuple[str, np.ndarray, np.ndarray]], decode: DecodeConfig = DecodeConfig()) -> dict[str, float]:
-    """Mean transcription metrics of `model` over (name, audio, reference notes) triples."""
-    from .metrics import mean_metrics, transcription_metrics
-
-    was_training = model.training
-    rows = [transcription_metrics(ref, transcribe(model, y, decode)) for _, y, ref in pieces]
-    model.train(was_training)
-    return mean_metrics(rows)

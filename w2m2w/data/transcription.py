@@ -154,7 +154,6 @@ class SegmentSampler:
         frame_rate: float,
         hop_length: int,
         seed: int = 0,
-        augment_p: float = 0.0,
         augmenter: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
         pedal: bool = False,
     ):
@@ -175,7 +174,6 @@ class SegmentSampler:
         self.hop = hop_length
         self.frame_rate = frame_rate
         self.rng = np.random.default_rng(seed)
-        self.augment_p = augment_p
         lengths = np.array([len(y) for y, _ in self.items], dtype=np.float64)
         self.weights = lengths / lengths.sum()
 
@@ -192,7 +190,6 @@ class SegmentSampler:
     def draw(self, rngs: list[np.random.Generator]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """One segment per generator: audio (batch, samples) and targets, each (batch, frames, 88)."""
         from ..pedal import pedal_rolls
-        from .augment import augment
 
         batch_size = len(rngs)
         n_samples = (self.seg_frames - 1) * self.hop
@@ -210,8 +207,6 @@ class SegmentSampler:
             audio[b, : len(seg)] = seg
             if self.augmenter is not None:
                 audio[b] = self.augmenter(audio[b], rng)
-            elif self.augment_p > 0:
-                audio[b] = augment(audio[b], rng, self.augment_p)
             t0 = a / SAMPLE_RATE
             sel = notes[(notes[:, 1] > t0) & (notes[:, 0] < t0 + n_samples / SAMPLE_RATE)].copy()
             sel[:, :2] -= t0

@@ -110,28 +110,35 @@ def load_validation(examples: list[Example], seconds: float) -> list[tuple[np.nd
     return out
 
 
+def decoding_scores(
+    probs: list[dict[str, np.ndarray]], data: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], frame_rate: float, decode: DecodeConfig
+) -> dict[str, float]:
+    """Mean F1s over the pieces of the notes (and, where the references have one, the pedal) that
+    `decode` makes of each piece's probabilities (model.predict's, one dict per piece of `data`)."""
+    from ..metrics import mean_metrics, pedal_metrics, transcription_metrics
+    from ..transcription import decode_probabilities
+
+    rows, pedal_rows = [], []
+    for p, (_, ref, ref_pedal) in zip(probs, data):
+        notes, pedal = decode_probabilities(p, frame_rate, decode)
+        rows.append({k: v for k, v in transcription_metrics(ref, notes).items() if k.endswith("f1")})
+        if pedal is not None and ref_pedal is not None and len(ref_pedal):
+            pedal_rows.append({k: v for k, v in pedal_metrics(ref_pedal, pedal).items() if k.endswith("f1")})
+    return {**mean_metrics(rows), **mean_metrics(pedal_rows)}
+
+
 def validation_scores(model: OnsetsFrames, data: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], frame_thresholds: list[float]) -> dict[str, float]:
     """Mean F1s over the pieces: notes at the default decoding, offsets and frames at each frame
     threshold (decoding is cheap next to the network, so one forward pass serves them all), and
     the pedal where the references have one."""
-    from ..metrics import mean_metrics, pedal_metrics, transcription_metrics
-    from ..transcription import decode_probabilities
-
     was = model.training
-    rows, pedal_rows = [], []
-    for y, ref, ref_pedal in data:
-        probs = model.predict(y)
-        notes, pedal = decode_probabilities(probs, model.frame_rate, DecodeConfig())
-        row = {k: v for k, v in transcription_metrics(ref, notes).items() if k.endswith("f1")}
-        for t in frame_thresholds:
-            alt, _ = decode_probabilities(probs, model.frame_rate, DecodeConfig(frame_threshold=t))
-            m = transcription_metrics(ref, alt)
-            row.update({f"note_offset_f1@{t}": m["note_offset_f1"], f"frame_f1@{t}": m["frame_f1"]})
-        rows.append(row)
-        if pedal is not None and ref_pedal is not None and len(ref_pedal):
-            pedal_rows.append({k: v for k, v in pedal_metrics(ref_pedal, pedal).items() if k.endswith("f1")})
+    probs = [model.predict(y) for y, _, _ in data]
     model.train(was)
-    return {**mean_metrics(rows), **mean_metrics(pedal_rows)}
+    row = decoding_scores(probs, data, model.frame_rate, DecodeConfig())
+    for t in frame_thresholds:
+        alt = decoding_scores(probs, data, model.frame_rate, DecodeConfig(frame_threshold=t))
+        row.update({f"note_offset_f1@{t}": alt["note_offset_f1"], f"frame_f1@{t}": alt["frame_f1"]})
+    return row
 
 
 def init_from(model: OnsetsFrames, path: str) -> None:
