@@ -128,3 +128,22 @@ def test_pedal_loss_counts_only_rows_with_pedal_labels():
     assert m.loss(out, target)["pedal"].item() == pytest.approx(expect, rel=1e-5)
     target["pedal"][1] = 1.0  # row 1 unknown: whatever its target, the loss is the same
     assert m.loss(out, target)["pedal"].item() == pytest.approx(expect, rel=1e-5)
+
+
+def test_training_step_weights_each_head_and_reports_it_unweighted():
+    """The step's loss is the weighted sum of the heads' losses; the figures stay each head's own loss."""
+    torch.manual_seed(2)
+    m = OnsetsFrames(OnsetsFramesConfig(model_size=32, lstm_units=8)).eval()  # eval: no dropout, so two calls agree
+    audio = torch.from_numpy(_audio(HOP * 40, seed=3))[None].repeat(2, 1)
+    frames = log_mel(audio, m.mel_cfg).shape[1]
+    target = {k: (torch.rand(2, frames, 88) > 0.9).float() for k in ("onset", "offset", "frame")}
+    target["velocity"] = torch.rand(2, frames, 88) * target["onset"]
+    with torch.no_grad():
+        plain, figures = m.training_step((audio, target))
+        weighted, figures_w = m.training_step((audio, target), weights={"frame": 3.0, "onset": 0.0})
+    own = {k[len("loss_") :]: v.item() for k, v in figures.items()}
+    assert plain.item() == pytest.approx(sum(own.values()), rel=1e-5)
+    assert weighted.item() == pytest.approx(own["offset"] + own["velocity"] + 3.0 * own["frame"], rel=1e-5)
+    assert {k: v.item() for k, v in figures_w.items()} == pytest.approx({k: v.item() for k, v in figures.items()}, rel=1e-6)
+    with pytest.raises(ValueError, match="unknown heads"):
+        m.training_step((audio, target), weights={"frames": 2.0})

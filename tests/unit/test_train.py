@@ -67,7 +67,7 @@ def test_init_from_copies_what_fits_and_leaves_a_new_head_fresh(tmp_path):
 
     from w2m2w.checkpoint import save_weights
     from w2m2w.models.onsets_frames import MODEL_NAME, OnsetsFrames
-    from w2m2w.train.transcriber import init_from
+    from w2m2w.train.loop import init_from
 
     torch.manual_seed(0)
     old = OnsetsFrames(OnsetsFramesConfig(model_size=32, lstm_units=8))
@@ -75,7 +75,7 @@ def test_init_from_copies_what_fits_and_leaves_a_new_head_fresh(tmp_path):
     torch.manual_seed(1)
     new = OnsetsFrames(OnsetsFramesConfig(model_size=32, lstm_units=8, pedal=True))
     fresh = {k: v.clone() for k, v in new.state_dict().items()}
-    init_from(new, str(tmp_path / "old.safetensors"))
+    init_from(new, str(tmp_path / "old.safetensors"), MODEL_NAME)
     got, was = new.state_dict(), old.state_dict()
     for k, v in got.items():
         if k.startswith("pedal_stack."):

@@ -117,3 +117,31 @@ def test_corpus_shares_need_one_per_midi_dir(tmp_path, midi_folder):
     cfg = MusicTransformerTrainConfig(out_dir=str(tmp_path / "run"), midi_dirs=[str(midi_folder)], midi_dir_shares=[1.0, 2.0], max_steps=1)
     with pytest.raises(TrainingError, match="midi_dir_shares has 2 entries for 1"):
         train(cfg)
+
+
+def test_init_from_shorter_context_starts_from_the_same_function(tmp_path):
+    """Weights trained at max_len 8 grown to 24: on 24 events the new model scores as the old one did.
+
+    The old model clips distances past 7 to its farthest embedding, so the reference is the old model
+    itself reading 24 events; a table grown any other way (zeros, a copy of the nearest distance) differs.
+    """
+    import torch
+
+    from w2m2w.checkpoint import save_weights
+    from w2m2w.models.music_transformer import MODEL_NAME, MusicTransformer
+    from w2m2w.train.loop import init_from
+    from w2m2w.train.music_transformer import longer_relative_table
+
+    torch.manual_seed(0)
+    small = MusicTransformerConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, max_len=8, key_state=True)
+    old = MusicTransformer(small).eval()
+    save_weights(tmp_path / "old.safetensors", MODEL_NAME, old.state_dict(), {}, {})
+    torch.manual_seed(1)
+    new = MusicTransformer(MusicTransformerConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, max_len=24, key_state=True)).eval()
+    init_from(new, str(tmp_path / "old.safetensors"), MODEL_NAME, adapt=longer_relative_table)
+    assert new.blocks[0].attn.rel.shape[1] == 24
+    tokens = torch.randint(3, small.vocab_size, (2, 24))
+    with torch.no_grad():
+        torch.testing.assert_close(new(tokens), old(tokens), atol=1e-5, rtol=1e-5)
+    # another head count cannot be grown: that table starts fresh instead of being forced in
+    assert longer_relative_table("blocks.0.attn.rel", torch.zeros(4, 8, 16), torch.zeros(2, 24, 16)) is None

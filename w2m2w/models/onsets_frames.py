@@ -8,6 +8,7 @@ and offset predictions (gradient stopped), as in the paper.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -20,6 +21,7 @@ from ..midi import N_KEYS
 from ..settings import Range, setting
 
 MODEL_NAME = "onsets_frames"  # in its weights files' metadata
+LOSS_HEADS = ("onset", "offset", "frame", "velocity", "pedal")  # the terms of OnsetsFrames.loss
 PEDAL_HEADS = ("pedal_onset", "pedal_offset", "pedal_frame")  # the pedal head's three outputs, in order
 
 
@@ -143,19 +145,26 @@ class OnsetsFrames(nn.Module):
             losses["pedal"] = (per * known).sum() / known.sum().clamp(min=1.0)
         return losses
 
-    def training_step(self, batch: tuple[torch.Tensor, dict[str, torch.Tensor]], bf16: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Loss of one batch (the sum of the four heads' losses), and no extra figures.
+    def training_step(
+        self, batch: tuple[torch.Tensor, dict[str, torch.Tensor]], bf16: bool = False, weights: Mapping[str, float] | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Loss of one batch (the heads' losses summed, each times weights[head], default 1) and each head's unweighted loss.
 
         batch: audio (batch, samples) and targets onset/offset/frame/velocity, each (batch, frames, 88).
         bf16 runs the network under bfloat16 autocast; the losses are computed in float32 whatever it ran in.
         """
+        weights = dict(weights or {})
+        unknown = sorted(set(weights) - set(LOSS_HEADS))
+        if unknown:
+            raise ValueError(f"loss weights for unknown heads {unknown}; the heads are {list(LOSS_HEADS)}")
         audio, target = batch
         mel = log_mel(audio, self.mel_cfg)
         n = min(mel.shape[1], target["onset"].shape[1])
         with torch.autocast(device_type=audio.device.type, dtype=torch.bfloat16, enabled=bf16):
             out = self(mel[:, :n])
         losses = self.loss({k: v.float() for k, v in out.items()}, {k: v if v.dim() == 1 else v[:, :n] for k, v in target.items()})
-        return sum(losses.values()), {f"loss_{k}": v.detach() for k, v in losses.items()}
+        total = sum(weights.get(k, 1.0) * v for k, v in losses.items())
+        return total, {f"loss_{k}": v.detach() for k, v in losses.items()}
 
     @torch.no_grad()
     def predict(self, audio: np.ndarray, chunk_seconds: float = 20.0, overlap_seconds: float = 2.0, batch_size: int = 4) -> dict[str, np.ndarray]:

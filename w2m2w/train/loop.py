@@ -223,6 +223,29 @@ class _StepModule(nn.Module):
         return self.step(self.model, batch)
 
 
+def init_from(model: nn.Module, path: str, model_name: str, adapt: Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor | None] | None = None) -> None:
+    """Copy every tensor of the weights at `path` whose name and shape fit `model`; log what starts fresh.
+
+    adapt(name, saved, own) may return a reshaped copy of a saved tensor whose shape does not fit
+    (say a longer relative-position table), or None to leave that tensor fresh.
+    """
+    from ..checkpoint import load_weights
+
+    state, _, _ = load_weights(path, model_name)
+    own = model.state_dict()
+    fits: dict[str, torch.Tensor] = {}
+    for k, v in state.items():
+        if k not in own:
+            continue
+        if own[k].shape != v.shape and adapt is not None:
+            v = adapt(k, v, own[k])
+        if v is not None and own[k].shape == v.shape:
+            fits[k] = v
+    model.load_state_dict(fits, strict=False)
+    fresh = sorted({k.split(".")[0] for k in own if k not in fits})
+    log.info("initialised %d of %d tensors from %s; fresh: %s", len(fits), len(own), path, fresh or "none")
+
+
 def to_device(x: Any, device: str) -> Any:
     """numpy arrays and tensors, nested in dicts, tuples and lists, as tensors on `device` (None stays None)."""
     if isinstance(x, np.ndarray):

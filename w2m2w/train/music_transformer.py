@@ -22,9 +22,9 @@ import torch
 
 from ..data.midi_corpus import WindowSampler, find_midi_files, load_corpus, piece_names, split_by_piece
 from ..generation import piece_tokens
-from ..models.music_transformer import MODEL_NAME, MusicTransformer, MusicTransformerConfig, sequence_nll
+from ..models.music_transformer import MODEL_NAME, MusicTransformer, MusicTransformerConfig, relative_embeddings, sequence_nll
 from ..settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range, setting
-from .loop import Progress, Task, TrainingError, fit, start
+from .loop import Progress, Task, TrainingError, fit, init_from, start
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,10 @@ class MusicTransformerTrainConfig:
     max_minutes: float = setting(60.0, range=NON_NEGATIVE)  # 0: no time limit; else the schedule ends with whichever budget runs out first
     validate_every: int = setting(100, range=AT_LEAST_ONE)
     seed: int = setting(0, range=NON_NEGATIVE)
+    # start from these weights (a fresh run only; a checkpoint in out_dir wins). A longer max_len than
+    # theirs is allowed: the relative table grows by repeating its farthest distance, which is what the
+    # shorter model already used for those distances, so training starts from the same function
+    init_weights: str | None = setting(None)
     threads: int = setting(0, range=NON_NEGATIVE, affects_output=False)  # 0: torch's default
     device: str = setting("cpu", affects_output=False)
 
@@ -144,6 +148,13 @@ def learning_rate(cfg: MusicTransformerTrainConfig, step: int, elapsed_s: float)
     return floor + (cfg.learning_rate - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def longer_relative_table(name: str, saved: torch.Tensor, own: torch.Tensor) -> torch.Tensor | None:
+    """A saved (H, R, Dh) relative table grown to own's (H, R', Dh), R' > R, by clipping distances as the model does."""
+    if name.endswith(".rel") and saved.dim() == 3 and saved.shape[::2] == own.shape[::2] and saved.shape[1] < own.shape[1]:
+        return relative_embeddings(saved, own.shape[1])
+    return None
+
+
 def train(cfg: MusicTransformerTrainConfig) -> dict:
     """Train (resuming from cfg.out_dir when it holds a checkpoint); returns the last validation row."""
     run = start(cfg, MODEL_NAME)
@@ -152,6 +163,8 @@ def train(cfg: MusicTransformerTrainConfig) -> dict:
     if run.main:
         log.info("data: %s", data_desc)
     model = MusicTransformer(cfg.model).to(run.device)
+    if cfg.init_weights and not (run.out / "checkpoint" / "state.json").is_file():
+        init_from(model, cfg.init_weights, MODEL_NAME, adapt=longer_relative_table)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not n.endswith(".rel")]
     other = [p for n, p in model.named_parameters() if p.dim() < 2 or n.endswith(".rel")]
     opt = torch.optim.AdamW(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import glob
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -20,9 +20,20 @@ from ..data.transcription import Example, SegmentSampler, load_examples_audio_no
 from ..models.onsets_frames import MODEL_NAME, OnsetsFrames, OnsetsFramesConfig
 from ..settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY_UPPER, Range, setting
 from ..transcription import DecodeConfig
-from .loop import Progress, Task, TrainingError, fit, start
+from .loop import Progress, Task, TrainingError, fit, init_from, start
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class LossWeights:
+    """Each head's weight in the summed training loss (OnsetsFrames.training_step); 1 is the MAESTRO paper's plain sum."""
+
+    onset: float = setting(1.0, range=NON_NEGATIVE)
+    offset: float = setting(1.0, range=NON_NEGATIVE)
+    frame: float = setting(1.0, range=NON_NEGATIVE)
+    velocity: float = setting(1.0, range=NON_NEGATIVE)
+    pedal: float = setting(1.0, range=NON_NEGATIVE)
 
 
 @dataclass
@@ -49,6 +60,8 @@ class TranscriberTrainConfig:
     lr_decay: float = setting(0.98, range=PROBABILITY_UPPER)  # every lr_decay_steps
     lr_decay_steps: int = setting(1000, range=AT_LEAST_ONE)
     clip_grad_norm: float = setting(3.0, range=POSITIVE)
+    # each head's weight in the summed loss, e.g. train.loss_weights.frame=2 to push a duration head
+    loss_weights: LossWeights = field(default_factory=lambda: LossWeights())
     augment_p: float = setting(0.5, range=Range(0, 1))
     room_bank: int = setting(64, range=NON_NEGATIVE)  # simulated rooms (data/rooms.py) the augmentation draws from; 0: no rooms
     room_cache: str = setting("cache/rooms", affects_output=False)
@@ -141,18 +154,6 @@ def validation_scores(model: OnsetsFrames, data: list[tuple[np.ndarray, np.ndarr
     return row
 
 
-def init_from(model: OnsetsFrames, path: str) -> None:
-    """Copy every tensor of the weights at `path` whose name and shape fit `model`; log what starts fresh."""
-    from ..checkpoint import load_weights
-
-    state, _, _ = load_weights(path, MODEL_NAME)
-    own = model.state_dict()
-    fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    model.load_state_dict(fits, strict=False)
-    fresh = sorted({k.split(".")[0] for k in own if k not in fits})
-    log.info("initialised %d of %d tensors from %s; fresh: %s", len(fits), len(own), path, fresh or "none")
-
-
 def make_augmenter(cfg: TranscriberTrainConfig):
     """The training augmentation: simulated rooms and an effects chain (data/augment.py)."""
     from ..data.augment import Augmenter
@@ -177,7 +178,7 @@ def train_transcriber(cfg: TranscriberTrainConfig) -> dict:
         )
     model = OnsetsFrames(cfg.model).to(run.device)
     if cfg.init_weights and not (run.out / "checkpoint" / "state.json").is_file():
-        init_from(model, cfg.init_weights)
+        init_from(model, cfg.init_weights, MODEL_NAME)
     sampler = SegmentSampler(
         train_ex,
         cfg.segment_seconds,
@@ -204,7 +205,7 @@ def train_transcriber(cfg: TranscriberTrainConfig) -> dict:
         model=model,
         optimizer=torch.optim.Adam(model.parameters(), lr=cfg.learning_rate),
         sampler=sampler,
-        step=lambda m, batch: m.training_step(batch, cfg.bf16),
+        step=lambda m, batch: m.training_step(batch, cfg.bf16, asdict(cfg.loss_weights)),
         lr=lambda step, _: cfg.learning_rate * cfg.lr_decay ** (step / cfg.lr_decay_steps),
         validate=validation,
         train_log=train_log,
