@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--onset", type=float, nargs="+", default=[0.3, 0.4, 0.5])
     ap.add_argument("--frame", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.5])
     ap.add_argument("--offset", type=float, nargs="+", default=[1.0, 0.7, 0.5, 0.3])
-    ap.add_argument("--pedal", type=float, nargs="+", default=[0.3, 0.5, 0.7], help="pedal frame and onset thresholds tried (pedal head only)")
+    ap.add_argument("--pedal", type=float, nargs="+", default=[0.3, 0.4, 0.5], help="pedal frame and onset thresholds tried (pedal head only)")
+    ap.add_argument("--pedal-offset", type=float, nargs="+", default=[0.06, 0.1, 0.2, 0.4], help="pedal offset thresholds tried")
+    ap.add_argument("--pedal-gap", type=float, nargs="+", default=[0.0, 0.15, 0.25], help="pedal change gaps tried (seconds; 0: off)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--top", type=int, default=10)
     args = ap.parse_args(argv)
@@ -66,11 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     best = results[0][0]
     if has_pedal:  # the pedal's thresholds do not touch the notes: tuned on their own, at the best note setting
         pedal_results = []
-        for pf, po in itertools.product(args.pedal, args.pedal):
-            d = DecodeConfig(**best, pedal_frame_threshold=pf, pedal_onset_threshold=po, pedal_offset_threshold=po)
-            pedal_results.append(
-                ({"pedal_frame_threshold": pf, "pedal_onset_threshold": po, "pedal_offset_threshold": po}, decoding_scores(probs, data, model.frame_rate, d))
-            )
+        for pf, po, pof, gap in itertools.product(args.pedal, args.pedal, args.pedal_offset, args.pedal_gap):
+            setting = {"pedal_frame_threshold": pf, "pedal_onset_threshold": po, "pedal_offset_threshold": pof, "pedal_change_gap": gap}
+            pedal_results.append((setting, decoding_scores(probs, data, model.frame_rate, DecodeConfig(**best, **setting))))
         pedal_results.sort(key=lambda r: -r[1].get("pedal_onset_f1", 0.0))
         best = {**best, **pedal_results[0][0]}
     print(f"{len(ex)} pieces, first {args.seconds:g} s each; weights {args.weights}\n")
@@ -80,10 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     for s, m in results[: args.top]:
         print(f"| {s['onset_threshold']} | {s['frame_threshold']} | {s['offset_threshold']} | " + " | ".join(f"{m[c]:.3f}" for c in cols) + " |")
     if has_pedal:
-        print("\n| pedal frame | pedal onset/offset | pedal_onset_f1 | pedal_onset_offset_f1 | pedal_frame_f1 |\n| --- | --- | --- | --- | --- |")
-        for s, m in pedal_results:
+        print("\n| pedal frame | pedal onset | pedal offset | change gap | pedal_onset_f1 | pedal_onset_offset_f1 | pedal_frame_f1 |\n" + "| --- " * 7 + "|")
+        for s, m in pedal_results[: args.top]:
             print(
-                f"| {s['pedal_frame_threshold']} | {s['pedal_onset_threshold']} | {m.get('pedal_onset_f1', float('nan')):.3f} | "
+                f"| {s['pedal_frame_threshold']} | {s['pedal_onset_threshold']} | {s['pedal_offset_threshold']} | {s['pedal_change_gap']} | "
+                f"{m.get('pedal_onset_f1', float('nan')):.3f} | "
                 f"{m.get('pedal_onset_offset_f1', float('nan')):.3f} | {m.get('pedal_frame_f1', float('nan')):.3f} |"
             )
     print("\nbest: " + " ".join(f"{k}={v}" for k, v in best.items()))

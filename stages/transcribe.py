@@ -27,12 +27,13 @@ class TranscribeSettings:
     frame_threshold: float = setting(DecodeConfig.frame_threshold, range=PROBABILITY_OPEN)
     min_duration: float = setting(DecodeConfig.min_duration, range=NON_NEGATIVE)
     offset_threshold: float = setting(DecodeConfig.offset_threshold, range=PROBABILITY_UPPER)  # 1.0: the offset head never ends a note
-    # sustain pedal: written as CC64 when the model has a pedal head (the shipped weights have none: no CC64)
+    # sustain pedal: written as CC64 when the model has a pedal head (the shipped weights have one)
     pedal: bool = setting(True)
     pedal_onset_threshold: float = setting(DecodeConfig.pedal_onset_threshold, range=PROBABILITY_OPEN)
     pedal_offset_threshold: float = setting(DecodeConfig.pedal_offset_threshold, range=PROBABILITY_OPEN)
     pedal_frame_threshold: float = setting(DecodeConfig.pedal_frame_threshold, range=PROBABILITY_OPEN)
     pedal_min_duration: float = setting(DecodeConfig.pedal_min_duration, range=NON_NEGATIVE)
+    pedal_change_gap: float = setting(DecodeConfig.pedal_change_gap, range=NON_NEGATIVE)  # s; 0: a pedal change must show in the frame head
     chunk_seconds: float = setting(20.0, range=POSITIVE)
     overlap_seconds: float = setting(2.0, range=NON_NEGATIVE)
     silence_db: float = setting(-60.0, range=Range(None, 0))  # dBFS: a peak never exceeds 0

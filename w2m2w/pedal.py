@@ -63,7 +63,8 @@ def load_pedal(notes_path: str | os.PathLike) -> np.ndarray | None:
         side = pedal_tsv_path(p)
         if not side.is_file():
             return None
-        return merge_intervals(np.loadtxt(str(side), delimiter="\t", skiprows=1, ndmin=2).reshape(-1, 2))
+        rows = [line.split("\t")[:2] for line in side.read_text().splitlines()[1:] if line.strip()]
+        return merge_intervals(np.array(rows, dtype=np.float64).reshape(-1, 2))  # no rows: never pressed
     import pretty_midi
 
     try:
@@ -129,6 +130,7 @@ def decode_pedal(
     offset_threshold: float = 0.5,
     frame_threshold: float = 0.5,
     min_duration: float = PEDAL_MIN_DURATION,
+    change_gap: float = 0.0,
 ) -> np.ndarray:
     """Pedal intervals (n, 2) in seconds from a pedal head's (frames,) probabilities.
 
@@ -144,6 +146,10 @@ def decode_pedal(
       lags behind an offset does not restart it at once; a run that starts on the very frame the
       pedal came up starts the next pedal one frame later, so intervals never touch (CC64 written
       up and down at one instant is ambiguous, and merge_intervals would join them);
+    - with `change_gap` > 0 an up at an offset run is read as a pedal change: the pedal goes down
+      again `change_gap` seconds later if frame or onset probability still says down there (and
+      has not dropped since), without waiting for a new run. A change is a lift of a tenth of a
+      second or two under a frame head that stays high, so the frame head alone never shows it;
     - one still down on the last frame comes up at the end (frames / frame_rate);
     - presses shorter than `min_duration` seconds are dropped. Gaps are never merged: a pedal
       change lifts the pedal for a median 0.14 s in MAESTRO, 12 % of them under 64 ms (2 frames).
@@ -158,15 +164,21 @@ def decode_pedal(
     out: list[tuple[int, int]] = []
     start: int | None = None
     deferred = False  # a run started on the frame the pedal came up: go down on the next frame if still down
+    gap = int(round(change_gap * frame_rate))
+    resume: int | None = None  # after a pedal change: down again from this frame while still down
     for t in range(len(frame)):
         if start is not None:
             if t > start and (off_start[t] or not down[t] or on_start[t]):
                 out.append((start, t))
                 start = None
                 deferred = bool(on_start[t] or fr_start[t])
+                resume = t + max(gap, 1) if gap > 0 and off_start[t] and down[t] else None
             continue
-        if on_start[t] or fr_start[t] or (deferred and down[t]):
+        if not down[t]:
+            resume = None  # it really came up: only a new run takes it down again
+        if on_start[t] or fr_start[t] or (deferred and down[t]) or (resume is not None and t >= resume):
             start = t
+            resume = None
         deferred = False
     if start is not None:
         out.append((start, len(frame)))

@@ -27,6 +27,7 @@ class DecodeConfig:
     pedal_offset_threshold: float = 0.4
     pedal_frame_threshold: float = 0.4
     pedal_min_duration: float = PEDAL_MIN_DURATION
+    pedal_change_gap: float = 0.25  # s; an offset under a still-high frame head is a pedal change: down again this much later (0: never)
 
 
 def load_transcriber(path: str | os.PathLike, device: str = "cpu") -> OnsetsFrames:
@@ -71,6 +72,7 @@ def decode_probabilities(probs: dict[str, np.ndarray], frame_rate: float, decode
         decode.pedal_offset_threshold,
         decode.pedal_frame_threshold,
         decode.pedal_min_duration,
+        decode.pedal_change_gap,
     )
     return notes, pedal
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict
 
 import numpy as np
@@ -113,6 +114,20 @@ def test_thresholds_are_the_arguments():
     np.testing.assert_allclose(decode_pedal(on, off, fr, FR, onset_threshold=0.3), [[0.1, 0.2]])  # the one-frame onset run alone
 
 
+def test_change_gap_presses_again_after_an_offset_under_high_frames():
+    """A pedal change the frame head does not show: up at the offset, down again change_gap later."""
+    on, off, fr = arrays(T=30)
+    fr[:] = 0.9
+    off[10:12] = 0.7
+    np.testing.assert_allclose(decode_pedal(on, off, fr, FR), [[0.0, 1.0]])  # no gap: the lagging frames never restart it
+    np.testing.assert_allclose(decode_pedal(on, off, fr, FR, change_gap=0.3), [[0.0, 1.0], [1.3, 3.0]])
+    # the frames drop during the gap: it really came up, so only the new run (frame 15) takes it down again
+    fr[12:15] = 0.1
+    np.testing.assert_allclose(decode_pedal(on, off, fr, FR, change_gap=0.3), [[0.0, 1.0], [1.5, 3.0]])
+    fr[12:] = 0.1  # and never rises again: no second press
+    np.testing.assert_allclose(decode_pedal(on, off, fr, FR, change_gap=0.3), [[0.0, 1.0]])
+
+
 def test_min_duration_at_the_transcribers_frame_rate():
     fr_rate = 31.25  # 16 kHz audio, hop 512
     on, off, fr = arrays(T=40)
@@ -142,6 +157,14 @@ def test_pedal_tsv_round_trip(tmp_path):
     (tmp_path / "x.tsv").write_text("onset\toffset\tnote\tvelocity\n")
     np.testing.assert_allclose(load_pedal(tmp_path / "x.tsv"), pedal)
     assert load_pedal(tmp_path / "y.tsv") is None  # no .pedal.tsv: nothing known
+
+
+def test_pedal_tsv_never_pressed_reads_as_empty_without_warning(tmp_path):
+    save_pedal_tsv(tmp_path / "x.pedal.tsv", np.zeros((0, 2)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "input contained no data" filled training logs
+        got = load_pedal(tmp_path / "x.tsv")
+    assert got is not None and got.shape == (0, 2)
 
 
 def test_merge_intervals_joins_touching_and_overlapping():
