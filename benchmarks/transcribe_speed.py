@@ -4,7 +4,8 @@
 
 Builds MINUTES of random but musical piano (a chord progression, a bass line
 and a melody in a random key, changing tempo and dynamics), renders it with
-FluidSynth (w2m2w.fluidsynth), and transcribes it with the project's Onsets
+FluidSynth (w2m2w.fluidsynth), writes it as a user's recording would come
+(44.1 kHz stereo 16-bit WAV unless --sample-rate/--channels say otherwise), and transcribes it with the project's Onsets
 and Frames model and, when `basic_pitch` is importable, with Spotify's Basic
 Pitch (ONNX) for comparison. Each system runs in its own subprocess, so its
 peak RSS is its own: interpreter, libraries, model, audio and inference.
@@ -253,6 +254,19 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def write_recording(path: Path, y, sample_rate: int, channels: int) -> None:
+    """The 16 kHz render written as a user's recording would come: `sample_rate`, `channels`, 16-bit WAV."""
+    import librosa
+    import soundfile as sf
+
+    from w2m2w import SAMPLE_RATE
+
+    if sample_rate != SAMPLE_RATE:
+        y = librosa.resample(y, orig_sr=SAMPLE_RATE, target_sr=sample_rate, res_type="soxr_hq")
+    y = np.clip(y, -1.0, 1.0)
+    sf.write(str(path), np.repeat(y[:, None], channels, axis=1) if channels > 1 else y, sample_rate, subtype="PCM_16")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", default="weights/onsets_frames.safetensors", help="transcriber weights; a random model of the default config when missing")
@@ -262,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-basic-pitch", action="store_true", help="skip the Basic Pitch comparison")
     ap.add_argument("--keep", help="folder to keep the rendered WAV and its notes in")
+    ap.add_argument(
+        "--sample-rate", type=int, default=44100, help="the test WAV's rate: a user's recording, not the model's 16 kHz, so reading it is measured too"
+    )
+    ap.add_argument("--channels", type=int, default=2, choices=(1, 2), help="the test WAV's channels")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--audio", help=argparse.SUPPRESS)
     ap.add_argument("--ref", help=argparse.SUPPRESS)
@@ -273,8 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.result).write_text(json.dumps(info))
         return 0
 
+    import soundfile as sf
+
     from w2m2w import SAMPLE_RATE
-    from w2m2w.audio import save_wav
     from w2m2w.fluidsynth import render_notes
 
     with tempfile.TemporaryDirectory(prefix="w2m2w-bench-") as tmpdir:
@@ -285,10 +304,11 @@ def main(argv: list[str] | None = None) -> int:
         y = render_notes(notes, args.soundfont)
         render_s = time.perf_counter() - t0
         audio, tsv = tmp / "bench.wav", tmp / "bench.tsv"
-        save_wav(audio, y)
+        write_recording(audio, y, args.sample_rate, args.channels)
         np.savetxt(tsv, notes, fmt="%.6f", delimiter="\t", header="onset,offset,note,velocity")
         print(
-            f"test recording: {len(y) / SAMPLE_RATE / 60:.1f} min, {len(notes)} notes, rendered with FluidSynth ({args.soundfont}) in {render_s:.1f} s",
+            f"test recording: {len(y) / SAMPLE_RATE / 60:.1f} min, {len(notes)} notes, rendered with FluidSynth ({args.soundfont}) in {render_s:.1f} s, "
+            f"written as {sf.info(str(audio)).samplerate} Hz {args.channels}-channel 16-bit WAV",
             file=sys.stderr,
         )
 

@@ -112,17 +112,65 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, max_seconds: floa
             raise AudioError(f"{path}: {info.duration:.0f} s is longer than the limit of {max_seconds:.0f} s")
         try:
             with _decoder_stderr() as chatter:
-                y, native_sr = sf.read(str(path), dtype="float32", always_2d=True)
+                return _read_resampled(path, sr)
+        except AudioError:
+            raise
         except Exception as exc:  # libsndfile knows the format but not this file: its reason is the real one
             raise AudioError(f"{path}: not readable as audio ({_reason(exc, ''.join(chatter))})") from None
-        y = y.mean(axis=1)
-    if y.size == 0:
-        raise AudioError(f"{path}: contains no samples")
-    if not np.all(np.isfinite(y)):
-        raise AudioError(f"{path}: contains NaN or infinite samples")
+    _check_samples(path, y)
     if native_sr != sr:
         y = librosa.resample(y, orig_sr=native_sr, target_sr=sr, res_type="soxr_hq")
     return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def _check_samples(path: Path, y: np.ndarray, empty: bool = True) -> None:
+    if empty and y.size == 0:
+        raise AudioError(f"{path}: contains no samples")
+    if not np.all(np.isfinite(y)):
+        raise AudioError(f"{path}: contains NaN or infinite samples")
+
+
+def _read_resampled(path: Path, sr: int, block_seconds: float = 30.0) -> np.ndarray:
+    """A file libsndfile reads, mixed to mono and resampled to `sr` block by block.
+
+    Peak memory is the output plus one block: a whole hour of 48 kHz stereo would otherwise sit
+    in memory three times over (the frames, their mono mix, the resampler's input) before
+    becoming 16 kHz. soxr's stream resampler keeps its filter state across blocks, so the samples
+    are the one-shot resampling's (librosa's soxr_hq), and so is the length (a test holds both).
+    """
+    import soundfile as sf
+    import soxr
+
+    with sf.SoundFile(str(path)) as f:
+        native_sr = f.samplerate
+        stream = soxr.ResampleStream(native_sr, sr, 1, dtype="float32", quality="HQ") if native_sr != sr else None
+        # filled in place; the header's frame count is an estimate for some formats, so more may follow
+        out = np.empty(int(np.ceil(max(f.frames, 0) * sr / native_sr)) + 16, dtype=np.float32)
+        extra: list[np.ndarray] = []
+        filled, read = 0, 0
+
+        def put(part: np.ndarray) -> None:
+            nonlocal filled
+            take = min(len(part), len(out) - filled)
+            out[filled : filled + take] = part[:take]
+            filled += take
+            if take < len(part):
+                extra.append(part[take:])
+
+        for block in f.blocks(blocksize=max(int(block_seconds * native_sr), 1), dtype="float32", always_2d=True):
+            read += len(block)
+            mono = block.mean(axis=1)
+            _check_samples(path, mono, empty=False)
+            put(mono if stream is None else stream.resample_chunk(mono, last=False))
+        if stream is not None:
+            put(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+    if read == 0:
+        raise AudioError(f"{path}: contains no samples")
+    y = np.concatenate([out[:filled], *extra]) if extra else out[:filled]
+    n = read if stream is None else int(np.ceil(read * sr / native_sr))  # librosa.resample's length
+    if len(y) < n:  # the stream can end a sample short of it
+        y = np.concatenate([y, np.zeros(n - len(y), dtype=np.float32)])
+    return np.ascontiguousarray(y[:n])
 
 
 def is_silent(y: np.ndarray, threshold_db: float = -60.0) -> bool:

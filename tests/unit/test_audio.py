@@ -25,6 +25,30 @@ def test_stereo_44k_to_16k_mono(tmp_path):
     assert np.argmax(spectrum) * 16000 / len(y) == pytest.approx(440, abs=2)
 
 
+@pytest.mark.parametrize("native_sr, frames", [(44100, 44100 * 3 + 13), (48000, 48000 * 2 + 1), (22050, 30001), (44100, 50)])
+def test_block_by_block_reading_is_the_one_shot_resampling(tmp_path, native_sr, frames):
+    """Reading in blocks (bounded memory) gives librosa's one-shot soxr_hq resampling of the mono mix, samples and length."""
+    import librosa
+
+    from w2m2w.audio import _read_resampled
+
+    stereo = np.random.default_rng(frames).uniform(-0.5, 0.5, (frames, 2)).astype(np.float32)
+    sf.write(str(tmp_path / "x.wav"), stereo, native_sr, subtype="FLOAT")
+    want = librosa.resample(stereo.mean(axis=1), orig_sr=native_sr, target_sr=16000, res_type="soxr_hq")
+    got = _read_resampled(tmp_path / "x.wav", 16000, block_seconds=0.3)  # many blocks, one of them short
+    assert got.dtype == np.float32 and len(got) == len(want)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    np.testing.assert_allclose(load_audio(tmp_path / "x.wav"), want, atol=1e-6)
+
+
+def test_non_finite_samples_are_refused_naming_the_file(tmp_path):
+    y = np.zeros((44100 * 2, 2), np.float32)
+    y[60000, 1] = np.nan  # past the first block
+    sf.write(str(tmp_path / "nan.wav"), y, 44100, subtype="FLOAT")
+    with pytest.raises(AudioError, match=r"nan\.wav.*NaN"):
+        load_audio(tmp_path / "nan.wav")
+
+
 def test_flac_at_16k_is_read_as_is(tmp_path):
     y0 = np.random.default_rng(0).uniform(-0.5, 0.5, 8000).astype(np.float32)
     sf.write(str(tmp_path / "x.flac"), y0, 16000, subtype="PCM_24")
