@@ -19,13 +19,13 @@ class DecodeConfig:
     # soundfont (weights/README.md); a low frame threshold and the offset head together end notes
     # where the key is let go, where 0.5 alone ended them too early (note+offset F1 0.38 -> 0.62).
     onset_threshold: float = 0.4
-    frame_threshold: float = 0.1
+    frame_threshold: float = 0.05
     min_duration: float = 0.0
     offset_threshold: float = 0.2  # a note also ends where the offset head is above this (1.0: never; decoding.decode_notes)
     # the pedal head's (pedal.decode_pedal), chosen the same way
-    pedal_onset_threshold: float = 0.4
-    pedal_offset_threshold: float = 0.4
-    pedal_frame_threshold: float = 0.4
+    pedal_onset_threshold: float = 0.3
+    pedal_offset_threshold: float = 0.06
+    pedal_frame_threshold: float = 0.3
     pedal_min_duration: float = PEDAL_MIN_DURATION
     pedal_change_gap: float = 0.25  # s; an offset under a still-high frame head is a pedal change: down again this much later (0: never)
 
