@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runnable from a checkout without installing
+
+from benchmarks.transcribe_speed import peak_rss_mb  # noqa: E402  (this process's own peak, not its parent's)
 
 SR = 16000
 
@@ -84,7 +85,7 @@ def memory_child(weights: str, kind: str, minutes: float, threads: int) -> None:
                 "notes": len(notes),
                 "audio_s": round(n / SR, 1),
                 "x_real_time": round(n / SR / wall, 1),
-                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                "peak_rss_mb": round(peak_rss_mb()),
             }
         )
     )

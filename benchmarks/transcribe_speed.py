@@ -114,7 +114,20 @@ def rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
-    # ru_maxrss is kilobytes on Linux, bytes on macOS
+    """This process's own peak resident set size, MB.
+
+    Linux's VmHWM, not getrusage's ru_maxrss: a child started by subprocess inherits its parent's
+    ru_maxrss across exec (measured: a fresh interpreter under a 300 MB parent reports 312 MB), so
+    a worker's peak would include whatever the benchmark itself held.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    # elsewhere ru_maxrss (kilobytes on Linux, bytes on macOS), with the caveat above
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / 2**20 if sys.platform == "darwin" else r / 1024
 
