@@ -35,7 +35,7 @@ class ContinuationSettings:
     seed: int = 0  # piece i samples with seed + i
     temperature: float = 1.0
     top_k: int = 0
-    top_p: float = 0.95  # the generate stage's default
+    top_p: float = 1.0  # the generate stage's default
     max_files: int = 0  # 0: every input file (each costs `seconds` of sampling)
 
 

@@ -46,7 +46,7 @@ def test_generate_midi_input(tmp_path, song, tiny_music_transformer):
     st = side["stats"]
     assert st["input_notes"] == 40 and st["primer_notes"] == 16 and st["primer_events"] > 0
     assert st["primer_start_in_input_s"] == pytest.approx(6.0) and st["primer_end_s"] == pytest.approx(3.95)
-    assert st["seed"] == 5 and st["sampling"] == {"temperature": 1.0, "top_k": 0, "top_p": 0.95, "seed": 5}
+    assert st["seed"] == 5 and st["sampling"] == {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": 5}
     assert st["continuation_seconds"] >= 3.0 and st["output"] == "primer+continuation" and not st["primer_truncated"]
     assert side["settings"]["seed"] == 5 and side["settings"]["seconds"] == 3
     notes = load_midi_notes(out)

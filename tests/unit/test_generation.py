@@ -140,7 +140,7 @@ def test_continue_notes_with_and_without_primer(model):
     res = continue_notes(model, notes, cfg)
     st = res.stats
     assert st["primer_notes"] == 12 and st["primer_events"] > 0 and st["output"] == "primer+continuation"
-    assert st["continuation_seconds"] >= 2.0 and st["seed"] == 1 and st["sampling"]["top_p"] == 0.95  # the one default (YAML, model card)
+    assert st["continuation_seconds"] >= 2.0 and st["seed"] == 1 and st["sampling"]["top_p"] == 1.0  # the one default (YAML, model card)
     primer_part = res.notes[res.notes[:, 0] < st["primer_end_s"]]
     np.testing.assert_allclose(primer_part[:, :3], ev.canonical_notes(notes[-12:] - [notes[-12, 0], notes[-12, 0], 0, 0])[:, :3])
     assert st["output_notes"] == len(res.notes) == st["primer_notes"] + st["continuation_notes"]
