@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from w2m2w import events as ev
-from w2m2w.continuation_eval import ContinuationSettings, evaluate_continuations, orphaned_notes
+from w2m2w.continuation_eval import ContinuationSettings, evaluate_continuations, on_grid, orphaned_notes, summarize
 from w2m2w.data.transcription import crop_notes
 from w2m2w.models.music_transformer import MusicTransformer, MusicTransformerConfig
 
@@ -25,6 +25,28 @@ def test_orphans_by_hand() -> None:
     assert orphaned_notes(toks, 1, context=4) == (1, 3)  # only 62: its NOTE_OFF came 5 >= 4 tokens after its NOTE_ON
     assert orphaned_notes(toks, 1, context=2) == (2, 3)  # 62 and 64
     assert orphaned_notes(toks, 4, context=2) == (1, 1)  # notes starting in the primer do not count
+
+
+def _chords(start: float, n: int) -> np.ndarray:
+    """n two-note chords 0.5 s apart whose second note comes 3 ms late, as a pianist's hands spread them."""
+    on = start + np.repeat(np.arange(n) * 0.5, 2) + np.tile([0.0, 0.003], n)
+    return np.stack([on, on + 0.3, 60 + np.arange(2 * n) % 12, np.full(2 * n, 80.0)], 1)
+
+
+def test_on_grid_puts_times_on_the_10ms_grid() -> None:
+    notes = np.array([[0.003, 0.304, 60, 80], [0.5, 0.8, 62, 80]])
+    np.testing.assert_allclose(on_grid(notes)[:, :3], [[0.0, 0.3, 60], [0.5, 0.8, 62]])
+
+
+def test_grid_comparison_does_not_charge_the_vocabulary() -> None:
+    # a "model" that plays the real continuation exactly, as its 10 ms vocabulary can write it
+    real, primer = _chords(0.0, 4), _chords(0.0, 6)
+    piece = {"generated": on_grid(real), "real": on_grid(real), "primer": on_grid(primer), "real_raw": real, "primer_raw": primer}
+    out = summarize([{**piece, "orphans": 0, "orphan_base": 0}], seconds=2.0, primer_seconds=3.0)
+    assert out["overlap"]["ioi"] == pytest.approx(1.0)
+    # raw: the real IOIs are 4 x 3 ms and 3 x 0.497 s; the grid's are 3 x 0.5 s, in 0.497's bin: 3/7 overlap
+    assert out["raw"]["overlap"]["ioi"] == pytest.approx(3 / 7, abs=1e-4)
+    assert out["notes_per_second_baseline"] == pytest.approx(8 / 2.0)
 
 
 @pytest.fixture(scope="module")
