@@ -115,10 +115,6 @@ def continue_piece(model: Any, notes: np.ndarray, s: ContinuationSettings, seed:
 def summarize(pieces: Sequence[dict[str, Any]], seconds: float, primer_seconds: float) -> dict[str, Any]:
     """Pooled figures: generated vs real continuation, and the real-vs-primer baseline beside each; on the event
     grid, and under "raw" the overlaps against the real notes as played."""
-    gen_real = pooled_overlaps([(p["generated"], p["real"]) for p in pieces])
-    real_primer = pooled_overlaps([(p["real"], p["primer"]) for p in pieces])
-    raw_gen_real = pooled_overlaps([(p["generated"], p["real_raw"]) for p in pieces])
-    raw_real_primer = pooled_overlaps([(p["real_raw"], p["primer_raw"]) for p in pieces])
     gen = np.concatenate([p["generated"] for p in pieces]) if pieces else np.zeros((0, 4))
     real = np.concatenate([p["real_raw"] for p in pieces]) if pieces else np.zeros((0, 4))
     primer = np.concatenate([p["primer_raw"] for p in pieces]) if pieces else np.zeros((0, 4))
@@ -126,15 +122,18 @@ def summarize(pieces: Sequence[dict[str, Any]], seconds: float, primer_seconds: 
     def r(x: float | None) -> float | None:
         return None if x is None else round(float(x), 4)
 
+    def overlaps(real_key: str, primer_key: str) -> dict[str, Any]:
+        gen_real = pooled_overlaps([(p["generated"], p[real_key]) for p in pieces])
+        real_primer = pooled_overlaps([(p[real_key], p[primer_key]) for p in pieces])
+        return {
+            "overlap": {f: r(gen_real[f]) for f in (*FEATURES, "mean")},
+            "overlap_baseline": {f: r(real_primer[f]) for f in (*FEATURES, "mean")},
+            "overlap_ratio": r(gen_real["mean"] / real_primer["mean"]) if gen_real["mean"] and real_primer["mean"] else None,
+        }
+
     out: dict[str, Any] = {
-        "overlap": {f: r(gen_real[f]) for f in (*FEATURES, "mean")},
-        "overlap_baseline": {f: r(real_primer[f]) for f in (*FEATURES, "mean")},
-        "overlap_ratio": r(gen_real["mean"] / real_primer["mean"]) if gen_real["mean"] and real_primer["mean"] else None,
-        "raw": {
-            "overlap": {f: r(raw_gen_real[f]) for f in (*FEATURES, "mean")},
-            "overlap_baseline": {f: r(raw_real_primer[f]) for f in (*FEATURES, "mean")},
-            "overlap_ratio": r(raw_gen_real["mean"] / raw_real_primer["mean"]) if raw_gen_real["mean"] and raw_real_primer["mean"] else None,
-        },
+        **overlaps("real", "primer"),
+        "raw": overlaps("real_raw", "primer_raw"),
         f"long_note_share_over_{LONG_NOTE_SECONDS:g}s": r(long_note_share(gen)),
         f"long_note_share_over_{LONG_NOTE_SECONDS:g}s_baseline": r(long_note_share(real)),
         "longest_note_s": r(float((gen[:, 1] - gen[:, 0]).max()) if len(gen) else None),
