@@ -99,6 +99,24 @@ def test_training_and_validation_factories_use_their_ranges(tmp_path):
     assert TRAIN_ROOMS.rt60[0] * 0.99 <= train.rt60[0] <= TRAIN_ROOMS.rt60[1] and VALIDATION_ROOMS.rt60[0] * 0.99 <= val.rt60[0] <= VALIDATION_ROOMS.rt60[1]
 
 
+def test_training_factory_takes_wider_ranges_but_never_the_validation_bank(tmp_path):
+    wide = RoomBank.training(1, tmp_path, seed=5, ranges=SMALL_VAL)
+    assert wide.ranges == SMALL_VAL and SMALL_VAL.rt60[0] * 0.99 <= wide.rt60[0] <= SMALL_VAL.rt60[1]
+    with pytest.raises(ValueError, match="validation"):
+        RoomBank.training(1, tmp_path, seed=VALIDATION_SEED, ranges=VALIDATION_ROOMS)
+
+
+def test_room_probability_apart_from_the_effects(bank, music):
+    """room_p=1 with p=0: only the room (the RMS kept, nothing else drawn); room_p=0: the input untouched."""
+    rng = np.random.default_rng(3)
+    only_room = aug.Augmenter(0.0, bank, room_p=1.0)(music, rng)
+    assert not np.allclose(only_room, music) and rms_db(only_room) == pytest.approx(rms_db(music), abs=0.01)
+    never = aug.Augmenter(0.0, bank, room_p=0.0)
+    np.testing.assert_array_equal(never(music, np.random.default_rng(3)), aug.peak_safe(music))
+    with pytest.raises(ValueError, match="room_p"):
+        aug.Augmenter(0.5, bank, room_p=1.5)
+
+
 # alignment
 
 

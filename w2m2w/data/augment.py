@@ -140,16 +140,18 @@ def peak_safe(y: np.ndarray) -> np.ndarray:
 class Augmenter:
     """aug(y, rng) -> y': float32 (samples,) at `sr` in and out, same length; one random recording chain per call.
 
-    Stages, each with probability p (reverb with p * reverb_share), in signal-chain order: room
+    Stages, each with probability p (reverb with p * reverb_share, the room with room_p, p by default), in signal-chain order: room
     (skipped when rooms is None), EQ, compression, reverb, codec, noise, gain; then peak_safe.
     Room and effects keep the input's RMS (so GAIN_DB is the level change); noise adds at most
     0.14 dB at the lowest SNR; peak_safe only lowers. Deterministic given the rng's state.
     """
 
-    def __init__(self, p: float = 0.5, rooms: RoomBank | None = None, sr: int = SAMPLE_RATE, reverb_share: float = 0.25):
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"p={p}: a probability must lie in [0, 1]")
+    def __init__(self, p: float = 0.5, rooms: RoomBank | None = None, sr: int = SAMPLE_RATE, reverb_share: float = 0.25, room_p: float | None = None):
+        for name, v in (("p", p), ("room_p", p if room_p is None else room_p)):
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name}={v}: a probability must lie in [0, 1]")
         self.p, self.rooms, self.sr, self.reverb_share = p, rooms, sr, reverb_share
+        self.room_p = p if room_p is None else room_p
 
     def __call__(self, y: np.ndarray, rng: np.random.Generator, room: int | None = None) -> np.ndarray:
         """`room`: force this room of the bank (the validation set spreads its pieces over distinct rooms)."""
@@ -158,7 +160,7 @@ class Augmenter:
         y = np.asarray(y, dtype=np.float32)
         ref = _rms(y)
         out = y
-        if self.rooms is not None and (room is not None or rng.random() < self.p):
+        if self.rooms is not None and (room is not None or rng.random() < self.room_p):
             out = apply_room(out, room_ir(self.rooms, rng, room))
         fx: list = []
         if rng.random() < self.p:

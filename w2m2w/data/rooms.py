@@ -219,9 +219,12 @@ class RoomBank:
         self.positions: np.ndarray = data["positions"]  # (n, 3, 3) m: source, close, far
 
     @classmethod
-    def training(cls, n: int, cache_dir: str | os.PathLike | None, seed: int = TRAIN_SEED) -> RoomBank:
-        """n rooms from TRAIN_ROOMS; never the validation rooms, whatever the seed (the ranges differ and seed the draw)."""
-        return cls(n, seed, TRAIN_ROOMS, cache_dir)
+    def training(cls, n: int, cache_dir: str | os.PathLike | None, seed: int = TRAIN_SEED, ranges: RoomRanges = TRAIN_ROOMS) -> RoomBank:
+        """n rooms from `ranges` (TRAIN_ROOMS by default); never the validation rooms, whatever the seed
+        (the ranges' key seeds the draw, so only ranges equal to VALIDATION_ROOMS with its seed could meet them)."""
+        if ranges == VALIDATION_ROOMS and seed == VALIDATION_SEED:
+            raise ValueError("training rooms drawn with the validation bank's ranges and seed would be the validation rooms")
+        return cls(n, seed, ranges, cache_dir)
 
     @classmethod
     def validation(cls, n: int, cache_dir: str | os.PathLike | None, seed: int = VALIDATION_SEED) -> RoomBank:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import glob
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
 
+from ..data.rooms import TRAIN_ROOMS
 from ..data.transcription import Example, SegmentSampler, load_examples_audio_notes, maestro_examples, maps_examples, maps_piece, rendered_examples
 from ..models.onsets_frames import MODEL_NAME, OnsetsFrames, OnsetsFramesConfig
 from ..settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY_UPPER, Range, setting
@@ -65,6 +66,10 @@ class TranscriberTrainConfig:
     augment_p: float = setting(0.5, range=Range(0, 1))
     room_bank: int = setting(64, range=NON_NEGATIVE)  # simulated rooms (data/rooms.py) the augmentation draws from; 0: no rooms
     room_cache: str = setting("cache/rooms", affects_output=False)
+    # the training rooms' ranges (data/rooms.py TRAIN_ROOMS by default); wider ones build another bank
+    room_rt60: list[float] = setting(default_factory=lambda: list(TRAIN_ROOMS.rt60))  # s, [lo, hi]
+    room_far_distance: list[float] = setting(default_factory=lambda: list(TRAIN_ROOMS.far_distance))  # m, ambient microphone
+    room_p: float | None = setting(None, range=Range(0, 1))  # probability of a room; None: augment_p
     val_frame_thresholds: list[float] = setting(default_factory=lambda: [0.3, 0.2])  # validation also scores durations decoded at these
     init_weights: str | None = setting(None)  # start from these weights (every tensor whose shape fits; new heads start fresh)
     max_steps: int = setting(100000, range=AT_LEAST_ONE)
@@ -159,8 +164,15 @@ def make_augmenter(cfg: TranscriberTrainConfig):
     from ..data.augment import Augmenter
     from ..data.rooms import RoomBank
 
-    bank = RoomBank.training(cfg.room_bank, cfg.room_cache, seed=cfg.seed) if cfg.room_bank else None
-    return Augmenter(cfg.augment_p, bank)
+    ranges = replace(TRAIN_ROOMS, rt60=_pair(cfg.room_rt60, "room_rt60"), far_distance=_pair(cfg.room_far_distance, "room_far_distance"))
+    bank = RoomBank.training(cfg.room_bank, cfg.room_cache, seed=cfg.seed, ranges=ranges) if cfg.room_bank else None
+    return Augmenter(cfg.augment_p, bank, room_p=cfg.room_p)
+
+
+def _pair(v: list[float], name: str) -> tuple[float, float]:
+    if len(v) != 2 or not 0 < v[0] <= v[1]:
+        raise ValueError(f"train.{name}={list(v)}: give [low, high] with 0 < low <= high")
+    return float(v[0]), float(v[1])
 
 
 def train_transcriber(cfg: TranscriberTrainConfig) -> dict:
