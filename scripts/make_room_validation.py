@@ -1,7 +1,7 @@
 """Build the room-like held-out validation set: pieces played into simulated rooms, then through the effects chain.
 
 Each input piece (audio + notes sharing a stem) is cut to its first --seconds, convolved with a
-room from the VALIDATION bank (rooms.VALIDATION_ROOMS, seed rooms.VALIDATION_SEED: disjoint from
+room from the VALIDATION bank (rooms.VALIDATION_ROOMS, seed rooms.VALIDATION_SEED or --bank-seed: disjoint from
 the training rooms, longer reverberation, a farther ambient microphone), every piece in another
 room, and passed through the whole Augmenter chain at p=1 with a seed fixed per piece. Written to
 --out as NAME.flac (16 kHz) + NAME.tsv (the notes cut to the same span, the input's header) and
@@ -144,6 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seeds the effects per piece and which room each piece gets")
     ap.add_argument("--rooms", type=int, default=32, help="size of the validation room bank (at least the number of pieces)")
     ap.add_argument("--cache", type=Path, default=Path("cache/rooms"), help="where room banks are cached")
+    ap.add_argument(
+        "--bank-seed",
+        type=int,
+        default=VALIDATION_SEED,
+        help=f"seeds the room bank (default {VALIDATION_SEED}, room_val's rooms); another seed gives other rooms, e.g. for a tuning set kept apart from room_val",
+    )
     args = ap.parse_args(argv)
     if not getattr(args, "sets", None):
         ap.error("give at least one --input DIR (or --set DIR:GLOB)")
@@ -168,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no pieces found", file=sys.stderr)
         return 1
 
-    bank = RoomBank(max(args.rooms, len(pieces)), VALIDATION_SEED, VALIDATION_ROOMS, args.cache)
+    bank = RoomBank(max(args.rooms, len(pieces)), args.bank_seed, VALIDATION_ROOMS, args.cache)
     if bank.build_seconds:
         print(f"room bank: {len(bank)} validation rooms built in {bank.build_seconds:.1f} s, cached at {bank.path}")
     # a permutation, so that every piece gets a room of its own
