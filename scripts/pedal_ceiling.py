@@ -40,8 +40,8 @@ def lift_oracle(ref: np.ndarray, gap: float) -> np.ndarray:
     return np.stack([downs, np.maximum(ref[:, 1], downs + 0.05)], axis=1)
 
 
-def pedal_files(spec: str) -> list[Path]:
-    """DIR:GLOB -> the NAME.tsv in DIR with a NAME.pedal.tsv beside it holding at least one press, NAME matching GLOB."""
+def pedal_refs(spec: str) -> list[tuple[Path, np.ndarray]]:
+    """DIR:GLOB -> (NAME.tsv, its pedal (n, 2)) for each NAME in DIR matching GLOB whose NAME.pedal.tsv holds at least one press."""
     folder, _, pattern = spec.partition(":")
     out = []
     for tsv in sorted(Path(folder).glob("*.tsv")):
@@ -49,7 +49,7 @@ def pedal_files(spec: str) -> list[Path]:
             continue
         ped = load_pedal(tsv)
         if ped is not None and len(ped):
-            out.append(tsv)
+            out.append((tsv, ped))
     return out
 
 
@@ -58,13 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", required=True, help="DIR:GLOB of notes TSVs with NAME.pedal.tsv beside them (repeatable)")
     ap.add_argument("--gaps", type=float, nargs="+", default=[0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4])
     args = ap.parse_args(argv)
-    files = [f for spec in args.set for f in pedal_files(spec)]
-    if not files:
+    refs = [ped for spec in args.set for _, ped in pedal_refs(spec)]
+    if not refs:
         print(f"error: no reference pedal in {args.set}", file=sys.stderr)
         return 2
-    refs = [load_pedal(f) for f in files]
     gaps = np.concatenate([r[1:, 0] - r[:-1, 1] for r in refs])
-    print(f"{len(files)} pieces, {sum(len(r) for r in refs)} presses, {len(gaps)} of them after a lift in the same piece\n")
+    print(f"{len(refs)} pieces, {sum(len(r) for r in refs)} presses, {len(gaps)} of them after a lift in the same piece\n")
     print("| press guessed at lift + | pedal onset P | R | F1 | pedal onset+offset F1 |")
     print("| --- | --- | --- | --- | --- |")
     for g in args.gaps:

@@ -50,4 +50,6 @@ def test_pedal_files_skip_pieces_without_pedal(ceiling, tmp_path):
         (tmp_path / f"{name}.tsv").write_text("# onset,offset,note,velocity\n0.1\t0.5\t60\t80\n")
         save_pedal_tsv(tmp_path / f"{name}.pedal.tsv", ped)
     (tmp_path / "c.tsv").write_text("# onset,offset,note,velocity\n0.1\t0.5\t60\t80\n")  # no pedal file at all
-    assert [p.name for p in ceiling.pedal_files(f"{tmp_path}:*")] == ["a.tsv"]
+    refs = ceiling.pedal_refs(f"{tmp_path}:*")
+    assert [p.name for p, _ in refs] == ["a.tsv"]
+    np.testing.assert_allclose(refs[0][1], [[0.5, 1.0]])

@@ -147,11 +147,11 @@ class Augmenter:
     """
 
     def __init__(self, p: float = 0.5, rooms: RoomBank | None = None, sr: int = SAMPLE_RATE, reverb_share: float = 0.25, room_p: float | None = None):
-        for name, v in (("p", p), ("room_p", p if room_p is None else room_p)):
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name}={v}: a probability must lie in [0, 1]")
         self.p, self.rooms, self.sr, self.reverb_share = p, rooms, sr, reverb_share
         self.room_p = p if room_p is None else room_p
+        for name, v in (("p", self.p), ("room_p", self.room_p)):
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name}={v}: a probability must lie in [0, 1]")
 
     def __call__(self, y: np.ndarray, rng: np.random.Generator, room: int | None = None) -> np.ndarray:
         """`room`: force this room of the bank (the validation set spreads its pieces over distinct rooms)."""
