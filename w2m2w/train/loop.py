@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 from ..checkpoint import load_training_state, load_weights, save_training_state, save_weights
 from ..settings import check
+from .prefetch import Prefetcher
 
 log = logging.getLogger(__name__)
 
@@ -259,11 +260,6 @@ def to_device(x: Any, device: str) -> Any:
     return x
 
 
-def row_rngs(seed: int, step: int, rows: range) -> list[np.random.Generator]:
-    """One generator per batch row, a function of (seed, step, row) only: any world size sees the same rows."""
-    return [np.random.default_rng((seed, step, i)) for i in rows]
-
-
 def fit(run: Run, cfg: Settings, task: Task) -> dict:
     """Train `task` from out_dir's checkpoint (or from the start) to the step or time budget; returns the last log row.
 
@@ -287,6 +283,16 @@ def fit(run: Run, cfg: Settings, task: Task) -> dict:
         stepper = torch.nn.parallel.DistributedDataParallel(stepper, device_ids=[torch.device(run.device).index] if cuda else None)
     rows = run.rows(cfg.batch_size)
     accumulate = getattr(cfg, "accumulate", 1)  # micro-batches of batch_size per optimiser step
+    first_step = state["step"]
+
+    def key_at(pos: int) -> tuple[int, int, int]:
+        # micro-batch j of a step holds the global rows j*batch_size.. of it: one process with
+        # accumulation, or several without, draw the same rows
+        step, j = divmod(pos, accumulate)
+        shift = j * cfg.batch_size
+        return first_step + step, rows.start + shift, rows.stop + shift
+
+    prefetch = Prefetcher(task.sampler, cfg.seed, getattr(cfg, "data_workers", 0), key_at)
     t_start = time.time() - state["elapsed_s"]
     progress = Progress()
     t_since = time.time()
@@ -329,41 +335,41 @@ def fit(run: Run, cfg: Settings, task: Task) -> dict:
     model.train()
     if task.validate_first and not state["history"]:
         summary = validation()
-    while state["step"] < cfg.max_steps:
-        elapsed = run.agree(time.time() - t_start)
-        if cfg.max_minutes and elapsed > cfg.max_minutes * 60:
-            if run.main:
-                log.info("time budget of %.0f min reached", cfg.max_minutes)
-            break
-        progress.lr = task.lr(state["step"], elapsed)
-        for g in opt.param_groups:
-            g["lr"] = progress.lr
-        opt.zero_grad(set_to_none=True)
-        step_sums: dict[str, float] = {}
-        for j in range(accumulate):
-            # micro-batch j holds the global rows j*batch_size.. of this step: one process with
-            # accumulation, or several without, draw the same rows
-            shift = j * cfg.batch_size
-            batch = to_device(task.sampler.draw(row_rngs(cfg.seed, state["step"], range(rows.start + shift, rows.stop + shift))), run.device)
-            # under DDP, gradients are averaged over the processes once, at the last micro-batch
-            sync = stepper.no_sync() if run.world > 1 and j < accumulate - 1 else contextlib.nullcontext()
-            with sync:
-                loss, figures = stepper(batch)
-                (loss / accumulate).backward()
-            names = list(figures)
-            totals = run.sum([loss, *(figures[k] for k in names)])
-            step_sums["loss"] = step_sums.get("loss", 0.0) + totals[0] / run.world / accumulate
-            for k, v in zip(names, totals[1:]):
-                progress.sums[k] = progress.sums.get(k, 0.0) + v
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
-        opt.step()
-        state["step"] += 1
-        progress.last_loss = step_sums["loss"]
-        progress.steps += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{progress.last_loss:.3f}", refresh=False)
-        if state["step"] % cfg.validate_every == 0 or state["step"] == cfg.max_steps:
-            summary = validation()
+    try:
+        while state["step"] < cfg.max_steps:
+            elapsed = run.agree(time.time() - t_start)
+            if cfg.max_minutes and elapsed > cfg.max_minutes * 60:
+                if run.main:
+                    log.info("time budget of %.0f min reached", cfg.max_minutes)
+                break
+            progress.lr = task.lr(state["step"], elapsed)
+            for g in opt.param_groups:
+                g["lr"] = progress.lr
+            opt.zero_grad(set_to_none=True)
+            step_sums: dict[str, float] = {}
+            for j in range(accumulate):
+                batch = to_device(prefetch.get((state["step"] - first_step) * accumulate + j), run.device)
+                # under DDP, gradients are averaged over the processes once, at the last micro-batch
+                sync = stepper.no_sync() if run.world > 1 and j < accumulate - 1 else contextlib.nullcontext()
+                with sync:
+                    loss, figures = stepper(batch)
+                    (loss / accumulate).backward()
+                names = list(figures)
+                totals = run.sum([loss, *(figures[k] for k in names)])
+                step_sums["loss"] = step_sums.get("loss", 0.0) + totals[0] / run.world / accumulate
+                for k, v in zip(names, totals[1:]):
+                    progress.sums[k] = progress.sums.get(k, 0.0) + v
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+            opt.step()
+            state["step"] += 1
+            progress.last_loss = step_sums["loss"]
+            progress.steps += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{progress.last_loss:.3f}", refresh=False)
+            if state["step"] % cfg.validate_every == 0 or state["step"] == cfg.max_steps:
+                summary = validation()
+    finally:
+        prefetch.close()
     bar.close()
     if run.main:
         if state["step"] and (not state["history"] or state["history"][-1]["step"] != state["step"]):

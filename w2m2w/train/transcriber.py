@@ -79,6 +79,9 @@ class TranscriberTrainConfig:
     seed: int = setting(0, range=NON_NEGATIVE)
     threads: int = setting(0, range=NON_NEGATIVE, affects_output=False)  # 0 = torch default
     device: str = setting("cpu", affects_output=False)
+    # processes that draw batches ahead of the step (train/prefetch.py): the same batches, drawn in
+    # parallel, so a GPU is not held back by one CPU core cutting segments and convolving rooms
+    data_workers: int = setting(0, range=NON_NEGATIVE, affects_output=False)
     bf16: bool = setting(False)  # autocast matmuls/convs to bfloat16 (about 1.5x faster on AVX512-BF16 CPUs and on GPUs)
 
 
