@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from tests.unit._scripts import load_script
 from w2m2w.metrics import pedal_metrics
 from w2m2w.pedal import save_pedal_tsv
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def ceiling():
-    spec = importlib.util.spec_from_file_location("_pedal_ceiling", ROOT / "scripts" / "pedal_ceiling.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["_pedal_ceiling"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("pedal_ceiling")
 
 
 def test_lift_oracle_keeps_first_press_and_lifts(ceiling):

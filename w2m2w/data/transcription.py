@@ -41,10 +41,17 @@ def maps_piece(name: str) -> str:
 def maps_examples(
     root: str | os.PathLike, include: list[str] | None = None, exclude: list[str] | None = None, exclude_pieces: set[str] | None = None
 ) -> list[Example]:
-    """Examples from a MAPS-layout folder (flac/NAME.flac + tsv/NAME.tsv, piano name last in NAME)."""
+    """Examples from a MAPS-layout folder (flac/NAME.flac + tsv/NAME.tsv, piano name last in NAME).
+
+    The audio may be in any format load_audio reads (a packed copy's Ogg Vorbis, say), whatever
+    the folder's name."""
+    from ..audio import AUDIO_EXTENSIONS
+
     root = Path(root)
     out = []
-    for flac in sorted((root / "flac").glob("*.flac")):
+    audio_dir = root / "flac"
+    files = sorted(p for p in audio_dir.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS) if audio_dir.is_dir() else []
+    for flac in files:
         tsv = root / "tsv" / (flac.stem + ".tsv")
         if not tsv.is_file():
             continue

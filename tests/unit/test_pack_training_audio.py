@@ -1,0 +1,58 @@
+"""scripts/pack_training_audio.py: the pack keeps each group's share, cuts notes with the audio, and trains as MAPS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.unit._scripts import load_script
+from tests.unit._synth import make_maps
+from w2m2w.data.transcription import Example, maps_examples
+from w2m2w.midi import load_notes
+
+
+@pytest.fixture(scope="module")
+def pack():
+    return load_script("pack_training_audio")
+
+
+def test_each_group_gets_its_share_of_the_audio(pack):
+    # A: four 100 s examples, B: two, so A holds 2/3 of the audio. 4 minutes of 60 s cuts: A's
+    # share is 160 s, three cuts (180 s); B's 80 s, two cuts. (Equal shares or taking the groups
+    # in turn would give two and two.)
+    a = [Example(f"a{i}.flac", f"a{i}.tsv", f"a{i}", "A") for i in range(4)]
+    b = [Example(f"b{i}.flac", f"b{i}.tsv", f"b{i}", "B") for i in range(2)]
+    seconds = {e.audio: 100.0 for e in a + b}
+    chosen = pack.choose(a + b, seconds, minutes=4.0, window=60.0, rng=np.random.default_rng(0))
+    assert sorted(e.group for e in chosen) == ["A", "A", "A", "B", "B"]
+    assert len({e.name for e in chosen}) == 5
+
+
+def test_pack_names_put_the_group_last(pack):
+    assert pack.pack_name(Example("x.flac", "x.tsv", "MAPS_MUS-bach_846_AkPnBcht", "AkPnBcht")) == "MAPS_MUS-bach_846_AkPnBcht"
+    assert pack.pack_name(Example("x.flac", "x.tsv", "042_862831436702_fluidr3", "fluidr3")) == "MAPS_MUS-042_862831436702_fluidr3"
+
+
+def test_a_vorbis_pack_reads_back_as_a_maps_folder(pack, tmp_path):
+    src = make_maps(tmp_path / "maps", ["a_AkPnBcht", "b_AkPnStgb", "c_AkPnStgb", "b_SptkBGCl"], seconds=6.0)
+    out = tmp_path / "pack"
+    overrides = [f"train.maps_root={src}", "train.midi_globs=[]"]
+    assert pack.main(["--out", str(out), "--minutes", "0.2", "--seconds", "4", "--codec", "vorbis", *overrides, "train.validation_seconds=5"]) == 0
+    packed = maps_examples(out)
+    assert all(Path(e.audio).suffix == ".ogg" for e in packed)
+    # the validation piano's piece whole (its first 5 s), and training cuts of 4 s, never of b (the held-out piece)
+    val = [e for e in packed if e.group == "SptkBGCl"]
+    assert [e.name for e in val] == ["MAPS_MUS-b_SptkBGCl"]
+    train = [e for e in packed if e.group != "SptkBGCl"]
+    assert train and all(not e.name.startswith("MAPS_MUS-b_") for e in train)
+    for e in packed:
+        seconds = 5.0 if e in val else 4.0
+        assert sf.info(e.audio).duration == pytest.approx(seconds, abs=0.01)
+        notes = load_notes(e.notes)
+        assert len(notes) and notes[:, 0].min() >= 0 and notes[:, 1].max() <= seconds + 1e-6
+    # the validation cut starts at 0: its notes are the source's that start in the first 5 s
+    source = load_notes(src / "tsv" / "MAPS_MUS-b_SptkBGCl.tsv")
+    np.testing.assert_allclose(np.sort(load_notes(val[0].notes)[:, 0]), np.sort(source[source[:, 0] < 5.0, 0]), atol=1e-5)
