@@ -105,12 +105,20 @@ def main(argv: list[str] | None = None) -> int:
     import soundfile as sf
     from hydra import compose, initialize_config_dir
 
-    from w2m2w.train.__main__ import CONF, settings_of
+    from w2m2w.train.__main__ import CONF, precheck, settings_of
+    from w2m2w.train.loop import TrainingError
     from w2m2w.train.transcriber import build_datasets
 
+    overrides = ["train=transcriber", *args.overrides]
+    if precheck(overrides):  # a wrong key, type or range: one line on stderr, as the training command does
+        return 2
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name="pack"):
-        cfg = settings_of(compose("train", overrides=["train=transcriber", *args.overrides]))
-    train, val_sets = build_datasets(cfg)
+        cfg = settings_of(compose("train", overrides=overrides))
+    try:
+        train, val_sets = build_datasets(cfg)
+    except (TrainingError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     rng = np.random.default_rng(args.seed)
     seconds_of = {ex.audio: sf.info(ex.audio).duration for ex in train}
     packed = 0.0

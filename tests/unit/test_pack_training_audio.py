@@ -56,3 +56,12 @@ def test_a_vorbis_pack_reads_back_as_a_maps_folder(pack, tmp_path):
     # the validation cut starts at 0: its notes are the source's that start in the first 5 s
     source = load_notes(src / "tsv" / "MAPS_MUS-b_SptkBGCl.tsv")
     np.testing.assert_allclose(np.sort(load_notes(val[0].notes)[:, 0]), np.sort(source[source[:, 0] < 5.0, 0]), atol=1e-5)
+
+
+def test_nothing_to_pack_and_a_wrong_key_are_one_line_errors(pack, tmp_path, capsys):
+    out = tmp_path / "pack"
+    assert pack.main(["--out", str(out), f"train.maps_root={tmp_path / 'none'}", "train.midi_globs=[]"]) == 2
+    assert pack.main(["--out", str(out), "train.no_such_key=1"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and "no training data" in lines[0] and "no_such_key" in lines[1]
+    assert not out.exists()
