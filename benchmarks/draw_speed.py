@@ -25,15 +25,20 @@ sys.path.insert(0, str(ROOT))  # runnable from a checkout without installing
 
 from w2m2w import SAMPLE_RATE  # noqa: E402
 from w2m2w.data.augment import Augmenter  # noqa: E402
+from w2m2w.features import MelConfig  # noqa: E402
 from w2m2w.train.prefetch import Prefetcher  # noqa: E402
 from w2m2w.train.transcriber import TranscriberTrainConfig, make_augmenter  # noqa: E402
 
-HOP = 512
+HOP = MelConfig().hop_length  # the transcriber's frames
 FRAME_RATE = SAMPLE_RATE / HOP
 
 
 class ToneSampler:
-    """SegmentSampler's drawing on synthetic material: a segment cut at random, its room and effects, its note roll."""
+    """SegmentSampler's drawing on synthetic material: a segment cut at random, its room and effects.
+
+    Each row also carries an (empty) 88-key roll of the segment's frames, so a batch crossing from
+    a worker weighs what a real one does; the rolls' content costs nothing to draw and is not timed.
+    """
 
     def __init__(self, minutes: float, augmenter: Augmenter, seed: int = 0):
         rng = np.random.default_rng(seed)

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from w2m2w import SAMPLE_RATE  # noqa: E402
 from w2m2w.audio import load_audio  # noqa: E402
 from w2m2w.data.transcription import Example, crop_notes, maps_piece  # noqa: E402
-from w2m2w.midi import load_notes  # noqa: E402
+from w2m2w.midi import load_notes, save_tsv_notes  # noqa: E402
 from w2m2w.pedal import crop_pedal, load_pedal, pedal_tsv_path, save_pedal_tsv  # noqa: E402
 from w2m2w.staging import atomic_path  # noqa: E402
 
@@ -84,7 +84,7 @@ def write_example(ex: Example, out: Path, start: float, seconds: float, codec: s
     tsv = out / "tsv" / f"{name}.tsv"
     with atomic_path(out / "flac" / f"{name}{suffix}", root=None) as tmp_audio, atomic_path(tsv, root=None) as tmp_tsv:
         sf.write(str(tmp_audio), y, SAMPLE_RATE, **kw)
-        np.savetxt(tmp_tsv, notes, fmt="%.6f", delimiter="\t", header="onset,offset,note,velocity")
+        save_tsv_notes(tmp_tsv, notes)
     if pedal is not None:
         with atomic_path(pedal_tsv_path(tsv), root=None) as tmp:
             save_pedal_tsv(tmp, crop_pedal(pedal, start, seconds))
@@ -119,17 +119,17 @@ def main(argv: list[str] | None = None) -> int:
     except (TrainingError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    held = args.val or next(iter(val_sets), None)
+    if held is not None and held not in val_sets:  # checked before anything is written
+        print(f"error: --val {held}: the run's validation sets are {sorted(val_sets)}", file=sys.stderr)
+        return 2
+    val = val_sets.get(held, []) if held else []
     rng = np.random.default_rng(args.seed)
     seconds_of = {ex.audio: sf.info(ex.audio).duration for ex in train}
     packed = 0.0
     for ex in choose(train, seconds_of, args.minutes, args.seconds, rng):
         start = float(rng.uniform(0.0, max(0.0, seconds_of[ex.audio] - args.seconds)))
         packed += write_example(ex, args.out, start, args.seconds, args.codec, args.quality)
-    held = args.val or next(iter(val_sets), None)
-    if held is not None and held not in val_sets:
-        print(f"error: --val {held}: the run's validation sets are {sorted(val_sets)}", file=sys.stderr)
-        return 2
-    val = val_sets.get(held, []) if held else []
     val_seconds = sum(write_example(ex, args.out, 0.0, cfg.validation_seconds, args.codec, args.quality) for ex in val)
     groups = sorted({ex.group for ex in val})
     print(

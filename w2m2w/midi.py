@@ -110,6 +110,11 @@ def load_midi_notes(path: str | os.PathLike, apply_pedal: bool = True) -> np.nda
     return notes_from_pretty_midi(pm, apply_pedal=apply_pedal)
 
 
+def save_tsv_notes(path: str | os.PathLike, notes: np.ndarray) -> None:
+    """A note list (n, 4) as the TSV load_tsv_notes reads: one header line, then onset, offset, note, velocity."""
+    np.savetxt(str(path), np.asarray(notes, dtype=np.float64).reshape(-1, 4), fmt="%.6f", delimiter="\t", header="onset,offset,note,velocity")
+
+
 def load_tsv_notes(path: str | os.PathLike) -> np.ndarray:
     """MAPS-style TSV (onset, offset, note, velocity; one header line) as a note list."""
     data = np.loadtxt(str(path), delimiter="\t", skiprows=1, ndmin=2)

@@ -62,6 +62,8 @@ def test_nothing_to_pack_and_a_wrong_key_are_one_line_errors(pack, tmp_path, cap
     out = tmp_path / "pack"
     assert pack.main(["--out", str(out), f"train.maps_root={tmp_path / 'none'}", "train.midi_globs=[]"]) == 2
     assert pack.main(["--out", str(out), "train.no_such_key=1"]) == 2
+    src = make_maps(tmp_path / "maps", ["a_AkPnBcht", "b_SptkBGCl"], seconds=3.0)
+    assert pack.main(["--out", str(out), "--val", "render_nope", f"train.maps_root={src}", "train.midi_globs=[]"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 2 and "no training data" in lines[0] and "no_such_key" in lines[1]
-    assert not out.exists()
+    assert len(lines) == 3 and "no training data" in lines[0] and "no_such_key" in lines[1] and "maps_SptkBGCl" in lines[2]
+    assert not out.exists()  # the unknown validation set is refused before any training audio is written

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import SAMPLE_RATE
 from ..audio import load_audio
-from ..midi import apply_sustain, load_notes, notes_to_rolls, sort_notes
+from ..midi import apply_sustain, load_notes, notes_to_rolls, save_tsv_notes, sort_notes
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def rendered_examples(midi_paths: list[str], soundfonts: list[str], cache_dir: s
                     break
                 y = render_notes(notes, sf_name)
                 with atomic_path(tsv, root=None) as tmp_tsv, atomic_path(flac, root=None) as tmp_flac:
-                    np.savetxt(tmp_tsv, notes, fmt="%.6f", delimiter="\t", header="onset,offset,note,velocity")
+                    save_tsv_notes(tmp_tsv, notes)
                     sf.write(str(tmp_flac), y, SAMPLE_RATE)
             side = pedal_tsv_path(tsv)
             if not side.is_file():  # renders cached before the pedal head get their pedal too
