@@ -103,13 +103,19 @@ def check(obj: Any, prefix: str = "") -> None:
         if value is None or (rng is None and choices is None):
             continue
         if choices is not None:
-            if value not in choices:
+            if isinstance(value, (list, tuple)):  # a list setting: every item is one of the choices
+                if any(v not in choices for v in value):
+                    raise SettingsError(key, value, "a list of " + _describe(None, choices)[len("one of ") :])
+            elif value not in choices:
                 raise SettingsError(key, value, _describe(None, choices))
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SettingsError(key, value, f"a number {_describe(rng, None)}")
         if value not in rng:
             raise SettingsError(key, value, _describe(rng, None))
+    more = getattr(obj, "check_more", None)
+    if callable(more):  # what no single field's range can say (a [low, high] pair in order, say)
+        more(prefix)
 
 
 def output_settings(obj: Any) -> dict[str, Any]:

@@ -204,3 +204,41 @@ def test_augment_function_keeps_shape_p0_identity_and_bounds(music):
     assert np.max(np.abs(aug.augment(music * 3, np.random.default_rng(0), p=1.0))) <= 1.0
     with pytest.raises(ValueError):
         aug.Augmenter(1.5)
+
+
+# ablation: stages left out
+
+
+def test_skipping_every_stage_leaves_the_input(bank, music):
+    everything = aug.Augmenter(1.0, bank, reverb_share=1.0, room_p=1.0, skip=aug.STAGES)
+    for seed in range(3):
+        np.testing.assert_array_equal(everything(music, np.random.default_rng(seed)), music)
+
+
+def test_a_skipped_stage_still_draws_so_the_rest_of_the_chain_is_the_same(bank, music):
+    """Twins of an ablation must hear the same rooms and effects but for the stage left out: the rng ends in
+    the same state, and leaving out only the last stage (the level) leaves the full output over a constant gain."""
+    full = aug.Augmenter(1.0, bank, reverb_share=1.0, room_p=1.0)
+    for stage in aug.STAGES:
+        one_less = aug.Augmenter(1.0, bank, reverb_share=1.0, room_p=1.0, skip=(stage,))
+        a, b = np.random.default_rng(4), np.random.default_rng(4)
+        full(music, a), one_less(music, b)
+        assert a.bit_generator.state == b.bit_generator.state, stage
+    quiet = music * 0.05  # so that no gain in GAIN_DB reaches peak_safe
+    with_gain = full(quiet, np.random.default_rng(8))
+    without = aug.Augmenter(1.0, bank, reverb_share=1.0, room_p=1.0, skip=("gain",))(quiet, np.random.default_rng(8))
+    loud = np.abs(without) > 1e-3
+    ratio = with_gain[loud] / without[loud]
+    assert np.ptp(ratio) < 1e-4 * np.abs(ratio).mean()
+    assert aug.GAIN_DB[0] <= 20 * np.log10(ratio.mean()) <= aug.GAIN_DB[1]
+    assert not np.allclose(with_gain, without)
+
+
+def test_skipping_the_room_leaves_only_the_other_stages(bank, music):
+    no_room = aug.Augmenter(0.0, bank, room_p=1.0, skip=("room",))
+    np.testing.assert_array_equal(no_room(music, np.random.default_rng(1)), music)
+
+
+def test_unknown_stage_is_refused():
+    with pytest.raises(ValueError, match="reverbb"):
+        aug.Augmenter(0.5, skip=("reverbb",))

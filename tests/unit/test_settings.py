@@ -22,6 +22,7 @@ class Outer:
     seconds: float = setting(10.0, range=POSITIVE)
     workers: int | None = setting(None, range=AT_LEAST_ONE, affects_output=False)
     mode: str = setting("fast", choices=("fast", "exact"))
+    skip: list = setting(default_factory=list, choices=("room", "eq"))
     device: str = setting("cpu", affects_output=False)
     inner: Inner = setting(default_factory=Inner)
 
@@ -53,6 +54,7 @@ def test_range_reads_as_interval() -> None:
         ("seconds", -5.0, "stage.seconds"),
         ("workers", 0, "stage.workers"),
         ("mode", "slow", "stage.mode"),
+        ("skip", ["room", "hall"], "stage.skip"),
         ("threshold", "abc", "stage.threshold"),
         ("seconds", True, "stage.seconds"),
     ],
@@ -74,12 +76,13 @@ def test_check_descends_into_nested_settings() -> None:
 
 def test_defaults_and_none_pass() -> None:
     check(Outer(), "stage")
+    check(Outer(skip=["eq", "room"]), "stage")
     check(Outer(workers=None, threshold=0.3), "stage")
 
 
 def test_hash_covers_only_output_settings() -> None:
     base = Outer()
-    expected = {"threshold": 0.5, "seconds": 10.0, "mode": "fast", "inner": {"top_p": 0.95}}
+    expected = {"threshold": 0.5, "seconds": 10.0, "mode": "fast", "skip": [], "inner": {"top_p": 0.95}}
     assert output_settings(base) == expected
     assert settings_hash(base) == hashlib.sha256(json.dumps(expected, sort_keys=True).encode()).hexdigest()
     assert settings_hash(Outer(device="cuda", workers=4)) == settings_hash(base)

@@ -56,6 +56,9 @@ def test_yaml_values_are_the_dataclass_defaults(name):
         (["train=wavenet", "train.lr_decay=1.5"], "train.lr_decay"),
         (["train=source_filter", "train.validate_every=0"], "train.validate_every"),
         (["train=transcriber", "train.augment_p=2"], "train.augment_p"),
+        (["train=transcriber", "train.augment_skip=[room,echo]"], "train.augment_skip"),
+        (["train=transcriber", "train.room_rt60=[2.0,0.5]"], "train.room_rt60"),  # a pair out of order: refused before rendering
+        (["train=transcriber", "train.room_far_distance=[3.0]"], "train.room_far_distance"),
         (["train=music_transformer", "train.model.position=absolute"], "train.model.position"),
         (["train=wavenet", "train.model.output=gaussian"], "train.model.output"),
     ],
@@ -68,6 +71,17 @@ def test_bad_overrides_are_refused_with_one_line_naming_the_key(overrides, key, 
 
 def test_good_overrides_pass():
     assert precheck(["train=wavenet", "train.max_steps=3", "train.model.output=logistic_mixture"]) == 0
+    assert precheck(["train=transcriber", "train.augment_skip=[codec,noise]"]) == 0
+
+
+def test_rooms_of_their_own_probability_still_augment():
+    """room_p > 0 with augment_p 0 (rooms, no effects) must still build an Augmenter; without a bank nothing does."""
+    from w2m2w.train.transcriber import TranscriberTrainConfig, augments
+
+    assert augments(TranscriberTrainConfig(augment_p=0.0, room_p=0.8))
+    assert augments(TranscriberTrainConfig(augment_p=0.5))
+    assert not augments(TranscriberTrainConfig(augment_p=0.0))
+    assert not augments(TranscriberTrainConfig(augment_p=0.0, room_p=0.8, room_bank=0))
 
 
 def test_the_cli_exits_2_before_writing_anything(tmp_path):
@@ -100,6 +114,7 @@ def _tiny_transcriber(tmp_path, **kw):
         segment_seconds=1.0,
         validation_seconds=1.0,
         threads=1,
+        room_bank=0,  # no simulated rooms: the default bank of 64 would be built in the project's cache/rooms
     )
     return TranscriberTrainConfig(**{**settings, **kw})
 

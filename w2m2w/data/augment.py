@@ -19,6 +19,7 @@ from scipy import signal
 from .. import SAMPLE_RATE
 from .rooms import RoomBank
 
+STAGES = ("room", "eq", "compression", "reverb", "codec", "noise", "gain")  # signal-chain order
 GAIN_DB = (-18.0, 6.0)
 SNR_DB = (15.0, 50.0)
 _NOISE_EXPONENT = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # power spectrum ~ 1 / f**exponent
@@ -144,33 +145,52 @@ class Augmenter:
     (skipped when rooms is None), EQ, compression, reverb, codec, noise, gain; then peak_safe.
     Room and effects keep the input's RMS (so GAIN_DB is the level change); noise adds at most
     0.14 dB at the lowest SNR; peak_safe only lowers. Deterministic given the rng's state.
+    skip: names of STAGES left out (for ablations), each still drawing its random numbers.
     """
 
-    def __init__(self, p: float = 0.5, rooms: RoomBank | None = None, sr: int = SAMPLE_RATE, reverb_share: float = 0.25, room_p: float | None = None):
+    def __init__(
+        self,
+        p: float = 0.5,
+        rooms: RoomBank | None = None,
+        sr: int = SAMPLE_RATE,
+        reverb_share: float = 0.25,
+        room_p: float | None = None,
+        skip: tuple[str, ...] | list[str] = (),
+    ):
         self.p, self.rooms, self.sr, self.reverb_share = p, rooms, sr, reverb_share
         self.room_p = p if room_p is None else room_p
         for name, v in (("p", self.p), ("room_p", self.room_p)):
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name}={v}: a probability must lie in [0, 1]")
+        unknown = sorted(set(skip) - set(STAGES))
+        if unknown:
+            raise ValueError(f"skip={list(skip)}: unknown stage(s) {unknown}; the stages are {list(STAGES)}")
+        self.skip = frozenset(skip)
 
     def __call__(self, y: np.ndarray, rng: np.random.Generator, room: int | None = None) -> np.ndarray:
-        """`room`: force this room of the bank (the validation set spreads its pieces over distinct rooms)."""
+        """`room`: force this room of the bank (the validation set spreads its pieces over distinct rooms).
+
+        A skipped stage still makes its random draws and is then left out, so an ablation twin hears
+        the same chain as the full one, less that stage, segment for segment.
+        """
         if room is not None and self.rooms is None:
             raise ValueError("a room was asked for, but this Augmenter has no RoomBank")
         y = np.asarray(y, dtype=np.float32)
         ref = _rms(y)
         out = y
         if self.rooms is not None and (room is not None or rng.random() < self.room_p):
-            out = apply_room(out, room_ir(self.rooms, rng, room))
+            ir = room_ir(self.rooms, rng, room)
+            if "room" not in self.skip:
+                out = apply_room(out, ir)
         fx: list = []
         if rng.random() < self.p:
-            fx += random_eq(rng)
+            fx += self._keep("eq", random_eq(rng))
         if rng.random() < self.p:
-            fx += random_compressor(rng, float(np.max(np.abs(out))) if out.size else 0.0)
+            fx += self._keep("compression", random_compressor(rng, float(np.max(np.abs(out))) if out.size else 0.0))
         if rng.random() < self.p * self.reverb_share:
-            fx += random_reverb(rng)
+            fx += self._keep("reverb", random_reverb(rng))
         if rng.random() < self.p:
-            fx += random_codec(rng)
+            fx += self._keep("codec", random_codec(rng))
         if fx:
             import pedalboard as pb
 
@@ -180,10 +200,15 @@ class Augmenter:
             if now > 1e-9 and ref > 1e-9:
                 out = out * np.float32(ref / now)
         if rng.random() < self.p:
-            out = add_noise(out, rng)
+            noisy = add_noise(out, rng)
+            out = out if "noise" in self.skip else noisy
         if rng.random() < self.p:
-            out = random_gain(out, rng)
+            louder = random_gain(out, rng)
+            out = out if "gain" in self.skip else louder
         return peak_safe(out)
+
+    def _keep(self, stage: str, fx: list) -> list:
+        return [] if stage in self.skip else fx
 
 
 _DEFAULT: dict[float, Augmenter] = {}

@@ -16,10 +16,11 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
+from ..data.augment import STAGES as AUGMENT_STAGES
 from ..data.rooms import TRAIN_ROOMS
 from ..data.transcription import Example, SegmentSampler, load_examples_audio_notes, maestro_examples, maps_examples, maps_piece, rendered_examples
 from ..models.onsets_frames import MODEL_NAME, OnsetsFrames, OnsetsFramesConfig
-from ..settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY_UPPER, Range, setting
+from ..settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY_UPPER, Range, SettingsError, setting
 from ..transcription import DecodeConfig
 from .loop import Progress, Task, TrainingError, fit, init_from, start
 
@@ -70,6 +71,8 @@ class TranscriberTrainConfig:
     room_rt60: list[float] = setting(default_factory=lambda: list(TRAIN_ROOMS.rt60))  # s, [lo, hi]
     room_far_distance: list[float] = setting(default_factory=lambda: list(TRAIN_ROOMS.far_distance))  # m, ambient microphone
     room_p: float | None = setting(None, range=Range(0, 1))  # probability of a room; None: augment_p
+    # stages of the chain left out (data/augment.py STAGES), for ablations: the draws stay the same, segment for segment
+    augment_skip: list[str] = setting(default_factory=list, choices=AUGMENT_STAGES)
     val_frame_thresholds: list[float] = setting(default_factory=lambda: [0.3, 0.2])  # validation also scores durations decoded at these
     init_weights: str | None = setting(None)  # start from these weights (every tensor whose shape fits; new heads start fresh)
     max_steps: int = setting(100000, range=AT_LEAST_ONE)
@@ -83,6 +86,11 @@ class TranscriberTrainConfig:
     # parallel, so a GPU is not held back by one CPU core cutting segments and convolving rooms
     data_workers: int = setting(0, range=NON_NEGATIVE, affects_output=False)
     bf16: bool = setting(False)  # autocast matmuls/convs to bfloat16 (about 1.5x faster on AVX512-BF16 CPUs and on GPUs)
+
+    def check_more(self, prefix: str = "train") -> None:
+        """The room ranges are [low, high] pairs (settings.check calls this, so a bad one is refused before any rendering)."""
+        for name in ("room_rt60", "room_far_distance"):
+            _pair(getattr(self, name), f"{prefix}.{name}" if prefix else name)
 
 
 def _midi_files(globs: list[str]) -> list[str]:
@@ -167,14 +175,19 @@ def make_augmenter(cfg: TranscriberTrainConfig):
     from ..data.augment import Augmenter
     from ..data.rooms import RoomBank
 
-    ranges = replace(TRAIN_ROOMS, rt60=_pair(cfg.room_rt60, "room_rt60"), far_distance=_pair(cfg.room_far_distance, "room_far_distance"))
+    ranges = replace(TRAIN_ROOMS, rt60=_pair(cfg.room_rt60, "train.room_rt60"), far_distance=_pair(cfg.room_far_distance, "train.room_far_distance"))
     bank = RoomBank.training(cfg.room_bank, cfg.room_cache, seed=cfg.seed, ranges=ranges) if cfg.room_bank else None
-    return Augmenter(cfg.augment_p, bank, room_p=cfg.room_p)
+    return Augmenter(cfg.augment_p, bank, room_p=cfg.room_p, skip=tuple(cfg.augment_skip))
 
 
-def _pair(v: list[float], name: str) -> tuple[float, float]:
+def augments(cfg: TranscriberTrainConfig) -> bool:
+    """Whether training draws through an Augmenter: any effect, or rooms of their own probability (room_p with augment_p 0)."""
+    return cfg.augment_p > 0 or bool(cfg.room_bank and cfg.room_p)
+
+
+def _pair(v: list[float], key: str) -> tuple[float, float]:
     if len(v) != 2 or not 0 < v[0] <= v[1]:
-        raise ValueError(f"train.{name}={list(v)}: give [low, high] with 0 < low <= high")
+        raise SettingsError(key, list(v), "[low, high] with 0 < low <= high")
     return float(v[0]), float(v[1])
 
 
@@ -200,7 +213,7 @@ def train_transcriber(cfg: TranscriberTrainConfig) -> dict:
         model.frame_rate,
         model.mel_cfg.hop_length,
         seed=cfg.seed,
-        augmenter=make_augmenter(cfg) if cfg.augment_p > 0 else None,
+        augmenter=make_augmenter(cfg) if augments(cfg) else None,
         pedal=cfg.model.pedal,
     )
     val_data = {k: load_validation(v, cfg.validation_seconds) for k, v in val_sets.items() if v} if run.main else {}
