@@ -11,6 +11,15 @@ NAME.pedal.tsv when the input has one; rooms.json says which room each piece got
         --input cache/renders --include '*_csound*' --seconds 60 --out cache/room_val
     (or: --set DIR:GLOB, repeated)
 
+MIDI files can come in too, rendered first through a soundfont (FluidSynth, cached like training's renders):
+
+    python scripts/make_room_validation.py --midi scripts/room_tune_midi.txt --soundfont csound \\
+        --render-cache cache/renders_tune --bank-seed 3 --out cache/room_tune
+
+(a render cache of its own, so that room_val's `cache/renders:'*_csound*'` does not take these too).
+
+--skip leaves stages of the chain out (rooms only: --skip eq compression reverb codec noise gain).
+
 Input folders: MAPS layout (DIR/flac/NAME.flac + DIR/tsv/NAME.tsv) or audio and NAME.tsv side by side.
 """
 
@@ -20,6 +29,7 @@ import argparse
 import fnmatch
 import json
 import sys
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from w2m2w import SAMPLE_RATE  # noqa: E402
 from w2m2w.audio import load_audio  # noqa: E402
-from w2m2w.data.augment import Augmenter  # noqa: E402
+from w2m2w.data.augment import STAGES, Augmenter  # noqa: E402
 from w2m2w.data.rooms import VALIDATION_ROOMS, VALIDATION_SEED, RoomBank  # noqa: E402
-from w2m2w.data.transcription import crop_notes  # noqa: E402
+from w2m2w.data.transcription import crop_notes, rendered_examples  # noqa: E402
 from w2m2w.pedal import crop_pedal, pedal_tsv_path  # noqa: E402
 from w2m2w.staging import atomic_path  # noqa: E402
 
@@ -85,7 +95,9 @@ def read_table(path: Path, columns: int, default_header: str) -> tuple[str, np.n
     lines = path.read_text().splitlines()
     header = lines[0] if lines and lines[0].startswith("#") else default_header
     try:
-        rows = np.loadtxt(path, delimiter="\t", comments="#", ndmin=2)
+        with warnings.catch_warnings():  # an empty table (a piece without pedal) is read as 0 rows, not warned about
+            warnings.simplefilter("ignore", UserWarning)
+            rows = np.loadtxt(path, delimiter="\t", comments="#", ndmin=2)
     except ValueError as exc:
         raise ValueError(f"{path}: not a tab-separated table of numbers ({exc})") from None
     if rows.size == 0:
@@ -134,6 +146,35 @@ def make_piece(piece: Piece, out_dir: Path, seconds: float, augmenter: Augmenter
     }
 
 
+def render_midi_list(listing: Path, root: Path, soundfont: str, cache: Path, seconds: float) -> tuple[list[Piece], int]:
+    """Pieces rendered from the MIDI files a list names (one path per line, '#' comments), and how many failed."""
+    try:
+        lines = listing.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"error: {listing}: cannot read the MIDI list ({exc})", file=sys.stderr)
+        return [], 1
+    pieces, errors = [], 0
+    for line in lines:
+        entry = line.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        midi = root / entry
+        try:
+            if not midi.is_file():
+                raise FileNotFoundError("no such file")
+            examples = rendered_examples([str(midi)], [soundfont], cache, seconds)
+        except Exception as exc:  # one bad file is reported and skipped; the others go on
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            print(f"error: {midi}: {reason}", file=sys.stderr)
+            errors += 1
+            continue
+        if not examples:
+            print(f"error: {midi}: no notes in its first {seconds:g} s", file=sys.stderr)
+            errors += 1
+        pieces += [Piece(e.name, Path(e.audio), Path(e.notes)) for e in examples]
+    return pieces, errors
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--input", action=_Input, metavar="DIR", help="a folder of pieces (repeatable)")
@@ -150,13 +191,22 @@ def main(argv: list[str] | None = None) -> int:
         default=VALIDATION_SEED,
         help=f"seeds the room bank (default {VALIDATION_SEED}, room_val's rooms); another seed gives other rooms, e.g. for a tuning set kept apart from room_val",
     )
+    ap.add_argument("--midi", type=Path, metavar="LIST", help="a text file of MIDI paths (one per line, relative to --midi-root), rendered through --soundfont")
+    ap.add_argument("--midi-root", type=Path, default=Path("../shared/data"), help="what the --midi list's paths are relative to")
+    ap.add_argument("--soundfont", default="csound", help="soundfont name or .sf2 path for --midi (a held-out one)")
+    ap.add_argument("--render-cache", type=Path, default=Path("cache/renders"), help="where --midi renders are cached")
+    ap.add_argument("--skip", nargs="+", default=[], choices=STAGES, metavar="STAGE", help=f"stages of the chain left out ({', '.join(STAGES)})")
     args = ap.parse_args(argv)
-    if not getattr(args, "sets", None):
-        ap.error("give at least one --input DIR (or --set DIR:GLOB)")
+    if not getattr(args, "sets", None) and args.midi is None:
+        ap.error("give at least one --input DIR (or --set DIR:GLOB, or --midi LIST)")
 
     pieces: dict[str, Piece] = {}
     errors = 0
-    for folder, glob in args.sets:
+    if args.midi is not None:
+        rendered, failed = render_midi_list(args.midi, args.midi_root, args.soundfont, args.render_cache, args.seconds)
+        errors += failed
+        pieces.update({p.name: p for p in rendered})
+    for folder, glob in getattr(args, "sets", None) or []:
         if not Path(folder).is_dir():
             print(f"error: {folder}: not a folder", file=sys.stderr)
             errors += 1
@@ -179,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"room bank: {len(bank)} validation rooms built in {bank.build_seconds:.1f} s, cached at {bank.path}")
     # a permutation, so that every piece gets a room of its own
     order = np.random.default_rng(args.seed).permutation(len(bank))
-    augmenter = Augmenter(1.0, bank)
+    augmenter = Augmenter(1.0, bank, skip=tuple(args.skip))
     args.out.mkdir(parents=True, exist_ok=True)
     manifest = {}
     for k, piece in enumerate(sorted(pieces.values(), key=lambda p: p.name)):
@@ -195,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         source, close, far = bank.positions[room]
         info.update(room=room, rt60=round(float(bank.rt60[room]), 2), size=[round(float(v), 1) for v in bank.sizes[room]])
         info.update(close_m=round(float(np.linalg.norm(close - source)), 2), far_m=round(float(np.linalg.norm(far - source)), 2))
+        if args.skip:
+            info["skipped_stages"] = list(args.skip)
         manifest[piece.name] = info
         print(
             f"{args.out / piece.name}.flac: {info['seconds']:.1f} s, {info['notes']} notes{' + pedal' if info['pedal'] else ''}, "
