@@ -108,8 +108,8 @@ def _train(twin: Twin, out: Path, overrides: list[str], threads: int) -> tuple[T
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    overrides = argv[argv.index("--") + 1 :] if "--" in argv else []
-    own = argv[: argv.index("--")] if "--" in argv else argv
+    cut = argv.index("--") if "--" in argv else len(argv)
+    own, overrides = argv[:cut], argv[cut + 1 :]
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--twin", action="append", required=True, metavar="NAME=STAGES", help="a run and the stages it leaves out; the first is the reference")

@@ -85,8 +85,12 @@ def setting(
 
 def _describe(rng: Range | None, choices: tuple | None) -> str:
     if choices is not None:
-        return "one of " + ", ".join(repr(c) for c in choices)
+        return "one of " + _listed(choices)
     return f"in {rng}"
+
+
+def _listed(choices: tuple) -> str:
+    return ", ".join(repr(c) for c in choices)
 
 
 def check(obj: Any, prefix: str = "") -> None:
@@ -105,7 +109,7 @@ def check(obj: Any, prefix: str = "") -> None:
         if choices is not None:
             if isinstance(value, (list, tuple)):  # a list setting: every item is one of the choices
                 if any(v not in choices for v in value):
-                    raise SettingsError(key, value, "a list of " + _describe(None, choices)[len("one of ") :])
+                    raise SettingsError(key, value, "a list of " + _listed(choices))
             elif value not in choices:
                 raise SettingsError(key, value, _describe(None, choices))
             continue
