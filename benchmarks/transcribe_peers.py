@@ -59,7 +59,7 @@ INSTALL = {
     "transkun": "pip install --no-deps transkun && pip install moduleconf soxr",
 }
 # metrics the table pools, keys of w2m2w.metrics.transcription_metrics
-METRICS = ("note_precision", "note_recall", "note_f1", "note_offset_f1", "note_offset_velocity_f1", "frame_f1")
+METRICS = ("note_precision", "note_recall", "note_f1", "note_velocity_f1", "note_offset_f1", "note_offset_velocity_f1", "frame_f1")
 
 
 def _audio_extensions() -> tuple[str, ...]:
@@ -278,8 +278,8 @@ def _f(x: float | None, fmt: str = ".3f") -> str:
 def table(rows: list[dict]) -> str:
     """One markdown row per system: speed, memory and mean-over-files metrics (a failed system says why)."""
     head = (
-        "| system | version | files | audio s | x real time | model load s | peak RSS MB | note P | note R | note F1 | note+offset F1 "
-        "| note+offset+velocity F1 | frame F1 |"
+        "| system | version | files | audio s | x real time | model load s | peak RSS MB | note P | note R | note F1 | note+velocity F1 "
+        "| note+offset F1 | note+offset+velocity F1 | frame F1 |"
     )
     n_cols = head.count("|") - 1
     lines = [head, "|" + "---|" * n_cols]
@@ -291,7 +291,8 @@ def table(rows: list[dict]) -> str:
         speed = r["audio_s"] / r["wall_s"] if r["wall_s"] > 0 else float("nan")
         lines.append(
             f"| {r['label']} | {r['version']} | {len(r['files'])} | {r['audio_s']:.0f} | {_f(speed, '.2f')} | {r['load_s']:.1f} | {r['peak_rss_mb']:.0f} "
-            f"| {_f(m.get('note_precision'))} | {_f(m.get('note_recall'))} | {_f(m.get('note_f1'))} | {_f(m.get('note_offset_f1'))} "
+            f"| {_f(m.get('note_precision'))} | {_f(m.get('note_recall'))} | {_f(m.get('note_f1'))} | {_f(m.get('note_velocity_f1'))} "
+            f"| {_f(m.get('note_offset_f1'))} "
             f"| {_f(m.get('note_offset_velocity_f1'))} | {_f(m.get('frame_f1'))} |"
         )
     return "\n".join(lines)

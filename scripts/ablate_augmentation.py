@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from w2m2w.data.augment import STAGES  # noqa: E402
 
-METRICS = ("note_f1", "note_offset_f1", "frame_f1")
+METRICS = ("note_f1", "note_offset_f1", "frame_f1", "note_velocity_f1")
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         pedal_results.sort(key=lambda r: -r[1].get("pedal_onset_f1", 0.0))
         best = {**best, **pedal_results[0][0]}
     print(f"{len(ex)} pieces, first {args.seconds:g} s each; weights {args.weights}\n")
-    cols = ["note_f1", "note_offset_f1", "note_offset_velocity_f1", "frame_f1"]
+    cols = ["note_f1", "note_velocity_f1", "note_offset_f1", "note_offset_velocity_f1", "frame_f1"]
     print("| onset | frame | offset | " + " | ".join(cols) + " |")
     print("|" + " --- |" * (3 + len(cols)))
     for s, m in results[: args.top]:

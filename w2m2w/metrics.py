@@ -23,11 +23,13 @@ def _intervals(notes: np.ndarray) -> np.ndarray:
 
 
 def transcription_metrics(ref: np.ndarray, est: np.ndarray, onset_tolerance: float = 0.05, frame_rate: float = 100.0) -> dict[str, float]:
-    """Note, note-with-offset, note-with-offset-and-velocity and frame P/R/F1.
+    """Note, note-with-velocity, note-with-offset, note-with-offset-and-velocity and frame P/R/F1.
 
     ref, est: note lists (n, 4). Notes use mir_eval's definitions (50 ms onset
     tolerance, offsets within 20% of the note or 50 ms, velocity within 0.1
-    after mir_eval's rescaling); frames compare 88-key rolls at `frame_rate`.
+    after mir_eval's rescaling); note-with-velocity ignores offsets, so it
+    scores the velocity head apart from the durations (Kong et al. 2021 report
+    it); frames compare 88-key rolls at `frame_rate`.
     Notes outside the 88 keys are left out. When either side has no notes,
     every note metric is 0 (mir_eval's convention).
     """
@@ -43,6 +45,10 @@ def transcription_metrics(ref: np.ndarray, est: np.ndarray, onset_tolerance: flo
         out.update(note_precision=p, note_recall=r, note_f1=f)
         p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(ri, rp, ei, ep, onset_tolerance=onset_tolerance)
         out.update(note_offset_precision=p, note_offset_recall=r, note_offset_f1=f)
+        p, r, f, _ = mir_eval.transcription_velocity.precision_recall_f1_overlap(
+            ri, rp, ref[:, 3], ei, ep, est[:, 3], onset_tolerance=onset_tolerance, offset_ratio=None
+        )
+        out.update(note_velocity_precision=p, note_velocity_recall=r, note_velocity_f1=f)
         p, r, f, _ = mir_eval.transcription_velocity.precision_recall_f1_overlap(ri, rp, ref[:, 3], ei, ep, est[:, 3], onset_tolerance=onset_tolerance)
         out.update(note_offset_velocity_precision=p, note_offset_velocity_recall=r, note_offset_velocity_f1=f)
     end = max([0.0, *ref[:, 1], *est[:, 1]])

@@ -44,8 +44,8 @@ def test_paired_difference_by_hand(ablate):
 
 def test_table_gives_each_twin_its_means_and_the_reference_none(ablate):
     twins = [ablate.Twin("full", ()), ablate.Twin("no_noise", ("noise",))]
-    rows = lambda v: [{"file": f, "note_f1": v + d, "note_offset_f1": v, "frame_f1": v} for f, d in (("a", 0.0), ("b", 0.2))]  # noqa: E731
+    rows = lambda v: [{"file": f, "note_f1": v + d, "note_offset_f1": v, "frame_f1": v, "note_velocity_f1": v - d} for f, d in (("a", 0.0), ("b", 0.2))]  # noqa: E731
     text = ablate.table(twins, {"full": {"tune": rows(0.5)}, "no_noise": {"tune": rows(0.6)}})
     full, twin = text.splitlines()[2:]
-    assert full.startswith("| tune | full | nothing | 0.6000 | 0.5000 | 0.5000 | (reference)")
-    assert twin.startswith("| tune | no_noise | noise | 0.7000 | 0.6000 | 0.6000 | +0.1000 +- 0.0000")
+    assert full.startswith("| tune | full | nothing | 0.6000 | 0.5000 | 0.5000 | 0.4000 | (reference)")
+    assert twin.startswith("| tune | no_noise | noise | 0.7000 | 0.6000 | 0.6000 | 0.5000 | +0.1000 +- 0.0000")

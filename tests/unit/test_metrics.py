@@ -7,7 +7,7 @@ import pytest
 
 from w2m2w.metrics import mean_metrics, transcription_metrics
 
-F1_KEYS = ("note_f1", "note_offset_f1", "note_offset_velocity_f1", "frame_f1")
+F1_KEYS = ("note_f1", "note_velocity_f1", "note_offset_f1", "note_offset_velocity_f1", "frame_f1")
 
 
 @pytest.fixture()
@@ -46,6 +46,35 @@ def test_wrong_velocities_only_hurt_velocity_f1(ref):
     m = transcription_metrics(ref, est)
     assert m["note_f1"] == pytest.approx(1.0) and m["note_offset_f1"] == pytest.approx(1.0)
     assert m["note_offset_velocity_f1"] < 0.6
+    assert m["note_velocity_f1"] == pytest.approx(m["note_offset_velocity_f1"]), "the offsets are all right, so only the velocities count"
+
+
+# Velocities by hand: the reference's 4 notes have velocities 20, 40, 60, 80, which mir_eval maps to
+# 0, 1/3, 2/3, 1; it fits the estimate's velocities to those by least squares (slope and intercept),
+# and a note's velocity matches within 0.1 of that range.
+VEL = np.array([[0.0, 1.0, 60, 20], [1.0, 2.0, 62, 40], [2.0, 2.5, 64, 60], [3.0, 3.5, 65, 80]])
+
+
+def test_note_velocity_ignores_offsets_and_a_global_gain():
+    est = VEL.copy()
+    est[:, 1] += 0.5  # every offset wrong
+    est[:, 3] = 0.5 * VEL[:, 3] + 10  # softer overall, same order and spacing: the fit undoes it
+    m = transcription_metrics(VEL, est)
+    assert m["note_velocity_f1"] == 1.0
+    assert m["note_offset_velocity_f1"] == 0.0 and m["note_offset_f1"] == 0.0
+
+
+def test_note_velocity_counts_the_notes_whose_velocity_is_off():
+    # estimate 20, 40, 60, 20 against targets 0, 1/3, 2/3, 1: mean v = 35, mean target = 0.5,
+    # slope = sum((v-35)(t-0.5)) / sum((v-35)^2)
+    # = (-15*-0.5 + 5*-1/6 + 25*1/6 + -15*0.5) / (225 + 25 + 625 + 225) = (10/3) / 1100 = 1/330;
+    # fitted t = 0.5 + (v - 35)/330: 20 -> 0.4545 (ref 0, miss), 40 -> 0.5152 (ref 1/3, miss),
+    # 60 -> 0.5758 (ref 2/3, 0.091 away: match), 20 -> 0.4545 (ref 1, miss). One match of four.
+    est = VEL.copy()
+    est[:, 3] = [20, 40, 60, 20]
+    m = transcription_metrics(VEL, est)
+    assert m["note_velocity_precision"] == pytest.approx(0.25) and m["note_velocity_recall"] == pytest.approx(0.25)
+    assert m["note_f1"] == 1.0
 
 
 def test_half_the_notes(ref):
@@ -68,7 +97,7 @@ def test_mean_metrics():
 # Hand-made cases: four notes on four keys, no overlaps, so every count below is done by hand.
 # At 100 frames per second a note of 1.0 s covers 100 frames and one of 0.5 s covers 50.
 FOUR = np.array([[0.0, 1.0, 60, 80], [1.0, 2.0, 62, 80], [2.0, 2.5, 64, 80], [3.0, 3.5, 65, 80]])
-ALL_KEYS = {f"{kind}_{m}" for kind in ("note", "note_offset", "note_offset_velocity", "frame") for m in ("precision", "recall", "f1")}
+ALL_KEYS = {f"{kind}_{m}" for kind in ("note", "note_velocity", "note_offset", "note_offset_velocity", "frame") for m in ("precision", "recall", "f1")}
 
 
 def test_right_onsets_wrong_offsets_score_zero_with_offsets():

@@ -99,11 +99,19 @@ def test_table_rows(peers):
         "wall_s": 4.0,
         "load_s": 0.25,
         "peak_rss_mb": 480.4,
-        "mean": {"note_precision": 0.9, "note_recall": 0.8, "note_f1": 0.847, "note_offset_f1": 0.5, "note_offset_velocity_f1": float("nan"), "frame_f1": 0.7},
+        "mean": {
+            "note_precision": 0.9,
+            "note_recall": 0.8,
+            "note_f1": 0.847,
+            "note_velocity_f1": 0.6,
+            "note_offset_f1": 0.5,
+            "note_offset_velocity_f1": float("nan"),
+            "frame_f1": 0.7,
+        },
     }
     lines = peers.table([row, {"system": "transkun", "error": "ModuleNotFoundError: No module named 'x'"}]).splitlines()
     assert len(lines) == 4 and all(line.count("|") == lines[0].count("|") for line in lines)
-    assert lines[2] == "| w2m2w Onsets and Frames | 0.1.0 (w.safetensors) | 2 | 60 | 15.00 | 0.2 | 480 | 0.900 | 0.800 | 0.847 | 0.500 | n/a | 0.700 |"
+    assert lines[2] == "| w2m2w Onsets and Frames | 0.1.0 (w.safetensors) | 2 | 60 | 15.00 | 0.2 | 480 | 0.900 | 0.800 | 0.847 | 0.600 | 0.500 | n/a | 0.700 |"
     assert lines[3].startswith("| transkun | failed: ModuleNotFoundError")
 
 
