@@ -100,3 +100,48 @@ def test_validation_scores_the_pedal_only_where_the_reference_has_one():
     assert {"pedal_onset_f1", "pedal_frame_f1", "note_f1", "frame_f1@0.3", "note_offset_f1@0.3"} <= set(with_pedal)
     assert not any(k.startswith("pedal") for k in without) and "note_f1" in without
     assert all(0.0 <= v <= 1.0 for v in with_pedal.values())
+
+
+def test_sample_seed_draws_again_but_holds_out_the_same_files(tmp_path, monkeypatch):
+    """train.sample_seed: another draw of the same run; train.seed alone picks the held-out MIDI files."""
+    from dataclasses import replace
+
+    import w2m2w.train.transcriber as tr
+    from w2m2w.data.transcription import Example
+    from w2m2w.train.loop import draw_seed
+
+    base = _cfg(tmp_path, 2)
+    assert draw_seed(base) == 0 and draw_seed(replace(base, sample_seed=5)) == 5 and draw_seed(replace(base, seed=3)) == 3
+
+    for i in range(12):
+        (tmp_path / f"m{i:02d}.mid").write_bytes(b"")
+    # rendering is fluidsynth's test's job: here each MIDI file is one example named after it
+    monkeypatch.setattr(tr, "rendered_examples", lambda paths, sfs, *a, **k: [Example(p, p, p, sfs[0]) for p in paths])
+    split = lambda cfg: sorted(e.name for e in tr.build_datasets(cfg)[1]["render_csound"])  # noqa: E731
+    midi = replace(base, maps_root=None, midi_globs=[str(tmp_path / "*.mid")], holdout_midi_files=3, holdout_soundfont="csound")
+    held = split(midi)
+    assert len(held) == 3
+    assert split(replace(midi, sample_seed=7)) == held
+    assert split(replace(midi, seed=7)) != held  # the check can fail: another seed holds out other files
+
+    make_maps(tmp_path / "maps", ["a_AkPnBcht", "b_SptkBGCl"], seconds=2.0)
+    train_transcriber(replace(base, out_dir=str(tmp_path / "init"), max_steps=1))
+    start = str(tmp_path / "init" / "last.safetensors")  # equal initial weights: only what is drawn can differ
+    import w2m2w.train.loop as loop
+    from w2m2w.train.prefetch import Prefetcher
+
+    seeds = []  # the seed each run's batches are drawn with (test_prefetch: the rows are a function of it)
+
+    class Spy(Prefetcher):
+        def __init__(self, sampler, seed, *args, **kwargs):
+            seeds.append(seed)
+            super().__init__(sampler, seed, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "Prefetcher", Spy)
+    weights = {}
+    for name, sample_seed in (("default", None), ("zero", 0), ("other", 1)):
+        train_transcriber(replace(base, out_dir=str(tmp_path / name), sample_seed=sample_seed, init_weights=start))
+        weights[name] = load_transcriber(tmp_path / name / "last.safetensors").state_dict()
+    assert seeds == [0, 0, 1]
+    assert all(torch.equal(weights["default"][k], weights["zero"][k]) for k in weights["default"])  # None is the seed itself
+    assert any(not torch.equal(weights["default"][k], weights["other"][k]) for k in weights["default"])

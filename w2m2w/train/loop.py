@@ -159,13 +159,21 @@ class Run:
         return self.device if torch.device(self.device).type == "cuda" else "cpu"
 
 
+def draw_seed(cfg: Settings) -> int:
+    """The seed of what training draws (initial weights, batches, dropout): cfg.sample_seed where a
+    config has one and sets it, else cfg.seed. cfg.seed alone also picks held-out data (and the
+    transcriber's room bank), so a second draw of the same run must leave it as it is."""
+    sample_seed = getattr(cfg, "sample_seed", None)
+    return cfg.seed if sample_seed is None else int(sample_seed)
+
+
 def start(cfg: Settings, model_name: str) -> Run:
     """Check the settings, set threads and seed, join torchrun's process group if there is one, and check
     that a checkpoint in out_dir (if any) is of the same model config. Call before reading any data."""
     check(cfg, "train")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)  # the same initial weights in every process
+    torch.manual_seed(draw_seed(cfg))  # the same initial weights in every process
     out = Path(cfg.out_dir)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
@@ -276,7 +284,7 @@ def fit(run: Run, cfg: Settings, task: Task) -> dict:
         if run.main:
             log.info("resumed at step %d", state["step"])
     # each process its own torch RNG stream (dropout), reproducible from the step it starts at
-    torch.manual_seed(int(np.random.SeedSequence((cfg.seed, state["step"], run.rank)).generate_state(1)[0]))
+    torch.manual_seed(int(np.random.SeedSequence((draw_seed(cfg), state["step"], run.rank)).generate_state(1)[0]))
     stepper: nn.Module = _StepModule(model, task.step)
     if run.world > 1:
         cuda = torch.device(run.device).type == "cuda"
@@ -292,7 +300,7 @@ def fit(run: Run, cfg: Settings, task: Task) -> dict:
         shift = j * cfg.batch_size
         return first_step + step, rows.start + shift, rows.stop + shift
 
-    prefetch = Prefetcher(task.sampler, cfg.seed, getattr(cfg, "data_workers", 0), key_at)
+    prefetch = Prefetcher(task.sampler, draw_seed(cfg), getattr(cfg, "data_workers", 0), key_at)
     t_start = time.time() - state["elapsed_s"]
     progress = Progress()
     t_since = time.time()

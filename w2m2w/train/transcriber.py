@@ -22,7 +22,7 @@ from ..data.transcription import Example, SegmentSampler, load_examples_audio_no
 from ..models.onsets_frames import MODEL_NAME, OnsetsFrames, OnsetsFramesConfig
 from ..settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY_UPPER, Range, SettingsError, setting
 from ..transcription import DecodeConfig
-from .loop import Progress, Task, TrainingError, fit, init_from, start
+from .loop import Progress, Task, TrainingError, draw_seed, fit, init_from, start
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,10 @@ class TranscriberTrainConfig:
     max_minutes: float = setting(0.0, range=NON_NEGATIVE)  # 0 = no time limit
     validate_every: int = setting(500, range=AT_LEAST_ONE)
     validation_seconds: float = setting(60.0, range=POSITIVE)  # first N s of each validation piece during training
-    seed: int = setting(0, range=NON_NEGATIVE)
+    seed: int = setting(0, range=NON_NEGATIVE)  # also picks the held-out MIDI files and the room bank
+    # a second draw of the same run (initial weights, segments, augmentation, dropout) with the same
+    # held-out files and rooms, for twins repeated with another seed; None: seed
+    sample_seed: int | None = setting(None, range=NON_NEGATIVE)
     threads: int = setting(0, range=NON_NEGATIVE, affects_output=False)  # 0 = torch default
     device: str = setting("cpu", affects_output=False)
     # processes that draw batches ahead of the step (train/prefetch.py): the same batches, drawn in
@@ -212,7 +215,7 @@ def train_transcriber(cfg: TranscriberTrainConfig) -> dict:
         cfg.segment_seconds,
         model.frame_rate,
         model.mel_cfg.hop_length,
-        seed=cfg.seed,
+        seed=draw_seed(cfg),
         augmenter=make_augmenter(cfg) if augments(cfg) else None,
         pedal=cfg.model.pedal,
     )
