@@ -179,6 +179,38 @@ def is_silent(y: np.ndarray, threshold_db: float = -60.0) -> bool:
     return peak <= 10 ** (threshold_db / 20)
 
 
+def level_db(y: np.ndarray, frame: int = 2048, percentile: float = 95.0, range_db: float = 50.0, block_frames: int = 4096) -> float | None:
+    """The playing level of a recording, dBFS: the `percentile` of its frames' RMS (frames of
+    `frame` samples, 128 ms at 16 kHz), counting only frames within `range_db` of the loudest, so
+    long silences do not pull it down. None when y has no non-zero frame.
+
+    A high percentile follows what is loud in the piece, not how much of it is quiet; computed in
+    blocks of `block_frames` frames, so an hour of audio costs no second copy of it.
+    """
+    n = len(y) // frame
+    if n == 0:
+        y = np.pad(np.asarray(y, dtype=np.float32), (0, frame - len(y)))
+        n = 1
+    ms = np.concatenate(
+        [np.mean(np.square(np.asarray(y[a * frame : b * frame], dtype=np.float64).reshape(-1, frame)), axis=1) for a, b in _blocks(n, block_frames)]
+    )
+    loudest = float(ms.max())
+    if loudest <= 0.0:
+        return None
+    kept = ms[ms >= loudest * 10 ** (-range_db / 10)]
+    return float(10 * np.log10(np.percentile(kept, percentile)))
+
+
+def _blocks(n: int, size: int) -> list[tuple[int, int]]:
+    return [(a, min(a + size, n)) for a in range(0, n, size)]
+
+
+def level_gain(y: np.ndarray, target_db: float | None) -> float:
+    """The factor that brings y's level_db to `target_db` (1.0 when target_db is None or y is silent)."""
+    level = level_db(y) if target_db is not None else None
+    return 1.0 if level is None else float(10 ** ((target_db - level) / 20))
+
+
 def save_wav(path: str | os.PathLike, y: np.ndarray, sr: int = SAMPLE_RATE) -> None:
     """Write 16-bit PCM WAV (no atomicity here: callers use staging.atomic_path)."""
     import soundfile as sf

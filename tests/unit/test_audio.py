@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from w2m2w.audio import AudioError, is_silent, load_audio, mu_law_decode, mu_law_encode, save_wav
+from w2m2w.audio import AudioError, is_silent, level_db, level_gain, load_audio, mu_law_decode, mu_law_encode, save_wav
 
 
 def test_stereo_44k_to_16k_mono(tmp_path):
@@ -113,3 +113,36 @@ def test_max_seconds_in_the_decoder_fallback(tmp_path, monkeypatch):
     with pytest.raises(AudioError, match="longer than"):
         load_audio(tmp_path / "long.wav", max_seconds=2)
     assert len(load_audio(tmp_path / "long.wav", max_seconds=5)) == 16000 * 3
+
+
+def _frames(levels_db: list[float], frame: int = 2048) -> np.ndarray:
+    """Frames of constant-magnitude samples (+-a alternating): each frame's RMS is exactly a."""
+    sign = np.where(np.arange(frame) % 2 == 0, 1.0, -1.0)
+    return np.concatenate([sign * 10 ** (d / 20) for d in levels_db]).astype(np.float32)
+
+
+def test_level_is_the_95th_percentile_frame_over_the_loud_frames():
+    # 90 frames at -30 dB and 10 at -10 dB: the 95th percentile (numpy's linear interpolation,
+    # position 0.95 * 99 = 94.05 of the sorted frames) falls among the -10 dB ones
+    assert level_db(_frames([-30.0] * 90 + [-10.0] * 10)) == pytest.approx(-10.0, abs=1e-4)
+    # 99 at -30 and one at -10: position 94.05 is among the -30 dB frames
+    assert level_db(_frames([-30.0] * 99 + [-10.0])) == pytest.approx(-30.0, abs=1e-4)
+    # silence and frames 50 dB or more under the loudest do not count: a long quiet start changes nothing
+    loud = _frames([-20.0] * 20)
+    assert level_db(np.concatenate([np.zeros(200 * 2048, np.float32), _frames([-75.0] * 300), loud])) == pytest.approx(-20.0, abs=1e-4)
+    # counted in blocks or at once, the same
+    y = _frames(list(np.random.default_rng(0).uniform(-40, -5, 37)))
+    assert level_db(y, block_frames=1) == pytest.approx(level_db(y, block_frames=4096), abs=1e-9)
+
+
+def test_level_gain_brings_a_recording_to_the_target():
+    y = _frames([-30.0] * 8) * np.float32(1.0)
+    g = level_gain(y, -15.0)
+    assert g == pytest.approx(10 ** (15 / 20), rel=1e-4)
+    assert level_db(y * g) == pytest.approx(-15.0, abs=1e-4)
+    assert level_gain(y, None) == 1.0
+    assert level_gain(np.zeros(10000, np.float32), -15.0) == 1.0  # silence: nothing to bring up
+    assert level_db(np.zeros(100, np.float32)) is None
+    assert level_db(np.full(100, 0.5, np.float32)) == pytest.approx(
+        20 * np.log10(0.5) - 10 * np.log10(2048 / 100), abs=1e-4
+    )  # shorter than a frame: zero-padded to one

@@ -158,3 +158,17 @@ def test_segment_sampler_pedal_targets_follow_the_pedal_file(tmp_path):
             inside = [e for e in ev if t0 < e < t0 + (frames - 1) / fr]
             assert int(t["pedal"][i, :, col].sum()) == len(inside)
     assert 0 < t["pedal_known"].sum() < 24
+
+
+def test_segment_sampler_brings_each_piece_to_the_models_input_level(tmp_path):
+    from w2m2w.audio import level_db
+
+    root = make_maps(tmp_path / "m", ["p_AkPnBcht", "q_AkPnBcht"], seconds=2.0)
+    ex = maps_examples(root)
+    as_read = SegmentSampler(ex, 0.5, SR / 512, 512)
+    levelled = SegmentSampler(ex, 0.5, SR / 512, 512, level_db=-12.0)
+    for (y0, n0), (y1, n1) in zip(as_read.items, levelled.items):
+        assert level_db(y1) == pytest.approx(-12.0, abs=1e-3)
+        ratio = float(np.dot(y1, y0) / np.dot(y0, y0))  # a gain, nothing else: y1 is y0 scaled
+        np.testing.assert_allclose(y1, ratio * y0, atol=1e-6)
+        np.testing.assert_array_equal(n0, n1)

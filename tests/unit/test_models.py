@@ -147,3 +147,22 @@ def test_training_step_weights_each_head_and_reports_it_unweighted():
     assert {k: v.item() for k, v in figures_w.items()} == pytest.approx({k: v.item() for k, v in figures.items()}, rel=1e-6)
     with pytest.raises(ValueError, match="unknown heads"):
         m.training_step((audio, target), weights={"frames": 2.0})
+
+
+def test_predict_with_an_input_level_hears_a_quiet_recording_as_a_loud_one():
+    """With input_level_db the level of the recording is taken out before the model: the same piece
+    10 dB softer gives the same probabilities; without it, it does not (log-mel sees the level)."""
+    torch.manual_seed(0)
+    levelled = OnsetsFrames(OnsetsFramesConfig(model_size=32, lstm_units=8, input_level_db=-15.0)).eval()
+    plain = OnsetsFrames(OnsetsFramesConfig(model_size=32, lstm_units=8)).eval()
+    plain.load_state_dict(levelled.state_dict())
+    y = _audio(int(2.5 * 16000), seed=4)
+    soft = y * np.float32(10 ** (-10 / 20))
+    a, b = levelled.predict(y, chunk_seconds=1.0), levelled.predict(soft, chunk_seconds=1.0)
+    for k in HEADS:
+        np.testing.assert_allclose(a[k], b[k], atol=2e-4, err_msg=k)
+    c, d = plain.predict(y, chunk_seconds=1.0), plain.predict(soft, chunk_seconds=1.0)
+    assert max(float(np.abs(c[k] - d[k]).max()) for k in HEADS) > 1e-2
+    # at the level: uniform noise of +-0.3 has RMS 0.3 / sqrt(3), -15.2 dBFS; 0.2 dB up is a small gain, not none
+    e = plain.predict(y * np.float32(10 ** ((-15.0 + 15.23) / 20)), chunk_seconds=1.0)
+    np.testing.assert_allclose(a["onset"], e["onset"], atol=2e-3)

@@ -145,3 +145,26 @@ def test_sample_seed_draws_again_but_holds_out_the_same_files(tmp_path, monkeypa
     assert seeds == [0, 0, 1]
     assert all(torch.equal(weights["default"][k], weights["zero"][k]) for k in weights["default"])  # None is the seed itself
     assert any(not torch.equal(weights["default"][k], weights["other"][k]) for k in weights["default"])
+
+
+def test_a_checkpoint_older_than_a_model_setting_resumes_while_the_setting_is_unset(tmp_path):
+    """A setting added later (model.input_level_db) reads as None in an older checkpoint: the run goes on
+    with the setting unset and is refused, by name, with it set."""
+    from dataclasses import asdict
+
+    import pytest
+
+    from w2m2w.checkpoint import save_weights
+    from w2m2w.models.onsets_frames import MODEL_NAME, OnsetsFrames
+    from w2m2w.train.loop import TrainingError, check_resume
+
+    cfg = OnsetsFramesConfig(model_size=32, lstm_units=8)
+    older = {k: v for k, v in asdict(cfg).items() if k != "input_level_db"}
+    (tmp_path / "checkpoint").mkdir()
+    save_weights(tmp_path / "checkpoint" / "model.safetensors", MODEL_NAME, OnsetsFrames(cfg).state_dict(), older, {})
+    (tmp_path / "checkpoint" / "state.json").write_text("{}")
+    check_resume(tmp_path / "checkpoint", MODEL_NAME, asdict(cfg))
+    with pytest.raises(TrainingError, match=r"model.input_level_db: None there, -15.0 now"):
+        check_resume(tmp_path / "checkpoint", MODEL_NAME, asdict(OnsetsFramesConfig(model_size=32, lstm_units=8, input_level_db=-15.0)))
+    with pytest.raises(TrainingError, match=r"model.lstm_units: 8 there, 16 now"):
+        check_resume(tmp_path / "checkpoint", MODEL_NAME, asdict(OnsetsFramesConfig(model_size=32, lstm_units=16)))

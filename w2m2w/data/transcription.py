@@ -163,13 +163,17 @@ class SegmentSampler:
         seed: int = 0,
         augmenter: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
         pedal: bool = False,
+        level_db: float | None = None,
     ):
+        from ..audio import level_gain
         from ..pedal import load_pedal
 
         self.items = []
         self.pedals: list[np.ndarray | None] = []
         for ex in examples:
             y = load_audio(ex.audio)
+            if level_db is not None:  # each piece at the level the model's predict() brings a recording to
+                y = (y * level_gain(y, level_db)).astype(np.float32)
             notes = load_notes(ex.notes)
             self.items.append((y, notes))
             self.pedals.append(load_pedal(ex.notes) if pedal else None)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..audio import level_gain
 from ..features import MelConfig, log_mel
 from ..midi import N_KEYS
 from ..settings import Range, setting
@@ -34,6 +35,9 @@ class OnsetsFramesConfig:
     # A sustain-pedal head (onset, offset, down) as Kong et al. 2021 have: its own, half-width
     # conv stack and BiLSTM, since the pedal is one signal for the whole piano, not one per key.
     pedal: bool = setting(False)
+    # predict() first brings a recording to this level (audio.level_db: dBFS of its loud frames), so
+    # a quiet recording reaches the model as loud as the training audio; None: as given
+    input_level_db: float | None = setting(None, range=Range(-60.0, 0.0))
 
 
 class ConvStack(nn.Module):
@@ -187,6 +191,7 @@ class OnsetsFrames(nn.Module):
             out.update({k: np.zeros(total, dtype=np.float32) for k in PEDAL_HEADS})
         starts = list(range(0, total, core))
         audio_t = torch.from_numpy(np.asarray(audio, dtype=np.float32))
+        gain = level_gain(audio, self.cfg.input_level_db)  # applied chunk by chunk: no second copy of an hour of audio
         for i in range(0, len(starts), batch_size):
             group = starts[i : i + batch_size]
             # every chunk in a group gets the same padded length so they batch
@@ -197,7 +202,7 @@ class OnsetsFrames(nn.Module):
                 seg = torch.zeros(width * hop - 1 if width > 1 else 1)
                 lo, hi = max(a, 0), min(a + len(seg), len(audio_t))
                 if hi > lo:
-                    seg[lo - a : hi - a] = audio_t[lo:hi]
+                    seg[lo - a : hi - a] = audio_t[lo:hi] * gain
                 segs.append(seg)
             mel = log_mel(torch.stack(segs).to(device), self.mel_cfg)
             res = self.forward(mel)

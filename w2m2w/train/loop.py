@@ -203,8 +203,9 @@ def check_resume(checkpoint: Path, model_name: str, config: dict) -> None:
     if not (checkpoint / "state.json").is_file():
         return
     _, saved, _ = load_weights(checkpoint / "model.safetensors", model_name)
-    if saved != config:
-        diff = "; ".join(f"model.{k}: {saved.get(k)!r} there, {config.get(k)!r} now" for k in sorted(set(saved) | set(config)) if saved.get(k) != config.get(k))
+    # a setting the checkpoint predates reads as None there: equal to a new setting's None default
+    diff = "; ".join(f"model.{k}: {saved.get(k)!r} there, {config.get(k)!r} now" for k in sorted(set(saved) | set(config)) if saved.get(k) != config.get(k))
+    if diff:
         raise TrainingError(f"{checkpoint.parent}: holds a checkpoint of another model config ({diff}); use a new out_dir or the same model settings")
 
 

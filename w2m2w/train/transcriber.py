@@ -218,6 +218,7 @@ def train_transcriber(cfg: TranscriberTrainConfig) -> dict:
         seed=draw_seed(cfg),
         augmenter=make_augmenter(cfg) if augments(cfg) else None,
         pedal=cfg.model.pedal,
+        level_db=cfg.model.input_level_db,
     )
     val_data = {k: load_validation(v, cfg.validation_seconds) for k, v in val_sets.items() if v} if run.main else {}
     f1_key = next((f"{k}/note_f1" for k in val_data), None)
