@@ -191,18 +191,13 @@ def level_db(y: np.ndarray, frame: int = 2048, percentile: float = 95.0, range_d
     if n == 0:
         y = np.pad(np.asarray(y, dtype=np.float32), (0, frame - len(y)))
         n = 1
-    ms = np.concatenate(
-        [np.mean(np.square(np.asarray(y[a * frame : b * frame], dtype=np.float64).reshape(-1, frame)), axis=1) for a, b in _blocks(n, block_frames)]
-    )
+    blocks = (np.asarray(y[a * frame : min(a + block_frames, n) * frame], dtype=np.float64) for a in range(0, n, block_frames))  # one at a time
+    ms = np.concatenate([np.mean(np.square(b.reshape(-1, frame)), axis=1) for b in blocks])
     loudest = float(ms.max())
     if loudest <= 0.0:
         return None
     kept = ms[ms >= loudest * 10 ** (-range_db / 10)]
     return float(10 * np.log10(np.percentile(kept, percentile)))
-
-
-def _blocks(n: int, size: int) -> list[tuple[int, int]]:
-    return [(a, min(a + size, n)) for a in range(0, n, size)]
 
 
 def level_gain(y: np.ndarray, target_db: float | None) -> float:
