@@ -55,7 +55,7 @@ def render_notes(notes: np.ndarray, soundfont: str = "fluidr3", sr: int = SAMPLE
     pm = notes_to_pretty_midi(notes, program=program)
     if len(notes) == 0:
         return np.zeros(int(sr * 0.5), dtype=np.float32)
-    y = pm.fluidsynth(fs=sr, sf2_path=soundfont_path(soundfont))
+    y = pm.fluidsynth(fs=sr, synthesizer=str(soundfont_path(soundfont)))
     peak = float(np.max(np.abs(y))) if y.size else 0.0
     if peak > 0:
         y = y / peak * 0.9  # FluidSynth's level depends on polyphony; normalise peaks
