@@ -34,7 +34,11 @@ def _env(faults: dict | None) -> dict[str, str]:
 
 
 def start(*args: str, faults: dict | None = None) -> subprocess.Popen:
-    """`python run.py ARGS` in its own session (so a test can signal its whole process group, as a terminal's Ctrl-C does)."""
+    """`python run.py ARGS` in its own session (so a test can signal its whole process group, as a terminal's Ctrl-C does).
+
+    SIGINT is set back to its default in the child, as a terminal starts a command: a test run started
+    in the background (`cmd &` in a script) has it ignored, run.py keeps an ignored SIGINT ignored by
+    design, and the Ctrl-C tests would then test nothing but that."""
     return subprocess.Popen(
         [sys.executable, str(REPO / "run.py"), *args],
         cwd=REPO,
@@ -43,6 +47,7 @@ def start(*args: str, faults: dict | None = None) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
