@@ -387,11 +387,11 @@ def fit(run: Run, cfg: Settings, task: Task) -> dict:
         state["elapsed_s"] = time.time() - t_start
         checkpoint()
         export(run.out / "last.safetensors", summary)
-    # a run leaves thousands of objects in reference cycles (2,500-3,500 per rank at exit in the
-    # test below), which the collector would free only at interpreter exit, DDP's state among them;
-    # gloo's resources freed that late made
-    # about 1 two-process run in 13 abort after its atexit handlers ("terminate called without an
-    # active exception", 6 of 80 runs of tests/unit/test_train_distributed's command; 0 of 80 so)
+    # a run leaves thousands of objects in reference cycles (2,500-3,500 per rank at exit under
+    # tests/unit/test_train_distributed), DDP's state among them, which the collector would free only
+    # at interpreter exit; gloo's resources freed that late aborted about 1 two-process run in 13
+    # after its atexit handlers ("terminate called without an active exception": 6 of 80 runs of
+    # that test's command; 0 of 80 with this collection)
     del stepper
     gc.collect()
     return finish(run, summary)
