@@ -160,6 +160,7 @@ def _run_workers(pieces: dict[str, Path], plan: Plan, workers: int, progress, st
         if msg is DIED:
             if w.task is not None:  # killed, out of memory: its piece fails, not the batch
                 pid, src = w.task
+                _clean_after_kill(plan, pid)  # at once: its temporary file must not wait for the end of the batch
                 r = (
                     _interrupted(pid, src)
                     if stop.requested

@@ -112,9 +112,20 @@ def _has_ext(path: Path, extensions: tuple[str, ...]) -> bool:
     return path.suffix.lower() in extensions
 
 
-def _walk_files(folder: Path, extensions: tuple[str, ...]) -> list[Path]:
-    """Files with one of `extensions` under `folder`; hidden files and folders are left out."""
-    return [p for p, parts, is_dir in walk(folder, _visible) if not is_dir and _visible(parts) and _has_ext(p, extensions)]
+SkipFolder = Callable[[Path], bool]
+
+
+def _never(_: Path) -> bool:
+    return False
+
+
+def _walk_files(folder: Path, extensions: tuple[str, ...], skip_folder: SkipFolder = _never) -> list[Path]:
+    """Files with one of `extensions` under `folder`; hidden files and folders, and folders `skip_folder` names, are left out."""
+
+    def descend(parts: tuple[str, ...]) -> bool:
+        return _visible(parts) and not skip_folder(folder.joinpath(*parts))
+
+    return [p for p, parts, is_dir in walk(folder, descend) if not is_dir and _visible(parts) and _has_ext(p, extensions)]
 
 
 @lru_cache(maxsize=4096)
@@ -132,7 +143,7 @@ def _match(pattern: tuple[str, ...], parts: tuple[str, ...], partial: bool) -> b
     return fnmatch.fnmatchcase(parts[0], head) and _match(pattern[1:], parts[1:], partial)
 
 
-def _glob(spec: str, extensions: tuple[str, ...]) -> tuple[list[Path], Path]:
+def _glob(spec: str, extensions: tuple[str, ...], skip_folder: SkipFolder = _never) -> tuple[list[Path], Path]:
     """Files matched by a glob pattern (a matched folder gives its files with `extensions`) and the pattern's root.
 
     Not glob.glob: that follows symlinked folders without end (a loop yields each file
@@ -148,6 +159,8 @@ def _glob(spec: str, extensions: tuple[str, ...]) -> tuple[list[Path], Path]:
         return any(parts[:k] in matched for k in range(1, len(parts)))
 
     def descend(parts: tuple[str, ...]) -> bool:
+        if skip_folder(root.joinpath(*parts)):
+            return False
         return _visible(parts) if in_matched(parts) else _match(pattern, parts, True)
 
     files = []
@@ -228,6 +241,7 @@ def find_files(
     named_any_type: bool = True,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    skip_folder: SkipFolder = _never,
 ) -> list[Found]:
     """The files `spec` names, sorted by relative path; InputError (one line naming `spec`) when there are none.
 
@@ -236,13 +250,14 @@ def find_files(
     as `spec` or in a list, is kept whatever its extension, so the caller reports it by name
     (`named_any_type`=False: it must have one of `extensions` too). Relative paths are taken
     from the folder, the list's entries' common folder, or the pattern's fixed part.
-    `what` names the wanted files in messages ("MIDI", "audio or MIDI").
+    `what` names the wanted files in messages ("MIDI", "audio or MIDI"). Folders below a folder or
+    glob root for which `skip_folder(path)` is true are not entered (the root itself always is).
     """
     spec_s = str(spec)
     exts = tuple(e.lower() for e in extensions)
     p = Path(spec_s).expanduser()
     if p.is_dir():
-        files, root, none = _walk_files(p, exts), p, f"{p}: folder holds no {what} files"
+        files, root, none = _walk_files(p, exts, skip_folder), p, f"{p}: folder holds no {what} files"
     elif p.is_file() and lists and _has_ext(p, LIST_EXTENSIONS):
         files, root = _read_list(p)
         none = f"{p}: list names no {what} files"
@@ -251,7 +266,7 @@ def find_files(
         if not named_any_type and not _has_ext(p, exts):
             files = []
     elif globs and glob.has_magic(spec_s):
-        files, root = _glob(spec_s, exts)
+        files, root = _glob(spec_s, exts, skip_folder)
         none = f"{spec_s}: pattern matches no files"
     elif os.path.islink(p):
         raise InputError(f"{spec_s}: broken symlink or symlink loop")
@@ -265,13 +280,13 @@ def find_files(
     return found
 
 
-def discover_inputs(spec: str | os.PathLike) -> dict[str, Path]:
+def discover_inputs(spec: str | os.PathLike, skip_folder: SkipFolder = _never) -> dict[str, Path]:
     """Piece id -> input path for an audio/MIDI file, a folder (recursive), a glob or a text file of paths.
 
     Piece ids mirror the tree under the input root (piece_ids.assign_ids says how clashes
     are told apart). Files of other types given explicitly are kept, so the pipeline reports
-    them by name. Sorted by path.
+    them by name. Sorted by path. Folders `skip_folder` names (run folders) are not searched.
     """
-    found = sorted(find_files(spec, INPUT_EXTENSIONS, what="audio or MIDI", globs=True), key=lambda f: str(f.path))
+    found = sorted(find_files(spec, INPUT_EXTENSIONS, what="audio or MIDI", globs=True, skip_folder=skip_folder), key=lambda f: str(f.path))
     ids = assign_ids([f.rel for f in found])
     return {ids[f.rel]: f.path for f in found}

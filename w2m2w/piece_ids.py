@@ -89,6 +89,11 @@ def _tag(pid: str, tag: str) -> str:
     return (head + "/" if head else "") + last + tag
 
 
+def tag_with_path_hash(pid: str, path: str) -> str:
+    """`pid` with `~` and 8 hex digits of the sha256 of `path`: the id of another file that would take `pid`."""
+    return _tag(pid, "~" + _short_hash(path))
+
+
 def _clashing(ids: dict[str, str]) -> set[str]:
     """Keys of `ids` (input -> id) whose id clashes with another's."""
     seen: dict[str, list[str]] = {}

@@ -22,8 +22,8 @@ from . import __version__
 from .io_errors import write_failure
 from .stage import Configured, StageError, StageJob  # noqa: F401 - StageError/StageJob: their old home, kept importable
 from .staging import (
-    STAGES,
     LockedError,
+    MissingInputError,
     atomic_path,
     file_lock,
     file_sha256,
@@ -35,9 +35,9 @@ from .staging import (
     output_path,
     read_sidecar,
     remove_file,
-    remove_output,
     replace_file,
     sidecar_path,
+    stage_input,
     temp_name,
     write_json,
 )
@@ -108,10 +108,9 @@ def stages_for(source: Path, stages: list[Configured]) -> list[Configured]:
     return stages[1:] if input_kind(source) == "midi" and stages and stages[0].name == "transcribe" else list(stages)
 
 
-def _step(stage: Configured, first: Configured, source: Path, run_dir: Path, piece: str) -> _Step:
-    """What `stage` reads (the user's file for the piece's first stage, else the previous stage's output) and writes."""
-    inp = source if stage is first else output_path(run_dir, STAGES[STAGES.index(stage.name) - 1], piece)
-    return _Step(stage, inp, output_path(run_dir, stage.name, piece))
+def _step(stage: Configured, source: Path, run_dir: Path, piece: str) -> _Step:
+    """What `stage` reads (staging.stage_input: the run folder's previous output, else the source) and writes."""
+    return _Step(stage, stage_input(run_dir, stage.name, piece, source), output_path(run_dir, stage.name, piece))
 
 
 def _reuse(step: _Step, piece: str, plan: Plan) -> Path | None:
@@ -178,8 +177,9 @@ def _compute(step: _Step, piece: str, source: Path, plan: Plan, hashes: Hashes) 
             "timings": {"seconds": elapsed},
             "stats": stats,
         }
-        # output first, sidecar last: an output without its sidecar is never taken as current
-        remove_output(out, root=run_dir)
+        # the old sidecar goes first, the new one comes last: an output without its sidecar is never taken as
+        # current, and the old output is replaced in one rename, never deleted before its successor exists
+        remove_file(sidecar_path(out), root=run_dir)
         replace_file(tmp, out, root=run_dir)
         write_json(sidecar_path(out), side, root=run_dir)
     finally:
@@ -192,9 +192,6 @@ def _run_step(step: _Step, piece: str, source: Path, plan: Plan, hashes: Hashes)
     """One stage of one piece under its lock: current, reused from another run directory, or computed."""
     name = step.stage.name
     with file_lock(lock_path(plan.run_dir, name, piece), f"{piece} ({name})", root=plan.run_dir):
-        if not step.input.is_file():
-            prev = STAGES[STAGES.index(name) - 1]
-            raise StageError(f"{source}: no such file" if step.input == source else f"{source}: no {prev} output at {step.input}; run that stage first")
         step.hash(hashes)
         if not plan.force and step.is_current():
             log.info("[%s] %s: current, skipped", name, piece)
@@ -220,20 +217,19 @@ def run_piece(piece: str, source: Path, plan: Plan, hashes: Hashes | None = None
         return result
     any_ran = False
     for stage in todo:
-        step = _step(stage, todo[0], source, plan.run_dir, piece)
+        out = output_path(plan.run_dir, stage.name, piece)
         try:
             if input_kind(source) is None:
                 raise StageError(f"{source}: not an audio or MIDI file (extension {source.suffix or 'none'})")
-            info = _run_step(step, piece, source, plan, hashes)
+            info = _run_step(_step(stage, source, plan.run_dir, piece), piece, source, plan, hashes)
         except LockedError as exc:  # another run is writing this output: leave it alone, say so
             result.status, result.error, info = "locked", str(exc), {"status": "locked", "error": str(exc)}
             log.warning("[%s] %s", stage.name, exc)
         except (Interrupted, KeyboardInterrupt):  # told to stop: this piece ends here, its old outputs as they were
             result.status, result.error, info = "interrupted", f"{source}: interrupted during {stage.name}", {"status": "interrupted"}
             log.warning("[%s] %s: interrupted", stage.name, piece)
-        except Exception as exc:  # one bad piece never stops the batch
-            msg = _reason(exc, source, step.output)
-            remove_output(step.output, root=plan.run_dir)  # a stale result of an older input must not look like this one's
+        except Exception as exc:  # one bad piece never stops the batch; its last good outputs stay (marked stale by state.py)
+            msg = _reason(exc, source, out)
             result.status, result.error, info = "failed", msg, {"status": "failed", "error": msg}
             log.error("[%s] %s", stage.name, msg)
         result.stages[stage.name] = info
@@ -263,10 +259,10 @@ def settle_locked(result: PieceResult, plan: Plan, hashes: Hashes | None = None)
         if mine.get("status") in ("done", "current", "reused"):
             infos[stage.name] = mine
             continue
-        step = _step(stage, todo[0], source, plan.run_dir, result.piece)
         try:
+            step = _step(stage, source, plan.run_dir, result.piece)
             current = step.hash(hashes).is_current()
-        except OSError:
+        except (OSError, MissingInputError):
             return result
         if not current:
             return result

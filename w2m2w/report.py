@@ -30,7 +30,7 @@ _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em auto;max-width:960px;color:#222}
 h1{font-size:1.5em}h2{font-size:1.2em;border-top:1px solid #ccc;padding-top:.8em}h3{font-size:1em;margin:.8em 0 .3em}
 table{border-collapse:collapse}td,th{padding:2px 8px;text-align:left;vertical-align:top;border-bottom:1px solid #eee}
-.done,.current{color:#276749}.failed{color:#c53030;font-weight:bold}.skipped,.not-run{color:#777}.interrupted,.locked{color:#b7791f}
+.done,.current{color:#276749}.failed{color:#c53030;font-weight:bold}.skipped,.not-run{color:#777}.interrupted,.locked,.stale{color:#b7791f}
 .err{color:#c53030}.muted{color:#777}code{font-size:.95em;word-break:break-all}svg.roll{background:#fafafa;display:block}
 .kv td:first-child{color:#555}.legend span{display:inline-block;width:.9em;height:.9em;margin:0 .3em 0 .8em;vertical-align:middle}
 """
@@ -182,28 +182,38 @@ def _midi_block(path: Path, split_s: float | None = None) -> str:
     return f"<p>{_esc(facts)} {legend}</p>\n{piano_roll_svg(notes, split_s)}"
 
 
-def _stage_block(run_dir: Path, stage: str, piece: str, info: dict[str, Any], kind: str | None = None) -> str:
-    """One stage of one piece: status, output (roll or player), timings, settings and stats."""
+def _stage_block(run_dir: Path, stage: str, piece: str, info: dict[str, Any], kind: str | None = None, stale: str | None = None) -> str:
+    """One stage of one piece: status, output (roll or player), timings, settings and stats.
+
+    A stale output (freshness: kept after a failure, or made from what is no longer upstream of it)
+    is named as such with the reason; stale audio gets a link, not a player, so it is never heard
+    as the rendering of the continuation shown above it.
+    """
     out = output_path(run_dir, stage, piece)
     status = info.get("status")
     head = f"<h3>{STAGES.index(stage) + 1}. {stage}</h3>"
+    parts = [head]
     if status == "failed":
-        return f'{head}<p class="failed">failed: {_esc(info.get("error") or "unknown error")}</p>'
+        parts.append(f'<p class="failed">failed: {_esc(info.get("error") or "unknown error")}</p>')
     if not out.is_file():
         why = " (not needed: the input is MIDI)" if stage == "transcribe" and kind == "midi" else ""
-        return f'{head}<p class="not-run">not run{why}</p>'
+        return "\n".join(parts) if status == "failed" else f'{head}<p class="not-run">not run{why}</p>'
     side = read_sidecar(out)
-    parts = [head]
-    if status:
+    if stale:
+        parts.append(f'<p class="stale">stale: {_esc(stale)}</p>')
+    elif status and status != "failed":
         parts.append(f'<p class="{_cls(status)}">{_esc(status)}</p>')
+    link = f'<p>file: <a href="{_esc(relative_url(out, run_dir))}">{_esc(out.relative_to(run_dir).as_posix())}</a></p>'
     try:
-        if stage == "synthesize":
+        if stage == "synthesize" and stale:
+            parts.append(f"<p>{_wav_seconds(out):.2f} s of audio (stale: not played here)</p>{link}")
+        elif stage == "synthesize":
             parts.append(f"<p>{_wav_seconds(out):.2f} s of audio</p>{audio_player(out, run_dir)}")
         else:
             split = None
             if stage == "generate":
                 split = float(((side or {}).get("stats") or {}).get("primer_end_s") or 0.0)
-            parts.append(_midi_block(out, split))
+            parts.append(_midi_block(out, split) + link)
     except Exception as exc:
         parts.append(f'<p class="err">cannot read {_esc(out.name)}: {_esc(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}</p>')
     if side is None:
@@ -242,8 +252,9 @@ def _piece_section(run_dir: Path, idx: int, piece: str, entry: dict[str, Any]) -
                 (read_sidecar(output_path(run_dir, "transcribe", piece)) or {}).get("stats") or {}
             ).get("audio_seconds")
             parts.append((f"<p>{float(seconds):.2f} s of audio</p>" if seconds else "") + audio_player(source, run_dir))
+        stale = entry.get("stale") or {}
         for stage in STAGES:
-            parts.append(_stage_block(run_dir, stage, piece, entry["stages"].get(stage) or {}, kind))
+            parts.append(_stage_block(run_dir, stage, piece, entry["stages"].get(stage) or {}, kind, stale.get(stage)))
     except Exception as exc:  # anything unforeseen stays inside this piece's section
         parts.append(f'<p class="err">cannot show this piece: {_esc(type(exc).__name__)}: {_esc(exc)}</p>')
     parts.append('<p><a href="#index">back to index</a></p></section>')
@@ -274,8 +285,14 @@ def collect_pieces(run_json: dict[str, Any], summary: dict[str, Any]) -> dict[st
             "status": res.get("status") or "not run",
             "error": res.get("error"),
             "stages": res.get("stages") or {},
+            "stale": (summary.get("stale") or {}).get(pid) or {},
         }
     return pieces
+
+
+def _stale_note(stale: dict[str, str]) -> str:
+    """' (stale: generate, synthesize)' after a piece's status in the index, or ''."""
+    return f' <span class="stale">(stale: {_esc(", ".join(stale))})</span>' if stale else ""
 
 
 def write_report(run_dir: str | os.PathLike, summary: dict | None = None) -> Path:
@@ -290,7 +307,8 @@ def write_report(run_dir: str | os.PathLike, summary: dict | None = None) -> Pat
         counts[p["status"]] = counts.get(p["status"], 0) + 1
     count_text = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no pieces"
     index = "".join(
-        f'<tr><td><a href="#piece-{i}">{_esc(pid)}</a></td><td class="{_cls(p["status"])}">{_esc(p["status"])}</td>'
+        f'<tr><td><a href="#piece-{i}">{_esc(pid)}</a></td><td class="{_cls(p["status"])}">{_esc(p["status"])}'
+        f"{_stale_note(p['stale'])}</td>"
         f'<td class="err">{_esc(p["error"] or "")}</td></tr>'
         for i, (pid, p) in enumerate(pieces.items())
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import time
 from pathlib import Path
@@ -15,7 +16,9 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import __version__
 from .batch import run_local, usable_cores
+from .freshness import folder_staleness
 from .io_errors import write_failure
+from .piece_ids import tag_with_path_hash
 from .pipeline import Hashes, PieceResult, Plan, merge_summaries, settle_locked, summarize
 from .progress import BatchProgress, print_summary
 from .report import write_report
@@ -24,14 +27,15 @@ from .settings import SettingsError
 from .stage import Configured
 from .staging import (
     InputError,
+    LockedError,
     UnsafePieceIdError,
     check_piece_id,
     discover_inputs,
     input_kind,
+    is_run_folder,
     remove_stale_temps,
     stage_dir,
     update_json,
-    update_run_json,
     writable_problem,
     write_json,
 )
@@ -43,9 +47,14 @@ log = logging.getLogger("w2m2w")
 
 
 def resolve_inputs(s: RunSettings, run_dirs: list[Path]) -> dict[str, Path]:
-    """Pieces from s.input, else from the first run.json in `run_dirs` (a rerun), else the bundled demo."""
+    """Pieces from s.input, else from the first run.json in `run_dirs` (a rerun), else the bundled demo.
+
+    Run folders inside the input folder (this one and any other) hold outputs, never inputs: they are not searched.
+    """
     if s.input is not None:
-        return discover_inputs(str(s.input))
+        here = {os.path.realpath(d) for d in run_dirs}
+        # realpath, not resolve(): it never raises, and the walk asks about symlink loops too (it skips those itself)
+        return discover_inputs(str(s.input), skip_folder=lambda f: os.path.realpath(f) in here or is_run_folder(f))
     for d in run_dirs:
         if (d / "run.json").is_file():
             return read_run_json(d / "run.json")
@@ -119,16 +128,70 @@ def _run(s: RunSettings, run_dir: Path, reuse_dirs: list[Path], stop: StopSignal
     for stage in stages:
         remove_stale_temps(stage_dir(run_dir, stage.name), root=run_dir)
     hashes = Hashes()
-    update_run_json(
-        run_dir,
-        {pid: {"source": str(src.resolve()), "kind": input_kind(src), "sha256": hashes(src) if src.is_file() else None} for pid, src in pieces.items()},
-        __version__,
-    )
+    try:
+        pieces = _record_inputs(run_dir, pieces, hashes)
+    except LockedError as exc:  # another process holds run.json: one line, nothing run
+        log.error("%s", exc)
+        return 2
+    except OSError as exc:  # a read-only or full run.json: one line, nothing run
+        log.error("%s", write_failure(exc, run_dir / "run.json") or f"{run_dir / 'run.json'}: cannot be updated ({exc.strerror or exc})")
+        return 2
     plan = Plan(stages, run_dir.resolve(), s.force, [d.resolve() for d in reuse_dirs])
     results = _execute(s, pieces, plan, stop)
     # what another run finished while this one ran counts as done: the summary describes the folder as it is
     results = [settle_locked(r, plan, hashes) for r in results]
-    return _finish(s, run_dir, pieces, results, stop, t0)
+    return _finish(s, run_dir, pieces, results, stop, t0, hashes)
+
+
+def _hash_or_none(hashes: Hashes, src: Path) -> str | None:
+    try:
+        return hashes(src) if src.is_file() else None
+    except OSError:
+        return None
+
+
+def _record_inputs(run_dir: Path, pieces: dict[str, Path], hashes: Hashes) -> dict[str, Path]:
+    """Merge this call's pieces into run.json without ever replacing another source's piece; the pieces, ids final.
+
+    A piece id that run.json already gives to another source file keeps that meaning: the new file
+    gets an id of its own (keep_apart). The same file moved elsewhere (same sha256) keeps its id.
+    """
+    entries = {pid: {"source": str(src.resolve()), "kind": input_kind(src), "sha256": _hash_or_none(hashes, src)} for pid, src in pieces.items()}
+    final: dict[str, Path] = {}
+
+    def merge(data: dict) -> dict:
+        known = data.setdefault("inputs", {})
+        for pid, entry in entries.items():
+            new_id = keep_apart(pid, entry, known)
+            if new_id != pid:
+                log.warning(
+                    "%s: run.json's piece '%s' is %s; this file is kept apart as '%s'", entry["source"], pid, (known.get(pid) or {}).get("source"), new_id
+                )
+            known[new_id] = entry
+            final[new_id] = pieces[pid]
+        data["w2m2w_version"] = __version__
+        return data
+
+    update_json(run_dir / "run.json", merge, root=run_dir)
+    return final
+
+
+def keep_apart(pid: str, entry: dict, known: dict) -> str:
+    """`pid`, or an id of its own when run.json (`known`) already gives `pid` to a different source file.
+
+    The same source path, or the same content (sha256) at a new path (the inputs were moved), is the
+    same piece. Another file gets `pid~HASH` (a hash of its path, as piece_ids tells clashing inputs apart).
+    """
+    old = known.get(pid)
+    if not isinstance(old, dict) or old.get("source") == entry["source"]:
+        return pid
+    if entry["sha256"] is not None and old.get("sha256") == entry["sha256"]:
+        return pid
+    tagged = tag_with_path_hash(pid, entry["source"])
+    other = known.get(tagged)
+    if isinstance(other, dict) and other.get("source") not in (None, entry["source"]):
+        raise InputError(f"{entry['source']}: cannot give it an id of its own in run.json ({tagged} is taken); use another run_dir")
+    return tagged
 
 
 def _execute(s: RunSettings, pieces: dict[str, Path], plan: Plan, stop: StopSignals) -> list[PieceResult]:
@@ -145,10 +208,21 @@ def _execute(s: RunSettings, pieces: dict[str, Path], plan: Plan, stop: StopSign
         progress.close()
 
 
-def _finish(s: RunSettings, run_dir: Path, pieces: dict[str, Path], results: list[PieceResult], stop: StopSignals, t0: float) -> int:
+def _stale_outputs(run_dir: Path, results: list[PieceResult], hashes: Hashes) -> dict[str, dict[str, str]]:
+    """Piece -> {stage: why} for the stale outputs of every piece in run.json (freshness); {} if that cannot be read."""
+    try:
+        sources = read_run_json(run_dir / "run.json")
+        return folder_staleness(run_dir, sources, {r.piece: r.stages for r in results}, hashes)
+    except (OSError, InputError) as exc:  # a view of the folder: failing to draw it must not fail the run
+        log.warning("%s: stale outputs not checked (%s)", run_dir, exc)
+        return {}
+
+
+def _finish(s: RunSettings, run_dir: Path, pieces: dict[str, Path], results: list[PieceResult], stop: StopSignals, t0: float, hashes: Hashes) -> int:
     """Summary, report and exit code."""
     summary = summarize(results)
     summary.update(stages=list(s.stages), run_dir=str(run_dir), seconds=round(time.time() - t0, 3), config=record(s))
+    summary["stale"] = _stale_outputs(run_dir, results, hashes)
     if stop.requested:
         summary["stopped"] = f"{_signame(stop)}: {len(pieces) - len(results)} of {len(pieces)} pieces not started"
     print_summary(summary, list(s.stages))

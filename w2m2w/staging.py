@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -63,6 +64,42 @@ def stage_dir(run_dir: str | os.PathLike, stage: str) -> Path:
 def output_path(run_dir: str | os.PathLike, stage: str, piece: str) -> Path:
     """RUN_DIR/<n>-<stage>/<piece><ext>; the piece id is checked first (UnsafePieceIdError)."""
     return stage_dir(run_dir, stage) / f"{check_piece_id(piece)}{STAGE_EXT[stage]}"
+
+
+# where each kind of input enters the pipeline: audio at transcribe; MIDI at generate (continue it) or synthesize (render it)
+ENTRY_STAGES = {"audio": ("transcribe",), "midi": ("generate", "synthesize")}
+
+
+class MissingInputError(RuntimeError):
+    """A stage's input is not there: the previous stage's output, or the source file; the message says which."""
+
+
+def stage_input(run_dir: str | os.PathLike, stage: str, piece: str, source: str | os.PathLike) -> Path:
+    """The file `stage` reads for `piece`: the nearest earlier stage's output in the run folder, else the source.
+
+    This is the contract that makes a rerun of a later stage read the run folder: `stages=[generate]`
+    over a run made from a recording reads 1-transcribe/, `[synthesize]` reads 2-generate/. Only where
+    no earlier output exists does a stage read the user's file, and only a stage that file can enter
+    (ENTRY_STAGES); otherwise MissingInputError names the output that is missing.
+    """
+    earlier = STAGES[: STAGES.index(stage)]
+    for prev in reversed(earlier):
+        out = output_path(run_dir, prev, piece)
+        if out.is_file():
+            return out
+    source = Path(source)
+    if stage in ENTRY_STAGES.get(input_kind(source) or "", ()):
+        if not source.is_file():
+            raise MissingInputError(f"{source}: source not found (moved, renamed or unmounted?); the outputs already made for it are kept")
+        return source
+    prev = earlier[-1] if earlier else stage
+    raise MissingInputError(f"{source}: no {prev} output at {output_path(run_dir, prev, piece)}; run stages=[{prev}] first")
+
+
+def is_run_folder(folder: str | os.PathLike) -> bool:
+    """True for a w2m2w run folder (run.json beside a stage folder): its files are outputs, never inputs."""
+    folder = Path(folder)
+    return (folder / "run.json").is_file() and any(stage_dir(folder, s).is_dir() for s in STAGES)
 
 
 def sidecar_path(output: str | os.PathLike) -> Path:
@@ -235,12 +272,6 @@ def remove_stale_temps(folder: str | os.PathLike, *, root: str | os.PathLike) ->
     return removed
 
 
-def remove_output(output: str | os.PathLike, *, root: str | os.PathLike) -> None:
-    """Drop an output and its sidecar (when recomputing it failed, so no stale result stays); never raises."""
-    for f in (Path(output), sidecar_path(output)):
-        remove_file(f, root=root)
-
-
 class LockedError(RuntimeError):
     """Another process holds the lock; the message says which file and, when known, who."""
 
@@ -281,6 +312,9 @@ def file_lock(path: str | os.PathLike, what: str = "", *, root: str | os.PathLik
         os.close(fd)  # closing releases the lock
 
 
+LOCK_WAIT_S = 60.0  # how long update_json waits for another process to release a JSON file's lock
+
+
 def update_json(path: str | os.PathLike, update: Callable[[dict[str, Any]], dict[str, Any]], *, root: str | os.PathLike) -> dict[str, Any]:
     """Read JSON at `path` ({} if missing), apply `update`, write it back atomically, all under a lock.
 
@@ -292,7 +326,17 @@ def update_json(path: str | os.PathLike, update: Callable[[dict[str, Any]], dict
     path = Path(path)
     fd = _open_lock(path.with_name(f".{path.name}.lock"), root)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # blocking: holders only read and write a small file
+        # holders only read and write a small file, so a lock held for long is a stuck or foreign process:
+        # wait a while (shards of a cluster job merge here at once), then say so instead of hanging
+        deadline = time.monotonic() + float(os.environ.get("W2M2W_LOCK_WAIT_S", LOCK_WAIT_S))
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LockedError(f"{path}: locked by another process for over {LOCK_WAIT_S:.0f} s; nothing was changed") from None
+                time.sleep(0.05)
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -302,17 +346,6 @@ def update_json(path: str | os.PathLike, update: Callable[[dict[str, Any]], dict
     finally:
         os.close(fd)
     return data
-
-
-def update_run_json(run_dir: str | os.PathLike, inputs: dict[str, dict[str, Any]], version: str) -> dict[str, Any]:
-    """Merge piece inputs (id -> {source, sha256, kind}) into RUN_DIR/run.json and return it."""
-
-    def merge(data: dict[str, Any]) -> dict[str, Any]:
-        data.setdefault("inputs", {}).update(inputs)
-        data["w2m2w_version"] = version
-        return data
-
-    return update_json(Path(run_dir) / "run.json", merge, root=run_dir)
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -27,13 +27,11 @@ from w2m2w.staging import (
     lock_path,
     output_path,
     read_sidecar,
-    remove_output,
     remove_stale_temps,
     sidecar_path,
     stage_dir,
     temp_name,
     update_json,
-    update_run_json,
     write_json,
 )
 
@@ -248,19 +246,6 @@ def test_pid_alive(sleeper, monkeypatch):  # sleeper first: it is ended after os
     assert staging._pid_alive(1) is True, "another user's process is alive"
 
 
-def test_remove_output(tmp_path):
-    out = tmp_path / "p.wav"
-    out.write_bytes(b"x")
-    (tmp_path / "p.json").write_text("{}")
-    (tmp_path / "q.json").write_text("{}")
-    remove_output(out, root=tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.json"]
-    remove_output(out, root=tmp_path)  # nothing left to remove: no error
-
-
-# ---- locks ----
-
-
 def test_file_lock_excludes_a_second_holder_and_names_the_first(tmp_path):
     path = tmp_path / "locks" / "deep" / "p.lock"
     with file_lock(path, root=tmp_path):
@@ -316,10 +301,3 @@ def test_update_json_waits_for_the_lock(tmp_path):
         os.close(fd)
     t.join(10)
     assert done.is_set() and json.loads(path.read_text()) == {"x": 1}
-
-
-def test_update_run_json_merges_inputs_and_sets_the_version(tmp_path):
-    update_run_json(tmp_path, {"a": {"source": "a.wav", "sha256": IN}}, "0.1")
-    data = update_run_json(tmp_path, {"b": {"source": "b.mid", "sha256": CFG}}, "0.2")
-    want = {"inputs": {"a": {"source": "a.wav", "sha256": IN}, "b": {"source": "b.mid", "sha256": CFG}}, "w2m2w_version": "0.2"}
-    assert data == want and json.loads((tmp_path / "run.json").read_text()) == want

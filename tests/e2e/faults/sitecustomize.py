@@ -8,7 +8,8 @@ The test sets W2M2W_FAULTS to a JSON object; each key turns one fault on:
   so writing it fails with the kernel's real ENOSPC, through whatever library writes it.
 - "hold": {"pieces": [id, ...], "flag": path}: the transcribe stage of each of these pieces
   writes path.<n>.waiting (n: its place in the list; the file holds the pid) and waits until
-  `path` exists: pieces that are surely in flight.
+  `path` exists: pieces that are surely in flight. With "partial": true it first writes a few
+  bytes to its temporary output, as a stage killed in the middle of writing leaves them.
 
 Without W2M2W_FAULTS nothing is changed.
 """
@@ -108,11 +109,14 @@ def _full_disk(staging, folder: str) -> None:
     staging.temp_name = temp_name
 
 
-def _hold(module, pieces: list, flag: str) -> None:
+def _hold(module, pieces: list, flag: str, partial: bool = False) -> None:
     original = module.STAGE.run  # the registered stage (w2m2w.stage.Stage)
 
     def run(settings, job):
         if job.piece in pieces:
+            if partial:  # half a file written, as a stage killed mid-write leaves it
+                with open(job.output, "wb") as f:
+                    f.write(b"MThd")
             with open(f"{flag}.{pieces.index(job.piece)}.waiting", "w") as f:
                 f.write(str(os.getpid()))
             while not os.path.exists(flag):
