@@ -14,10 +14,10 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from w2m2w import runner
-from w2m2w.hydra_check import check_command_line
+from w2m2w.hydra_check import check_command_line, swept_dir_name
 from w2m2w.hydra_schema import register
+from w2m2w.log_safety import escape_controls
 from w2m2w.runner import shard_of  # noqa: F401 - run.shard_of, as before
-from w2m2w.staging import safe_component
 
 REPO = Path(__file__).resolve().parent
 register()  # the structured configs conf/ names in its defaults lists
@@ -32,18 +32,14 @@ def swept_name(num: int) -> str:
     directory (and a sweep over shards alone writes straight into run_dir).
     """
     from hydra.core.hydra_config import HydraConfig
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
         hc = HydraConfig.get()
-        parser = OverridesParser.create()
         saved = Path(hc.sweep.dir) / "multirun.yaml"
         task = list(OmegaConf.load(saved).hydra.overrides.task) if saved.is_file() else [a for a in sys.argv[1:] if "=" in a and not a.startswith("-")]
-        swept = {o.get_key_element() for o in parser.parse_overrides(task) if o.is_sweep_override()} - {"shard"}
-        mine = {o.get_key_element(): o.value() for o in parser.parse_overrides(list(hc.overrides.task))}
+        return swept_dir_name(task, list(hc.overrides.task))  # the name run.py's check looked at before Hydra wrote
     except Exception:  # no way to tell what is swept: the job number still keeps jobs apart
         return str(num)
-    return ",".join(f"{k}={safe_component(str(mine[k]))}" for k in sorted(swept) if k in mine)
 
 
 OmegaConf.register_new_resolver("w2m2w_swept_name", swept_name, replace=True)
@@ -81,9 +77,9 @@ def job_dirs(cfg: DictConfig) -> tuple[Path, list[Path]]:
 
 
 if __name__ == "__main__":
-    problem = check_command_line(sys.argv[1:], REPO / "conf")
+    problem = check_command_line(sys.argv[1:], REPO / "conf", log_name=f"{Path(__file__).stem}.log")
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
+        print(f"error: {escape_controls(problem)}", file=sys.stderr)
         sys.exit(2)
     main()
     sys.exit(EXIT["code"])

@@ -19,12 +19,20 @@ from typing import Any
 
 from w2m2w.generation import GenerationConfig, SamplingConfig, continue_notes, load_music_transformer, read_midi_notes
 from w2m2w.midi import MidiError, write_midi
-from w2m2w.settings import NON_NEGATIVE, POSITIVE, PROBABILITY_UPPER, setting
+from w2m2w.settings import NON_NEGATIVE, PROBABILITY_UPPER, THREADS, Range, setting
 from w2m2w.stage import Stage, StageError, StageJob
 
 REPO = Path(__file__).resolve().parent.parent
 log = logging.getLogger("w2m2w")
 _GEN, _SAMPLING = GenerationConfig, SamplingConfig  # the library's dataclasses hold the defaults
+# An hour of music: sampling runs one event at a time, so its time grows with the music's length, and max_events'
+# default (300 per second) stops a model that never moves time only at 1.08 million events. Unbounded, a typo
+# like seconds=1e9 would run for ever.
+MAX_SECONDS = 3600.0
+MAX_EVENTS = int(300 * MAX_SECONDS)
+# When the cache fills, 3/4 of the context is read again at once: its attention scores grow with its square
+# (8192 events: ~0.6 GB with the shipped model's 4 heads; 8x the context it was trained on).
+MAX_CONTEXT = 8192
 
 
 @dataclass
@@ -32,18 +40,18 @@ class GenerateSettings:
     """conf/generate/music_transformer.yaml; defaults from w2m2w.generation's GenerationConfig and SamplingConfig."""
 
     weights: str | None = setting(None, affects_output=False)  # its sha256 is in the sidecar on its own
-    device: str = setting("cpu", affects_output=False)
-    threads: int = setting(1, range=NON_NEGATIVE, affects_output=False)
+    device: str = setting("cpu", device=True, affects_output=False)
+    threads: int = setting(1, range=THREADS, affects_output=False)
     primer_seconds: float = setting(_GEN.primer_seconds, range=NON_NEGATIVE)
     primer_events: int | None = setting(_GEN.primer_events, range=NON_NEGATIVE)
-    seconds: float = setting(_GEN.seconds, range=POSITIVE)
-    context: int = setting(_GEN.context, range=NON_NEGATIVE)
+    seconds: float = setting(_GEN.seconds, range=Range(0, MAX_SECONDS, lo_open=True))
+    context: int = setting(_GEN.context, range=Range(0, MAX_CONTEXT))
     include_primer: bool = setting(_GEN.include_primer)
-    max_events: int = setting(_GEN.max_events, range=NON_NEGATIVE)
+    max_events: int = setting(_GEN.max_events, range=Range(0, MAX_EVENTS))
     temperature: float = setting(_SAMPLING.temperature, range=NON_NEGATIVE)  # 0: always the most likely event
     top_k: int = setting(_SAMPLING.top_k, range=NON_NEGATIVE)
     top_p: float = setting(_SAMPLING.top_p, range=PROBABILITY_UPPER)
-    seed: int | None = setting(_SAMPLING.seed, range=NON_NEGATIVE)  # null: a fresh seed per piece (recorded)
+    seed: int | None = setting(_SAMPLING.seed, range=Range(0, 2**64 - 1))  # torch's generator takes 64 bits  # null: a fresh seed per piece (recorded)
 
 
 def generation_config(s: GenerateSettings) -> GenerationConfig:

@@ -24,7 +24,7 @@ from w2m2w import SAMPLE_RATE
 from w2m2w.midi import MidiError, load_midi_notes
 from w2m2w.renderers import FluidSynthRenderer, Renderer, load_renderer
 from w2m2w.renderers import weights_file as _renderer_weights
-from w2m2w.settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range, setting
+from w2m2w.settings import NON_NEGATIVE, POSITIVE, THREADS, Range, SettingsError, setting
 from w2m2w.stage import Stage, StageError, StageJob
 from w2m2w.synthesis import SynthesisConfig, clean_notes
 from w2m2w.synthesis_source_filter import SourceFilterRenderConfig
@@ -33,6 +33,18 @@ SILENT_SECONDS = 0.5
 log = logging.getLogger("w2m2w")
 _SF, _AR = SourceFilterRenderConfig, SynthesisConfig  # the renderers' dataclasses hold the defaults
 _FS = {k: v.default for k, v in inspect.signature(FluidSynthRenderer).parameters.items()}  # FluidSynth has no dataclass
+
+# A day of audio: the WAV file (16 kHz PCM_16) holds at most 4 GiB, about 37 hours; 24 h is 2.8 GB.
+MAX_SECONDS = Range(0, 86400, lo_open=True)
+# source_filter: a block takes ~10 MB per second of it with the shipped model (measured on CPU: +170 MB at 10 s).
+BLOCK_SECONDS = Range(0, 60, lo_open=True)
+FOLDS = Range(1, 1024)
+# wavenet: a window holds folds x (segment + warmup + fade) seconds of streams, each sample at least 5 bytes
+# (a uniform draw and the class), more with an excitation (8 bytes per harmonic): 4096 stream-seconds is
+# ~330 MB for the shipped model (the default is 16 x 4.2 = 67), ~4.5 GB with 8 harmonics.
+MAX_STREAM_SECONDS = 4096.0
+# fluidsynth: a chunk is float64 samples; 600 s is 77 MB.
+FLUIDSYNTH_CHUNK_SECONDS = Range(0, 600, lo_open=True)
 
 # Settings that change how fast or in what pieces the audio is made, not the audio itself, are affects_output=False:
 # device, threads, block and chunk sizes (the numba streams are independent of their threads; source-filter
@@ -45,12 +57,12 @@ class SourceFilterSettings:
 
     name: str = setting("source_filter", choices=("source_filter",))
     weights: str | None = setting(None, affects_output=False)
-    device: str = setting(_SF.device, affects_output=False)
-    threads: int = setting(_SF.threads, range=NON_NEGATIVE, affects_output=False)
-    block_seconds: float = setting(_SF.block_seconds, range=POSITIVE, affects_output=False)
+    device: str = setting(_SF.device, device=True, affects_output=False)
+    threads: int = setting(_SF.threads, range=THREADS, affects_output=False)
+    block_seconds: float = setting(_SF.block_seconds, range=BLOCK_SECONDS, affects_output=False)
     tail_seconds: float = setting(_SF.tail_seconds, range=NON_NEGATIVE)
     source_only: bool = setting(_SF.source_only)
-    max_seconds: float | None = setting(7200.0, range=POSITIVE, affects_output=False)
+    max_seconds: float | None = setting(7200.0, range=MAX_SECONDS, affects_output=False)
 
 
 @dataclass
@@ -59,10 +71,10 @@ class WaveNetSettings:
 
     name: str = setting("wavenet", choices=("wavenet",))
     weights: str | None = setting(None, affects_output=False)
-    device: str = setting(_AR.device, affects_output=False)
+    device: str = setting(_AR.device, device=True, affects_output=False)
     backend: str = setting(_AR.backend, choices=("auto", "numba", "torch"))  # numba and torch may draw different samples
-    threads: int = setting(_AR.threads, range=NON_NEGATIVE, affects_output=False)
-    folds: int = setting(_AR.folds, range=AT_LEAST_ONE)
+    threads: int = setting(_AR.threads, range=THREADS, affects_output=False)
+    folds: int = setting(_AR.folds, range=FOLDS)
     min_segment_seconds: float = setting(_AR.min_segment_seconds, range=POSITIVE)
     max_segment_seconds: float = setting(_AR.max_segment_seconds, range=POSITIVE)
     warmup_seconds: float = setting(_AR.warmup_seconds, range=NON_NEGATIVE)
@@ -71,8 +83,16 @@ class WaveNetSettings:
     tail_seconds: float = setting(_AR.tail_seconds, range=NON_NEGATIVE)
     temperature: float = setting(_AR.temperature, range=POSITIVE)
     seed: int = setting(_AR.seed, range=NON_NEGATIVE)
-    chunk_samples: int = setting(_AR.chunk_samples, range=AT_LEAST_ONE, affects_output=False)
-    max_seconds: float | None = setting(7200.0, range=POSITIVE, affects_output=False)
+    chunk_samples: int = setting(_AR.chunk_samples, range=Range(1, 16000 * 60), affects_output=False)  # a minute; never more than a segment
+    max_seconds: float | None = setting(7200.0, range=MAX_SECONDS, affects_output=False)
+
+    def check_more(self, prefix: str = "") -> None:
+        """A window of streams is in memory at once: folds x the longest segment with its warm-up and fade."""
+        stream = max(self.min_segment_seconds, self.max_segment_seconds) + self.warmup_seconds + self.fade_seconds
+        if self.folds * stream > MAX_STREAM_SECONDS:
+            key = f"{prefix}.folds" if prefix else "folds"
+            allowed = f"at most {MAX_STREAM_SECONDS:g} stream-seconds: folds x (max(min_segment_seconds, max_segment_seconds) + warmup_seconds + fade_seconds) <= {MAX_STREAM_SECONDS:g}, here {self.folds} x {stream:g} s"
+            raise SettingsError(key, self.folds, allowed)
 
 
 @dataclass
@@ -82,8 +102,8 @@ class FluidSynthSettings:
     name: str = setting("fluidsynth", choices=("fluidsynth",))
     soundfont: str = setting(_FS["soundfont"])  # a short name or a path; its file's sha256 is in the sidecar too
     program: int = setting(_FS["program"], range=Range(0, 127))
-    chunk_seconds: float = setting(_FS["chunk_seconds"], range=POSITIVE, affects_output=False)
-    max_seconds: float | None = setting(7200.0, range=POSITIVE, affects_output=False)
+    chunk_seconds: float = setting(_FS["chunk_seconds"], range=FLUIDSYNTH_CHUNK_SECONDS, affects_output=False)
+    max_seconds: float | None = setting(7200.0, range=MAX_SECONDS, affects_output=False)
 
 
 SynthesizeSettings = SourceFilterSettings | WaveNetSettings | FluidSynthSettings

@@ -10,11 +10,17 @@ from typing import Any
 from w2m2w import SAMPLE_RATE
 from w2m2w.audio import AudioError, is_silent, load_audio
 from w2m2w.midi import write_midi
-from w2m2w.settings import NON_NEGATIVE, POSITIVE, PROBABILITY_OPEN, PROBABILITY_UPPER, Range, setting
+from w2m2w.settings import NON_NEGATIVE, PROBABILITY_OPEN, PROBABILITY_UPPER, Range, SettingsError, setting
 from w2m2w.stage import Stage, StageError, StageJob
 from w2m2w.transcription import DecodeConfig, load_transcriber, transcribe_with_pedal
 
 REPO = Path(__file__).resolve().parent.parent
+# A batch of 4 chunks, each with its overlap on both sides, is in memory at once: about 1.4 MB per second of audio
+# in it (measured with the shipped model on CPU). Chunks up to 120 s and an overlap under the chunk keep a batch
+# under 4 x 3 x 120 s (~2 GB); an overlap of thousands of seconds reached 23 GB, and every chunk recomputes it.
+MAX_CHUNK_SECONDS = 120.0
+# A day of audio: the recording is in memory whole (16 kHz float32: 5.5 GB for 24 h), its probabilities too.
+MAX_SECONDS = 86400.0
 
 
 @dataclass
@@ -22,7 +28,7 @@ class TranscribeSettings:
     """conf/transcribe/onsets_frames.yaml; decoding defaults come from w2m2w.transcription.DecodeConfig."""
 
     weights: str | None = setting(None, affects_output=False)  # its sha256 is in the sidecar on its own
-    device: str = setting("cpu", affects_output=False)
+    device: str = setting("cpu", device=True, affects_output=False)
     onset_threshold: float = setting(DecodeConfig.onset_threshold, range=PROBABILITY_OPEN)
     frame_threshold: float = setting(DecodeConfig.frame_threshold, range=PROBABILITY_OPEN)
     min_duration: float = setting(DecodeConfig.min_duration, range=NON_NEGATIVE)
@@ -34,10 +40,16 @@ class TranscribeSettings:
     pedal_frame_threshold: float = setting(DecodeConfig.pedal_frame_threshold, range=PROBABILITY_OPEN)
     pedal_min_duration: float = setting(DecodeConfig.pedal_min_duration, range=NON_NEGATIVE)
     pedal_change_gap: float = setting(DecodeConfig.pedal_change_gap, range=NON_NEGATIVE)  # s; 0: a pedal change must show in the frame head
-    chunk_seconds: float = setting(20.0, range=POSITIVE)
-    overlap_seconds: float = setting(2.0, range=NON_NEGATIVE)
+    chunk_seconds: float = setting(20.0, range=Range(0, MAX_CHUNK_SECONDS, lo_open=True))
+    overlap_seconds: float = setting(2.0, range=NON_NEGATIVE)  # below chunk_seconds (check_more)
     silence_db: float = setting(-60.0, range=Range(None, 0))  # dBFS: a peak never exceeds 0
-    max_seconds: float | None = setting(14400.0, range=POSITIVE, affects_output=False)  # refuses, never changes a result
+    max_seconds: float | None = setting(14400.0, range=Range(0, MAX_SECONDS, lo_open=True), affects_output=False)  # refuses, never changes a result
+
+    def check_more(self, prefix: str = "") -> None:
+        """The overlap is context on each side of a chunk: at or above the chunk it costs memory and time for nothing."""
+        if self.overlap_seconds >= self.chunk_seconds:
+            key = f"{prefix}.overlap_seconds" if prefix else "overlap_seconds"
+            raise SettingsError(key, self.overlap_seconds, f"in [0, chunk_seconds) = [0, {self.chunk_seconds:g})")
 
 
 @lru_cache(maxsize=2)

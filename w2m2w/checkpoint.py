@@ -14,6 +14,11 @@ from typing import Any
 import torch
 
 FORMAT_VERSION = "1"
+# The shipped weights and their sha256 (`cd weights && sha256sum *.safetensors > SHA256SUMS`, sha256sum's format):
+# safetensors checks a file's layout, not its numbers, so a flipped byte in a tensor would load and run.
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
+MANIFEST = "SHA256SUMS"
+_verified: set[tuple[str, int, int, str]] = set()  # (file, mtime, size, hash): each shipped file is hashed once per process
 
 
 class WeightsError(RuntimeError):
@@ -62,6 +67,7 @@ def load_weights(path: str | os.PathLike, model_name: str) -> tuple[dict[str, to
         head = f.read(64)
     if head.startswith(b"version https://git-lfs"):
         raise WeightsError(f"{path}: is a Git LFS pointer, not weights; run `git lfs pull` or fetch the real file")
+    verify_shipped(path)
     try:
         tensors = {}
         with safe_open(str(path), framework="pt") as f:
@@ -77,6 +83,41 @@ def load_weights(path: str | os.PathLike, model_name: str) -> tuple[dict[str, to
     if meta.get("format_version") != FORMAT_VERSION:
         raise WeightsError(f"{path}: weights format version {meta.get('format_version')!r}, this w2m2w reads {FORMAT_VERSION!r}")
     return tensors, json.loads(meta.get("config", "{}")), json.loads(meta.get("training", "{}"))
+
+
+def read_manifest(path: Path) -> dict[str, str]:
+    """{file name: sha256} from a sha256sum file (`HASH  NAME`, or `HASH *NAME` in binary mode); empty when there is none."""
+    if not path.is_file():
+        return {}
+    sums = {}
+    for line in path.read_text().splitlines():
+        digest, _, name = line.strip().partition(" ")
+        if digest and name:
+            sums[name.strip().lstrip("*")] = digest.lower()
+    return sums
+
+
+def verify_shipped(path: str | os.PathLike, folder: str | os.PathLike | None = None) -> None:
+    """WeightsError naming the file when `path` is one of the shipped weights (listed in folder/SHA256SUMS) and its
+    sha256 differs from the listed one. Any other path is the user's own: load_weights checks only its format."""
+    folder = Path(folder if folder is not None else SHIPPED_DIR).resolve()
+    real = Path(path).resolve()
+    if real.parent != folder:
+        return
+    expected = read_manifest(folder / MANIFEST).get(real.name)
+    if expected is None:  # not one the project ships (a model trained into weights/, say)
+        return
+    stat = real.stat()
+    key = (str(real), stat.st_mtime_ns, stat.st_size, expected)
+    if key in _verified:
+        return
+    actual = sha256_file(real)
+    if actual != expected:
+        raise WeightsError(
+            f"{path}: sha256 {actual[:16]}... differs from {expected[:16]}... listed for it in {folder / MANIFEST}: the shipped file is "
+            f"damaged or changed; restore it (`git checkout -- weights/{real.name}`, `git lfs pull`, or download w2m2w again)"
+        )
+    _verified.add(key)
 
 
 def save_training_state(

@@ -4,7 +4,8 @@ Hydra writes its record (.hydra/, the log file) into the run directory before th
 starts, and reports a wrong type as a multi-line message with exit code 1. Here every job
 of the call (each combination of a -m sweep) is composed the way Hydra will compose it and
 checked first: a wrong type, an unknown key or a value out of range is one line naming
-the key, exit code 2, with nothing written and no model loaded.
+the key, exit code 2, with nothing written and no model loaded. So is a run folder whose
+run.log or .hydra is a symlink: Hydra would write through it, outside the run folder.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationErr
 
 from .run_settings import check_run
 from .settings import SettingsError
+from .staging import safe_component
 
 # flags that print something instead of running, or point Hydra at other configs: Hydra handles those calls alone
 _NOT_A_RUN = ("help", "hydra_help", "cfg", "info", "shell_completion", "experimental_rerun", "config_path", "config_name", "config_dir")
@@ -63,11 +65,63 @@ def _problem(exc: BaseException, job: list[str]) -> str | None:
     return f"{key}={given}{reason}" if given is not None else f"{key}{reason}"
 
 
-def check_command_line(argv: list[str], config_dir: Path, config_name: str = "config") -> str | None:
-    """None when every job of `argv` has valid settings; else one line naming the first bad key."""
+def swept_dir_name(task: list[str], job: list[str]) -> str:
+    """A multirun job's folder under run_dir: the values of the keys `task` sweeps, as `job` sets them ('generate.temperature=1.2').
+
+    `shard` is left out, so the shards of one setting share a folder (a sweep over shards alone writes into run_dir).
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    swept = {o.get_key_element() for o in parser.parse_overrides(task) if o.is_sweep_override()} - {"shard"}
+    mine = {o.get_key_element(): o.value() for o in parser.parse_overrides(job)}
+    return ",".join(f"{k}={safe_component(str(mine[k]))}" for k in sorted(swept) if k in mine)
+
+
+def record_problem(job_dir: Path, root: Path, names: tuple[str, ...]) -> str | None:
+    """None when Hydra's files `names` in job_dir (its log, .hydra/) stay inside the run folder `root`; else one line.
+
+    Hydra appends to its log and makes .hydra/<time>/ through whatever is there: a symlink (or a job folder
+    that leads out of root) would have it write into a file or folder elsewhere.
+    """
+    inside = root.resolve()
+    for name in names:
+        path = job_dir / name
+        if path.is_symlink():
+            return f"{path}: is a symlink; Hydra would write through it, outside the run folder {root}; remove it or choose another run_dir"
+        if path.exists() and not path.resolve().is_relative_to(inside):
+            return f"{path}: leads outside the run folder {root} (to {path.resolve()}); Hydra would write there; choose another run_dir"
+    return None
+
+
+def _job_dirs(argv: list[str], todo: list[list[str]], run_dirs: list[str]) -> list[tuple[Path, Path, bool]]:
+    """(job folder, run folder, multirun) for each job, as run.py's hydra.run.dir and hydra.sweep.subdir name them."""
+    from hydra._internal.utils import get_args_parser
+
+    args = get_args_parser().parse_args(argv)
+    if not args.multirun:
+        return [(Path(d), Path(d), False) for d in run_dirs]
+    return [(Path(d) / swept_dir_name(list(args.overrides), job), Path(d), True) for d, job in zip(run_dirs, todo)]
+
+
+def records_problem(argv: list[str], todo: list[list[str]], run_dirs: list[str], log_name: str) -> str | None:
+    """The first job whose Hydra record would be written outside its run folder (record_problem), or None."""
+    for job_dir, root, multirun in _job_dirs(argv, todo, run_dirs):
+        problem = record_problem(job_dir, root, (log_name, ".hydra")) or (multirun and record_problem(root, root, ("multirun.yaml",)))
+        if problem:
+            return problem
+    return None
+
+
+def check_command_line(argv: list[str], config_dir: Path, config_name: str = "config", log_name: str = "run.log") -> str | None:
+    """None when every job of `argv` has valid settings and a run folder Hydra's record stays in; else one line.
+
+    log_name: Hydra's job log in the run folder, `<the entry script's name>.log`.
+    """
     todo = jobs(argv)
     if not todo:
         return None
+    run_dirs = []
     with initialize_config_dir(version_base="1.3", config_dir=str(config_dir), job_name="check"):
         for job in todo:
             try:
@@ -77,4 +131,5 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str = "co
                 return str(exc)
             except Exception as exc:  # noqa: BLE001 - anything else is Hydra's to report, as it always did
                 return _problem(exc, job)
-    return None
+            run_dirs.append(settings.run_dir)
+    return records_problem(argv, todo, run_dirs, log_name)

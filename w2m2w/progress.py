@@ -14,6 +14,7 @@ import threading
 import unicodedata
 from typing import Any, TextIO
 
+from .log_safety import escape_controls
 from .pipeline import PieceResult
 
 _SWITCH = "W2M2W_PROGRESS"
@@ -127,7 +128,7 @@ def print_summary(summary: dict[str, Any], stages: list[str], stream: TextIO = s
 
     cols = ["piece", "status", "in_s", "music_s", "out_s", *[f"{s}_s" for s in stages]]
     heads = {"in_s": "input s", "music_s": "continued s", "out_s": "audio out s", **{f"{s}_s": f"{s} time" for s in stages}}
-    table = [[heads.get(c, c) for c in cols]] + [[fmt(r[c]) for c in cols] for r in rows]
+    table = [[heads.get(c, c) for c in cols]] + [[escape_controls(fmt(r[c])) for c in cols] for r in rows]
     widths = [max(_width(t[i]) for t in table) for i in range(len(cols))]
     print("", file=stream)
     for t in table:
@@ -136,6 +137,12 @@ def print_summary(summary: dict[str, Any], stages: list[str], stream: TextIO = s
     if problems:
         print("", file=stream)
         for r in problems:
-            print(f"{r['piece']}: {r['status']}: {r['detail']}", file=stream)
+            print(escape_controls(f"{r['piece']}: {r['status']}: {r['detail']}"), file=stream)
+    stale = summary.get("stale") or {}
+    if stale:  # outputs kept from earlier runs, or made from what is no longer upstream of them
+        print("", file=stream)
+        for pid, stages_ in sorted(stale.items()):
+            for stage, why in stages_.items():
+                print(escape_controls(f"{pid}: stale {stage} output: {why}"), file=stream)
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary["counts"].items()))
     print(f"{len(rows)} pieces: {counts}" + (f"; {summary.get('seconds', 0):.1f} s" if summary.get("seconds") else ""), file=stream)

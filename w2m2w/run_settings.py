@@ -7,10 +7,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, SettingsError, check, setting
+from .settings import AT_LEAST_ONE, DEVICES, NON_NEGATIVE, POSITIVE, Range, SettingsError, check, setting
 from .staging import STAGES as STAGE_NAMES  # the run-directory folders' order; the registry test holds stages.STAGES to it
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# each worker is a process that loads every model (hundreds of MB): thousands of them is a typo, not a machine
+WORKERS = Range(1, 1024)
 
 
 @dataclass
@@ -41,7 +43,7 @@ class RunSettings:
     run_dir: str = setting("runs/demo")
     stages: list[str] = setting(default_factory=lambda: list(STAGE_NAMES))
     force: bool = setting(False, affects_output=False)
-    workers: int | None = setting(None, range=AT_LEAST_ONE, affects_output=False)  # null: one per core
+    workers: int | None = setting(None, range=WORKERS, affects_output=False)  # null: one per core
     progress: bool = setting(True, affects_output=False)
     shard: int = setting(0, range=NON_NEGATIVE, affects_output=False)
     num_shards: int = setting(1, range=AT_LEAST_ONE, affects_output=False)
@@ -78,6 +80,42 @@ def check_run(s: RunSettings) -> None:
     gpus = getattr(s.executor, "gpus_per_worker", "auto")
     if gpus not in (None, "auto") and (isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or gpus < 0):
         raise SettingsError("executor.gpus_per_worker", gpus, "'auto' or a number in [0, inf)")
+    if getattr(s.executor, "name", "local") == "local":  # Ray's workers run on other machines: theirs may differ
+        check_this_machine(s)
+
+
+def check_this_machine(s: RunSettings) -> None:
+    """What the stages that run need from this machine: their devices, FluidSynth's soundfont (SettingsError otherwise)."""
+    for name in s.stages:
+        device = getattr(getattr(s, name, None), "device", None)
+        if isinstance(device, str) and device.startswith("cuda"):
+            _check_cuda(f"{name}.device", device)
+    synth = s.synthesize
+    if "synthesize" in s.stages and getattr(synth, "name", None) == "fluidsynth":
+        _check_soundfont("synthesize.soundfont", synth.soundfont)
+
+
+def _check_cuda(key: str, device: str) -> None:
+    """Torch's own error for a missing GPU ("Torch not compiled with CUDA enabled") comes after loading, and names no key."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SettingsError(key, device, "'cpu' here: this torch has no usable CUDA (a CPU-only build, or no GPU visible)")
+    count = torch.cuda.device_count()
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    if index >= count:
+        raise SettingsError(key, device, f"{DEVICES} with N below {count}, the GPUs visible here")
+
+
+def _check_soundfont(key: str, soundfont: str) -> None:
+    from .fluidsynth import SOUNDFONTS, RenderError, soundfont_path
+
+    try:
+        soundfont_path(soundfont)
+    except RenderError:
+        path = SOUNDFONTS.get(soundfont, soundfont)
+        names = ", ".join(SOUNDFONTS)
+        raise SettingsError(key, soundfont, f"an installed soundfont ({names}) or the path of a .sf2/.sf3 file; {path} does not exist") from None
 
 
 def record(s: RunSettings) -> dict[str, Any]:

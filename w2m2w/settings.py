@@ -14,12 +14,17 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
 _RANGE = "w2m2w_range"
 _OUTPUT = "w2m2w_affects_output"
 _CHOICES = "w2m2w_choices"
+_DEVICE = "w2m2w_device"
+# what torch.device takes for the stages: `auto` is not one of them (the code never picks a device itself)
+DEVICES = "'cpu', 'cuda' or 'cuda:N' (N: a GPU's index)"
+_DEVICE_RE = re.compile(r"cpu|cuda(:[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ NON_NEGATIVE = Range(0, None)
 AT_LEAST_ONE = Range(1, None)
 PROBABILITY_OPEN = Range(0, 1, lo_open=True, hi_open=True)  # a threshold: 0 and 1 make every or no frame a note
 PROBABILITY_UPPER = Range(0, 1, lo_open=True)  # (0, 1]: top_p and other shares where all is allowed
+THREADS = Range(0, 1024)  # 0: the library's default; asking for more threads than any machine has is a typo that would fork thousands
 
 
 class SettingsError(ValueError):
@@ -72,12 +78,14 @@ def setting(
     range: Range | None = None,
     choices: tuple | None = None,
     affects_output: bool = True,
+    device: bool = False,
     default_factory: Any = dataclasses.MISSING,
 ) -> Any:
     """A dataclass field with its allowed range or choices; affects_output=False keeps it out of the settings hash
     (device, threads, progress: they change how fast, not what comes out). None is always allowed where it is the
-    default or the field's type admits it (it means "automatic" in this project's settings)."""
-    meta = {_RANGE: range, _OUTPUT: affects_output, _CHOICES: choices}
+    default or the field's type admits it (it means "automatic" in this project's settings). device=True: a torch
+    device, one of DEVICES (whether this machine has it is check_run's to say: a Ray cluster's may differ)."""
+    meta = {_RANGE: range, _OUTPUT: affects_output, _CHOICES: choices, _DEVICE: device}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -104,6 +112,8 @@ def check(obj: Any, prefix: str = "") -> None:
             check(value, key)
             continue
         rng, choices = f.metadata.get(_RANGE), f.metadata.get(_CHOICES)
+        if f.metadata.get(_DEVICE) and value is not None and not (isinstance(value, str) and _DEVICE_RE.fullmatch(value)):
+            raise SettingsError(key, value, DEVICES)
         if value is None or (rng is None and choices is None):
             continue
         if choices is not None:
