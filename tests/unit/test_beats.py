@@ -1,0 +1,75 @@
+"""w2m2w.beats: beats and meter of hand-made audio and note patterns at known tempi."""
+
+import mir_eval
+import numpy as np
+
+from w2m2w import beats as B
+
+
+def click_track(bpm: float, seconds: float, sr: int = 16000) -> tuple[np.ndarray, np.ndarray]:
+    """Decaying 1 kHz clicks on every beat starting at 0.5 s: audio (samples,), beat times (n,)."""
+    times = np.arange(0.5, seconds - 0.5, 60.0 / bpm)
+    y = np.zeros(int(seconds * sr), dtype=np.float32)
+    t = np.arange(int(0.03 * sr)) / sr
+    click = (np.sin(2 * np.pi * 1000 * t) * np.exp(-t / 0.005)).astype(np.float32)
+    for b in times:
+        i = int(b * sr)
+        y[i : i + len(click)] += click
+    return y, times
+
+
+def waltz_notes(bpm: float = 100.0, bars: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """A 3/4 pattern (n, 4): bass and a new chord on beat 1, quieter chords on 2 and 3; and the downbeats (m,)."""
+    ibi = 60.0 / bpm
+    roots = [48, 53, 55, 48]
+    notes, downbeats = [], []
+    for bar in range(bars):
+        root = roots[bar % 4]
+        for beat in range(3):
+            t = 0.4 + (bar * 3 + beat) * ibi
+            if beat == 0:
+                downbeats.append(t)
+                notes.append((t, t + 3 * ibi, root - 12, 90))
+            for p in (root + 12, root + 16, root + 19):
+                notes.append((t, t + ibi * 0.8, p, 85 if beat == 0 else 55))
+    return np.array(notes, dtype=np.float64), np.array(downbeats)
+
+
+def test_click_track_beats_and_tempo():
+    y, truth = click_track(120.0, 20.0)
+    est = B.beats_from_audio(y, 16000)
+    assert abs(est.tempo - 120.0) < 6.0
+    assert mir_eval.beat.f_measure(truth, est.times) > 0.9
+
+
+def test_note_pattern_beats_meter_and_downbeats():
+    notes, downbeats = waltz_notes()
+    est = B.beats_from_notes(notes)
+    assert abs(est.tempo - 100.0) < 5.0
+    assert est.meter == 3
+    assert mir_eval.beat.f_measure(downbeats, est.downbeats) > 0.9
+
+
+def test_note_envelope_peaks_at_onsets_weighted_by_velocity():
+    notes = np.array([[1.0, 1.5, 60, 100], [2.0, 2.5, 60, 25]])
+    env = B.note_onset_envelope(notes, fps=100)
+    assert np.argmax(env) == 100
+    assert env[100] > env[200] > env[150]
+
+
+def test_extend_beats_keeps_last_tempo_and_meter():
+    times = np.array([1.0, 1.5, 2.0, 2.5, 3.1, 3.7, 4.3])  # slows to 0.6 s a beat
+    db = np.array([True, False, True, False, True, False, True])
+    ext = B.extend_beats(B.Beats(times, db, 2), end=6.0)
+    tail = ext.times[ext.times > 4.3]
+    np.testing.assert_allclose(np.diff(np.concatenate([[4.3], tail])), 0.5, atol=0.11)  # median of the last intervals
+    assert ext.times[-1] >= 6.0 and ext.times[0] <= 1.0
+    idx = np.flatnonzero(ext.is_downbeat)
+    assert set(np.diff(idx)) == {2}
+
+
+def test_bar_positions_follow_accents():
+    strength = np.tile([2.0, -1.0, -1.0, -1.0], 8)
+    strength = np.concatenate([[-1.0], strength])  # a pickup beat
+    pos = B.bar_positions(strength, 4)
+    assert list(np.flatnonzero(pos == 0)) == list(range(1, 33, 4))

@@ -1,0 +1,117 @@
+"""w2m2w.score, tempo_map and musicxml: quantization, tempo maps that keep seconds, MusicXML round trips."""
+
+import re
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from w2m2w.beats import Beats
+from w2m2w.score import estimate_key, key_sharps, quantize, split_hands
+from w2m2w.tempo_map import RESOLUTION, with_tempo_map
+
+
+def rubato_beats(n: int = 40, meter: int = 3, seed: int = 0) -> Beats:
+    """Beats (n,) from 0.7 s with intervals drifting between 0.4 and 0.7 s; downbeat on beat 1 of each bar."""
+    rng = np.random.default_rng(seed)
+    times = 0.7 + np.concatenate([[0.0], np.cumsum(rng.uniform(0.4, 0.7, n - 1))])
+    return Beats(times, np.arange(n) % meter == 1, meter)
+
+
+def random_notes(beats: Beats, n: int = 200, seed: int = 1) -> np.ndarray:
+    """Notes (n, 4) anywhere over the beats (and before them), no two of one pitch overlapping."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for p in range(40, 90, 5):
+        t = rng.uniform(0.0, 0.3)
+        while t < beats.times[-1] + 2.0 and len(out) < n:
+            d = rng.uniform(0.05, 1.5)
+            out.append((t, t + d, p, rng.integers(20, 120)))
+            t += d + rng.uniform(0.0, 1.0)
+    return np.array(sorted(out), dtype=np.float64)
+
+
+def sorted_rows(a: np.ndarray) -> np.ndarray:
+    return a[np.lexsort((a[:, 2], a[:, 0]))]
+
+
+def test_tempo_map_keeps_note_seconds_to_the_tick():
+    beats = rubato_beats()
+    notes = random_notes(beats)
+    pm = with_tempo_map(notes, beats, pedal=np.array([[1.0, 2.0], [3.0, 4.5]]))
+    got = sorted_rows(np.array([(n.start, n.end, n.pitch, n.velocity) for n in pm.instruments[0].notes]))
+    want = sorted_rows(notes)
+    assert got.shape == want.shape
+    half_tick = 0.7 / RESOLUTION / 2  # the slowest beat's half tick
+    assert np.abs(got[:, :2] - want[:, :2]).max() <= half_tick + 1e-9
+    np.testing.assert_array_equal(got[:, 2:], np.round(want[:, 2:]))
+    cc = [(c.time, c.value) for c in pm.instruments[0].control_changes if c.number == 64]
+    np.testing.assert_allclose([t for t, _ in cc], [1.0, 2.0, 3.0, 4.5], atol=half_tick + 1e-9)
+
+
+def test_tempo_map_puts_beats_and_bar_lines_on_the_tracked_ones():
+    beats = rubato_beats()
+    pm = with_tempo_map(random_notes(beats), beats)
+    tracked_beats = pm.get_beats()
+    for t in beats.times:
+        assert np.min(np.abs(tracked_beats - t)) < 1e-5
+    downbeats = pm.get_downbeats()
+    for t in beats.downbeats:
+        assert np.min(np.abs(downbeats - t)) < 1e-5
+    ts = pm.time_signature_changes
+    assert ts[-1].numerator == 3 and ts[-1].denominator == 4
+    assert ts[-1].time == pytest.approx(beats.downbeats[0], abs=1e-5)  # a pickup bar before the first downbeat
+
+
+def test_quantize_chooses_sixteenths_and_triplets_per_beat():
+    times = np.arange(0.5, 10.0, 0.5)
+    beats = Beats(times, np.arange(len(times)) % 4 == 0, 4)
+    rng = np.random.default_rng(3)
+    onsets = [times[2] + i * 0.125 for i in range(4)] + [times[3] + i * 0.5 / 3 for i in range(3)]
+    notes = np.array([(t + rng.normal(0, 0.01), t + 0.1, 60 + i, 80) for i, t in enumerate(onsets)])
+    q = quantize(notes, beats)
+    assert q.onsets == [Fraction(2), Fraction(9, 4), Fraction(5, 2), Fraction(11, 4), Fraction(3), Fraction(10, 3), Fraction(11, 3)]
+    assert [p for p, _ in q.positions()] == q.onsets  # all in the first bar
+
+
+def test_split_hands_by_range_with_continuity():
+    pitches = np.array([48, 52, 55, 72, 76, 50, 62, 74, 53, 64, 76])
+    onsets = np.array([0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 2])
+    hands = split_hands(pitches, onsets)
+    assert list(hands) == [1, 1, 1, 0, 0, 1, 0, 0, 1, 0, 0]
+    # a left-hand line climbing past middle C under a high right hand stays in the left hand
+    climb = np.array([55, 84, 58, 86, 61, 88, 63, 89])
+    assert list(split_hands(climb, np.repeat(np.arange(4), 2))) == [1, 0, 1, 0, 1, 0, 1, 0]
+
+
+def test_key_of_a_c_major_scale_and_key_signatures():
+    scale = [60, 62, 64, 65, 67, 69, 71, 72, 67, 64, 60]
+    notes = np.array([(i * 0.5, i * 0.5 + 0.45 + (0.5 if p in (60, 67) else 0.0), p, 80) for i, p in enumerate(scale)])
+    assert estimate_key(notes) == (0, "major")
+    assert estimate_key(notes + np.array([0, 0, 7, 0])) == (7, "major")
+    assert [key_sharps(7, "major"), key_sharps(5, "major"), key_sharps(9, "minor"), key_sharps(2, "minor")] == [1, -1, 0, -1]
+
+
+def test_musicxml_round_trip_note_for_note_with_pedal_and_tempo(tmp_path):
+    pytest.importorskip("music21")
+    from w2m2w.musicxml import read_notes, write_musicxml
+
+    beats = rubato_beats(n=30, meter=4)
+    rng = np.random.default_rng(5)
+    notes = []
+    for k in range(24):  # sixteenths, a triplet every fifth beat, a bass note per beat lasting 1-2 beats
+        b0, b1 = beats.times[k], beats.times[k + 1]
+        sub = 3 if k % 5 == 2 else 4
+        for j in range(sub):
+            on = b0 + j * (b1 - b0) / sub
+            notes.append((on, on + (b1 - b0) / sub * rng.integers(1, 5), rng.integers(62, 80), 80))
+        notes.append((b0, beats.times[k + rng.integers(1, 3)], rng.integers(36, 55), 70))
+    notes = np.array(notes, dtype=np.float64)
+    q = quantize(notes, beats)
+    path = tmp_path / "piece.musicxml"
+    write_musicxml(path, q, notes, pedal=np.array([[beats.times[2], beats.times[6]], [beats.times[8], beats.times[12]]]))
+    assert read_notes(path) == sorted(zip(q.onsets, q.offsets, q.pitches))
+    xml = path.read_text()
+    pedals = re.findall(r'<pedal [^>]*type="(start|stop)"', xml)
+    assert pedals == ["start", "stop", "start", "stop"]
+    assert "<staff>2</staff>" in xml and "<per-minute>" in xml
