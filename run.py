@@ -1,8 +1,8 @@
 """w2m2w pipeline: `python run.py [input=PATH] [run_dir=DIR] [stages=[...]] [force=true]`.
 
 Hydra is only here, at the edge: it composes conf/ over the settings dataclasses
-(w2m2w/hydra_schema.py), and w2m2w.runner does the work. Every job's settings are
-checked before Hydra starts (w2m2w/hydra_check.py): a bad value is one line, exit 2.
+(w2m2w/hydra_schema.py), and w2m2w.run.runner does the work. Every job's settings are
+checked before Hydra starts (w2m2w/hydra_edge.py): a bad value is one line, exit 2.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from w2m2w import runner
-from w2m2w.hydra_check import check_command_line, swept_dir_name
+from w2m2w.hydra_edge import check_command_line, swept_dir_name
 from w2m2w.hydra_schema import register
-from w2m2w.log_safety import escape_controls
-from w2m2w.runner import shard_of  # noqa: F401 - run.shard_of, as before
+from w2m2w.run import runner
+from w2m2w.run.log_safety import escape_controls
+from w2m2w.run.runner import shard_of  # noqa: F401 - run.shard_of, as before
 
 REPO = Path(__file__).resolve().parent
 register()  # the structured configs conf/ names in its defaults lists

@@ -19,8 +19,8 @@ from typing import Any
 
 from w2m2w.generation import GenerationConfig, SamplingConfig, continue_notes, load_music_transformer, read_midi_notes
 from w2m2w.midi import MidiError, write_midi
+from w2m2w.run.stage import Stage, StageError, StageJob
 from w2m2w.settings import NON_NEGATIVE, PROBABILITY_UPPER, THREADS, Range, setting
-from w2m2w.stage import Stage, StageError, StageJob
 
 REPO = Path(__file__).resolve().parent.parent
 log = logging.getLogger("w2m2w")

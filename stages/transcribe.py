@@ -10,8 +10,8 @@ from typing import Any
 from w2m2w import SAMPLE_RATE
 from w2m2w.audio import AudioError, is_silent, load_audio
 from w2m2w.midi import write_midi
+from w2m2w.run.stage import Stage, StageError, StageJob
 from w2m2w.settings import NON_NEGATIVE, PROBABILITY_OPEN, PROBABILITY_UPPER, Range, SettingsError, setting
-from w2m2w.stage import Stage, StageError, StageJob
 from w2m2w.transcription import DecodeConfig, load_transcriber, transcribe_with_pedal
 
 REPO = Path(__file__).resolve().parent.parent

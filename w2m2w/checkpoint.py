@@ -39,7 +39,7 @@ def save_weights(
     """Write `state_dict` atomically with the model name, config and training summary as metadata."""
     from safetensors.torch import save_file
 
-    from .staging import atomic_path  # here, not at the top: staging imports this module
+    from w2m2w.run.rundir import atomic_path  # here, not at the top: staging imports this module
 
     meta = {
         "format_version": FORMAT_VERSION,
@@ -128,7 +128,7 @@ def save_training_state(
     state.json is written last, so a checkpoint is complete when state.json names its step."""
     from safetensors.torch import save_file
 
-    from .staging import atomic_path
+    from w2m2w.run.rundir import atomic_path
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import events as ev
-from .checkpoint import WeightsError, load_weights
-from .midi import MidiError, load_midi_notes
-from .models.music_transformer import MODEL_NAME, MusicTransformer, MusicTransformerConfig, sequence_nll
+from w2m2w import events as ev
+from w2m2w.checkpoint import WeightsError, load_weights
+from w2m2w.midi import MidiError, load_midi_notes
+from w2m2w.models.music_transformer import MODEL_NAME, MusicTransformer, MusicTransformerConfig, sequence_nll
 
 # never sampled: a continuation ends when it reaches its length, not when the model says so
 _BANNED = (ev.PAD, ev.BOS, ev.EOS)
@@ -317,7 +317,7 @@ def evaluate_generation(
     Raises ValueError naming the path when there is nothing to score, WeightsError
     for unusable weights. The summary's nll_per_event weighs every event alike.
     """
-    from .discovery import MIDI_EXTENSIONS, InputError, find_files
+    from w2m2w.run.discovery import MIDI_EXTENSIONS, InputError, find_files
 
     try:  # a list: e.g. a training run's val_files.txt
         files = find_files(input_path, MIDI_EXTENSIONS, what="MIDI", include=include, exclude=exclude)
@@ -342,7 +342,7 @@ def evaluate_generation(
         emit(row)
     if not rows:
         raise ValueError(f"input {input_path}: none of its {len(files)} MIDI files could be read")
-    from .checkpoint import sha256_file
+    from w2m2w.checkpoint import sha256_file
 
     mean = total / count
     summary = {
@@ -359,7 +359,7 @@ def evaluate_generation(
         "failed": failed,
     }
     if continuation is not None:
-        from .continuation_eval import evaluate_continuations
+        from w2m2w.evaluate.generation import evaluate_continuations
 
         stats = evaluate_continuations(model, pieces, continuation, ctx, emit=lambda r: emit({"continuation": r}))
         if stats is None:

@@ -1,6 +1,6 @@
 """Hydra structured configs for run.py (the Hydra edge): each config file in conf/ names its schema in its defaults list.
 
-The schemas are the settings dataclasses themselves (stages.*, w2m2w.run_settings), so a wrong type or an
+The schemas are the settings dataclasses themselves (stages.*, w2m2w.run.settings), so a wrong type or an
 unknown key is rejected when Hydra composes the config, naming the key; the YAML files keep the defaults
 readable with their comments, and a test holds them equal to the dataclasses' defaults.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from hydra.core.config_store import ConfigStore
 
 from stages import STAGES
-from w2m2w.run_settings import LocalExecutor, RayExecutor, RunSettings
+from w2m2w.run.settings import LocalExecutor, RayExecutor, RunSettings
 
 EXECUTORS = {"local": LocalExecutor, "ray": RayExecutor}
 

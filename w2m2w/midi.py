@@ -145,7 +145,7 @@ def notes_to_pretty_midi(notes: np.ndarray, program: int = 0, name: str = "piano
     for on, off, pitch, vel in sort_notes(notes):
         inst.notes.append(pretty_midi.Note(velocity=int(np.clip(round(vel), 1, 127)), pitch=int(pitch), start=float(on), end=float(max(off, on + 1e-3))))
     if pedal is not None:
-        from .pedal import merge_intervals  # pedal.py imports this module
+        from w2m2w.pedal import merge_intervals  # pedal.py imports this module
 
         for down, up in merge_intervals(pedal):
             if pm.time_to_tick(float(up)) <= pm.time_to_tick(float(down)):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .midi import SUSTAIN_CC, MidiError, pedal_intervals
+from w2m2w.midi import SUSTAIN_CC, MidiError, pedal_intervals
 
 
 def empty_pedal() -> np.ndarray:

@@ -109,7 +109,7 @@ def test_segment_sampler_state_replays(tmp_path):
 
 def test_render_notes():
     pytest.importorskip("fluidsynth")
-    from w2m2w.fluidsynth import RenderError, render_notes, soundfont_path
+    from w2m2w.render.fluidsynth import RenderError, render_notes, soundfont_path
 
     try:
         soundfont_path("fluidr3")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from w2m2w.freshness import piece_staleness
-from w2m2w.runner import keep_apart
-from w2m2w.staging import MissingInputError, is_run_folder, stage_input
+from w2m2w.run.freshness import piece_staleness
+from w2m2w.run.rundir import MissingInputError, is_run_folder, stage_input
+from w2m2w.run.runner import keep_apart
 
 
 def sha(path: Path) -> str:

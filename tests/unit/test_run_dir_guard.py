@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from w2m2w.io_errors import write_failure
-from w2m2w.staging import OutsideRunDirError, UnsafePieceIdError, atomic_path, file_lock, inside_run_dir, output_path, remove_file, write_json
+from w2m2w.run.io_errors import write_failure
+from w2m2w.run.rundir import OutsideRunDirError, UnsafePieceIdError, atomic_path, file_lock, inside_run_dir, output_path, remove_file, write_json
 
 
 def test_paths_inside_pass_and_outside_are_refused(tmp_path):

@@ -1,4 +1,4 @@
-"""The run-directory contract (w2m2w/staging.py): when an output is current, sidecars, atomic
+"""The run-directory contract (w2m2w/run/rundir.py): when an output is current, sidecars, atomic
 writes, stale temporaries, locks and run.json merges. Expected values are written out by hand."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from w2m2w import staging
-from w2m2w.staging import (
+from w2m2w.run import rundir as staging
+from w2m2w.run.rundir import (
     LockedError,
     atomic_path,
     config_hash,

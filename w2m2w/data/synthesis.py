@@ -14,13 +14,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..audio import load_audio, mu_law_encode
-from ..features import conditioning_roll, excitation
-from ..midi import load_notes
-from ..models.source_filter import SourceFilterWaveNet
-from ..models.wavenet import SILENCE
-from ..synthesis_source_filter import window
-from .transcription import Example
+from w2m2w.audio import load_audio, mu_law_encode
+from w2m2w.data.transcription import Example
+from w2m2w.features import conditioning_roll, excitation
+from w2m2w.midi import load_notes
+from w2m2w.models.source_filter import SourceFilterWaveNet
+from w2m2w.models.wavenet import SILENCE
+from w2m2w.render.source_filter import window
 
 
 class MuLawSampler:

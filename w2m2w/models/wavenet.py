@@ -49,9 +49,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..audio import mu_law_decode
-from ..features import N_ROLL
-from ..settings import setting
+from w2m2w.audio import mu_law_decode
+from w2m2w.features import N_ROLL
+from w2m2w.settings import setting
 
 MODEL_NAME = "wavenet"  # in its weights files' metadata
 

@@ -21,10 +21,10 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from ..checkpoint import WeightsError
-from ..settings import SettingsError, check
-from . import music_transformer, source_filter, transcriber, wavenet
-from .loop import TrainingError
+from w2m2w.checkpoint import WeightsError
+from w2m2w.settings import SettingsError, check
+from w2m2w.train import music_transformer, source_filter, transcriber, wavenet
+from w2m2w.train.loop import TrainingError
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 

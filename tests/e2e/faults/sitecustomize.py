@@ -110,7 +110,7 @@ def _full_disk(staging, folder: str) -> None:
 
 
 def _hold(module, pieces: list, flag: str, partial: bool = False) -> None:
-    original = module.STAGE.run  # the registered stage (w2m2w.stage.Stage)
+    original = module.STAGE.run  # the registered stage (w2m2w.run.stage.Stage)
 
     def run(settings, job):
         if job.piece in pieces:
@@ -130,7 +130,7 @@ _patches = {}
 if "erofs" in _FAULTS:
     _read_only(_FAULTS["erofs"])
 if "full_disk" in _FAULTS:
-    _patches["w2m2w.staging"] = lambda m: _full_disk(m, _FAULTS["full_disk"])
+    _patches["w2m2w.run.rundir"] = lambda m: _full_disk(m, _FAULTS["full_disk"])
 if "hold" in _FAULTS:
     _patches["stages.transcribe"] = lambda m: _hold(m, **_FAULTS["hold"])
 if _patches:

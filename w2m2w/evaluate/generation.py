@@ -5,7 +5,7 @@ with its first `primer_seconds`, let it continue for `seconds`, and compare
 what it played with what the pianist played in the same span (the real next
 `seconds`). Beside every figure stands the baseline of the real continuation
 against its own primer: how alike two stretches of the same real performance
-are. Figures are pooled over pieces (w2m2w.music_stats) and seeded: piece i
+are. Figures are pooled over pieces (w2m2w.evaluate.music_stats) and seeded: piece i
 is sampled with seed + i, so a rerun gives the same numbers.
 
 The comparison is made on the event grid: the real continuation and the
@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from . import events as ev
-from .data.transcription import crop_notes
-from .generation import SamplingConfig, model_context, sample_continuation
-from .music_stats import FEATURES, LONG_NOTE_SECONDS, long_note_share, notes_per_second, pooled_overlaps
+from w2m2w import events as ev
+from w2m2w.data.transcription import crop_notes
+from w2m2w.evaluate.music_stats import FEATURES, LONG_NOTE_SECONDS, long_note_share, notes_per_second, pooled_overlaps
+from w2m2w.generation import SamplingConfig, model_context, sample_continuation
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Takes pieces through stages following the run-directory contract (no Hydra here).
 
-A stage (w2m2w.stage.Stage, paired with its settings as a Configured) writes one
+A stage (w2m2w.run.stage.Stage, paired with its settings as a Configured) writes one
 piece's output to a temporary path and returns stats. This module decides what is
 current, reuses what another run directory already computed, writes atomically,
 records sidecars and keeps going when a piece fails.
@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .io_errors import write_failure
-from .stage import Configured, StageError, StageJob  # noqa: F401 - StageError/StageJob: their old home, kept importable
-from .staging import (
+from w2m2w import __version__
+from w2m2w.run.io_errors import write_failure
+from w2m2w.run.rundir import (
     LockedError,
     MissingInputError,
     atomic_path,
@@ -41,7 +40,8 @@ from .staging import (
     temp_name,
     write_json,
 )
-from .stopping import Interrupted
+from w2m2w.run.stage import Configured, StageError, StageJob  # noqa: F401 - StageError/StageJob: their old home, kept importable
+from w2m2w.run.stopping import Interrupted
 
 log = logging.getLogger("w2m2w")
 

@@ -16,7 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .settings import output_settings, settings_hash
+from w2m2w.settings import output_settings, settings_hash
 
 
 class StageError(RuntimeError):

@@ -1,6 +1,6 @@
 """A pipeline run from its settings: check them, find the pieces, load the stages once, run the pieces
 (here, in worker processes or on Ray), then write the summary and the report. No Hydra here: run.py
-hands in a RunSettings (w2m2w.run_settings) whose stage groups are the stages' settings dataclasses.
+hands in a RunSettings (w2m2w.run.settings) whose stage groups are the stages' settings dataclasses.
 """
 
 from __future__ import annotations
@@ -14,18 +14,15 @@ from pathlib import Path
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from . import __version__
-from .batch import run_local, usable_cores
-from .freshness import folder_staleness
-from .io_errors import write_failure
-from .piece_ids import tag_with_path_hash
-from .pipeline import Hashes, PieceResult, Plan, merge_summaries, settle_locked, summarize
-from .progress import BatchProgress, print_summary
-from .report import write_report
-from .run_settings import RunSettings, check_run, record
-from .settings import SettingsError
-from .stage import Configured
-from .staging import (
+from w2m2w import __version__
+from w2m2w.run.freshness import folder_staleness
+from w2m2w.run.io_errors import write_failure
+from w2m2w.run.local import run_local, usable_cores
+from w2m2w.run.piece import Hashes, PieceResult, Plan, merge_summaries, settle_locked, summarize
+from w2m2w.run.piece_ids import tag_with_path_hash
+from w2m2w.run.progress import BatchProgress, print_summary
+from w2m2w.run.report import write_report
+from w2m2w.run.rundir import (
     InputError,
     LockedError,
     UnsafePieceIdError,
@@ -39,9 +36,12 @@ from .staging import (
     writable_problem,
     write_json,
 )
-from .stopping import Interrupted, StopSignals
+from w2m2w.run.settings import RunSettings, check_run, record
+from w2m2w.run.stage import Configured
+from w2m2w.run.stopping import Interrupted, StopSignals
+from w2m2w.settings import SettingsError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "assets" / "demo" / "bach_prelude_c.flac"
 log = logging.getLogger("w2m2w")
 
@@ -200,7 +200,7 @@ def _execute(s: RunSettings, pieces: dict[str, Path], plan: Plan, stop: StopSign
     try:
         with logging_redirect_tqdm():  # log lines above the bars, not through them
             if s.executor.name == "ray":
-                from .ray_executor import run_ray
+                from w2m2w.run.ray import run_ray
 
                 return run_ray(pieces, plan, s.executor, progress, stop)
             return run_local(pieces, plan, s.workers or usable_cores(), progress, stop)

@@ -17,11 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .pipeline import Hashes, PieceResult, Plan, run_piece
-from .progress import set_bars
-from .staging import LockedError, file_lock, lock_path, output_path, remove_file
-from .stopping import Interrupted, StopSignals, die_with_parent, signals_blocked, unblock_signals, worker_signals
-from .worker_pool import DIED, Worker, WorkerPool
+from w2m2w.run.piece import Hashes, PieceResult, Plan, run_piece
+from w2m2w.run.pool import DIED, Worker, WorkerPool
+from w2m2w.run.progress import set_bars
+from w2m2w.run.rundir import LockedError, file_lock, lock_path, output_path, remove_file
+from w2m2w.run.stopping import Interrupted, StopSignals, die_with_parent, signals_blocked, unblock_signals, worker_signals
 
 log = logging.getLogger("w2m2w")
 

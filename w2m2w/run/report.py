@@ -16,8 +16,8 @@ from urllib.parse import quote
 
 import numpy as np
 
-from . import __version__
-from .staging import STAGES, UnsafePieceIdError, atomic_path, check_piece_id, input_kind, output_path, read_sidecar
+from w2m2w import __version__
+from w2m2w.run.rundir import STAGES, UnsafePieceIdError, atomic_path, check_piece_id, input_kind, output_path, read_sidecar
 
 MAX_NOTES = 20_000  # an SVG rect per note: cap it so a long piece keeps the page small
 ROLL_WIDTH = 900
@@ -161,7 +161,7 @@ def _wav_seconds(path: Path) -> float:
 
 def _midi_block(path: Path, split_s: float | None = None) -> str:
     """Key numbers and the piano roll of one MIDI output; a message instead if it does not read."""
-    from .midi import load_midi_notes  # pretty_midi is slow to import: only when a report is written
+    from w2m2w.midi import load_midi_notes  # pretty_midi is slow to import: only when a report is written
 
     try:
         notes = load_midi_notes(path)

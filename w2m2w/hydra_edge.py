@@ -1,4 +1,4 @@
-"""run.py's settings check, before Hydra starts a job (the Hydra edge).
+"""The Hydra edge of run.py: the settings check before Hydra starts a job, and the callback Hydra runs before it writes.
 
 Hydra writes its record (.hydra/, the log file) into the run directory before the task
 starts, and reports a wrong type as a multi-line message with exit code 1. Here every job
@@ -11,16 +11,20 @@ run.log or .hydra is a symlink: Hydra would write through it, outside the run fo
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
-from omegaconf import OmegaConf
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-from .run_settings import check_run
-from .settings import SettingsError
-from .staging import safe_component
+from w2m2w.run.log_safety import escape_controls
+from w2m2w.run.rundir import safe_component, writable_problem
+from w2m2w.run.settings import check_run
+from w2m2w.settings import SettingsError
 
 # flags that print something instead of running, or point Hydra at other configs: Hydra handles those calls alone
 _NOT_A_RUN = ("help", "hydra_help", "cfg", "info", "shell_completion", "experimental_rerun", "config_path", "config_name", "config_dir")
@@ -133,3 +137,27 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str = "co
                 return _problem(exc, job)
             run_dirs.append(settings.run_dir)
     return records_problem(argv, todo, run_dirs, log_name)
+
+
+# conf/config.yaml lists this under hydra.callbacks: in a module, not in run.py, so that a launcher that runs jobs
+# in other processes (submitit on SLURM) can import it by name
+class RunDirWritable(Callback):
+    """Before Hydra writes its own record into the run folder, check that the folder can be written.
+
+    Otherwise Hydra's log file handler fails first, with a long traceback. Here it is one line, exit 2.
+    So is a run.log, .hydra or multirun.yaml that would lead Hydra's writes outside the run folder
+    (run.py checks every job's folder before Hydra starts; this holds for any other caller of the config).
+    """
+
+    def _check(self, config: DictConfig, names: tuple[str, ...]) -> None:
+        root = Path(str(config.run_dir))
+        problem = record_problem(root, root, names) or writable_problem(root)
+        if problem:
+            print(f"error: {escape_controls(problem)}", file=sys.stderr)
+            raise SystemExit(2)  # SystemExit passes through Hydra's callback error handling, which only warns
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, (f"{config.hydra.job.name}.log", ".hydra"))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, ("multirun.yaml",))

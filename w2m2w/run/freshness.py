@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .staging import STAGES, MissingInputError, output_path, read_sidecar, stage_dir, stage_input
+from w2m2w.run.rundir import STAGES, MissingInputError, output_path, read_sidecar, stage_dir, stage_input
 
 # this call's result for one stage of a piece ({"status": ..., "error": ...}), if the call ran it
 StageInfo = Mapping[str, Any]

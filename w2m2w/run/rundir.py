@@ -25,11 +25,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import sha256_file
+from w2m2w.checkpoint import sha256_file
 
 # ids and inputs are part of the contract: re-exported so that callers have one place to import it from
-from .discovery import LIST_EXTENSIONS, MIDI_EXTENSIONS, InputError, discover_inputs, input_kind  # noqa: F401
-from .piece_ids import UnsafePieceIdError, check_piece_id, safe_component  # noqa: F401
+from w2m2w.run.discovery import LIST_EXTENSIONS, MIDI_EXTENSIONS, InputError, discover_inputs, input_kind  # noqa: F401
+from w2m2w.run.piece_ids import UnsafePieceIdError, check_piece_id, safe_component  # noqa: F401
 
 STAGES = ("transcribe", "generate", "synthesize")
 STAGE_EXT = {"transcribe": ".mid", "generate": ".mid", "synthesize": ".wav"}
