@@ -36,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from w2m2w import SAMPLE_RATE  # noqa: E402
 from w2m2w.audio import load_audio  # noqa: E402
 from w2m2w.data.transcription import Example, crop_notes, maps_piece  # noqa: E402
+from w2m2w.files import atomic_path  # noqa: E402
 from w2m2w.midi import load_notes, save_tsv_notes  # noqa: E402
 from w2m2w.pedal import crop_pedal, load_pedal, pedal_tsv_path, save_pedal_tsv  # noqa: E402
-from w2m2w.run.rundir import atomic_path  # noqa: E402
 
 
 def pack_name(ex: Example) -> str:

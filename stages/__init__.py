@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from stages import generate, synthesize, transcribe
-from w2m2w.run.stage import Stage
+from w2m2w.run.stage import Stage, register
 
 STAGES: tuple[Stage, ...] = (transcribe.STAGE, generate.STAGE, synthesize.STAGE)
 _BY_NAME = {s.name: s for s in STAGES}
+register(*STAGES)  # what a stage unpickles to in worker processes and Ray actors
 
 
 def get(name: str) -> Stage:

@@ -5,13 +5,14 @@ No pickles anywhere: loading a weights file can never run code.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from w2m2w.files import atomic_path, sha256_file
 
 FORMAT_VERSION = "1"
 # The shipped weights and their sha256 (`cd weights && sha256sum *.safetensors > SHA256SUMS`, sha256sum's format):
@@ -25,21 +26,11 @@ class WeightsError(RuntimeError):
     """A weights file that is missing, truncated, corrupt or for another model."""
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def save_weights(
     path: str | os.PathLike, model_name: str, state_dict: dict[str, torch.Tensor], config: dict[str, Any], training: dict[str, Any] | None = None
 ) -> None:
     """Write `state_dict` atomically with the model name, config and training summary as metadata."""
     from safetensors.torch import save_file
-
-    from w2m2w.run.rundir import atomic_path  # here, not at the top: staging imports this module
 
     meta = {
         "format_version": FORMAT_VERSION,
@@ -127,8 +118,6 @@ def save_training_state(
     safetensors, step counters and RNG states as JSON. Each file is replaced atomically;
     state.json is written last, so a checkpoint is complete when state.json names its step."""
     from safetensors.torch import save_file
-
-    from w2m2w.run.rundir import atomic_path
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)

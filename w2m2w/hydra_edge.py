@@ -22,7 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
 from w2m2w.run.log_safety import escape_controls
-from w2m2w.run.rundir import safe_component, writable_problem
+from w2m2w.run.piece_ids import safe_component
+from w2m2w.run.rundir import writable_problem
 from w2m2w.run.settings import check_run
 from w2m2w.settings import SettingsError
 

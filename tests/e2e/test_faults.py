@@ -18,7 +18,8 @@ import pytest
 import soundfile as sf
 
 from tests.conftest import REPO
-from w2m2w.run.rundir import file_lock, lock_path
+from w2m2w.files import file_lock
+from w2m2w.run.rundir import lock_path
 
 FAULTS = Path(__file__).parent / "faults"
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="signals, prctl and /dev/full as on Linux")

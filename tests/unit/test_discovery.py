@@ -214,7 +214,7 @@ def test_every_caller_names_a_folder_with_nothing_usable_in_one_line(tmp_path, c
 
             evaluate_transcription(folder, tmp_path)
         elif caller == "evaluate generation":
-            from w2m2w.generation import evaluate_generation
+            from w2m2w.evaluate.generation import evaluate_generation
 
             evaluate_generation(folder, tmp_path / "no weights needed yet.safetensors")
         else:

@@ -1,4 +1,4 @@
-"""What each stage reads (staging.stage_input) and which outputs are stale (freshness), on hand-made run folders."""
+"""What each stage reads (rundir.stage_input) and which outputs are stale (freshness), on hand-made run folders."""
 
 from __future__ import annotations
 

@@ -120,7 +120,7 @@ def load_corpus(files: list[Path], cache: str | os.PathLike | None = None, progr
         if len(notes):
             out.append((f, notes))
     if cache_file is not None and out:
-        from w2m2w.run.rundir import atomic_path
+        from w2m2w.files import atomic_path
 
         with atomic_path(cache_file, root=None) as tmp:  # the temporary keeps .npz, so np.savez adds nothing
             np.savez(tmp, files=np.array([str(f) for f, _ in out]), lengths=np.array([len(n) for _, n in out]), notes=np.concatenate([n for _, n in out]))

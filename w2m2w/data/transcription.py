@@ -102,9 +102,9 @@ def rendered_examples(midi_paths: list[str], soundfonts: list[str], cache_dir: s
     """
     import soundfile as sf
 
+    from w2m2w.files import atomic_path
     from w2m2w.pedal import crop_pedal, load_pedal, pedal_tsv_path, save_pedal_tsv
     from w2m2w.render.fluidsynth import render_notes
-    from w2m2w.run.rundir import atomic_path
 
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)

@@ -243,7 +243,7 @@ def evaluate_transcription(
     if pedal_rows:
         summary.update(pedal_files=len(pedal_rows), **_round(mean_metrics(pedal_rows)), pedal_onset_tolerance=pedal_onset_tolerance)
     if model is not None:
-        from w2m2w.checkpoint import sha256_file
+        from w2m2w.files import sha256_file
 
         summary.update(
             weights=str(weights),
@@ -326,7 +326,7 @@ def run(cfg: Any) -> int:
     if cfg.input is None:
         _error(f"task={task} needs input=PATH (a folder of MIDI or audio files, or one file)")
     weights = cfg.weights or DEFAULT_WEIGHTS[task]
-    from w2m2w.run.rundir import write_json  # here: loads torch (staging -> checkpoint), which usage errors above need not wait for
+    from w2m2w.files import write_json  # here: loads torch (w2m2w.files is light now; kept local as before), which usage errors above need not wait for
 
     def emit(row: dict[str, Any]) -> None:
         print(json.dumps(row), flush=True)
@@ -340,7 +340,7 @@ def run(cfg: Any) -> int:
         torch.set_num_threads(int(cfg.threads))
     if task == "generation":
         from w2m2w.checkpoint import WeightsError
-        from w2m2w.generation import evaluate_generation
+        from w2m2w.evaluate.generation import evaluate_generation
 
         try:
             summary = evaluate_generation(

@@ -266,7 +266,7 @@ def run_synthesis_evaluation(
     (when installed) | true | false. Raises ValueError for an input with no note files,
     WeightsError for unusable weights, each one line naming the file.
     """
-    from w2m2w.checkpoint import sha256_file
+    from w2m2w.files import sha256_file
     from w2m2w.render.registry import load_renderer, weights_file
 
     files = note_inputs(input_path, include, exclude)

@@ -44,7 +44,7 @@ def piece_staleness(run_dir: Path, piece: str, source: Path, infos: Mapping[str,
 
     infos: this call's result per stage (empty for stages it did not run). An output is stale when
     this call's run of its stage failed or was stopped (the old output was kept), when its sidecar
-    is missing or was made from another input than the stage would read now (staging.stage_input),
+    is missing or was made from another input than the stage would read now (rundir.stage_input),
     or when the output it was made from is itself stale.
     """
     stale: dict[str, str] = {}

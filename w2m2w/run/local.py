@@ -17,10 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from w2m2w.files import LockedError, file_lock, remove_file
 from w2m2w.run.piece import Hashes, PieceResult, Plan, run_piece
 from w2m2w.run.pool import DIED, Worker, WorkerPool
 from w2m2w.run.progress import set_bars
-from w2m2w.run.rundir import LockedError, file_lock, lock_path, output_path, remove_file
+from w2m2w.run.rundir import lock_path, output_path
 from w2m2w.run.stopping import Interrupted, StopSignals, die_with_parent, signals_blocked, unblock_signals, worker_signals
 
 log = logging.getLogger("w2m2w")

@@ -19,27 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from w2m2w import __version__
+from w2m2w.files import LockedError, atomic_path, file_lock, file_sha256, inside_run_dir, make_dirs, remove_file, replace_file, temp_name, write_json
+from w2m2w.run.discovery import input_kind
 from w2m2w.run.io_errors import write_failure
-from w2m2w.run.rundir import (
-    LockedError,
-    MissingInputError,
-    atomic_path,
-    file_lock,
-    file_sha256,
-    input_kind,
-    inside_run_dir,
-    is_current,
-    lock_path,
-    make_dirs,
-    output_path,
-    read_sidecar,
-    remove_file,
-    replace_file,
-    sidecar_path,
-    stage_input,
-    temp_name,
-    write_json,
-)
+from w2m2w.run.rundir import MissingInputError, is_current, lock_path, output_path, read_sidecar, sidecar_path, stage_input
 from w2m2w.run.stage import Configured, StageError, StageJob  # noqa: F401 - StageError/StageJob: their old home, kept importable
 from w2m2w.run.stopping import Interrupted
 
@@ -109,7 +92,7 @@ def stages_for(source: Path, stages: list[Configured]) -> list[Configured]:
 
 
 def _step(stage: Configured, source: Path, run_dir: Path, piece: str) -> _Step:
-    """What `stage` reads (staging.stage_input: the run folder's previous output, else the source) and writes."""
+    """What `stage` reads (rundir.stage_input: the run folder's previous output, else the source) and writes."""
     return _Step(stage, stage_input(run_dir, stage.name, piece, source), output_path(run_dir, stage.name, piece))
 
 

@@ -17,7 +17,10 @@ from urllib.parse import quote
 import numpy as np
 
 from w2m2w import __version__
-from w2m2w.run.rundir import STAGES, UnsafePieceIdError, atomic_path, check_piece_id, input_kind, output_path, read_sidecar
+from w2m2w.files import atomic_path
+from w2m2w.run.discovery import input_kind
+from w2m2w.run.piece_ids import UnsafePieceIdError, check_piece_id
+from w2m2w.run.rundir import STAGES, output_path, read_sidecar
 
 MAX_NOTES = 20_000  # an SVG rect per note: cap it so a long piece keeps the page small
 ROLL_WIDTH = 900

@@ -10,34 +10,24 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from w2m2w import __version__
+from w2m2w.files import LockedError, remove_stale_temps, update_json, write_json
+from w2m2w.run.discovery import InputError, discover_inputs, input_kind
 from w2m2w.run.freshness import folder_staleness
 from w2m2w.run.io_errors import write_failure
 from w2m2w.run.local import run_local, usable_cores
 from w2m2w.run.piece import Hashes, PieceResult, Plan, merge_summaries, settle_locked, summarize
-from w2m2w.run.piece_ids import tag_with_path_hash
+from w2m2w.run.piece_ids import UnsafePieceIdError, check_piece_id, tag_with_path_hash
 from w2m2w.run.progress import BatchProgress, print_summary
 from w2m2w.run.report import write_report
-from w2m2w.run.rundir import (
-    InputError,
-    LockedError,
-    UnsafePieceIdError,
-    check_piece_id,
-    discover_inputs,
-    input_kind,
-    is_run_folder,
-    remove_stale_temps,
-    stage_dir,
-    update_json,
-    writable_problem,
-    write_json,
-)
+from w2m2w.run.rundir import is_run_folder, stage_dir, writable_problem
 from w2m2w.run.settings import RunSettings, check_run, record
-from w2m2w.run.stage import Configured
+from w2m2w.run.stage import Configured, Stage
 from w2m2w.run.stopping import Interrupted, StopSignals
 from w2m2w.settings import SettingsError
 
@@ -81,14 +71,13 @@ def shard_of(pieces: dict[str, Path], shard: int, num_shards: int) -> dict[str, 
     return {pid: pieces[pid] for i, pid in enumerate(sorted(pieces)) if i % num_shards == shard}
 
 
-def configured_stages(s: RunSettings) -> list[Configured]:
-    """The run's stages (from the registry, in order) with their settings."""
-    from stages import get  # the registry of the top-level stages package
+def configured_stages(s: RunSettings, stages: Sequence[Stage]) -> list[Configured]:
+    """The run's stages (those `s.stages` names, from the ones the edge hands in, in order) with their settings."""
+    by_name = {stage.name: stage for stage in stages}
+    return [Configured(by_name[name], getattr(s, name)) for name in s.stages]
 
-    return [Configured(get(name), getattr(s, name)) for name in s.stages]
 
-
-def run(s: RunSettings, run_dir: Path | None = None, reuse_dirs: list[Path] | None = None) -> int:
+def run(s: RunSettings, stages: Sequence[Stage], run_dir: Path | None = None, reuse_dirs: list[Path] | None = None) -> int:
     """Run the configured stages over every piece; 0 when all went through, 1 if any failed, 2 for bad settings or
     arguments, 130 or 143 when stopped by SIGINT or SIGTERM (after writing the summary and report of what completed)."""
     logging.getLogger("w2m2w").setLevel(s.log_level)
@@ -99,17 +88,17 @@ def run(s: RunSettings, run_dir: Path | None = None, reuse_dirs: list[Path] | No
         log.error("%s", exc)
         return 2
     with StopSignals() as stop:
-        return _run(s, Path(run_dir or s.run_dir), reuse_dirs or [], stop)
+        return _run(s, stages, Path(run_dir or s.run_dir), reuse_dirs or [], stop)
 
 
-def _run(s: RunSettings, run_dir: Path, reuse_dirs: list[Path], stop: StopSignals) -> int:
+def _run(s: RunSettings, registered: Sequence[Stage], run_dir: Path, reuse_dirs: list[Path], stop: StopSignals) -> int:
     t0 = time.time()
     problem = writable_problem(run_dir)
     if problem:
         log.error("%s", problem)
         return 2
     try:
-        stages = configured_stages(s)
+        stages = configured_stages(s, registered)
         pieces = shard_of(resolve_inputs(s, [run_dir, *reuse_dirs]), s.shard, s.num_shards)
     except (ValueError, InputError) as exc:
         log.error("%s", exc)
