@@ -13,11 +13,12 @@ from typing import Any
 import torch
 
 from w2m2w.files import atomic_path, sha256_file
+from w2m2w.paths import WEIGHTS
 
 FORMAT_VERSION = "1"
 # The shipped weights and their sha256 (`cd weights && sha256sum *.safetensors > SHA256SUMS`, sha256sum's format):
 # safetensors checks a file's layout, not its numbers, so a flipped byte in a tensor would load and run.
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
+SHIPPED_DIR = WEIGHTS
 MANIFEST = "SHA256SUMS"
 _verified: set[tuple[str, int, int, str]] = set()  # (file, mtime, size, hash): each shipped file is hashed once per process
 

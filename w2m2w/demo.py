@@ -61,4 +61,6 @@ def make_demo(folder: str | Path, soundfont: str = "fluidr3") -> Path:
 
 
 if __name__ == "__main__":
-    print(make_demo(Path(__file__).resolve().parent.parent / "assets" / "demo"))
+    from w2m2w.paths import DEMO_DIR
+
+    print(make_demo(DEMO_DIR))

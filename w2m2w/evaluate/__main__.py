@@ -27,6 +27,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from w2m2w import paths
 from w2m2w.audio import AUDIO_EXTENSIONS
 from w2m2w.run.discovery import MIDI_EXTENSIONS
 
@@ -35,10 +36,9 @@ REFERENCE_EXTENSIONS = (".mid", ".midi", ".tsv")
 TASKS = ("transcription", "generation", "synthesis")
 AVAILABLE_TASKS = ("transcription", "generation", "synthesis")
 # the shipped model each task uses when weights=null
-_WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
 DEFAULT_WEIGHTS = {
-    "transcription": str(_WEIGHTS_DIR / "onsets_frames.safetensors"),
-    "generation": str(_WEIGHTS_DIR / "music_transformer.safetensors"),
+    "transcription": str(paths.DEFAULT_WEIGHTS["onsets_frames"]),
+    "generation": str(paths.DEFAULT_WEIGHTS["music_transformer"]),
     "synthesis": None,  # the shipped weights of the synthesizer under test (w2m2w.render.registry.DEFAULT_WEIGHTS)
 }
 

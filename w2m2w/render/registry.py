@@ -17,11 +17,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from w2m2w import SAMPLE_RATE
+from w2m2w import SAMPLE_RATE, paths
 
-REPO = Path(__file__).resolve().parents[2]
 RENDERERS = ("source_filter", "wavenet", "fluidsynth")
-DEFAULT_WEIGHTS = {"source_filter": REPO / "weights" / "source_filter_wavenet.safetensors", "wavenet": REPO / "weights" / "wavenet.safetensors"}
+DEFAULT_WEIGHTS = {"source_filter": paths.DEFAULT_WEIGHTS["source_filter_wavenet"], "wavenet": paths.DEFAULT_WEIGHTS["wavenet"]}
 
 
 class Renderer(Protocol):

@@ -17,6 +17,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from w2m2w import __version__
 from w2m2w.files import LockedError, remove_stale_temps, update_json, write_json
+from w2m2w.paths import DEMO_INPUT
 from w2m2w.run.discovery import InputError, discover_inputs, input_kind
 from w2m2w.run.freshness import folder_staleness
 from w2m2w.run.io_errors import write_failure
@@ -31,8 +32,6 @@ from w2m2w.run.stage import Configured, Stage
 from w2m2w.run.stopping import Interrupted, StopSignals
 from w2m2w.settings import SettingsError
 
-REPO = Path(__file__).resolve().parents[2]
-DEMO = REPO / "assets" / "demo" / "bach_prelude_c.flac"
 log = logging.getLogger("w2m2w")
 
 
@@ -48,7 +47,7 @@ def resolve_inputs(s: RunSettings, run_dirs: list[Path]) -> dict[str, Path]:
     for d in run_dirs:
         if (d / "run.json").is_file():
             return read_run_json(d / "run.json")
-    return discover_inputs(str(DEMO))
+    return discover_inputs(str(DEMO_INPUT))
 
 
 def read_run_json(path: Path) -> dict[str, Path]:

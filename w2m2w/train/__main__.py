@@ -14,7 +14,6 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import hydra
@@ -22,11 +21,10 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from w2m2w.checkpoint import WeightsError
+from w2m2w.paths import CONF
 from w2m2w.settings import SettingsError, check
 from w2m2w.train import music_transformer, source_filter, transcriber, wavenet
 from w2m2w.train.loop import TrainingError
-
-CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 @dataclass(frozen=True)
