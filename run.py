@@ -16,9 +16,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 import stages
-from w2m2w.hydra_edge import check_command_line, swept_dir_name
+from w2m2w.hydra_edge import check_command_line, fail, swept_dir_name
 from w2m2w.run import runner
-from w2m2w.run.log_safety import escape_controls
 from w2m2w.run.runner import shard_of  # noqa: F401 - run.shard_of, as before
 from w2m2w.run.settings import LocalExecutor, RayExecutor, RunSettings
 
@@ -101,7 +100,6 @@ def job_dirs(cfg: DictConfig) -> tuple[Path, list[Path]]:
 if __name__ == "__main__":
     problem = check_command_line(sys.argv[1:], REPO / "conf", log_name=f"{Path(__file__).stem}.log")
     if problem:
-        print(f"error: {escape_controls(problem)}", file=sys.stderr)
-        sys.exit(2)
+        fail(problem)
     main()
     sys.exit(EXIT["code"])

@@ -1,4 +1,8 @@
-"""The Hydra edge of run.py: the settings check before Hydra starts a job, and the callback Hydra runs before it writes.
+"""The Hydra edge of run.py, `python -m w2m2w.train` and `python -m w2m2w.evaluate`: one precheck, one error path.
+
+precheck composes a config as Hydra will and checks it before Hydra writes anything; fail is every entry
+point's way out on a bad setting: one line on stderr, exit 2. For run.py also: the settings check of every job
+before Hydra starts one, and the callback Hydra runs before it writes.
 
 Hydra writes its record (.hydra/, the log file) into the run directory before the task
 starts, and reports a wrong type as a multi-line message with exit code 1. Here every job
@@ -12,8 +16,9 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
@@ -21,6 +26,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
+from w2m2w.paths import CONF
 from w2m2w.run.log_safety import escape_controls
 from w2m2w.run.piece_ids import safe_component
 from w2m2w.run.rundir import writable_problem
@@ -32,6 +38,52 @@ _NOT_A_RUN = ("help", "hydra_help", "cfg", "info", "shell_completion", "experime
 
 
 _KINDS = {"Float": "a number", "Integer": "an integer", "Boolean": "true or false"}
+
+
+def say(problem: str, prefix: str = "error") -> None:
+    """A problem as the one line every entry point prints on stderr (control characters escaped)."""
+    print(f"{prefix}: {escape_controls(problem)}", file=sys.stderr, flush=True)
+
+
+def fail(problem: str, code: int = 2, prefix: str = "error") -> NoReturn:
+    """The one error path of every entry point: one line on stderr, then exit `code` (2: bad settings)."""
+    say(problem, prefix)
+    raise SystemExit(code)  # SystemExit passes through Hydra's callback error handling, which only warns
+
+
+def composition_problem(exc: BaseException, overrides: list[str]) -> str:
+    """A composition error of Hydra's or OmegaConf's in one line: `key=given: reason` where it names a key."""
+    cause = exc.__cause__ or exc
+    key = getattr(cause, "full_key", None)
+    reason = str(getattr(cause, "msg", cause)).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    if not key:
+        return str(exc).strip().splitlines()[0]
+    given = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=", 1)[0] == key and "=" in o), None)
+    return f"{key}={given}: {reason}" if given is not None else f"{key}: {reason}"
+
+
+def precheck(
+    overrides: list[str],
+    config_name: str,
+    check: Callable[[DictConfig], None] | None = None,
+    job_name: str = "check",
+    refused: tuple[type, ...] = (SettingsError,),
+) -> str | None:
+    """Compose conf/<config_name> with `overrides` as Hydra will and run `check` on it; None when good, else one line.
+
+    Runs before Hydra creates its output folder, so a bad override writes nothing. `refused`: the exceptions
+    whose message is the line as it is; any other (Hydra's and OmegaConf's own: a wrong type, an unknown key,
+    a missing file) is put in one line naming the key."""
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name=job_name):
+            cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+            if check is not None:
+                check(cfg)
+    except refused as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - one line for whatever composition raises
+        return composition_problem(exc, overrides)
+    return None
 
 
 def jobs(argv: list[str]) -> list[list[str]] | None:
@@ -154,8 +206,7 @@ class RunDirWritable(Callback):
         root = Path(str(config.run_dir))
         problem = record_problem(root, root, names) or writable_problem(root)
         if problem:
-            print(f"error: {escape_controls(problem)}", file=sys.stderr)
-            raise SystemExit(2)  # SystemExit passes through Hydra's callback error handling, which only warns
+            fail(problem)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config, (f"{config.hydra.job.name}.log", ".hydra"))

@@ -27,7 +27,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from w2m2w import paths
+from w2m2w import hydra_edge, paths
 from w2m2w.audio import AUDIO_EXTENSIONS
 from w2m2w.run.discovery import MIDI_EXTENSIONS
 
@@ -295,8 +295,7 @@ def _transcribe_file(model, path: Path, decode: dict[str, float]) -> tuple[Any, 
 
 
 def _error(msg: str, code: int = 2) -> None:
-    print(f"w2m2w.evaluate: {msg}", file=sys.stderr, flush=True)
-    sys.exit(code)
+    hydra_edge.fail(msg, code, prefix="w2m2w.evaluate")
 
 
 def _continuation_settings(cfg: Any) -> Any:
@@ -424,5 +423,15 @@ def main(cfg: DictConfig) -> None:
         sys.exit(code)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    args = sys.argv[1:]
+    # flags (--help, --cfg) go to Hydra as they are; plain overrides are composed and checked first (hydra_edge)
+    if not any(a.startswith("-") for a in args):
+        problem = hydra_edge.precheck([a for a in args if not a.startswith(("hydra.", "hydra/"))], "evaluate", job_name="evaluate_check")
+        if problem:
+            hydra_edge.fail(problem, prefix="w2m2w.evaluate")
     main()
+
+
+if __name__ == "__main__":
+    cli()
