@@ -11,10 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from w2m2w.files import temp_name
+from w2m2w.files import atomic_path, file_lock, inside_run_dir, make_dirs, remove_file, remove_stale_temps, replace_file, temp_name, update_json, write_json
 from w2m2w.run.discovery import input_kind
 from w2m2w.run.piece_ids import check_piece_id
 
@@ -111,3 +114,73 @@ def writable_problem(run_dir: str | os.PathLike) -> str | None:
 def lock_path(run_dir: str | os.PathLike, stage: str, piece: str) -> Path:
     """RUN_DIR/.locks/<n>-<stage>/<piece>.lock: one lock per piece and stage, out of the stage folders (outputs only there)."""
     return Path(run_dir) / ".locks" / stage_dir(run_dir, stage).name / f"{check_piece_id(piece)}.lock"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """One run folder and every write into it: the paths of the contract above, and w2m2w.files' guarded writes
+    with the folder as their `root`, so a caller holds one object instead of passing `root=run_dir` to each helper."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def run_json(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def summary_json(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def report_html(self) -> Path:
+        return self.path / "report.html"
+
+    def stage_dir(self, stage: str) -> Path:
+        return stage_dir(self.path, stage)
+
+    def output(self, stage: str, piece: str) -> Path:
+        return output_path(self.path, stage, piece)
+
+    def stage_input(self, stage: str, piece: str, source: str | os.PathLike) -> Path:
+        return stage_input(self.path, stage, piece, source)
+
+    def lock(self, stage: str, piece: str, what: str = "") -> AbstractContextManager[None]:
+        """The lock of one piece's output of `stage` (lock_path), held while it is written."""
+        return file_lock(lock_path(self.path, stage, piece), what, root=self.path)
+
+    def writable_problem(self) -> str | None:
+        return writable_problem(self.path)
+
+    def atomic(self, path: str | os.PathLike) -> AbstractContextManager[Path]:
+        return atomic_path(path, root=self.path)
+
+    def write_json(self, path: str | os.PathLike, data: Any) -> None:
+        write_json(path, data, root=self.path)
+
+    def update_json(self, path: str | os.PathLike, update: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        return update_json(path, update, root=self.path)
+
+    def make_dirs(self, folder: str | os.PathLike) -> Path:
+        return make_dirs(folder, root=self.path)
+
+    def replace(self, src: str | os.PathLike, dst: str | os.PathLike) -> None:
+        replace_file(src, dst, root=self.path)
+
+    def remove(self, path: str | os.PathLike) -> bool:
+        return remove_file(path, root=self.path)
+
+    def temp_for(self, path: Path) -> Path:
+        """The temporary name `path` is written under before its rename, checked to lie inside the folder."""
+        return inside_run_dir(self.path, temp_name(path))
+
+    def remove_stale_temps(self, stage: str) -> list[Path]:
+        return remove_stale_temps(self.stage_dir(stage), root=self.path)

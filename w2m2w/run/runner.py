@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from w2m2w import __version__
-from w2m2w.files import LockedError, remove_stale_temps, update_json, write_json
+from w2m2w.files import LockedError
 from w2m2w.paths import DEMO_INPUT
 from w2m2w.run.discovery import InputError, discover_inputs, input_kind
 from w2m2w.run.freshness import folder_staleness
@@ -26,7 +26,7 @@ from w2m2w.run.piece import Hashes, PieceResult, Plan, merge_summaries, settle_l
 from w2m2w.run.piece_ids import UnsafePieceIdError, check_piece_id, tag_with_path_hash
 from w2m2w.run.progress import BatchProgress, print_summary
 from w2m2w.run.report import write_report
-from w2m2w.run.rundir import is_run_folder, stage_dir, writable_problem
+from w2m2w.run.rundir import RunDir, is_run_folder
 from w2m2w.run.settings import RunSettings, check_run, record
 from w2m2w.run.stage import Configured, Stage
 from w2m2w.run.stopping import Interrupted, StopSignals
@@ -92,7 +92,8 @@ def run(s: RunSettings, stages: Sequence[Stage], run_dir: Path | None = None, re
 
 def _run(s: RunSettings, registered: Sequence[Stage], run_dir: Path, reuse_dirs: list[Path], stop: StopSignals) -> int:
     t0 = time.time()
-    problem = writable_problem(run_dir)
+    rd = RunDir(run_dir)
+    problem = rd.writable_problem()
     if problem:
         log.error("%s", problem)
         return 2
@@ -114,21 +115,21 @@ def _run(s: RunSettings, registered: Sequence[Stage], run_dir: Path, reuse_dirs:
         log.warning("stopped by %s before any piece ran", _signame(stop))
         return stop.exit_code
     for stage in stages:
-        remove_stale_temps(stage_dir(run_dir, stage.name), root=run_dir)
+        rd.remove_stale_temps(stage.name)
     hashes = Hashes()
     try:
-        pieces = _record_inputs(run_dir, pieces, hashes)
+        pieces = _record_inputs(rd, pieces, hashes)
     except LockedError as exc:  # another process holds run.json: one line, nothing run
         log.error("%s", exc)
         return 2
     except OSError as exc:  # a read-only or full run.json: one line, nothing run
-        log.error("%s", write_failure(exc, run_dir / "run.json") or f"{run_dir / 'run.json'}: cannot be updated ({exc.strerror or exc})")
+        log.error("%s", write_failure(exc, rd.run_json) or f"{rd.run_json}: cannot be updated ({exc.strerror or exc})")
         return 2
-    plan = Plan(stages, run_dir.resolve(), s.force, [d.resolve() for d in reuse_dirs])
+    plan = Plan(stages, RunDir(run_dir.resolve()), s.force, [d.resolve() for d in reuse_dirs])
     results = _execute(s, pieces, plan, stop)
     # what another run finished while this one ran counts as done: the summary describes the folder as it is
     results = [settle_locked(r, plan, hashes) for r in results]
-    return _finish(s, run_dir, pieces, results, stop, t0, hashes)
+    return _finish(s, rd, pieces, results, stop, t0, hashes)
 
 
 def _hash_or_none(hashes: Hashes, src: Path) -> str | None:
@@ -138,7 +139,7 @@ def _hash_or_none(hashes: Hashes, src: Path) -> str | None:
         return None
 
 
-def _record_inputs(run_dir: Path, pieces: dict[str, Path], hashes: Hashes) -> dict[str, Path]:
+def _record_inputs(rd: RunDir, pieces: dict[str, Path], hashes: Hashes) -> dict[str, Path]:
     """Merge this call's pieces into run.json without ever replacing another source's piece; the pieces, ids final.
 
     A piece id that run.json already gives to another source file keeps that meaning: the new file
@@ -160,7 +161,7 @@ def _record_inputs(run_dir: Path, pieces: dict[str, Path], hashes: Hashes) -> di
         data["w2m2w_version"] = __version__
         return data
 
-    update_json(run_dir / "run.json", merge, root=run_dir)
+    rd.update_json(rd.run_json, merge)
     return final
 
 
@@ -196,30 +197,30 @@ def _execute(s: RunSettings, pieces: dict[str, Path], plan: Plan, stop: StopSign
         progress.close()
 
 
-def _stale_outputs(run_dir: Path, results: list[PieceResult], hashes: Hashes) -> dict[str, dict[str, str]]:
+def _stale_outputs(rd: RunDir, results: list[PieceResult], hashes: Hashes) -> dict[str, dict[str, str]]:
     """Piece -> {stage: why} for the stale outputs of every piece in run.json (freshness); {} if that cannot be read."""
     try:
-        sources = read_run_json(run_dir / "run.json")
-        return folder_staleness(run_dir, sources, {r.piece: r.stages for r in results}, hashes)
+        sources = read_run_json(rd.run_json)
+        return folder_staleness(rd.path, sources, {r.piece: r.stages for r in results}, hashes)
     except (OSError, InputError) as exc:  # a view of the folder: failing to draw it must not fail the run
-        log.warning("%s: stale outputs not checked (%s)", run_dir, exc)
+        log.warning("%s: stale outputs not checked (%s)", rd.path, exc)
         return {}
 
 
-def _finish(s: RunSettings, run_dir: Path, pieces: dict[str, Path], results: list[PieceResult], stop: StopSignals, t0: float, hashes: Hashes) -> int:
+def _finish(s: RunSettings, rd: RunDir, pieces: dict[str, Path], results: list[PieceResult], stop: StopSignals, t0: float, hashes: Hashes) -> int:
     """Summary, report and exit code."""
     summary = summarize(results)
-    summary.update(stages=list(s.stages), run_dir=str(run_dir), seconds=round(time.time() - t0, 3), config=record(s))
-    summary["stale"] = _stale_outputs(run_dir, results, hashes)
+    summary.update(stages=list(s.stages), run_dir=str(rd.path), seconds=round(time.time() - t0, 3), config=record(s))
+    summary["stale"] = _stale_outputs(rd, results, hashes)
     if stop.requested:
         summary["stopped"] = f"{_signame(stop)}: {len(pieces) - len(results)} of {len(pieces)} pieces not started"
     print_summary(summary, list(s.stages))
-    code = _write_summary(s, run_dir, summary)
+    code = _write_summary(s, rd, summary)
     try:
-        report = write_report(run_dir, summary)
+        report = write_report(rd, summary)
         log.info("report: %s", report)
     except Exception as exc:  # the report is a view of the run; failing to draw it must not fail the run
-        log.warning("%s: report not written: %s", run_dir / "report.html", write_failure(exc, run_dir / "report.html") or exc)
+        log.warning("%s: report not written: %s", rd.report_html, write_failure(exc, rd.report_html) or exc)
     if stop.requested:
         log.warning("stopped by %s: %s", _signame(stop), _counts(summary))
         return stop.exit_code
@@ -236,15 +237,15 @@ def _counts(summary: dict) -> str:
     return "; ".join([done, summary["stopped"].split(": ", 1)[1], "summary and report written"])
 
 
-def _write_summary(s: RunSettings, run_dir: Path, summary: dict) -> int:
+def _write_summary(s: RunSettings, rd: RunDir, summary: dict) -> int:
     """Write summary.json (merged with the other shards' when sharded); 1 with one line if the disk refuses."""
     try:
         if s.num_shards > 1:  # the other shards' pieces stay in summary.json (and so in the report)
             summary["shard"] = f"{s.shard} of {s.num_shards}"
-            summary.update(update_json(run_dir / "summary.json", lambda old: merge_summaries(old, summary), root=run_dir))
+            summary.update(rd.update_json(rd.summary_json, lambda old: merge_summaries(old, summary)))
         else:
-            write_json(run_dir / "summary.json", summary, root=run_dir)
+            rd.write_json(rd.summary_json, summary)
     except OSError as exc:
-        log.error("%s", write_failure(exc, run_dir / "summary.json") or f"{run_dir / 'summary.json'}: {exc}")
+        log.error("%s", write_failure(exc, rd.summary_json) or f"{rd.summary_json}: {exc}")
         return 1
     return 0
