@@ -23,7 +23,7 @@ from w2m2w.files import LockedError, file_sha256
 from w2m2w.run.discovery import input_kind
 from w2m2w.run.io_errors import write_failure
 from w2m2w.run.rundir import MissingInputError, RunDir, is_current, read_sidecar, sidecar_path
-from w2m2w.run.stage import Configured, StageError, StageJob  # noqa: F401 - StageError/StageJob: their old home, kept importable
+from w2m2w.run.stage import Configured, StageError, StageJob
 from w2m2w.run.stopping import Interrupted
 
 log = logging.getLogger("w2m2w")
