@@ -3,7 +3,6 @@ writes, stale temporaries, locks and run.json merges. Expected values are writte
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -18,7 +17,7 @@ import pytest
 
 from w2m2w import files
 from w2m2w.files import LockedError, atomic_path, file_lock, file_sha256, remove_stale_temps, temp_name, update_json, write_json
-from w2m2w.run.rundir import config_hash, is_current, lock_path, output_path, read_sidecar, sidecar_path, stage_dir
+from w2m2w.run.rundir import is_current, lock_path, output_path, read_sidecar, sidecar_path, stage_dir
 
 HERE = socket.gethostname().replace("-", "_")  # this host as temporary names spell it
 IN, CFG, W = "a" * 64, "b" * 64, "c" * 64  # stand-ins for the three sha256 digests of a sidecar
@@ -89,14 +88,6 @@ def test_sidecar_path_replaces_only_the_last_extension():
 
 
 # ---- hashes ----
-
-
-def test_config_hash_is_sha256_of_canonical_json():
-    # the digest of the JSON text written out by hand, whatever order the keys come in
-    want = hashlib.sha256(b'{"a": 1, "b": 2}').hexdigest()
-    assert config_hash({"b": 2, "a": 1}) == want == config_hash({"a": 1, "b": 2})
-    assert config_hash({"p": Path("x/y")}) == hashlib.sha256(b'{"p": "x/y"}').hexdigest(), "paths hash as their text"
-    assert config_hash({"a": 1}) != config_hash({"a": 2})
 
 
 def test_file_sha256(tmp_path):

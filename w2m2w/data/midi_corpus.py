@@ -221,9 +221,3 @@ class WindowSampler:
             first = int(rng.integers(0, self.n_starts[i]))
             out[b] = window_tokens(self.pieces[i], first, self.length, rng, self.max_transpose, self.stretch)
         return out
-
-    def state(self) -> dict:
-        return {"rng": self.rng.bit_generator.state}
-
-    def load_state(self, state: dict) -> None:
-        self.rng.bit_generator.state = state["rng"]

@@ -43,12 +43,6 @@ class MuLawSampler:
         lengths = np.array([len(q) for q, _ in self.items], dtype=np.float64)
         self.weights = lengths / lengths.sum()
 
-    def state(self) -> dict:
-        return {"rng": self.rng.bit_generator.state}
-
-    def load_state(self, state: dict) -> None:
-        self.rng.bit_generator.state = state["rng"]
-
     def _one(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, bool, np.ndarray, int]:
         """(classes, roll, busy, the piece's notes, the segment's first sample)."""
         q, notes = self.items[rng.choice(len(self.items), p=self.weights)]
@@ -92,12 +86,6 @@ class SourceWindowSampler:
         self.rng = np.random.default_rng(seed)
         lengths = np.array([len(a) for a, _ in self.items], dtype=np.float64)
         self.weights = lengths / lengths.sum()
-
-    def state(self) -> dict:
-        return {"rng": self.rng.bit_generator.state}
-
-    def load_state(self, state: dict) -> None:
-        self.rng.bit_generator.state = state["rng"]
 
     def sample(self, batch: int) -> dict[str, torch.Tensor]:
         """`batch` windows from the sampler's own generator (see draw)."""

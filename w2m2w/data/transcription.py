@@ -29,9 +29,6 @@ class Example:
     group: str  # piano, soundfont or "maestro": what a held-out split is made on
 
 
-MAPS_PIANOS = ("AkPnBcht", "AkPnBsdf", "AkPnCGdD", "AkPnStgb", "SptkBGAm", "SptkBGCl", "ENSTDkAm", "ENSTDkCl")
-
-
 def maps_piece(name: str) -> str:
     """'MAPS_MUS-bach_847_AkPnBcht' -> 'bach_847'."""
     stem = name.removeprefix("MAPS_MUS-")
@@ -187,12 +184,6 @@ class SegmentSampler:
         self.rng = np.random.default_rng(seed)
         lengths = np.array([len(y) for y, _ in self.items], dtype=np.float64)
         self.weights = lengths / lengths.sum()
-
-    def state(self) -> dict:
-        return {"rng": self.rng.bit_generator.state}
-
-    def load_state(self, state: dict) -> None:
-        self.rng.bit_generator.state = state["rng"]
 
     def sample(self, batch_size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """`batch_size` segments drawn from the sampler's own generator (see draw)."""

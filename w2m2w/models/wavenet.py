@@ -402,10 +402,6 @@ def wavenet_from_config(config: dict) -> WaveNet:
     return WaveNet(WaveNetConfig(**config))
 
 
-def param_count(model: nn.Module) -> int:
-    return int(sum(p.numel() for p in model.parameters()))
-
-
 def macs_per_sample(cfg: WaveNetConfig) -> int:
     """Multiply-adds of one generation step (the conditioning is per frame and left out)."""
     R, S, H = cfg.residual_channels, cfg.skip_channels, cfg.output_channels

@@ -8,7 +8,6 @@ writing goes through w2m2w.files (atomic, guarded by the run folder as `root`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -74,11 +73,6 @@ def is_run_folder(folder: str | os.PathLike) -> bool:
 def sidecar_path(output: str | os.PathLike) -> Path:
     output = Path(output)
     return output.with_name(output.name[: -len(output.suffix)] + ".json")
-
-
-def config_hash(cfg: dict[str, Any]) -> str:
-    """sha256 of the canonical JSON of a stage's settings."""
-    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def read_sidecar(output: str | os.PathLike) -> dict[str, Any] | None:

@@ -201,6 +201,3 @@ def train(cfg: MusicTransformerTrainConfig) -> dict:
         export_extra={"data": data_desc, "parameters": sum(p.numel() for p in model.parameters())},
     )
     return fit(run, cfg, task)
-
-
-CONFIG = MusicTransformerTrainConfig

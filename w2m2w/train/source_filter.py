@@ -172,5 +172,4 @@ def train_source_filter(cfg: SourceFilterTrainConfig) -> dict:
     return fit(run, cfg, task)
 
 
-CONFIG = SourceFilterTrainConfig
 train = train_source_filter

@@ -248,5 +248,4 @@ def train_transcriber(cfg: TranscriberTrainConfig) -> dict:
     return fit(run, cfg, task)
 
 
-CONFIG = TranscriberTrainConfig
 train = train_transcriber

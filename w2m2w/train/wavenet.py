@@ -170,5 +170,4 @@ def train_wavenet(cfg: WaveNetTrainConfig) -> dict:
     return fit(run, cfg, task)
 
 
-CONFIG = WaveNetTrainConfig
 train = train_wavenet
