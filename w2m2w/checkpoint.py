@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,21 @@ def save_weights(
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     with atomic_path(path, root=None) as tmp:  # weights live outside run folders
         save_file(tensors, str(tmp), metadata=meta)
+
+
+def load_model(
+    path: str | os.PathLike, model_name: str, build: Callable[[dict[str, Any]], torch.nn.Module], device: str = "cpu", what: str = "the model"
+) -> Any:
+    """The one model loader: `build(config)` makes the model the file's config describes, the file's tensors fill it,
+    and it comes back in eval mode on `device`. Every failure is a WeightsError naming the file: missing, a Git LFS
+    pointer, truncated or corrupt, another model's (load_weights), or a config or tensors that do not fit."""
+    state, config, _ = load_weights(path, model_name)
+    try:
+        model = build(config)
+        model.load_state_dict(state)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise WeightsError(f"{path}: weights do not fit {what} config stored in it ({str(exc).splitlines()[0]})") from None
+    return model.to(device).eval()
 
 
 def load_weights(path: str | os.PathLike, model_name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from w2m2w import events as ev
-from w2m2w.checkpoint import WeightsError, load_weights
+from w2m2w.checkpoint import load_model
 from w2m2w.midi import MidiError, load_midi_notes
 from w2m2w.models.music_transformer import MODEL_NAME, MusicTransformer, MusicTransformerConfig, sequence_nll
 
@@ -56,13 +56,7 @@ class Continuation:
 
 def load_music_transformer(path: str | os.PathLike, device: str = "cpu") -> MusicTransformer:
     """A MusicTransformer from a weights file (WeightsError names the file when it is unusable)."""
-    state, config, _ = load_weights(path, MODEL_NAME)
-    try:
-        model = MusicTransformer(MusicTransformerConfig(**config))
-        model.load_state_dict(state)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise WeightsError(f"{path}: weights do not fit the model config stored in it ({str(exc).splitlines()[0]})") from None
-    return model.to(device).eval()
+    return load_model(path, MODEL_NAME, lambda config: MusicTransformer(MusicTransformerConfig(**config)), device)
 
 
 def read_midi_notes(path: str | os.PathLike, allow_empty: bool = False) -> np.ndarray:

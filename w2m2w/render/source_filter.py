@@ -62,15 +62,9 @@ class SourceFilterRenderConfig:
 
 def load_source_filter(path: str | os.PathLike, device: str = "cpu") -> SourceFilterWaveNet:
     """The model from a weights file (WeightsError names the file if it is unusable)."""
-    from w2m2w.checkpoint import WeightsError, load_weights
+    from w2m2w.checkpoint import load_model
 
-    state, config, _ = load_weights(path, MODEL_NAME)
-    try:
-        model = source_filter_from_config(config)
-        model.load_state_dict(state)
-    except (RuntimeError, ValueError, TypeError) as exc:
-        raise WeightsError(f"{path}: weights do not fit the source-filter WaveNet config stored in it ({str(exc).splitlines()[0]})") from None
-    return model.to(device).eval()
+    return load_model(path, MODEL_NAME, source_filter_from_config, device, what="the source-filter WaveNet")
 
 
 def source_mix(source: np.ndarray, gate: np.ndarray) -> np.ndarray:

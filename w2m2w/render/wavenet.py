@@ -50,15 +50,9 @@ def _cores() -> int:
 
 def load_wavenet(path: str | os.PathLike, device: str = "cpu") -> WaveNet:
     """A WaveNet from a weights file (WeightsError names the file if it is unusable)."""
-    from w2m2w.checkpoint import WeightsError, load_weights
+    from w2m2w.checkpoint import load_model
 
-    state, config, _ = load_weights(path, MODEL_NAME)
-    try:
-        model = wavenet_from_config(config)
-        model.load_state_dict(state)
-    except (RuntimeError, ValueError, TypeError) as exc:
-        raise WeightsError(f"{path}: weights do not fit the WaveNet config stored in it ({str(exc).splitlines()[0]})") from None
-    return model.to(device).eval()
+    return load_model(path, MODEL_NAME, wavenet_from_config, device, what="the WaveNet")
 
 
 def piece_samples(notes: np.ndarray, tail_seconds: float, hop: int, sr: int = SAMPLE_RATE) -> int:
