@@ -325,7 +325,7 @@ def run(cfg: Any) -> int:
     if cfg.input is None:
         _error(f"task={task} needs input=PATH (a folder of MIDI or audio files, or one file)")
     weights = cfg.weights or DEFAULT_WEIGHTS[task]
-    from w2m2w.files import write_json  # here: loads torch (w2m2w.files is light now; kept local as before), which usage errors above need not wait for
+    from w2m2w.files import write_json  # here, as before: the usage errors above need not wait for any import
 
     def emit(row: dict[str, Any]) -> None:
         print(json.dumps(row), flush=True)
