@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     import soundfile as sf
     from hydra import compose, initialize_config_dir
 
-    from w2m2w.train.__main__ import CONF, precheck, settings_of
+    from w2m2w.paths import CONF
+    from w2m2w.train.__main__ import precheck, settings_of
     from w2m2w.train.loop import TrainingError
     from w2m2w.train.transcriber import build_datasets
 
