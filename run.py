@@ -1,8 +1,9 @@
 """w2m2w pipeline: `python run.py [input=PATH] [run_dir=DIR] [stages=[...]] [force=true]`.
 
 Hydra is only here, at the edge: it composes conf/ over the settings dataclasses
-(w2m2w/hydra_schema.py), and w2m2w.runner does the work. Every job's settings are
-checked before Hydra starts (w2m2w/hydra_check.py): a bad value is one line, exit 2.
+(registered here, register_schemas), and w2m2w.run.runner does the work with the stages
+this edge hands it (stages/: the library never imports them). Every job's settings are
+checked before Hydra starts (w2m2w/hydra_edge.py): a bad value is one line, exit 2.
 """
 
 from __future__ import annotations
@@ -11,16 +12,36 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from w2m2w import runner
-from w2m2w.hydra_check import check_command_line, swept_dir_name
-from w2m2w.hydra_schema import register
-from w2m2w.log_safety import escape_controls
-from w2m2w.runner import shard_of  # noqa: F401 - run.shard_of, as before
+import stages
+from w2m2w.hydra_edge import check_command_line, fail, swept_dir_name
+from w2m2w.run import runner
+from w2m2w.run.runner import shard_of  # noqa: F401 - run.shard_of, as before
+from w2m2w.run.settings import LocalExecutor, RayExecutor, RunSettings
 
 REPO = Path(__file__).resolve().parent
-register()  # the structured configs conf/ names in its defaults lists
+
+# Hydra structured configs: each config file in conf/ names its schema in its defaults list. The schemas are the
+# settings dataclasses themselves (stages.*, w2m2w.run.settings), so a wrong type or an unknown key is rejected when
+# Hydra composes the config, naming the key; the YAML files keep the defaults readable with their comments, and a
+# test holds them equal to the dataclasses' defaults.
+EXECUTORS = {"local": LocalExecutor, "ray": RayExecutor}
+SCHEMA_GROUP = "schema"  # kept apart from the groups users choose from (synthesize=...), so it never shows as an option
+
+
+def register_schemas() -> None:
+    """Store every schema under the name its config file's defaults list uses (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(group=SCHEMA_GROUP, name="run", node=RunSettings)  # conf/config.yaml: schema/run
+    groups = {**{stage.name: stage.options for stage in stages.STAGES}, "executor": EXECUTORS}
+    for group, options in groups.items():
+        for option, cls in options.items():  # conf/<group>/<option>.yaml: /schema/<group>/<option>@_here_
+            cs.store(group=f"{SCHEMA_GROUP}/{group}", name=option, node=cls)
+
+
+register_schemas()  # the structured configs conf/ names in its defaults lists
 
 
 def swept_name(num: int) -> str:
@@ -50,7 +71,7 @@ EXIT = {"code": 0}  # hydra.main drops the task's return value, so the exit code
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    code = runner.run(OmegaConf.to_object(cfg), *job_dirs(cfg))  # the settings dataclasses, typed and checked
+    code = runner.run(OmegaConf.to_object(cfg), stages.STAGES, *job_dirs(cfg))  # the settings dataclasses, typed and checked; the stages
     EXIT["code"] = max(EXIT["code"], code)
     if code > 128:  # stopped by a signal: the jobs after it in a sweep do not start
         sys.exit(code)
@@ -79,7 +100,6 @@ def job_dirs(cfg: DictConfig) -> tuple[Path, list[Path]]:
 if __name__ == "__main__":
     problem = check_command_line(sys.argv[1:], REPO / "conf", log_name=f"{Path(__file__).stem}.log")
     if problem:
-        print(f"error: {escape_controls(problem)}", file=sys.stderr)
-        sys.exit(2)
+        fail(problem)
     main()
     sys.exit(EXIT["code"])

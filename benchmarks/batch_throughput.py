@@ -32,7 +32,7 @@ def make_batch(folder: Path, pieces: int, seconds: float) -> float:
     import soundfile as sf
 
     from benchmarks.transcribe_speed import musical_notes
-    from w2m2w.fluidsynth import render_notes
+    from w2m2w.render.fluidsynth import render_notes
 
     total = 0.0
     for i in range(pieces):

@@ -46,7 +46,7 @@ def renderer(weights: str, threads: int, block: float = 8.0, source_only: bool =
     import torch
 
     from w2m2w.models.source_filter import SourceFilterConfig, SourceFilterWaveNet
-    from w2m2w.synthesis_source_filter import SourceFilterRenderConfig, SourceFilterRenderer, load_source_filter
+    from w2m2w.render.source_filter import SourceFilterRenderConfig, SourceFilterRenderer, load_source_filter
 
     torch.set_num_threads(threads)
     model = load_source_filter(weights) if Path(weights).is_file() else SourceFilterWaveNet(SourceFilterConfig()).eval()

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))  # runnable from a checkout without installing
 import torch  # noqa: E402
 
 from w2m2w.models.wavenet import SILENCE, TorchGenerator, WaveNet, WaveNetConfig, macs_per_sample, sample_inverse_cdf  # noqa: E402
-from w2m2w.synthesis import SynthesisConfig, Synthesizer, load_wavenet  # noqa: E402
+from w2m2w.render.wavenet import SynthesisConfig, Synthesizer, load_wavenet  # noqa: E402
 
 
 def timed(fn, min_seconds: float = 2.0) -> tuple[int, float, float]:

@@ -4,7 +4,7 @@
 
 Builds MINUTES of random but musical piano (a chord progression, a bass line
 and a melody in a random key, changing tempo and dynamics), renders it with
-FluidSynth (w2m2w.fluidsynth), writes it as a user's recording would come
+FluidSynth (w2m2w.render.fluidsynth), writes it as a user's recording would come
 (44.1 kHz stereo 16-bit WAV unless --sample-rate/--channels say otherwise), and transcribes it with the project's Onsets
 and Frames model and, when `basic_pitch` is importable, with Spotify's Basic
 Pitch (ONNX) for comparison. Each system runs in its own subprocess, so its
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", default="weights/onsets_frames.safetensors", help="transcriber weights; a random model of the default config when missing")
     ap.add_argument("--minutes", type=float, default=10.0, help="length of the test recording")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads for each system")
-    ap.add_argument("--soundfont", default="fluidr3", help="FluidSynth soundfont (w2m2w.fluidsynth.SOUNDFONTS name or path)")
+    ap.add_argument("--soundfont", default="fluidr3", help="FluidSynth soundfont (w2m2w.render.fluidsynth.SOUNDFONTS name or path)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-basic-pitch", action="store_true", help="skip the Basic Pitch comparison")
     ap.add_argument("--keep", help="folder to keep the rendered WAV and its notes in")
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     import soundfile as sf
 
     from w2m2w import SAMPLE_RATE
-    from w2m2w.fluidsynth import render_notes
+    from w2m2w.render.fluidsynth import render_notes
 
     with tempfile.TemporaryDirectory(prefix="w2m2w-bench-") as tmpdir:
         tmp = Path(args.keep) if args.keep else Path(tmpdir)

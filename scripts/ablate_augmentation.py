@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from w2m2w.evaluate import evaluate_transcription
+    from w2m2w.evaluate.__main__ import evaluate_transcription
 
     torch.set_num_threads(max(1, args.threads))
     scores: dict[str, dict[str, list[dict]]] = {}

@@ -20,7 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from w2m2w.checkpoint import WeightsError, load_weights, save_weights, sha256_file  # noqa: E402
+from w2m2w.checkpoint import WeightsError, load_weights, save_weights
+from w2m2w.files import sha256_file  # noqa: E402
 
 
 def graft(base: dict[str, torch.Tensor], donor: dict[str, torch.Tensor], prefixes: list[str]) -> dict[str, torch.Tensor]:

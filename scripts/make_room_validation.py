@@ -43,8 +43,8 @@ from w2m2w.audio import load_audio  # noqa: E402
 from w2m2w.data.augment import STAGES, Augmenter  # noqa: E402
 from w2m2w.data.rooms import VALIDATION_ROOMS, VALIDATION_SEED, RoomBank  # noqa: E402
 from w2m2w.data.transcription import crop_notes, rendered_examples  # noqa: E402
+from w2m2w.files import atomic_path  # noqa: E402
 from w2m2w.pedal import crop_pedal, pedal_tsv_path  # noqa: E402
-from w2m2w.staging import atomic_path  # noqa: E402
 
 AUDIO_SUFFIXES = (".flac", ".wav")
 DEFAULT_NOTES_HEADER = "# onset,offset,note,velocity"

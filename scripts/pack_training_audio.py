@@ -36,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from w2m2w import SAMPLE_RATE  # noqa: E402
 from w2m2w.audio import load_audio  # noqa: E402
 from w2m2w.data.transcription import Example, crop_notes, maps_piece  # noqa: E402
+from w2m2w.files import atomic_path  # noqa: E402
 from w2m2w.midi import load_notes, save_tsv_notes  # noqa: E402
 from w2m2w.pedal import crop_pedal, load_pedal, pedal_tsv_path, save_pedal_tsv  # noqa: E402
-from w2m2w.staging import atomic_path  # noqa: E402
 
 
 def pack_name(ex: Example) -> str:
@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     import soundfile as sf
     from hydra import compose, initialize_config_dir
 
-    from w2m2w.train.__main__ import CONF, precheck, settings_of
+    from w2m2w.paths import CONF
+    from w2m2w.train.__main__ import precheck, settings_of
     from w2m2w.train.loop import TrainingError
     from w2m2w.train.transcriber import build_datasets
 

@@ -20,7 +20,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from w2m2w.checkpoint import WeightsError, load_weights, save_weights, sha256_file  # noqa: E402
+from w2m2w.checkpoint import WeightsError, load_weights, save_weights
+from w2m2w.files import sha256_file  # noqa: E402
 from w2m2w.settings import SettingsError, check  # noqa: E402
 
 # per model: the config fields that no tensor depends on, and the config class that checks their values

@@ -4,7 +4,7 @@
 
 Renders the first SECONDS of every MIDI file (a folder, a file or a .txt list, as
 `evaluate task=synthesis` reads them) with soundfonts A and B and prints the mean
-w2m2w.synthesis_eval.log_mel_distance between the two renders.
+w2m2w.evaluate.synthesis.log_mel_distance between the two renders.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main() -> None:
     from w2m2w.data.transcription import crop_notes
-    from w2m2w.fluidsynth import render_notes
+    from w2m2w.evaluate.synthesis import log_mel_distance, midi_inputs
     from w2m2w.midi import load_midi_notes
-    from w2m2w.synthesis import clean_notes
-    from w2m2w.synthesis_eval import log_mel_distance, midi_inputs
+    from w2m2w.render.fluidsynth import render_notes
+    from w2m2w.render.wavenet import clean_notes
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("input")

@@ -1,13 +1,13 @@
-"""The pipeline's stages, in order: each implements w2m2w.stage.Stage (name, settings, load once, run one piece)."""
+"""The pipeline's stages, in order: each implements w2m2w.run.stage.Stage (name, settings, load once, run one piece)."""
 
 from __future__ import annotations
 
-from w2m2w.stage import Stage
-
-from . import generate, synthesize, transcribe
+from stages import generate, synthesize, transcribe
+from w2m2w.run.stage import Stage, register
 
 STAGES: tuple[Stage, ...] = (transcribe.STAGE, generate.STAGE, synthesize.STAGE)
 _BY_NAME = {s.name: s for s in STAGES}
+register(*STAGES)  # what a stage unpickles to in worker processes and Ray actors
 
 
 def get(name: str) -> Stage:

@@ -19,10 +19,10 @@ from typing import Any
 
 from w2m2w.generation import GenerationConfig, SamplingConfig, continue_notes, load_music_transformer, read_midi_notes
 from w2m2w.midi import MidiError, write_midi
+from w2m2w.paths import DEFAULT_WEIGHTS
+from w2m2w.run.stage import Stage, StageError, StageJob
 from w2m2w.settings import NON_NEGATIVE, PROBABILITY_UPPER, THREADS, Range, setting
-from w2m2w.stage import Stage, StageError, StageJob
 
-REPO = Path(__file__).resolve().parent.parent
 log = logging.getLogger("w2m2w")
 _GEN, _SAMPLING = GenerationConfig, SamplingConfig  # the library's dataclasses hold the defaults
 # An hour of music: sampling runs one event at a time, so its time grows with the music's length, and max_events'
@@ -96,7 +96,7 @@ class Generate(Stage):
 
     def weights_file(self, s: GenerateSettings) -> Path:
         """s.weights, or the shipped weights/music_transformer.safetensors when it is null."""
-        return Path(s.weights) if s.weights else REPO / "weights" / "music_transformer.safetensors"
+        return Path(s.weights) if s.weights else DEFAULT_WEIGHTS["music_transformer"]
 
     def load(self, s: GenerateSettings):
         return _model(str(self.weights_file(s)), s.device)

@@ -1,4 +1,4 @@
-"""Stage 3: MIDI -> 16 kHz mono audio through a renderer (w2m2w.renderers).
+"""Stage 3: MIDI -> 16 kHz mono audio through a renderer (w2m2w.render.registry).
 
 `synthesize=source_filter` (the default: the source-filter WaveNet),
 `synthesize=wavenet` (the autoregressive WaveNet of Wave2Midi2Wave) or
@@ -22,12 +22,12 @@ import numpy as np
 
 from w2m2w import SAMPLE_RATE
 from w2m2w.midi import MidiError, load_midi_notes
-from w2m2w.renderers import FluidSynthRenderer, Renderer, load_renderer
-from w2m2w.renderers import weights_file as _renderer_weights
+from w2m2w.render.registry import FluidSynthRenderer, Renderer, load_renderer
+from w2m2w.render.registry import weights_file as _renderer_weights
+from w2m2w.render.source_filter import SourceFilterRenderConfig
+from w2m2w.render.wavenet import SynthesisConfig, clean_notes
+from w2m2w.run.stage import Stage, StageError, StageJob
 from w2m2w.settings import NON_NEGATIVE, POSITIVE, THREADS, Range, SettingsError, setting
-from w2m2w.stage import Stage, StageError, StageJob
-from w2m2w.synthesis import SynthesisConfig, clean_notes
-from w2m2w.synthesis_source_filter import SourceFilterRenderConfig
 
 SILENT_SECONDS = 0.5
 log = logging.getLogger("w2m2w")
@@ -110,7 +110,7 @@ SynthesizeSettings = SourceFilterSettings | WaveNetSettings | FluidSynthSettings
 
 
 def _render_settings(s: SynthesizeSettings) -> dict[str, Any]:
-    """What the renderer reads (w2m2w.renderers takes a plain mapping; the stage's own max_seconds stays here)."""
+    """What the renderer reads (w2m2w.render.registry takes a plain mapping; the stage's own max_seconds stays here)."""
     return {k: v for k, v in dataclasses.asdict(s).items() if v is not None and k not in ("name", "max_seconds")}
 
 
@@ -158,7 +158,7 @@ def read_notes(path: Path) -> tuple[np.ndarray, list[str]]:
 
 
 def _progress_bar(piece: str, seconds: float):
-    from w2m2w.progress import progress_bar  # honours progress=false, and stays silent in worker processes
+    from w2m2w.run.progress import progress_bar  # honours progress=false, and stays silent in worker processes
 
     return progress_bar(
         total=round(seconds, 2),
@@ -203,7 +203,7 @@ def render(s: SynthesizeSettings, job: StageJob, loaded: Renderer) -> dict[str, 
                 out.write(np.clip(y, -1.0, 1.0))
                 n += len(y)
         except Exception as exc:
-            from w2m2w.fluidsynth import RenderError
+            from w2m2w.render.fluidsynth import RenderError
 
             if isinstance(exc, RenderError):
                 raise StageError(f"{job.input}: {exc}") from None

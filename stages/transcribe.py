@@ -10,11 +10,11 @@ from typing import Any
 from w2m2w import SAMPLE_RATE
 from w2m2w.audio import AudioError, is_silent, load_audio
 from w2m2w.midi import write_midi
+from w2m2w.paths import DEFAULT_WEIGHTS
+from w2m2w.run.stage import Stage, StageError, StageJob
 from w2m2w.settings import NON_NEGATIVE, PROBABILITY_OPEN, PROBABILITY_UPPER, Range, SettingsError, setting
-from w2m2w.stage import Stage, StageError, StageJob
 from w2m2w.transcription import DecodeConfig, load_transcriber, transcribe_with_pedal
 
-REPO = Path(__file__).resolve().parent.parent
 # A batch of 4 chunks, each with its overlap on both sides, is in memory at once: about 1.4 MB per second of audio
 # in it (measured with the shipped model on CPU). Chunks up to 120 s and an overlap under the chunk keep a batch
 # under 4 x 3 x 120 s (~2 GB); an overlap of thousands of seconds reached 23 GB, and every chunk recomputes it.
@@ -65,7 +65,7 @@ class Transcribe(Stage):
 
     def weights_file(self, s: TranscribeSettings) -> Path:
         """s.weights, or the shipped weights/onsets_frames.safetensors when it is null."""
-        return Path(s.weights) if s.weights else REPO / "weights" / "onsets_frames.safetensors"
+        return Path(s.weights) if s.weights else DEFAULT_WEIGHTS["onsets_frames"]
 
     def load(self, s: TranscribeSettings):
         return _model(str(self.weights_file(s)), s.device)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import SAMPLE_RATE
+from w2m2w import SAMPLE_RATE
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".au", ".wma")
 
@@ -207,7 +207,7 @@ def level_gain(y: np.ndarray, target_db: float | None) -> float:
 
 
 def save_wav(path: str | os.PathLike, y: np.ndarray, sr: int = SAMPLE_RATE) -> None:
-    """Write 16-bit PCM WAV (no atomicity here: callers use staging.atomic_path)."""
+    """Write 16-bit PCM WAV (no atomicity here: callers use files.atomic_path)."""
     import soundfile as sf
 
     sf.write(str(path), np.clip(y, -1.0, 1.0), sr, subtype="PCM_16", format="WAV")

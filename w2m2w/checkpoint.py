@@ -5,18 +5,21 @@ No pickles anywhere: loading a weights file can never run code.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from w2m2w.files import atomic_path, sha256_file
+from w2m2w.paths import WEIGHTS
+
 FORMAT_VERSION = "1"
 # The shipped weights and their sha256 (`cd weights && sha256sum *.safetensors > SHA256SUMS`, sha256sum's format):
 # safetensors checks a file's layout, not its numbers, so a flipped byte in a tensor would load and run.
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
+SHIPPED_DIR = WEIGHTS
 MANIFEST = "SHA256SUMS"
 _verified: set[tuple[str, int, int, str]] = set()  # (file, mtime, size, hash): each shipped file is hashed once per process
 
@@ -25,21 +28,11 @@ class WeightsError(RuntimeError):
     """A weights file that is missing, truncated, corrupt or for another model."""
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def save_weights(
     path: str | os.PathLike, model_name: str, state_dict: dict[str, torch.Tensor], config: dict[str, Any], training: dict[str, Any] | None = None
 ) -> None:
     """Write `state_dict` atomically with the model name, config and training summary as metadata."""
     from safetensors.torch import save_file
-
-    from .staging import atomic_path  # here, not at the top: staging imports this module
 
     meta = {
         "format_version": FORMAT_VERSION,
@@ -50,6 +43,21 @@ def save_weights(
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     with atomic_path(path, root=None) as tmp:  # weights live outside run folders
         save_file(tensors, str(tmp), metadata=meta)
+
+
+def load_model(
+    path: str | os.PathLike, model_name: str, build: Callable[[dict[str, Any]], torch.nn.Module], device: str = "cpu", what: str = "the model"
+) -> Any:
+    """The one model loader: `build(config)` makes the model the file's config describes, the file's tensors fill it,
+    and it comes back in eval mode on `device`. Every failure is a WeightsError naming the file: missing, a Git LFS
+    pointer, truncated or corrupt, another model's (load_weights), or a config or tensors that do not fit."""
+    state, config, _ = load_weights(path, model_name)
+    try:
+        model = build(config)
+        model.load_state_dict(state)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise WeightsError(f"{path}: weights do not fit {what} config stored in it ({str(exc).splitlines()[0]})") from None
+    return model.to(device).eval()
 
 
 def load_weights(path: str | os.PathLike, model_name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
@@ -127,8 +135,6 @@ def save_training_state(
     safetensors, step counters and RNG states as JSON. Each file is replaced atomically;
     state.json is written last, so a checkpoint is complete when state.json names its step."""
     from safetensors.torch import save_file
-
-    from .staging import atomic_path
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .midi import MIN_MIDI, empty_notes, sort_notes
+from w2m2w.midi import MIN_MIDI, empty_notes, sort_notes
 
 
 def decode_notes(

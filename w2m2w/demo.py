@@ -46,9 +46,9 @@ def make_demo(folder: str | Path, soundfont: str = "fluidr3") -> Path:
     """Render the demo recording (and its ground-truth MIDI) into `folder`; returns the FLAC path."""
     import soundfile as sf
 
-    from . import SAMPLE_RATE
-    from .fluidsynth import render_notes
-    from .midi import write_midi
+    from w2m2w import SAMPLE_RATE
+    from w2m2w.midi import write_midi
+    from w2m2w.render.fluidsynth import render_notes
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -61,4 +61,6 @@ def make_demo(folder: str | Path, soundfont: str = "fluidr3") -> Path:
 
 
 if __name__ == "__main__":
-    print(make_demo(Path(__file__).resolve().parent.parent / "assets" / "demo"))
+    from w2m2w.paths import DEMO_DIR
+
+    print(make_demo(DEMO_DIR))

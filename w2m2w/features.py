@@ -8,8 +8,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from . import SAMPLE_RATE
-from .midi import N_KEYS
+from w2m2w import SAMPLE_RATE
+from w2m2w.midi import N_KEYS
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def conditioning_roll(notes: np.ndarray, n_frames: int, frame_rate: float = 100.
     a piano note depends on how hard it was struck, long after the onset).
     Keys outside 21..108 are ignored.
     """
-    from .midi import MIN_MIDI, N_KEYS
+    from w2m2w.midi import MIN_MIDI, N_KEYS
 
     roll = np.zeros((n_frames, 3 * N_KEYS), dtype=np.float32)
     notes = np.asarray(notes, dtype=np.float64).reshape(-1, 4)

@@ -3,20 +3,19 @@ and the held-out likelihood that `python -m w2m2w.evaluate task=generation` repo
 
 from __future__ import annotations
 
-import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from . import events as ev
-from .checkpoint import WeightsError, load_weights
-from .midi import MidiError, load_midi_notes
-from .models.music_transformer import MODEL_NAME, MusicTransformer, MusicTransformerConfig, sequence_nll
+from w2m2w import events as ev
+from w2m2w.checkpoint import load_model
+from w2m2w.midi import MidiError, load_midi_notes
+from w2m2w.models.music_transformer import MODEL_NAME, MusicTransformer, MusicTransformerConfig, sequence_nll
 
 # never sampled: a continuation ends when it reaches its length, not when the model says so
 _BANNED = (ev.PAD, ev.BOS, ev.EOS)
@@ -57,13 +56,7 @@ class Continuation:
 
 def load_music_transformer(path: str | os.PathLike, device: str = "cpu") -> MusicTransformer:
     """A MusicTransformer from a weights file (WeightsError names the file when it is unusable)."""
-    state, config, _ = load_weights(path, MODEL_NAME)
-    try:
-        model = MusicTransformer(MusicTransformerConfig(**config))
-        model.load_state_dict(state)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise WeightsError(f"{path}: weights do not fit the model config stored in it ({str(exc).splitlines()[0]})") from None
-    return model.to(device).eval()
+    return load_model(path, MODEL_NAME, lambda config: MusicTransformer(MusicTransformerConfig(**config)), device)
 
 
 def read_midi_notes(path: str | os.PathLike, allow_empty: bool = False) -> np.ndarray:
@@ -295,75 +288,3 @@ def notes_nll(model: MusicTransformer, notes: np.ndarray, context: int = 0) -> t
     """Summed NLL (nats) of a piece's events (EOS included, BOS given) and their number."""
     toks = torch.from_numpy(piece_tokens(notes)).to(next(model.parameters()).device)
     return sequence_nll(model, toks, model_context(model, context))
-
-
-def evaluate_generation(
-    input_path: str | os.PathLike,
-    weights: str | os.PathLike,
-    device: str = "cpu",
-    context: int = 0,
-    include: Sequence[str] = (),
-    exclude: Sequence[str] = (),
-    emit: Callable[[dict[str, Any]], None] = lambda row: None,
-    warn: Callable[[str], None] = lambda msg: None,
-    continuation: Any = None,
-) -> dict[str, Any]:
-    """Mean NLL per event (nats) of the Music Transformer in `weights` over the MIDI files
-    under `input_path` (a file, a folder searched recursively, or a .txt/.lst/.list list of
-    files; discovery.find_files), pieces read whole; with `continuation` (a
-    continuation_eval.ContinuationSettings), also the continuation statistics under "continuation".
-
-    `emit` gets one row per file, `warn` one line per file that cannot be read.
-    Raises ValueError naming the path when there is nothing to score, WeightsError
-    for unusable weights. The summary's nll_per_event weighs every event alike.
-    """
-    from .discovery import MIDI_EXTENSIONS, InputError, find_files
-
-    try:  # a list: e.g. a training run's val_files.txt
-        files = find_files(input_path, MIDI_EXTENSIONS, what="MIDI", include=include, exclude=exclude)
-    except InputError as exc:  # InputError is a ValueError
-        raise InputError(f"input {exc}") from None
-    model = load_music_transformer(weights, device)
-    ctx = model_context(model, context)
-    total, count, rows, failed, pieces = 0.0, 0, [], [], []
-    t0 = time.perf_counter()
-    for rel, p in files:
-        try:
-            notes = read_midi_notes(p)
-        except MidiError as exc:
-            failed.append({"file": rel, "error": str(exc)})
-            warn(f"skipped {rel}: {exc}")
-            continue
-        nll, n = notes_nll(model, notes, ctx)
-        total, count = total + nll, count + n
-        row = {"file": rel, "events": n, "nll_per_event": round(nll / n, 4)}
-        rows.append(row)
-        pieces.append((rel, notes))
-        emit(row)
-    if not rows:
-        raise ValueError(f"input {input_path}: none of its {len(files)} MIDI files could be read")
-    from .checkpoint import sha256_file
-
-    mean = total / count
-    summary = {
-        "task": "generation",
-        "input": str(input_path),
-        "files": len(rows),
-        "events": count,
-        "nll_per_event": round(mean, 4),
-        "perplexity": round(math.exp(mean), 3),
-        "mean_file_nll_per_event": round(float(np.mean([r["nll_per_event"] for r in rows])), 4),
-        "context": ctx,
-        "weights": str(weights),
-        "weights_sha256": sha256_file(weights),
-        "failed": failed,
-    }
-    if continuation is not None:
-        from .continuation_eval import evaluate_continuations
-
-        stats = evaluate_continuations(model, pieces, continuation, ctx, emit=lambda r: emit({"continuation": r}))
-        if stats is None:
-            warn(f"no file is longer than continuation.primer_seconds={continuation.primer_seconds}: no continuation statistics")
-        summary["continuation"] = stats
-    summary["seconds"] = round(time.perf_counter() - t0, 2)
-    return summary

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from .midi import notes_in_range, notes_to_rolls
+from w2m2w.midi import notes_in_range, notes_to_rolls
 
 
 def _midi_to_hz(p: np.ndarray) -> np.ndarray:
@@ -75,7 +75,7 @@ PEDAL_OFFSET_MIN_TOLERANCE = 0.05
 
 def _pedal_roll(pedal: np.ndarray, n: int, frame_rate: float) -> np.ndarray:
     """(n,) bool: frames where the pedal is down (pedal_rolls' rounding, so notes and pedal use one rule)."""
-    from .pedal import pedal_rolls
+    from w2m2w.pedal import pedal_rolls
 
     return pedal_rolls(pedal, n, frame_rate)["frame"] > 0
 

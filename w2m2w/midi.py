@@ -47,6 +47,21 @@ def pedal_intervals(pedal: list[tuple[float, float]], end: float, threshold: int
     return intervals
 
 
+def merge_intervals(pedal: np.ndarray) -> np.ndarray:
+    """Sorted union of (n, 2) intervals; ones that touch or overlap become one."""
+    pedal = np.asarray(pedal, dtype=np.float64).reshape(-1, 2)
+    if len(pedal) == 0:
+        return np.zeros((0, 2), dtype=np.float64)  # pedal.empty_pedal()
+    pedal = pedal[np.argsort(pedal[:, 0], kind="stable")]
+    out = [list(pedal[0])]
+    for a, b in pedal[1:]:
+        if a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return np.array(out, dtype=np.float64)
+
+
 def apply_sustain(notes: np.ndarray, pedal: list[tuple[float, float]], threshold: int = 64) -> np.ndarray:
     """Lengthen notes held by the sustain pedal.
 
@@ -145,8 +160,6 @@ def notes_to_pretty_midi(notes: np.ndarray, program: int = 0, name: str = "piano
     for on, off, pitch, vel in sort_notes(notes):
         inst.notes.append(pretty_midi.Note(velocity=int(np.clip(round(vel), 1, 127)), pitch=int(pitch), start=float(on), end=float(max(off, on + 1e-3))))
     if pedal is not None:
-        from .pedal import merge_intervals  # pedal.py imports this module
-
         for down, up in merge_intervals(pedal):
             if pm.time_to_tick(float(up)) <= pm.time_to_tick(float(down)):
                 continue

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .midi import SUSTAIN_CC, MidiError, pedal_intervals
+from w2m2w.midi import SUSTAIN_CC, MidiError, merge_intervals, pedal_intervals
 
 
 def empty_pedal() -> np.ndarray:
@@ -35,21 +35,6 @@ def pedal_from_pretty_midi(pm, threshold: int = 64) -> np.ndarray:
             continue
         spans += pedal_intervals([(c.time, c.value) for c in inst.control_changes if c.number == SUSTAIN_CC], end, threshold)
     return merge_intervals(np.array(spans, dtype=np.float64).reshape(-1, 2))
-
-
-def merge_intervals(pedal: np.ndarray) -> np.ndarray:
-    """Sorted union of (n, 2) intervals; ones that touch or overlap become one."""
-    pedal = np.asarray(pedal, dtype=np.float64).reshape(-1, 2)
-    if len(pedal) == 0:
-        return empty_pedal()
-    pedal = pedal[np.argsort(pedal[:, 0], kind="stable")]
-    out = [list(pedal[0])]
-    for a, b in pedal[1:]:
-        if a <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], b)
-        else:
-            out.append([a, b])
-    return np.array(out, dtype=np.float64)
 
 
 def load_pedal(notes_path: str | os.PathLike) -> np.ndarray | None:

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .checkpoint import load_weights
-from .decoding import decode_notes
-from .models.onsets_frames import MODEL_NAME, PEDAL_HEADS, OnsetsFrames, OnsetsFramesConfig
-from .pedal import PEDAL_MIN_DURATION, decode_pedal
+from w2m2w.checkpoint import load_model
+from w2m2w.decoding import decode_notes
+from w2m2w.models.onsets_frames import MODEL_NAME, PEDAL_HEADS, OnsetsFrames, OnsetsFramesConfig
+from w2m2w.pedal import PEDAL_MIN_DURATION, decode_pedal
 
 
 @dataclass
@@ -32,15 +32,7 @@ class DecodeConfig:
 
 def load_transcriber(path: str | os.PathLike, device: str = "cpu") -> OnsetsFrames:
     """An OnsetsFrames model from a weights file (WeightsError names the file if it is unusable)."""
-    from .checkpoint import WeightsError
-
-    state, config, _ = load_weights(path, MODEL_NAME)
-    model = OnsetsFrames(OnsetsFramesConfig(**config))
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise WeightsError(f"{path}: weights do not fit the model config stored in it ({str(exc).splitlines()[0]})") from None
-    return model.to(device).eval()
+    return load_model(path, MODEL_NAME, lambda config: OnsetsFrames(OnsetsFramesConfig(**config)), device)
 
 
 def decode_probabilities(probs: dict[str, np.ndarray], frame_rate: float, decode: DecodeConfig = DecodeConfig()) -> tuple[np.ndarray, np.ndarray | None]:

@@ -11,8 +11,9 @@ import pytest
 import soundfile as sf
 
 from tests.conftest import run_pipeline
+from w2m2w.files import file_lock
 from w2m2w.midi import load_midi_notes
-from w2m2w.staging import file_lock, lock_path
+from w2m2w.run.rundir import lock_path
 
 
 @pytest.fixture()

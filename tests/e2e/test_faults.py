@@ -18,7 +18,8 @@ import pytest
 import soundfile as sf
 
 from tests.conftest import REPO
-from w2m2w.staging import file_lock, lock_path
+from w2m2w.files import file_lock
+from w2m2w.run.rundir import lock_path
 
 FAULTS = Path(__file__).parent / "faults"
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="signals, prctl and /dev/full as on Linux")
@@ -230,8 +231,8 @@ def test_read_only_run_folder_is_one_line_exit_2(tmp_path, example_audio, tiny_t
 
 def test_full_disk_is_named_and_the_rest_kept(tmp_path):
     pytest.importorskip("fluidsynth")
-    from w2m2w.fluidsynth import RenderError, soundfont_path
     from w2m2w.midi import write_midi
+    from w2m2w.render.fluidsynth import RenderError, soundfont_path
 
     try:
         soundfont_path("fluidr3")

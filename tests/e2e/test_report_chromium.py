@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit._report_run import make_run
-from w2m2w.report import write_report
+from w2m2w.run.report import write_report
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 

@@ -44,7 +44,7 @@ def test_wavenet_renders_midi_and_rerun_is_current(tmp_path, tiny_wavenet):
     assert len(y) == int(round((1.9 + 1.0) * 16000))  # last note off + 1 s tail
     # the audio the library renders for the file's notes with the stage's settings (same seed, same numba kernel)
     from w2m2w.midi import load_midi_notes
-    from w2m2w.synthesis import SynthesisConfig, Synthesizer, load_wavenet
+    from w2m2w.render.wavenet import SynthesisConfig, Synthesizer, load_wavenet
 
     ref = Synthesizer(load_wavenet(tiny_wavenet), SynthesisConfig()).render(load_midi_notes(mid))
     np.testing.assert_allclose(y, np.clip(ref, -1, 1), atol=1.0 / 32768 + 1e-6)
@@ -87,7 +87,7 @@ def test_bad_midi_is_named_and_batch_goes_on(tmp_path, synth, request):
 
 def test_fluidsynth_implementation(tmp_path):
     pytest.importorskip("fluidsynth")
-    from w2m2w.fluidsynth import RenderError, render_notes, soundfont_path
+    from w2m2w.render.fluidsynth import RenderError, render_notes, soundfont_path
 
     try:
         sf_path = soundfont_path("timgm6mb")
@@ -123,7 +123,7 @@ def test_missing_weights_and_soundfont_are_named(tmp_path):
 
 def test_source_filter_renders_midi_through_run_py(tmp_path, tiny_source_filter):
     from w2m2w.midi import load_midi_notes
-    from w2m2w.synthesis_source_filter import SourceFilterRenderer, load_source_filter
+    from w2m2w.render.source_filter import SourceFilterRenderer, load_source_filter
 
     mid = tmp_path / "piece.mid"
     write_midi(mid, NOTES)

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from w2m2w.audio import save_wav
+from w2m2w.files import write_json
 from w2m2w.midi import write_midi
-from w2m2w.staging import output_path, sidecar_path, write_json
+from w2m2w.run.rundir import output_path, sidecar_path
 
 FAILED_ERROR = 'not readable as audio (bad <header> & "junk")'
 

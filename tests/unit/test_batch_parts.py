@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from w2m2w.pipeline import PieceResult, merge_summaries, summarize
-from w2m2w.progress import BatchProgress, print_summary
-from w2m2w.staging import LockedError, file_lock, lock_path, update_json
+from w2m2w.files import LockedError, file_lock, update_json
+from w2m2w.run.piece import PieceResult, merge_summaries, summarize
+from w2m2w.run.progress import BatchProgress, print_summary
+from w2m2w.run.rundir import lock_path
 
 
 def test_lock_is_exclusive_and_names_the_holder(tmp_path):

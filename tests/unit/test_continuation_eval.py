@@ -1,4 +1,4 @@
-"""w2m2w.continuation_eval: cropping, orphan counting by hand, and a seeded run with a tiny untrained model."""
+"""w2m2w.evaluate.generation: cropping, orphan counting by hand, and a seeded run with a tiny untrained model."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from w2m2w import events as ev
-from w2m2w.continuation_eval import ContinuationSettings, evaluate_continuations, on_grid, orphaned_notes, summarize
 from w2m2w.data.transcription import crop_notes
+from w2m2w.evaluate.generation import ContinuationSettings, evaluate_continuations, on_grid, orphaned_notes, summarize
 from w2m2w.models.music_transformer import MusicTransformer, MusicTransformerConfig
 
 
@@ -68,7 +68,7 @@ def test_seeded_run_reports_every_figure(tiny_model: MusicTransformer) -> None:
     for f in ("duration", "ioi", "pitch", "velocity", "polyphony", "mean"):
         assert 0.0 <= a["overlap_baseline"][f] <= 1.0
     # the baseline compares the real continuation with the primer: computed here by hand
-    from w2m2w.music_stats import BINS, overlap_area
+    from w2m2w.evaluate.music_stats import BINS, overlap_area
 
     real, primer = crop_notes(notes, 4.0, 2.0), crop_notes(notes, 0.0, 4.0)
     assert a["overlap_baseline"]["pitch"] == pytest.approx(overlap_area(real[:, 2], primer[:, 2], BINS["pitch"]), abs=1e-4)

@@ -1,4 +1,4 @@
-"""Finding inputs (w2m2w/discovery.py): folders, globs and lists; symlinks, loops, the same file reached twice."""
+"""Finding inputs (w2m2w/run/discovery.py): folders, globs and lists; symlinks, loops, the same file reached twice."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from w2m2w.discovery import InputError, discover_inputs, input_kind
+from w2m2w.run.discovery import InputError, discover_inputs, input_kind
 
 
 def _touch(*paths: Path) -> None:
@@ -144,7 +144,7 @@ def test_what_found_nothing_is_named(tmp_path, spec, message):
 
 
 def test_find_files_takes_the_callers_extensions_and_filters(tmp_path):
-    from w2m2w.discovery import Found, find_files
+    from w2m2w.run.discovery import Found, find_files
 
     _touch(
         tmp_path / "in" / "a.mid",
@@ -161,7 +161,7 @@ def test_find_files_takes_the_callers_extensions_and_filters(tmp_path):
 
 
 def test_find_files_a_named_file(tmp_path):
-    from w2m2w.discovery import find_files
+    from w2m2w.run.discovery import find_files
 
     _touch(tmp_path / "d.wav", tmp_path / "notes.txt")
     assert [f.rel for f in find_files(tmp_path / "d.wav", (".mid",), what="MIDI")] == ["d.wav"], "kept, so the caller names it"
@@ -175,7 +175,7 @@ def test_find_files_a_named_file(tmp_path):
 
 
 def test_find_files_list_entries_next_to_the_list_else_as_written(tmp_path, monkeypatch):
-    from w2m2w.discovery import find_files
+    from w2m2w.run.discovery import find_files
 
     _touch(tmp_path / "lists" / "x" / "a.mid", tmp_path / "x" / "a.mid", tmp_path / "work" / "y" / "b.mid")
     lst = tmp_path / "lists" / "held_out.txt"
@@ -210,15 +210,15 @@ def test_every_caller_names_a_folder_with_nothing_usable_in_one_line(tmp_path, c
         if caller == "pipeline":
             discover_inputs(folder)
         elif caller == "evaluate transcription":
-            from w2m2w.evaluate import evaluate_transcription
+            from w2m2w.evaluate.__main__ import evaluate_transcription
 
             evaluate_transcription(folder, tmp_path)
         elif caller == "evaluate generation":
-            from w2m2w.generation import evaluate_generation
+            from w2m2w.evaluate.generation import evaluate_generation
 
             evaluate_generation(folder, tmp_path / "no weights needed yet.safetensors")
         else:
-            from w2m2w.synthesis_eval import note_inputs
+            from w2m2w.evaluate.synthesis import note_inputs
 
             note_inputs(folder)
     assert str(info.value) == want

@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from tests.unit._synth import SR, tones, write_tsv
-from w2m2w.evaluate import EvaluateError, ReferenceIndex, evaluate_transcription, find_inputs
+from w2m2w.evaluate.__main__ import EvaluateError, ReferenceIndex, evaluate_transcription, find_inputs
 from w2m2w.midi import write_midi
 from w2m2w.pedal import save_pedal_tsv
 
@@ -120,7 +120,7 @@ def test_evaluate_audio_with_weights(tmp_path, monkeypatch):
         sf.write(str(tmp_path / "flac" / f"{name}.flac"), tones(NOTES, 2.0), SR)
         write_tsv(tmp_path / "tsv" / f"{name}.tsv", NOTES)
     # transcribing a file reads the clock twice, 0.25 s apart: 2 s of audio in 0.25 s is 8x real time
-    monkeypatch.setattr("w2m2w.evaluate.time", types.SimpleNamespace(perf_counter=_Clock(0.25).perf_counter))
+    monkeypatch.setattr("w2m2w.evaluate.__main__.time", types.SimpleNamespace(perf_counter=_Clock(0.25).perf_counter))
     rows: list[dict] = []
     report = evaluate_transcription(tmp_path / "flac", tmp_path / "tsv", include=["*SptkBGCl*"], weights=weights, emit=rows.append)
     assert [r["file"] for r in rows] == ["MAPS_MUS-a_SptkBGCl.flac"]

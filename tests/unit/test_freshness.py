@@ -1,4 +1,4 @@
-"""What each stage reads (staging.stage_input) and which outputs are stale (freshness), on hand-made run folders."""
+"""What each stage reads (rundir.stage_input) and which outputs are stale (freshness), on hand-made run folders."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from w2m2w.freshness import piece_staleness
-from w2m2w.runner import keep_apart
-from w2m2w.staging import MissingInputError, is_run_folder, stage_input
+from w2m2w.run.freshness import piece_staleness
+from w2m2w.run.rundir import MissingInputError, is_run_folder, stage_input
+from w2m2w.run.runner import keep_apart
 
 
 def sha(path: Path) -> str:

@@ -8,12 +8,12 @@ import torch
 
 from w2m2w import events as ev
 from w2m2w.checkpoint import save_weights
+from w2m2w.evaluate.generation import evaluate_generation
 from w2m2w.generation import (
     Decoder,
     GenerationConfig,
     SamplingConfig,
     continue_notes,
-    evaluate_generation,
     filter_logits,
     load_music_transformer,
     read_midi_notes,

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from w2m2w.log_safety import SafeFormatter, escape_controls
+from w2m2w.run.log_safety import SafeFormatter, escape_controls
 
 CASES = [  # text, what the log must show (written by hand)
     ("plain/path.wav", "plain/path.wav"),

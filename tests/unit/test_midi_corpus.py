@@ -112,19 +112,14 @@ def test_windows():
     assert aug.shape == (64,) and ev.PAD not in aug
 
 
-def test_sampler_and_its_state(corpora, tmp_path):
+def test_sampler(corpora, tmp_path):
     asap, pop = corpora
     loaded = load_corpus(sorted(find_midi_files([str(asap), str(pop)])), cache=tmp_path / "cache", progress=False)
     again = load_corpus(sorted(find_midi_files([str(asap), str(pop)])), cache=tmp_path / "cache", progress=False)
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
     assert all(np.array_equal(a[1], b[1]) and a[0] == b[0] for a, b in zip(loaded, again)), "the cache gives the same notes"
     s = WindowSampler([n for _, n in loaded], 33, seed=3)
-    s.sample(4)
-    state = s.state()
     x = s.sample(5)
-    s2 = WindowSampler([n for _, n in loaded], 33, seed=99)
-    s2.load_state(state)
-    np.testing.assert_array_equal(s2.sample(5), x)
     assert x.shape == (5, 33) and x.min() >= 0 and x.max() < ev.VOCAB_SIZE
 
 

@@ -1,11 +1,21 @@
-"""w2m2w.music_stats on hand-made note lists whose histograms are known."""
+"""w2m2w.evaluate.music_stats on hand-made note lists whose histograms are known."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from w2m2w.music_stats import BINS, FEATURES, feature_values, inter_onset_intervals, long_note_share, notes_per_second, overlap_area, polyphony, pooled_overlaps
+from w2m2w.evaluate.music_stats import (
+    BINS,
+    FEATURES,
+    feature_values,
+    inter_onset_intervals,
+    long_note_share,
+    notes_per_second,
+    overlap_area,
+    polyphony,
+    pooled_overlaps,
+)
 
 
 def notes(rows: list[tuple[float, float, int, int]]) -> np.ndarray:

@@ -8,7 +8,8 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from w2m2w.pedal import decode_pedal, load_pedal, merge_intervals, pedal_rolls, save_pedal_tsv
+from w2m2w.midi import merge_intervals
+from w2m2w.pedal import decode_pedal, load_pedal, pedal_rolls, save_pedal_tsv
 
 FR = 10.0  # frames per second: frame t starts at t / 10 s, so every expected time below is read off the arrays
 

@@ -1,4 +1,4 @@
-"""Piece ids (w2m2w/piece_ids.py): the id rule, its collision rule, and the check of ids read back from files."""
+"""Piece ids (w2m2w/run/piece_ids.py): the id rule, its collision rule, and the check of ids read back from files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from w2m2w.piece_ids import MAX_COMPONENT_BYTES, UnsafePieceIdError, assign_ids, base_id, check_piece_id, clash_key, relative_posix, safe_component
+from w2m2w.run.piece_ids import MAX_COMPONENT_BYTES, UnsafePieceIdError, assign_ids, base_id, check_piece_id, clash_key, relative_posix, safe_component
 
 
 def _h(rel: str) -> str:

@@ -10,8 +10,8 @@ from urllib.parse import unquote
 import numpy as np
 
 from tests.unit._report_run import FAILED_ERROR, make_run, scale
-from w2m2w.report import CONTINUATION_COLOUR, PRIMER_COLOUR, audio_player, collect_pieces, piano_roll_svg, relative_url, write_report
-from w2m2w.staging import output_path
+from w2m2w.run.report import CONTINUATION_COLOUR, PRIMER_COLOUR, audio_player, collect_pieces, piano_roll_svg, relative_url, write_report
+from w2m2w.run.rundir import output_path
 
 HOSTILE = "<script>alert(1)</script>"
 

@@ -1,4 +1,4 @@
-"""Writes and deletes stay inside the run folder (staging.inside_run_dir), cleanup never raises, and a failed write says why (io_errors)."""
+"""Writes and deletes stay inside the run folder (files.inside_run_dir), cleanup never raises, and a failed write says why (io_errors)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from w2m2w.io_errors import write_failure
-from w2m2w.staging import OutsideRunDirError, UnsafePieceIdError, atomic_path, file_lock, inside_run_dir, output_path, remove_file, write_json
+from w2m2w.files import OutsideRunDirError, atomic_path, file_lock, inside_run_dir, remove_file, write_json
+from w2m2w.run.io_errors import write_failure
+from w2m2w.run.piece_ids import UnsafePieceIdError
+from w2m2w.run.rundir import output_path
 
 
 def test_paths_inside_pass_and_outside_are_refused(tmp_path):

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from tests.unit._scripts import load_script
-from w2m2w.checkpoint import load_weights, save_weights, sha256_file
+from w2m2w.checkpoint import load_weights, save_weights
+from w2m2w.files import sha256_file
 from w2m2w.models.onsets_frames import OnsetsFrames, OnsetsFramesConfig
 from w2m2w.transcription import load_transcriber
 

@@ -8,7 +8,7 @@ import pytest
 from stages.generate import GenerateSettings
 from stages.synthesize import FluidSynthSettings, SourceFilterSettings, WaveNetSettings
 from stages.transcribe import TranscribeSettings
-from w2m2w.run_settings import LocalExecutor, RunSettings, check_run
+from w2m2w.run.settings import LocalExecutor, RunSettings, check_run
 from w2m2w.settings import SettingsError, check
 
 # (settings class, field, largest value allowed, smallest value refused): the bounds the stages document

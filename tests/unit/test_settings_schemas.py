@@ -16,12 +16,12 @@ from stages.generate import GenerateSettings
 from stages.synthesize import FluidSynthSettings, SourceFilterSettings, WaveNetSettings
 from stages.transcribe import TranscribeSettings
 from w2m2w.generation import GenerationConfig, SamplingConfig
-from w2m2w.renderers import FluidSynthRenderer
-from w2m2w.run_settings import LocalExecutor, RayExecutor, RunSettings
+from w2m2w.render.registry import FluidSynthRenderer
+from w2m2w.render.source_filter import SourceFilterRenderConfig
+from w2m2w.render.wavenet import SynthesisConfig
+from w2m2w.run.settings import LocalExecutor, RayExecutor, RunSettings
+from w2m2w.run.stage import Configured
 from w2m2w.settings import check
-from w2m2w.stage import Configured
-from w2m2w.synthesis import SynthesisConfig
-from w2m2w.synthesis_source_filter import SourceFilterRenderConfig
 from w2m2w.transcription import DecodeConfig
 
 CONF = Path(__file__).resolve().parents[2] / "conf"

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 from stages.transcribe import TranscribeSettings
-from w2m2w.pipeline import Plan, run_piece
-from w2m2w.stage import Configured, Stage, StageJob
+from w2m2w.run.piece import Plan, run_piece
+from w2m2w.run.stage import Configured, Stage, StageJob
 
 
 class FakeTranscribe(Stage):

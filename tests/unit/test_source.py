@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from w2m2w.source import GROUPS, N_CHANNELS, SourceConfig, piano_source
+from w2m2w.models.source import GROUPS, N_CHANNELS, SourceConfig, piano_source
 
 SR = 16000
 HARM = slice(0, len(GROUPS))

@@ -10,9 +10,9 @@ import torch
 
 from tests.unit._synth import make_maps
 from w2m2w.features import conditioning_roll
+from w2m2w.models.source import piano_source
 from w2m2w.models.source_filter import SourceFilterConfig, SourceFilterWaveNet
-from w2m2w.source import piano_source
-from w2m2w.synthesis_source_filter import SourceFilterRenderConfig, SourceFilterRenderer, context, load_source_filter, source_mix, window
+from w2m2w.render.source_filter import SourceFilterRenderConfig, SourceFilterRenderer, context, load_source_filter, source_mix, window
 
 SR = 16000
 NOTES = np.array([[0.30, 0.9, 60, 90], [0.5, 1.6, 64, 70], [1.1, 1.4, 79, 110], [2.6, 2.8, 40, 50]], dtype=np.float64)
@@ -120,8 +120,8 @@ def test_stft_loss_is_zero_only_for_identical_signals():
 
 def test_log_mel_loss_is_evaluates_distance():
     """The training term equals evaluate's log-mel distance (numpy in, its own scaling) on each segment."""
+    from w2m2w.evaluate.synthesis import log_mel_distance
     from w2m2w.models.source_filter import log_mel_l1, stft_loss
-    from w2m2w.synthesis_eval import log_mel_distance
 
     g = torch.Generator().manual_seed(0)
     t = torch.randn(1, 1, 8000, generator=g)

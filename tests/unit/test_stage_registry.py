@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import stages
-from w2m2w.stage import Configured, Stage
-from w2m2w.staging import STAGES as RUN_DIR_STAGES
-from w2m2w.staging import stage_dir
+from w2m2w.run.rundir import STAGES as RUN_DIR_STAGES
+from w2m2w.run.rundir import stage_dir
+from w2m2w.run.stage import Configured, Stage
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 

@@ -1,9 +1,8 @@
-"""The run-directory contract (w2m2w/staging.py): when an output is current, sidecars, atomic
+"""The run-directory contract (w2m2w/run/rundir.py): when an output is current, sidecars, atomic
 writes, stale temporaries, locks and run.json merges. Expected values are written out by hand."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -16,24 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from w2m2w import staging
-from w2m2w.staging import (
-    LockedError,
-    atomic_path,
-    config_hash,
-    file_lock,
-    file_sha256,
-    is_current,
-    lock_path,
-    output_path,
-    read_sidecar,
-    remove_stale_temps,
-    sidecar_path,
-    stage_dir,
-    temp_name,
-    update_json,
-    write_json,
-)
+from w2m2w import files
+from w2m2w.files import LockedError, atomic_path, file_lock, file_sha256, remove_stale_temps, temp_name, update_json, write_json
+from w2m2w.run.rundir import is_current, lock_path, output_path, read_sidecar, sidecar_path, stage_dir
 
 HERE = socket.gethostname().replace("-", "_")  # this host as temporary names spell it
 IN, CFG, W = "a" * 64, "b" * 64, "c" * 64  # stand-ins for the three sha256 digests of a sidecar
@@ -104,14 +88,6 @@ def test_sidecar_path_replaces_only_the_last_extension():
 
 
 # ---- hashes ----
-
-
-def test_config_hash_is_sha256_of_canonical_json():
-    # the digest of the JSON text written out by hand, whatever order the keys come in
-    want = hashlib.sha256(b'{"a": 1, "b": 2}').hexdigest()
-    assert config_hash({"b": 2, "a": 1}) == want == config_hash({"a": 1, "b": 2})
-    assert config_hash({"p": Path("x/y")}) == hashlib.sha256(b'{"p": "x/y"}').hexdigest(), "paths hash as their text"
-    assert config_hash({"a": 1}) != config_hash({"a": 2})
 
 
 def test_file_sha256(tmp_path):
@@ -201,7 +177,7 @@ def test_remove_stale_temps_when_another_run_removes_one_first(tmp_path, monkeyp
         gone.unlink()
         return False
 
-    monkeypatch.setattr(staging, "_pid_alive", removed_meanwhile)
+    monkeypatch.setattr(files, "_pid_alive", removed_meanwhile)
     assert remove_stale_temps(tmp_path, root=tmp_path) == []
 
 
@@ -227,23 +203,23 @@ def test_remove_stale_temps_only_of_this_hosts_dead_writers(tmp_path, sleeper, h
 
 
 def test_host_tag_has_no_field_separator_and_fits():
-    assert staging.host_tag("node-01.cluster") == "node_01.cluster"
+    assert files.host_tag("node-01.cluster") == "node_01.cluster"
     long_a, long_b = "n" * 60 + "a", "n" * 60 + "b"
-    assert len(staging.host_tag(long_a)) == 40 and staging.host_tag(long_a) != staging.host_tag(long_b)
+    assert len(files.host_tag(long_a)) == 40 and files.host_tag(long_a) != files.host_tag(long_b)
 
 
 def test_pid_alive(sleeper, monkeypatch):  # sleeper first: it is ended after os.kill is restored
-    assert staging._pid_alive(sleeper.pid) is True
+    assert files._pid_alive(sleeper.pid) is True
     time.sleep(0.2)
     assert sleeper.poll() is None, "asking whether a process lives sends it no signal"
-    assert staging._pid_alive(os.getpid()) is True
-    assert staging._pid_alive(_dead_pid()) is False
+    assert files._pid_alive(os.getpid()) is True
+    assert files._pid_alive(_dead_pid()) is False
 
     def denied(pid, sig):
         raise PermissionError
 
-    monkeypatch.setattr(staging.os, "kill", denied)
-    assert staging._pid_alive(1) is True, "another user's process is alive"
+    monkeypatch.setattr(files.os, "kill", denied)
+    assert files._pid_alive(1) is True, "another user's process is alive"
 
 
 def test_file_lock_excludes_a_second_holder_and_names_the_first(tmp_path):

@@ -8,9 +8,9 @@ import soundfile as sf
 import torch
 
 from tests.conftest import TINY_WAVENET
+from w2m2w.evaluate.synthesis import log_mel_distance
 from w2m2w.models.wavenet import WaveNet, WaveNetConfig
-from w2m2w.synthesis import SynthesisConfig, Synthesizer, clean_notes, load_wavenet, piece_samples
-from w2m2w.synthesis_eval import log_mel_distance
+from w2m2w.render.wavenet import SynthesisConfig, Synthesizer, clean_notes, load_wavenet, piece_samples
 
 NOTES = np.array([[0.1, 0.9, 60, 90], [0.5, 2.2, 64, 60], [1.9, 3.1, 67, 100]], dtype=np.float64)
 
@@ -93,7 +93,7 @@ def test_log_mel_distance():
 
 def test_stream_notes_equals_render_notes():
     pytest.importorskip("fluidsynth")
-    from w2m2w.fluidsynth import RenderError, render_notes, stream_notes
+    from w2m2w.render.fluidsynth import RenderError, render_notes, stream_notes
 
     try:
         ref = render_notes(NOTES, "timgm6mb")
@@ -125,7 +125,7 @@ class _Tone:
 
 
 def test_silence_level_by_hand():
-    from w2m2w.synthesis_eval import silence_dbfs, silence_mask
+    from w2m2w.evaluate.synthesis import silence_dbfs, silence_mask
 
     notes = np.array([[1.0, 2.0, 60, 80]])
     quiet = silence_mask(notes, 5 * 16000)
@@ -138,8 +138,8 @@ def test_silence_level_by_hand():
 
 def test_evaluation_figures_by_hand(tmp_path):
     from w2m2w.audio import save_wav
+    from w2m2w.evaluate.synthesis import TAIL_SECONDS, evaluate_synthesis, reference_audio
     from w2m2w.midi import write_midi
-    from w2m2w.synthesis_eval import TAIL_SECONDS, evaluate_synthesis, reference_audio
 
     notes = NOTES[:3]
     write_midi(tmp_path / "a.mid", notes)
@@ -172,9 +172,9 @@ def test_evaluation_figures_by_hand(tmp_path):
 
 
 def test_synthesis_evaluation_end_to_end(tmp_path, tiny_source_filter, tiny_transcriber):
+    from w2m2w.evaluate.synthesis import run_synthesis_evaluation
     from w2m2w.midi import write_midi
-    from w2m2w.synthesis_eval import run_synthesis_evaluation
-    from w2m2w.synthesis_source_filter import SourceFilterRenderer, load_source_filter
+    from w2m2w.render.source_filter import SourceFilterRenderer, load_source_filter
 
     (tmp_path / "in" / "sub").mkdir(parents=True)
     write_midi(tmp_path / "in" / "sub" / "a.mid", NOTES[:2])
@@ -207,8 +207,8 @@ def test_synthesis_evaluation_end_to_end(tmp_path, tiny_source_filter, tiny_tran
 
 def test_midi_inputs_from_a_list(tmp_path):
     """A .txt list (a training run's validation_midi.txt): entries next to the list, or as written."""
+    from w2m2w.evaluate.synthesis import midi_inputs
     from w2m2w.midi import write_midi
-    from w2m2w.synthesis_eval import midi_inputs
 
     notes = np.array([[0.0, 0.5, 60, 80]])
     (tmp_path / "a").mkdir()

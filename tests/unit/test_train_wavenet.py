@@ -57,7 +57,7 @@ def test_cli_trains_then_resumes(tmp_path):
     assert [r["step"] for r in log] == [2, 3]
     assert json.loads(res.stdout.strip().splitlines()[-1]) == log[-1]
     assert all(np.isfinite(r["val_loss"]) for r in log)
-    from w2m2w.synthesis import load_wavenet
+    from w2m2w.render.wavenet import load_wavenet
 
     assert load_wavenet(run / "best.safetensors").cfg == WaveNetConfig(**TINY_WAVENET)
     res = _train_cli(*common, "train.max_steps=4")
@@ -88,7 +88,7 @@ def test_loss_goes_down(tmp_path):
 
 
 def test_trains_a_model_with_excitation(tmp_path):
-    from w2m2w.synthesis import SynthesisConfig, Synthesizer, load_wavenet
+    from w2m2w.render.wavenet import SynthesisConfig, Synthesizer, load_wavenet
 
     data = _fake_audio_dir(tmp_path / "data", n=3)
     model = WaveNetConfig(**TINY_WAVENET, excitation_harmonics=2, scalar_input=True, output="logistic_mixture", mixtures=3)
@@ -114,8 +114,8 @@ def test_trains_a_model_with_excitation(tmp_path):
 
 def test_rendered_midi_with_one_soundfont(tmp_path):
     pytest.importorskip("fluidsynth")
-    from w2m2w.fluidsynth import RenderError, soundfont_path
     from w2m2w.midi import write_midi
+    from w2m2w.render.fluidsynth import RenderError, soundfont_path
 
     try:
         soundfont_path("timgm6mb")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from w2m2w.folding import Segment, Unfolder, fade_curves, plan_segments, segment_length
+from w2m2w.render.folding import Segment, Unfolder, fade_curves, plan_segments, segment_length
 
 
 def test_plan_covers_the_piece_once():

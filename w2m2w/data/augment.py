@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-from .. import SAMPLE_RATE
-from .rooms import RoomBank
+from w2m2w import SAMPLE_RATE
+from w2m2w.data.rooms import RoomBank
 
 STAGES = ("room", "eq", "compression", "reverb", "codec", "noise", "gain")  # signal-chain order
 GAIN_DB = (-18.0, 6.0)

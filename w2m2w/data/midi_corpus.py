@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import events as ev
-from ..midi import MidiError, load_midi_notes
+from w2m2w import events as ev
+from w2m2w.midi import MidiError, load_midi_notes
 
 log = logging.getLogger(__name__)
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -120,7 +120,7 @@ def load_corpus(files: list[Path], cache: str | os.PathLike | None = None, progr
         if len(notes):
             out.append((f, notes))
     if cache_file is not None and out:
-        from ..staging import atomic_path
+        from w2m2w.files import atomic_path
 
         with atomic_path(cache_file, root=None) as tmp:  # the temporary keeps .npz, so np.savez adds nothing
             np.savez(tmp, files=np.array([str(f) for f, _ in out]), lengths=np.array([len(n) for _, n in out]), notes=np.concatenate([n for _, n in out]))
@@ -221,9 +221,3 @@ class WindowSampler:
             first = int(rng.integers(0, self.n_starts[i]))
             out[b] = window_tokens(self.pieces[i], first, self.length, rng, self.max_transpose, self.stretch)
         return out
-
-    def state(self) -> dict:
-        return {"rng": self.rng.bit_generator.state}
-
-    def load_state(self, state: dict) -> None:
-        self.rng.bit_generator.state = state["rng"]

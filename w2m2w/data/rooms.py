@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import SAMPLE_RATE
+from w2m2w import SAMPLE_RATE
 
 log = logging.getLogger("w2m2w")
 
@@ -266,7 +266,7 @@ class RoomBank:
         return data
 
     def _save(self, data: dict[str, np.ndarray]) -> None:
-        from ..staging import atomic_path
+        from w2m2w.files import atomic_path
 
         with atomic_path(self.path, root=None) as tmp:
             with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a bare temporary name

@@ -14,13 +14,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..audio import load_audio, mu_law_encode
-from ..features import conditioning_roll, excitation
-from ..midi import load_notes
-from ..models.source_filter import SourceFilterWaveNet
-from ..models.wavenet import SILENCE
-from ..synthesis_source_filter import window
-from .transcription import Example
+from w2m2w.audio import load_audio, mu_law_encode
+from w2m2w.data.transcription import Example
+from w2m2w.features import conditioning_roll, excitation
+from w2m2w.midi import load_notes
+from w2m2w.models.source_filter import SourceFilterWaveNet
+from w2m2w.models.wavenet import SILENCE
+from w2m2w.render.source_filter import window
 
 
 class MuLawSampler:
@@ -42,12 +42,6 @@ class MuLawSampler:
         self.rng = np.random.default_rng(seed)
         lengths = np.array([len(q) for q, _ in self.items], dtype=np.float64)
         self.weights = lengths / lengths.sum()
-
-    def state(self) -> dict:
-        return {"rng": self.rng.bit_generator.state}
-
-    def load_state(self, state: dict) -> None:
-        self.rng.bit_generator.state = state["rng"]
 
     def _one(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, bool, np.ndarray, int]:
         """(classes, roll, busy, the piece's notes, the segment's first sample)."""
@@ -92,12 +86,6 @@ class SourceWindowSampler:
         self.rng = np.random.default_rng(seed)
         lengths = np.array([len(a) for a, _ in self.items], dtype=np.float64)
         self.weights = lengths / lengths.sum()
-
-    def state(self) -> dict:
-        return {"rng": self.rng.bit_generator.state}
-
-    def load_state(self, state: dict) -> None:
-        self.rng.bit_generator.state = state["rng"]
 
     def sample(self, batch: int) -> dict[str, torch.Tensor]:
         """`batch` windows from the sampler's own generator (see draw)."""

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import SAMPLE_RATE
-from ..audio import load_audio
-from ..midi import apply_sustain, load_notes, notes_to_rolls, save_tsv_notes, sort_notes
+from w2m2w import SAMPLE_RATE
+from w2m2w.audio import load_audio
+from w2m2w.midi import apply_sustain, load_notes, notes_to_rolls, save_tsv_notes, sort_notes
 
 
 @dataclass(frozen=True)
@@ -27,9 +27,6 @@ class Example:
     notes: str
     name: str
     group: str  # piano, soundfont or "maestro": what a held-out split is made on
-
-
-MAPS_PIANOS = ("AkPnBcht", "AkPnBsdf", "AkPnCGdD", "AkPnStgb", "SptkBGAm", "SptkBGCl", "ENSTDkAm", "ENSTDkCl")
 
 
 def maps_piece(name: str) -> str:
@@ -45,7 +42,7 @@ def maps_examples(
 
     The audio may be in any format load_audio reads (a packed copy's Ogg Vorbis, say), whatever
     the folder's name."""
-    from ..audio import AUDIO_EXTENSIONS
+    from w2m2w.audio import AUDIO_EXTENSIONS
 
     root = Path(root)
     out = []
@@ -102,9 +99,9 @@ def rendered_examples(midi_paths: list[str], soundfonts: list[str], cache_dir: s
     """
     import soundfile as sf
 
-    from ..fluidsynth import render_notes
-    from ..pedal import crop_pedal, load_pedal, pedal_tsv_path, save_pedal_tsv
-    from ..staging import atomic_path
+    from w2m2w.files import atomic_path
+    from w2m2w.pedal import crop_pedal, load_pedal, pedal_tsv_path, save_pedal_tsv
+    from w2m2w.render.fluidsynth import render_notes
 
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
@@ -134,7 +131,7 @@ def rendered_examples(midi_paths: list[str], soundfonts: list[str], cache_dir: s
 
 def audio_dir_examples(folder: str | os.PathLike) -> list[Example]:
     """Audio files under `folder` that have a same-named .tsv, .mid or .midi beside them."""
-    from ..audio import AUDIO_EXTENSIONS
+    from w2m2w.audio import AUDIO_EXTENSIONS
 
     out = []
     for p in sorted(Path(folder).rglob("*")):
@@ -165,8 +162,8 @@ class SegmentSampler:
         pedal: bool = False,
         level_db: float | None = None,
     ):
-        from ..audio import level_gain
-        from ..pedal import load_pedal
+        from w2m2w.audio import level_gain
+        from w2m2w.pedal import load_pedal
 
         self.items = []
         self.pedals: list[np.ndarray | None] = []
@@ -188,19 +185,13 @@ class SegmentSampler:
         lengths = np.array([len(y) for y, _ in self.items], dtype=np.float64)
         self.weights = lengths / lengths.sum()
 
-    def state(self) -> dict:
-        return {"rng": self.rng.bit_generator.state}
-
-    def load_state(self, state: dict) -> None:
-        self.rng.bit_generator.state = state["rng"]
-
     def sample(self, batch_size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """`batch_size` segments drawn from the sampler's own generator (see draw)."""
         return self.draw([self.rng] * batch_size)
 
     def draw(self, rngs: list[np.random.Generator]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """One segment per generator: audio (batch, samples) and targets, each (batch, frames, 88)."""
-        from ..pedal import pedal_rolls
+        from w2m2w.pedal import pedal_rolls
 
         batch_size = len(rngs)
         n_samples = (self.seg_frames - 1) * self.hop

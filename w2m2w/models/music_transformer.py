@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..events import N_PITCHES, NOTE_OFF, PAD, VOCAB_SIZE, key_state
-from ..settings import Range, setting
+from w2m2w.events import N_PITCHES, NOTE_OFF, PAD, VOCAB_SIZE, key_state
+from w2m2w.settings import Range, setting
 
 MODEL_NAME = "music_transformer"
 POSITIONS = ("relative", "learned", "sinusoidal")

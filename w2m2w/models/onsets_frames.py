@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..audio import level_gain
-from ..features import MelConfig, log_mel
-from ..midi import N_KEYS
-from ..settings import Range, setting
+from w2m2w.audio import level_gain
+from w2m2w.features import MelConfig, log_mel
+from w2m2w.midi import N_KEYS
+from w2m2w.settings import Range, setting
 
 MODEL_NAME = "onsets_frames"  # in its weights files' metadata
 LOSS_HEADS = ("onset", "offset", "frame", "velocity", "pedal")  # the terms of OnsetsFrames.loss

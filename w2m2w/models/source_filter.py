@@ -1,7 +1,7 @@
 """Source-filter WaveNet: the WaveNet's dilated, gated, residual stack filtering a source computed from the MIDI.
 
 After neural source-filter vocoders (Wang, Takaki and Yamagishi 2019) and
-DDSP-Piano (Renault et al. 2022). The source (w2m2w.source.piano_source) is a
+DDSP-Piano (Renault et al. 2022). The source (w2m2w.models.source.piano_source) is a
 crude additive piano: inharmonic partials with decays, a hammer burst and
 note-following noise, in a few channels. This network turns it into the
 target piano's sound. It is the WaveNet of models.wavenet with three changes
@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..features import N_ROLL
-from ..source import N_CHANNELS, SourceConfig, source_config_from
+from w2m2w.features import N_ROLL
+from w2m2w.models.source import N_CHANNELS, SourceConfig, source_config_from
 
 MODEL_NAME = "source_filter_wavenet"  # in its weights files' metadata
 
@@ -206,7 +206,7 @@ def log_mel_l1(y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     distance that evaluate reports (229 bands, 2048-point STFT, log floor 1e-5; features.log_mel), as a loss.
     MR-STFT's log term floors magnitudes at 1e-8, so it spends effort on valleys far below what the ear (and
     the distance) registers; this term weighs the spectrum as evaluate does (as HiFi-GAN's mel L1 loss)."""
-    from ..features import log_mel
+    from w2m2w.features import log_mel
 
     def unit(x: torch.Tensor) -> torch.Tensor:
         x = x[:, 0]

@@ -49,9 +49,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..audio import mu_law_decode
-from ..features import N_ROLL
-from ..settings import setting
+from w2m2w.audio import mu_law_decode
+from w2m2w.features import N_ROLL
+from w2m2w.settings import setting
 
 MODEL_NAME = "wavenet"  # in its weights files' metadata
 
@@ -400,10 +400,6 @@ def wavenet_from_config(config: dict) -> WaveNet:
     if unknown:
         raise ValueError(f"unknown WaveNet config keys {sorted(unknown)}")
     return WaveNet(WaveNetConfig(**config))
-
-
-def param_count(model: nn.Module) -> int:
-    return int(sum(p.numel() for p in model.parameters()))
 
 
 def macs_per_sample(cfg: WaveNetConfig) -> int:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from numba import njit
 
-from .wavenet import SILENCE, WaveNet
+from w2m2w.models.wavenet import SILENCE, WaveNet
 
 
 @njit(fastmath=True, cache=True, inline="always")

@@ -14,19 +14,17 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from ..checkpoint import WeightsError
-from ..settings import SettingsError, check
-from . import music_transformer, source_filter, transcriber, wavenet
-from .loop import TrainingError
-
-CONF = Path(__file__).resolve().parents[2] / "conf"
+from w2m2w import hydra_edge
+from w2m2w.checkpoint import WeightsError
+from w2m2w.settings import SettingsError, check
+from w2m2w.train import music_transformer, source_filter, transcriber, wavenet
+from w2m2w.train.loop import TrainingError
 
 
 @dataclass(frozen=True)
@@ -55,35 +53,20 @@ def settings_of(cfg: DictConfig) -> Any:
     return obj
 
 
-def _one_line(exc: BaseException, overrides: list[str]) -> str:
-    """A composition error of Hydra's or OmegaConf's in one line: `key=given: reason` where it names a key."""
-    cause = exc.__cause__ or exc
-    key = getattr(cause, "full_key", None)
-    reason = str(getattr(cause, "msg", cause)).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-    if not key:
-        return str(exc).strip().splitlines()[0]
-    given = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=", 1)[0] == key and "=" in o), None)
-    return f"{key}={given}: {reason}" if given is not None else f"{key}: {reason}"
+def _check(cfg: DictConfig) -> None:
+    name = cfg.hydra.runtime.choices["train"]
+    if name not in TRAINERS:
+        raise TrainingError(f"train={name}: unknown training run; one of {', '.join(TRAINERS)}")
+    settings_of(cfg)
 
 
 def precheck(overrides: list[str]) -> int:
     """Compose the config as Hydra will and check its ranges; 0 when it is good, else 2 after one line on stderr.
 
     Runs before Hydra creates its output folder, so a bad override writes nothing."""
-    from hydra import compose, initialize_config_dir
-
-    try:
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name="train_check"):
-            cfg = compose("train", overrides=overrides, return_hydra_config=True)
-            name = cfg.hydra.runtime.choices["train"]
-            if name not in TRAINERS:
-                raise TrainingError(f"train={name}: unknown training run; one of {', '.join(TRAINERS)}")
-            settings_of(cfg)
-    except (SettingsError, TrainingError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # Hydra's and OmegaConf's own: a wrong type, an unknown key, a missing file
-        print(f"error: {_one_line(exc, overrides)}", file=sys.stderr)
+    problem = hydra_edge.precheck(overrides, "train", _check, job_name="train_check", refused=(SettingsError, TrainingError))
+    if problem:
+        hydra_edge.say(problem)
         return 2
     return 0
 
@@ -99,8 +82,7 @@ def main(cfg: DictConfig) -> None:
     try:
         summary = trainer.train(settings_of(cfg))
     except (TrainingError, WeightsError, SettingsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        hydra_edge.fail(str(exc))
     if rank == 0:
         print(json.dumps(summary))
 

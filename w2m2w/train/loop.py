@@ -40,9 +40,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..checkpoint import load_training_state, load_weights, save_training_state, save_weights
-from ..settings import check
-from .prefetch import Prefetcher
+from w2m2w.checkpoint import load_training_state, load_weights, save_training_state, save_weights
+from w2m2w.settings import check
+from w2m2w.train.prefetch import Prefetcher
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +240,7 @@ def init_from(model: nn.Module, path: str, model_name: str, adapt: Callable[[str
     adapt(name, saved, own) may return a reshaped copy of a saved tensor whose shape does not fit
     (say a longer relative-position table), or None to leave that tensor fresh.
     """
-    from ..checkpoint import load_weights
+    from w2m2w.checkpoint import load_weights
 
     state, _, _ = load_weights(path, model_name)
     own = model.state_dict()

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.midi_corpus import WindowSampler, find_midi_files, load_corpus, piece_names, split_by_piece
-from ..generation import piece_tokens
-from ..models.music_transformer import MODEL_NAME, MusicTransformer, MusicTransformerConfig, relative_embeddings, sequence_nll
-from ..settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range, setting
-from .loop import Progress, Task, TrainingError, fit, init_from, start
+from w2m2w.data.midi_corpus import WindowSampler, find_midi_files, load_corpus, piece_names, split_by_piece
+from w2m2w.generation import piece_tokens
+from w2m2w.models.music_transformer import MODEL_NAME, MusicTransformer, MusicTransformerConfig, relative_embeddings, sequence_nll
+from w2m2w.settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range, setting
+from w2m2w.train.loop import Progress, Task, TrainingError, fit, init_from, start
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +201,3 @@ def train(cfg: MusicTransformerTrainConfig) -> dict:
         export_extra={"data": data_desc, "parameters": sum(p.numel() for p in model.parameters())},
     )
     return fit(run, cfg, task)
-
-
-CONFIG = MusicTransformerTrainConfig

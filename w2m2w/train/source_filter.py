@@ -9,7 +9,7 @@ same-named .tsv/.mid notes. Whole pieces are held out (`holdout_pieces`);
 their note files are written to out_dir/validation_notes.txt so evaluation
 renders music the model never heard, against that piano's own recordings.
 
-Each step draws random windows, computes the source (w2m2w.source) and
+Each step draws random windows, computes the source (w2m2w.models.source) and
 the piano roll over the window plus half the receptive field on each side,
 runs the model and scores the centre with a multi-resolution STFT
 loss (auraloss; models/source_filter.py: stft_loss).
@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.synthesis import SourceWindowSampler
-from ..data.transcription import Example, audio_dir_examples, maps_examples, maps_piece
-from ..models.source_filter import MODEL_NAME, SourceFilterConfig, SourceFilterWaveNet, central, stft_loss
-from ..settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range, setting
-from ..source import source_config_from
-from ..synthesis_source_filter import context
-from .loop import Progress, Task, TrainingError, fit, start
+from w2m2w.data.synthesis import SourceWindowSampler
+from w2m2w.data.transcription import Example, audio_dir_examples, maps_examples, maps_piece
+from w2m2w.models.source import source_config_from
+from w2m2w.models.source_filter import MODEL_NAME, SourceFilterConfig, SourceFilterWaveNet, central, stft_loss
+from w2m2w.render.source_filter import context
+from w2m2w.settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range, setting
+from w2m2w.train.loop import Progress, Task, TrainingError, fit, start
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def split_examples(cfg: SourceFilterTrainConfig) -> tuple[list[Example], list[Ex
 @torch.no_grad()
 def validate_model(model: SourceFilterWaveNet, batches: list[dict[str, torch.Tensor]], loss_fn, device: str) -> dict[str, float]:
     """MR-STFT loss and log-mel distance (unit RMS, as evaluate) of the model over fixed held-out windows."""
-    from ..synthesis_eval import log_mel_distance
+    from w2m2w.evaluate.synthesis import log_mel_distance
 
     was = model.training
     model.eval()
@@ -172,5 +172,4 @@ def train_source_filter(cfg: SourceFilterTrainConfig) -> dict:
     return fit(run, cfg, task)
 
 
-CONFIG = SourceFilterTrainConfig
 train = train_source_filter

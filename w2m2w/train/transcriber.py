@@ -16,13 +16,13 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
-from ..data.augment import STAGES as AUGMENT_STAGES
-from ..data.rooms import TRAIN_ROOMS
-from ..data.transcription import Example, SegmentSampler, load_examples_audio_notes, maestro_examples, maps_examples, maps_piece, rendered_examples
-from ..models.onsets_frames import MODEL_NAME, OnsetsFrames, OnsetsFramesConfig
-from ..settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY_UPPER, Range, SettingsError, setting
-from ..transcription import DecodeConfig
-from .loop import Progress, Task, TrainingError, draw_seed, fit, init_from, start
+from w2m2w.data.augment import STAGES as AUGMENT_STAGES
+from w2m2w.data.rooms import TRAIN_ROOMS
+from w2m2w.data.transcription import Example, SegmentSampler, load_examples_audio_notes, maestro_examples, maps_examples, maps_piece, rendered_examples
+from w2m2w.models.onsets_frames import MODEL_NAME, OnsetsFrames, OnsetsFramesConfig
+from w2m2w.settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY_UPPER, Range, SettingsError, setting
+from w2m2w.train.loop import Progress, Task, TrainingError, draw_seed, fit, init_from, start
+from w2m2w.transcription import DecodeConfig
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def build_datasets(cfg: TranscriberTrainConfig) -> tuple[list[Example], dict[str
 
 def load_validation(examples: list[Example], seconds: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
     """(audio, notes, pedal or None) of the first `seconds` of each validation example."""
-    from ..pedal import crop_pedal, load_pedal
+    from w2m2w.pedal import crop_pedal, load_pedal
 
     out = []
     for (_, y, notes), ex in zip(load_examples_audio_notes(examples, seconds), examples):
@@ -147,8 +147,8 @@ def decoding_scores(
 ) -> dict[str, float]:
     """Mean F1s over the pieces of the notes (and, where the references have one, the pedal) that
     `decode` makes of each piece's probabilities (model.predict's, one dict per piece of `data`)."""
-    from ..metrics import mean_metrics, pedal_metrics, transcription_metrics
-    from ..transcription import decode_probabilities
+    from w2m2w.metrics import mean_metrics, pedal_metrics, transcription_metrics
+    from w2m2w.transcription import decode_probabilities
 
     rows, pedal_rows = [], []
     for p, (_, ref, ref_pedal) in zip(probs, data):
@@ -175,8 +175,8 @@ def validation_scores(model: OnsetsFrames, data: list[tuple[np.ndarray, np.ndarr
 
 def make_augmenter(cfg: TranscriberTrainConfig):
     """The training augmentation: simulated rooms and an effects chain (data/augment.py)."""
-    from ..data.augment import Augmenter
-    from ..data.rooms import RoomBank
+    from w2m2w.data.augment import Augmenter
+    from w2m2w.data.rooms import RoomBank
 
     ranges = replace(TRAIN_ROOMS, rt60=_pair(cfg.room_rt60, "train.room_rt60"), far_distance=_pair(cfg.room_far_distance, "train.room_far_distance"))
     bank = RoomBank.training(cfg.room_bank, cfg.room_cache, seed=cfg.seed, ranges=ranges) if cfg.room_bank else None
@@ -248,5 +248,4 @@ def train_transcriber(cfg: TranscriberTrainConfig) -> dict:
     return fit(run, cfg, task)
 
 
-CONFIG = TranscriberTrainConfig
 train = train_transcriber

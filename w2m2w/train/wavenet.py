@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..data.synthesis import MuLawSampler
-from ..data.transcription import Example, audio_dir_examples, rendered_examples
-from ..models.wavenet import MODEL_NAME, WaveNet, WaveNetConfig
-from ..settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY_UPPER, setting
-from .loop import Progress, Task, TrainingError, fit, start
+from w2m2w.data.synthesis import MuLawSampler
+from w2m2w.data.transcription import Example, audio_dir_examples, rendered_examples
+from w2m2w.models.wavenet import MODEL_NAME, WaveNet, WaveNetConfig
+from w2m2w.settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY_UPPER, setting
+from w2m2w.train.loop import Progress, Task, TrainingError, fit, start
 
 log = logging.getLogger(__name__)
 
@@ -170,5 +170,4 @@ def train_wavenet(cfg: WaveNetTrainConfig) -> dict:
     return fit(run, cfg, task)
 
 
-CONFIG = WaveNetTrainConfig
 train = train_wavenet

@@ -96,8 +96,8 @@ class _AfterImport(importlib.abc.MetaPathFinder):
         return spec
 
 
-def _full_disk(staging, folder: str) -> None:
-    original = staging.temp_name
+def _full_disk(files, folder: str) -> None:
+    original = files.temp_name
 
     def temp_name(path):
         tmp = original(path)
@@ -106,11 +106,11 @@ def _full_disk(staging, folder: str) -> None:
             os.symlink("/dev/full", tmp)
         return tmp
 
-    staging.temp_name = temp_name
+    files.temp_name = temp_name
 
 
 def _hold(module, pieces: list, flag: str, partial: bool = False) -> None:
-    original = module.STAGE.run  # the registered stage (w2m2w.stage.Stage)
+    original = module.STAGE.run  # the registered stage (w2m2w.run.stage.Stage)
 
     def run(settings, job):
         if job.piece in pieces:
@@ -130,7 +130,7 @@ _patches = {}
 if "erofs" in _FAULTS:
     _read_only(_FAULTS["erofs"])
 if "full_disk" in _FAULTS:
-    _patches["w2m2w.staging"] = lambda m: _full_disk(m, _FAULTS["full_disk"])
+    _patches["w2m2w.files"] = lambda m: _full_disk(m, _FAULTS["full_disk"])
 if "hold" in _FAULTS:
     _patches["stages.transcribe"] = lambda m: _hold(m, **_FAULTS["hold"])
 if _patches:

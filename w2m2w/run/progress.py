@@ -14,8 +14,8 @@ import threading
 import unicodedata
 from typing import Any, TextIO
 
-from .log_safety import escape_controls
-from .pipeline import PieceResult
+from w2m2w.run.log_safety import escape_controls
+from w2m2w.run.piece import PieceResult
 
 _SWITCH = "W2M2W_PROGRESS"
 

@@ -1,11 +1,11 @@
-"""Does a continuation sound like the pianist kept playing? Continuation statistics for `evaluate task=generation`.
+"""`evaluate task=generation`: the held-out likelihood (mean NLL per event) and whether a continuation sounds like the pianist kept playing.
 
 For each held-out piece (sustain pedal applied): prime the Music Transformer
 with its first `primer_seconds`, let it continue for `seconds`, and compare
 what it played with what the pianist played in the same span (the real next
 `seconds`). Beside every figure stands the baseline of the real continuation
 against its own primer: how alike two stretches of the same real performance
-are. Figures are pooled over pieces (w2m2w.music_stats) and seeded: piece i
+are. Figures are pooled over pieces (w2m2w.evaluate.music_stats) and seeded: piece i
 is sampled with seed + i, so a rerun gives the same numbers.
 
 The comparison is made on the event grid: the real continuation and the
@@ -25,16 +25,20 @@ long notes are orphans, the context, not the data, is what keeps them down.
 
 from __future__ import annotations
 
+import math
+import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from . import events as ev
-from .data.transcription import crop_notes
-from .generation import SamplingConfig, model_context, sample_continuation
-from .music_stats import FEATURES, LONG_NOTE_SECONDS, long_note_share, notes_per_second, pooled_overlaps
+from w2m2w import events as ev
+from w2m2w.data.transcription import crop_notes
+from w2m2w.evaluate.music_stats import FEATURES, LONG_NOTE_SECONDS, long_note_share, notes_per_second, pooled_overlaps
+from w2m2w.generation import SamplingConfig, load_music_transformer, model_context, notes_nll, read_midi_notes, sample_continuation
+from w2m2w.midi import MidiError
 
 
 @dataclass
@@ -178,3 +182,73 @@ def evaluate_continuations(
         "sampling": {"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p},
         **summarize(results, s.seconds, s.primer_seconds),
     }
+
+
+def evaluate_generation(
+    input_path: str | os.PathLike,
+    weights: str | os.PathLike,
+    device: str = "cpu",
+    context: int = 0,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    emit: Callable[[dict[str, Any]], None] = lambda row: None,
+    warn: Callable[[str], None] = lambda msg: None,
+    continuation: Any = None,
+) -> dict[str, Any]:
+    """Mean NLL per event (nats) of the Music Transformer in `weights` over the MIDI files
+    under `input_path` (a file, a folder searched recursively, or a .txt/.lst/.list list of
+    files; discovery.find_files), pieces read whole; with `continuation` (a
+    ContinuationSettings), also the continuation statistics under "continuation".
+
+    `emit` gets one row per file, `warn` one line per file that cannot be read.
+    Raises ValueError naming the path when there is nothing to score, WeightsError
+    for unusable weights. The summary's nll_per_event weighs every event alike.
+    """
+    from w2m2w.run.discovery import MIDI_EXTENSIONS, InputError, find_files
+
+    try:  # a list: e.g. a training run's val_files.txt
+        files = find_files(input_path, MIDI_EXTENSIONS, what="MIDI", include=include, exclude=exclude)
+    except InputError as exc:  # InputError is a ValueError
+        raise InputError(f"input {exc}") from None
+    model = load_music_transformer(weights, device)
+    ctx = model_context(model, context)
+    total, count, rows, failed, pieces = 0.0, 0, [], [], []
+    t0 = time.perf_counter()
+    for rel, p in files:
+        try:
+            notes = read_midi_notes(p)
+        except MidiError as exc:
+            failed.append({"file": rel, "error": str(exc)})
+            warn(f"skipped {rel}: {exc}")
+            continue
+        nll, n = notes_nll(model, notes, ctx)
+        total, count = total + nll, count + n
+        row = {"file": rel, "events": n, "nll_per_event": round(nll / n, 4)}
+        rows.append(row)
+        pieces.append((rel, notes))
+        emit(row)
+    if not rows:
+        raise ValueError(f"input {input_path}: none of its {len(files)} MIDI files could be read")
+    from w2m2w.files import sha256_file
+
+    mean = total / count
+    summary = {
+        "task": "generation",
+        "input": str(input_path),
+        "files": len(rows),
+        "events": count,
+        "nll_per_event": round(mean, 4),
+        "perplexity": round(math.exp(mean), 3),
+        "mean_file_nll_per_event": round(float(np.mean([r["nll_per_event"] for r in rows])), 4),
+        "context": ctx,
+        "weights": str(weights),
+        "weights_sha256": sha256_file(weights),
+        "failed": failed,
+    }
+    if continuation is not None:
+        stats = evaluate_continuations(model, pieces, continuation, ctx, emit=lambda r: emit({"continuation": r}))
+        if stats is None:
+            warn(f"no file is longer than continuation.primer_seconds={continuation.primer_seconds}: no continuation statistics")
+        summary["continuation"] = stats
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    return summary

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from .stopping import signals_blocked
+from w2m2w.run.stopping import signals_blocked
 
 DIED = object()  # what wait() yields for a worker that ended
 

@@ -23,8 +23,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
-from .audio import AUDIO_EXTENSIONS
-from .piece_ids import assign_ids, relative_posix
+from w2m2w.audio import AUDIO_EXTENSIONS
+from w2m2w.run.piece_ids import assign_ids, relative_posix
 
 MIDI_EXTENSIONS = (".mid", ".midi")
 INPUT_EXTENSIONS = AUDIO_EXTENSIONS + MIDI_EXTENSIONS  # what the pipeline takes

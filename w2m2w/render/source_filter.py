@@ -3,7 +3,7 @@
 A piece is rendered in blocks of `block_seconds`; each block is computed with
 half the filter's receptive field of context on both sides and only its
 centre is kept. The source and the roll are functions of absolute time
-(w2m2w.source), so the blocks join exactly: the result does not depend on the
+(w2m2w.models.source), so the blocks join exactly: the result does not depend on the
 block length (tests hold it to the whole-piece render).
 """
 
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .features import conditioning_roll
-from .models.source_filter import MODEL_NAME, SourceFilterWaveNet, source_filter_from_config
-from .source import piano_source
+from w2m2w.features import conditioning_roll
+from w2m2w.models.source import piano_source
+from w2m2w.models.source_filter import MODEL_NAME, SourceFilterWaveNet, source_filter_from_config
 
 
 def window(model: SourceFilterWaveNet, notes: np.ndarray, audio: np.ndarray | None, start: int, n: int, threads: int = 1) -> dict[str, np.ndarray]:
@@ -62,15 +62,9 @@ class SourceFilterRenderConfig:
 
 def load_source_filter(path: str | os.PathLike, device: str = "cpu") -> SourceFilterWaveNet:
     """The model from a weights file (WeightsError names the file if it is unusable)."""
-    from .checkpoint import WeightsError, load_weights
+    from w2m2w.checkpoint import load_model
 
-    state, config, _ = load_weights(path, MODEL_NAME)
-    try:
-        model = source_filter_from_config(config)
-        model.load_state_dict(state)
-    except (RuntimeError, ValueError, TypeError) as exc:
-        raise WeightsError(f"{path}: weights do not fit the source-filter WaveNet config stored in it ({str(exc).splitlines()[0]})") from None
-    return model.to(device).eval()
+    return load_model(path, MODEL_NAME, source_filter_from_config, device, what="the source-filter WaveNet")
 
 
 def source_mix(source: np.ndarray, gate: np.ndarray) -> np.ndarray:
@@ -78,7 +72,7 @@ def source_mix(source: np.ndarray, gate: np.ndarray) -> np.ndarray:
 
     What the card compares the WaveNet's output with: everything the network adds is the difference.
     """
-    from .source import GROUPS
+    from w2m2w.models.source import GROUPS
 
     return ((source[:, : len(GROUPS)].sum(1) + 0.3 * source[:, len(GROUPS)]) * gate * 0.1).astype(np.float32)
 

@@ -5,18 +5,20 @@ dataclass (its Hydra structured config; fields declared with w2m2w.settings.sett
 a weights file whose hash goes into the sidecar, `load` (models loaded once per
 process, before any piece) and `run` (one piece: read job.input, write job.output,
 return stats). The stages themselves live in the top-level `stages/` package, which
-lists them in order (stages.STAGES).
+lists them in order (stages.STAGES) and registers them here (register): the library
+never imports `stages`; the edge (run.py) hands the stages to the runner.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .settings import output_settings, settings_hash
+from w2m2w.settings import output_settings, settings_hash
 
 
 class StageError(RuntimeError):
@@ -56,12 +58,26 @@ class Stage:
 
     def __reduce__(self) -> tuple:
         # a stage travels to worker processes and Ray actors by name: each process uses its own registered instance
-        from stages import get
-
-        return get, (self.name,)
+        return registered, (self.name, type(self).__module__)
 
     def __repr__(self) -> str:
         return f"<stage {self.name}>"
+
+
+_REGISTRY: dict[str, Stage] = {}
+
+
+def register(*stages: Stage) -> None:
+    """Make `stages` the instances a stage of their name unpickles to (stages/__init__.py registers its stages)."""
+    _REGISTRY.update({stage.name: stage for stage in stages})
+
+
+def registered(name: str, module: str) -> Stage:
+    """The registered stage called `name`; a process that has not registered it yet imports the module that defines it
+    (by name: its package registers its stages when imported), so the library never imports `stages` itself."""
+    if name not in _REGISTRY:
+        importlib.import_module(module)
+    return _REGISTRY[name]
 
 
 @dataclass(frozen=True)

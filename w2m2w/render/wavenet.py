@@ -1,6 +1,6 @@
 """Notes -> audio with the WaveNet: model loading, conditioning, folded batched generation, streaming.
 
-Every piece is cut into segments (w2m2w.folding); segments of one or several
+Every piece is cut into segments (w2m2w.render.folding); segments of one or several
 pieces are generated side by side in windows of `folds` streams, by the numba
 kernel on CPU or the torch loop on GPU, and joined back with cross-fades.
 Audio comes out per window, in order, so memory is bounded for any length.
@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import SAMPLE_RATE
-from .audio import mu_law_decode
-from .features import conditioning_roll, excitation
-from .folding import Segment, Unfolder, plan_segments, segment_length
-from .midi import notes_in_range
-from .models.wavenet import MODEL_NAME, TorchGenerator, WaveNet, wavenet_from_config
+from w2m2w import SAMPLE_RATE
+from w2m2w.audio import mu_law_decode
+from w2m2w.features import conditioning_roll, excitation
+from w2m2w.midi import notes_in_range
+from w2m2w.models.wavenet import MODEL_NAME, TorchGenerator, WaveNet, wavenet_from_config
+from w2m2w.render.folding import Segment, Unfolder, plan_segments, segment_length
 
 
 @dataclass
@@ -50,15 +50,9 @@ def _cores() -> int:
 
 def load_wavenet(path: str | os.PathLike, device: str = "cpu") -> WaveNet:
     """A WaveNet from a weights file (WeightsError names the file if it is unusable)."""
-    from .checkpoint import WeightsError, load_weights
+    from w2m2w.checkpoint import load_model
 
-    state, config, _ = load_weights(path, MODEL_NAME)
-    try:
-        model = wavenet_from_config(config)
-        model.load_state_dict(state)
-    except (RuntimeError, ValueError, TypeError) as exc:
-        raise WeightsError(f"{path}: weights do not fit the WaveNet config stored in it ({str(exc).splitlines()[0]})") from None
-    return model.to(device).eval()
+    return load_model(path, MODEL_NAME, wavenet_from_config, device, what="the WaveNet")
 
 
 def piece_samples(notes: np.ndarray, tail_seconds: float, hop: int, sr: int = SAMPLE_RATE) -> int:
@@ -92,7 +86,7 @@ class Synthesizer:
         self.threads = cfg.threads or _cores()
         self.packed = None
         if backend == "numba":
-            from .models.wavenet_numba import pack
+            from w2m2w.models.wavenet_numba import pack
 
             self.packed = pack(model)
         hop = model.cfg.hop_length
@@ -139,7 +133,7 @@ class Synthesizer:
         chunk = max(1, self.cfg.chunk_samples)
         u = rng.random((B, n), dtype=np.float32)  # drawn per window, so the chunking never changes the audio
         if self.backend == "numba":
-            from .models.wavenet_numba import NumbaGenerator, prepare_cond
+            from w2m2w.models.wavenet_numba import NumbaGenerator, prepare_cond
 
             gen = NumbaGenerator(self.packed, prepare_cond(self.packed, cond.cpu().numpy()), lengths, self.threads, self.cfg.temperature, exc)
             try:

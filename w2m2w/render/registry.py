@@ -17,11 +17,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import SAMPLE_RATE
+from w2m2w import SAMPLE_RATE, paths
 
-REPO = Path(__file__).resolve().parent.parent
 RENDERERS = ("source_filter", "wavenet", "fluidsynth")
-DEFAULT_WEIGHTS = {"source_filter": REPO / "weights" / "source_filter_wavenet.safetensors", "wavenet": REPO / "weights" / "wavenet.safetensors"}
+DEFAULT_WEIGHTS = {"source_filter": paths.DEFAULT_WEIGHTS["source_filter_wavenet"], "wavenet": paths.DEFAULT_WEIGHTS["wavenet"]}
 
 
 class Renderer(Protocol):
@@ -45,13 +44,13 @@ class Renderer(Protocol):
 
 
 class FluidSynthRenderer:
-    """FluidSynth through a soundfont (w2m2w.fluidsynth): peaks normalised to 0.9, one second of tail."""
+    """FluidSynth through a soundfont (w2m2w.render.fluidsynth): peaks normalised to 0.9, one second of tail."""
 
     name = "fluidsynth"
     backend = "fluidsynth"
 
     def __init__(self, soundfont: str = "fluidr3", program: int = 0, chunk_seconds: float = 10.0, sample_rate: int = SAMPLE_RATE):
-        from .fluidsynth import soundfont_path
+        from w2m2w.render.fluidsynth import soundfont_path
 
         self.soundfont_file = soundfont_path(soundfont)  # RenderError names it when it is not installed
         self.soundfont, self.program, self.chunk_seconds, self.sample_rate = soundfont, int(program), float(chunk_seconds), sample_rate
@@ -61,7 +60,7 @@ class FluidSynthRenderer:
         return max(1, math.ceil((end + 1.0) * self.sample_rate))
 
     def stream(self, notes: np.ndarray, n_samples: int | None = None, progress: Callable[[float], None] | None = None) -> Iterator[np.ndarray]:
-        from .fluidsynth import stream_notes
+        from w2m2w.render.fluidsynth import stream_notes
 
         left = None if n_samples is None else int(n_samples)
         for y in stream_notes(notes, self.soundfont, self.sample_rate, self.program, self.chunk_seconds):
@@ -86,7 +85,7 @@ class FluidSynthRenderer:
 def weights_file(name: str, settings: dict[str, Any]) -> Path:
     """What identifies the renderer's sound: the weights file, or FluidSynth's soundfont file."""
     if name == "fluidsynth":
-        from .fluidsynth import SOUNDFONTS, RenderError, soundfont_path
+        from w2m2w.render.fluidsynth import SOUNDFONTS, RenderError, soundfont_path
 
         try:
             return Path(soundfont_path(settings.get("soundfont", "fluidr3")))
@@ -108,11 +107,11 @@ def load_renderer(name: str, settings: dict[str, Any]) -> Renderer:
     path = weights_file(name, settings)
     device = str(settings.get("device", "cpu"))
     if name == "source_filter":
-        from .synthesis_source_filter import SourceFilterRenderConfig, SourceFilterRenderer, load_source_filter
+        from w2m2w.render.source_filter import SourceFilterRenderConfig, SourceFilterRenderer, load_source_filter
 
         keys = set(SourceFilterRenderConfig.__dataclass_fields__)
         return SourceFilterRenderer(load_source_filter(path, device), SourceFilterRenderConfig(**{k: settings[k] for k in keys if k in settings}))
-    from .synthesis import SynthesisConfig, Synthesizer, load_wavenet
+    from w2m2w.render.wavenet import SynthesisConfig, Synthesizer, load_wavenet
 
     keys = set(SynthesisConfig.__dataclass_fields__)
     return Synthesizer(load_wavenet(path, device), SynthesisConfig(**{k: settings[k] for k in keys if k in settings}))

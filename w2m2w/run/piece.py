@@ -1,6 +1,6 @@
 """Takes pieces through stages following the run-directory contract (no Hydra here).
 
-A stage (w2m2w.stage.Stage, paired with its settings as a Configured) writes one
+A stage (w2m2w.run.stage.Stage, paired with its settings as a Configured) writes one
 piece's output to a temporary path and returns stats. This module decides what is
 current, reuses what another run directory already computed, writes atomically,
 records sidecars and keeps going when a piece fails.
@@ -18,30 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .io_errors import write_failure
-from .stage import Configured, StageError, StageJob  # noqa: F401 - StageError/StageJob: their old home, kept importable
-from .staging import (
-    LockedError,
-    MissingInputError,
-    atomic_path,
-    file_lock,
-    file_sha256,
-    input_kind,
-    inside_run_dir,
-    is_current,
-    lock_path,
-    make_dirs,
-    output_path,
-    read_sidecar,
-    remove_file,
-    replace_file,
-    sidecar_path,
-    stage_input,
-    temp_name,
-    write_json,
-)
-from .stopping import Interrupted
+from w2m2w import __version__
+from w2m2w.files import LockedError, file_sha256
+from w2m2w.run.discovery import input_kind
+from w2m2w.run.io_errors import write_failure
+from w2m2w.run.rundir import MissingInputError, RunDir, is_current, read_sidecar, sidecar_path
+from w2m2w.run.stage import Configured, StageError, StageJob
+from w2m2w.run.stopping import Interrupted
 
 log = logging.getLogger("w2m2w")
 
@@ -60,9 +43,13 @@ class Plan:
     """What every piece of a run goes through, and where; picklable, so it travels to worker processes and Ray actors."""
 
     stages: list[Configured]
-    run_dir: Path
+    run_dir: RunDir  # a Path is taken as its RunDir
     force: bool = False  # recompute current outputs
     reuse_dirs: list[Path] = field(default_factory=list)  # other run directories whose current outputs are copied
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.run_dir, RunDir):
+            self.run_dir = RunDir(self.run_dir)
 
 
 class Hashes:
@@ -108,9 +95,9 @@ def stages_for(source: Path, stages: list[Configured]) -> list[Configured]:
     return stages[1:] if input_kind(source) == "midi" and stages and stages[0].name == "transcribe" else list(stages)
 
 
-def _step(stage: Configured, source: Path, run_dir: Path, piece: str) -> _Step:
-    """What `stage` reads (staging.stage_input: the run folder's previous output, else the source) and writes."""
-    return _Step(stage, stage_input(run_dir, stage.name, piece, source), output_path(run_dir, stage.name, piece))
+def _step(stage: Configured, source: Path, run_dir: RunDir, piece: str) -> _Step:
+    """What `stage` reads (RunDir.stage_input: the run folder's previous output, else the source) and writes."""
+    return _Step(stage, run_dir.stage_input(stage.name, piece, source), run_dir.output(stage.name, piece))
 
 
 def _reuse(step: _Step, piece: str, plan: Plan) -> Path | None:
@@ -121,16 +108,16 @@ def _reuse(step: _Step, piece: str, plan: Plan) -> Path | None:
     """
     out, run_dir = step.output, plan.run_dir
     for d in plan.reuse_dirs:
-        cand = output_path(d, step.stage.name, piece)
+        cand = RunDir(d).output(step.stage.name, piece)
         if cand.resolve() == out.resolve() or not is_current(cand, step.in_hash, step.stage.settings_hash, step.w_hash):
             continue
         side = read_sidecar(cand) or {}
-        with atomic_path(out, root=run_dir) as tmp:
+        with run_dir.atomic(out) as tmp:
             try:
                 os.link(cand, tmp)  # same file system: no copy at all
             except OSError:
                 shutil.copyfile(cand, tmp)
-        write_json(sidecar_path(out), {**side, "reused_from": str(cand)}, root=run_dir)
+        run_dir.write_json(sidecar_path(out), {**side, "reused_from": str(cand)})
         return cand
     return None
 
@@ -152,8 +139,8 @@ def _stats(out: Path) -> dict[str, Any]:
 def _compute(step: _Step, piece: str, source: Path, plan: Plan, hashes: Hashes) -> dict[str, Any]:
     """Run the stage into a temporary file, then move it into place and write its sidecar; the stage's result."""
     out, run_dir, name = step.output, plan.run_dir, step.stage.name
-    make_dirs(out.parent, root=run_dir)
-    tmp = inside_run_dir(run_dir, temp_name(out))
+    run_dir.make_dirs(out.parent)
+    tmp = run_dir.temp_for(out)
     t0 = time.time()
     try:
         stats = step.stage.run(StageJob(piece, source, step.input, tmp))
@@ -179,11 +166,11 @@ def _compute(step: _Step, piece: str, source: Path, plan: Plan, hashes: Hashes) 
         }
         # the old sidecar goes first, the new one comes last: an output without its sidecar is never taken as
         # current, and the old output is replaced in one rename, never deleted before its successor exists
-        remove_file(sidecar_path(out), root=run_dir)
-        replace_file(tmp, out, root=run_dir)
-        write_json(sidecar_path(out), side, root=run_dir)
+        run_dir.remove(sidecar_path(out))
+        run_dir.replace(tmp, out)
+        run_dir.write_json(sidecar_path(out), side)
     finally:
-        remove_file(tmp, root=run_dir)  # also when told to stop: no half-written file stays behind
+        run_dir.remove(tmp)  # also when told to stop: no half-written file stays behind
     log.info("[%s] %s: %s", name, piece, ", ".join(f"{k}={v}" for k, v in stats.items() if not isinstance(v, (dict, list))))
     return {"status": "done", "seconds": elapsed, **stats}
 
@@ -191,7 +178,7 @@ def _compute(step: _Step, piece: str, source: Path, plan: Plan, hashes: Hashes) 
 def _run_step(step: _Step, piece: str, source: Path, plan: Plan, hashes: Hashes) -> dict[str, Any]:
     """One stage of one piece under its lock: current, reused from another run directory, or computed."""
     name = step.stage.name
-    with file_lock(lock_path(plan.run_dir, name, piece), f"{piece} ({name})", root=plan.run_dir):
+    with plan.run_dir.lock(name, piece, f"{piece} ({name})"):
         step.hash(hashes)
         if not plan.force and step.is_current():
             log.info("[%s] %s: current, skipped", name, piece)
@@ -217,7 +204,7 @@ def run_piece(piece: str, source: Path, plan: Plan, hashes: Hashes | None = None
         return result
     any_ran = False
     for stage in todo:
-        out = output_path(plan.run_dir, stage.name, piece)
+        out = plan.run_dir.output(stage.name, piece)
         try:
             if input_kind(source) is None:
                 raise StageError(f"{source}: not an audio or MIDI file (extension {source.suffix or 'none'})")

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import SAMPLE_RATE
-from .features import MelConfig, log_mel
+from w2m2w import SAMPLE_RATE
+from w2m2w.features import MelConfig, log_mel
 
 NOTE_SUFFIXES = (".mid", ".midi", ".tsv")
 TAIL_SECONDS = 2.5  # every system renders this long after the last offset
@@ -100,7 +100,7 @@ class BasicPitch:
     def transcribe(self, audio: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
         from basic_pitch.inference import predict
 
-        from .audio import save_wav
+        from w2m2w.audio import save_wav
 
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "render.wav"
@@ -111,7 +111,7 @@ class BasicPitch:
 
 def round_trip(transcribe: Callable[[np.ndarray], np.ndarray], audio: np.ndarray, notes: np.ndarray) -> dict[str, float]:
     """Transcribe audio and score it against the notes it was rendered from."""
-    from .metrics import transcription_metrics
+    from w2m2w.metrics import transcription_metrics
 
     m = transcription_metrics(notes, transcribe(audio))
     return {k: m[k] for k in ("note_f1", "frame_f1")}
@@ -141,7 +141,7 @@ def note_inputs(path: str | os.PathLike, include: Sequence[str] = (), exclude: S
 
     include/exclude: globs matched against the relative path or the bare file name.
     """
-    from .discovery import InputError, find_files
+    from w2m2w.run.discovery import InputError, find_files
 
     try:
         found = find_files(path, NOTE_SUFFIXES, what="MIDI or .tsv note", include=include, exclude=exclude)
@@ -155,7 +155,7 @@ midi_inputs = note_inputs  # the name scripts use
 
 def reference_audio(reference: str | os.PathLike | None) -> dict[str, Path]:
     """Target recordings by file stem: every audio file under a folder, or the files a .txt lists."""
-    from .audio import AUDIO_EXTENSIONS
+    from w2m2w.audio import AUDIO_EXTENSIONS
 
     if not reference:
         return {}
@@ -184,10 +184,10 @@ def evaluate_synthesis(
     systems: label -> Renderer. max_seconds crops each piece (and its reference) from the start.
     Unreadable or empty note files are skipped with a warning naming them.
     """
-    from .audio import load_audio, save_wav
-    from .data.transcription import crop_notes
-    from .midi import MidiError, load_notes
-    from .synthesis import clean_notes
+    from w2m2w.audio import load_audio, save_wav
+    from w2m2w.data.transcription import crop_notes
+    from w2m2w.midi import MidiError, load_notes
+    from w2m2w.render.wavenet import clean_notes
 
     rows, failed = [], []
     for name, path in files:
@@ -266,8 +266,8 @@ def run_synthesis_evaluation(
     (when installed) | true | false. Raises ValueError for an input with no note files,
     WeightsError for unusable weights, each one line naming the file.
     """
-    from .checkpoint import sha256_file
-    from .renderers import load_renderer, weights_file
+    from w2m2w.files import sha256_file
+    from w2m2w.render.registry import load_renderer, weights_file
 
     files = note_inputs(input_path, include, exclude)
     refs = reference_audio(reference)
@@ -279,7 +279,7 @@ def run_synthesis_evaluation(
         systems["fluidsynth"] = load_renderer("fluidsynth", {"soundfont": soundfont})
     transcribers: dict[str, Callable] = {}
     if transcriber is not None:
-        from .transcription import load_transcriber, transcribe
+        from w2m2w.transcription import load_transcriber, transcribe
 
         model = load_transcriber(transcriber, device)
         transcribers["w2m2w"] = lambda audio: transcribe(model, audio)

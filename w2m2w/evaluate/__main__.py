@@ -27,19 +27,19 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from .audio import AUDIO_EXTENSIONS
-from .discovery import MIDI_EXTENSIONS
+from w2m2w import hydra_edge, paths
+from w2m2w.audio import AUDIO_EXTENSIONS
+from w2m2w.run.discovery import MIDI_EXTENSIONS
 
 # Order matters: when a folder holds several references for one piece, the first extension wins.
 REFERENCE_EXTENSIONS = (".mid", ".midi", ".tsv")
 TASKS = ("transcription", "generation", "synthesis")
 AVAILABLE_TASKS = ("transcription", "generation", "synthesis")
 # the shipped model each task uses when weights=null
-_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = {
-    "transcription": str(_WEIGHTS_DIR / "onsets_frames.safetensors"),
-    "generation": str(_WEIGHTS_DIR / "music_transformer.safetensors"),
-    "synthesis": None,  # the shipped weights of the synthesizer under test (w2m2w.renderers.DEFAULT_WEIGHTS)
+    "transcription": str(paths.DEFAULT_WEIGHTS["onsets_frames"]),
+    "generation": str(paths.DEFAULT_WEIGHTS["music_transformer"]),
+    "synthesis": None,  # the shipped weights of the synthesizer under test (w2m2w.render.registry.DEFAULT_WEIGHTS)
 }
 
 
@@ -79,7 +79,7 @@ def find_inputs(root: str | os.PathLike, extensions: Iterable[str], include: Seq
     discovery.find_files finds them (hidden names are temporaries of atomic writes or
     editor files, never inputs); no globs or lists here: input= is a folder or one file.
     """
-    from .discovery import InputError, find_files
+    from w2m2w.run.discovery import InputError, find_files
 
     try:
         found = find_files(root, tuple(extensions), what=what, lists=False, named_any_type=False, include=include, exclude=exclude)
@@ -166,9 +166,9 @@ def evaluate_transcription(
     input or reference, an input without usable files, or unusable weights.
     pedal_onset_tolerance: seconds; None is Kong et al.'s 0.2 (metrics.PEDAL_ONSET_TOLERANCE).
     """
-    from .metrics import PEDAL_ONSET_TOLERANCE, mean_metrics, pedal_metrics, transcription_metrics
-    from .midi import load_midi_notes, load_notes
-    from .pedal import empty_pedal, load_pedal
+    from w2m2w.metrics import PEDAL_ONSET_TOLERANCE, mean_metrics, pedal_metrics, transcription_metrics
+    from w2m2w.midi import load_midi_notes, load_notes
+    from w2m2w.pedal import empty_pedal, load_pedal
 
     input_path, reference = Path(input_path), Path(reference)
     pedal_onset_tolerance = PEDAL_ONSET_TOLERANCE if pedal_onset_tolerance is None else pedal_onset_tolerance
@@ -243,7 +243,7 @@ def evaluate_transcription(
     if pedal_rows:
         summary.update(pedal_files=len(pedal_rows), **_round(mean_metrics(pedal_rows)), pedal_onset_tolerance=pedal_onset_tolerance)
     if model is not None:
-        from .checkpoint import sha256_file
+        from w2m2w.files import sha256_file
 
         summary.update(
             weights=str(weights),
@@ -270,8 +270,8 @@ def _fail(report: TranscriptionReport, warn: Callable[[str], None], item: Item, 
 
 
 def _load_model(weights: str | os.PathLike | None, device: str) -> Any:
-    from .checkpoint import WeightsError
-    from .transcription import load_transcriber
+    from w2m2w.checkpoint import WeightsError
+    from w2m2w.transcription import load_transcriber
 
     if not weights:
         raise EvaluateError("the input holds audio: set weights=PATH to a transcriber weights file")
@@ -283,9 +283,9 @@ def _load_model(weights: str | os.PathLike | None, device: str) -> Any:
 
 def _transcribe_file(model, path: Path, decode: dict[str, float]) -> tuple[Any, Any, dict[str, float]]:
     """Notes (n, 4), pedal (m, 2) or None without a pedal head, and timings of one audio file."""
-    from . import SAMPLE_RATE
-    from .audio import load_audio
-    from .transcription import DecodeConfig, transcribe_with_pedal
+    from w2m2w import SAMPLE_RATE
+    from w2m2w.audio import load_audio
+    from w2m2w.transcription import DecodeConfig, transcribe_with_pedal
 
     y = load_audio(path)
     t0 = time.perf_counter()
@@ -295,13 +295,12 @@ def _transcribe_file(model, path: Path, decode: dict[str, float]) -> tuple[Any, 
 
 
 def _error(msg: str, code: int = 2) -> None:
-    print(f"w2m2w.evaluate: {msg}", file=sys.stderr, flush=True)
-    sys.exit(code)
+    hydra_edge.fail(msg, code, prefix="w2m2w.evaluate")
 
 
 def _continuation_settings(cfg: Any) -> Any:
     """evaluate.yaml's continuation block as ContinuationSettings, or None when it is switched off."""
-    from .continuation_eval import ContinuationSettings
+    from w2m2w.evaluate.generation import ContinuationSettings
 
     c = cfg.get("continuation") or {}
     if not c.get("enabled", True):
@@ -326,7 +325,7 @@ def run(cfg: Any) -> int:
     if cfg.input is None:
         _error(f"task={task} needs input=PATH (a folder of MIDI or audio files, or one file)")
     weights = cfg.weights or DEFAULT_WEIGHTS[task]
-    from .staging import write_json  # here: loads torch (staging -> checkpoint), which usage errors above need not wait for
+    from w2m2w.files import write_json  # here, as before: the usage errors above need not wait for any import
 
     def emit(row: dict[str, Any]) -> None:
         print(json.dumps(row), flush=True)
@@ -339,8 +338,8 @@ def run(cfg: Any) -> int:
 
         torch.set_num_threads(int(cfg.threads))
     if task == "generation":
-        from .checkpoint import WeightsError
-        from .generation import evaluate_generation
+        from w2m2w.checkpoint import WeightsError
+        from w2m2w.evaluate.generation import evaluate_generation
 
         try:
             summary = evaluate_generation(
@@ -358,9 +357,9 @@ def run(cfg: Any) -> int:
         print(json.dumps(summary), flush=True)
         return 0
     if task == "synthesis":
-        from .checkpoint import WeightsError
-        from .fluidsynth import RenderError
-        from .synthesis_eval import run_synthesis_evaluation
+        from w2m2w.checkpoint import WeightsError
+        from w2m2w.evaluate.synthesis import run_synthesis_evaluation
+        from w2m2w.render.fluidsynth import RenderError
 
         try:
             summary = run_synthesis_evaluation(
@@ -417,12 +416,22 @@ def run(cfg: Any) -> int:
     return 0
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     code = run(cfg)
     if code:
         sys.exit(code)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    args = sys.argv[1:]
+    # flags (--help, --cfg) go to Hydra as they are; plain overrides are composed and checked first (hydra_edge)
+    if not any(a.startswith("-") for a in args):
+        problem = hydra_edge.precheck([a for a in args if not a.startswith(("hydra.", "hydra/"))], "evaluate", job_name="evaluate_check")
+        if problem:
+            hydra_edge.fail(problem, prefix="w2m2w.evaluate")
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -16,8 +16,10 @@ from urllib.parse import quote
 
 import numpy as np
 
-from . import __version__
-from .staging import STAGES, UnsafePieceIdError, atomic_path, check_piece_id, input_kind, output_path, read_sidecar
+from w2m2w import __version__
+from w2m2w.run.discovery import input_kind
+from w2m2w.run.piece_ids import UnsafePieceIdError, check_piece_id
+from w2m2w.run.rundir import STAGES, RunDir, read_sidecar
 
 MAX_NOTES = 20_000  # an SVG rect per note: cap it so a long piece keeps the page small
 ROLL_WIDTH = 900
@@ -161,7 +163,7 @@ def _wav_seconds(path: Path) -> float:
 
 def _midi_block(path: Path, split_s: float | None = None) -> str:
     """Key numbers and the piano roll of one MIDI output; a message instead if it does not read."""
-    from .midi import load_midi_notes  # pretty_midi is slow to import: only when a report is written
+    from w2m2w.midi import load_midi_notes  # pretty_midi is slow to import: only when a report is written
 
     try:
         notes = load_midi_notes(path)
@@ -182,14 +184,14 @@ def _midi_block(path: Path, split_s: float | None = None) -> str:
     return f"<p>{_esc(facts)} {legend}</p>\n{piano_roll_svg(notes, split_s)}"
 
 
-def _stage_block(run_dir: Path, stage: str, piece: str, info: dict[str, Any], kind: str | None = None, stale: str | None = None) -> str:
+def _stage_block(rd: RunDir, stage: str, piece: str, info: dict[str, Any], kind: str | None = None, stale: str | None = None) -> str:
     """One stage of one piece: status, output (roll or player), timings, settings and stats.
 
     A stale output (freshness: kept after a failure, or made from what is no longer upstream of it)
     is named as such with the reason; stale audio gets a link, not a player, so it is never heard
     as the rendering of the continuation shown above it.
     """
-    out = output_path(run_dir, stage, piece)
+    out, run_dir = rd.output(stage, piece), rd.path
     status = info.get("status")
     head = f"<h3>{STAGES.index(stage) + 1}. {stage}</h3>"
     parts = [head]
@@ -227,7 +229,7 @@ def _stage_block(run_dir: Path, stage: str, piece: str, info: dict[str, Any], ki
     return "\n".join(parts)
 
 
-def _piece_section(run_dir: Path, idx: int, piece: str, entry: dict[str, Any]) -> str:
+def _piece_section(rd: RunDir, idx: int, piece: str, entry: dict[str, Any]) -> str:
     """The section of one piece; any error reading its files shows up inside it."""
     source, status = entry.get("source"), entry["status"]
     kind = entry.get("kind") or (input_kind(source) if source else None)
@@ -249,12 +251,12 @@ def _piece_section(run_dir: Path, idx: int, piece: str, entry: dict[str, Any]) -
             parts.append(_midi_block(Path(source)))
         else:
             seconds = (entry["stages"].get("transcribe") or {}).get("audio_seconds") or (
-                (read_sidecar(output_path(run_dir, "transcribe", piece)) or {}).get("stats") or {}
+                (read_sidecar(rd.output("transcribe", piece)) or {}).get("stats") or {}
             ).get("audio_seconds")
-            parts.append((f"<p>{float(seconds):.2f} s of audio</p>" if seconds else "") + audio_player(source, run_dir))
+            parts.append((f"<p>{float(seconds):.2f} s of audio</p>" if seconds else "") + audio_player(source, rd.path))
         stale = entry.get("stale") or {}
         for stage in STAGES:
-            parts.append(_stage_block(run_dir, stage, piece, entry["stages"].get(stage) or {}, kind, stale.get(stage)))
+            parts.append(_stage_block(rd, stage, piece, entry["stages"].get(stage) or {}, kind, stale.get(stage)))
     except Exception as exc:  # anything unforeseen stays inside this piece's section
         parts.append(f'<p class="err">cannot show this piece: {_esc(type(exc).__name__)}: {_esc(exc)}</p>')
     parts.append('<p><a href="#index">back to index</a></p></section>')
@@ -295,12 +297,13 @@ def _stale_note(stale: dict[str, str]) -> str:
     return f' <span class="stale">(stale: {_esc(", ".join(stale))})</span>' if stale else ""
 
 
-def write_report(run_dir: str | os.PathLike, summary: dict | None = None) -> Path:
+def write_report(run_dir: str | os.PathLike | RunDir, summary: dict | None = None) -> Path:
     """Write RUN_DIR/report.html (atomically) from the run's files and `summary` (else summary.json); return its path."""
-    run_dir = Path(run_dir)
+    rd = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
+    run_dir = rd.path
     if summary is None:
-        summary = _load_json(run_dir / "summary.json")
-    run_json = _load_json(run_dir / "run.json")
+        summary = _load_json(rd.summary_json)
+    run_json = _load_json(rd.run_json)
     pieces = collect_pieces(run_json, summary)
     counts: dict[str, int] = {}
     for p in pieces.values():
@@ -312,7 +315,7 @@ def write_report(run_dir: str | os.PathLike, summary: dict | None = None) -> Pat
         f'<td class="err">{_esc(p["error"] or "")}</td></tr>'
         for i, (pid, p) in enumerate(pieces.items())
     )
-    sections = [_piece_section(run_dir, i, pid, p) for i, (pid, p) in enumerate(pieces.items())]
+    sections = [_piece_section(rd, i, pid, p) for i, (pid, p) in enumerate(pieces.items())]
     config = summary.get("config")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>w2m2w run report: {_esc(run_dir.name)}</title>
@@ -327,7 +330,7 @@ stages of the last call: {_esc(", ".join(summary.get("stages") or []) or "unknow
 {chr(10).join(sections)}
 </body></html>
 """
-    path = run_dir / "report.html"
-    with atomic_path(path, root=run_dir) as tmp:
+    path = rd.report_html
+    with rd.atomic(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return path

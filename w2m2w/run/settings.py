@@ -7,8 +7,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .settings import AT_LEAST_ONE, DEVICES, NON_NEGATIVE, POSITIVE, Range, SettingsError, check, setting
-from .staging import STAGES as STAGE_NAMES  # the run-directory folders' order; the registry test holds stages.STAGES to it
+from w2m2w.run.rundir import STAGES as STAGE_NAMES  # the run-directory folders' order; the registry test holds stages.STAGES to it
+from w2m2w.settings import AT_LEAST_ONE, DEVICES, NON_NEGATIVE, POSITIVE, Range, SettingsError, check, setting
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # each worker is a process that loads every model (hundreds of MB): thousands of them is a typo, not a machine
@@ -108,7 +108,7 @@ def _check_cuda(key: str, device: str) -> None:
 
 
 def _check_soundfont(key: str, soundfont: str) -> None:
-    from .fluidsynth import SOUNDFONTS, RenderError, soundfont_path
+    from w2m2w.render.fluidsynth import SOUNDFONTS, RenderError, soundfont_path
 
     try:
         soundfont_path(soundfont)

@@ -1,13 +1,9 @@
-"""The run-directory contract: stage paths, sidecars, current-output checks, guarded atomic writes, locks.
+"""Files written safely: atomic writes, guarded make/replace/remove inside a root folder, locks, sha256.
 
-RUN_DIR/run.json, RUN_DIR/<n>-<stage>/<piece>.<ext> and a <piece>.json sidecar
-next to each output (see DESIGN.md). Everything here is a plain function of
-paths and dicts so the pipeline, the tests and other tools share one definition.
 Whatever writes or deletes in a run folder passes the folder as `root`, and
-inside_run_dir refuses any path outside it.
-
-atomic_path is also the project's one way to write any file atomically (weights,
-checkpoints, caches, reports): outside a run folder, callers pass root=None.
+inside_run_dir refuses any path outside it. atomic_path is the project's one way
+to write any file atomically (weights, checkpoints, caches, reports, run folders):
+outside a run folder, callers pass root=None.
 """
 
 from __future__ import annotations
@@ -25,15 +21,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import sha256_file
-
-# ids and inputs are part of the contract: re-exported so that callers have one place to import it from
-from .discovery import LIST_EXTENSIONS, MIDI_EXTENSIONS, InputError, discover_inputs, input_kind  # noqa: F401
-from .piece_ids import UnsafePieceIdError, check_piece_id, safe_component  # noqa: F401
-
-STAGES = ("transcribe", "generate", "synthesize")
-STAGE_EXT = {"transcribe": ".mid", "generate": ".mid", "synthesize": ".wav"}
 log = logging.getLogger("w2m2w")
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 class OutsideRunDirError(ValueError):
@@ -54,79 +50,6 @@ def inside_run_dir(run_dir: str | os.PathLike, path: str | os.PathLike) -> Path:
     if path.name in ("", ".", "..") or (where != root and root not in where.parents):
         raise OutsideRunDirError(f"{path}: outside the run folder {root}; refused")
     return path
-
-
-def stage_dir(run_dir: str | os.PathLike, stage: str) -> Path:
-    """RUN_DIR/1-transcribe, RUN_DIR/2-generate, RUN_DIR/3-synthesize."""
-    return Path(run_dir) / f"{STAGES.index(stage) + 1}-{stage}"
-
-
-def output_path(run_dir: str | os.PathLike, stage: str, piece: str) -> Path:
-    """RUN_DIR/<n>-<stage>/<piece><ext>; the piece id is checked first (UnsafePieceIdError)."""
-    return stage_dir(run_dir, stage) / f"{check_piece_id(piece)}{STAGE_EXT[stage]}"
-
-
-# where each kind of input enters the pipeline: audio at transcribe; MIDI at generate (continue it) or synthesize (render it)
-ENTRY_STAGES = {"audio": ("transcribe",), "midi": ("generate", "synthesize")}
-
-
-class MissingInputError(RuntimeError):
-    """A stage's input is not there: the previous stage's output, or the source file; the message says which."""
-
-
-def stage_input(run_dir: str | os.PathLike, stage: str, piece: str, source: str | os.PathLike) -> Path:
-    """The file `stage` reads for `piece`: the nearest earlier stage's output in the run folder, else the source.
-
-    This is the contract that makes a rerun of a later stage read the run folder: `stages=[generate]`
-    over a run made from a recording reads 1-transcribe/, `[synthesize]` reads 2-generate/. Only where
-    no earlier output exists does a stage read the user's file, and only a stage that file can enter
-    (ENTRY_STAGES); otherwise MissingInputError names the output that is missing.
-    """
-    earlier = STAGES[: STAGES.index(stage)]
-    for prev in reversed(earlier):
-        out = output_path(run_dir, prev, piece)
-        if out.is_file():
-            return out
-    source = Path(source)
-    if stage in ENTRY_STAGES.get(input_kind(source) or "", ()):
-        if not source.is_file():
-            raise MissingInputError(f"{source}: source not found (moved, renamed or unmounted?); the outputs already made for it are kept")
-        return source
-    prev = earlier[-1] if earlier else stage
-    raise MissingInputError(f"{source}: no {prev} output at {output_path(run_dir, prev, piece)}; run stages=[{prev}] first")
-
-
-def is_run_folder(folder: str | os.PathLike) -> bool:
-    """True for a w2m2w run folder (run.json beside a stage folder): its files are outputs, never inputs."""
-    folder = Path(folder)
-    return (folder / "run.json").is_file() and any(stage_dir(folder, s).is_dir() for s in STAGES)
-
-
-def sidecar_path(output: str | os.PathLike) -> Path:
-    output = Path(output)
-    return output.with_name(output.name[: -len(output.suffix)] + ".json")
-
-
-def config_hash(cfg: dict[str, Any]) -> str:
-    """sha256 of the canonical JSON of a stage's settings."""
-    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def read_sidecar(output: str | os.PathLike) -> dict[str, Any] | None:
-    try:
-        return json.loads(sidecar_path(output).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def is_current(output: str | os.PathLike, input_sha256: str, cfg_hash: str, weights_sha256: str | None) -> bool:
-    """True when the output and its sidecar exist and the sidecar's three hashes match."""
-    if not Path(output).is_file():
-        return False
-    side = read_sidecar(output)
-    if side is None:
-        return False
-    return side.get("input_sha256") == input_sha256 and side.get("config_hash") == cfg_hash and side.get("weights_sha256") == weights_sha256
 
 
 def host_tag(host: str | None = None) -> str:
@@ -211,19 +134,6 @@ def write_json(path: str | os.PathLike, data: Any, *, root: str | os.PathLike | 
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
 
 
-def writable_problem(run_dir: str | os.PathLike) -> str | None:
-    """None when the run folder can be created and written (a probe file is made and deleted), else the reason."""
-    run_dir = Path(run_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = temp_name(run_dir / "probe")
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        return f"{run_dir}: run folder is not writable ({exc.strerror or exc})"
-    return None
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -274,11 +184,6 @@ def remove_stale_temps(folder: str | os.PathLike, *, root: str | os.PathLike) ->
 
 class LockedError(RuntimeError):
     """Another process holds the lock; the message says which file and, when known, who."""
-
-
-def lock_path(run_dir: str | os.PathLike, stage: str, piece: str) -> Path:
-    """RUN_DIR/.locks/<n>-<stage>/<piece>.lock: one lock per piece and stage, out of the stage folders (outputs only there)."""
-    return Path(run_dir) / ".locks" / stage_dir(run_dir, stage).name / f"{check_piece_id(piece)}.lock"
 
 
 def _open_lock(path: Path, root: str | os.PathLike) -> int:

@@ -1,4 +1,8 @@
-"""run.py's settings check, before Hydra starts a job (the Hydra edge).
+"""The Hydra edge of run.py, `python -m w2m2w.train` and `python -m w2m2w.evaluate`: one precheck, one error path.
+
+precheck composes a config as Hydra will and checks it before Hydra writes anything; fail is every entry
+point's way out on a bad setting: one line on stderr, exit 2. For run.py also: the settings check of every job
+before Hydra starts one, and the callback Hydra runs before it writes.
 
 Hydra writes its record (.hydra/, the log file) into the run directory before the task
 starts, and reports a wrong type as a multi-line message with exit code 1. Here every job
@@ -11,22 +15,75 @@ run.log or .hydra is a symlink: Hydra would write through it, outside the run fo
 from __future__ import annotations
 
 import re
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NoReturn
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
-from omegaconf import OmegaConf
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-from .run_settings import check_run
-from .settings import SettingsError
-from .staging import safe_component
+from w2m2w.paths import CONF
+from w2m2w.run.log_safety import escape_controls
+from w2m2w.run.piece_ids import safe_component
+from w2m2w.run.rundir import writable_problem
+from w2m2w.run.settings import check_run
+from w2m2w.settings import SettingsError
 
 # flags that print something instead of running, or point Hydra at other configs: Hydra handles those calls alone
 _NOT_A_RUN = ("help", "hydra_help", "cfg", "info", "shell_completion", "experimental_rerun", "config_path", "config_name", "config_dir")
 
 
 _KINDS = {"Float": "a number", "Integer": "an integer", "Boolean": "true or false"}
+
+
+def say(problem: str, prefix: str = "error") -> None:
+    """A problem as the one line every entry point prints on stderr (control characters escaped)."""
+    print(f"{prefix}: {escape_controls(problem)}", file=sys.stderr, flush=True)
+
+
+def fail(problem: str, code: int = 2, prefix: str = "error") -> NoReturn:
+    """The one error path of every entry point: one line on stderr, then exit `code` (2: bad settings)."""
+    say(problem, prefix)
+    raise SystemExit(code)  # SystemExit passes through Hydra's callback error handling, which only warns
+
+
+def composition_problem(exc: BaseException, overrides: list[str]) -> str:
+    """A composition error of Hydra's or OmegaConf's in one line: `key=given: reason` where it names a key."""
+    cause = exc.__cause__ or exc
+    key = getattr(cause, "full_key", None)
+    reason = str(getattr(cause, "msg", cause)).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    if not key:
+        return str(exc).strip().splitlines()[0]
+    given = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=", 1)[0] == key and "=" in o), None)
+    return f"{key}={given}: {reason}" if given is not None else f"{key}: {reason}"
+
+
+def precheck(
+    overrides: list[str],
+    config_name: str,
+    check: Callable[[DictConfig], None] | None = None,
+    job_name: str = "check",
+    refused: tuple[type, ...] = (SettingsError,),
+) -> str | None:
+    """Compose conf/<config_name> with `overrides` as Hydra will and run `check` on it; None when good, else one line.
+
+    Runs before Hydra creates its output folder, so a bad override writes nothing. `refused`: the exceptions
+    whose message is the line as it is; any other (Hydra's and OmegaConf's own: a wrong type, an unknown key,
+    a missing file) is put in one line naming the key."""
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name=job_name):
+            cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+            if check is not None:
+                check(cfg)
+    except refused as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - one line for whatever composition raises
+        return composition_problem(exc, overrides)
+    return None
 
 
 def jobs(argv: list[str]) -> list[list[str]] | None:
@@ -133,3 +190,26 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str = "co
                 return _problem(exc, job)
             run_dirs.append(settings.run_dir)
     return records_problem(argv, todo, run_dirs, log_name)
+
+
+# conf/config.yaml lists this under hydra.callbacks: in a module, not in run.py, so that a launcher that runs jobs
+# in other processes (submitit on SLURM) can import it by name
+class RunDirWritable(Callback):
+    """Before Hydra writes its own record into the run folder, check that the folder can be written.
+
+    Otherwise Hydra's log file handler fails first, with a long traceback. Here it is one line, exit 2.
+    So is a run.log, .hydra or multirun.yaml that would lead Hydra's writes outside the run folder
+    (run.py checks every job's folder before Hydra starts; this holds for any other caller of the config).
+    """
+
+    def _check(self, config: DictConfig, names: tuple[str, ...]) -> None:
+        root = Path(str(config.run_dir))
+        problem = record_problem(root, root, names) or writable_problem(root)
+        if problem:
+            fail(problem)
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, (f"{config.hydra.job.name}.log", ".hydra"))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, ("multirun.yaml",))

@@ -1,6 +1,6 @@
 """A pipeline run from its settings: check them, find the pieces, load the stages once, run the pieces
 (here, in worker processes or on Ray), then write the summary and the report. No Hydra here: run.py
-hands in a RunSettings (w2m2w.run_settings) whose stage groups are the stages' settings dataclasses.
+hands in a RunSettings (w2m2w.run.settings) whose stage groups are the stages' settings dataclasses.
 """
 
 from __future__ import annotations
@@ -10,39 +10,28 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from . import __version__
-from .batch import run_local, usable_cores
-from .freshness import folder_staleness
-from .io_errors import write_failure
-from .piece_ids import tag_with_path_hash
-from .pipeline import Hashes, PieceResult, Plan, merge_summaries, settle_locked, summarize
-from .progress import BatchProgress, print_summary
-from .report import write_report
-from .run_settings import RunSettings, check_run, record
-from .settings import SettingsError
-from .stage import Configured
-from .staging import (
-    InputError,
-    LockedError,
-    UnsafePieceIdError,
-    check_piece_id,
-    discover_inputs,
-    input_kind,
-    is_run_folder,
-    remove_stale_temps,
-    stage_dir,
-    update_json,
-    writable_problem,
-    write_json,
-)
-from .stopping import Interrupted, StopSignals
+from w2m2w import __version__
+from w2m2w.files import LockedError
+from w2m2w.paths import DEMO_INPUT
+from w2m2w.run.discovery import InputError, discover_inputs, input_kind
+from w2m2w.run.freshness import folder_staleness
+from w2m2w.run.io_errors import write_failure
+from w2m2w.run.local import run_local, usable_cores
+from w2m2w.run.piece import Hashes, PieceResult, Plan, merge_summaries, settle_locked, summarize
+from w2m2w.run.piece_ids import UnsafePieceIdError, check_piece_id, tag_with_path_hash
+from w2m2w.run.progress import BatchProgress, print_summary
+from w2m2w.run.report import write_report
+from w2m2w.run.rundir import RunDir, is_run_folder
+from w2m2w.run.settings import RunSettings, check_run, record
+from w2m2w.run.stage import Configured, Stage
+from w2m2w.run.stopping import Interrupted, StopSignals
+from w2m2w.settings import SettingsError
 
-REPO = Path(__file__).resolve().parent.parent
-DEMO = REPO / "assets" / "demo" / "bach_prelude_c.flac"
 log = logging.getLogger("w2m2w")
 
 
@@ -58,7 +47,7 @@ def resolve_inputs(s: RunSettings, run_dirs: list[Path]) -> dict[str, Path]:
     for d in run_dirs:
         if (d / "run.json").is_file():
             return read_run_json(d / "run.json")
-    return discover_inputs(str(DEMO))
+    return discover_inputs(str(DEMO_INPUT))
 
 
 def read_run_json(path: Path) -> dict[str, Path]:
@@ -81,14 +70,13 @@ def shard_of(pieces: dict[str, Path], shard: int, num_shards: int) -> dict[str, 
     return {pid: pieces[pid] for i, pid in enumerate(sorted(pieces)) if i % num_shards == shard}
 
 
-def configured_stages(s: RunSettings) -> list[Configured]:
-    """The run's stages (from the registry, in order) with their settings."""
-    from stages import get  # the registry of the top-level stages package
+def configured_stages(s: RunSettings, stages: Sequence[Stage]) -> list[Configured]:
+    """The run's stages (those `s.stages` names, from the ones the edge hands in, in order) with their settings."""
+    by_name = {stage.name: stage for stage in stages}
+    return [Configured(by_name[name], getattr(s, name)) for name in s.stages]
 
-    return [Configured(get(name), getattr(s, name)) for name in s.stages]
 
-
-def run(s: RunSettings, run_dir: Path | None = None, reuse_dirs: list[Path] | None = None) -> int:
+def run(s: RunSettings, stages: Sequence[Stage], run_dir: Path | None = None, reuse_dirs: list[Path] | None = None) -> int:
     """Run the configured stages over every piece; 0 when all went through, 1 if any failed, 2 for bad settings or
     arguments, 130 or 143 when stopped by SIGINT or SIGTERM (after writing the summary and report of what completed)."""
     logging.getLogger("w2m2w").setLevel(s.log_level)
@@ -99,17 +87,18 @@ def run(s: RunSettings, run_dir: Path | None = None, reuse_dirs: list[Path] | No
         log.error("%s", exc)
         return 2
     with StopSignals() as stop:
-        return _run(s, Path(run_dir or s.run_dir), reuse_dirs or [], stop)
+        return _run(s, stages, Path(run_dir or s.run_dir), reuse_dirs or [], stop)
 
 
-def _run(s: RunSettings, run_dir: Path, reuse_dirs: list[Path], stop: StopSignals) -> int:
+def _run(s: RunSettings, registered: Sequence[Stage], run_dir: Path, reuse_dirs: list[Path], stop: StopSignals) -> int:
     t0 = time.time()
-    problem = writable_problem(run_dir)
+    rd = RunDir(run_dir)
+    problem = rd.writable_problem()
     if problem:
         log.error("%s", problem)
         return 2
     try:
-        stages = configured_stages(s)
+        stages = configured_stages(s, registered)
         pieces = shard_of(resolve_inputs(s, [run_dir, *reuse_dirs]), s.shard, s.num_shards)
     except (ValueError, InputError) as exc:
         log.error("%s", exc)
@@ -126,21 +115,21 @@ def _run(s: RunSettings, run_dir: Path, reuse_dirs: list[Path], stop: StopSignal
         log.warning("stopped by %s before any piece ran", _signame(stop))
         return stop.exit_code
     for stage in stages:
-        remove_stale_temps(stage_dir(run_dir, stage.name), root=run_dir)
+        rd.remove_stale_temps(stage.name)
     hashes = Hashes()
     try:
-        pieces = _record_inputs(run_dir, pieces, hashes)
+        pieces = _record_inputs(rd, pieces, hashes)
     except LockedError as exc:  # another process holds run.json: one line, nothing run
         log.error("%s", exc)
         return 2
     except OSError as exc:  # a read-only or full run.json: one line, nothing run
-        log.error("%s", write_failure(exc, run_dir / "run.json") or f"{run_dir / 'run.json'}: cannot be updated ({exc.strerror or exc})")
+        log.error("%s", write_failure(exc, rd.run_json) or f"{rd.run_json}: cannot be updated ({exc.strerror or exc})")
         return 2
-    plan = Plan(stages, run_dir.resolve(), s.force, [d.resolve() for d in reuse_dirs])
+    plan = Plan(stages, RunDir(run_dir.resolve()), s.force, [d.resolve() for d in reuse_dirs])
     results = _execute(s, pieces, plan, stop)
     # what another run finished while this one ran counts as done: the summary describes the folder as it is
     results = [settle_locked(r, plan, hashes) for r in results]
-    return _finish(s, run_dir, pieces, results, stop, t0, hashes)
+    return _finish(s, rd, pieces, results, stop, t0, hashes)
 
 
 def _hash_or_none(hashes: Hashes, src: Path) -> str | None:
@@ -150,7 +139,7 @@ def _hash_or_none(hashes: Hashes, src: Path) -> str | None:
         return None
 
 
-def _record_inputs(run_dir: Path, pieces: dict[str, Path], hashes: Hashes) -> dict[str, Path]:
+def _record_inputs(rd: RunDir, pieces: dict[str, Path], hashes: Hashes) -> dict[str, Path]:
     """Merge this call's pieces into run.json without ever replacing another source's piece; the pieces, ids final.
 
     A piece id that run.json already gives to another source file keeps that meaning: the new file
@@ -172,7 +161,7 @@ def _record_inputs(run_dir: Path, pieces: dict[str, Path], hashes: Hashes) -> di
         data["w2m2w_version"] = __version__
         return data
 
-    update_json(run_dir / "run.json", merge, root=run_dir)
+    rd.update_json(rd.run_json, merge)
     return final
 
 
@@ -200,7 +189,7 @@ def _execute(s: RunSettings, pieces: dict[str, Path], plan: Plan, stop: StopSign
     try:
         with logging_redirect_tqdm():  # log lines above the bars, not through them
             if s.executor.name == "ray":
-                from .ray_executor import run_ray
+                from w2m2w.run.ray import run_ray
 
                 return run_ray(pieces, plan, s.executor, progress, stop)
             return run_local(pieces, plan, s.workers or usable_cores(), progress, stop)
@@ -208,30 +197,30 @@ def _execute(s: RunSettings, pieces: dict[str, Path], plan: Plan, stop: StopSign
         progress.close()
 
 
-def _stale_outputs(run_dir: Path, results: list[PieceResult], hashes: Hashes) -> dict[str, dict[str, str]]:
+def _stale_outputs(rd: RunDir, results: list[PieceResult], hashes: Hashes) -> dict[str, dict[str, str]]:
     """Piece -> {stage: why} for the stale outputs of every piece in run.json (freshness); {} if that cannot be read."""
     try:
-        sources = read_run_json(run_dir / "run.json")
-        return folder_staleness(run_dir, sources, {r.piece: r.stages for r in results}, hashes)
+        sources = read_run_json(rd.run_json)
+        return folder_staleness(rd.path, sources, {r.piece: r.stages for r in results}, hashes)
     except (OSError, InputError) as exc:  # a view of the folder: failing to draw it must not fail the run
-        log.warning("%s: stale outputs not checked (%s)", run_dir, exc)
+        log.warning("%s: stale outputs not checked (%s)", rd.path, exc)
         return {}
 
 
-def _finish(s: RunSettings, run_dir: Path, pieces: dict[str, Path], results: list[PieceResult], stop: StopSignals, t0: float, hashes: Hashes) -> int:
+def _finish(s: RunSettings, rd: RunDir, pieces: dict[str, Path], results: list[PieceResult], stop: StopSignals, t0: float, hashes: Hashes) -> int:
     """Summary, report and exit code."""
     summary = summarize(results)
-    summary.update(stages=list(s.stages), run_dir=str(run_dir), seconds=round(time.time() - t0, 3), config=record(s))
-    summary["stale"] = _stale_outputs(run_dir, results, hashes)
+    summary.update(stages=list(s.stages), run_dir=str(rd.path), seconds=round(time.time() - t0, 3), config=record(s))
+    summary["stale"] = _stale_outputs(rd, results, hashes)
     if stop.requested:
         summary["stopped"] = f"{_signame(stop)}: {len(pieces) - len(results)} of {len(pieces)} pieces not started"
     print_summary(summary, list(s.stages))
-    code = _write_summary(s, run_dir, summary)
+    code = _write_summary(s, rd, summary)
     try:
-        report = write_report(run_dir, summary)
+        report = write_report(rd, summary)
         log.info("report: %s", report)
     except Exception as exc:  # the report is a view of the run; failing to draw it must not fail the run
-        log.warning("%s: report not written: %s", run_dir / "report.html", write_failure(exc, run_dir / "report.html") or exc)
+        log.warning("%s: report not written: %s", rd.report_html, write_failure(exc, rd.report_html) or exc)
     if stop.requested:
         log.warning("stopped by %s: %s", _signame(stop), _counts(summary))
         return stop.exit_code
@@ -248,15 +237,15 @@ def _counts(summary: dict) -> str:
     return "; ".join([done, summary["stopped"].split(": ", 1)[1], "summary and report written"])
 
 
-def _write_summary(s: RunSettings, run_dir: Path, summary: dict) -> int:
+def _write_summary(s: RunSettings, rd: RunDir, summary: dict) -> int:
     """Write summary.json (merged with the other shards' when sharded); 1 with one line if the disk refuses."""
     try:
         if s.num_shards > 1:  # the other shards' pieces stay in summary.json (and so in the report)
             summary["shard"] = f"{s.shard} of {s.num_shards}"
-            summary.update(update_json(run_dir / "summary.json", lambda old: merge_summaries(old, summary), root=run_dir))
+            summary.update(rd.update_json(rd.summary_json, lambda old: merge_summaries(old, summary)))
         else:
-            write_json(run_dir / "summary.json", summary, root=run_dir)
+            rd.write_json(rd.summary_json, summary)
     except OSError as exc:
-        log.error("%s", write_failure(exc, run_dir / "summary.json") or f"{run_dir / 'summary.json'}: {exc}")
+        log.error("%s", write_failure(exc, rd.summary_json) or f"{rd.summary_json}: {exc}")
         return 1
     return 0

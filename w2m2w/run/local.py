@@ -17,11 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .pipeline import Hashes, PieceResult, Plan, run_piece
-from .progress import set_bars
-from .staging import LockedError, file_lock, lock_path, output_path, remove_file
-from .stopping import Interrupted, StopSignals, die_with_parent, signals_blocked, unblock_signals, worker_signals
-from .worker_pool import DIED, Worker, WorkerPool
+from w2m2w.files import LockedError
+from w2m2w.run.piece import Hashes, PieceResult, Plan, run_piece
+from w2m2w.run.pool import DIED, Worker, WorkerPool
+from w2m2w.run.progress import set_bars
+from w2m2w.run.stopping import Interrupted, StopSignals, die_with_parent, signals_blocked, unblock_signals, worker_signals
 
 log = logging.getLogger("w2m2w")
 
@@ -219,10 +219,10 @@ def _run_workers(pieces: dict[str, Path], plan: Plan, workers: int, progress, st
 def _clean_after_kill(plan: Plan, piece: str) -> None:
     """Temporary files of a piece whose worker was killed mid-write (its locks died with it)."""
     for stage in plan.stages:
-        out = output_path(plan.run_dir, stage.name, piece)
+        out = plan.run_dir.output(stage.name, piece)
         try:
-            with file_lock(lock_path(plan.run_dir, stage.name, piece), root=plan.run_dir):  # nobody else writes it now
+            with plan.run_dir.lock(stage.name, piece):  # nobody else writes it now
                 for tmp in out.parent.glob(f".{out.name}.tmp-*"):
-                    remove_file(tmp, root=plan.run_dir)
+                    plan.run_dir.remove(tmp)
         except (LockedError, OSError):
             pass  # another run took it over, or the folder is gone: its own cleanup is not ours

@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .batch import STOP_GRACE_S, StageRunner, limit_threads
-from .pipeline import PieceResult, Plan
-from .progress import set_bars
-from .run_settings import RayExecutor
-from .stopping import Interrupted, StopSignals
+from w2m2w.run.local import STOP_GRACE_S, StageRunner, limit_threads
+from w2m2w.run.piece import PieceResult, Plan
+from w2m2w.run.progress import set_bars
+from w2m2w.run.settings import RayExecutor
+from w2m2w.run.stopping import Interrupted, StopSignals
 
 log = logging.getLogger("w2m2w")
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .staging import STAGES, MissingInputError, output_path, read_sidecar, stage_dir, stage_input
+from w2m2w.run.rundir import STAGES, MissingInputError, output_path, read_sidecar, stage_dir, stage_input
 
 # this call's result for one stage of a piece ({"status": ..., "error": ...}), if the call ran it
 StageInfo = Mapping[str, Any]
@@ -44,7 +44,7 @@ def piece_staleness(run_dir: Path, piece: str, source: Path, infos: Mapping[str,
 
     infos: this call's result per stage (empty for stages it did not run). An output is stale when
     this call's run of its stage failed or was stopped (the old output was kept), when its sidecar
-    is missing or was made from another input than the stage would read now (staging.stage_input),
+    is missing or was made from another input than the stage would read now (rundir.stage_input),
     or when the output it was made from is itself stale.
     """
     stale: dict[str, str] = {}

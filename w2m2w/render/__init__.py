@@ -1,0 +1,1 @@
+"""Notes to audio: the renderer interface and registry, and its implementations (source-filter WaveNet, autoregressive WaveNet, FluidSynth)."""
