@@ -13,7 +13,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from .score import Quantized, beat_positions, estimate_key, key_sharps, split_hands
+from w2m2w.score import Quantized, beat_positions, estimate_key, key_sharps, split_hands
 
 
 def _voices(items: list[tuple[Fraction, Fraction, int, bool, bool]]) -> list[list[tuple[Fraction, Fraction, list[int], bool, bool]]]:

@@ -13,7 +13,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from .beats import Beats, extend_beats
+from w2m2w.beats import Beats, extend_beats
 
 GRIDS = (4, 3)  # subdivisions of a beat tried per beat: sixteenths (and eighths, quarters), triplets
 TRIPLET_PENALTY = 0.02  # beats of mean error a triplet reading must save over sixteenths to be chosen

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from .beats import Beats, extend_beats
+from w2m2w.beats import Beats, extend_beats
 
 RESOLUTION = 960  # ticks per beat (quarter note)
 SUSTAIN_CC = 64
