@@ -3,6 +3,7 @@ a batch that stops when told. One test per item of the issue; faults come from t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -224,6 +225,38 @@ def test_read_only_run_folder_is_one_line_exit_2(tmp_path, example_audio, tiny_t
     res = run(f"input={example_audio}", *transcribe(tiny_transcriber, run_dir), faults={"erofs": [str(run_dir)]})
     assert res.returncode == 2, res.stdout[-3000:]
     assert res.stdout.strip().splitlines() == [f"error: {run_dir}: run folder is not writable (Read-only file system)"]
+
+
+def test_full_disk_before_the_run_is_one_line_exit_2(tmp_path, example_audio, tiny_transcriber):
+    """A disk with no room for Hydra's record of the call: one line naming the folder and the full disk, nothing written."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    res = run(f"input={example_audio}", *transcribe(tiny_transcriber, run_dir), faults={"enospc": [str(run_dir)]})
+    assert res.returncode == 2, res.stdout[-3000:]
+    assert res.stdout.strip().splitlines() == [f"error: {run_dir}: the disk is full (no space left on device); free some space or give another run_dir"]
+    assert "Traceback" not in res.stdout + res.stderr and list(run_dir.iterdir()) == []
+
+
+def test_an_empty_probe_is_not_enough_to_call_a_disk_writable(tmp_path):
+    """On a real full file system an empty file can still be made: the probe must write bytes (a tmpfs, where root may mount one)."""
+    import subprocess as sp
+
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    if sp.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        with open(mnt / "fill", "wb", buffering=0) as f:  # fill it to the last byte
+            with contextlib.suppress(OSError):
+                while True:
+                    f.write(bytes(4096))
+
+        (mnt / "empty").touch()  # what the old probe did, and it succeeds on a full disk
+        from w2m2w.run.rundir import writable_problem
+
+        assert "the disk is full" in (writable_problem(mnt / "run") or "")
+    finally:
+        sp.run(["umount", str(mnt)], capture_output=True)
 
 
 # ---- 6. a full disk is named ----

@@ -8,6 +8,8 @@ writing goes through w2m2w.files (atomic, guarded by the run folder as `root`).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 from collections.abc import Callable
@@ -92,16 +94,32 @@ def is_current(output: str | os.PathLike, input_sha256: str, cfg_hash: str, weig
     return side.get("input_sha256") == input_sha256 and side.get("config_hash") == cfg_hash and side.get("weights_sha256") == weights_sha256
 
 
+PROBE_BYTES = 64 * 1024  # about what Hydra's record of a call takes: a disk that cannot hold it is full for a run
+
+
 def writable_problem(run_dir: str | os.PathLike) -> str | None:
-    """None when the run folder can be created and written (a probe file is made and deleted), else the reason."""
+    """None when the run folder can be created and written (a probe of PROBE_BYTES is written and deleted), else the reason.
+
+    The probe holds bytes, not nothing: an empty file is created even on a full disk, and then
+    Hydra's first write of its record would fail with a traceback instead of this one line.
+    """
     run_dir = Path(run_dir)
+    probe = None
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = temp_name(run_dir / "probe")
-        probe.write_bytes(b"")
-        probe.unlink()
+        with open(probe, "wb") as f:
+            f.write(bytes(PROBE_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
     except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            return f"{run_dir}: the disk is full (no space left on device); free some space or give another run_dir"
         return f"{run_dir}: run folder is not writable ({exc.strerror or exc})"
+    finally:
+        if probe is not None:
+            with contextlib.suppress(OSError):
+                probe.unlink()
     return None
 
 

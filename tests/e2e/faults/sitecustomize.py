@@ -4,6 +4,7 @@ The test sets W2M2W_FAULTS to a JSON object; each key turns one fault on:
 
 - "erofs": [folder, ...]: writes, renames and deletes inside these folders fail with EROFS,
   as on a read-only mount (tests run as root, where chmod does not stop writes).
+- "enospc": [folder, ...]: the same, failing with ENOSPC, as on a 100 % full disk.
 - "full_disk": folder: a stage's temporary output in this folder is a symlink to /dev/full,
   so writing it fails with the kernel's real ENOSPC, through whatever library writes it.
 - "hold": {"pieces": [id, ...], "flag": path}: the transcribe stage of each of these pieces
@@ -36,11 +37,11 @@ def _inside(path, folders) -> bool:
     return any(p == f or p.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
 
 
-def _read_only(folders: list[str]) -> None:
+def _read_only(folders: list[str], code: int = errno.EROFS) -> None:
     folders = [os.path.abspath(f) for f in folders]
 
     def refuse(path):
-        raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(path))
+        raise OSError(code, os.strerror(code), os.fsdecode(path))
 
     def guard_path(fn, writes=lambda *a, **k: True):
         def wrapped(path, *args, **kwargs):
@@ -129,6 +130,8 @@ def _hold(module, pieces: list, flag: str, partial: bool = False) -> None:
 _patches = {}
 if "erofs" in _FAULTS:
     _read_only(_FAULTS["erofs"])
+if "enospc" in _FAULTS:
+    _read_only(_FAULTS["enospc"], errno.ENOSPC)
 if "full_disk" in _FAULTS:
     _patches["w2m2w.files"] = lambda m: _full_disk(m, _FAULTS["full_disk"])
 if "hold" in _FAULTS:
