@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 from w2m2w.run.local import STOP_GRACE_S, StageRunner, limit_threads
 from w2m2w.run.piece import PieceResult, Plan
 from w2m2w.run.progress import set_bars
+from w2m2w.run.reaper import children, start_reaper
 from w2m2w.run.settings import RayExecutor
 from w2m2w.run.stopping import Interrupted, StopSignals
 
@@ -89,8 +91,12 @@ def run_ray(pieces: dict[str, Path], plan: Plan, ecfg: RayExecutor, progress=Non
     elif ecfg.num_cpus:
         kwargs["num_cpus"] = int(ecfg.num_cpus)
     started = not ray.is_initialized()
+    reaper = None
     if started:
+        before = set(children(os.getpid()))
         ray.init(include_dashboard=False, logging_level=logging.WARNING, **kwargs)
+        if not ecfg.address:  # a local instance: its processes end with this one, even when it is killed (run/reaper.py)
+            reaper = start_reaper([p for p in children(os.getpid()) if p not in before])
     try:
         cluster = ray.cluster_resources()
         cpus = float(ecfg.cpus_per_worker or 1)
@@ -147,3 +153,5 @@ def run_ray(pieces: dict[str, Path], plan: Plan, ecfg: RayExecutor, progress=Non
     finally:
         if started:
             ray.shutdown()
+        if reaper is not None:
+            reaper.terminate()
