@@ -14,25 +14,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 import soundfile as sf
 
 from tests.conftest import REPO, piano_like
 from tests.e2e.test_rerun_matrix import run_py
 
 NOTES = np.array([[0.2, 0.9, 60, 80], [0.5, 1.3, 64, 70], [1.0, 1.8, 67, 90]], dtype=np.float64)
-
-
-@pytest.fixture(scope="module")
-def weights(tiny_transcriber, tiny_music_transformer, tiny_source_filter) -> list[str]:
-    return [
-        f"transcribe.weights={tiny_transcriber}",
-        f"generate.weights={tiny_music_transformer}",
-        "generate.seconds=1",
-        "generate.context=128",
-        f"synthesize.weights={tiny_source_filter}",
-        "progress=false",
-    ]
 
 
 def recording(path: Path, shift: float = 0.0) -> Path:

@@ -111,18 +111,6 @@ def run_py(*args: str, faults: dict | None = None) -> subprocess.CompletedProces
 
 
 @pytest.fixture(scope="module")
-def weights(tiny_transcriber, tiny_music_transformer, tiny_source_filter) -> list[str]:
-    return [
-        f"transcribe.weights={tiny_transcriber}",
-        f"generate.weights={tiny_music_transformer}",
-        "generate.seconds=1",
-        "generate.context=128",
-        f"synthesize.weights={tiny_source_filter}",
-        "progress=false",
-    ]
-
-
-@pytest.fixture(scope="module")
 def sources(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("sources")
     notes = np.array([[0.2, 0.9, 60, 80], [0.5, 1.3, 64, 70], [1.0, 1.8, 67, 90], [1.4, 2.2, 72, 60]], dtype=np.float64)
