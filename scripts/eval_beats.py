@@ -112,9 +112,9 @@ def score_positions(
 def evaluate_one(perf: Path, seconds: float, audio: bool) -> dict:
     import pretty_midi
 
-    from w2m2w.fluidsynth import soundfont_path
     from w2m2w.midi import load_midi_notes, notes_to_pretty_midi
     from w2m2w.pedal import pedal_from_pretty_midi
+    from w2m2w.render.fluidsynth import soundfont_path
 
     folder = perf.parent
     pm = pretty_midi.PrettyMIDI(str(perf))
