@@ -6,6 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS="${THREADS:-1}"
 HELD=$(python -c "import json; print(','.join(json.load(open('scripts/real_cc0_split.json'))['val']))")
-exec nice -n 19 python -m w2m2w.train train=source_filter train.maps_root= \
+exec nice -n "${NICE:-19}" python -m w2m2w.train train=source_filter train.maps_root= \
   "train.audio_dirs=[$HOME/.cache/w2m2w/real_cc0_all]" "train.holdout_pieces=[$HELD]" \
   train.threads="$THREADS" train.max_minutes=600 train.out_dir=runs/sf_real "$@"

@@ -158,3 +158,44 @@ def test_segment_sampler_brings_each_piece_to_the_models_input_level(tmp_path):
         ratio = float(np.dot(y1, y0) / np.dot(y0, y0))  # a gain, nothing else: y1 is y0 scaled
         np.testing.assert_allclose(y1, ratio * y0, atol=1e-6)
         np.testing.assert_array_equal(n0, n1)
+
+
+def test_draw_weights_by_length_without_shares():
+    from w2m2w.data.transcription import draw_weights
+
+    np.testing.assert_allclose(draw_weights(np.array([1.0, 3.0, 4.0]), ["a", "b", "a"]), [1 / 8, 3 / 8, 4 / 8])
+
+
+def test_draw_weights_gives_a_group_its_share_split_by_length():
+    from w2m2w.data.transcription import draw_weights
+
+    # by hand: "real" gets 0.3 split 1:2 among its two pieces, the rest 0.7 split 6:1 between the others
+    w = draw_weights(np.array([6.0, 1.0, 2.0, 1.0]), ["maps", "render", "real", "real"], {"real": 0.3})
+    np.testing.assert_allclose(w, [0.6, 0.1, 0.2, 0.1])
+    # the share is the group's probability whatever the lengths: a long other piece does not dilute it
+    w = draw_weights(np.array([1000.0, 1.0]), ["maps", "real"], {"real": 0.25})
+    np.testing.assert_allclose(w, [0.75, 0.25])
+    # a share of 0 keeps the group out of the draws
+    np.testing.assert_allclose(draw_weights(np.array([1.0, 1.0]), ["maps", "real"], {"real": 0.0}), [1.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    "groups, shares",
+    [(["maps"], {"real": 0.3}), (["maps", "real"], {"real": 1.0}), (["maps", "real"], {"real": 0.7, "maps": 0.4}), (["maps", "real"], {"real": -0.1})],
+)
+def test_draw_weights_refuses_shares_that_cannot_hold(groups, shares):
+    from w2m2w.data.transcription import draw_weights
+
+    with pytest.raises(ValueError):
+        draw_weights(np.ones(len(groups)), groups, shares)
+
+
+def test_segment_sampler_draws_a_group_at_its_share(tmp_path):
+    from w2m2w.data.transcription import Example
+
+    root = make_maps(tmp_path / "m", ["p_AkPnBcht", "q_AkPnBcht"], seconds=2.0)
+    ex = maps_examples(root)
+    ex = [ex[0], Example(ex[1].audio, ex[1].notes, ex[1].name, "audio_dir")]
+    s = SegmentSampler(ex, 0.5, SR / 512, 512, seed=3, shares={"audio_dir": 0.2})
+    picks = s.rng.choice(2, size=20000, p=s.weights)
+    assert (picks == 1).mean() == pytest.approx(0.2, abs=0.01)

@@ -168,3 +168,53 @@ def test_a_checkpoint_older_than_a_model_setting_resumes_while_the_setting_is_un
         check_resume(tmp_path / "checkpoint", MODEL_NAME, asdict(OnsetsFramesConfig(model_size=32, lstm_units=8, input_level_db=-15.0)))
     with pytest.raises(TrainingError, match=r"model.lstm_units: 8 there, 16 now"):
         check_resume(tmp_path / "checkpoint", MODEL_NAME, asdict(OnsetsFramesConfig(model_size=32, lstm_units=16)))
+
+
+def test_the_best_weights_are_picked_on_the_named_set_or_else_the_first():
+    from w2m2w.train.transcriber import selection_key
+
+    assert selection_key("audio_real", ["maps_X", "audio_real"]) == "audio_real/note_f1"
+    assert selection_key(None, ["maps_X", "audio_real"]) == "maps_X/note_f1"
+    assert selection_key(None, []) is None
+
+
+def _audio_dir(folder, names, tmp_path):
+    """A folder of recordings beside same-named .tsv labels, copied from a fake MAPS folder."""
+    import shutil
+
+    src = make_maps(tmp_path / ("src_" + folder.name), [f"{n}_AkPnBcht" for n in names], seconds=2.0)
+    folder.mkdir(parents=True)
+    for n in names:
+        shutil.copy(src / "flac" / f"MAPS_MUS-{n}_AkPnBcht.flac", folder / f"{n}.flac")
+        shutil.copy(src / "tsv" / f"MAPS_MUS-{n}_AkPnBcht.tsv", folder / f"{n}.tsv")
+    return folder
+
+
+def test_recordings_with_labels_join_training_and_validation_and_pick_the_best(tmp_path):
+    from dataclasses import replace
+
+    import pytest
+
+    from w2m2w.train.loop import TrainingError
+
+    make_maps(tmp_path / "maps", ["a_AkPnBcht", "b_SptkBGCl"], seconds=2.0)
+    real_train = _audio_dir(tmp_path / "real_train", ["x", "y"], tmp_path)
+    real_val = _audio_dir(tmp_path / "real_val", ["z"], tmp_path)
+    cfg = replace(_cfg(tmp_path, 2), audio_dirs=[str(real_train)], val_audio_dirs=[str(real_val)], select_by="audio_real_val", audio_share=0.5)
+    train, val = build_datasets(cfg)
+    assert sorted(e.name for e in train) == ["MAPS_MUS-a_AkPnBcht", "x", "y"]
+    assert {e.group for e in train if e.name in "xy"} == {"audio_dir"}
+    assert list(val) == ["maps_SptkBGCl", "audio_real_val"] and [e.name for e in val["audio_real_val"]] == ["z"]
+
+    train_transcriber(cfg)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert {"audio_real_val/note_f1", "maps_SptkBGCl/note_f1"} <= set(log[-1])
+    assert json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["best"] == log[0]["audio_real_val/note_f1"]
+
+    with pytest.raises(TrainingError, match="also in training"):  # a validation piece that training reads
+        build_datasets(replace(cfg, val_audio_dirs=[str(real_train)], select_by=None))
+    with pytest.raises(TrainingError, match="select_by"):
+        build_datasets(replace(cfg, select_by="audio_nowhere"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TrainingError, match="empty"):
+        build_datasets(replace(cfg, audio_dirs=[str(tmp_path / "empty")]))

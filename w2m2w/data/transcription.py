@@ -143,12 +143,40 @@ def audio_dir_examples(folder: str | os.PathLike) -> list[Example]:
     return out
 
 
+def draw_weights(lengths: np.ndarray, groups: list[str], shares: dict[str, float] | None = None) -> np.ndarray:
+    """Each example's probability of being drawn: by length, except that the examples of a group named in
+    `shares` together get that share of the draws (split among them by length) and the other groups the rest.
+
+    lengths: (examples,) samples; returns (examples,) summing to 1. A share for a group with no examples
+    is refused, as are shares above 1 in total, or a total of 1 that leaves examples of other groups unreachable.
+    """
+    lengths = np.asarray(lengths, dtype=np.float64)
+    shares = {g: float(v) for g, v in (shares or {}).items()}
+    missing = sorted(set(shares) - set(groups))
+    if missing:
+        raise ValueError(f"a training share is set for {missing}, but no example is of that group")
+    if any(v < 0 for v in shares.values()) or sum(shares.values()) > 1 + 1e-9:
+        raise ValueError(f"training shares must be >= 0 and sum to at most 1: {shares}")
+    in_share = np.array([g in shares for g in groups])
+    rest = 1.0 - sum(shares.values())
+    if (~in_share).any() and rest <= 1e-9:
+        raise ValueError(f"the shares {shares} leave nothing for the other examples' groups")
+    w = np.zeros_like(lengths)
+    for g, share in shares.items():
+        m = np.array([x == g for x in groups])
+        w[m] = share * lengths[m] / lengths[m].sum()
+    if (~in_share).any():
+        w[~in_share] = lengths[~in_share] / lengths[~in_share].sum() * (rest if shares else 1.0)
+    return w / w.sum()
+
+
 class SegmentSampler:
     """Random fixed-length transcriber training segments (audio and note targets) from examples held in memory.
 
     sample() returns audio (batch, samples) and targets dict of (batch, frames, 88); with
     `pedal`, also 'pedal' (batch, frames, 3: onset, offset, down) and 'pedal_known' (batch,),
-    0 for audio whose labels carry no pedal (pedal.load_pedal gives None).
+    0 for audio whose labels carry no pedal (pedal.load_pedal gives None). Examples are drawn by
+    length, or with `shares` by group first (draw_weights).
     """
 
     def __init__(
@@ -161,6 +189,7 @@ class SegmentSampler:
         augmenter: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
         pedal: bool = False,
         level_db: float | None = None,
+        shares: dict[str, float] | None = None,
     ):
         from w2m2w.audio import level_gain
         from w2m2w.pedal import load_pedal
@@ -183,7 +212,7 @@ class SegmentSampler:
         self.frame_rate = frame_rate
         self.rng = np.random.default_rng(seed)
         lengths = np.array([len(y) for y, _ in self.items], dtype=np.float64)
-        self.weights = lengths / lengths.sum()
+        self.weights = draw_weights(lengths, [ex.group for ex in examples], shares)
 
     def sample(self, batch_size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """`batch_size` segments drawn from the sampler's own generator (see draw)."""
@@ -235,4 +264,14 @@ def load_examples_audio_notes(examples: list[Example], max_seconds: float | None
     return out
 
 
-__all__ = ["Example", "maps_examples", "maestro_examples", "rendered_examples", "audio_dir_examples", "SegmentSampler", "crop_notes", "apply_sustain"]
+__all__ = [
+    "Example",
+    "maps_examples",
+    "maestro_examples",
+    "rendered_examples",
+    "audio_dir_examples",
+    "draw_weights",
+    "SegmentSampler",
+    "crop_notes",
+    "apply_sustain",
+]

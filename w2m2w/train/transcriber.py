@@ -3,8 +3,10 @@
     python -m w2m2w.train train=transcriber [train.KEY=VALUE ...]
 
 MAPS software pianos, MAESTRO and/or MIDI rendered with FluidSynth soundfonts; one MAPS piano
-(with its pieces) and one soundfont are held out for validation. best.safetensors keeps the best
-note F1 on the first validation set.
+(with its pieces) and one soundfont are held out for validation. Folders of recordings beside their
+labels (`audio_dirs`: real pianos with a teacher's labels) join training at a share of the draws
+of their own (`audio_share`), and `val_audio_dirs` are validation sets of the same kind.
+best.safetensors keeps the best note F1 on the set `select_by` names (the first set by default).
 """
 
 from __future__ import annotations
@@ -12,13 +14,23 @@ from __future__ import annotations
 import glob
 import logging
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from w2m2w.data.augment import STAGES as AUGMENT_STAGES
 from w2m2w.data.rooms import TRAIN_ROOMS
-from w2m2w.data.transcription import Example, SegmentSampler, load_examples_audio_notes, maestro_examples, maps_examples, maps_piece, rendered_examples
+from w2m2w.data.transcription import (
+    Example,
+    SegmentSampler,
+    audio_dir_examples,
+    load_examples_audio_notes,
+    maestro_examples,
+    maps_examples,
+    maps_piece,
+    rendered_examples,
+)
 from w2m2w.models.onsets_frames import MODEL_NAME, OnsetsFrames, OnsetsFramesConfig
 from w2m2w.settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY_UPPER, Range, SettingsError, setting
 from w2m2w.train.loop import Progress, Task, TrainingError, draw_seed, fit, init_from, start
@@ -55,6 +67,13 @@ class TranscriberTrainConfig:
     holdout_soundfont: str = setting("csound")
     holdout_midi_files: int = setting(8, range=NON_NEGATIVE)
     render_cache: str = setting("cache/renders")
+    # folders of recordings beside same-named labels (.mid/.tsv; scripts/real_piano_folder.py makes one of
+    # the real recordings with their teacher labels); their pedal (CC64) is learnt too, none pressed included
+    audio_dirs: list[str] = setting(default_factory=list)
+    audio_share: float | None = setting(None, range=Range(0, 1, hi_open=True))  # of the draws, from audio_dirs; None: by length
+    val_audio_dirs: list[str] = setting(default_factory=list)  # each a validation set "audio_<folder name>"
+    val_audio_seconds: float = setting(0.0, range=NON_NEGATIVE)  # of each val_audio_dirs piece; 0: whole pieces
+    select_by: str | None = setting(None)  # the validation set whose note F1 picks best.safetensors; None: the first
     # optimisation
     batch_size: int = setting(8, range=AT_LEAST_ONE)  # global: split over the processes under torchrun
     segment_seconds: float = setting(5.0, range=POSITIVE)
@@ -126,19 +145,47 @@ def build_datasets(cfg: TranscriberTrainConfig) -> tuple[list[Example], dict[str
             train_midi = train_midi[: cfg.midi_max_files]
         train += rendered_examples(train_midi, list(cfg.soundfonts), cfg.render_cache, cfg.render_seconds)
         val[f"render_{cfg.holdout_soundfont}"] = rendered_examples(held_midi, [cfg.holdout_soundfont], cfg.render_cache, cfg.render_seconds)
+    for d in cfg.audio_dirs:
+        found = audio_dir_examples(d)
+        if not found:
+            raise TrainingError(f"{d}: no recording with a same-named label (.mid, .midi or .tsv) in train.audio_dirs")
+        train += found
+    for d in cfg.val_audio_dirs:
+        found = audio_dir_examples(d)
+        if not found:
+            raise TrainingError(f"{d}: no recording with a same-named label (.mid, .midi or .tsv) in train.val_audio_dirs")
+        val[audio_set_name(d)] = found
+    seen = {Path(e.audio).resolve() for e in train}
+    leaked = sorted(e.name for v in val.values() for e in v if Path(e.audio).resolve() in seen)
+    if leaked:
+        raise TrainingError(f"validation pieces also in training: {leaked[:5]}")
     if not train:
-        raise TrainingError("no training data: set train.maps_root, train.maestro_root or train.midi_globs")
+        raise TrainingError("no training data: set train.maps_root, train.maestro_root, train.midi_globs or train.audio_dirs")
+    if cfg.select_by is not None and cfg.select_by not in val:
+        raise TrainingError(f"train.select_by={cfg.select_by}: no such validation set (there are {sorted(val)})")
     return train, val
 
 
-def load_validation(examples: list[Example], seconds: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-    """(audio, notes, pedal or None) of the first `seconds` of each validation example."""
+def selection_key(select_by: str | None, val_sets: list[str]) -> str | None:
+    """The log key that picks best.safetensors: note F1 on `select_by`, or on the first validation set
+    when none is named; None without validation (the loss then picks)."""
+    name = select_by or next(iter(val_sets), None)
+    return None if name is None else f"{name}/note_f1"
+
+
+def audio_set_name(folder: str) -> str:
+    """The validation set a val_audio_dirs folder makes: 'audio_<folder name>'."""
+    return "audio_" + Path(folder).expanduser().resolve().name
+
+
+def load_validation(examples: list[Example], seconds: float | None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """(audio, notes, pedal or None) of the first `seconds` of each validation example (None: all of it)."""
     from w2m2w.pedal import crop_pedal, load_pedal
 
     out = []
     for (_, y, notes), ex in zip(load_examples_audio_notes(examples, seconds), examples):
         pedal = load_pedal(ex.notes)
-        out.append((y, notes, None if pedal is None else crop_pedal(pedal, 0.0, seconds)))
+        out.append((y, notes, None if pedal is None or seconds is None else crop_pedal(pedal, 0.0, seconds)))
     return out
 
 
@@ -219,9 +266,16 @@ def train_transcriber(cfg: TranscriberTrainConfig) -> dict:
         augmenter=make_augmenter(cfg) if augments(cfg) else None,
         pedal=cfg.model.pedal,
         level_db=cfg.model.input_level_db,
+        shares=None if cfg.audio_share is None else {"audio_dir": cfg.audio_share},
     )
-    val_data = {k: load_validation(v, cfg.validation_seconds) for k, v in val_sets.items() if v} if run.main else {}
-    f1_key = next((f"{k}/note_f1" for k in val_data), None)
+
+    def seconds(name: str) -> float | None:
+        if name.startswith("audio_") and name in {audio_set_name(d) for d in cfg.val_audio_dirs}:
+            return cfg.val_audio_seconds or None
+        return cfg.validation_seconds
+
+    val_data = {k: load_validation(v, seconds(k)) for k, v in val_sets.items() if v} if run.main else {}
+    f1_key = selection_key(cfg.select_by, list(val_data))
 
     def validation(m: OnsetsFrames) -> dict:
         row = {}
