@@ -42,6 +42,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -155,15 +156,17 @@ def prepare_manifest(pairs: list[tuple[Path, Path]], max_seconds: float | None, 
 MEL_KEY = "framewiseFeatureExtractor.freq2mels"
 
 
-def load_transkun(threads: int) -> tuple[Callable[[str], tuple[np.ndarray, float]], dict]:
-    """Transkun's shipped model (the checkpoint and conf inside its wheel), as load_system returns the others."""
+def load_transkun_model(threads: int) -> tuple[Any, dict]:
+    """Transkun's shipped model (the checkpoint and conf inside its wheel) in eval mode, and facts about the load.
+
+    The torchaudio stand-in goes first on sys.path (this process only); the checkpoint must carry its own
+    mel filterbank, so the stand-in's is never used.
+    """
     if str(STANDIN) not in sys.path:
         sys.path.insert(0, str(STANDIN))  # this worker process only: `import torchaudio` finds the stand-in
     from importlib.resources import files
 
     import moduleconf
-    import soundfile as sf
-    import soxr
     import torch
 
     torch.set_num_threads(threads)
@@ -189,7 +192,18 @@ def load_transkun(threads: int) -> tuple[Callable[[str], tuple[np.ndarray, float
     info["version"] = f"{_version('transkun')} (pretrained 2.0.pt)"
     info["params_m"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
     info["standin_fbank_max_abs_diff"] = float((standin_fbank - state[MEL_KEY]).abs().max())
-    fs = info["sample_rate"] = int(model.fs)
+    info["sample_rate"] = int(model.fs)
+    return model, info
+
+
+def load_transkun(threads: int) -> tuple[Callable[[str], tuple[np.ndarray, float]], dict]:
+    """Transkun's shipped model as load_system returns the others: a function audio path -> (keys, seconds)."""
+    import soundfile as sf
+    import soxr
+    import torch
+
+    model, info = load_transkun_model(threads)
+    fs = info["sample_rate"]
 
     def run(audio: str) -> tuple[np.ndarray, float]:
         y, sr = sf.read(audio, dtype="float32", always_2d=True)  # (samples, channels), as transkun's own reader gives

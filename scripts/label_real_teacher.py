@@ -6,7 +6,7 @@
 
 Needs the teacher in the venv: pip install --no-deps transkun==2.0.1 && pip install moduleconf soxr
 (MIT; its weights, pretrained/2.0.pt, ship in the wheel). Transkun runs as benchmarks/transcribe_peers.py
-runs it (load_transkun: the torchaudio stand-in first on sys.path in this process only, the checkpoint's
+runs it (load_transkun_model: the torchaudio stand-in first on sys.path in this process only, the checkpoint's
 mel filterbank checked to have replaced the stand-in's; audio read with soundfile, resampled with soxr to
 Transkun's 44.1 kHz, transcribed whole with discardSecondHalf=False).
 
@@ -183,19 +183,11 @@ def teacher_checkpoint() -> Path:
 
 
 def load_teacher(threads: int):
-    """Transkun loaded by benchmarks.transcribe_peers.load_transkun (stand-in, checkpoint checks), and a function audio -> (events, seconds).
+    """Transkun loaded by benchmarks.transcribe_peers.load_transkun_model (stand-in, checkpoint checks), and a
+    function audio -> (events, seconds) that keeps the pedal events beside the keys."""
+    from benchmarks.transcribe_peers import load_transkun_model
 
-    load_transkun's own run() keeps the keys only; this one keeps the pedal events too, so it takes the
-    model out of that closure.
-    """
-    import inspect
-
-    from benchmarks.transcribe_peers import load_transkun
-
-    run, info = load_transkun(threads)
-    model = inspect.getclosurevars(run).nonlocals.get("model")
-    if model is None:
-        raise SystemExit("benchmarks.transcribe_peers.load_transkun no longer holds `model` in its run(): update load_teacher")
+    model, info = load_transkun_model(threads)
     fs = info["sample_rate"]
 
     def transcribe(audio: Path) -> tuple[list, float]:
