@@ -32,7 +32,6 @@ first on sys.path, and checks that the checkpoint's buffer replaced the stand-in
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import importlib.util
 import json
 import os
@@ -54,7 +53,6 @@ from benchmarks.transcribe_speed import _version, load_system, peak_rss_mb, rss_
 
 STANDIN = HERE / "_torchaudio_standin"  # holds a `torchaudio` package with melscale_fbanks only
 SYSTEMS = ("w2m2w", "basic-pitch", "transkun")
-REFERENCE_EXTENSIONS = (".tsv", ".mid", ".midi")
 INSTALL = {
     "basic-pitch": "pip install --no-deps basic-pitch && pip install onnxruntime resampy",
     "transkun": "pip install --no-deps transkun && pip install moduleconf soxr",
@@ -69,48 +67,30 @@ def _audio_extensions() -> tuple[str, ...]:
     return AUDIO_EXTENSIONS
 
 
-def find_reference(audio: Path, input_dir: Path, reference_dir: Path | None = None) -> Path | None:
-    """The reference notes for `audio`: a same-stem .tsv, .mid or .midi (in that order of preference).
-
-    Looked for beside the audio, or with `reference_dir` in the same relative folder
-    under it and then directly in it.
-    """
-    if reference_dir is None:
-        places = [audio.parent]
-    else:
-        rel = audio.parent.relative_to(input_dir)
-        places = [reference_dir / rel, reference_dir] if rel != Path(".") else [reference_dir]
-    for place in places:
-        for ext in REFERENCE_EXTENSIONS:
-            for cand in (place / (audio.stem + ext), place / (audio.stem + ext.upper())):
-                if cand.is_file():
-                    return cand
-    return None
-
-
 def pair_files(
     input_dir: str | os.PathLike, reference_dir: str | os.PathLike | None = None, include: str | None = None
 ) -> tuple[list[tuple[Path, Path]], list[Path]]:
     """(audio, reference) pairs under `input_dir`, sorted by path, and the audio files that have no reference.
 
-    `include` is a glob matched against the file name or its path relative to `input_dir`.
-    Hidden files are left out.
+    Files are found and references matched as `evaluate` does (finding.find_files, finding.ReferenceIndex:
+    the same relative path without extension under `reference_dir`, or beside the audio without one;
+    then the file name alone where it names one reference). `include` is a glob matched against the
+    file name or its path relative to `input_dir`. Hidden files are left out.
     """
-    input_dir = Path(input_dir)
-    ref_dir = Path(reference_dir) if reference_dir is not None else None
-    exts = _audio_extensions()
+    from w2m2w.finding import InputError, ReferenceIndex, find_files
+
+    try:
+        found = find_files(input_dir, _audio_extensions(), what="audio", lists=False, named_any_type=False, include=[include] if include else ())
+    except InputError:
+        return [], []
+    index = ReferenceIndex(reference_dir if reference_dir is not None else input_dir)
     pairs, unmatched = [], []
-    for p in sorted(input_dir.rglob("*")):
-        if not p.is_file() or p.suffix.lower() not in exts or p.name.startswith("."):
-            continue
-        rel = p.relative_to(input_dir).as_posix()
-        if include and not (fnmatch.fnmatch(p.name, include) or fnmatch.fnmatch(rel, include)):
-            continue
-        ref = find_reference(p, input_dir, ref_dir)
+    for f in sorted(found, key=lambda f: str(f.path)):
+        ref = index.find(f.rel[: -len(f.path.suffix)])
         if ref is None:
-            unmatched.append(p)
+            unmatched.append(f.path)
         else:
-            pairs.append((p, ref))
+            pairs.append((f.path, ref))
     return pairs, unmatched
 
 

@@ -1,4 +1,4 @@
-"""Finding inputs (w2m2w/run/discovery.py): folders, globs and lists; symlinks, loops, the same file reached twice."""
+"""Finding inputs (w2m2w/finding.py, w2m2w/run/discovery.py): folders, globs and lists; symlinks, loops, the same file reached twice."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from w2m2w.run.discovery import InputError, discover_inputs, input_kind
+from w2m2w.finding import InputError, input_kind
+from w2m2w.run.discovery import discover_inputs
 
 
 def _touch(*paths: Path) -> None:
@@ -144,7 +145,7 @@ def test_what_found_nothing_is_named(tmp_path, spec, message):
 
 
 def test_find_files_takes_the_callers_extensions_and_filters(tmp_path):
-    from w2m2w.run.discovery import Found, find_files
+    from w2m2w.finding import Found, find_files
 
     _touch(
         tmp_path / "in" / "a.mid",
@@ -161,7 +162,7 @@ def test_find_files_takes_the_callers_extensions_and_filters(tmp_path):
 
 
 def test_find_files_a_named_file(tmp_path):
-    from w2m2w.run.discovery import find_files
+    from w2m2w.finding import find_files
 
     _touch(tmp_path / "d.wav", tmp_path / "notes.txt")
     assert [f.rel for f in find_files(tmp_path / "d.wav", (".mid",), what="MIDI")] == ["d.wav"], "kept, so the caller names it"
@@ -175,7 +176,7 @@ def test_find_files_a_named_file(tmp_path):
 
 
 def test_find_files_list_entries_next_to_the_list_else_as_written(tmp_path, monkeypatch):
-    from w2m2w.run.discovery import find_files
+    from w2m2w.finding import find_files
 
     _touch(tmp_path / "lists" / "x" / "a.mid", tmp_path / "x" / "a.mid", tmp_path / "work" / "y" / "b.mid")
     lst = tmp_path / "lists" / "held_out.txt"

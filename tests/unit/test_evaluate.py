@@ -14,7 +14,8 @@ import pytest
 import soundfile as sf
 
 from tests.unit._synth import SR, tones, write_tsv
-from w2m2w.evaluate.__main__ import EvaluateError, ReferenceIndex, evaluate_transcription, find_inputs
+from w2m2w.evaluate.__main__ import EvaluateError, evaluate_transcription, find_inputs
+from w2m2w.finding import ReferenceIndex
 from w2m2w.midi import write_midi
 from w2m2w.pedal import save_pedal_tsv
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from w2m2w import events as ev
-from w2m2w.data.midi_corpus import WindowSampler, augment_notes, find_midi_files, load_corpus, piece_names, split_by_piece, window_tokens
+from w2m2w.data.midi_corpus import WindowSampler, augment_notes, load_corpus, piece_names, split_by_piece, window_tokens
+from w2m2w.finding import MIDI_EXTENSIONS, find_corpus
 from w2m2w.midi import write_midi
 
 
@@ -48,7 +49,7 @@ def corpora(tmp_path):
 
 def test_pieces_come_from_metadata(corpora):
     asap, pop = corpora
-    files = find_midi_files([str(asap), str(pop / "*.mid")])
+    files = find_corpus([str(asap), str(pop / "*.mid")], MIDI_EXTENSIONS, "MIDI")
     assert len(files) == 6 + 12 and not any(f.name.startswith(".") for f in files)
     pieces = piece_names(files)
     by_name = {f.name: p for f, p in pieces.items()}
@@ -60,7 +61,7 @@ def test_pieces_come_from_metadata(corpora):
 
 @pytest.mark.parametrize("fraction", [0.0, 0.01, 0.3, 0.99])
 def test_split_by_piece_keeps_pieces_whole(corpora, fraction):
-    pieces = piece_names(find_midi_files([str(p) for p in corpora]))
+    pieces = piece_names(find_corpus([str(p) for p in corpora], MIDI_EXTENSIONS, "MIDI"))
     train, val = split_by_piece(pieces, fraction, seed=1)
     assert sorted(train + val) == sorted(pieces)
     assert not {pieces[f] for f in train} & {pieces[f] for f in val}, "no piece on both sides"
@@ -72,8 +73,8 @@ def test_split_by_piece_keeps_pieces_whole(corpora, fraction):
 
 def test_split_is_stable_when_files_are_added(corpora):
     asap, pop = corpora
-    small = piece_names(find_midi_files([str(asap)]))
-    big = piece_names(find_midi_files([str(asap), str(pop)]))
+    small = piece_names(find_corpus([str(asap)], MIDI_EXTENSIONS, "MIDI"))
+    big = piece_names(find_corpus([str(asap), str(pop)], MIDI_EXTENSIONS, "MIDI"))
     _, val_small = split_by_piece(small, 0.4)
     _, val_big = split_by_piece(big, 0.4)
     assert set(val_small) <= set(val_big)
@@ -114,8 +115,8 @@ def test_windows():
 
 def test_sampler(corpora, tmp_path):
     asap, pop = corpora
-    loaded = load_corpus(sorted(find_midi_files([str(asap), str(pop)])), cache=tmp_path / "cache", progress=False)
-    again = load_corpus(sorted(find_midi_files([str(asap), str(pop)])), cache=tmp_path / "cache", progress=False)
+    loaded = load_corpus(sorted(find_corpus([str(asap), str(pop)], MIDI_EXTENSIONS, "MIDI")), cache=tmp_path / "cache", progress=False)
+    again = load_corpus(sorted(find_corpus([str(asap), str(pop)], MIDI_EXTENSIONS, "MIDI")), cache=tmp_path / "cache", progress=False)
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
     assert all(np.array_equal(a[1], b[1]) and a[0] == b[0] for a, b in zip(loaded, again)), "the cache gives the same notes"
     s = WindowSampler([n for _, n in loaded], 33, seed=3)
@@ -148,3 +149,21 @@ def test_window_sampler_draws_corpora_in_their_shares():
     s = WindowSampler(pieces, 33, seed=1, corpus=[0, 1, 1, 1], corpus_shares=[1.0, 1.0])
     draws = s.rng.choice(len(pieces), size=20000, p=s.weights)
     assert abs(np.mean(draws == 0) - 0.5) < 0.02  # by notes it would be about 0.75
+
+
+def test_training_corpora_walk_a_symlink_loop_once_and_name_a_spec_that_finds_nothing(tmp_path):
+    # glob.glob(recursive=True), which training used, follows a symlinked folder around a loop
+    # (a/loop -> a) and yields each file again at every depth; the corpus finder finds each once
+    from w2m2w.train.corpora import midi_files
+    from w2m2w.train.loop import TrainingError
+
+    a = tmp_path / "a"
+    (a / "sub").mkdir(parents=True)
+    write_midi(a / "x.mid", tune(1, 60))
+    write_midi(a / "sub" / "y.midi", tune(2, 62))
+    (a / "loop").symlink_to(a, target_is_directory=True)
+    expected = sorted(str(p.resolve()) for p in (a / "x.mid", a / "sub" / "y.midi"))
+    assert midi_files([str(a)], "train.midi_globs") == expected
+    assert midi_files([str(a / "**" / "*.mid*")], "train.midi_globs") == expected
+    with pytest.raises(TrainingError, match=r"train\.midi_globs: .*nothing_here"):
+        midi_files([str(a), str(tmp_path / "nothing_here" / "*.mid")], "train.midi_globs")

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from w2m2w.run.piece_ids import MAX_COMPONENT_BYTES, UnsafePieceIdError, assign_ids, base_id, check_piece_id, clash_key, relative_posix, safe_component
+from w2m2w.finding import relative_posix
+from w2m2w.run.piece_ids import MAX_COMPONENT_BYTES, UnsafePieceIdError, assign_ids, base_id, check_piece_id, clash_key, safe_component
 
 
 def _h(rel: str) -> str:

@@ -39,7 +39,7 @@ def _touch(path: Path) -> Path:
 
 
 def test_pairs_audio_with_same_stem_references_beside_it(peers, tmp_path):
-    _touch(tmp_path / "a.flac"), _touch(tmp_path / "a.tsv"), _touch(tmp_path / "a.mid")  # .tsv preferred
+    _touch(tmp_path / "a.flac"), _touch(tmp_path / "a.tsv"), _touch(tmp_path / "a.mid")  # the MIDI file preferred (it carries the pedal), as evaluate
     _touch(tmp_path / "b.wav"), _touch(tmp_path / "b.mid")
     _touch(tmp_path / "sub" / "c.flac"), _touch(tmp_path / "sub" / "c.midi")
     _touch(tmp_path / "d.wav")  # no reference
@@ -47,7 +47,7 @@ def test_pairs_audio_with_same_stem_references_beside_it(peers, tmp_path):
     _touch(tmp_path / "f.txt"), _touch(tmp_path / "f.tsv")  # not audio
     pairs, unmatched = peers.pair_files(tmp_path)
     got = [(a.relative_to(tmp_path).as_posix(), r.relative_to(tmp_path).as_posix()) for a, r in pairs]
-    assert got == [("a.flac", "a.tsv"), ("b.wav", "b.mid"), ("sub/c.flac", "sub/c.midi")]
+    assert got == [("a.flac", "a.mid"), ("b.wav", "b.mid"), ("sub/c.flac", "sub/c.midi")]
     assert [p.name for p in unmatched] == ["d.wav"]
 
 

@@ -9,7 +9,6 @@ Elsewhere every file is its own piece.
 from __future__ import annotations
 
 import csv
-import glob
 import hashlib
 import json
 import logging
@@ -23,25 +22,6 @@ from w2m2w import events as ev
 from w2m2w.midi import MidiError, load_midi_notes
 
 log = logging.getLogger(__name__)
-MIDI_SUFFIXES = (".mid", ".midi")
-
-
-def find_midi_files(roots: list[str]) -> dict[Path, Path]:
-    """MIDI file -> the root it was found under, for folders (recursive) or globs; hidden names skipped."""
-    out: dict[Path, Path] = {}
-    for spec in roots:
-        p = Path(spec).expanduser()
-        if p.is_dir():
-            found, root = p.rglob("*"), p
-        else:
-            found = (Path(m) for m in glob.glob(str(p), recursive=True))
-            cut = min((i for i, c in enumerate(str(p)) if c in "*?["), default=len(str(p)))
-            root = Path(str(p)[:cut]) if str(p)[:cut].endswith(os.sep) else Path(str(p)[:cut]).parent
-        for f in found:
-            rel = f.relative_to(root).parts if f.is_relative_to(root) else (f.name,)
-            if f.is_file() and f.suffix.lower() in MIDI_SUFFIXES and not any(part.startswith(".") for part in rel):
-                out.setdefault(f.resolve(), root.resolve())
-    return dict(sorted(out.items()))
 
 
 def _csv_pieces(root: Path) -> dict[Path, str]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -29,10 +28,9 @@ from omegaconf import DictConfig
 
 from w2m2w import hydra_edge, paths
 from w2m2w.audio import AUDIO_EXTENSIONS
-from w2m2w.run.discovery import MIDI_EXTENSIONS
+from w2m2w.finding import MIDI_EXTENSIONS, ReferenceIndex
 
 # Order matters: when a folder holds several references for one piece, the first extension wins.
-REFERENCE_EXTENSIONS = (".mid", ".midi", ".tsv")
 TASKS = ("transcription", "generation", "synthesis")
 AVAILABLE_TASKS = ("transcription", "generation", "synthesis")
 # the shipped model each task uses when weights=null
@@ -76,66 +74,16 @@ def _as_list(value: Any) -> list[str]:
 def find_inputs(root: str | os.PathLike, extensions: Iterable[str], include: Sequence[str] = (), exclude: Sequence[str] = (), what: str = "MIDI") -> list[Item]:
     """Files under `root` (recursive; or `root` itself when it has one of `extensions`), as Items; EvaluateError when none.
 
-    discovery.find_files finds them (hidden names are temporaries of atomic writes or
+    finding.find_files finds them (hidden names are temporaries of atomic writes or
     editor files, never inputs); no globs or lists here: input= is a folder or one file.
     """
-    from w2m2w.run.discovery import InputError, find_files
+    from w2m2w.finding import InputError, find_files
 
     try:
         found = find_files(root, tuple(extensions), what=what, lists=False, named_any_type=False, include=include, exclude=exclude)
     except InputError as exc:
         raise EvaluateError(f"input {exc}") from None
     return [Item(f.path, f.rel, f.rel[: -len(f.path.suffix)]) for f in found]
-
-
-def _normalise(key: str) -> str:
-    # run directories sanitise piece ids, so compare names with punctuation and case folded away
-    return re.sub(r"[^0-9a-z/]+", "_", key.lower()).strip("_")
-
-
-class ReferenceIndex:
-    """Reference files by relative path without extension, with looser fallbacks.
-
-    Lookup order: exact relative path, normalised relative path, then the file
-    name alone (exact, then normalised) when it names exactly one reference.
-    """
-
-    def __init__(self, root: str | os.PathLike):
-        root = Path(root)
-        self.root = root
-        if root.is_file():
-            files = [(root, root.stem)]
-        else:
-            files = [(p, p.relative_to(root).with_suffix("").as_posix()) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in REFERENCE_EXTENSIONS]
-        rank = {e: i for i, e in enumerate(REFERENCE_EXTENSIONS)}
-        files.sort(key=lambda f: (f[1], rank[f[0].suffix.lower()]))
-        self.exact: dict[str, Path] = {}
-        self.norm: dict[str, Path] = {}
-        self.stem: dict[str, list[Path]] = {}
-        self.norm_stem: dict[str, list[Path]] = {}
-        for path, key in files:
-            if key in self.exact:
-                continue  # a .tsv beside a .mid of the same piece: the .mid wins
-            self.exact[key] = path
-            self.norm.setdefault(_normalise(key), path)
-            stem = key.rsplit("/", 1)[-1]
-            self.stem.setdefault(stem, []).append(path)
-            self.norm_stem.setdefault(_normalise(stem), []).append(path)
-
-    def __len__(self) -> int:
-        return len(self.exact)
-
-    def find(self, key: str) -> Path | None:
-        if key in self.exact:
-            return self.exact[key]
-        if _normalise(key) in self.norm:
-            return self.norm[_normalise(key)]
-        stem = key.rsplit("/", 1)[-1]
-        for table, k in ((self.stem, stem), (self.norm_stem, _normalise(stem))):
-            hits = table.get(k, [])
-            if len(hits) == 1:
-                return hits[0]
-        return None
 
 
 def _round(metrics: dict[str, float]) -> dict[str, float]:

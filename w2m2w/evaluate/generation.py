@@ -197,14 +197,14 @@ def evaluate_generation(
 ) -> dict[str, Any]:
     """Mean NLL per event (nats) of the Music Transformer in `weights` over the MIDI files
     under `input_path` (a file, a folder searched recursively, or a .txt/.lst/.list list of
-    files; discovery.find_files), pieces read whole; with `continuation` (a
+    files; finding.find_files), pieces read whole; with `continuation` (a
     ContinuationSettings), also the continuation statistics under "continuation".
 
     `emit` gets one row per file, `warn` one line per file that cannot be read.
     Raises ValueError naming the path when there is nothing to score, WeightsError
     for unusable weights. The summary's nll_per_event weighs every event alike.
     """
-    from w2m2w.run.discovery import MIDI_EXTENSIONS, InputError, find_files
+    from w2m2w.finding import MIDI_EXTENSIONS, InputError, find_files
 
     try:  # a list: e.g. a training run's val_files.txt
         files = find_files(input_path, MIDI_EXTENSIONS, what="MIDI", include=include, exclude=exclude)

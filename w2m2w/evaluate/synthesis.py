@@ -137,11 +137,11 @@ def system_row(
 def note_inputs(path: str | os.PathLike, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[tuple[str, Path]]:
     """(name relative to the input root, file) for a note file (.mid/.midi/.tsv), every such file under a folder
     (hidden names skipped), or the files a .txt/.lst/.list names (e.g. a training run's validation_notes.txt);
-    discovery.find_files finds them.
+    finding.find_files finds them.
 
     include/exclude: globs matched against the relative path or the bare file name.
     """
-    from w2m2w.run.discovery import InputError, find_files
+    from w2m2w.finding import InputError, find_files
 
     try:
         found = find_files(path, NOTE_SUFFIXES, what="MIDI or .tsv note", include=include, exclude=exclude)

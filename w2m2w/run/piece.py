@@ -20,7 +20,7 @@ from typing import Any
 
 from w2m2w import __version__
 from w2m2w.files import LockedError, file_sha256
-from w2m2w.run.discovery import input_kind
+from w2m2w.finding import input_kind
 from w2m2w.run.io_errors import write_failure
 from w2m2w.run.rundir import MissingInputError, RunDir, is_current, read_sidecar, sidecar_path
 from w2m2w.run.stage import Configured, StageError, StageJob

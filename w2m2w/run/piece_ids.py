@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 import unicodedata
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 # '/' splits paths everywhere; the rest is refused by Windows file systems (and SMB shares of them)
 _FORBIDDEN = frozenset('/\\:*?"<>|\x00')
@@ -140,11 +140,3 @@ def check_piece_id(pid: object) -> str:
         if len(part.encode("utf-8")) > 255 - 64:
             raise UnsafePieceIdError(f"piece id {pid!r} has a component too long for a file name")
     return pid
-
-
-def relative_posix(path: str | os.PathLike, root: str | os.PathLike) -> str:
-    """`path` relative to `root` as POSIX text, taken as written (symlinks not followed); its name alone if it lies outside."""
-    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
-    if rel == os.curdir or rel.split(os.sep)[0] == os.pardir:
-        return Path(path).name
-    return Path(rel).as_posix()

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from w2m2w.files import atomic_path, file_lock, inside_run_dir, make_dirs, remove_file, remove_stale_temps, replace_file, temp_name, update_json, write_json
-from w2m2w.run.discovery import input_kind
+from w2m2w.finding import input_kind
 from w2m2w.run.piece_ids import check_piece_id
 
 STAGES = ("transcribe", "generate", "synthesize")

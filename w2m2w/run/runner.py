@@ -17,8 +17,9 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from w2m2w import __version__
 from w2m2w.files import LockedError
+from w2m2w.finding import InputError, input_kind
 from w2m2w.paths import DEMO_INPUT
-from w2m2w.run.discovery import InputError, discover_inputs, input_kind
+from w2m2w.run.discovery import discover_inputs
 from w2m2w.run.freshness import folder_staleness
 from w2m2w.run.io_errors import write_failure
 from w2m2w.run.local import run_local, usable_cores

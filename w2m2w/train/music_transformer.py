@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from w2m2w.data.midi_corpus import WindowSampler, find_midi_files, load_corpus, piece_names, split_by_piece
+from w2m2w.data.midi_corpus import WindowSampler, load_corpus, piece_names, split_by_piece
+from w2m2w.finding import MIDI_EXTENSIONS, InputError, find_corpus
 from w2m2w.generation import piece_tokens
 from w2m2w.models.music_transformer import MODEL_NAME, MusicTransformer, MusicTransformerConfig, relative_embeddings, sequence_nll
 from w2m2w.settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range, setting
@@ -86,13 +87,16 @@ def build_data(cfg: MusicTransformerTrainConfig, out: Path, write: bool = True) 
         raise TrainingError(
             f"train.midi_dir_shares has {len(cfg.midi_dir_shares)} entries for {len(cfg.midi_dirs)} train.midi_dirs: give one per entry, or none"
         )
-    found = find_midi_files(list(cfg.midi_dirs))
+    try:
+        found = find_corpus(list(cfg.midi_dirs), MIDI_EXTENSIONS, "MIDI")
+        entry_of: dict[Path, int] = {}
+        for i, spec in enumerate(cfg.midi_dirs):
+            for f in find_corpus([spec], MIDI_EXTENSIONS, "MIDI"):
+                entry_of.setdefault(f, i)
+    except InputError as e:
+        raise TrainingError(f"train.midi_dirs: {e}") from None
     if not found:
-        raise TrainingError(f"no MIDI files under train.midi_dirs={list(cfg.midi_dirs)}")
-    entry_of: dict[Path, int] = {}
-    for i, spec in enumerate(cfg.midi_dirs):
-        for f in find_midi_files([spec]):
-            entry_of.setdefault(f, i)
+        raise TrainingError("no MIDI files: train.midi_dirs is empty")
     keep = set(_subset(list(found), cfg.max_files))
     pieces = piece_names({f: r for f, r in found.items() if f in keep})
     train_files, val_files = split_by_piece(pieces, cfg.val_fraction, cfg.split_seed)

@@ -11,7 +11,6 @@ best.safetensors keeps the best note F1 on the set `select_by` names (the first 
 
 from __future__ import annotations
 
-import glob
 import logging
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -33,6 +32,7 @@ from w2m2w.data.transcription import (
 )
 from w2m2w.models.onsets_frames import MODEL_NAME, OnsetsFrames, OnsetsFramesConfig
 from w2m2w.settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY_UPPER, Range, SettingsError, setting
+from w2m2w.train.corpora import midi_files
 from w2m2w.train.loop import Progress, Task, TrainingError, draw_seed, fit, init_from, start
 from w2m2w.transcription import DecodeConfig
 
@@ -115,13 +115,6 @@ class TranscriberTrainConfig:
             _pair(getattr(self, name), f"{prefix}.{name}" if prefix else name)
 
 
-def _midi_files(globs: list[str]) -> list[str]:
-    files: list[str] = []
-    for g in globs:
-        files.extend(sorted(glob.glob(g, recursive=True)))
-    return sorted(set(files))
-
-
 def build_datasets(cfg: TranscriberTrainConfig) -> tuple[list[Example], dict[str, list[Example]]]:
     """Training examples and named validation sets, each on a piano or soundfont kept out of training."""
     train: list[Example] = []
@@ -135,7 +128,7 @@ def build_datasets(cfg: TranscriberTrainConfig) -> tuple[list[Example], dict[str
     if cfg.maestro_root:
         train += maestro_examples(cfg.maestro_root, "train")
         val["maestro_validation"] = maestro_examples(cfg.maestro_root, "validation")
-    midi = _midi_files(cfg.midi_globs)
+    midi = midi_files(cfg.midi_globs, "train.midi_globs")
     if midi:
         rng = np.random.default_rng(cfg.seed)
         midi = list(rng.permutation(midi))

@@ -11,7 +11,6 @@ out_dir/validation_midi.txt so evaluation can use music the model never heard.
 
 from __future__ import annotations
 
-import glob
 import logging
 from dataclasses import dataclass, field
 
@@ -22,6 +21,7 @@ from w2m2w.data.synthesis import MuLawSampler
 from w2m2w.data.transcription import Example, audio_dir_examples, rendered_examples
 from w2m2w.models.wavenet import MODEL_NAME, WaveNet, WaveNetConfig
 from w2m2w.settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY_UPPER, setting
+from w2m2w.train.corpora import midi_files
 from w2m2w.train.loop import Progress, Task, TrainingError, fit, start
 
 log = logging.getLogger(__name__)
@@ -60,17 +60,13 @@ class WaveNetTrainConfig:
     bf16: bool = setting(True)
 
 
-def _glob_all(patterns: list[str]) -> list[str]:
-    return sorted({f for g in patterns for f in glob.glob(g, recursive=True)})
-
-
 def build_datasets(cfg: WaveNetTrainConfig) -> tuple[list[Example], list[Example], list[str]]:
     """(training examples, validation examples, held-out MIDI paths); held out by whole file."""
     rng = np.random.default_rng(cfg.seed)
     train: list[Example] = []
     val: list[Example] = []
     held_midi: list[str] = []
-    midi = _glob_all(cfg.midi_globs)
+    midi = midi_files(cfg.midi_globs, "train.midi_globs")
     if midi:
         midi = [str(m) for m in rng.permutation(midi)]
         held_midi = midi[: cfg.holdout_files]
