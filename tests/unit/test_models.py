@@ -101,6 +101,23 @@ def test_velocity_loss_only_on_onsets():
     assert m.loss(out, target)["velocity"] == pytest.approx(1.0)
 
 
+def test_soft_onset_boost_weighs_soft_notes_onsets_by_hand():
+    import math
+
+    m = OnsetsFrames(OnsetsFramesConfig(model_size=32, lstm_units=8))
+    out = {k: torch.zeros(1, 2, 88) for k in HEADS}  # every logit 0: each element's BCE is ln 2
+    target = {k: torch.zeros(1, 2, 88) for k in HEADS}
+    target["onset"][0, 0, 10], target["velocity"][0, 0, 10] = 1.0, 32 / 127  # a soft note's onset
+    target["onset"][0, 1, 20], target["velocity"][0, 1, 20] = 1.0, 1.0  # the loudest: no extra weight
+    target["velocity"][0, 1, 30] = 0.1  # a velocity without an onset: weight stays 1
+    n = 2 * 88
+    assert m.loss(out, target)["onset"].item() == pytest.approx(math.log(2))
+    # by hand: 176 elements of ln 2, one of them weighed 1 + 2 x (1 - 32/127)
+    expected = math.log(2) * (n - 1 + 1 + 2 * (1 - 32 / 127)) / n
+    assert m.loss(out, target, soft_onset_boost=2.0)["onset"].item() == pytest.approx(expected, rel=1e-6)
+    assert m.loss(out, target, soft_onset_boost=2.0)["frame"].item() == pytest.approx(math.log(2))  # only the onset loss
+
+
 def test_pedal_head_shapes_and_predict():
     torch.manual_seed(0)
     m = OnsetsFrames(OnsetsFramesConfig(model_size=32, lstm_units=8, pedal=True)).eval()

@@ -133,14 +133,18 @@ class OnsetsFrames(nn.Module):
             out["pedal"] = self.pedal_stack(mel)
         return out
 
-    def loss(self, out: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def loss(self, out: dict[str, torch.Tensor], target: dict[str, torch.Tensor], soft_onset_boost: float = 0.0) -> dict[str, torch.Tensor]:
         """Binary cross-entropy for onset, offset and frame; velocity MSE on onset frames only (MAESTRO paper).
 
+        `soft_onset_boost` b weighs each onset frame of a note by 1 + b * (1 - velocity/127), the rest
+        by 1: soft notes, whose onsets are the ones missed on real pianos, count up to 1 + b times.
         With the pedal head, binary cross-entropy of its three outputs against target 'pedal'
         (batch, frames, 3), counted only on rows whose 'pedal_known' (batch,) is 1: audio whose
         labels say nothing about the pedal (MAPS's note lists) must not teach "never pressed".
         """
-        losses = {k: F.binary_cross_entropy_with_logits(out[k], target[k]) for k in ("onset", "offset", "frame")}
+        losses = {k: F.binary_cross_entropy_with_logits(out[k], target[k]) for k in ("offset", "frame")}
+        weight = 1.0 + soft_onset_boost * target["onset"] * (1.0 - target["velocity"]) if soft_onset_boost else None
+        losses["onset"] = F.binary_cross_entropy_with_logits(out["onset"], target["onset"], weight=weight)
         w = target["onset"]
         losses["velocity"] = (w * (out["velocity"] - target["velocity"]) ** 2).sum() / w.sum().clamp(min=1.0)
         if "pedal" in out:
@@ -150,12 +154,17 @@ class OnsetsFrames(nn.Module):
         return losses
 
     def training_step(
-        self, batch: tuple[torch.Tensor, dict[str, torch.Tensor]], bf16: bool = False, weights: Mapping[str, float] | None = None
+        self,
+        batch: tuple[torch.Tensor, dict[str, torch.Tensor]],
+        bf16: bool = False,
+        weights: Mapping[str, float] | None = None,
+        soft_onset_boost: float = 0.0,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Loss of one batch (the heads' losses summed, each times weights[head], default 1) and each head's unweighted loss.
 
         batch: audio (batch, samples) and targets onset/offset/frame/velocity, each (batch, frames, 88).
         bf16 runs the network under bfloat16 autocast; the losses are computed in float32 whatever it ran in.
+        soft_onset_boost: see loss().
         """
         weights = dict(weights or {})
         unknown = sorted(set(weights) - set(LOSS_HEADS))
@@ -166,7 +175,7 @@ class OnsetsFrames(nn.Module):
         n = min(mel.shape[1], target["onset"].shape[1])
         with torch.autocast(device_type=audio.device.type, dtype=torch.bfloat16, enabled=bf16):
             out = self(mel[:, :n])
-        losses = self.loss({k: v.float() for k, v in out.items()}, {k: v if v.dim() == 1 else v[:, :n] for k, v in target.items()})
+        losses = self.loss({k: v.float() for k, v in out.items()}, {k: v if v.dim() == 1 else v[:, :n] for k, v in target.items()}, soft_onset_boost)
         total = sum(weights.get(k, 1.0) * v for k, v in losses.items())
         return total, {f"loss_{k}": v.detach() for k, v in losses.items()}
 

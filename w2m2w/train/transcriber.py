@@ -83,6 +83,8 @@ class TranscriberTrainConfig:
     clip_grad_norm: float = setting(3.0, range=POSITIVE)
     # each head's weight in the summed loss, e.g. train.loss_weights.frame=2 to push a duration head
     loss_weights: LossWeights = field(default_factory=lambda: LossWeights())
+    # each note's onset frames weigh 1 + this x (1 - velocity/127) in the onset loss: soft notes count more
+    soft_onset_boost: float = setting(0.0, range=NON_NEGATIVE)
     augment_p: float = setting(0.5, range=Range(0, 1))
     room_bank: int = setting(64, range=NON_NEGATIVE)  # simulated rooms (data/rooms.py) the augmentation draws from; 0: no rooms
     room_cache: str = setting("cache/rooms", affects_output=False)
@@ -284,7 +286,7 @@ def train_transcriber(cfg: TranscriberTrainConfig) -> dict:
         model=model,
         optimizer=torch.optim.Adam(model.parameters(), lr=cfg.learning_rate),
         sampler=sampler,
-        step=lambda m, batch: m.training_step(batch, cfg.bf16, asdict(cfg.loss_weights)),
+        step=lambda m, batch: m.training_step(batch, cfg.bf16, asdict(cfg.loss_weights), cfg.soft_onset_boost),
         lr=lambda step, _: cfg.learning_rate * cfg.lr_decay ** (step / cfg.lr_decay_steps),
         validate=validation,
         train_log=train_log,
