@@ -10,7 +10,8 @@
 # Stage 7 (this one): stage 6 plus the real recordings' training part with Transkun's labels (REAL_TRAIN, made by
 #   python scripts/label_real_teacher.py && python scripts/real_piano_folder.py --part train --out ~/.cache/w2m2w/real_cc0_train
 #   python scripts/real_piano_folder.py --part val --out ~/.cache/w2m2w/real_cc0_val)
-# at AUDIO_SHARE of the draws, validated on the real validation part (REAL_VAL), which picks best.safetensors.
+# at AUDIO_SHARE of the draws, validated on the real validation part (REAL_VAL), which picks best.safetensors;
+# soft notes' onsets weigh up to 1 + SOFT_BOOST in the onset loss (train.soft_onset_boost).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS="${THREADS:-1}"
@@ -18,6 +19,7 @@ NICE="${NICE:-19}"
 REAL_TRAIN="${REAL_TRAIN:-$HOME/.cache/w2m2w/real_cc0_train}"
 REAL_VAL="${REAL_VAL:-$HOME/.cache/w2m2w/real_cc0_val}"
 AUDIO_SHARE="${AUDIO_SHARE:-0.3}"
+SOFT_BOOST="${SOFT_BOOST:-1.0}"
 OUT="${OUT:-runs/tr_campaign_real}"
 SHARED_MAPS='${data_root}/audio/maps_synth'
 MAPS_ROOT="${MAPS_ROOT:-$SHARED_MAPS}"
@@ -27,5 +29,5 @@ exec nice -n "$NICE" python -m w2m2w.train train=transcriber train.midi_globs="$
   train.validate_every="${VALIDATE_EVERY:-200}" train.learning_rate=1e-4 train.lr_decay=0.7 train.lr_decay_steps=2000 \
   train.loss_weights.frame=2 train.loss_weights.offset=2 train.max_steps=100000 \
   'train.room_rt60=[0.15,2.0]' 'train.room_far_distance=[2.0,15.0]' train.room_p=0.8 \
-  train.maps_root="$MAPS_ROOT" "train.audio_dirs=[$REAL_TRAIN]" train.audio_share="$AUDIO_SHARE" \
+  train.maps_root="$MAPS_ROOT" "train.audio_dirs=[$REAL_TRAIN]" train.audio_share="$AUDIO_SHARE" train.soft_onset_boost="$SOFT_BOOST" \
   "train.val_audio_dirs=[$REAL_VAL]" train.select_by=audio_"$(basename "$REAL_VAL")" train.out_dir="$OUT" "$@"
