@@ -70,19 +70,21 @@ def choose(examples: list[Example], seconds_of: dict[str, float], minutes: float
     return chosen
 
 
-def write_example(ex: Example, out: Path, start: float, seconds: float, codec: str, quality: float) -> float:
-    """Write `seconds` of `ex` from `start` into the pack; returns the seconds written."""
+def write_example(ex: Example, out: Path, start: float, seconds: float, codec: str, quality: float, folder: Path | None = None) -> float:
+    """Write `seconds` of `ex` from `start` into the pack (MAPS layout, or with `folder` as
+    folder/NAME.ext beside folder/NAME.tsv, as train.audio_dirs reads it); returns the seconds written."""
     import soundfile as sf
 
     y = load_audio(ex.audio)
     a = int(round(start * SAMPLE_RATE))
     y = y[a : a + int(round(seconds * SAMPLE_RATE))]
-    name = pack_name(ex)
+    name = pack_name(ex) if folder is None else ex.name
     suffix, kw = (".ogg", {"format": "OGG", "subtype": "VORBIS", "compression_level": 1.0 - quality}) if codec == "vorbis" else (".flac", {})
     notes = crop_notes(load_notes(ex.notes), start, seconds)
     pedal = load_pedal(ex.notes)
-    tsv = out / "tsv" / f"{name}.tsv"
-    with atomic_path(out / "flac" / f"{name}{suffix}", root=None) as tmp_audio, atomic_path(tsv, root=None) as tmp_tsv:
+    tsv = (out / "tsv" if folder is None else folder) / f"{name}.tsv"
+    audio = (out / "flac" if folder is None else folder) / f"{name}{suffix}"
+    with atomic_path(audio, root=None) as tmp_audio, atomic_path(tsv, root=None) as tmp_tsv:
         sf.write(str(tmp_audio), y, SAMPLE_RATE, **kw)
         save_tsv_notes(tmp_tsv, notes)
     if pedal is not None:
@@ -125,6 +127,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --val {held}: the run's validation sets are {sorted(val_sets)}", file=sys.stderr)
         return 2
     val = val_sets.get(held, []) if held else []
+    # recordings with labels (train.audio_dirs, train.val_audio_dirs: real pianos) are packed whole, in
+    # folders of their own, so that their share of the draws stays train.audio_share's
+    real = [ex for ex in train if ex.group == "audio_dir"]
+    train = [ex for ex in train if ex.group != "audio_dir"]
+    real_val = {k: v for k, v in val_sets.items() if k.startswith("audio_") and k != held}
+    whole = [(ex, args.out / "audio_dirs" / "real_train") for ex in real]
+    whole += [(ex, args.out / "audio_dirs" / k.removeprefix("audio_")) for k, v in real_val.items() for ex in v]
+    real_seconds = sum(write_example(ex, args.out, 0.0, 1e9, args.codec, args.quality, folder) for ex, folder in whole)
     rng = np.random.default_rng(args.seed)
     seconds_of = {ex.audio: sf.info(ex.audio).duration for ex in train}
     packed = 0.0
@@ -133,8 +143,16 @@ def main(argv: list[str] | None = None) -> int:
         packed += write_example(ex, args.out, start, args.seconds, args.codec, args.quality)
     val_seconds = sum(write_example(ex, args.out, 0.0, cfg.validation_seconds, args.codec, args.quality) for ex in val)
     groups = sorted({ex.group for ex in val})
+    extra = ""
+    if real:
+        extra += f" 'train.audio_dirs=[{args.out / 'audio_dirs' / 'real_train'}]' train.audio_share={cfg.audio_share}"
+    if real_val:
+        extra += " 'train.val_audio_dirs=[" + ",".join(str(args.out / "audio_dirs" / k.removeprefix("audio_")) for k in real_val) + "]'"
+        extra += f" train.select_by={cfg.select_by}" if cfg.select_by else ""
     print(
-        f"{args.out}: {packed / 60:.1f} min of training audio, {val_seconds / 60:.1f} min of validation ({held}); train with train.maps_root={args.out} train.maps_holdout_piano={','.join(groups)} 'train.midi_globs=[]'"
+        f"{args.out}: {packed / 60:.1f} min of training audio, {val_seconds / 60:.1f} min of validation ({held}), "
+        f"{real_seconds / 60:.1f} min of labelled recordings whole; train with train.maps_root={args.out} "
+        f"train.maps_holdout_piano={','.join(groups)} 'train.midi_globs=[]'{extra}"
     )
     return 0
 

@@ -67,3 +67,29 @@ def test_nothing_to_pack_and_a_wrong_key_are_one_line_errors(pack, tmp_path, cap
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 3 and "no training data" in lines[0] and "no_such_key" in lines[1] and "maps_SptkBGCl" in lines[2]
     assert not out.exists()  # the unknown validation set is refused before any training audio is written
+
+
+def test_labelled_recordings_are_packed_whole_in_folders_training_reads(pack, tmp_path, capsys):
+    import shutil
+
+    from w2m2w.data.transcription import audio_dir_examples
+
+    src = make_maps(tmp_path / "maps", ["a_AkPnBcht", "b_SptkBGCl", "r_X", "v_X"], seconds=6.0)
+    for name, folder in (("r", "real_tr"), ("v", "real_va")):  # two "real" recordings beside their labels
+        (tmp_path / folder).mkdir()
+        shutil.copy(src / "flac" / f"MAPS_MUS-{name}_X.flac", tmp_path / folder / f"{name}.flac")
+        shutil.copy(src / "tsv" / f"MAPS_MUS-{name}_X.tsv", tmp_path / folder / f"{name}.tsv")
+    for f in list((src / "flac").glob("*_X.*")) + list((src / "tsv").glob("*_X.*")):
+        f.unlink()
+    out = tmp_path / "pack"
+    overrides = [f"train.maps_root={src}", "train.midi_globs=[]", f"train.audio_dirs=[{tmp_path / 'real_tr'}]", "train.audio_share=0.4"]
+    overrides += [f"train.val_audio_dirs=[{tmp_path / 'real_va'}]", "train.select_by=audio_real_va"]
+    assert pack.main(["--out", str(out), "--minutes", "0.1", "--seconds", "3", *overrides, "train.validation_seconds=5"]) == 0
+    real_tr, real_va = audio_dir_examples(out / "audio_dirs" / "real_train"), audio_dir_examples(out / "audio_dirs" / "real_va")
+    assert [e.name for e in real_tr] == ["r"] and [e.name for e in real_va] == ["v"]
+    for e, name in ((real_tr[0], "r"), (real_va[0], "v")):  # whole, not cut to --seconds, and their notes all there
+        assert sf.info(e.audio).duration == pytest.approx(6.0, abs=0.01)
+        np.testing.assert_allclose(load_notes(e.notes), load_notes(tmp_path / ("real_tr" if name == "r" else "real_va") / f"{name}.tsv"), atol=1e-5)
+    assert not any("_audio_dir" in p.name for p in (out / "flac").iterdir())  # not drawn into the MAPS layout
+    printed = capsys.readouterr().out
+    assert "train.audio_share=0.4" in printed and "train.select_by=audio_real_va" in printed and "real_train" in printed
