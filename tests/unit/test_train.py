@@ -218,3 +218,64 @@ def test_recordings_with_labels_join_training_and_validation_and_pick_the_best(t
     (tmp_path / "empty").mkdir()
     with pytest.raises(TrainingError, match="empty"):
         build_datasets(replace(cfg, audio_dirs=[str(tmp_path / "empty")]))
+
+
+def test_checkpoints_between_validations_every_checkpoint_minutes(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from w2m2w.train import loop
+
+    make_maps(tmp_path / "maps", ["a_AkPnBcht", "b_SptkBGCl"], seconds=2.0)
+    saved: list[int] = []
+    real_save = loop.save_training_state
+    monkeypatch.setattr(
+        loop,
+        "save_training_state",
+        lambda ckpt, name, model, config, opt, state: (saved.append(state["step"]), real_save(ckpt, name, model, config, opt, state)),
+    )
+    cfg = replace(_cfg(tmp_path, 4), validate_every=100)
+    monkeypatch.setattr(loop, "CHECKPOINT_MINUTES", 0.0)  # every step is past the interval
+    train_transcriber(cfg)
+    assert saved == [1, 2, 3, 4, 4]  # steps 1-3 by time, step 4 at its validation (the last step), then the end's
+    saved.clear()
+    monkeypatch.setattr(loop, "CHECKPOINT_MINUTES", 10.0)
+    train_transcriber(replace(cfg, max_steps=7))
+    assert saved == [7, 7]  # resumed at 5; no step took 10 minutes: only the last validation's and the end's
+
+
+def test_a_signal_stops_training_with_a_checkpoint_and_the_run_resumes_there(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    make_maps(tmp_path / "maps", ["a_AkPnBcht", "b_SptkBGCl"], seconds=2.0)
+    root = str(Path(__file__).resolve().parents[2])
+    # a checkpoint after every step (CHECKPOINT_MINUTES 0) shows when training is under way
+    script = f"""
+import logging, sys; sys.path.insert(0, {root!r}); logging.basicConfig(level=logging.INFO)
+from dataclasses import replace
+from pathlib import Path
+from tests.unit.test_train import _cfg
+from w2m2w.train import loop
+from w2m2w.train.transcriber import train_transcriber
+loop.CHECKPOINT_MINUTES = 0.0
+train_transcriber(replace(_cfg(Path({str(tmp_path)!r}), 100000), validate_every=100000))
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    state_file = tmp_path / "run" / "checkpoint" / "state.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and not state_file.exists() and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    step = json.loads(state_file.read_text())["step"]
+    assert step >= 1 and f"stopped by signal 15 at step {step}" in err
+    assert not (tmp_path / "run" / "log.jsonl").exists()  # no validation on the way out: the resumed run validates
+    train_transcriber(_cfg(tmp_path, step + 2))
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [step + 2]  # resumed at step + 1, not from the start

@@ -5,7 +5,10 @@ settings and its data, and hands `fit` a Task: the model, its optimizer, a sampl
 batch step (from the model's module), a learning-rate schedule and a validation. The loop owns the
 rest, once for all: resume (refusing a checkpoint of another model config), step and time budgets,
 validation every `validate_every` steps and always at the end, best and last weights, log.jsonl,
-the progress bar, and DistributedDataParallel under torchrun.
+the progress bar, and DistributedDataParallel under torchrun. Between validations the checkpoint is
+also rewritten every CHECKPOINT_MINUTES of training, and a SIGTERM, SIGINT or SIGHUP stops a
+one-process run at the end of its step with a checkpoint: a long run on a machine lent for hours
+loses minutes of steps, not the hours since its last validation.
 
 Data: row i of global step s is drawn with its own generator, seeded by (seed, s, i), and rank r of
 W processes takes rows [r B/W, (r+1) B/W) of the global batch B (`batch_size`). The stream of
@@ -27,6 +30,7 @@ import json
 import logging
 import os
 import platform
+import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -58,6 +62,9 @@ class TrainingError(ValueError):
 class Sampler(Protocol):
     def draw(self, rngs: list[np.random.Generator]) -> Any:
         """One batch with one row per generator (row i drawn from rngs[i] only)."""
+
+
+CHECKPOINT_MINUTES = 10.0  # of training between checkpoints, besides those at validations
 
 
 class Settings(Protocol):
@@ -345,8 +352,10 @@ def fit(run: Run, cfg: Settings, task: Task) -> dict:
     model.train()
     if task.validate_first and not state["history"]:
         summary = validation()
+    stop = _StopOnSignal(run.world == 1)
+    last_checkpoint = time.time()
     try:
-        while state["step"] < cfg.max_steps:
+        while state["step"] < cfg.max_steps and not stop.signum:
             elapsed = run.agree(time.time() - t_start)
             if cfg.max_minutes and elapsed > cfg.max_minutes * 60:
                 if run.main:
@@ -378,10 +387,20 @@ def fit(run: Run, cfg: Settings, task: Task) -> dict:
             bar.set_postfix(loss=f"{progress.last_loss:.3f}", refresh=False)
             if state["step"] % cfg.validate_every == 0 or state["step"] == cfg.max_steps:
                 summary = validation()
+                last_checkpoint = time.time()
+            elif run.main and time.time() - last_checkpoint > CHECKPOINT_MINUTES * 60:
+                state["elapsed_s"] = time.time() - t_start
+                checkpoint()
+                last_checkpoint = time.time()
     finally:
         prefetch.close()
+        stop.restore()
     bar.close()
-    if run.main:
+    if run.main and stop.signum:  # asked to stop: keep the steps, leave validation to the resumed run
+        state["elapsed_s"] = time.time() - t_start
+        checkpoint()
+        log.info("stopped by signal %d at step %d; rerun the same command to resume", stop.signum, state["step"])
+    elif run.main:
         if state["step"] and (not state["history"] or state["history"][-1]["step"] != state["step"]):
             summary = validation()  # stopped by the time budget between validations: the last weights are scored too
         state["elapsed_s"] = time.time() - t_start
@@ -395,6 +414,36 @@ def fit(run: Run, cfg: Settings, task: Task) -> dict:
     del stepper
     gc.collect()
     return finish(run, summary)
+
+
+class _StopOnSignal:
+    """SIGTERM, SIGINT and SIGHUP set `signum` instead of killing the run, so the loop can end its step and
+    checkpoint; the previous handlers come back with restore(). Off (nothing installed) when `enabled` is
+    false (torchrun's processes, which torchrun itself stops) or outside the main thread."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    def __init__(self, enabled: bool):
+        self.signum = 0
+        self.previous: dict[int, Any] = {}
+        if not enabled:
+            return
+        try:
+            for s in self.SIGNALS:
+                self.previous[s] = signal.signal(s, self._handle)
+        except ValueError:  # not the main thread: signals stay as they were
+            self.restore()
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.signum:  # a second signal: stop now, as the signal would have without us
+            self.restore()
+            signal.raise_signal(signum)
+        self.signum = signum
+
+    def restore(self) -> None:
+        for s, h in self.previous.items():
+            signal.signal(s, h)
+        self.previous = {}
 
 
 def finish(run: Run, summary: dict) -> dict:
