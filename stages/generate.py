@@ -40,7 +40,7 @@ class GenerateSettings:
     """conf/generate/music_transformer.yaml; defaults from w2m2w.generation's GenerationConfig and SamplingConfig."""
 
     weights: str | None = setting(None, affects_output=False)  # its sha256 is in the sidecar on its own
-    device: str = setting("cpu", device=True, affects_output=False)
+    device: str | None = setting(None, device=True, affects_output=False)  # null: the top-level `device` (auto)
     threads: int = setting(1, range=THREADS, affects_output=False)
     primer_seconds: float = setting(_GEN.primer_seconds, range=NON_NEGATIVE)
     primer_events: int | None = setting(_GEN.primer_events, range=NON_NEGATIVE)
@@ -99,7 +99,7 @@ class Generate(Stage):
         return Path(s.weights) if s.weights else DEFAULT_WEIGHTS["music_transformer"]
 
     def load(self, s: GenerateSettings):
-        return _model(str(self.weights_file(s)), s.device)
+        return _model(str(self.weights_file(s)), s.device or "cpu")  # a run fills in the device (resolve_devices)
 
     def run(self, s: GenerateSettings, job: StageJob) -> dict[str, Any]:
         """Continue the MIDI file job.input into job.output; returns primer, sampling and note stats."""

@@ -28,7 +28,7 @@ class TranscribeSettings:
     """conf/transcribe/onsets_frames.yaml; decoding defaults come from w2m2w.transcription.DecodeConfig."""
 
     weights: str | None = setting(None, affects_output=False)  # its sha256 is in the sidecar on its own
-    device: str = setting("cpu", device=True, affects_output=False)
+    device: str | None = setting(None, device=True, affects_output=False)  # null: the top-level `device` (auto)
     onset_threshold: float = setting(DecodeConfig.onset_threshold, range=PROBABILITY_OPEN)
     frame_threshold: float = setting(DecodeConfig.frame_threshold, range=PROBABILITY_OPEN)
     min_duration: float = setting(DecodeConfig.min_duration, range=NON_NEGATIVE)
@@ -68,7 +68,7 @@ class Transcribe(Stage):
         return Path(s.weights) if s.weights else DEFAULT_WEIGHTS["onsets_frames"]
 
     def load(self, s: TranscribeSettings):
-        return _model(str(self.weights_file(s)), s.device)
+        return _model(str(self.weights_file(s)), s.device or "cpu")  # a run fills in the device (resolve_devices)
 
     def run(self, s: TranscribeSettings, job: StageJob) -> dict[str, Any]:
         """Transcribe job.input into the MIDI file job.output (notes, and the pedal as CC64); returns note, pedal and timing stats."""

@@ -30,12 +30,19 @@ from w2m2w.paths import CONF
 from w2m2w.run.log_safety import escape_controls
 from w2m2w.run.piece_ids import safe_component
 from w2m2w.run.rundir import writable_problem
-from w2m2w.run.settings import check_run
+from w2m2w.run.settings import check_run, default_run_dir, run_folder
 from w2m2w.settings import SettingsError
 
 # flags that print something instead of running, or point Hydra at other configs: Hydra handles those calls alone
 _NOT_A_RUN = ("help", "hydra_help", "cfg", "info", "shell_completion", "experimental_rerun", "config_path", "config_name", "config_dir")
 
+
+def _run_folder(run_dir: str | None, input: str | None) -> str:
+    """conf/config.yaml's hydra.run.dir and hydra.sweep.dir: run_dir, else the folder named for the input."""
+    return str(run_dir) if run_dir else default_run_dir(None if input is None else str(input))
+
+
+OmegaConf.register_new_resolver("w2m2w_run_folder", _run_folder, replace=True)
 
 _KINDS = {"Float": "a number", "Integer": "an integer", "Boolean": "true or false"}
 
@@ -188,7 +195,7 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str = "co
                 return str(exc)
             except Exception as exc:  # noqa: BLE001 - anything else is Hydra's to report, as it always did
                 return _problem(exc, job)
-            run_dirs.append(settings.run_dir)
+            run_dirs.append(run_folder(settings))
     return records_problem(argv, todo, run_dirs, log_name)
 
 
@@ -202,14 +209,13 @@ class RunDirWritable(Callback):
     (run.py checks every job's folder before Hydra starts; this holds for any other caller of the config).
     """
 
-    def _check(self, config: DictConfig, names: tuple[str, ...]) -> None:
-        root = Path(str(config.run_dir))
+    def _check(self, config: DictConfig, names: tuple[str, ...], root: Path) -> None:
         problem = record_problem(root, root, names) or writable_problem(root)
         if problem:
             fail(problem)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config, (f"{config.hydra.job.name}.log", ".hydra"))
+        self._check(config, (f"{config.hydra.job.name}.log", ".hydra"), Path(str(config.hydra.run.dir)))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config, ("multirun.yaml",))
+        self._check(config, ("multirun.yaml",), Path(str(config.hydra.sweep.dir)))

@@ -27,7 +27,7 @@ from w2m2w.run.piece_ids import UnsafePieceIdError, check_piece_id, tag_with_pat
 from w2m2w.run.progress import BatchProgress, print_summary
 from w2m2w.run.report import write_report
 from w2m2w.run.rundir import RunDir, is_run_folder
-from w2m2w.run.settings import RunSettings, check_run, record
+from w2m2w.run.settings import RunSettings, check_run, record, resolve_devices, run_folder
 from w2m2w.run.stage import Configured, Stage
 from w2m2w.run.stopping import Interrupted, StopSignals
 from w2m2w.settings import SettingsError
@@ -86,8 +86,9 @@ def run(s: RunSettings, stages: Sequence[Stage], run_dir: Path | None = None, re
     except SettingsError as exc:
         log.error("%s", exc)
         return 2
+    s = resolve_devices(s)  # device=auto (and every stage left to the top-level switch) made explicit, as the sidecars record it
     with StopSignals() as stop:
-        return _run(s, stages, Path(run_dir or s.run_dir), reuse_dirs or [], stop)
+        return _run(s, stages, Path(run_dir or run_folder(s)), reuse_dirs or [], stop)
 
 
 def _run(s: RunSettings, registered: Sequence[Stage], run_dir: Path, reuse_dirs: list[Path], stop: StopSignals) -> int:
