@@ -17,7 +17,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from w2m2w.generation import GenerationConfig, SamplingConfig, continue_notes, load_music_transformer, read_midi_notes
+import numpy as np
+
+from w2m2w.generation import Continuation, GenerationConfig, SamplingConfig, continue_notes, load_music_transformer, read_midi_notes
 from w2m2w.midi import MidiError, write_midi
 from w2m2w.paths import DEFAULT_WEIGHTS
 from w2m2w.run.stage import Stage, StageError, StageJob
@@ -115,8 +117,7 @@ class Generate(Stage):
         if len(notes) == 0:
             warning = f"{job.input}: transcription holds no notes; continuing from an empty start"
             log.warning("[generate] %s", warning)
-        with _threads(s.threads):
-            result = continue_notes(model, notes, gen)
+        result = continue_piece(model, notes, gen, s)
         write_midi(job.output, result.notes)
         stats = {"input_notes": int(len(notes)), **result.stats}
         if warning:
@@ -124,6 +125,13 @@ class Generate(Stage):
         if "warning" in result.stats:
             log.warning("[generate] %s: %s", job.piece, result.stats["warning"])
         return stats
+
+
+def continue_piece(model: Any, notes: np.ndarray, gen: GenerationConfig, s: GenerateSettings) -> Continuation:
+    """The continuation of `notes` (primer + new notes, or the new notes alone) on the stage's threads: the stage's
+    work on one piece, also w2m2w.continue_midi's."""
+    with _threads(s.threads):
+        return continue_notes(model, notes, gen)
 
 
 STAGE = Generate()

@@ -16,6 +16,7 @@ import dataclasses
 import inspect
 import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -189,9 +190,8 @@ def render(s: SynthesizeSettings, job: StageJob, loaded: Renderer) -> dict[str, 
     for w in warnings:
         log.warning("%s", w)
     rate = getattr(s, "sample_rate", SAMPLE_RATE)
-    resample = StreamResampler(SAMPLE_RATE, rate)
     stats: dict[str, Any] = {"notes": int(len(notes)), "synthesizer": name, "sample_rate": rate}
-    if not resample.same:
+    if rate != SAMPLE_RATE:
         stats["resampled"] = f"from {SAMPLE_RATE} Hz with soxr (HQ); {BAND_NOTE}"
     if warnings:
         stats["warnings"] = warnings
@@ -206,7 +206,8 @@ def render(s: SynthesizeSettings, job: StageJob, loaded: Renderer) -> dict[str, 
     n = 0
     with sf.SoundFile(str(job.output), "w", samplerate=rate, channels=1, subtype="PCM_16", format="WAV") as out:
         if renderer is None:
-            out.write(np.zeros(round(total * rate / SAMPLE_RATE), np.float32))
+            for y, _ in audio_chunks(s, notes, None):
+                out.write(y)
             stats["audio_seconds"] = SILENT_SECONDS
             return stats
         bar = _progress_bar(job.piece, total / SAMPLE_RATE)
@@ -215,22 +216,37 @@ def render(s: SynthesizeSettings, job: StageJob, loaded: Renderer) -> dict[str, 
             bar.update(min(seconds, bar.total - bar.n))  # float sums may overshoot the total by a hair
 
         try:
-            for y in renderer.stream(notes, progress=advance):  # each renderer knows its own length (total is for the bar)
-                out.write(np.clip(resample(y), -1.0, 1.0))
-                n += len(y)
-            out.write(np.clip(resample(np.zeros(0, np.float32), last=True), -1.0, 1.0))  # what the resampler's filter still holds
-        except Exception as exc:
-            from w2m2w.render.fluidsynth import RenderError
-
-            if isinstance(exc, RenderError):
-                raise StageError(f"{job.input}: {exc}") from None
-            raise
+            for y, made in audio_chunks(s, notes, renderer, advance, str(job.input)):
+                out.write(y)
+                n += made
         finally:
             bar.close()
     dt = time.perf_counter() - t0
     stats.update(renderer.describe())
     stats.update(audio_seconds=round(n / SAMPLE_RATE, 3), render_seconds=round(dt, 3), samples_per_second=round(n / dt) if dt > 0 else None)
     return stats
+
+
+def audio_chunks(
+    s: SynthesizeSettings, notes: np.ndarray, renderer: Renderer | None, progress: Callable[[float], None] | None = None, name: str = "MIDI"
+) -> Iterator[tuple[np.ndarray, int]]:
+    """The audio of `notes` as it is written: chunks at s.sample_rate, clipped to [-1, 1], each with the number of 16 kHz
+    samples it was made from. The stage's work on one piece, also w2m2w.synthesize's. No notes (or no renderer):
+    SILENT_SECONDS of silence. A renderer's RenderError is a StageError naming `name`."""
+    rate = getattr(s, "sample_rate", SAMPLE_RATE)
+    if renderer is None or not len(notes):
+        silent = int(SILENT_SECONDS * SAMPLE_RATE)
+        yield np.zeros(round(silent * rate / SAMPLE_RATE), np.float32), silent
+        return
+    from w2m2w.render.fluidsynth import RenderError
+
+    resample = StreamResampler(SAMPLE_RATE, rate)
+    try:
+        for y in renderer.stream(notes, progress=progress):  # each renderer knows its own length
+            yield np.clip(resample(y), -1.0, 1.0), len(y)
+        yield np.clip(resample(np.zeros(0, np.float32), last=True), -1.0, 1.0), 0  # what the resampler's filter still holds
+    except RenderError as exc:
+        raise StageError(f"{name}: {exc}") from None
 
 
 STAGE = Synthesize()

@@ -116,7 +116,7 @@ def check(obj: Any, prefix: str = "") -> None:
             continue
         rng, choices = f.metadata.get(_RANGE), f.metadata.get(_CHOICES)
         kind = f.metadata.get(_DEVICE)
-        if kind and value is not None and not (isinstance(value, str) and (_DEVICE_RE.fullmatch(value) or (kind == AUTO and value == AUTO))):
+        if kind and value is not None and not is_device(value, allow_auto=kind == AUTO):
             raise SettingsError(key, value, AUTO_DEVICES if kind == AUTO else DEVICES)
         if value is None or (rng is None and choices is None):
             continue
@@ -134,6 +134,11 @@ def check(obj: Any, prefix: str = "") -> None:
     more = getattr(obj, "check_more", None)
     if callable(more):  # what no single field's range can say (a [low, high] pair in order, say)
         more(prefix)
+
+
+def is_device(value: Any, allow_auto: bool = False) -> bool:
+    """Whether `value` names a device: one of DEVICES, or also `auto` where allow_auto."""
+    return isinstance(value, str) and (bool(_DEVICE_RE.fullmatch(value)) or (allow_auto and value == AUTO))
 
 
 def output_settings(obj: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from w2m2w.run.piece_ids import safe_component
 from w2m2w.run.rundir import STAGES as STAGE_NAMES  # the run-directory folders' order; the registry test holds stages.STAGES to it
-from w2m2w.settings import AT_LEAST_ONE, AUTO, DEVICES, NON_NEGATIVE, POSITIVE, Range, SettingsError, check, setting
+from w2m2w.settings import AT_LEAST_ONE, AUTO, AUTO_DEVICES, DEVICES, NON_NEGATIVE, POSITIVE, Range, SettingsError, check, is_device, setting
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # each worker is a process that loads every model (hundreds of MB): thousands of them is a typo, not a machine
@@ -180,6 +180,16 @@ def resolve_devices(s: RunSettings) -> RunSettings:
         if dataclasses.is_dataclass(group) and hasattr(group, "device") and group.device is None:
             groups[name] = dataclasses.replace(group, device=device)
     return dataclasses.replace(s, device=device, **groups)
+
+
+def stage_device(device: str, key: str = "device") -> str:
+    """A device for work outside a run (the Python API): `auto` resolved, CUDA checked (SettingsError naming `key`)."""
+    if not is_device(device, allow_auto=True):
+        raise SettingsError(key, device, AUTO_DEVICES)
+    device = auto_device() if device == AUTO else device
+    if device.startswith("cuda"):
+        _check_cuda(key, device)
+    return device
 
 
 def record(s: RunSettings) -> dict[str, Any]:
