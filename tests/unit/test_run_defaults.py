@@ -7,7 +7,7 @@ import pytest
 from stages.generate import GenerateSettings
 from stages.synthesize import FluidSynthSettings, SourceFilterSettings
 from stages.transcribe import TranscribeSettings
-from w2m2w.run.settings import LocalExecutor, RayExecutor, RunSettings, check_run, default_run_dir, resolve_devices, run_folder
+from w2m2w.run.settings import LocalExecutor, RayExecutor, RunSettings, check_run, default_run_dir, resolve_devices, run_folder, stage_device
 from w2m2w.settings import SettingsError
 
 
@@ -77,3 +77,17 @@ def test_cuda_without_cuda_names_the_key_that_asked(monkeypatch):
         )
     )
     check_run(_run(device="auto"))  # auto never asks for what is not there
+
+
+def test_api_device_is_resolved_and_checked(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert stage_device("auto") == "cpu" and stage_device("cpu") == "cpu"
+    for bad in ("cuda", "gpu"):
+        with pytest.raises(SettingsError) as err:
+            stage_device(bad)
+        assert err.value.key == "device"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert stage_device("auto") == "cuda" and stage_device("cuda:0") == "cuda:0"
