@@ -53,7 +53,7 @@ def progress_bar(**kwargs: Any):
     """A tqdm bar for one piece's stage, drawn only when bars_enabled(); it clears itself when closed.
 
     Takes tqdm's arguments (total, desc, unit, bar_format, ...). Log lines pass above it:
-    run.py routes logging through tqdm.
+    the runner routes logging through tqdm.
     """
     from tqdm import tqdm
 

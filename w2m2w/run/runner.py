@@ -1,5 +1,5 @@
 """A pipeline run from its settings: check them, find the pieces, load the stages once, run the pieces
-(here, in worker processes or on Ray), then write the summary and the report. No Hydra here: run.py
+(here, in worker processes or on Ray), then write the summary and the report. No Hydra here: the command (cli.py)
 hands in a RunSettings (w2m2w.run.settings) whose stage groups are the stages' settings dataclasses.
 """
 
@@ -82,7 +82,7 @@ def run(s: RunSettings, stages: Sequence[Stage], run_dir: Path | None = None, re
     logging.getLogger("w2m2w").setLevel(s.log_level)
     logging.captureWarnings(True)  # a library's warning is a log line too: above the bars, in run.log
     try:
-        check_run(s)  # run.py checks before Hydra writes anything; a caller of the library gets the same check
+        check_run(s)  # the command checks before Hydra writes anything; a caller of the library gets the same check
     except SettingsError as exc:
         log.error("%s", exc)
         return 2
