@@ -64,31 +64,34 @@ def plain_arguments(argv: list[str]) -> tuple[list[str], str | None]:
 
     `demo` (when no file of that name is here) is the bundled demo: no input, run folder runs/demo.
     """
+    flags: list[str] = []  # Hydra's flags first, then the overrides: argparse reads its positionals in one run
     out: list[str] = []
     bare: list[str] = []
+    at = 0  # where the bare path stood among the overrides
     i = 0
     while i < len(argv):
         arg = argv[i]
         takes_value = arg in _VALUE_FLAGS or (arg in _INFO_FLAGS and i + 1 < len(argv) and argv[i + 1] in _INFO_CHOICES)
         if takes_value and i + 1 < len(argv):
-            out += [arg, argv[i + 1]]
+            flags += [arg, argv[i + 1]]
             i += 2
             continue
         if arg.startswith("-"):
-            out.append(arg)
+            flags.append(arg)
         elif "=" in arg:
             out.append(plain_path_override(arg))
         else:
             bare.append(arg)
+            at = len(out)
         i += 1
     if len(bare) > 1:
         shown = ", ".join(repr(b) for b in bare)
         return (
-            out,
+            flags + out,
             f"one input please (a file, a folder, a glob or a list of paths), got {len(bare)}: {shown}; a name with spaces needs quotes: w2m2w 'my take.ogg'",
         )
     if bare and any(a.partition("=")[0].lstrip("+~") == "input" for a in out):
-        return out, f"two inputs: {bare[0]!r} and an input= setting; give one"
+        return flags + out, f"two inputs: {bare[0]!r} and an input= setting; give one"
     if bare and not (bare[0] == DEMO and not Path(DEMO).exists()):
-        out.insert(0, f"input={hydra_quoted(bare[0])}")
-    return out, None
+        out.insert(at, f"input={hydra_quoted(bare[0])}")
+    return flags + out, None

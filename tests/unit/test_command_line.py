@@ -52,6 +52,17 @@ def test_flags_and_their_values_are_not_inputs():
     assert plain_arguments(["--info", "defaults"]) == (["--info", "defaults"], None)
 
 
+def test_the_command_line_parses_as_hydra_reads_it(tmp_path, monkeypatch):
+    """Flags before the overrides, whatever the order given: argparse reads Hydra's overrides as one run of positionals."""
+    from hydra._internal.utils import get_args_parser
+
+    monkeypatch.chdir(tmp_path)
+    args, problem = plain_arguments(["-m", "take (1).wav", "stages=[transcribe]", "--cfg", "job", "transcribe.onset_threshold=0.4,0.5"])
+    parsed = get_args_parser().parse_args(args)
+    assert problem is None and parsed.multirun and parsed.cfg == "job"
+    assert parsed.overrides == ["input='take (1).wav'", "stages=[transcribe]", "transcribe.onset_threshold=0.4,0.5"]
+
+
 def test_demo_is_the_bundled_demo_and_two_inputs_are_one_line(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert plain_arguments(["demo"]) == ([], None)
