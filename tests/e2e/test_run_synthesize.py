@@ -164,41 +164,11 @@ def test_music_too_long_is_refused_in_one_line(tmp_path, tiny_source_filter):
 
 def test_progress_bars_on_a_terminal(tmp_path, tiny_source_filter):
     """On a terminal the run draws its bars, the stage's own bar counting seconds rendered among them."""
-    import fcntl
-    import os
-    import pty
-    import struct
-    import subprocess
-    import sys
-    import termios
-    import threading
-
-    from tests.conftest import REPO
+    from tests.conftest import run_on_terminal
 
     mid = tmp_path / "piece.mid"
     write_midi(mid, NOTES)
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal 100 columns wide (a new pty has 0)
     args = [f"input={mid}", "stages=[synthesize]", f"synthesize.weights={tiny_source_filter}", f"run_dir={tmp_path / 'run'}", "synthesize.block_seconds=0.5"]
-    proc = subprocess.Popen([sys.executable, str(REPO / "run.py"), *args], cwd=REPO, stdout=subprocess.PIPE, stderr=slave, text=True)
-    os.close(slave)
-    seen: list[bytes] = []
-
-    def drain() -> None:  # a full terminal buffer would block the run
-        while True:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # the run ended: the terminal is gone
-                return
-            if not chunk:
-                return
-            seen.append(chunk)
-
-    reader = threading.Thread(target=drain)
-    reader.start()
-    out, _ = proc.communicate(timeout=600)
-    reader.join(timeout=10)
-    os.close(master)
-    terminal = b"".join(seen).decode(errors="replace")
-    assert proc.returncode == 0 and "all stages" in terminal and "s audio" in terminal and "\r" in terminal
-    assert "1/1 pieces" not in out  # the plain line is for pipes only
+    res = run_on_terminal(*args)
+    assert res.returncode == 0 and "all stages" in res.stdout and "s audio" in res.stdout and "\r" in res.stdout
+    assert "1/1 pieces" not in res.stdout  # the plain line is for pipes only
