@@ -17,7 +17,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from w2m2w.generation import GenerationConfig, SamplingConfig, continue_notes, load_music_transformer, read_midi_notes
+import numpy as np
+
+from w2m2w.generation import Continuation, GenerationConfig, SamplingConfig, continue_notes, load_music_transformer, read_midi_notes
 from w2m2w.midi import MidiError, write_midi
 from w2m2w.paths import DEFAULT_WEIGHTS
 from w2m2w.run.stage import Stage, StageError, StageJob
@@ -40,7 +42,7 @@ class GenerateSettings:
     """conf/generate/music_transformer.yaml; defaults from w2m2w.generation's GenerationConfig and SamplingConfig."""
 
     weights: str | None = setting(None, affects_output=False)  # its sha256 is in the sidecar on its own
-    device: str = setting("cpu", device=True, affects_output=False)
+    device: str | None = setting(None, device=True, affects_output=False)  # null: the top-level `device` (auto)
     threads: int = setting(1, range=THREADS, affects_output=False)
     primer_seconds: float = setting(_GEN.primer_seconds, range=NON_NEGATIVE)
     primer_events: int | None = setting(_GEN.primer_events, range=NON_NEGATIVE)
@@ -99,7 +101,7 @@ class Generate(Stage):
         return Path(s.weights) if s.weights else DEFAULT_WEIGHTS["music_transformer"]
 
     def load(self, s: GenerateSettings):
-        return _model(str(self.weights_file(s)), s.device)
+        return _model(str(self.weights_file(s)), s.device or "cpu")  # a run fills in the device (resolve_devices)
 
     def run(self, s: GenerateSettings, job: StageJob) -> dict[str, Any]:
         """Continue the MIDI file job.input into job.output; returns primer, sampling and note stats."""
@@ -115,8 +117,7 @@ class Generate(Stage):
         if len(notes) == 0:
             warning = f"{job.input}: transcription holds no notes; continuing from an empty start"
             log.warning("[generate] %s", warning)
-        with _threads(s.threads):
-            result = continue_notes(model, notes, gen)
+        result = continue_piece(model, notes, gen, s)
         write_midi(job.output, result.notes)
         stats = {"input_notes": int(len(notes)), **result.stats}
         if warning:
@@ -124,6 +125,13 @@ class Generate(Stage):
         if "warning" in result.stats:
             log.warning("[generate] %s: %s", job.piece, result.stats["warning"])
         return stats
+
+
+def continue_piece(model: Any, notes: np.ndarray, gen: GenerationConfig, s: GenerateSettings) -> Continuation:
+    """The continuation of `notes` (primer + new notes, or the new notes alone) on the stage's threads: the stage's
+    work on one piece, also w2m2w.continue_midi's."""
+    with _threads(s.threads):
+        return continue_notes(model, notes, gen)
 
 
 STAGE = Generate()

@@ -1,10 +1,13 @@
-"""Stage 3: MIDI -> 16 kHz mono audio through a renderer (w2m2w.render.registry).
+"""Stage 3: MIDI -> mono audio through a renderer (w2m2w.render.registry), written at 16 kHz or synthesize.sample_rate.
 
 `synthesize=source_filter` (the default: the source-filter WaveNet),
 `synthesize=wavenet` (the autoregressive WaveNet of Wave2Midi2Wave) or
 `synthesize=fluidsynth` (reference and quick preview). Audio is written to the
 WAV file as it is rendered, so memory stays bounded for any length; a
-progress bar counts seconds rendered.
+progress bar counts seconds rendered. Every renderer makes 16 kHz audio;
+`sample_rate` (44100, 48000, ...) resamples what is written with soxr, for
+players and editors that want those rates: it adds no sound above 8 kHz, where
+the models' band ends.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import dataclasses
 import inspect
 import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -21,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from w2m2w import SAMPLE_RATE
+from w2m2w.audio import StreamResampler
 from w2m2w.midi import MidiError, load_midi_notes
 from w2m2w.render.registry import FluidSynthRenderer, Renderer, load_renderer
 from w2m2w.render.registry import weights_file as _renderer_weights
@@ -45,6 +50,9 @@ FOLDS = Range(1, 1024)
 MAX_STREAM_SECONDS = 4096.0
 # fluidsynth: a chunk is float64 samples; 600 s is 77 MB.
 FLUIDSYNTH_CHUNK_SECONDS = Range(0, 600, lo_open=True)
+# the written WAV's rate: telephone-band 8 kHz up to 192 kHz studio files (a 24 h piece at 192 kHz is 33 GB)
+SAMPLE_RATES = Range(8000, 192000)
+BAND_NOTE = "the models' band ends at 8 kHz (they make 16 kHz audio): a higher rate adds no sound above it"
 
 # Settings that change how fast or in what pieces the audio is made, not the audio itself, are affects_output=False:
 # device, threads, block and chunk sizes (the numba streams are independent of their threads; source-filter
@@ -57,12 +65,13 @@ class SourceFilterSettings:
 
     name: str = setting("source_filter", choices=("source_filter",))
     weights: str | None = setting(None, affects_output=False)
-    device: str = setting(_SF.device, device=True, affects_output=False)
+    device: str | None = setting(None, device=True, affects_output=False)  # null: the top-level `device` (auto)
     threads: int = setting(_SF.threads, range=THREADS, affects_output=False)
     block_seconds: float = setting(_SF.block_seconds, range=BLOCK_SECONDS, affects_output=False)
     tail_seconds: float = setting(_SF.tail_seconds, range=NON_NEGATIVE)
     source_only: bool = setting(_SF.source_only)
     max_seconds: float | None = setting(7200.0, range=MAX_SECONDS, affects_output=False)
+    sample_rate: int = setting(SAMPLE_RATE, range=SAMPLE_RATES)  # Hz of the WAV written; other than 16000: resampled (soxr; BAND_NOTE)
 
 
 @dataclass
@@ -71,7 +80,7 @@ class WaveNetSettings:
 
     name: str = setting("wavenet", choices=("wavenet",))
     weights: str | None = setting(None, affects_output=False)
-    device: str = setting(_AR.device, device=True, affects_output=False)
+    device: str | None = setting(None, device=True, affects_output=False)  # null: the top-level `device` (auto)
     backend: str = setting(_AR.backend, choices=("auto", "numba", "torch"))  # numba and torch may draw different samples
     threads: int = setting(_AR.threads, range=THREADS, affects_output=False)
     folds: int = setting(_AR.folds, range=FOLDS)
@@ -85,6 +94,7 @@ class WaveNetSettings:
     seed: int = setting(_AR.seed, range=NON_NEGATIVE)
     chunk_samples: int = setting(_AR.chunk_samples, range=Range(1, 16000 * 60), affects_output=False)  # a minute; never more than a segment
     max_seconds: float | None = setting(7200.0, range=MAX_SECONDS, affects_output=False)
+    sample_rate: int = setting(SAMPLE_RATE, range=SAMPLE_RATES)  # Hz of the WAV written; other than 16000: resampled (soxr; BAND_NOTE)
 
     def check_more(self, prefix: str = "") -> None:
         """A window of streams is in memory at once: folds x the longest segment with its warm-up and fade."""
@@ -104,6 +114,7 @@ class FluidSynthSettings:
     program: int = setting(_FS["program"], range=Range(0, 127))
     chunk_seconds: float = setting(_FS["chunk_seconds"], range=FLUIDSYNTH_CHUNK_SECONDS, affects_output=False)
     max_seconds: float | None = setting(7200.0, range=MAX_SECONDS, affects_output=False)
+    sample_rate: int = setting(SAMPLE_RATE, range=SAMPLE_RATES)  # Hz of the WAV written; other than 16000: resampled (soxr; BAND_NOTE)
 
 
 SynthesizeSettings = SourceFilterSettings | WaveNetSettings | FluidSynthSettings
@@ -111,7 +122,7 @@ SynthesizeSettings = SourceFilterSettings | WaveNetSettings | FluidSynthSettings
 
 def _render_settings(s: SynthesizeSettings) -> dict[str, Any]:
     """What the renderer reads (w2m2w.render.registry takes a plain mapping; the stage's own max_seconds stays here)."""
-    return {k: v for k, v in dataclasses.asdict(s).items() if v is not None and k not in ("name", "max_seconds")}
+    return {k: v for k, v in dataclasses.asdict(s).items() if v is not None and k not in ("name", "max_seconds", "sample_rate")}
 
 
 @lru_cache(maxsize=2)
@@ -136,6 +147,8 @@ class Synthesize(Stage):
 
     def load(self, s: SynthesizeSettings) -> Renderer:
         """The renderer, its model loaded (or soundfont found) once per process; errors name the file."""
+        if s.sample_rate != SAMPLE_RATE:
+            log.info("synthesize.sample_rate=%d: audio made at %d Hz is resampled with soxr; %s", s.sample_rate, SAMPLE_RATE, BAND_NOTE)
         return _cached(s.name, tuple(sorted(_render_settings(s).items())))
 
     def run(self, s: SynthesizeSettings, job: StageJob) -> dict[str, Any]:
@@ -176,7 +189,10 @@ def render(s: SynthesizeSettings, job: StageJob, loaded: Renderer) -> dict[str, 
     notes, warnings = read_notes(job.input)
     for w in warnings:
         log.warning("%s", w)
-    stats: dict[str, Any] = {"notes": int(len(notes)), "synthesizer": name}
+    rate = getattr(s, "sample_rate", SAMPLE_RATE)
+    stats: dict[str, Any] = {"notes": int(len(notes)), "synthesizer": name, "sample_rate": rate}
+    if rate != SAMPLE_RATE:
+        stats["resampled"] = f"from {SAMPLE_RATE} Hz with soxr (HQ); {BAND_NOTE}"
     if warnings:
         stats["warnings"] = warnings
     renderer = loaded if len(notes) else None
@@ -188,9 +204,10 @@ def render(s: SynthesizeSettings, job: StageJob, loaded: Renderer) -> dict[str, 
         )
     t0 = time.perf_counter()
     n = 0
-    with sf.SoundFile(str(job.output), "w", samplerate=SAMPLE_RATE, channels=1, subtype="PCM_16", format="WAV") as out:
+    with sf.SoundFile(str(job.output), "w", samplerate=rate, channels=1, subtype="PCM_16", format="WAV") as out:
         if renderer is None:
-            out.write(np.zeros(total, np.float32))
+            for y, _ in audio_chunks(s, notes, None):
+                out.write(y)
             stats["audio_seconds"] = SILENT_SECONDS
             return stats
         bar = _progress_bar(job.piece, total / SAMPLE_RATE)
@@ -199,21 +216,37 @@ def render(s: SynthesizeSettings, job: StageJob, loaded: Renderer) -> dict[str, 
             bar.update(min(seconds, bar.total - bar.n))  # float sums may overshoot the total by a hair
 
         try:
-            for y in renderer.stream(notes, progress=advance):  # each renderer knows its own length (total is for the bar)
-                out.write(np.clip(y, -1.0, 1.0))
-                n += len(y)
-        except Exception as exc:
-            from w2m2w.render.fluidsynth import RenderError
-
-            if isinstance(exc, RenderError):
-                raise StageError(f"{job.input}: {exc}") from None
-            raise
+            for y, made in audio_chunks(s, notes, renderer, advance, str(job.input)):
+                out.write(y)
+                n += made
         finally:
             bar.close()
     dt = time.perf_counter() - t0
     stats.update(renderer.describe())
     stats.update(audio_seconds=round(n / SAMPLE_RATE, 3), render_seconds=round(dt, 3), samples_per_second=round(n / dt) if dt > 0 else None)
     return stats
+
+
+def audio_chunks(
+    s: SynthesizeSettings, notes: np.ndarray, renderer: Renderer | None, progress: Callable[[float], None] | None = None, name: str = "MIDI"
+) -> Iterator[tuple[np.ndarray, int]]:
+    """The audio of `notes` as it is written: chunks at s.sample_rate, clipped to [-1, 1], each with the number of 16 kHz
+    samples it was made from. The stage's work on one piece, also w2m2w.synthesize's. No notes (or no renderer):
+    SILENT_SECONDS of silence. A renderer's RenderError is a StageError naming `name`."""
+    rate = getattr(s, "sample_rate", SAMPLE_RATE)
+    if renderer is None or not len(notes):
+        silent = int(SILENT_SECONDS * SAMPLE_RATE)
+        yield np.zeros(round(silent * rate / SAMPLE_RATE), np.float32), silent
+        return
+    from w2m2w.render.fluidsynth import RenderError
+
+    resample = StreamResampler(SAMPLE_RATE, rate)
+    try:
+        for y in renderer.stream(notes, progress=progress):  # each renderer knows its own length
+            yield np.clip(resample(y), -1.0, 1.0), len(y)
+        yield np.clip(resample(np.zeros(0, np.float32), last=True), -1.0, 1.0), 0  # what the resampler's filter still holds
+    except RenderError as exc:
+        raise StageError(f"{name}: {exc}") from None
 
 
 STAGE = Synthesize()

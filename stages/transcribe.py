@@ -7,6 +7,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from w2m2w import SAMPLE_RATE
 from w2m2w.audio import AudioError, is_silent, load_audio
 from w2m2w.midi import write_midi
@@ -28,7 +30,7 @@ class TranscribeSettings:
     """conf/transcribe/onsets_frames.yaml; decoding defaults come from w2m2w.transcription.DecodeConfig."""
 
     weights: str | None = setting(None, affects_output=False)  # its sha256 is in the sidecar on its own
-    device: str = setting("cpu", device=True, affects_output=False)
+    device: str | None = setting(None, device=True, affects_output=False)  # null: the top-level `device` (auto)
     onset_threshold: float = setting(DecodeConfig.onset_threshold, range=PROBABILITY_OPEN)
     frame_threshold: float = setting(DecodeConfig.frame_threshold, range=PROBABILITY_OPEN)
     min_duration: float = setting(DecodeConfig.min_duration, range=NON_NEGATIVE)
@@ -68,7 +70,7 @@ class Transcribe(Stage):
         return Path(s.weights) if s.weights else DEFAULT_WEIGHTS["onsets_frames"]
 
     def load(self, s: TranscribeSettings):
-        return _model(str(self.weights_file(s)), s.device)
+        return _model(str(self.weights_file(s)), s.device or "cpu")  # a run fills in the device (resolve_devices)
 
     def run(self, s: TranscribeSettings, job: StageJob) -> dict[str, Any]:
         """Transcribe job.input into the MIDI file job.output (notes, and the pedal as CC64); returns note, pedal and timing stats."""
@@ -78,18 +80,23 @@ class Transcribe(Stage):
         except AudioError as exc:
             raise StageError(str(exc)) from None
         seconds = len(audio) / SAMPLE_RATE
-        if is_silent(audio, s.silence_db):
-            raise StageError(f"{job.input}: silent recording (peak below {s.silence_db} dBFS), nothing to transcribe")
-        decode = DecodeConfig(**{f.name: getattr(s, f.name) for f in fields(DecodeConfig)})  # same names, same defaults (a test holds them)
-        notes, pedal = transcribe_with_pedal(model, audio, decode, s.chunk_seconds, s.overlap_seconds)
-        if not s.pedal:
-            pedal = None
+        notes, pedal = transcribe_audio(model, audio, s, str(job.input))
         # The notes are written as decoded, already lengthened by the pedal (the frame labels are, as
         # MAESTRO's); a reader applying the CC64 again (midi.load_notes, the generate stage) lengthens
         # only notes the model ended while its decoded pedal was still down.
         write_midi(job.output, notes, pedal=pedal)
         # pedal_intervals: None where no pedal was written (no pedal head, or pedal=false)
         return {"audio_seconds": round(seconds, 3), "notes": int(len(notes)), "pedal_intervals": None if pedal is None else int(len(pedal))}
+
+
+def transcribe_audio(model: Any, audio: np.ndarray, s: TranscribeSettings, name: str = "audio") -> tuple[np.ndarray, np.ndarray | None]:
+    """Notes (n, 4) and pedal intervals (None: no pedal head, or pedal=false) of 16 kHz mono `audio`: the stage's
+    work on one recording, also w2m2w.transcribe's. StageError for a silent recording (`name` in the message)."""
+    if is_silent(audio, s.silence_db):
+        raise StageError(f"{name}: silent recording (peak below {s.silence_db} dBFS), nothing to transcribe")
+    decode = DecodeConfig(**{f.name: getattr(s, f.name) for f in fields(DecodeConfig)})  # same names, same defaults (a test holds them)
+    notes, pedal = transcribe_with_pedal(model, audio, decode, s.chunk_seconds, s.overlap_seconds)
+    return notes, (pedal if s.pedal else None)
 
 
 STAGE = Transcribe()

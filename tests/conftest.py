@@ -64,6 +64,41 @@ def run_pipeline(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
 
 
+def run_on_terminal(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """`python run.py ARGS` on a pseudo-terminal 100 columns wide (stdout and stderr both, as on a console), where the
+    run draws its progress bars; stdout is what the terminal received, line ends as "\\n"."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    import threading
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new pty has 0 columns: tqdm would draw nothing
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, str(REPO / "run.py"), *args], cwd=cwd, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    seen: list[bytes] = []
+
+    def drain() -> None:  # a full terminal buffer would block the run
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the run ended and the terminal with it
+                return
+            if not chunk:
+                return
+            seen.append(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    proc.wait(timeout=600)
+    reader.join(timeout=10)
+    os.close(master)
+    text = b"".join(seen).decode(errors="replace").replace("\r\n", "\n")  # the terminal's own line ends
+    return subprocess.CompletedProcess(proc.args, proc.returncode, text, "")
+
+
 TINY_WAVENET = dict(residual_channels=8, skip_channels=8, output_channels=16, layers=6, dilation_cycle=4, cond_channels=8)
 
 

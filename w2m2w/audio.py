@@ -224,3 +224,19 @@ def mu_law_decode(q: np.ndarray, mu: int = 255) -> np.ndarray:
     """Integer classes in [0, mu] -> float audio in [-1, 1]."""
     y = 2 * (np.asarray(q, dtype=np.float64) / mu) - 1
     return (np.sign(y) * ((1 + mu) ** np.abs(y) - 1) / mu).astype(np.float32)
+
+
+class StreamResampler:
+    """Audio made at `sr_in`, written at `sr_out`, chunk by chunk: soxr's stream resampler (HQ) keeps its filter state
+    across chunks, so the samples are those of resampling the whole at once. Equal rates pass chunks through as they are."""
+
+    def __init__(self, sr_in: int, sr_out: int) -> None:
+        import soxr
+
+        self.same = int(sr_in) == int(sr_out)
+        self._stream = None if self.same else soxr.ResampleStream(sr_in, sr_out, 1, dtype="float32", quality="HQ")
+
+    def __call__(self, y: np.ndarray, last: bool = False) -> np.ndarray:
+        """The next chunk at sr_out; last=True flushes what the filter still holds (pass an empty chunk if none is left)."""
+        y = np.asarray(y, dtype=np.float32)
+        return y if self._stream is None else self._stream.resample_chunk(y, last=last)

@@ -1,7 +1,7 @@
-"""The Hydra edge of run.py, `python -m w2m2w.train` and `python -m w2m2w.evaluate`: one precheck, one error path.
+"""The Hydra edge of the `w2m2w` command (cli.py), `python -m w2m2w.train` and `python -m w2m2w.evaluate`: one precheck, one error path.
 
 precheck composes a config as Hydra will and checks it before Hydra writes anything; fail is every entry
-point's way out on a bad setting: one line on stderr, exit 2. For run.py also: the settings check of every job
+point's way out on a bad setting: one line on stderr, exit 2. For the w2m2w command also: the settings check of every job
 before Hydra starts one, and the callback Hydra runs before it writes.
 
 Hydra writes its record (.hydra/, the log file) into the run directory before the task
@@ -30,12 +30,19 @@ from w2m2w.paths import CONF
 from w2m2w.run.log_safety import escape_controls
 from w2m2w.run.piece_ids import safe_component
 from w2m2w.run.rundir import writable_problem
-from w2m2w.run.settings import check_run
+from w2m2w.run.settings import check_run, default_run_dir, run_folder
 from w2m2w.settings import SettingsError
 
 # flags that print something instead of running, or point Hydra at other configs: Hydra handles those calls alone
 _NOT_A_RUN = ("help", "hydra_help", "cfg", "info", "shell_completion", "experimental_rerun", "config_path", "config_name", "config_dir")
 
+
+def _run_folder(run_dir: str | None, input: str | None) -> str:
+    """conf/config.yaml's hydra.run.dir and hydra.sweep.dir: run_dir, else the folder named for the input."""
+    return str(run_dir) if run_dir else default_run_dir(None if input is None else str(input))
+
+
+OmegaConf.register_new_resolver("w2m2w_run_folder", _run_folder, replace=True)
 
 _KINDS = {"Float": "a number", "Integer": "an integer", "Boolean": "true or false"}
 
@@ -116,7 +123,7 @@ def _problem(exc: BaseException, job: list[str]) -> str | None:
     if isinstance(cause, ValidationError) and wanted:
         reason = f" is not allowed: it must be {_KINDS.get(wanted.group(1), wanted.group(1))}"
     elif isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
-        reason = " is not a setting here (a typo? `python run.py --cfg job` lists them)"
+        reason = " is not a setting here (a typo? `w2m2w --cfg job` lists them)"
     else:
         reason = f": {reason}"
     return f"{key}={given}{reason}" if given is not None else f"{key}{reason}"
@@ -152,7 +159,7 @@ def record_problem(job_dir: Path, root: Path, names: tuple[str, ...]) -> str | N
 
 
 def _job_dirs(argv: list[str], todo: list[list[str]], run_dirs: list[str]) -> list[tuple[Path, Path, bool]]:
-    """(job folder, run folder, multirun) for each job, as run.py's hydra.run.dir and hydra.sweep.subdir name them."""
+    """(job folder, run folder, multirun) for each job, as the command's hydra.run.dir and hydra.sweep.subdir name them."""
     from hydra._internal.utils import get_args_parser
 
     args = get_args_parser().parse_args(argv)
@@ -188,28 +195,27 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str = "co
                 return str(exc)
             except Exception as exc:  # noqa: BLE001 - anything else is Hydra's to report, as it always did
                 return _problem(exc, job)
-            run_dirs.append(settings.run_dir)
+            run_dirs.append(run_folder(settings))
     return records_problem(argv, todo, run_dirs, log_name)
 
 
-# conf/config.yaml lists this under hydra.callbacks: in a module, not in run.py, so that a launcher that runs jobs
+# conf/config.yaml lists this under hydra.callbacks: in a module, not in the entry point, so that a launcher that runs jobs
 # in other processes (submitit on SLURM) can import it by name
 class RunDirWritable(Callback):
     """Before Hydra writes its own record into the run folder, check that the folder can be written.
 
     Otherwise Hydra's log file handler fails first, with a long traceback. Here it is one line, exit 2.
     So is a run.log, .hydra or multirun.yaml that would lead Hydra's writes outside the run folder
-    (run.py checks every job's folder before Hydra starts; this holds for any other caller of the config).
+    (the command checks every job's folder before Hydra starts; this holds for any other caller of the config).
     """
 
-    def _check(self, config: DictConfig, names: tuple[str, ...]) -> None:
-        root = Path(str(config.run_dir))
+    def _check(self, config: DictConfig, names: tuple[str, ...], root: Path) -> None:
         problem = record_problem(root, root, names) or writable_problem(root)
         if problem:
             fail(problem)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config, (f"{config.hydra.job.name}.log", ".hydra"))
+        self._check(config, (f"{config.hydra.job.name}.log", ".hydra"), Path(str(config.hydra.run.dir)))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config, ("multirun.yaml",))
+        self._check(config, ("multirun.yaml",), Path(str(config.hydra.sweep.dir)))

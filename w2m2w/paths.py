@@ -1,14 +1,20 @@
-"""Where things are: the repository's folders and each model's shipped weights, in one place."""
+"""Where things are: the package's data (Hydra configs, shipped weights, the demo recording), in one place.
+
+The lookup rule: everything is found beside this file, inside the installed package. In a checkout,
+w2m2w/conf, w2m2w/weights and w2m2w/assets are symlinks to the top-level conf/, weights/ and assets/ (the
+files live once, where the design puts them); `pip install .` and a built wheel copy their contents into
+the package (package data in pyproject.toml), so an installed w2m2w finds the same files with no checkout.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-CONF = REPO / "conf"  # the Hydra configs of run.py, `python -m w2m2w.train` and `python -m w2m2w.evaluate`
-WEIGHTS = REPO / "weights"  # the shipped weights, their model card and SHA256SUMS
-DEMO_DIR = REPO / "assets" / "demo"
-DEMO_INPUT = DEMO_DIR / "bach_prelude_c.flac"  # what `python run.py` runs on with no input
+PACKAGE = Path(__file__).resolve().parent
+CONF = PACKAGE / "conf"  # the Hydra configs of the `w2m2w` command, `python -m w2m2w.train` and `python -m w2m2w.evaluate`
+WEIGHTS = PACKAGE / "weights"  # the shipped weights, their model card and SHA256SUMS
+DEMO_DIR = PACKAGE / "assets" / "demo"
+DEMO_INPUT = DEMO_DIR / "bach_prelude_c.flac"  # what `w2m2w` runs on with no input
 
 # each model's default weights (a setting `weights=` overrides them)
 DEFAULT_WEIGHTS = {

@@ -22,8 +22,10 @@ _RANGE = "w2m2w_range"
 _OUTPUT = "w2m2w_affects_output"
 _CHOICES = "w2m2w_choices"
 _DEVICE = "w2m2w_device"
-# what torch.device takes for the stages: `auto` is not one of them (the code never picks a device itself)
+# what torch.device takes for the stages; `auto` only for the top-level switch, which resolves it (w2m2w.run.settings)
 DEVICES = "'cpu', 'cuda' or 'cuda:N' (N: a GPU's index)"
+AUTO = "auto"
+AUTO_DEVICES = "'auto' (a GPU when torch has one), " + DEVICES
 _DEVICE_RE = re.compile(r"cpu|cuda(:[0-9]+)?")
 
 
@@ -78,13 +80,14 @@ def setting(
     range: Range | None = None,
     choices: tuple | None = None,
     affects_output: bool = True,
-    device: bool = False,
+    device: bool | str = False,
     default_factory: Any = dataclasses.MISSING,
 ) -> Any:
     """A dataclass field with its allowed range or choices; affects_output=False keeps it out of the settings hash
     (device, threads, progress: they change how fast, not what comes out). None is always allowed where it is the
     default or the field's type admits it (it means "automatic" in this project's settings). device=True: a torch
-    device, one of DEVICES (whether this machine has it is check_run's to say: a Ray cluster's may differ)."""
+    device, one of DEVICES (whether this machine has it is check_run's to say: a Ray cluster's may differ);
+    device=AUTO: one of those or 'auto'."""
     meta = {_RANGE: range, _OUTPUT: affects_output, _CHOICES: choices, _DEVICE: device}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
@@ -112,8 +115,9 @@ def check(obj: Any, prefix: str = "") -> None:
             check(value, key)
             continue
         rng, choices = f.metadata.get(_RANGE), f.metadata.get(_CHOICES)
-        if f.metadata.get(_DEVICE) and value is not None and not (isinstance(value, str) and _DEVICE_RE.fullmatch(value)):
-            raise SettingsError(key, value, DEVICES)
+        kind = f.metadata.get(_DEVICE)
+        if kind and value is not None and not is_device(value, allow_auto=kind == AUTO):
+            raise SettingsError(key, value, AUTO_DEVICES if kind == AUTO else DEVICES)
         if value is None or (rng is None and choices is None):
             continue
         if choices is not None:
@@ -130,6 +134,11 @@ def check(obj: Any, prefix: str = "") -> None:
     more = getattr(obj, "check_more", None)
     if callable(more):  # what no single field's range can say (a [low, high] pair in order, say)
         more(prefix)
+
+
+def is_device(value: Any, allow_auto: bool = False) -> bool:
+    """Whether `value` names a device: one of DEVICES, or also `auto` where allow_auto."""
+    return isinstance(value, str) and (bool(_DEVICE_RE.fullmatch(value)) or (allow_auto and value == AUTO))
 
 
 def output_settings(obj: Any) -> dict[str, Any]:

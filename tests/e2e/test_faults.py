@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_on_terminal
 from w2m2w.files import file_lock
 from w2m2w.run.rundir import lock_path
 
@@ -370,13 +370,15 @@ BAR = re.compile(r"\d+%\|")
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_progress_false_draws_no_bar(tmp_path, midi_pair, workers):
-    res = run(f"input={midi_pair}", "stages=[synthesize]", "synthesize=fluidsynth", f"run_dir={tmp_path / 'run'}", "progress=false", f"workers={workers}")
+    res = run_on_terminal(
+        f"input={midi_pair}", "stages=[synthesize]", "synthesize=fluidsynth", f"run_dir={tmp_path / 'run'}", "progress=false", f"workers={workers}"
+    )
     assert res.returncode == 0, res.stdout[-3000:]
     assert not BAR.search(res.stdout), res.stdout[-3000:]
 
 
 def test_log_lines_are_not_drawn_over_by_bars(tmp_path, midi_pair):
-    res = run(f"input={midi_pair}", "stages=[synthesize]", "synthesize=fluidsynth", f"run_dir={tmp_path / 'run'}", "progress=true", "workers=1")
+    res = run_on_terminal(f"input={midi_pair}", "stages=[synthesize]", "synthesize=fluidsynth", f"run_dir={tmp_path / 'run'}", "progress=true", "workers=1")
     assert res.returncode == 0, res.stdout[-3000:]
     assert BAR.search(res.stdout), "bars are drawn when asked for"
     for line in res.stdout.split("\n"):
@@ -390,12 +392,11 @@ def test_log_lines_are_not_drawn_over_by_bars(tmp_path, midi_pair):
 
 def test_readme_shows_the_quoting_for_unicode_paths_and_it_works(tmp_path, example_audio, tiny_transcriber):
     readme = (REPO / "README.md").read_text()
-    m = re.search(r"python run\.py '(input=\"[^\"]*練習曲[^\"]*\")'", readme)
-    assert m, "README shows how to quote a non-ASCII path for Hydra"
+    assert re.search(r"w2m2w 'input=[^']*練習曲[^']*'", readme), "README shows a non-ASCII path quoted for the shell alone"
+    assert re.search(r"'input=\"[^\"]*練習曲[^\"]*\"'", readme), "...and Hydra's own quoting, which still works"
     src = tmp_path / "練習曲 op.10.wav"
     shutil.copy(example_audio, src)
-    res = run(f'input="{src}"', *transcribe(tiny_transcriber, tmp_path / "run"))
-    assert res.returncode == 0, res.stdout[-3000:]
-    assert list(summary(tmp_path / "run")["pieces"]) == ["練習曲 op.10"]
-    unquoted = run(f"input={src}", *transcribe(tiny_transcriber, tmp_path / "run2"))
-    assert unquoted.returncode != 0, "without the quotes Hydra refuses it, which is why the README says so"
+    for n, given in enumerate([f"input={src}", f'input="{src}"', str(src)]):  # plain, Hydra-quoted, bare
+        res = run(given, *transcribe(tiny_transcriber, tmp_path / f"run{n}"))
+        assert res.returncode == 0, res.stdout[-3000:]
+        assert list(summary(tmp_path / f"run{n}")["pieces"]) == ["練習曲 op.10"]

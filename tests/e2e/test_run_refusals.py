@@ -95,14 +95,15 @@ def test_bad_setting_is_one_line_and_the_run_folder_is_not_made(tmp_path, overri
     assert not run_dir.exists()
 
 
-def test_cuda_on_a_torch_without_cuda_names_the_key(tmp_path):
+@pytest.mark.parametrize("setting, key", [("transcribe.device=cuda", "transcribe.device"), ("device=cuda", "device")])
+def test_cuda_on_a_torch_without_cuda_names_the_key(tmp_path, setting, key):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this torch has CUDA")
     run_dir = tmp_path / "run"
-    line = _one_error_line(run_pipeline(f"run_dir={run_dir}", "transcribe.device=cuda"))
-    assert "transcribe.device='cuda'" in line and "no usable CUDA" in line and "Torch not compiled" not in line
+    line = _one_error_line(run_pipeline(f"run_dir={run_dir}", setting))
+    assert line.startswith(f"error: {key}='cuda'") and "no usable CUDA" in line and "Torch not compiled" not in line
     assert not run_dir.exists()
 
 

@@ -51,7 +51,8 @@ def test_wavenet_renders_midi_and_rerun_is_current(tmp_path, tiny_wavenet):
     side = json.loads(wav.with_suffix(".json").read_text())
     assert side["stage"] == "synthesize" and side["weights"] == str(tiny_wavenet) and len(side["weights_sha256"]) == 64
     assert side["stats"]["backend"] == "numba" and side["stats"]["notes"] == 3 and side["stats"]["samples_per_second"] > 0
-    assert "s audio" in res.stderr, "a progress bar counts seconds rendered"
+    # in a pipe: plain lines, no progress bars (test_progress_bars_on_a_terminal has those)
+    assert "\r" not in res.stderr and "\x1b[" not in res.stderr and "1/1 pieces: piece done" in res.stdout
     mtime = wav.stat().st_mtime_ns
     res = run_pipeline(*args)
     assert res.returncode == 0 and "current" in res.stdout
@@ -100,7 +101,7 @@ def test_fluidsynth_implementation(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     wav = run_dir / "3-synthesize" / "piece.wav"
     side = json.loads(wav.with_suffix(".json").read_text())
-    assert side["settings"] == {"name": "fluidsynth", "soundfont": "timgm6mb", "program": 0}
+    assert side["settings"] == {"name": "fluidsynth", "soundfont": "timgm6mb", "program": 0, "sample_rate": 16000}
     assert side["weights"] == sf_path and len(side["weights_sha256"]) == 64  # the soundfont's hash: a new soundfont re-renders
     from w2m2w.midi import load_midi_notes
 
@@ -135,7 +136,7 @@ def test_source_filter_renders_midi_through_run_py(tmp_path, tiny_source_filter)
     y = _wav(wav)
     assert len(y) == int(round((1.9 + 0.5) * 16000))  # last note off + 0.5 s tail
     side = json.loads(wav.with_suffix(".json").read_text())
-    assert side["settings"] == {"name": "source_filter", "tail_seconds": 0.5, "source_only": False}
+    assert side["settings"] == {"name": "source_filter", "tail_seconds": 0.5, "source_only": False, "sample_rate": 16000}
     assert side["weights"] == str(tiny_source_filter) and side["stats"]["synthesizer"] == "source_filter"
     # the same audio as the library's renderer gives for the file's notes (through 16-bit PCM)
     ref = SourceFilterRenderer(load_source_filter(tiny_source_filter)).render(load_midi_notes(mid))
@@ -159,3 +160,15 @@ def test_music_too_long_is_refused_in_one_line(tmp_path, tiny_source_filter):
     lines = [ln for ln in (res.stdout + res.stderr).splitlines() if "stray.mid" in ln and "max_seconds=600" in ln]
     assert lines, (res.stdout + res.stderr)[-3000:]
     assert (run_dir / "3-synthesize" / "fine.wav").is_file() and not (run_dir / "3-synthesize" / "stray.wav").exists()
+
+
+def test_progress_bars_on_a_terminal(tmp_path, tiny_source_filter):
+    """On a terminal the run draws its bars, the stage's own bar counting seconds rendered among them."""
+    from tests.conftest import run_on_terminal
+
+    mid = tmp_path / "piece.mid"
+    write_midi(mid, NOTES)
+    args = [f"input={mid}", "stages=[synthesize]", f"synthesize.weights={tiny_source_filter}", f"run_dir={tmp_path / 'run'}", "synthesize.block_seconds=0.5"]
+    res = run_on_terminal(*args)
+    assert res.returncode == 0 and "all stages" in res.stdout and "s audio" in res.stdout and "\r" in res.stdout
+    assert "1/1 pieces" not in res.stdout  # the plain line is for pipes only

@@ -102,3 +102,26 @@ def test_shards_cover_the_input_once():
     assert sorted(k for p in parts for k in p) == sorted(pieces) and [len(p) for p in parts] == [4, 4, 3]
     with pytest.raises(ValueError, match="shard"):
         run.shard_of(pieces, 3, 3)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_bars_on_a_terminal_plain_lines_in_a_pipe(caplog):
+    """A terminal gets tqdm's bars; a pipe or a log file gets one plain line per piece and no cursor codes."""
+    result = PieceResult("a", "a.wav", "done", stages={"transcribe": {"status": "done", "audio_seconds": 12.0}})
+    tty = _Terminal()
+    bp = BatchProgress(["a"], ["transcribe"], stream=tty)
+    bp.piece_done(result)
+    bp.close()
+    assert "all stages" in tty.getvalue() and "\r" in tty.getvalue() and not bp.lines
+    pipe = io.StringIO()
+    with caplog.at_level("INFO", logger="w2m2w"):
+        bp = BatchProgress(["a"], ["transcribe"], stream=pipe)
+        bp.piece_done(result)
+        bp.close()
+    assert pipe.getvalue() == "" and bp.lines
+    assert [r.getMessage() for r in caplog.records] == ["1/1 pieces: a done (12 s audio in, 0 failed)"]
+    assert BatchProgress(["a"], ["transcribe"], enabled=False, stream=pipe).lines is False  # progress=false: neither

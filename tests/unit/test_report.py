@@ -129,3 +129,13 @@ def test_report_does_not_need_summary(tmp_path):
     page = write_report(run_dir).read_text()
     assert sections(page) == 3 and "3 pieces: 3 not run" in page
     assert "primer 8 notes, continuation 6 notes" in page  # outputs still shown from the files
+
+
+def test_every_midi_and_wav_shown_is_linked(tmp_path):
+    """Every MIDI and WAV file of the run, and every input file the page shows, has a link that reaches it."""
+    run_dir = make_run(tmp_path)
+    page = write_report(run_dir).read_text()
+    linked = {(run_dir / unquote(h)).resolve() for h in re.findall(r'<a class="file" href="([^"]+)"', page)}
+    outputs = {p.resolve() for p in run_dir.rglob("*") if p.suffix in (".mid", ".wav")}
+    inputs = {p.resolve() for p in (tmp_path / "my inputs").rglob("*") if p.is_file()}  # a song.wav, sub/b c.mid, bad.wav
+    assert len(outputs) == 5 and outputs | inputs <= linked

@@ -364,7 +364,7 @@ def run(cfg: Any) -> int:
     return 0
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=str(paths.CONF), config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     code = run(cfg)
     if code:

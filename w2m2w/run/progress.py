@@ -1,5 +1,8 @@
 """Progress of a batch: a bar per stage and one overall (pieces, audio seconds, time left), and the summary table.
 
+Bars are for a terminal: where stderr is a pipe or a file (a log, CI, `2> log.txt`), tqdm's cursor codes
+would fill it with redrawn lines, so there a run logs one plain line per finished piece instead.
+
 Stages that draw a bar of their own (synthesize: seconds rendered) make it with
 progress_bar(), which honours `progress=false` and stays silent in worker processes:
 the switch is an environment variable read when the bar is made (tqdm reads
@@ -8,6 +11,7 @@ TQDM_DISABLE once, when it is imported, which in a worker is before the worker c
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -18,6 +22,16 @@ from w2m2w.run.log_safety import escape_controls
 from w2m2w.run.piece import PieceResult
 
 _SWITCH = "W2M2W_PROGRESS"
+log = logging.getLogger("w2m2w")
+
+
+def on_terminal(stream: TextIO | None = None) -> bool:
+    """Whether `stream` (stderr, where the bars go) is a terminal, not a pipe or a file."""
+    stream = sys.stderr if stream is None else stream
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 def set_bars(enabled: bool) -> None:
@@ -28,17 +42,18 @@ def set_bars(enabled: bool) -> None:
 
 
 def bars_enabled() -> bool:
-    """Whether a stage may draw a progress bar: `progress=true` and not in a worker process (nor TQDM_DISABLE set)."""
+    """Whether a stage may draw a progress bar: `progress=true`, not in a worker process (nor TQDM_DISABLE set), and
+    stderr a terminal."""
     if os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes"):
         return False
-    return os.environ.get(_SWITCH, "1") != "0"
+    return os.environ.get(_SWITCH, "1") != "0" and on_terminal()
 
 
 def progress_bar(**kwargs: Any):
     """A tqdm bar for one piece's stage, drawn only when bars_enabled(); it clears itself when closed.
 
     Takes tqdm's arguments (total, desc, unit, bar_format, ...). Log lines pass above it:
-    run.py routes logging through tqdm.
+    the runner routes logging through tqdm.
     """
     from tqdm import tqdm
 
@@ -49,12 +64,18 @@ def progress_bar(**kwargs: Any):
 
 
 class BatchProgress:
-    """tqdm bars fed by stage and piece events; safe to call from a thread that drains worker events."""
+    """tqdm bars fed by stage and piece events; safe to call from a thread that drains worker events.
 
-    def __init__(self, pieces: list[str], stages: list[str], enabled: bool = True) -> None:
+    enabled: progress wanted at all (`progress=`). On a terminal that is bars; elsewhere (`stream` not a terminal)
+    one plain log line per finished piece."""
+
+    def __init__(self, pieces: list[str], stages: list[str], enabled: bool = True, stream: TextIO | None = None) -> None:
         from tqdm import tqdm
 
         n = len(pieces)
+        self.total = n
+        self.lines = enabled and not on_terminal(stream)  # a pipe or a log: plain lines, no cursor codes
+        enabled = enabled and not self.lines
         self.enabled = enabled
         self.stages = stages
         self._seen: set[tuple[str, str]] = set()
@@ -63,10 +84,9 @@ class BatchProgress:
         self.failed = 0
         self.counts = {s: 0 for s in stages}  # what the bars show; kept here too because a disabled bar counts nothing
         self.pieces_done = 0
-        self.overall = tqdm(total=n, desc="all stages", unit="piece", position=0, disable=not enabled, dynamic_ncols=True, leave=True)
-        self.bars = {
-            s: tqdm(total=n, desc=f"  {s}", unit="piece", position=i + 1, disable=not enabled, dynamic_ncols=True, leave=True) for i, s in enumerate(stages)
-        }
+        bar = dict(unit="piece", disable=not enabled, dynamic_ncols=True, leave=True, file=stream)
+        self.overall = tqdm(total=n, desc="all stages", position=0, **bar)
+        self.bars = {s: tqdm(total=n, desc=f"  {s}", position=i + 1, **bar) for i, s in enumerate(stages)}
 
     def stage_done(self, piece: str, stage: str, info: dict[str, Any]) -> None:
         with self._lock:
@@ -90,6 +110,10 @@ class BatchProgress:
             self.overall.set_postfix_str(f"{self.audio_s:.0f} s audio in, {self.failed} failed", refresh=False)
             self.pieces_done += 1
             self.overall.update(1)
+            if self.lines:
+                log.info(
+                    "%d/%d pieces: %s %s (%.0f s audio in, %d failed)", self.pieces_done, self.total, result.piece, result.status, self.audio_s, self.failed
+                )
 
     def close(self) -> None:
         for b in [*self.bars.values(), self.overall]:

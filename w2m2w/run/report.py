@@ -136,14 +136,19 @@ def relative_url(path: str | os.PathLike, start: str | os.PathLike) -> str:
     return "/".join(quote(part) for part in Path(rel).parts)
 
 
-def audio_player(path: str | os.PathLike | None, report_dir: str | os.PathLike) -> str:
-    """An <audio> player for an existing file; a 'missing file' note otherwise.
+def file_link(path: str | os.PathLike, report_dir: str | os.PathLike, text: str | None = None) -> str:
+    """A link to a file by its path relative to the report, so that a click opens or downloads it (MIDI, WAV, input)."""
+    return f'<a class="file" href="{_esc(relative_url(path, report_dir))}"><code>{_esc(text if text is not None else path)}</code></a>'
+
+
+def audio_player(path: str | os.PathLike | None, report_dir: str | os.PathLike, text: str | None = None) -> str:
+    """An <audio> player for an existing file and a link to it; a 'missing file' note otherwise.
 
     With preload="none" a browser never fetches a missing file, so its error would go unseen: check here.
     """
     if path is None or not Path(path).is_file():
         return f'<p class="err">missing file: <code>{_esc(path)}</code></p>'
-    return f'<audio controls preload="none" src="{_esc(relative_url(path, report_dir))}"></audio> <code class="muted">{_esc(path)}</code>'
+    return f'<audio controls preload="none" src="{_esc(relative_url(path, report_dir))}"></audio> {file_link(path, report_dir, text)}'
 
 
 def _kv_table(d: dict[str, Any]) -> str:
@@ -205,12 +210,12 @@ def _stage_block(rd: RunDir, stage: str, piece: str, info: dict[str, Any], kind:
         parts.append(f'<p class="stale">stale: {_esc(stale)}</p>')
     elif status and status != "failed":
         parts.append(f'<p class="{_cls(status)}">{_esc(status)}</p>')
-    link = f'<p>file: <a href="{_esc(relative_url(out, run_dir))}">{_esc(out.relative_to(run_dir).as_posix())}</a></p>'
+    link = f"<p>file: {file_link(out, run_dir, out.relative_to(run_dir).as_posix())}</p>"
     try:
         if stage == "synthesize" and stale:
             parts.append(f"<p>{_wav_seconds(out):.2f} s of audio (stale: not played here)</p>{link}")
         elif stage == "synthesize":
-            parts.append(f"<p>{_wav_seconds(out):.2f} s of audio</p>{audio_player(out, run_dir)}")
+            parts.append(f"<p>{_wav_seconds(out):.2f} s of audio</p><p>{audio_player(out, run_dir, out.relative_to(run_dir).as_posix())}</p>")
         else:
             split = None
             if stage == "generate":
@@ -248,7 +253,7 @@ def _piece_section(rd: RunDir, idx: int, piece: str, entry: dict[str, Any]) -> s
     try:
         if kind == "midi":
             parts.append("<p>Input is MIDI: no input audio (it enters at generate).</p>")
-            parts.append(_midi_block(Path(source)))
+            parts.append(_midi_block(Path(source)) + (f"<p>file: {file_link(source, rd.path)}</p>" if Path(source).is_file() else ""))
         else:
             seconds = (entry["stages"].get("transcribe") or {}).get("audio_seconds") or (
                 (read_sidecar(rd.output("transcribe", piece)) or {}).get("stats") or {}

@@ -1,5 +1,5 @@
 """A pipeline run from its settings: check them, find the pieces, load the stages once, run the pieces
-(here, in worker processes or on Ray), then write the summary and the report. No Hydra here: run.py
+(here, in worker processes or on Ray), then write the summary and the report. No Hydra here: the command (cli.py)
 hands in a RunSettings (w2m2w.run.settings) whose stage groups are the stages' settings dataclasses.
 """
 
@@ -28,7 +28,7 @@ from w2m2w.run.piece_ids import UnsafePieceIdError, check_piece_id, tag_with_pat
 from w2m2w.run.progress import BatchProgress, print_summary
 from w2m2w.run.report import write_report
 from w2m2w.run.rundir import RunDir, is_run_folder
-from w2m2w.run.settings import RunSettings, check_run, record
+from w2m2w.run.settings import RunSettings, check_run, record, resolve_devices, run_folder
 from w2m2w.run.stage import Configured, Stage
 from w2m2w.run.stopping import Interrupted, StopSignals
 from w2m2w.settings import SettingsError
@@ -83,12 +83,13 @@ def run(s: RunSettings, stages: Sequence[Stage], run_dir: Path | None = None, re
     logging.getLogger("w2m2w").setLevel(s.log_level)
     logging.captureWarnings(True)  # a library's warning is a log line too: above the bars, in run.log
     try:
-        check_run(s)  # run.py checks before Hydra writes anything; a caller of the library gets the same check
+        check_run(s)  # the command checks before Hydra writes anything; a caller of the library gets the same check
     except SettingsError as exc:
         log.error("%s", exc)
         return 2
+    s = resolve_devices(s)  # device=auto (and every stage left to the top-level switch) made explicit, as the sidecars record it
     with StopSignals() as stop:
-        return _run(s, stages, Path(run_dir or s.run_dir), reuse_dirs or [], stop)
+        return _run(s, stages, Path(run_dir or run_folder(s)), reuse_dirs or [], stop)
 
 
 def _run(s: RunSettings, registered: Sequence[Stage], run_dir: Path, reuse_dirs: list[Path], stop: StopSignals) -> int:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path, PurePath
 from typing import Any
 
+from w2m2w.run.piece_ids import safe_component
 from w2m2w.run.rundir import STAGES as STAGE_NAMES  # the run-directory folders' order; the registry test holds stages.STAGES to it
-from w2m2w.settings import AT_LEAST_ONE, DEVICES, NON_NEGATIVE, POSITIVE, Range, SettingsError, check, setting
+from w2m2w.settings import AT_LEAST_ONE, AUTO, AUTO_DEVICES, DEVICES, NON_NEGATIVE, POSITIVE, Range, SettingsError, check, is_device, setting
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # each worker is a process that loads every model (hundreds of MB): thousands of them is a typo, not a machine
@@ -40,7 +42,9 @@ class RunSettings:
     """conf/config.yaml: what to run, where, and how; the stage groups hold each stage's settings dataclass."""
 
     input: str | None = setting(None)  # a file, folder, glob or list of paths; null: run.json's pieces, or the demo
-    run_dir: str = setting("runs/demo")
+    run_dir: str | None = setting(None)  # null: runs/<input name> (default_run_dir), runs/demo for the demo
+    # every stage's device where the stage's own `device` is null; auto: a GPU when torch has one (resolve_devices)
+    device: str = setting(AUTO, device=AUTO, affects_output=False)
     stages: list[str] = setting(default_factory=lambda: list(STAGE_NAMES))
     force: bool = setting(False, affects_output=False)
     workers: int | None = setting(None, range=WORKERS, affects_output=False)  # null: one per core
@@ -54,6 +58,37 @@ class RunSettings:
     generate: Any = None
     synthesize: Any = None
     executor: Any = None
+
+
+DEMO_RUN_DIR = "runs/demo"
+_GLOB = set("*?[")
+
+
+def default_run_dir(input: str | None) -> str:
+    """The run folder of a call without run_dir: runs/<the input's name>, where people look for it.
+
+    A file gives its name without the extension (`my_takes/waltz (take 2).ogg` -> runs/waltz (take 2)), a folder its
+    name (`my_takes/` -> runs/my_takes), a glob the folder before its first wildcard, a list of paths its name; no
+    input (the demo, or a rerun that names no run_dir) runs/demo. Characters no file system takes become `_`.
+    """
+    if input is None:
+        return DEMO_RUN_DIR
+    parts = list(PurePath(str(input)).parts)
+    glob_at = next((i for i, part in enumerate(parts) if _GLOB & set(part)), None)
+    if glob_at is not None:
+        path, is_folder = Path(*parts[:glob_at]) if glob_at else Path("."), True
+    else:
+        path = Path(str(input)).expanduser()
+        is_folder = path.is_dir()
+    if path.name in ("", ".", ".."):  # the current folder, or a parent: its own name
+        path, is_folder = path.resolve(), True
+    name = path.name if is_folder else path.stem
+    return f"runs/{safe_component(name or 'input')}"
+
+
+def run_folder(s: RunSettings) -> str:
+    """The run's folder: run_dir, else the one default_run_dir names for its input."""
+    return s.run_dir if s.run_dir else default_run_dir(s.input)
 
 
 def check_stage_list(stages: list[str]) -> list[str]:
@@ -85,11 +120,16 @@ def check_run(s: RunSettings) -> None:
 
 
 def check_this_machine(s: RunSettings) -> None:
-    """What the stages that run need from this machine: their devices, FluidSynth's soundfont (SettingsError otherwise)."""
+    """What the stages that run need from this machine: their devices, FluidSynth's soundfont (SettingsError otherwise).
+
+    A device is checked under the key that set it: `device` where a stage follows the top-level switch."""
     for name in s.stages:
-        device = getattr(getattr(s, name, None), "device", None)
+        group = getattr(s, name, None)
+        if not hasattr(group, "device"):  # fluidsynth: no torch model, no device
+            continue
+        key, device = (f"{name}.device", group.device) if group.device is not None else ("device", s.device)
         if isinstance(device, str) and device.startswith("cuda"):
-            _check_cuda(f"{name}.device", device)
+            _check_cuda(key, device)
     synth = s.synthesize
     if "synthesize" in s.stages and getattr(synth, "name", None) == "fluidsynth":
         _check_soundfont("synthesize.soundfont", synth.soundfont)
@@ -116,6 +156,40 @@ def _check_soundfont(key: str, soundfont: str) -> None:
         path = SOUNDFONTS.get(soundfont, soundfont)
         names = ", ".join(SOUNDFONTS)
         raise SettingsError(key, soundfont, f"an installed soundfont ({names}) or the path of a .sf2/.sf3 file; {path} does not exist") from None
+
+
+def auto_device() -> str:
+    """`cuda` when torch has a usable GPU here, else `cpu`: what device=auto means on this machine."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_devices(s: RunSettings) -> RunSettings:
+    """`s` with every stage's device made explicit: its own where set, else the top-level `device` (auto resolved).
+
+    On Ray, auto is `cpu` here: each actor moves the models to the GPU Ray gives it (w2m2w.run.ray), as it
+    always did, since the machine that checks the settings need not be the one that runs the pieces.
+    """
+    device = s.device
+    if device == AUTO:
+        device = "cpu" if getattr(s.executor, "name", "local") == "ray" else auto_device()
+    groups = {}
+    for name in STAGE_NAMES:
+        group = getattr(s, name, None)
+        if dataclasses.is_dataclass(group) and hasattr(group, "device") and group.device is None:
+            groups[name] = dataclasses.replace(group, device=device)
+    return dataclasses.replace(s, device=device, **groups)
+
+
+def stage_device(device: str, key: str = "device") -> str:
+    """A device for work outside a run (the Python API): `auto` resolved, CUDA checked (SettingsError naming `key`)."""
+    if not is_device(device, allow_auto=True):
+        raise SettingsError(key, device, AUTO_DEVICES)
+    device = auto_device() if device == AUTO else device
+    if device.startswith("cuda"):
+        _check_cuda(key, device)
+    return device
 
 
 def record(s: RunSettings) -> dict[str, Any]:

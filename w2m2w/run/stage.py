@@ -6,7 +6,7 @@ a weights file whose hash goes into the sidecar, `load` (models loaded once per
 process, before any piece) and `run` (one piece: read job.input, write job.output,
 return stats). The stages themselves live in the top-level `stages/` package, which
 lists them in order (stages.STAGES) and registers them here (register): the library
-never imports `stages`; the edge (run.py) hands the stages to the runner.
+never imports `stages`; the edges (cli.py, api.py) hand the stages to the runner.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from w2m2w import hydra_edge
 from w2m2w.checkpoint import WeightsError
+from w2m2w.paths import CONF
 from w2m2w.settings import SettingsError, check
 from w2m2w.train import music_transformer, source_filter, transcriber, wavenet
 from w2m2w.train.loop import TrainingError
@@ -71,7 +72,7 @@ def precheck(overrides: list[str]) -> int:
     return 0
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONF), config_name="train")
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
