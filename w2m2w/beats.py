@@ -1,20 +1,29 @@
-"""Beats, downbeats and meter of a recording or of a note list (issue #32).
+"""Beats, downbeats and meter of a note list or a recording (issue #32).
 
-One tracker serves both inputs: an onset-strength envelope at FPS frames per second (from the audio's
-log-mel spectral flux, or drawn from the notes' onsets weighted by velocity, so MIDI needs no render)
-goes through librosa's dynamic-programming beat tracker with a time-varying tempo. Downbeats come
-from a small Viterbi pass over the position in the bar, fed by per-beat accents (loudness, bass,
-harmonic change, note length), run for 2, 3 and 4 beats per bar; the best-contrasting meter wins.
+Two trackers behind one API:
+  - learned (the default when weights/beat_tracker.safetensors exists): the CRNN of
+    w2m2w.models.beat_tracker reads a note list (MIDI, a continuation, or a recording's transcription)
+    and gives beat and downbeat activations per frame; dbn_beats decodes the beats with a bar-pointer
+    style HMM over (beat period, phase) (after Krebs et al. 2015 and madmom's DBN: tempo may drift
+    from beat to beat, but only at beats), and downbeats_from_activation picks the meter and the bar
+    lines by a Viterbi pass over the position in the bar fed by the downbeat activation at each beat.
+  - hand-made (audio alone, and notes when no learned weights exist): an onset-strength envelope
+    through librosa's dynamic-programming tracker; downbeats from per-beat accents (loudness, bass,
+    harmonic change, note length) through the same bar Viterbi, run for 2, 3 and 4 beats per bar.
 
-Pure functions over numpy arrays; times in seconds. A note list is (n, 4): onset, offset, pitch,
-velocity (w2m2w.midi's layout).
+Times in seconds. A note list is (n, 4): onset, offset, pitch, velocity (w2m2w.midi's layout).
 """
 
 from __future__ import annotations
 
+import functools
+import os
 from dataclasses import dataclass
 
 import numpy as np
+
+from w2m2w.models.beat_tracker import FPS as MODEL_FPS
+from w2m2w.models.beat_tracker import MODEL_NAME, BeatTracker, BeatTrackerConfig
 
 FPS = 100  # envelope frames per second: 10 ms, finer than the 70 ms F-measure window
 METERS = (2, 3, 4)  # beats per bar considered; compound meters come out as their beat count in quarters
@@ -223,26 +232,173 @@ def estimate_downbeats(
     return best[1], best[2]
 
 
+# ---------------------------------------------------------------- the learned tracker's decoding
+
+
+def dbn_beats(
+    activation: np.ndarray,
+    fps: int = MODEL_FPS,
+    min_bpm: float = 40.0,
+    max_bpm: float = 220.0,
+    transition_lambda: float = 100.0,
+    observation_lambda: int = 16,
+    threshold: float = 0.1,
+) -> np.ndarray:
+    """Beat times (n,) seconds of a beat activation (frames,) in [0, 1]: Viterbi over (period, phase) states.
+
+    A state is a beat period of k frames (60 fps / max_bpm <= k <= 60 fps / min_bpm) and a phase 0..k-1;
+    each frame the phase moves one on, and only at the end of a beat may the period change, from i to j
+    with probability ~ exp(-transition_lambda |j/i - 1|) (tempo drifts smoothly, as in a performance).
+    A state in the first 1/observation_lambda of its beat sees the activation a, the others
+    (1 - a) / (observation_lambda - 1) (madmom's RNNBeatTrackingObservationModel). Beats are the
+    strongest frames of each stretch of the best path in those first states, searched from the first to
+    the last frame whose activation reaches `threshold`.
+    """
+    activation = np.asarray(activation, dtype=np.float64)
+    above = np.flatnonzero(activation >= threshold)
+    if len(above) == 0:
+        return np.zeros(0)
+    # only from the first to the last frame that looks like a beat (madmom's threshold): no path runs on into silence
+    lo = int(above[0])
+    act = np.clip(activation[lo : above[-1] + 1], 1e-6, 1 - 1e-6)
+    n = len(act)
+    periods = np.arange(max(1, int(np.floor(60.0 * fps / max_bpm))), int(np.ceil(60.0 * fps / min_bpm)) + 1)
+    if n < 2:
+        return np.array([lo / fps])
+    first = np.concatenate([[0], np.cumsum(periods)[:-1]])  # index of each period's phase 0
+    last = first + periods - 1
+    n_states = int(periods.sum())
+    phase = np.arange(n_states) - np.repeat(first, periods)
+    is_beat = phase < np.repeat(periods, periods) / observation_lambda
+    ratio = periods[None, :] / periods[:, None]  # [from, to]
+    log_trans = -transition_lambda * np.abs(ratio - 1.0)
+    log_trans -= np.log(np.exp(log_trans).sum(axis=1, keepdims=True))
+    moves = np.setdiff1d(np.arange(n_states), first)  # states reached from the state before them
+    obs_beat, obs_other = np.log(act), np.log((1.0 - act) / (observation_lambda - 1))
+    score = np.where(is_beat, obs_beat[0], obs_other[0]) - np.log(n_states)
+    back = np.zeros((n, len(periods)), dtype=np.int32)  # for each phase-0 state: the period it came from
+    new = np.empty(n_states)
+    for t in range(1, n):
+        new[moves] = score[moves - 1]
+        cand = score[last][:, None] + log_trans
+        back[t] = np.argmax(cand, axis=0)
+        new[first] = cand[back[t], np.arange(len(periods))]
+        score = new + np.where(is_beat, obs_beat[t], obs_other[t])
+    state = int(np.argmax(score))
+    path = np.empty(n, dtype=np.int64)
+    first_of = {int(f): k for k, f in enumerate(first)}
+    for t in range(n - 1, -1, -1):
+        path[t] = state
+        if t:
+            k = first_of.get(state)
+            state = int(last[back[t, k]]) if k is not None else state - 1
+    # each run of beat states on the path is one beat, at its strongest frame (madmom's `correct`): the
+    # first 1/observation_lambda of a beat all see the activation alike, so phase 0 alone may sit a frame early
+    on = is_beat[path]
+    starts = np.flatnonzero(on & ~np.concatenate([[False], on[:-1]]))
+    ends = np.flatnonzero(on & ~np.concatenate([on[1:], [False]])) + 1
+    peaks = [a + int(np.argmax(act[a:b])) for a, b in zip(starts, ends)]
+    return (lo + np.array(peaks, dtype=np.float64)) / fps
+
+
+def downbeats_from_activation(
+    times: np.ndarray, activation: np.ndarray, fps: int = MODEL_FPS, meters: tuple[int, ...] = METERS, switch_penalty: float = 6.0, window: int = 2
+) -> tuple[int, np.ndarray]:
+    """(meter, is_downbeat (n,) bool) of beats (n,) seconds from a downbeat activation (frames,) in [0, 1].
+
+    Each beat's downbeat probability p is the activation's maximum within `window` frames of it. For
+    each meter, bar_positions finds the bar path that maximises the summed log-odds log(p / (1 - p)) on
+    its downbeats less `switch_penalty` per jump (a beat skipped or doubled); that sum plus the sum of
+    log(1 - p) over all beats is the path's log-likelihood, so the meter whose path scores highest wins.
+    """
+    n = len(times)
+    if n == 0:
+        return 4, np.zeros(0, dtype=bool)
+    frames = np.clip(np.round(np.asarray(times) * fps).astype(int), 0, len(activation) - 1)
+    p = np.array([activation[max(0, f - window) : f + window + 1].max() for f in frames])
+    p = np.clip(p, 1e-4, 1 - 1e-4)
+    logit = np.log(p / (1 - p))
+    best = (-np.inf, 4, np.zeros(n, dtype=bool))
+    for m in meters:
+        pos = bar_positions(logit, m, switch_penalty)
+        jumps = int(np.sum(pos[1:] != (pos[:-1] + 1) % m))
+        total = float(logit[pos == 0].sum()) - switch_penalty * jumps
+        if total > best[0]:
+            best = (total, m, pos == 0)
+    return best[1], best[2]
+
+
+def decode_activations(activations: np.ndarray, fps: int = MODEL_FPS) -> Beats:
+    """Beats, downbeats and meter of beat and downbeat activations (frames, 2)."""
+    times = dbn_beats(activations[:, 0], fps)
+    meter, db = downbeats_from_activation(times, activations[:, 1], fps)
+    return Beats(times, db, meter)
+
+
+@functools.lru_cache(maxsize=4)
+def load_beat_tracker(path: str | os.PathLike, device: str = "cpu") -> BeatTracker:
+    """The learned tracker's weights (checkpoint.load_model's errors name the file), loaded once per process."""
+    from w2m2w.checkpoint import load_model
+
+    return load_model(path, MODEL_NAME, lambda c: BeatTracker(BeatTrackerConfig(**c)), device, what="the beat tracker")
+
+
+def default_weights() -> str | None:
+    """The shipped learned tracker's weights when they exist, else None (the hand-made tracker then serves)."""
+    from w2m2w.paths import DEFAULT_WEIGHTS
+
+    path = DEFAULT_WEIGHTS[MODEL_NAME]
+    return str(path) if path.is_file() else None
+
+
+def learned_beats(notes: np.ndarray, weights: str | os.PathLike) -> Beats:
+    """Beats, downbeats and meter of a note list (n, 4) by the learned tracker with the weights at `weights`."""
+    import torch
+
+    model = load_beat_tracker(str(weights))
+    with torch.inference_mode():
+        return decode_activations(model.predict(np.asarray(notes, dtype=np.float64)))
+
+
 # ---------------------------------------------------------------- whole pipelines
 
 
-def beats_from_notes(notes: np.ndarray, start_bpm: float = 100.0) -> Beats:
-    """Beats, downbeats and meter of a note list (n, 4): for MIDI with no usable tempo map."""
+def beats_from_notes(notes: np.ndarray, start_bpm: float = 100.0, weights: str | os.PathLike | None = None) -> Beats:
+    """Beats, downbeats and meter of a note list (n, 4): for MIDI with no usable tempo map.
+
+    The learned tracker with `weights` (default: the shipped ones, where they exist); else the hand-made one.
+    """
+    weights = weights if weights is not None else default_weights()
+    return learned_beats(notes, weights) if weights is not None else handmade_beats_from_notes(notes, start_bpm)
+
+
+def beats_from_audio_and_notes(y: np.ndarray, sr: int, notes: np.ndarray, start_bpm: float = 100.0, weights: str | os.PathLike | None = None) -> Beats:
+    """Beats of audio y (samples,) and its transcription (n, 4): the transcribe stage has both.
+
+    With the learned tracker (the default where its weights exist) the notes alone decide: it was
+    trained on notes, and the transcription holds what the audio's onsets say. Without it, the
+    hand-made tracker on the audio, with downbeats from the audio's and the notes' accents.
+    """
+    weights = weights if weights is not None else default_weights()
+    return learned_beats(notes, weights) if weights is not None else handmade_beats_from_audio_and_notes(y, sr, notes, start_bpm)
+
+
+def handmade_beats_from_notes(notes: np.ndarray, start_bpm: float = 100.0) -> Beats:
+    """The hand-made tracker on a note list (n, 4): the notes' onset envelope, downbeats from their accents."""
     times = track_beats(note_onset_envelope(notes), FPS, start_bpm=start_bpm)
     meter, db = estimate_downbeats(note_beat_features(notes, times))
     return Beats(times, db, meter)
 
 
 def beats_from_audio(y: np.ndarray, sr: int, start_bpm: float = 100.0) -> Beats:
-    """Beats, downbeats and meter of mono audio y (samples,)."""
+    """Beats, downbeats and meter of mono audio y (samples,) by the hand-made tracker (no notes at hand)."""
     times = track_beats(audio_onset_envelope(y, sr), FPS, start_bpm=start_bpm)
     meter, db = estimate_downbeats(audio_beat_features(y, sr, times))
     return Beats(times, db, meter)
 
 
-def beats_from_audio_and_notes(y: np.ndarray, sr: int, notes: np.ndarray, start_bpm: float = 100.0) -> Beats:
-    """Beats of audio y (samples,) with downbeats from its transcription (n, 4) as well: the
-    transcribe stage has both, and the notes' harmony and bass read more clearly than the audio's."""
+def handmade_beats_from_audio_and_notes(y: np.ndarray, sr: int, notes: np.ndarray, start_bpm: float = 100.0) -> Beats:
+    """The hand-made tracker on audio y (samples,), downbeats from the audio's and its transcription's (n, 4) accents."""
     times = track_beats(audio_onset_envelope(y, sr), FPS, start_bpm=start_bpm)
     feats = np.concatenate([audio_beat_features(y, sr, times), note_beat_features(notes, times)], axis=1)
     meter, db = estimate_downbeats(feats)

@@ -22,4 +22,5 @@ DEFAULT_WEIGHTS = {
     "music_transformer": WEIGHTS / "music_transformer.safetensors",
     "source_filter_wavenet": WEIGHTS / "source_filter_wavenet.safetensors",
     "wavenet": WEIGHTS / "wavenet.safetensors",
+    "beat_tracker": WEIGHTS / "beat_tracker.safetensors",
 }

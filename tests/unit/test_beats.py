@@ -1,4 +1,4 @@
-"""w2m2w.beats: beats and meter of hand-made audio and note patterns at known tempi."""
+"""w2m2w.beats, the hand-made tracker: beats and meter of hand-made audio and note patterns at known tempi (the learned one: test_beat_tracker.py)."""
 
 import mir_eval
 import numpy as np
@@ -42,9 +42,9 @@ def test_click_track_beats_and_tempo():
     assert mir_eval.beat.f_measure(truth, est.times) > 0.9
 
 
-def test_note_pattern_beats_meter_and_downbeats():
+def test_note_pattern_beats_meter_and_downbeats_handmade():
     notes, downbeats = waltz_notes()
-    est = B.beats_from_notes(notes)
+    est = B.handmade_beats_from_notes(notes)
     assert abs(est.tempo - 100.0) < 5.0
     assert est.meter == 3
     assert mir_eval.beat.f_measure(downbeats, est.downbeats) > 0.9
@@ -73,3 +73,13 @@ def test_bar_positions_follow_accents():
     strength = np.concatenate([[-1.0], strength])  # a pickup beat
     pos = B.bar_positions(strength, 4)
     assert list(np.flatnonzero(pos == 0)) == list(range(1, 33, 4))
+
+
+def test_shipped_learned_tracker_on_a_waltz():
+    """The default beats_from_notes is the learned tracker (weights/beat_tracker.safetensors): tempo, 3/4 and its bar lines."""
+    assert B.default_weights() is not None
+    notes, downbeats = waltz_notes()
+    est = B.beats_from_notes(notes)
+    assert abs(est.tempo - 100.0) < 5.0
+    assert est.meter == 3
+    assert mir_eval.beat.f_measure(downbeats, est.downbeats) > 0.9

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from tests.conftest import REPO
 from w2m2w.train.__main__ import TRAINERS, precheck
 
-NAMES = ["transcriber", "music_transformer", "wavenet", "source_filter"]
+NAMES = ["transcriber", "music_transformer", "wavenet", "source_filter", "beat_tracker"]
 
 
 def _differences(yaml: dict, defaults: dict, prefix: str = "") -> list[str]:

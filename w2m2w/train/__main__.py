@@ -24,7 +24,7 @@ from w2m2w import hydra_edge
 from w2m2w.checkpoint import WeightsError
 from w2m2w.paths import CONF
 from w2m2w.settings import SettingsError, check
-from w2m2w.train import music_transformer, source_filter, transcriber, wavenet
+from w2m2w.train import beat_tracker, music_transformer, source_filter, transcriber, wavenet
 from w2m2w.train.loop import TrainingError
 
 
@@ -40,6 +40,7 @@ TRAINERS: dict[str, Trainer] = {
     "music_transformer": Trainer(music_transformer.MusicTransformerTrainConfig, music_transformer.train),
     "wavenet": Trainer(wavenet.WaveNetTrainConfig, wavenet.train_wavenet),
     "source_filter": Trainer(source_filter.SourceFilterTrainConfig, source_filter.train_source_filter),
+    "beat_tracker": Trainer(beat_tracker.BeatTrackerTrainConfig, beat_tracker.train_beat_tracker),
 }
 
 # conf/train/NAME.yaml names its schema as /schema/train/NAME: a group of its own, so it is never offered as a `train=` choice

@@ -1,0 +1,163 @@
+"""The learned beat tracker: its features and targets, its decoding, its network and a tiny training run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from w2m2w import beats as B
+from w2m2w.data import beats as D
+from w2m2w.models.beat_tracker import FPS, N_FEATURES, BeatTracker, BeatTrackerConfig, note_features
+
+TINY = BeatTrackerConfig(channels=8, blocks=3)
+
+
+def test_note_features_of_one_note_and_a_chord():
+    notes = np.array([[1.0, 1.5, 60, 127], [2.0, 2.2, 36, 64], [2.0, 2.2, 48, 64]])
+    x = note_features(notes, 150)
+    assert x.shape == (150, N_FEATURES) and x.dtype == np.float32
+    assert x[50, 0] == pytest.approx(1.0)  # C (60 % 12 == 0) starts at frame 50 at full velocity
+    assert x[100, 0] == pytest.approx(128 / 127)  # two Cs in the chord at 64/127 each
+    assert x[50, 20] == pytest.approx(np.log(2)) and x[100, 20] == pytest.approx(np.log(3))  # log(1 + onsets)
+    assert x[50, 22] == pytest.approx(1 - 39 / 88) and x[100, 22] == pytest.approx(1 - 15 / 88)  # the lowest pitch starting
+    assert x[50:75, 24].tolist() == [1.0] * 25 and x[75, 24] == 0.0  # C sounds from frame 50 to 75 (1.5 s)
+    assert x[105, 37] == pytest.approx(1 - 15 / 88)  # the lowest sounding pitch is the chord's 36
+    assert x[49].sum() == 0 and x[120:].sum() == 0  # nothing before the first onset nor after the last offset
+
+
+def test_target_rolls_widen_beats_and_mask_the_annotated_span():
+    target, mask = D.target_rolls(np.array([1.0, 1.5]), np.array([True, False]), 100)
+    assert target[[49, 50, 51, 74, 75, 76], 0].tolist() == [0.5, 1.0, 0.5, 0.5, 1.0, 0.5]
+    assert target[[49, 50, 51, 75], 1].tolist() == [0.5, 1.0, 0.5, 0.0]  # only the first beat is a downbeat
+    assert target[:, 0].sum() == 4.0 and target[:, 1].sum() == 2.0
+    # half a beat (0.25 s) either side of the annotated beats: frames 37 (0.75 s) to 88 (1.75 s)
+    assert np.flatnonzero(mask).tolist() == list(range(37, 89))
+
+
+def test_segment_keeps_held_notes_as_sounding_not_as_onsets():
+    perf = D.Performance("p", "piece", np.array([[0.5, 3.0, 60, 100], [2.5, 2.8, 64, 100]]), np.array([0.5, 1.5, 2.5]), np.array([True, False, False]))
+    seg = D.segment(perf, 2.0, 2.0, perf.notes, perf.beats)
+    x = seg["features"]
+    assert x.shape == (100, N_FEATURES)
+    assert x[:, 20].sum() == pytest.approx(np.log(2))  # one onset: E at 0.5 s into the segment
+    assert x[25, 4] > 0 and x[0, 24] == 1.0  # E starts at frame 25; the held C sounds from frame 0
+    assert seg["target"][25, 0] == 1.0 and seg["target"][:, 1].max() == 0.0  # the beat at 2.5 s, no downbeat
+
+
+def test_dbn_beats_follow_a_drifting_beat():
+    fps = 50
+    intervals = np.linspace(0.6, 0.45, 30)  # 100 -> 133 bpm
+    truth = 1.0 + np.concatenate([[0.0], np.cumsum(intervals)])
+    act = np.full(int((truth[-1] + 1.0) * fps), 0.02)
+    act[np.round(truth * fps).astype(int)] = 0.9
+    act[np.round((truth[:-1] + intervals / 2) * fps).astype(int)] = 0.3  # off-beat notes: weaker peaks
+    est = B.dbn_beats(act, fps)
+    assert len(est) == len(truth)
+    np.testing.assert_allclose(est, np.round(truth * fps) / fps, atol=1e-9)  # on the peaks, to the frame
+
+
+def test_dbn_beats_of_a_silent_activation_are_none():
+    assert len(B.dbn_beats(np.full(500, 0.01))) == 0
+
+
+@pytest.mark.parametrize("meter", [3, 4])
+def test_downbeats_from_activation_find_the_meter_and_the_pickup(meter):
+    fps = 50
+    times = 0.5 + 0.5 * np.arange(25)
+    act = np.full(int(14 * fps), 0.05)
+    bar_lines = times[1::meter]  # a one-beat pickup, then bars of `meter` beats
+    act[np.round(bar_lines * fps).astype(int)] = 0.9
+    found, db = B.downbeats_from_activation(times, act, fps)
+    assert found == meter  # 4, not 2: a bar line on beat 3 would be a beat the activation says is not one
+    assert np.flatnonzero(db).tolist() == list(range(1, 25, meter))
+
+
+def test_model_shapes_and_predict_in_unit_range():
+    model = BeatTracker(TINY).eval()
+    assert model(torch.zeros(2, 64, N_FEATURES)).shape == (2, 64, 2)
+    act = model.predict(np.array([[0.1, 0.5, 60, 80], [0.6, 1.0, 64, 80]]))
+    assert act.shape == (int(np.ceil(2.0 * FPS)), 2) and act.min() >= 0 and act.max() <= 1
+
+
+def test_loss_weighs_positive_frames_and_skips_masked_ones():
+    model = BeatTracker(TINY)  # pos_weight 4 (beats) and 8 (downbeats)
+    logits = torch.zeros(1, 3, 2)
+    target = torch.tensor([[[1.0, 0.0], [0.0, 0.0], [1.0, 1.0]]])
+    mask = torch.tensor([[1.0, 1.0, 0.0]])  # the third frame is outside the annotations
+    loss, heads = model.loss(logits, target, mask)
+    ln2 = float(np.log(2))
+    # at logit 0 every frame costs ln 2, a positive one pos_weight x ln 2; mean over the two unmasked frames
+    assert heads["loss_beat"].item() == pytest.approx((4 * ln2 + ln2) / 2)
+    assert heads["loss_downbeat"].item() == pytest.approx(ln2)
+    assert loss.item() == pytest.approx(3.5 * ln2)
+
+
+def _fake_asap(root: Path, n_pieces: int) -> Path:
+    """n_pieces folders of ASAP's layout: a score, one performance (quarter notes at 100-120 bpm, a louder
+    bass on each bar's first beat) and its annotations."""
+    import pretty_midi
+
+    from w2m2w.midi import write_midi
+
+    rng = np.random.default_rng(0)
+    for i in range(n_pieces):
+        folder = root / f"Composer{i % 3}" / f"Piece{i}"
+        folder.mkdir(parents=True)
+        ibi = 60.0 / rng.uniform(100, 120)
+        beats = 0.5 + ibi * np.arange(40)
+        notes = [(t, t + ibi * 0.9, 72 + (k % 4), 60) for k, t in enumerate(beats)]
+        notes += [(t, t + ibi * 3.5, 48, 100) for t in beats[::4]]
+        write_midi(folder / "perf.mid", np.array(sorted(notes)))
+        pretty_midi.PrettyMIDI().write(str(folder / "midi_score.mid"))
+        lines = [f"{t:.6f}\t{t:.6f}\t{'db,4/4,1' if k % 4 == 0 else 'b'}" for k, t in enumerate(beats)]
+        (folder / "perf_annotations.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_training_leaves_out_the_evaluation_pieces(tmp_path):
+    asap = _fake_asap(tmp_path / "asap", D.N_TUNING + D.N_HELDOUT + 4)
+    evaluated = set(D.eval_pieces(asap, "tuning")) | set(D.eval_pieces(asap, "heldout"))
+    assert len(evaluated) == D.N_TUNING + D.N_HELDOUT
+    train = D.training_pieces(asap)
+    assert len(train) == 4 and not evaluated & set(train)
+    assert [p.parent for p in D.pick_performances(asap, "heldout")] == D.eval_pieces(asap, "heldout")
+
+
+def test_tiny_training_run_then_resume_and_track(tmp_path):
+    from w2m2w.train.beat_tracker import BeatTrackerTrainConfig, train_beat_tracker
+
+    asap = _fake_asap(tmp_path / "asap", D.N_TUNING + D.N_HELDOUT + 4)
+
+    def cfg(steps: int) -> BeatTrackerTrainConfig:
+        return BeatTrackerTrainConfig(
+            out_dir=str(tmp_path / "run"),
+            model=TINY,
+            asap_root=str(asap),
+            cache=str(tmp_path / "cache.npz"),
+            val_fraction=0.25,
+            val_seconds=10.0,
+            segment_seconds=4.0,
+            batch_size=2,
+            max_steps=steps,
+            validate_every=2,
+            threads=1,
+        )
+
+    summary = train_beat_tracker(cfg(2))
+    run = tmp_path / "run"
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2] and summary == log[-1]
+    assert {"loss", "loss_beat", "loss_downbeat", "val/beat_f", "val/downbeat_f"} <= set(log[0])
+    train_beat_tracker(cfg(4))  # resumes at step 3
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 4]
+    from w2m2w.checkpoint import load_weights
+
+    _, config, training = load_weights(run / "last.safetensors", "beat_tracker")
+    assert config["channels"] == 8 and training["train_performances"] == 3  # 4 training pieces, one held out for validation
+    est = B.beats_from_notes(np.array([[0.5 * k, 0.5 * k + 0.4, 60, 80] for k in range(20)]), weights=run / "best.safetensors")
+    assert isinstance(est, B.Beats) and est.meter in B.METERS
