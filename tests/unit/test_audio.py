@@ -146,3 +146,32 @@ def test_level_gain_brings_a_recording_to_the_target():
     assert level_db(np.full(100, 0.5, np.float32)) == pytest.approx(
         20 * np.log10(0.5) - 10 * np.log10(2048 / 100), abs=1e-4
     )  # shorter than a frame: zero-padded to one
+
+
+def test_level_gate_keeps_frames_just_inside_50_db_of_the_loudest_and_drops_those_just_outside():
+    # percentile 0 is the quietest frame kept: -59.99 dB is within 50 dB of the -10 dB frames, -60.01 dB is not
+    assert level_db(_frames([-10.0] * 4 + [-59.99] * 4), percentile=0.0) == pytest.approx(-59.99, abs=1e-4)
+    assert level_db(_frames([-10.0] * 4 + [-60.01] * 4), percentile=0.0) == pytest.approx(-10.0, abs=1e-4)
+    # the range is an argument: at 40 dB the -49.99 dB frames count, the -50.01 dB ones do not
+    assert level_db(_frames([-10.0] * 4 + [-49.99] * 4), percentile=0.0, range_db=40.0) == pytest.approx(-49.99, abs=1e-4)
+    assert level_db(_frames([-10.0] * 4 + [-50.01] * 4), percentile=0.0, range_db=40.0) == pytest.approx(-10.0, abs=1e-4)
+    # the default percentile is the 95th: of 20 kept frames at -40 dB .. -21 dB (one dB apart), numpy's linear
+    # interpolation at position 0.95 * 19 = 18.05 gives -22 + 0.05 (in power), by hand in dB below
+    levels = [-40.0 + i for i in range(20)]
+    p = 10 ** (-22 / 10) + 0.05 * (10 ** (-21 / 10) - 10 ** (-22 / 10))
+    assert level_db(_frames(levels)) == pytest.approx(10 * np.log10(p), abs=1e-6)
+
+
+def test_level_frames_are_whole_frames_only():
+    # exactly one frame: no padding; a frame and a bit: the bit is left out, however loud
+    one = _frames([-20.0])
+    assert level_db(one) == pytest.approx(-20.0, abs=1e-6)
+    assert level_db(np.concatenate([one, np.full(2047, 0.9, np.float32)])) == pytest.approx(-20.0, abs=1e-6)
+    assert level_db(_frames([-20.0, -30.0], frame=100), frame=100, percentile=0.0) == pytest.approx(-30.0, abs=1e-6)
+
+
+def test_is_silent_at_its_threshold():
+    a = 10 ** (-60 / 20)
+    assert is_silent(np.array([a], np.float64)) and not is_silent(np.array([a * 1.001]))
+    assert is_silent(np.array([-a * 0.999])) and not is_silent(np.array([-a * 1.001])), "the peak is of the magnitude"
+    assert is_silent(np.zeros(0)) and is_silent(np.array([0.09]), threshold_db=-20.0) and not is_silent(np.array([0.11]), threshold_db=-20.0)

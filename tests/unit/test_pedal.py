@@ -241,3 +241,28 @@ def test_a_weights_file_says_whether_there_is_a_pedal_head(tmp_path, with_pedal)
     else:
         # 16000 samples at hop 512: 16000 // 512 + 1 = 32 frames of 1/31.25 s, so up at 32 / 31.25 = 1.024 s
         np.testing.assert_allclose(pedal, [[0.0, 1.024]])
+
+
+def test_crop_pedal_shifts_clips_and_keeps_what_touches_the_window():
+    from w2m2w.pedal import crop_pedal
+
+    pedal = np.array([[0.0, 1.0], [1.5, 2.5], [3.0, 4.0], [5.0, 6.0]])
+    # window [2, 5): [1.5, 2.5] was down at 2 -> [0, 0.5]; [3, 4] -> [1, 2]; [5, 6] starts at the window's end: out
+    np.testing.assert_allclose(crop_pedal(pedal, 2.0, 3.0), [[0.0, 0.5], [1.0, 2.0]])
+    # an interval that ends exactly where the window starts is out; one that starts there is in, at 0
+    np.testing.assert_allclose(crop_pedal(pedal, 1.0, 1.0), [[0.5, 1.0]])
+    np.testing.assert_allclose(crop_pedal(pedal, 3.0, 0.5), [[0.0, 0.5]])
+    # a press longer than the window on both sides is the whole window
+    np.testing.assert_allclose(crop_pedal(np.array([[0.0, 10.0]]), 4.0, 2.0), [[0.0, 2.0]])
+    # a press just inside either edge
+    np.testing.assert_allclose(crop_pedal(np.array([[0.0, 2.001], [4.999, 6.0]]), 2.0, 3.0), [[0.0, 0.001], [2.999, 3.0]], atol=1e-12)
+    assert crop_pedal(np.zeros((0, 2)), 0.0, 1.0).shape == (0, 2)
+    assert crop_pedal(pedal, 7.0, 1.0).shape == (0, 2)
+
+
+def test_crop_pedal_leaves_its_input_alone():
+    from w2m2w.pedal import crop_pedal
+
+    pedal = np.array([[1.0, 3.0]])
+    crop_pedal(pedal, 2.0, 0.5)
+    np.testing.assert_array_equal(pedal, [[1.0, 3.0]])

@@ -1,0 +1,107 @@
+"""Stopping on signals (w2m2w/run/stopping.py), with real signals sent to this process: the first one requests a stop
+(and interrupts where asked), a second one while stopping does not interrupt the cleanup, an ignored SIGINT stays
+ignored, and the exit code is 128 + the first signal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import pytest
+
+from w2m2w.run.stopping import EXIT_CODES, Interrupted, StopSignals, signals_blocked, worker_signals
+
+
+def _send(sig: int) -> None:
+    os.kill(os.getpid(), sig)  # delivered to the main thread before os.kill returns (Python runs the handler at once)
+
+
+@pytest.fixture(autouse=True)
+def _restore_handlers():
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, h in before.items():
+        signal.signal(s, h)
+
+
+def test_exit_codes_are_128_plus_the_signal():
+    assert EXIT_CODES == {signal.SIGINT: 130, signal.SIGTERM: 143}
+    stop = StopSignals()
+    stop.signum = signal.SIGHUP  # any other signal: still 128 + its number (1)
+    assert stop.exit_code == 129
+
+
+def test_a_signal_outside_interruptible_only_requests_a_stop():
+    with StopSignals() as stop:
+        assert not stop.requested
+        _send(signal.SIGTERM)
+        assert stop.requested and stop.signum == signal.SIGTERM and stop.count == 1 and stop.exit_code == 143
+
+
+def test_the_first_signal_decides_the_exit_code_and_a_second_is_counted():
+    with StopSignals() as stop:
+        _send(signal.SIGINT)
+        _send(signal.SIGTERM)
+        assert stop.count == 2 and stop.signum == signal.SIGINT and stop.exit_code == 130
+
+
+def test_inside_interruptible_the_first_signal_raises_and_a_second_does_not_interrupt_the_cleanup():
+    cleaned = []
+    with StopSignals() as stop:
+        with pytest.raises(Interrupted) as info:
+            with stop.interruptible():
+                try:
+                    _send(signal.SIGINT)
+                    raise AssertionError("not interrupted")
+                finally:
+                    _send(signal.SIGINT)  # a second Ctrl-C while the first one's cleanup runs: no second Interrupted here
+                    cleaned.append(True)
+        assert info.value.signum == signal.SIGINT and "SIGINT" in str(info.value)
+        assert cleaned == [True] and stop.count == 2
+
+
+def test_a_stop_requested_before_entering_raises_on_entry_and_after_the_block_signals_do_not_raise():
+    with StopSignals() as stop:
+        with stop.interruptible():
+            pass
+        _send(signal.SIGTERM)  # outside the block: noted, not raised
+        assert stop.requested
+        with pytest.raises(Interrupted) as info:
+            with stop.interruptible():
+                raise AssertionError("the block must not start")
+        assert info.value.signum == signal.SIGTERM
+
+
+def test_handlers_are_put_back_on_exit():
+    mine = signal.getsignal(signal.SIGTERM)
+    with StopSignals():
+        assert signal.getsignal(signal.SIGTERM) is not mine
+    assert signal.getsignal(signal.SIGTERM) is mine
+
+
+def test_an_ignored_sigint_stays_ignored():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as nohup or `cmd &` start a process
+    with StopSignals() as stop:
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        _send(signal.SIGINT)
+        assert not stop.requested and stop.count == 0
+        _send(signal.SIGTERM)  # SIGTERM still stops it
+        assert stop.signum == signal.SIGTERM
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def test_a_worker_is_interrupted_once_wherever_it_is():
+    stop = worker_signals()
+    with pytest.raises(Interrupted):
+        _send(signal.SIGTERM)
+    _send(signal.SIGINT)  # the second one is only counted: the worker's cleanup runs on
+    assert stop.count == 2 and stop.signum == signal.SIGTERM
+
+
+def test_signals_blocked_holds_them_back_until_the_block_ends():
+    with StopSignals() as stop:
+        with signals_blocked():
+            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)  # to this thread, whose mask holds it back
+            assert not stop.requested, "held back"
+        assert stop.requested and stop.signum == signal.SIGTERM
