@@ -77,3 +77,14 @@ def test_a_failed_piece_makes_the_exit_code_1_and_is_reported_as_failed(inputs, 
     (inputs / "c.wav").write_bytes(b"RIFFc")  # mended: the next run does it, exit 0
     code, summary = _run(inputs, tmp_path / "run")
     assert code == 0 and summary["pieces"]["c"]["status"] == "done"
+
+
+def test_the_summary_table_goes_to_stdout_as_it_is_when_printed(inputs, tmp_path):
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):  # a caller of the library capturing the run's table
+        _run(inputs, tmp_path / "run")
+    lines = buf.getvalue().splitlines()
+    assert any(ln.startswith("a ") and "done" in ln for ln in lines) and lines[-1].startswith("2 pieces: 2 done")
