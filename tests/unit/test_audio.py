@@ -175,3 +175,28 @@ def test_is_silent_at_its_threshold():
     assert is_silent(np.array([a], np.float64)) and not is_silent(np.array([a * 1.001]))
     assert is_silent(np.array([-a * 0.999])) and not is_silent(np.array([-a * 1.001])), "the peak is of the magnitude"
     assert is_silent(np.zeros(0)) and is_silent(np.array([0.09]), threshold_db=-20.0) and not is_silent(np.array([0.11]), threshold_db=-20.0)
+
+
+def test_level_gate_at_exactly_the_range_keeps_the_frame():
+    # frames of +-10 (mean square 100) and +-1 (mean square 1): 20 dB apart, so with range_db=20 the quiet frames sit
+    # exactly on the gate (100 x 10^-2 = 1.0 in floating point too) and are kept; percentile 0 then reads 0 dB
+    sign = np.where(np.arange(2048) % 2 == 0, 1.0, -1.0)
+    y = np.concatenate([10 * sign, sign]).astype(np.float32)
+    assert level_db(y, percentile=0.0, range_db=20.0) == 0.0
+    assert level_db(y, percentile=0.0, range_db=19.99) == 20.0
+
+
+def test_level_of_a_signal_one_sample_short_of_a_frame():
+    # 2047 samples, the last one 1.0: padded at the end to one frame, mean square 1/2048
+    y = np.zeros(2047, np.float32)
+    y[-1] = 1.0
+    assert level_db(y) == pytest.approx(10 * np.log10(1 / 2048), abs=1e-9)
+
+
+def test_mu_law_decode_by_hand():
+    # x = sign(y) ((1 + mu)^|y| - 1) / mu with y = 2 q / mu - 1: the end classes are -1 and 1, the middle near 0
+    out = mu_law_decode(np.array([0, 255, 191]))
+    assert out.dtype == np.float32
+    y = 2 * 191 / 255 - 1
+    np.testing.assert_allclose(out, [-1.0, 1.0, (256**y - 1) / 255], rtol=1e-6)
+    np.testing.assert_allclose(mu_law_decode(np.array([0, 15, 8]), mu=15), [-1.0, 1.0, (16 ** (1 / 15) - 1) / 15], rtol=1e-6)

@@ -161,3 +161,8 @@ def test_pooled_overlaps_without_pairs_or_with_empty_sides() -> None:
     out = pooled_overlaps([(one, one)])
     assert out["ioi"] is None and out["pitch"] == 1.0  # one note has no inter-onset interval
     assert out["mean"] == pytest.approx(1.0)  # the mean leaves the None out
+
+
+def test_notes_per_second_of_spans_under_a_second() -> None:
+    assert notes_per_second(notes([(0, 0.1, 60, 64)] * 3), 0.5) == 6.0
+    assert notes_per_second(notes([(0, 0.1, 60, 64)] * 3), 1.0) == 3.0

@@ -266,3 +266,11 @@ def test_crop_pedal_leaves_its_input_alone():
     pedal = np.array([[1.0, 3.0]])
     crop_pedal(pedal, 2.0, 0.5)
     np.testing.assert_array_equal(pedal, [[1.0, 3.0]])
+
+
+def test_crop_pedal_of_whole_seconds_keeps_fractions_of_the_window():
+    from w2m2w.pedal import crop_pedal
+
+    # integer input (a list of whole seconds), a window of 2.5 s from 0: the press is clipped at 2.5, not 2
+    np.testing.assert_array_equal(crop_pedal([[0, 3]], 0, 2.5), [[0.0, 2.5]])
+    np.testing.assert_array_equal(crop_pedal([[1, 3]], 0.5, 1), [[0.5, 1.0]])

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
-from w2m2w.run.stopping import EXIT_CODES, Interrupted, StopSignals, signals_blocked, worker_signals
+from w2m2w.run.stopping import EXIT_CODES, Interrupted, StopSignals, signals_blocked, unblock_signals, worker_signals
 
 
 def _send(sig: int) -> None:
@@ -105,3 +108,74 @@ def test_signals_blocked_holds_them_back_until_the_block_ends():
             signal.pthread_kill(threading.get_ident(), signal.SIGTERM)  # to this thread, whose mask holds it back
             assert not stop.requested, "held back"
         assert stop.requested and stop.signum == signal.SIGTERM
+
+
+_CHILD = """
+import os, signal, sys, time
+sys.path.insert(0, {root!r})
+from w2m2w.run import stopping
+got = []
+signal.signal(signal.SIGTERM, lambda s, f: (print("SIGTERM", flush=True), os._exit(0)))
+if {fallback}:
+    stopping.sys.platform = "elsewhere"  # no prctl: the watching thread
+stopping.die_with_parent({parent})
+print("waiting", flush=True)
+time.sleep(10)
+print("not told", flush=True)
+"""
+
+
+def _child(parent: str, fallback: bool) -> subprocess.CompletedProcess:
+    root = str(Path(__file__).resolve().parents[2])
+    code = _CHILD.format(root=root, fallback=fallback, parent=parent)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize("fallback", [False, True], ids=["prctl", "thread"])
+def test_a_child_whose_parent_is_already_gone_gets_sigterm_at_once(fallback):
+    # the parent pid it is given is not its parent (as when the parent died before the child asked): SIGTERM now
+    res = _child("os.getppid() + 100000", fallback)
+    assert res.stdout.split()[-1] == "SIGTERM", res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("fallback", [False, True], ids=["prctl", "thread"])
+def test_a_child_of_a_living_parent_is_left_alone(fallback):
+    import time as _time
+
+    root = str(Path(__file__).resolve().parents[2])
+    code = _CHILD.format(root=root, fallback=fallback, parent="os.getppid()").replace("time.sleep(10)", "time.sleep(1.2)")
+    t0 = _time.monotonic()
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert res.stdout.split() == ["waiting", "not", "told"], res.stdout + res.stderr
+    assert _time.monotonic() - t0 >= 1.2
+
+
+def test_a_child_gets_sigterm_when_its_parent_dies(tmp_path):
+    # parent P starts child C (which asks to die with P) and exits once C waits; C must be told within seconds
+    import time as _time
+
+    root = str(Path(__file__).resolve().parents[2])
+    out = tmp_path / "child.txt"
+    child = _CHILD.format(root=root, fallback=False, parent="os.getppid()").replace("time.sleep(10)", "time.sleep(20)")
+    parent = (
+        "import subprocess, sys, time\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {child!r}], stdout=open({str(out)!r}, 'w'))\n"
+        f"while 'waiting' not in open({str(out)!r}).read():\n    time.sleep(0.05)\n"
+    )
+    subprocess.run([sys.executable, "-c", parent], timeout=30, check=True)
+    deadline = _time.monotonic() + 10
+    while "SIGTERM" not in out.read_text() and _time.monotonic() < deadline:
+        _time.sleep(0.05)
+    assert out.read_text().split() == ["waiting", "SIGTERM"]
+
+
+def test_unblock_signals_lets_a_held_signal_through():
+    with StopSignals() as stop:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+            assert not stop.requested
+            unblock_signals()
+            assert stop.signum == signal.SIGINT
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
