@@ -175,6 +175,7 @@ def test_folder_endings_of_run_files_and_their_neighbours():
     for folder in ("x.mid2", "x.wavy", "xmid", "x.flac", "x.mp3", "mid"):
         assert base_id(f"{folder}/a.wav") == f"{folder}/a", folder
     assert base_id("x.mid/y.json/a.wav") == "x_mid/y_json/a"
+    assert base_id("op.10.mid/a.wav") == "op.10_mid/a", "the last dot only"
     assert base_id("x.mid") == "x", "the piece's own extension is dropped, not replaced"
 
 
