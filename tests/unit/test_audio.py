@@ -200,3 +200,35 @@ def test_mu_law_decode_by_hand():
     y = 2 * 191 / 255 - 1
     np.testing.assert_allclose(out, [-1.0, 1.0, (256**y - 1) / 255], rtol=1e-6)
     np.testing.assert_allclose(mu_law_decode(np.array([0, 15, 8]), mu=15), [-1.0, 1.0, (16 ** (1 / 15) - 1) / 15], rtol=1e-6)
+
+
+def test_save_wav_writes_16_bit_wav_under_any_name_and_clips(tmp_path):
+    import soundfile as sf
+
+    path = tmp_path / "piece.wav.tmp-1234"  # a temporary name, as atomic writes use: still a WAV file
+    save_wav(path, np.array([0.5, 1.5, -1.5, -0.25], np.float32))
+    info = sf.info(str(path))
+    assert (info.format, info.subtype, info.samplerate, info.channels) == ("WAV", "PCM_16", 16000, 1)
+    y, _ = sf.read(str(path), dtype="int16")
+    assert y.tolist() == [16384, 32767, -32768, -8192]  # by hand: x * 32768, clipped to the 16-bit range
+
+
+def test_decoder_failure_reasons_by_hand():
+    from w2m2w.audio import _first_line, _reason
+
+    assert _first_line("\n  Error : flac decoder lost sync.\nmore") == "flac decoder lost sync"
+    assert _first_line("Error: bad header...") == "bad header"
+    assert _first_line("Note: Illegal Audio-MPEG-Header 0x00000000 at offset 0.") == "Illegal Audio-MPEG-Header 0x00000000 at offset 0"
+    assert _first_line(".hidden.") == ".hidden" and _first_line("") == "" and _first_line("\n \n") == ""
+    assert _first_line("Note: Error : x") == "Error : x", "the prefixes come off in order: the Error ones, then Note"
+
+    class WithString(Exception):
+        error_string = "Error : unsupported encoding 0x1234."
+
+    assert _reason(WithString("generic")) == "unsupported encoding 0x1234"
+    assert _reason(RuntimeError("first line\nsecond")) == "first line"
+    missing = RuntimeError("File does not exist or is not a regular file (possibly a pipe?)")
+    assert _reason(missing, "Note: Illegal Audio-MPEG-Header at offset 0.\n") == "Illegal Audio-MPEG-Header at offset 0"
+    assert _reason(missing) == "File does not exist or is not a regular file (possibly a pipe?)"
+    assert _reason(RuntimeError("other"), "Note: chatter") == "other", "chatter only replaces libsndfile's 'does not exist'"
+    assert _reason(EOFError()) == "truncated or corrupt data" and _reason(KeyError()) == "KeyError"
