@@ -151,7 +151,7 @@ def test_feature_values_by_name() -> None:
     np.testing.assert_allclose(feature_values(rows, "pitch"), [60, 72])
     np.testing.assert_allclose(feature_values(rows, "velocity"), [30, 90])
     assert len(feature_values(rows, "polyphony")) == 60  # 3 s at 20 frames per second
-    with pytest.raises(ValueError, match="unknown feature"):
+    with pytest.raises(ValueError, match="unknown feature 'tempo'; known: duration, ioi, pitch, velocity, polyphony$"):
         feature_values(rows, "tempo")
 
 

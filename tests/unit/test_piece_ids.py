@@ -203,3 +203,11 @@ def test_ids_stay_apart_with_tags_when_hashes_of_8_digits_are_not_enough(monkeyp
     monkeypatch.setattr(pi, "_short_hash", lambda text, digits=8: "0" * digits if digits == 8 else real(text, digits))
     ids = pi.assign_ids(["a.wav", "A.wav"])
     assert ids == {"a.wav": "a~" + hashlib.sha256(b"a.wav").hexdigest()[:16], "A.wav": "A~" + hashlib.sha256(b"A.wav").hexdigest()[:16]}
+
+
+def test_edges_of_base_id_and_the_cut():
+    assert base_id("") == "_" and base_id(".") == "_"
+    assert base_id("/abs/a.wav") == "abs/a", "the root of an absolute path is no component"
+    # a cut name ending in a letter that the dot-and-space strip must keep
+    name = "X" * 200
+    assert safe_component(name) == "X" * 151 + "~" + _h(name)
