@@ -90,3 +90,12 @@ def test_write_failure_sees_through_libsndfile_system_error(tmp_path):
             f.write(np.zeros(16000, np.float32))
     assert "System error" in str(err.value)
     assert write_failure(err.value, tmp_path / "final.wav") == f"no space left on device while writing {tmp_path / 'final.wav'}"
+
+
+def test_a_run_dir_is_a_path_like_of_its_folder(tmp_path):
+    import os
+
+    from w2m2w.run.rundir import RunDir
+
+    rd = RunDir(tmp_path / "run")
+    assert os.fspath(rd) == str(tmp_path / "run") and rd / "run.json" == tmp_path / "run" / "run.json"

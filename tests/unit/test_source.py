@@ -171,3 +171,18 @@ def test_decay_time_falls_by_tau_octave_per_octave():
     # velocity scales it by (v / 127)^2
     src, _ = piano_source(np.array([[0.0, 1.0, 21, 64.0]]), SR, 0, SourceConfig(partials=1))
     assert src[0, -1] == pytest.approx((64 / 127) ** 2, rel=1e-5)
+
+
+def test_inharmonicity_and_partial_frequencies_by_hand():
+    from w2m2w.models.source import inharmonicity, partial_frequencies
+
+    # B is 10^-4 at A0 (21), 10^-2.2 at C8 (108), log-linear between: half-way (64.5) is 10^-3.1
+    np.testing.assert_allclose(inharmonicity(np.array([21.0, 108.0, 64.5])), [1e-4, 10**-2.2, 10**-3.1], rtol=1e-12)
+    # A0: 32 partials, the 32nd at 32 x 27.5 x sqrt(1 + 1e-4 x 32^2) Hz, well under 7600 Hz
+    f = partial_frequencies(21)
+    assert len(f) == 32 and f[0] == pytest.approx(27.5 * np.sqrt(1 + 1e-4)) and f[-1] == pytest.approx(880 * np.sqrt(1.1024))
+    # C8: only the fundamental is under 7600 Hz (the second partial is above 8000)
+    np.testing.assert_allclose(partial_frequencies(108), [440 * 2 ** (39 / 12) * np.sqrt(1 + 10**-2.2)])
+    # fewer partials when asked, and max_freq is a strict limit
+    assert len(partial_frequencies(21, SourceConfig(partials=5))) == 5
+    assert len(partial_frequencies(69, SourceConfig(max_freq=440 * np.sqrt(1 + 10 ** (-4 + 1.8 * 48 / 87))))) == 0

@@ -179,3 +179,40 @@ def test_unblock_signals_lets_a_held_signal_through():
             assert stop.signum == signal.SIGINT
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+def _no_death_signal() -> None:
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, 0, 0, 0, 0)  # PR_SET_PDEATHSIG back to none for this test process
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_in_this_process_a_parent_already_gone_means_sigterm_at_once():
+    from w2m2w.run.stopping import die_with_parent
+
+    got = []
+    signal.signal(signal.SIGTERM, lambda s, f: got.append(s))
+    try:
+        die_with_parent(os.getppid() + 100000)  # not our parent: as if ours died before we asked
+        assert got == [signal.SIGTERM]
+        got.clear()
+        die_with_parent(os.getppid())  # our parent, alive: nothing now
+        assert got == []
+    finally:
+        _no_death_signal()
+
+
+def test_in_this_process_the_watching_thread_sends_sigterm_when_the_parent_differs(monkeypatch):
+    import time as _time
+
+    from w2m2w.run import stopping
+
+    got = []
+    signal.signal(signal.SIGTERM, lambda s, f: got.append(s))
+    monkeypatch.setattr(stopping.sys, "platform", "elsewhere")  # no prctl: the thread watches
+    stopping.die_with_parent(os.getppid() + 100000)
+    deadline = _time.monotonic() + 5
+    while not got and _time.monotonic() < deadline:
+        _time.sleep(0.01)
+    assert got == [signal.SIGTERM]
