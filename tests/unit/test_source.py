@@ -186,3 +186,29 @@ def test_inharmonicity_and_partial_frequencies_by_hand():
     # fewer partials when asked, and max_freq is a strict limit
     assert len(partial_frequencies(21, SourceConfig(partials=5))) == 5
     assert len(partial_frequencies(69, SourceConfig(max_freq=440 * np.sqrt(1 + 10 ** (-4 + 1.8 * 48 / 87))))) == 0
+
+
+def test_a_zero_length_note_sounds_one_sample_before_its_release():
+    # on = off = sample 1000: the offset is taken as sample 1001, so the damper starts one sample after the onset
+    cfg = SourceConfig(partials=1)
+    src, _ = piano_source(np.array([[1000 / SR, 1000 / SR, 21, 127.0]]), 1100, 0, cfg)
+    env, tau0, rel = src[:, -1], 3.0 * SR, 0.06 * SR
+    assert env[1000] == pytest.approx(1.0) and env[1001] == pytest.approx(np.exp(-1 / tau0), rel=1e-6)
+    assert env[1002] == pytest.approx(np.exp(-2 / tau0) * np.exp(-1 / rel), rel=1e-6)
+
+
+def test_a_gate_without_ramp_is_a_step():
+    cfg = SourceConfig(partials=1, gate_margin=10, gate_ramp=0, release_tau=0.001, release_taus=1.0)
+    _, gate = piano_source(np.array([[100 / SR, 200 / SR, 60, 100.0]]), 300, 0, cfg)
+    # on at 100, cut at 216: 1 on [90, 226) and, as the falling ramp starts at 1, on 226 too; 0 elsewhere
+    np.testing.assert_array_equal(np.flatnonzero(gate), np.arange(90, 227))
+    assert gate[90:227].min() == 1.0
+
+
+def test_source_config_from_a_stored_dict():
+    from w2m2w.models.source import source_config_from
+
+    assert source_config_from(None) == SourceConfig() == source_config_from({})
+    assert source_config_from({"partials": 8, "gate_ramp": 3}) == SourceConfig(partials=8, gate_ramp=3)
+    with pytest.raises(ValueError, match=r"^unknown source config keys \['nope', 'zz'\]$"):
+        source_config_from({"zz": 1, "partials": 8, "nope": 2})
