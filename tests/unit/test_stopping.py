@@ -216,3 +216,30 @@ def test_in_this_process_the_watching_thread_sends_sigterm_when_the_parent_diffe
     while not got and _time.monotonic() < deadline:
         _time.sleep(0.01)
     assert got == [signal.SIGTERM]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_the_death_signal_asked_for_is_sigterm():
+    import ctypes
+
+    from w2m2w.run.stopping import die_with_parent
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    sig = ctypes.c_int(-1)
+    try:
+        die_with_parent(os.getppid())
+        assert libc.prctl(2, ctypes.byref(sig), 0, 0, 0) == 0  # PR_GET_PDEATHSIG: what this process gets when its parent dies
+        assert sig.value == signal.SIGTERM
+        assert not [t for t in threading.enumerate() if t.name == "watch-parent"], "prctl worked: no thread needed"
+    finally:
+        _no_death_signal()
+
+
+def test_without_prctl_a_daemon_thread_watches_the_parent(monkeypatch):
+    from w2m2w.run import stopping
+
+    monkeypatch.setattr(stopping.sys, "platform", "elsewhere")
+    before = {t.ident for t in threading.enumerate()}
+    stopping.die_with_parent(os.getppid())  # a living parent: the thread keeps watching (a daemon: it never holds the exit)
+    new = [t for t in threading.enumerate() if t.ident not in before]
+    assert [(t.name, t.daemon) for t in new] == [("watch-parent", True)]
