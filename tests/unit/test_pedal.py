@@ -329,3 +329,33 @@ def test_empty_pedal():
 
     e = empty_pedal()
     assert e.shape == (0, 2) and e.dtype == np.float64
+
+
+def test_pedal_tsv_path_and_unreadable_midi():
+    from w2m2w.pedal import pedal_tsv_path
+
+    assert pedal_tsv_path("a/Take.TSV").as_posix() == "a/Take.pedal.tsv"
+    assert pedal_tsv_path("a/take.tsv").as_posix() == "a/take.pedal.tsv"
+    assert pedal_tsv_path("a/take.mid").as_posix() == "a/take.pedal.tsv"
+
+
+def test_an_unreadable_midi_file_is_named_with_the_reason(tmp_path):
+    from w2m2w.midi import MidiError
+
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(b"not midi at all")
+    with pytest.raises(MidiError, match=r"bad\.mid: not a readable MIDI file \(.+\)$"):
+        load_pedal(bad)
+
+
+def test_decode_pedal_edges_of_its_thresholds():
+    on, off, fr = arrays(10)
+    fr[2:5] = 0.5  # exactly the threshold: not above it, so nothing
+    assert decode_pedal(on, off, fr, FR).shape == (0, 2)
+    on[2:5] = 0.5
+    assert decode_pedal(on, off, fr, FR).shape == (0, 2)
+    # a press of exactly min_duration is kept (0.3 s here), one frame shorter is not
+    on, off, fr = arrays(10)
+    fr[2:5] = 0.9
+    np.testing.assert_allclose(decode_pedal(on, off, fr, FR, min_duration=0.3), [[0.2, 0.5]])
+    assert decode_pedal(on, off, fr, FR, min_duration=0.31).shape == (0, 2)
