@@ -87,10 +87,11 @@ def test_two_workers_match_one_and_summarize(tmp_path, folder, weights):
 
 def test_piece_held_by_another_run_is_named_and_left_alone(tmp_path, folder, weights):
     run_dir = tmp_path / "run"
+    (folder / "broken.wav").unlink()  # nothing fails here: the exit code 1 must come from the lock alone
     args = [f"input={folder}", f"run_dir={run_dir}", "stages=[transcribe]", f"transcribe.weights={weights['t']}", "progress=false"]
     with file_lock(lock_path(run_dir, "transcribe", "a"), root=run_dir):  # as another run would hold it
         res = run_pipeline(*args)
-    assert res.returncode == 1
+    assert res.returncode == 1, res.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["pieces"]["a"]["status"] == "locked"
     assert "held by another process" in summary["pieces"]["a"]["error"] and "pid " in summary["pieces"]["a"]["error"]
@@ -98,6 +99,7 @@ def test_piece_held_by_another_run_is_named_and_left_alone(tmp_path, folder, wei
     assert summary["pieces"]["b"]["status"] == "done"
     # once released, the next run does it and keeps what is current
     res = run_pipeline(*args)
+    assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["pieces"]["a"]["status"] == "done" and summary["pieces"]["b"]["status"] == "current"
 

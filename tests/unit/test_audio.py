@@ -146,3 +146,89 @@ def test_level_gain_brings_a_recording_to_the_target():
     assert level_db(np.full(100, 0.5, np.float32)) == pytest.approx(
         20 * np.log10(0.5) - 10 * np.log10(2048 / 100), abs=1e-4
     )  # shorter than a frame: zero-padded to one
+
+
+def test_level_gate_keeps_frames_just_inside_50_db_of_the_loudest_and_drops_those_just_outside():
+    # percentile 0 is the quietest frame kept: -59.99 dB is within 50 dB of the -10 dB frames, -60.01 dB is not
+    assert level_db(_frames([-10.0] * 4 + [-59.99] * 4), percentile=0.0) == pytest.approx(-59.99, abs=1e-4)
+    assert level_db(_frames([-10.0] * 4 + [-60.01] * 4), percentile=0.0) == pytest.approx(-10.0, abs=1e-4)
+    # the range is an argument: at 40 dB the -49.99 dB frames count, the -50.01 dB ones do not
+    assert level_db(_frames([-10.0] * 4 + [-49.99] * 4), percentile=0.0, range_db=40.0) == pytest.approx(-49.99, abs=1e-4)
+    assert level_db(_frames([-10.0] * 4 + [-50.01] * 4), percentile=0.0, range_db=40.0) == pytest.approx(-10.0, abs=1e-4)
+    # the default percentile is the 95th: of 20 kept frames at -40 dB .. -21 dB (one dB apart), numpy's linear
+    # interpolation at position 0.95 * 19 = 18.05 gives -22 + 0.05 (in power), by hand in dB below
+    levels = [-40.0 + i for i in range(20)]
+    p = 10 ** (-22 / 10) + 0.05 * (10 ** (-21 / 10) - 10 ** (-22 / 10))
+    assert level_db(_frames(levels)) == pytest.approx(10 * np.log10(p), abs=1e-6)
+
+
+def test_level_frames_are_whole_frames_only():
+    # exactly one frame: no padding; a frame and a bit: the bit is left out, however loud
+    one = _frames([-20.0])
+    assert level_db(one) == pytest.approx(-20.0, abs=1e-6)
+    assert level_db(np.concatenate([one, np.full(2047, 0.9, np.float32)])) == pytest.approx(-20.0, abs=1e-6)
+    assert level_db(_frames([-20.0, -30.0], frame=100), frame=100, percentile=0.0) == pytest.approx(-30.0, abs=1e-6)
+
+
+def test_is_silent_at_its_threshold():
+    a = 10 ** (-60 / 20)
+    assert is_silent(np.array([a], np.float64)) and not is_silent(np.array([a * 1.001]))
+    assert is_silent(np.array([-a * 0.999])) and not is_silent(np.array([-a * 1.001])), "the peak is of the magnitude"
+    assert is_silent(np.zeros(0)) and is_silent(np.array([0.09]), threshold_db=-20.0) and not is_silent(np.array([0.11]), threshold_db=-20.0)
+
+
+def test_level_gate_at_exactly_the_range_keeps_the_frame():
+    # frames of +-10 (mean square 100) and +-1 (mean square 1): 20 dB apart, so with range_db=20 the quiet frames sit
+    # exactly on the gate (100 x 10^-2 = 1.0 in floating point too) and are kept; percentile 0 then reads 0 dB
+    sign = np.where(np.arange(2048) % 2 == 0, 1.0, -1.0)
+    y = np.concatenate([10 * sign, sign]).astype(np.float32)
+    assert level_db(y, percentile=0.0, range_db=20.0) == 0.0
+    assert level_db(y, percentile=0.0, range_db=19.99) == 20.0
+
+
+def test_level_of_a_signal_one_sample_short_of_a_frame():
+    # 2047 samples, the last one 1.0: padded at the end to one frame, mean square 1/2048
+    y = np.zeros(2047, np.float32)
+    y[-1] = 1.0
+    assert level_db(y) == pytest.approx(10 * np.log10(1 / 2048), abs=1e-9)
+
+
+def test_mu_law_decode_by_hand():
+    # x = sign(y) ((1 + mu)^|y| - 1) / mu with y = 2 q / mu - 1: the end classes are -1 and 1, the middle near 0
+    out = mu_law_decode(np.array([0, 255, 191]))
+    assert out.dtype == np.float32
+    y = 2 * 191 / 255 - 1
+    np.testing.assert_allclose(out, [-1.0, 1.0, (256**y - 1) / 255], rtol=1e-6)
+    np.testing.assert_allclose(mu_law_decode(np.array([0, 15, 8]), mu=15), [-1.0, 1.0, (16 ** (1 / 15) - 1) / 15], rtol=1e-6)
+
+
+def test_save_wav_writes_16_bit_wav_under_any_name_and_clips(tmp_path):
+    import soundfile as sf
+
+    path = tmp_path / "piece.wav.tmp-1234"  # a temporary name, as atomic writes use: still a WAV file
+    save_wav(path, np.array([0.5, 1.5, -1.5, -0.25], np.float32))
+    info = sf.info(str(path))
+    assert (info.format, info.subtype, info.samplerate, info.channels) == ("WAV", "PCM_16", 16000, 1)
+    y, _ = sf.read(str(path), dtype="int16")
+    assert y.tolist() == [16384, 32767, -32768, -8192]  # by hand: x * 32768, clipped to the 16-bit range
+
+
+def test_decoder_failure_reasons_by_hand():
+    from w2m2w.audio import _first_line, _reason
+
+    assert _first_line("\n  Error : flac decoder lost sync.\nmore") == "flac decoder lost sync"
+    assert _first_line("Error: bad header...") == "bad header"
+    assert _first_line("Note: Illegal Audio-MPEG-Header 0x00000000 at offset 0.") == "Illegal Audio-MPEG-Header 0x00000000 at offset 0"
+    assert _first_line(".hidden.") == ".hidden" and _first_line("") == "" and _first_line("\n \n") == ""
+    assert _first_line("Note: Error : x") == "Error : x", "the prefixes come off in order: the Error ones, then Note"
+
+    class WithString(Exception):
+        error_string = "Error : unsupported encoding 0x1234."
+
+    assert _reason(WithString("generic")) == "unsupported encoding 0x1234"
+    assert _reason(RuntimeError("first line\nsecond")) == "first line"
+    missing = RuntimeError("File does not exist or is not a regular file (possibly a pipe?)")
+    assert _reason(missing, "Note: Illegal Audio-MPEG-Header at offset 0.\n") == "Illegal Audio-MPEG-Header at offset 0"
+    assert _reason(missing) == "File does not exist or is not a regular file (possibly a pipe?)"
+    assert _reason(RuntimeError("other"), "Note: chatter") == "other", "chatter only replaces libsndfile's 'does not exist'"
+    assert _reason(EOFError()) == "truncated or corrupt data" and _reason(KeyError()) == "KeyError"

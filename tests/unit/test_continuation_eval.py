@@ -65,13 +65,17 @@ def test_seeded_run_reports_every_figure(tiny_model: MusicTransformer) -> None:
     b = evaluate_continuations(tiny_model, [("a", notes), ("short", notes[:3])], s)
     assert a == b  # seeded
     assert a["files"] == 1 and [r["file"] for r in rows] == ["a"]  # a piece shorter than the primer is left out
-    for f in ("duration", "ioi", "pitch", "velocity", "polyphony", "mean"):
-        assert 0.0 <= a["overlap_baseline"][f] <= 1.0
-    # the baseline compares the real continuation with the primer: computed here by hand
-    from w2m2w.evaluate.music_stats import BINS, overlap_area
+    # the baseline compares the real continuation with the primer (on the event grid): pitch and velocity histograms
+    # computed here with numpy alone, one bin per key and 4 velocities a bin, as the module's bins say
+    real, primer = on_grid(crop_notes(notes, 4.0, 2.0)), on_grid(crop_notes(notes, 0.0, 4.0))
 
-    real, primer = crop_notes(notes, 4.0, 2.0), crop_notes(notes, 0.0, 4.0)
-    assert a["overlap_baseline"]["pitch"] == pytest.approx(overlap_area(real[:, 2], primer[:, 2], BINS["pitch"]), abs=1e-4)
+    def overlap(x, y, edges):
+        hx, hy = np.histogram(x, edges)[0], np.histogram(y, edges)[0]
+        return float(np.minimum(hx / hx.sum(), hy / hy.sum()).sum())
+
+    assert a["overlap_baseline"]["pitch"] == pytest.approx(overlap(real[:, 2], primer[:, 2], np.arange(20.5, 109.5)), abs=1e-4)
+    assert a["overlap_baseline"]["velocity"] == pytest.approx(overlap(real[:, 3], primer[:, 3], np.arange(0.5, 128.5, 4.0)), abs=1e-4)
+    assert a["overlap_baseline"]["pitch"] < 1.0 and a["overlap_baseline"]["velocity"] < 1.0  # two different stretches
     assert a["notes_per_second_baseline"] == pytest.approx(len(real) / 2.0, abs=1e-4)
     assert evaluate_continuations(tiny_model, [("short", notes[:3])], s) is None
 
@@ -114,3 +118,69 @@ def test_evaluate_command_reports_continuations(tmp_path, tiny_model: MusicTrans
     assert c["overlap_baseline"]["pitch"] == pytest.approx(8 / 12, abs=1e-4)
     bad = subprocess.run(cmd[:-1] + ["continuation.seconds=-1"], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], timeout=300)
     assert bad.returncode == 2 and "continuation.seconds" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def _piece(gen: np.ndarray, real: np.ndarray, primer: np.ndarray, orphans: int = 0, base: int = 0) -> dict:
+    return {"generated": gen, "real": real, "primer": primer, "real_raw": real, "primer_raw": primer, "orphans": orphans, "orphan_base": base}
+
+
+def _rows(pitches, step: float = 0.5, length: float = 0.4, vel: int = 64) -> np.ndarray:
+    return np.array([[i * step, i * step + length, p, vel] for i, p in enumerate(pitches)], dtype=np.float64)
+
+
+def test_overlap_ratio_is_generated_over_baseline() -> None:
+    # generated = real, so every generated-vs-real overlap is 1; the primer's pitches are half those of the real
+    # continuation (60, 62 against 60, 62, 64, 65): pitch overlap 0.5, the other features 1, so the baseline's mean is
+    # (4 + 0.5) / 5 = 0.9 and the ratio 1 / 0.9
+    real = _rows([60, 62, 64, 65])
+    primer = _rows([60, 60, 62, 62])
+    out = summarize([_piece(real, real, primer)], seconds=2.0, primer_seconds=2.0)
+    assert out["overlap"]["mean"] == 1.0
+    assert out["overlap_baseline"]["pitch"] == 0.5 and out["overlap_baseline"]["mean"] == pytest.approx(0.9)
+    assert out["overlap_ratio"] == pytest.approx(round(1 / 0.9, 4))
+    # and the other way round: a continuation half as alike as the real one is to its primer
+    out = summarize([_piece(primer, real, real)], seconds=2.0, primer_seconds=2.0)
+    assert out["overlap_ratio"] == pytest.approx(0.9)
+
+
+def test_rates_pool_every_piece_over_its_seconds() -> None:
+    # two pieces of 2 s continuation and 3 s primer: 4 + 6 generated notes over 4 s, 2 + 2 real, 3 + 9 primer over 6 s
+    a = _piece(_rows([60] * 4), _rows([60] * 2), _rows([60] * 3), orphans=1, base=4)
+    b = _piece(_rows([60] * 6, step=0.3, length=5.0), _rows([60] * 2), _rows([60] * 9), orphans=2, base=6)
+    out = summarize([a, b], seconds=2.0, primer_seconds=3.0)
+    assert out["notes_per_second"] == 2.5 and out["notes_per_second_baseline"] == 1.0 and out["notes_per_second_primer"] == 2.0
+    assert out["orphaned_note_share"] == 0.3  # (1 + 2) / (4 + 6)
+    assert out["longest_note_s"] == 5.0 and out["long_note_share_over_4s"] == 0.6  # 6 of the 10 generated notes last 5 s
+    assert out["long_note_share_over_4s_baseline"] == 0.0
+    none = summarize([_piece(np.zeros((0, 4)), _rows([60]), _rows([60]))], seconds=2.0, primer_seconds=3.0)
+    assert none["orphaned_note_share"] is None and none["longest_note_s"] is None and none["overlap_ratio"] is None
+
+
+class _Recorder:
+    """Stands in for sample_continuation: records the primer the model was given and plays one note, 60, for 0.1 s."""
+
+    def __init__(self) -> None:
+        self.primer: list[int] = []
+
+    def __call__(self, model, toks, steps, sampling, ctx, max_events):
+        self.primer = list(map(int, toks))
+        return np.array([ev.NOTE_ON + 60, ev.TIME_SHIFT + 9, ev.NOTE_OFF + 60], dtype=np.int64)
+
+
+def test_the_primer_is_padded_with_time_shifts_to_primer_seconds(monkeypatch, tiny_model) -> None:
+    import w2m2w.evaluate.generation as g
+
+    rec = _Recorder()
+    monkeypatch.setattr(g, "sample_continuation", rec)
+    # one note 0..0.5 s, then nothing until the primer ends at 3.0 s: 2.5 s of shifts, 1 s + 1 s + 0.5 s by hand
+    notes = np.array([[0.0, 0.5, 64, 80], [3.5, 4.0, 65, 80]])
+    out = g.continue_piece(tiny_model, notes, ContinuationSettings(primer_seconds=3.0, seconds=1.0), seed=0, context=64)
+    assert rec.primer[-3:] == [ev.TIME_SHIFT + 99, ev.TIME_SHIFT + 99, ev.TIME_SHIFT + 49]
+    assert ev.duration_steps(np.array(rec.primer)) == 300
+    # the generated note starts where the primer ends: at 0 of the continuation, 0.1 s long
+    np.testing.assert_allclose(out["generated"], [[0.0, 0.1, 60, out["generated"][0, 3]]])
+    np.testing.assert_allclose(out["real_raw"], [[0.5, 1.0, 65, 80]])  # the real continuation from 3.0 s
+    # a primer that fills its span exactly gets no padding
+    full = np.array([[0.0, 3.0, 64, 80], [3.5, 4.0, 65, 80]])
+    g.continue_piece(tiny_model, full, ContinuationSettings(primer_seconds=3.0, seconds=1.0), seed=0, context=64)
+    assert ev.duration_steps(np.array(rec.primer)) == 300 and rec.primer[-1] == ev.NOTE_OFF + 64

@@ -129,3 +129,17 @@ def test_offset_head_ends_a_note_the_frame_head_still_hears():
     np.testing.assert_allclose(decode_notes(onset, frame, vel, FR, offset=offset, offset_threshold=0.7)[:, :2], [[0.2, 1.5]])  # strictly above
     offset[2, K] = 0.9  # an offset inside the onset run does not cut the note to nothing
     np.testing.assert_allclose(decode_notes(onset, frame, vel, FR, offset=offset, offset_threshold=0.5)[:, :2], [[0.2, 0.9]])
+
+
+def test_an_onset_run_that_reaches_the_last_frame_is_one_note_to_the_end():
+    from w2m2w.decoding import decode_notes
+
+    # 5 frames at 10 per second, key 0: onset above threshold on frames 3 and 4 (the last), frame head silent;
+    # by hand: one note from 0.3 s to 0.5 s (the onset run sounds), velocity the mean of frames 3 and 4
+    onset, frame, vel = np.zeros((5, 88)), np.zeros((5, 88)), np.zeros((5, 88))
+    onset[3:, 0] = 0.9
+    vel[3, 0], vel[4, 0] = 0.2, 0.6
+    np.testing.assert_allclose(decode_notes(onset, frame, vel, 10.0), [[0.3, 0.5, 21, round(0.4 * 127)]])
+    # one frame long, on the last frame
+    onset[3, 0] = 0.0
+    np.testing.assert_allclose(decode_notes(onset, frame, vel, 10.0), [[0.4, 0.5, 21, round(0.6 * 127)]])

@@ -185,8 +185,18 @@ def test_onset_tolerance_reaches_every_note_metric():
     est[:, 0] += 0.08  # 80 ms late onsets, same offsets
     default = transcription_metrics(FOUR, est)
     wide = transcription_metrics(FOUR, est, onset_tolerance=0.1)
-    for k in ("note_f1", "note_offset_f1", "note_offset_velocity_f1"):
+    for k in ("note_f1", "note_velocity_f1", "note_offset_f1", "note_offset_velocity_f1"):
         assert default[k] == 0.0 and wide[k] == 1.0, k
+
+
+def test_onset_tolerance_narrower_than_the_default_reaches_every_note_metric():
+    # 30 ms late onsets: inside mir_eval's 50 ms default, outside a 20 ms tolerance, for every note metric
+    est = FOUR.copy()
+    est[:, 0] += 0.03
+    narrow = transcription_metrics(FOUR, est, onset_tolerance=0.02)
+    default = transcription_metrics(FOUR, est)
+    for k in ("note_f1", "note_velocity_f1", "note_offset_f1", "note_offset_velocity_f1"):
+        assert default[k] == 1.0 and narrow[k] == 0.0, k
 
 
 def test_every_metric_is_reported_and_zero_without_notes():
@@ -272,3 +282,47 @@ def test_pedal_metrics_without_presses_are_zero():
     for ref, est in ((one, np.zeros((0, 2))), (np.zeros((0, 2)), one), (np.zeros((0, 2)), np.zeros((0, 2)))):
         assert pedal_metrics(ref, est) == {k: 0.0 for k in PEDAL_KEYS}
     assert pedal_metrics(one, one) == {k: 1.0 for k in PEDAL_KEYS}
+
+
+def test_pedal_offset_ratio_and_floor_are_passed_on():
+    from w2m2w.metrics import pedal_metrics
+
+    # a 1 s press, released 0.15 s late: inside the default 20 % (0.2 s), outside 10 % (0.1 s) with a 50 ms floor
+    ref, est = np.array([[1.0, 2.0]]), np.array([[1.0, 2.15]])
+    assert pedal_metrics(ref, est)["pedal_onset_offset_f1"] == 1.0
+    assert pedal_metrics(ref, est, offset_ratio=0.1)["pedal_onset_offset_f1"] == 0.0
+    assert pedal_metrics(ref, est, offset_ratio=0.3)["pedal_onset_offset_f1"] == 1.0
+    # the floor: a 0.1 s press released 0.08 s late is outside 20 % (0.02 s) and the 50 ms floor, inside a 0.1 s floor
+    ref, est = np.array([[1.0, 1.1]]), np.array([[1.0, 1.18]])
+    assert pedal_metrics(ref, est)["pedal_onset_offset_f1"] == 0.0
+    assert pedal_metrics(ref, est, offset_min_tolerance=0.1)["pedal_onset_offset_f1"] == 1.0
+    # the onset metric never looks at offsets, whatever their tolerances
+    assert pedal_metrics(ref, est, offset_ratio=0.0, offset_min_tolerance=0.0)["pedal_onset_f1"] == 1.0
+
+
+def test_pedal_press_of_one_frame():
+    from w2m2w.metrics import pedal_metrics
+
+    # [0.5, 0.51] at 100 frames/s covers frame 50 only; a zero-length press is scored as 1 ms, which is one frame too
+    one = np.array([[0.5, 0.51]])
+    assert pedal_metrics(one, one) == {k: 1.0 for k in PEDAL_KEYS}
+    m = pedal_metrics(one, np.array([[0.5, 0.5]]))
+    assert m["pedal_frame_precision"] == m["pedal_frame_recall"] == 1.0
+    # one frame later: no frame in common (the rolls are 0/1 per frame, by hand), onsets 10 ms apart still match
+    m = pedal_metrics(one, np.array([[0.51, 0.52]]))
+    assert m["pedal_frame_precision"] == m["pedal_frame_recall"] == m["pedal_frame_f1"] == 0.0
+    assert m["pedal_onset_f1"] == 1.0
+    # a one-frame press at the very start, against a two-frame one: 1 of 2 frames
+    m = pedal_metrics(np.array([[0.0, 0.02]]), np.array([[0.0, 0.01]]))
+    assert m["pedal_frame_precision"] == 1.0 and m["pedal_frame_recall"] == 0.5 and m["pedal_frame_f1"] == pytest.approx(2 / 3)
+
+
+def test_pedal_frames_at_another_frame_rate():
+    from w2m2w.metrics import pedal_metrics
+
+    # at 10 frames/s a 0.5 s press is 5 frames and a 1 s press 10: recall 0.5
+    m = pedal_metrics(np.array([[0.0, 1.0]]), np.array([[0.0, 0.5]]), frame_rate=10.0)
+    assert m["pedal_frame_precision"] == 1.0 and m["pedal_frame_recall"] == 0.5
+    # at the default 100/s, 0.014 s rounds to 1 frame and 0.02 s to 2 (at 50/s both would be 1)
+    m = pedal_metrics(np.array([[0.0, 0.02]]), np.array([[0.0, 0.014]]))
+    assert m["pedal_frame_recall"] == 0.5

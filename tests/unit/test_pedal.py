@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from w2m2w.midi import merge_intervals
-from w2m2w.pedal import decode_pedal, load_pedal, pedal_rolls, save_pedal_tsv
+from w2m2w.pedal import decode_pedal, load_pedal, pedal_from_pretty_midi, pedal_rolls, save_pedal_tsv
 
 FR = 10.0  # frames per second: frame t starts at t / 10 s, so every expected time below is read off the arrays
 
@@ -241,3 +241,121 @@ def test_a_weights_file_says_whether_there_is_a_pedal_head(tmp_path, with_pedal)
     else:
         # 16000 samples at hop 512: 16000 // 512 + 1 = 32 frames of 1/31.25 s, so up at 32 / 31.25 = 1.024 s
         np.testing.assert_allclose(pedal, [[0.0, 1.024]])
+
+
+def test_crop_pedal_shifts_clips_and_keeps_what_touches_the_window():
+    from w2m2w.pedal import crop_pedal
+
+    pedal = np.array([[0.0, 1.0], [1.5, 2.5], [3.0, 4.0], [5.0, 6.0]])
+    # window [2, 5): [1.5, 2.5] was down at 2 -> [0, 0.5]; [3, 4] -> [1, 2]; [5, 6] starts at the window's end: out
+    np.testing.assert_allclose(crop_pedal(pedal, 2.0, 3.0), [[0.0, 0.5], [1.0, 2.0]])
+    # an interval that ends exactly where the window starts is out; one that starts there is in, at 0
+    np.testing.assert_allclose(crop_pedal(pedal, 1.0, 1.0), [[0.5, 1.0]])
+    np.testing.assert_allclose(crop_pedal(pedal, 3.0, 0.5), [[0.0, 0.5]])
+    # a press longer than the window on both sides is the whole window
+    np.testing.assert_allclose(crop_pedal(np.array([[0.0, 10.0]]), 4.0, 2.0), [[0.0, 2.0]])
+    # a press just inside either edge
+    np.testing.assert_allclose(crop_pedal(np.array([[0.0, 2.001], [4.999, 6.0]]), 2.0, 3.0), [[0.0, 0.001], [2.999, 3.0]], atol=1e-12)
+    assert crop_pedal(np.zeros((0, 2)), 0.0, 1.0).shape == (0, 2)
+    assert crop_pedal(pedal, 7.0, 1.0).shape == (0, 2)
+
+
+def test_crop_pedal_leaves_its_input_alone():
+    from w2m2w.pedal import crop_pedal
+
+    pedal = np.array([[1.0, 3.0]])
+    crop_pedal(pedal, 2.0, 0.5)
+    np.testing.assert_array_equal(pedal, [[1.0, 3.0]])
+
+
+def test_crop_pedal_of_whole_seconds_keeps_fractions_of_the_window():
+    from w2m2w.pedal import crop_pedal
+
+    # integer input (a list of whole seconds), a window of 2.5 s from 0: the press is clipped at 2.5, not 2
+    np.testing.assert_array_equal(crop_pedal([[0, 3]], 0, 2.5), [[0.0, 2.5]])
+    np.testing.assert_array_equal(crop_pedal([[1, 3]], 0.5, 1), [[0.5, 1.0]])
+
+
+def test_pedal_rolls_by_hand_at_their_edges():
+    # 10 frames per second, 10 frames: [0.0, 0.3] -> frames 0..2, onset 0, offset 3; [0.5, 2.0] -> frames 5..9, onset 5,
+    # no offset inside; values are exactly 1, float32
+    r = pedal_rolls(np.array([[0.0, 0.3], [0.5, 2.0]]), 10, 10.0)
+    assert {k: v.dtype for k, v in r.items()} == {"onset": np.float32, "offset": np.float32, "frame": np.float32}
+    np.testing.assert_array_equal(r["frame"], [1, 1, 1, 0, 0, 1, 1, 1, 1, 1])
+    np.testing.assert_array_equal(r["onset"], [1, 0, 0, 0, 0, 1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(r["offset"], [0, 0, 0, 1, 0, 0, 0, 0, 0, 0])
+    # a press starting exactly at the last frame + 1 (a == n_frames) or ending exactly at 0 (b == 0) is outside;
+    # one before them does not stop the ones after it
+    r = pedal_rolls(np.array([[-0.5, 0.0], [1.0, 1.2], [0.2, 0.4]]), 10, 10.0)
+    np.testing.assert_array_equal(r["frame"], [0, 0, 1, 1, 0, 0, 0, 0, 0, 0])
+    assert not pedal_rolls(np.array([[1.0, 1.5]]), 10, 10.0)["frame"].any()
+    # down before frame 0: frames from 0, no onset; down at -0.04 rounds to frame 0 but is before the window: no onset
+    r = pedal_rolls(np.array([[-0.3, 0.2]]), 10, 10.0)
+    np.testing.assert_array_equal(r["frame"][:3], [1, 1, 0])
+    assert not r["onset"].any()
+    assert not pedal_rolls(np.array([[-0.04, 0.2]]), 10, 10.0)["onset"].any()
+    # an offset exactly on the last frame + 1 is outside; on the last frame it is marked
+    assert not pedal_rolls(np.array([[0.5, 1.0]]), 10, 10.0)["offset"].any()
+    assert pedal_rolls(np.array([[0.5, 0.9]]), 10, 10.0)["offset"][9] == 1
+
+
+def test_pedal_of_pretty_midi_cc64_at_the_threshold_and_across_tracks():
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI()
+    drums = pretty_midi.Instrument(0, is_drum=True)
+    drums.control_changes += [pretty_midi.ControlChange(64, 127, 0.1), pretty_midi.ControlChange(64, 0, 0.2)]
+    left, right = pretty_midi.Instrument(0), pretty_midi.Instrument(0)
+    left.notes.append(pretty_midi.Note(80, 60, 0.0, 3.0))
+    # value 64 is down (the threshold itself), 63 is up
+    left.control_changes += [pretty_midi.ControlChange(64, 64, 0.5), pretty_midi.ControlChange(64, 63, 1.0)]
+    right.control_changes += [pretty_midi.ControlChange(64, 100, 2.0)]  # never released: lasts to the last note's end
+    pm.instruments += [drums, left, right]  # the drums first: they are skipped, the piano tracks after them still read
+    np.testing.assert_allclose(pedal_from_pretty_midi(pm), [[0.5, 1.0], [2.0, 3.0]])
+    # no notes: a pedal still down lasts an instant
+    pm.instruments = [right]
+    np.testing.assert_allclose(pedal_from_pretty_midi(pm), [[2.0, 2.0]])
+    pm.instruments = []
+    assert pedal_from_pretty_midi(pm).shape == (0, 2)
+
+
+def test_pedal_tsv_is_a_header_and_two_columns_of_six_decimals(tmp_path):
+    save_pedal_tsv(tmp_path / "p.pedal.tsv", [[1, 2.5], [3.25, 4]])
+    assert (tmp_path / "p.pedal.tsv").read_text() == "# down,up\n1.000000\t2.500000\n3.250000\t4.000000\n"
+
+
+def test_empty_pedal():
+    from w2m2w.pedal import empty_pedal
+
+    e = empty_pedal()
+    assert e.shape == (0, 2) and e.dtype == np.float64
+
+
+def test_pedal_tsv_path_and_unreadable_midi():
+    from w2m2w.pedal import pedal_tsv_path
+
+    assert pedal_tsv_path("a/Take.TSV").as_posix() == "a/Take.pedal.tsv"
+    assert pedal_tsv_path("a/take.tsv").as_posix() == "a/take.pedal.tsv"
+    assert pedal_tsv_path("a/take.mid").as_posix() == "a/take.pedal.tsv"
+
+
+def test_an_unreadable_midi_file_is_named_with_the_reason(tmp_path):
+    from w2m2w.midi import MidiError
+
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(b"not midi at all")
+    with pytest.raises(MidiError, match=r"bad\.mid: not a readable MIDI file \(.+\)$"):
+        load_pedal(bad)
+
+
+def test_decode_pedal_edges_of_its_thresholds():
+    on, off, fr = arrays(10)
+    fr[2:5] = 0.5  # exactly the threshold: not above it, so nothing
+    assert decode_pedal(on, off, fr, FR).shape == (0, 2)
+    on[2:5] = 0.5
+    assert decode_pedal(on, off, fr, FR).shape == (0, 2)
+    # a press of exactly min_duration is kept (0.3 s here), one frame shorter is not
+    on, off, fr = arrays(10)
+    fr[2:5] = 0.9
+    np.testing.assert_allclose(decode_pedal(on, off, fr, FR, min_duration=0.3), [[0.2, 0.5]])
+    assert decode_pedal(on, off, fr, FR, min_duration=0.31).shape == (0, 2)

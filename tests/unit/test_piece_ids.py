@@ -17,6 +17,14 @@ def _h(rel: str) -> str:
     return hashlib.sha256(rel.encode()).hexdigest()[:8]
 
 
+def _distinct_on_every_file_system(ids) -> bool:
+    """Distinct as a case-sensitive file system, Windows (case folded to upper case) and macOS (NFD, case folded) see
+    the names: a reference written apart from the module's clash_key."""
+    ids = list(ids)
+    views = (lambda p: p, lambda p: unicodedata.normalize("NFC", p).upper(), lambda p: unicodedata.normalize("NFD", p).lower())
+    return all(len({view(p) for p in ids}) == len(ids) for view in views)
+
+
 # ---- the id rule ----
 
 
@@ -82,7 +90,10 @@ def test_what_the_extension_cannot_tell_apart_gets_a_hash_of_the_path():
 
 def test_ids_equal_up_to_case_clash_for_case_insensitive_file_systems():
     ids = assign_ids(["Take.wav", "take.wav", "sub/A.wav", "SUB/a.wav"])
-    assert len({clash_key(i) for i in ids.values()}) == 4
+    assert _distinct_on_every_file_system(ids.values())
+    nfd, nfc = unicodedata.normalize("NFD", "é.wav"), unicodedata.normalize("NFC", "É.wav")  # one name on macOS
+    assert _distinct_on_every_file_system(assign_ids([nfd, nfc]).values())
+    assert assign_ids(["Ab.wav", "aB.wav"]) == {"Ab.wav": f"Ab~{_h('Ab.wav')}", "aB.wav": f"aB~{_h('aB.wav')}"}
     assert ids["Take.wav"] == f"Take~{_h('Take.wav')}" and ids["sub/A.wav"] == f"sub/A~{_h('sub/A.wav')}"
 
 
@@ -126,7 +137,7 @@ def test_every_input_gets_its_own_safe_stable_id(items):
     rels = list(dict.fromkeys(_rel(*i) for i in items))
     ids = assign_ids(rels)
     assert set(ids) == set(rels), "no input lost"
-    assert len({clash_key(pid) for pid in ids.values()}) == len(rels), "unique, even for a case-insensitive file system"
+    assert _distinct_on_every_file_system(ids.values()), "unique, even for a case-insensitive file system"
     for pid in ids.values():
         assert check_piece_id(pid) == pid, "every id is one the run folder accepts back"
         assert all(len(part.encode()) <= MAX_COMPONENT_BYTES + 9 for part in pid.split("/"))
@@ -140,3 +151,64 @@ def test_safe_component_is_idempotent_and_keeps_letters(name):
     assert safe_component(s) == s
     kept = [ch for ch in unicodedata.normalize("NFC", name) if unicodedata.category(ch).startswith("L")]
     assert all(ch in s for ch in kept[:10]) or len(name.encode()) > MAX_COMPONENT_BYTES
+
+
+# ---- edges: the byte limit, folder endings, the clash key, the id check's length ----
+
+
+def test_a_name_of_exactly_the_byte_limit_is_kept_one_more_byte_is_cut():
+    assert safe_component("a" * MAX_COMPONENT_BYTES) == "a" * MAX_COMPONENT_BYTES
+    long = "a" * (MAX_COMPONENT_BYTES + 1)
+    # by hand: 160 bytes in all = 151 kept + "~" + 8 hex digits of the sha256 of the whole name
+    assert MAX_COMPONENT_BYTES == 160 and safe_component(long) == "a" * 151 + "~" + _h(long)
+
+
+def test_a_cut_never_splits_a_character_or_ends_in_a_dot():
+    name = "練" * 54  # 162 bytes: over the limit by two; 151 bytes hold 50 whole characters (150 bytes)
+    assert safe_component(name) == "練" * 50 + "~" + _h(name)
+    name = "a" * 150 + ". " + "b" * 20  # the cut falls just after the dot: the dot goes, as at any name's end
+    assert safe_component(name) == "a" * 150 + "~" + _h(name)
+
+
+def test_folder_endings_of_run_files_and_their_neighbours():
+    for ext in ("mid", "midi", "wav", "json", "lock", "html"):
+        assert base_id(f"x.{ext}/a.wav") == f"x_{ext}/a", ext
+    for folder in ("x.mid2", "x.wavy", "xmid", "x.flac", "x.mp3", "mid"):
+        assert base_id(f"{folder}/a.wav") == f"{folder}/a", folder
+    assert base_id("x.mid/y.json/a.wav") == "x_mid/y_json/a"
+    assert base_id("op.10.mid/a.wav") == "op.10_mid/a", "the last dot only"
+    assert base_id("x.mid") == "x", "the piece's own extension is dropped, not replaced"
+
+
+def test_clash_key_folds_case_and_unicode_forms():
+    # by hand: German sharp s folds to "ss" (casefold, not lower); NFD e + combining acute is NFC e-acute
+    assert clash_key("Straße") == "strasse" == clash_key("STRASSE")
+    assert clash_key("e\u0301") == "\u00e9" == clash_key("\u00c9")
+    assert clash_key("a/B") == "a/b"
+
+
+def test_the_id_check_takes_191_bytes_a_component_and_refuses_192():
+    assert check_piece_id("a" * 191) == "a" * 191
+    with pytest.raises(UnsafePieceIdError):
+        check_piece_id("a" * 192)
+    assert check_piece_id("x/" + "é" * 95) == "x/" + "é" * 95  # 190 bytes
+    with pytest.raises(UnsafePieceIdError):
+        check_piece_id("x/" + "é" * 96)  # 192 bytes in 96 characters
+
+
+def test_ids_stay_apart_with_tags_when_hashes_of_8_digits_are_not_enough(monkeypatch):
+    import w2m2w.run.piece_ids as pi
+
+    # with every 8-digit hash made equal, the loop doubles the digits until the tags differ
+    real = pi._short_hash
+    monkeypatch.setattr(pi, "_short_hash", lambda text, digits=8: "0" * digits if digits == 8 else real(text, digits))
+    ids = pi.assign_ids(["a.wav", "A.wav"])
+    assert ids == {"a.wav": "a~" + hashlib.sha256(b"a.wav").hexdigest()[:16], "A.wav": "A~" + hashlib.sha256(b"A.wav").hexdigest()[:16]}
+
+
+def test_edges_of_base_id_and_the_cut():
+    assert base_id("") == "_" and base_id(".") == "_"
+    assert base_id("/abs/a.wav") == "abs/a", "the root of an absolute path is no component"
+    # a cut name ending in a letter that the dot-and-space strip must keep
+    name = "X" * 200
+    assert safe_component(name) == "X" * 151 + "~" + _h(name)

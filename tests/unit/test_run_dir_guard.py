@@ -90,3 +90,62 @@ def test_write_failure_sees_through_libsndfile_system_error(tmp_path):
             f.write(np.zeros(16000, np.float32))
     assert "System error" in str(err.value)
     assert write_failure(err.value, tmp_path / "final.wav") == f"no space left on device while writing {tmp_path / 'final.wav'}"
+
+
+def test_a_run_dir_is_a_path_like_of_its_folder(tmp_path):
+    import os
+
+    from w2m2w.run.rundir import RunDir
+
+    rd = RunDir(tmp_path / "run")
+    assert os.fspath(rd) == str(tmp_path / "run") and rd / "run.json" == tmp_path / "run" / "run.json"
+
+
+def test_run_dir_methods_act_on_its_own_folder(tmp_path):
+    from w2m2w.files import LockedError, OutsideRunDirError, file_lock
+    from w2m2w.run.rundir import RunDir
+
+    rd = RunDir(str(tmp_path / "run"))  # a str is made a Path
+    assert rd.path == tmp_path / "run" and type(rd.path).__name__.endswith("Path")
+    # the input of a stage: the nearest earlier output in this folder, by hand
+    src = tmp_path / "take.wav"
+    src.write_bytes(b"RIFF")
+    assert rd.stage_input("transcribe", "take", src) == src
+    (tmp_path / "run" / "1-transcribe").mkdir(parents=True)
+    (tmp_path / "run" / "1-transcribe" / "take.mid").write_bytes(b"MThd")
+    assert rd.stage_input("synthesize", "take", src) == tmp_path / "run" / "1-transcribe" / "take.mid"
+    # its lock is the piece's lock file, and names what it locks when another process holds it
+    with file_lock(tmp_path / "run" / ".locks" / "2-generate" / "take.lock", root=tmp_path / "run"):
+        with pytest.raises(LockedError, match=r"^take \(generate\): held by another process \(pid "):
+            with rd.lock("generate", "take", "take (generate)"):
+                pass
+    # its atomic writes stay inside it
+    with rd.atomic(tmp_path / "run" / "x.json") as tmp:
+        tmp.write_text("{}")
+    assert (tmp_path / "run" / "x.json").read_text() == "{}"
+    with pytest.raises(OutsideRunDirError):
+        with rd.atomic(tmp_path / "elsewhere.json"):
+            pass
+
+
+def test_stage_input_when_nothing_earlier_exists(tmp_path):
+    from w2m2w.run.rundir import MissingInputError, stage_input
+
+    run = tmp_path / "run"
+    notes = tmp_path / "notes.txt"  # no input kind at all: no stage can enter from it
+    notes.write_text("x")
+    with pytest.raises(MissingInputError, match=r"no transcribe output at .*1-transcribe/p\.mid; run stages=\[transcribe\] first"):
+        stage_input(run, "generate", "p", notes)
+    # the first stage over a MIDI file: there is no earlier stage to name, so it names itself
+    with pytest.raises(MissingInputError, match=r"no transcribe output at .*1-transcribe/p\.mid"):
+        stage_input(run, "transcribe", "p", tmp_path / "x.mid")
+
+
+def test_writable_problem_creates_nested_folders_and_leaves_no_probe(tmp_path):
+    from w2m2w.run.rundir import writable_problem
+
+    nested = tmp_path / "a" / "b" / "run"
+    assert writable_problem(nested) is None and nested.is_dir() and list(nested.iterdir()) == []
+    blocker = tmp_path / "file"
+    blocker.write_text("x")  # a file where the folder should be: not writable, with the system's reason
+    assert writable_problem(blocker / "run") == f"{blocker / 'run'}: run folder is not writable (Not a directory)"

@@ -87,3 +87,50 @@ def test_hash_covers_only_output_settings() -> None:
     assert settings_hash(base) == hashlib.sha256(json.dumps(expected, sort_keys=True).encode()).hexdigest()
     assert settings_hash(Outer(device="cuda", workers=4)) == settings_hash(base)
     assert settings_hash(Outer(inner=Inner(top_p=0.9))) != settings_hash(base)
+
+
+# ---- messages and hashing by hand (issue 29: what check says, what the hash takes) ----
+
+
+def test_refusal_messages_by_hand():
+    import dataclasses as dc
+
+    from w2m2w.settings import Range, SettingsError, check, setting
+
+    @dc.dataclass
+    class S:
+        device: str = setting("cpu", device=True)
+        kinds: list = setting(default_factory=lambda: ["a"], choices=("a", "b"))
+        mode: str = setting("x", choices=("x", "y"))
+        n: float = setting(1.0, range=Range(None, 5.0))
+
+    cases = [
+        (S(device="gpu"), "g.device='gpu' is not allowed: it must be 'cpu', 'cuda' or 'cuda:N' (N: a GPU's index)", "gpu"),
+        (S(kinds=["a", "c"]), "g.kinds=['a', 'c'] is not allowed: it must be a list of 'a', 'b'", ["a", "c"]),
+        (S(mode="z"), "g.mode='z' is not allowed: it must be one of 'x', 'y'", "z"),
+        (S(n="big"), "g.n='big' is not allowed: it must be a number in (-inf, 5]", "big"),
+        (S(n=6.0), "g.n=6.0 is not allowed: it must be in (-inf, 5]", 6.0),
+    ]
+    for obj, message, value in cases:
+        with pytest.raises(SettingsError) as err:
+            check(obj, "g")
+        assert str(err.value) == message and err.value.value == value and err.value.allowed == message.split("it must be ")[1]
+
+
+def test_output_settings_take_plain_fields_and_hash_any_value_as_text():
+    import dataclasses as dc
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from w2m2w.settings import output_settings, setting, settings_hash
+
+    @dc.dataclass
+    class S:
+        plain: int = 3  # no setting(): it changes the output, as setting()'s default says
+        where: Path = Path("/x/y")
+        fast: int = setting(1, affects_output=False)
+
+    assert output_settings(S()) == {"plain": 3, "where": Path("/x/y")}
+    expected = hashlib.sha256(json.dumps({"plain": 3, "where": "/x/y"}, sort_keys=True).encode()).hexdigest()
+    assert settings_hash(S()) == expected

@@ -121,3 +121,46 @@ def test_missing_soundfont_names_the_key_and_the_path(tmp_path):
         check_run(_run(synthesize=FluidSynthSettings(soundfont=str(missing))))
     assert err.value.key == "synthesize.soundfont" and str(missing) in str(err.value)
     check_run(_run(synthesize=FluidSynthSettings(soundfont=str(missing)), stages=["transcribe"]))
+
+
+# (settings class, field, smallest value allowed, largest value refused): the renderers' lower bounds, by hand from
+# what each setting means (a block, a segment, a temperature of 0 s or 0 is nothing; a tail or warm-up may be 0)
+LOWER = [
+    (SourceFilterSettings, "block_seconds", 1e-3, 0.0),
+    (SourceFilterSettings, "tail_seconds", 0.0, -1e-3),
+    (SourceFilterSettings, "threads", 0, -1),
+    (SourceFilterSettings, "max_seconds", 1e-3, 0.0),
+    (WaveNetSettings, "folds", 1, 0),
+    (WaveNetSettings, "min_segment_seconds", 1e-3, 0.0),
+    (WaveNetSettings, "max_segment_seconds", 1e-3, 0.0),
+    (WaveNetSettings, "warmup_seconds", 0.0, -1e-3),
+    (WaveNetSettings, "fade_seconds", 0.0, -1e-3),
+    (WaveNetSettings, "tail_seconds", 0.0, -1e-3),
+    (WaveNetSettings, "temperature", 1e-3, 0.0),
+    (WaveNetSettings, "seed", 0, -1),
+    (WaveNetSettings, "chunk_samples", 1, 0),
+    (WaveNetSettings, "threads", 0, -1),
+    (FluidSynthSettings, "program", 0, -1),
+    (FluidSynthSettings, "chunk_seconds", 1e-3, 0.0),
+    (FluidSynthSettings, "max_seconds", 1e-3, 0.0),
+]
+
+
+@pytest.mark.parametrize("cls, field, inside, under", LOWER, ids=[f"{c.__name__}.{f}" for c, f, _, _ in LOWER])
+def test_renderer_lower_bound_accepts_inside_and_refuses_under(cls, field, inside, under):
+    assert _refused_key(cls(**{field: inside})) is None
+    assert _refused_key(cls(**{field: under})) == f"group.{field}"
+
+
+def test_renderer_choices_and_the_program_range():
+    assert _refused_key(FluidSynthSettings(program=127)) is None and _refused_key(FluidSynthSettings(program=128)) == "group.program"
+    for backend in ("auto", "numba", "torch"):
+        assert _refused_key(WaveNetSettings(backend=backend)) is None
+    assert _refused_key(WaveNetSettings(backend="cuda")) == "group.backend"
+    assert _refused_key(WaveNetSettings(crossfade="linear")) is None and _refused_key(WaveNetSettings(crossfade="cosine")) == "group.crossfade"
+    assert _refused_key(SourceFilterSettings(device="cuda:1")) is None and _refused_key(SourceFilterSettings(device="gpu")) == "group.device"
+    # the window bound counts the larger of the two segment lengths, min_segment_seconds too when it is the larger:
+    # 1024 x (3.8 + 0.15 + 0.05) = 4096 stream-seconds is the bound itself (allowed), 1024 x 4.1 is over
+    assert _refused_key(WaveNetSettings(folds=1024, min_segment_seconds=3.8, max_segment_seconds=0.5, warmup_seconds=0.15, fade_seconds=0.05)) is None
+    assert _refused_key(WaveNetSettings(folds=1024, min_segment_seconds=3.9, max_segment_seconds=0.5, warmup_seconds=0.15, fade_seconds=0.05)) == "group.folds"
+    assert _refused_key(WaveNetSettings(folds=1024, min_segment_seconds=0.5, max_segment_seconds=3.9, warmup_seconds=0.15, fade_seconds=0.05)) == "group.folds"

@@ -114,5 +114,101 @@ def test_empty_and_out_of_range_inputs():
 
 def test_hundreds_of_simultaneous_notes_stay_bounded():
     notes = np.array([[0.0, 2.0, 21 + i % 88, 100.0] for i in range(400)])
-    src, gate = piano_source(notes, SR, start_sample=SR // 2)
-    assert src.shape == (SR, N_CHANNELS) and np.isfinite(src).all() and gate.max() == 1.0
+    src, gate = piano_source(notes, SR // 4, start_sample=SR // 2)
+    # the source is a sum over notes: 400 notes are 4 or 5 copies of each of the 88 keys' single-note sources
+    # (the hammer and noise channels multiply that sum by the same noise), and the gate is one note's
+    expected = np.zeros_like(src, dtype=np.float64)
+    for pitch in range(21, 109):
+        one, one_gate = piano_source(np.array([[0.0, 2.0, pitch, 100.0]]), SR // 4, start_sample=SR // 2)
+        expected += np.sum(notes[:, 2] == pitch) * one
+    np.testing.assert_allclose(src, expected, atol=1e-4 * np.abs(expected).max())
+    np.testing.assert_array_equal(gate, one_gate)
+
+
+def test_gate_is_a_trapezoid_around_each_note_widened_by_the_margin():
+    # by hand: on at sample 1000, off at 2000, cut 2 x 0.01 s = 320 samples later (2320); the gate is 1 on
+    # [1000 - 100, 2320 + 100) and ramps linearly over 50 samples on each side
+    cfg = SourceConfig(partials=1, gate_margin=100, gate_ramp=50, release_tau=0.01, release_taus=2.0)
+    _, gate = piano_source(np.array([[1000 / SR, 2000 / SR, 60, 100.0]]), 3000, 0, cfg)
+    i = np.arange(3000)
+    expected = np.clip(np.minimum((i - 850) / 50, (2470 - i) / 50), 0.0, 1.0)
+    np.testing.assert_allclose(gate, expected, atol=1e-7)
+    assert gate[849] == 0.0 and gate[851] == pytest.approx(1 / 50) and gate[899] == pytest.approx(49 / 50) and gate[900] == 1.0
+    assert gate[2419] == 1.0 and gate[2420] == 1.0 and gate[2421] == pytest.approx(49 / 50) and gate[2470] == 0.0
+    # the default margin and ramp (256 and 160 samples) on the onset's side
+    _, gate = piano_source(np.array([[1.0, 1.1, 60, 100.0]]), SR + 100)
+    assert gate[SR - 256 - 160] == 0.0 and gate[SR - 256 - 80] == pytest.approx(0.5) and gate[SR - 257] < 1.0 and gate[SR - 256] == 1.0
+
+
+def test_gates_of_overlapping_notes_take_the_larger_value():
+    cfg = SourceConfig(partials=1, gate_margin=0, gate_ramp=100, release_tau=0.001, release_taus=1.0)
+    # note a ends (with its 16-sample release) at 1016 and ramps down to 1116; note b ramps up from 1000 to 1100
+    _, gate = piano_source(np.array([[0.0, 1000 / SR, 60, 100.0], [1100 / SR, 2000 / SR, 64, 100.0]]), 2200, 0, cfg)
+    i = np.arange(1000, 1116)
+    np.testing.assert_allclose(gate[i], np.maximum((1116 - i) / 100, np.clip((i - 1000) / 100, 0, 1)).clip(0, 1), atol=1e-7)
+
+
+def test_higher_partials_decay_faster_by_the_documented_law():
+    # partial 2 alone (channel h2): gain 1 (velocity 127) x 2^-0.8 (the loud rolloff) x exp(-1.15 t / tau0) x sin(w2 t)
+    cfg = SourceConfig(partials=2)
+    pitch = 45
+    src, _ = piano_source(np.array([[0.0, 2.0, pitch, 127.0]]), SR, 0, cfg)
+    b = 10 ** (-4.0 + 1.8 * (pitch - 21) / 87)
+    f2 = 2 * 440 * 2 ** ((pitch - 69) / 12) * np.sqrt(1 + 4 * b)
+    tau0 = 3.0 * 0.63 ** ((pitch - 21) / 12) * SR
+    m = np.arange(SR)
+    expected = 2**-0.8 * np.exp(-1.15 * m / tau0) * np.sin(2 * np.pi * f2 * m / SR)
+    np.testing.assert_allclose(src[:, 1], expected, atol=2e-5)
+    # the fundamental of the same note decays with tau0 itself: its envelope channel after 1 s
+    assert src[SR - 1, -1] == pytest.approx(np.exp(-(SR - 1) / tau0), rel=1e-4)
+
+
+def test_decay_time_falls_by_tau_octave_per_octave():
+    # the envelope channel of A1 (33) and A2 (45) after 0.5 s: exp(-0.5 / (3 x 0.63)) and exp(-0.5 / (3 x 0.63^2))
+    for pitch, tau in ((33, 3.0 * 0.63), (45, 3.0 * 0.63**2), (21, 3.0)):
+        src, _ = piano_source(np.array([[0.0, 1.0, pitch, 127.0]]), SR, 0, SourceConfig(partials=1))
+        assert src[SR // 2, -1] == pytest.approx(np.exp(-0.5 / tau), rel=1e-4), pitch
+    # velocity scales it by (v / 127)^2
+    src, _ = piano_source(np.array([[0.0, 1.0, 21, 64.0]]), SR, 0, SourceConfig(partials=1))
+    assert src[0, -1] == pytest.approx((64 / 127) ** 2, rel=1e-5)
+
+
+def test_inharmonicity_and_partial_frequencies_by_hand():
+    from w2m2w.models.source import inharmonicity, partial_frequencies
+
+    # B is 10^-4 at A0 (21), 10^-2.2 at C8 (108), log-linear between: half-way (64.5) is 10^-3.1
+    np.testing.assert_allclose(inharmonicity(np.array([21.0, 108.0, 64.5])), [1e-4, 10**-2.2, 10**-3.1], rtol=1e-12)
+    # A0: 32 partials, the 32nd at 32 x 27.5 x sqrt(1 + 1e-4 x 32^2) Hz, well under 7600 Hz
+    f = partial_frequencies(21)
+    assert len(f) == 32 and f[0] == pytest.approx(27.5 * np.sqrt(1 + 1e-4)) and f[-1] == pytest.approx(880 * np.sqrt(1.1024))
+    # C8: only the fundamental is under 7600 Hz (the second partial is above 8000)
+    np.testing.assert_allclose(partial_frequencies(108), [440 * 2 ** (39 / 12) * np.sqrt(1 + 10**-2.2)])
+    # fewer partials when asked, and max_freq is a strict limit
+    assert len(partial_frequencies(21, SourceConfig(partials=5))) == 5
+    assert len(partial_frequencies(69, SourceConfig(max_freq=440 * np.sqrt(1 + 10 ** (-4 + 1.8 * 48 / 87))))) == 0
+
+
+def test_a_zero_length_note_sounds_one_sample_before_its_release():
+    # on = off = sample 1000: the offset is taken as sample 1001, so the damper starts one sample after the onset
+    cfg = SourceConfig(partials=1)
+    src, _ = piano_source(np.array([[1000 / SR, 1000 / SR, 21, 127.0]]), 1100, 0, cfg)
+    env, tau0, rel = src[:, -1], 3.0 * SR, 0.06 * SR
+    assert env[1000] == pytest.approx(1.0) and env[1001] == pytest.approx(np.exp(-1 / tau0), rel=1e-6)
+    assert env[1002] == pytest.approx(np.exp(-2 / tau0) * np.exp(-1 / rel), rel=1e-6)
+
+
+def test_a_gate_without_ramp_is_a_step():
+    cfg = SourceConfig(partials=1, gate_margin=10, gate_ramp=0, release_tau=0.001, release_taus=1.0)
+    _, gate = piano_source(np.array([[100 / SR, 200 / SR, 60, 100.0]]), 300, 0, cfg)
+    # on at 100, cut at 216: 1 on [90, 226) and, as the falling ramp starts at 1, on 226 too; 0 elsewhere
+    np.testing.assert_array_equal(np.flatnonzero(gate), np.arange(90, 227))
+    assert gate[90:227].min() == 1.0
+
+
+def test_source_config_from_a_stored_dict():
+    from w2m2w.models.source import source_config_from
+
+    assert source_config_from(None) == SourceConfig() == source_config_from({})
+    assert source_config_from({"partials": 8, "gate_ramp": 3}) == SourceConfig(partials=8, gate_ramp=3)
+    with pytest.raises(ValueError, match=r"^unknown source config keys \['nope', 'zz'\]$"):
+        source_config_from({"zz": 1, "partials": 8, "nope": 2})

@@ -112,10 +112,29 @@ def test_stft_loss_is_zero_only_for_identical_signals():
     from w2m2w.train.source_filter import stft_loss
 
     loss = stft_loss([512, 256])
-    x = torch.randn(2, 1, 4000)
+    x = torch.randn(2, 1, 4000, generator=torch.Generator().manual_seed(1))
     assert float(loss(x, x)) == pytest.approx(0.0, abs=1e-6)
-    assert float(loss(x, 0.5 * x)) > 0.1
-    assert float(loss(x, x + 0.05 * torch.randn_like(x))) > 0.0
+    # by hand: half the amplitude is spectral convergence | |X| - |X|/2 | / | |X|/2 | = 1 and a log-magnitude
+    # distance of ln 2 in every bin, at every resolution: 1 + ln 2
+    assert float(loss(x, 0.5 * x)) == pytest.approx(1 + np.log(2), rel=1e-3)
+    assert float(loss(0.5 * x, x)) == pytest.approx(0.5 + np.log(2), rel=1e-3)  # convergence is relative to the target
+
+
+def test_stft_loss_is_auralosss_with_the_documented_resolutions_and_terms():
+    import auraloss
+
+    from w2m2w.models.source_filter import log_mel_l1, stft_loss
+
+    g = torch.Generator().manual_seed(2)
+    t = torch.randn(2, 1, 6000, generator=g)
+    y = 0.7 * t + 0.3 * torch.randn(2, 1, 6000, generator=g)
+    mr = auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=[1024, 256], hop_sizes=[256, 64], win_lengths=[1024, 256])
+    assert float(stft_loss([1024, 256])(y, t)) == pytest.approx(float(mr(y, t)), rel=1e-5)
+    mel = auraloss.freq.STFTLoss(fft_size=2048, hop_size=256, win_length=2048, scale="mel", n_bins=128, sample_rate=16000)
+    got = float(stft_loss([1024, 256], mel_weight=0.5)(y, t))
+    assert got == pytest.approx(float(mr(y, t)) + 0.5 * float(mel(y, t)), rel=1e-5)
+    got = float(stft_loss([1024, 256], mel_weight=0.5, log_mel_weight=3.0)(y, t))
+    assert got == pytest.approx(float(mr(y, t)) + 0.5 * float(mel(y, t)) + 3.0 * float(log_mel_l1(y, t)), rel=1e-5)
 
 
 def test_log_mel_loss_is_evaluates_distance():
@@ -128,6 +147,12 @@ def test_log_mel_loss_is_evaluates_distance():
     y = 0.5 * t + 0.2 * torch.randn(1, 1, 8000, generator=g)
     assert float(log_mel_l1(y, t)) == pytest.approx(log_mel_distance(y[0, 0].numpy(), t[0, 0].numpy()), rel=1e-4)
     assert float(log_mel_l1(3.0 * t, t)) == pytest.approx(0.0, abs=1e-5)  # level does not count
+    # sines: most mel bands sit on the 1e-5 floor, so the unit-RMS scaling decides which are clamped; per segment
+    n = np.arange(8000) / 16000
+    a, b = np.sin(2 * np.pi * 440 * n).astype(np.float32), 0.01 * np.sin(2 * np.pi * 1000 * n).astype(np.float32)
+    pair = torch.from_numpy(np.stack([a, b]))[:, None], torch.from_numpy(np.stack([b, a]))[:, None]
+    expected = np.mean([log_mel_distance(a, b), log_mel_distance(b, a)])
+    assert float(log_mel_l1(*pair)) == pytest.approx(expected, rel=1e-4)
     both = stft_loss([512, 256], log_mel_weight=2.0)
     assert float(both(y, t)) == pytest.approx(float(stft_loss([512, 256])(y, t)) + 2.0 * float(log_mel_l1(y, t)), rel=1e-5)
 
@@ -172,3 +197,20 @@ def test_training_learns_and_resumes(tmp_path):
     train_source_filter(cfg)  # resumes from the checkpoint instead of starting again
     rows = [json.loads(ln) for ln in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [0, 40, 45]
+
+
+def test_render_length_is_the_last_offset_plus_the_tail_in_whole_frames(model):
+    # by hand, hop 160 samples: 1.0 s + 0.5 s = 24000 samples = 150 frames; a hair more is 151 frames
+    r = SourceFilterRenderer(model)
+    assert r.n_samples(np.array([[0.0, 1.0, 60, 80]])) == 24000
+    assert r.n_samples(np.array([[0.0, 1.0001, 60, 80]])) == 24160
+    assert r.n_samples(np.array([[0.0, 1.0, 60, 80], [0.5, 0.7, 62, 80]])) == 24000, "the last offset, not the last onset's"
+    assert SourceFilterRenderer(model, SourceFilterRenderConfig(tail_seconds=0.0)).n_samples(np.array([[0.0, 0.999, 60, 80]])) == 16000
+    assert r.n_samples(np.zeros((0, 4))) == 8000  # no notes: the tail alone
+    assert SourceFilterRenderer(model, SourceFilterRenderConfig(tail_seconds=0.0)).n_samples(np.zeros((0, 4))) == 160  # never less than a frame
+    # the stream gives exactly that many samples, for any block length, and n_samples when asked for it
+    notes = np.array([[0.0, 0.3001, 60, 80]])
+    for block in (0.05, 0.1, 4.0):
+        r = SourceFilterRenderer(model, SourceFilterRenderConfig(block_seconds=block, tail_seconds=0.1))
+        assert sum(len(c) for c in r.stream(notes)) == 6560 == r.n_samples(notes), block  # 0.4001 s -> 41 frames
+        assert len(r.render(notes, 1234)) == 1234

@@ -119,13 +119,16 @@ def _tiny_transcriber(tmp_path, **kw):
     return TranscriberTrainConfig(**{**settings, **kw})
 
 
-def test_a_time_budget_still_validates_and_exports_the_transcriber(tmp_path):
+def test_a_time_budget_still_validates_and_exports_the_transcriber(tmp_path, ticking_clock):
     # the transcriber's own loop used to stop without scoring or logging its last weights
     from w2m2w.train.transcriber import train_transcriber
 
-    summary = train_transcriber(_tiny_transcriber(tmp_path, max_steps=100000, max_minutes=0.02, validate_every=100000))
+    # the loop's clock moves 1 s a reading: read at the start (t_start, then t_since), then once before each step;
+    # before step k it reads 2 + k, k + 1 s after the start, so a 6 s budget (0.1 min) is passed before step 6:
+    # 5 steps, and the final validation's two readings make 9 s
+    summary = train_transcriber(_tiny_transcriber(tmp_path, max_steps=100000, max_minutes=0.1, validate_every=100000))
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert len(log) == 1 and log[0] == summary and summary["step"] >= 1
+    assert len(log) == 1 and log[0] == summary and summary["step"] == 5 and summary["elapsed_s"] == 9.0
     assert "maps_SptkBGCl/note_f1" in summary and np.isfinite(summary["loss"])
     assert (tmp_path / "run" / "best.safetensors").is_file() and (tmp_path / "run" / "last.safetensors").is_file()
 

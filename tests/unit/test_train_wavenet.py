@@ -148,7 +148,7 @@ def test_rendered_midi_with_one_soundfont(tmp_path):
     assert (tmp_path / "run" / "validation_midi.txt").read_text().strip() == held[0]
 
 
-def test_time_budget_still_validates_and_exports(tmp_path):
+def test_time_budget_still_validates_and_exports(tmp_path, ticking_clock):
     data = _fake_audio_dir(tmp_path / "data", n=2)
     cfg = WaveNetTrainConfig(
         out_dir=str(tmp_path / "run"),
@@ -158,14 +158,16 @@ def test_time_budget_still_validates_and_exports(tmp_path):
         batch_size=2,
         segment_seconds=0.2,
         max_steps=100000,
-        max_minutes=0.01,
+        max_minutes=0.05,
         validate_every=100000,
         validation_segments=2,
         threads=1,
     )
     summary = train_wavenet(cfg)
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert len(log) == 1 and log[0] == summary and summary["step"] >= 1 and summary["loss"] is not None
+    # the loop's clock moves 1 s a reading (conftest): before step k it reads k + 1 s since the start, so a 3 s
+    # budget is passed before step 3: 2 steps; the final validation's two readings make 6 s
+    assert len(log) == 1 and log[0] == summary and summary["step"] == 2 and summary["elapsed_s"] == 6.0 and summary["loss"] is not None
     assert (tmp_path / "run" / "best.safetensors").is_file() and (tmp_path / "run" / "last.safetensors").is_file()
 
 

@@ -141,8 +141,10 @@ def _width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
 
 
-def print_summary(summary: dict[str, Any], stages: list[str], stream: TextIO = sys.stdout) -> None:
-    """The table at the end of a run: one line per piece, failures with their reasons, then the counts."""
+def print_summary(summary: dict[str, Any], stages: list[str], stream: TextIO | None = None) -> None:
+    """The table at the end of a run: one line per piece, failures with their reasons, then the counts (to
+    `stream`, else the sys.stdout of the moment: a default bound at import would miss a later redirect)."""
+    stream = stream if stream is not None else sys.stdout
     rows = [piece_row(pid, p, stages) for pid, p in summary["pieces"].items()]
 
     def fmt(v: Any) -> str:
