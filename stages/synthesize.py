@@ -45,6 +45,11 @@ FOLDS = Range(1, 1024)
 MAX_STREAM_SECONDS = 4096.0
 # fluidsynth: a chunk is float64 samples; 600 s is 77 MB.
 FLUIDSYNTH_CHUNK_SECONDS = Range(0, 600, lo_open=True)
+# Every renderer's output is brought to this integrated loudness (BS.1770, w2m2w.render.finish), so they compare by ear.
+# -20 LUFS: renders of piano music peak 16-18 dB above their loudness (measured on the real piano's held-out pieces),
+# so their peaks land near -3 dBFS, under the -1 dBFS ceiling; below -70 LUFS is silence to the meter.
+LOUDNESS_LUFS = -20.0
+LOUDNESS = Range(-70, 0)
 
 # Settings that change how fast or in what pieces the audio is made, not the audio itself, are affects_output=False:
 # device, threads, block and chunk sizes (the numba streams are independent of their threads; source-filter
@@ -62,6 +67,8 @@ class SourceFilterSettings:
     block_seconds: float = setting(_SF.block_seconds, range=BLOCK_SECONDS, affects_output=False)
     tail_seconds: float = setting(_SF.tail_seconds, range=NON_NEGATIVE)
     source_only: bool = setting(_SF.source_only)
+    release: str = setting(_SF.release, choices=("model", "measured"))  # the dampers: the weights' own, or the real piano's (weights/README.md)
+    loudness_lufs: float | None = setting(LOUDNESS_LUFS, range=LOUDNESS)  # null: as rendered
     max_seconds: float | None = setting(7200.0, range=MAX_SECONDS, affects_output=False)
 
 
@@ -84,6 +91,7 @@ class WaveNetSettings:
     temperature: float = setting(_AR.temperature, range=POSITIVE)
     seed: int = setting(_AR.seed, range=NON_NEGATIVE)
     chunk_samples: int = setting(_AR.chunk_samples, range=Range(1, 16000 * 60), affects_output=False)  # a minute; never more than a segment
+    loudness_lufs: float | None = setting(LOUDNESS_LUFS, range=LOUDNESS)  # null: as rendered
     max_seconds: float | None = setting(7200.0, range=MAX_SECONDS, affects_output=False)
 
     def check_more(self, prefix: str = "") -> None:
@@ -103,6 +111,8 @@ class FluidSynthSettings:
     soundfont: str = setting(_FS["soundfont"])  # a short name or a path; its file's sha256 is in the sidecar too
     program: int = setting(_FS["program"], range=Range(0, 127))
     chunk_seconds: float = setting(_FS["chunk_seconds"], range=FLUIDSYNTH_CHUNK_SECONDS, affects_output=False)
+    tail_seconds: float = setting(_FS["tail_seconds"], range=NON_NEGATIVE)
+    loudness_lufs: float | None = setting(LOUDNESS_LUFS, range=LOUDNESS)  # null: as rendered
     max_seconds: float | None = setting(7200.0, range=MAX_SECONDS, affects_output=False)
 
 
