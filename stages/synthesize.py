@@ -67,6 +67,7 @@ class SourceFilterSettings:
     block_seconds: float = setting(_SF.block_seconds, range=BLOCK_SECONDS, affects_output=False)
     tail_seconds: float = setting(_SF.tail_seconds, range=NON_NEGATIVE)
     source_only: bool = setting(_SF.source_only)
+    eq_db: list[float] | None = setting(None)  # gains (dB) at the octave centres 63..8000 Hz (render/eq.py), measured by scripts/band_bias.py
     release: str = setting(_SF.release, choices=("model", "measured"))  # the dampers: the weights' own, or the real piano's (weights/README.md)
     loudness_lufs: float | None = setting(LOUDNESS_LUFS, range=LOUDNESS)  # null: as rendered
     max_seconds: float | None = setting(7200.0, range=MAX_SECONDS, affects_output=False)

@@ -9,6 +9,7 @@ all of them alike:
   the last sample above END_DB relative to the render's peak, so a render stops
   when its last sound has decayed, not at a fixed margin. Asked for a length
   (the evaluation renders every system to one), it gives exactly that.
+- **EQ** (`eq_db`, optional): a fixed equaliser per octave band (w2m2w.render.eq), first.
 - **Level.** With a target (`loudness_lufs`), the whole render is metered
   (BS.1770 integrated loudness, w2m2w.loudness) and scaled to it; where that
   would lift the peak above PEAK_CEILING_DBFS, the gain stops at the ceiling
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from w2m2w.loudness import PEAK_CEILING_DBFS, LoudnessMeter, level_for
+from w2m2w.render.eq import StreamingEQ
 
 END_DB = -90.0  # a render ends where its sound has decayed this far below its peak (16-bit PCM's floor is -96 dB)
 _READ = 1 << 18  # samples per chunk of the second pass (1 MB of float32)
@@ -39,9 +41,10 @@ log = logging.getLogger("w2m2w")
 class Finished:
     """A Renderer whose output ends where its sound has decayed and stands at one loudness; describe() adds both."""
 
-    def __init__(self, inner: Any, loudness_lufs: float | None = None, ceiling_dbfs: float = PEAK_CEILING_DBFS):
+    def __init__(self, inner: Any, loudness_lufs: float | None = None, eq_db: list[float] | None = None, ceiling_dbfs: float = PEAK_CEILING_DBFS):
         self.inner = inner
         self.loudness_lufs = loudness_lufs
+        self.eq_db = list(eq_db) if eq_db else None
         self.ceiling_dbfs = ceiling_dbfs
         self.name, self.sample_rate, self.backend = inner.name, inner.sample_rate, inner.backend
         self.last: dict[str, Any] = {}  # what the last stream() did (describe() reports it)
@@ -53,11 +56,17 @@ class Finished:
     def stream(self, notes: np.ndarray, n_samples: int | None = None, progress: Callable[[float], None] | None = None) -> Iterator[np.ndarray]:
         """float32 chunks: n_samples in all if given, else up to where the sound has decayed below END_DB."""
         meter = LoudnessMeter(self.sample_rate)
+        eq = StreamingEQ(self.eq_db, self.sample_rate) if self.eq_db else None
+
+        def keep(y: np.ndarray) -> None:
+            meter.push(y)
+            tmp.write(np.asarray(y, np.float32).tobytes())
+
         with tempfile.TemporaryFile() as tmp:
             for y in self.inner.stream(notes, n_samples, progress):
-                y = np.asarray(y, np.float32)
-                meter.push(y)
-                tmp.write(y.tobytes())
+                keep(eq.push(y) if eq else y)
+            if eq:
+                keep(eq.flush())
             total = meter.n_samples
             end = total if n_samples is not None else _end(tmp, meter.peak, total)
             level = level_for(meter, self.loudness_lufs, self.ceiling_dbfs) if self.loudness_lufs is not None else None

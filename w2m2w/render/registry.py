@@ -100,15 +100,15 @@ def weights_file(name: str, settings: dict[str, Any]) -> Path:
 
 def load_renderer(name: str, settings: dict[str, Any]) -> Renderer:
     """A ready renderer (model loaded once) from its name and settings (a synthesize config's keys), finished
-    (w2m2w.render.finish): its output ends where its sound has decayed and, with settings["loudness_lufs"], is
-    brought to that loudness.
+    (w2m2w.render.finish): its output ends where its sound has decayed, goes through settings["eq_db"] (gains per
+    octave band) if given and, with settings["loudness_lufs"], is brought to that loudness.
 
     Raises ValueError for an unknown name, WeightsError or RenderError (one line naming the file) when
     the weights or soundfont are unusable.
     """
     from w2m2w.render.finish import Finished
 
-    return Finished(_load(name, settings), settings.get("loudness_lufs"))
+    return Finished(_load(name, settings), settings.get("loudness_lufs"), settings.get("eq_db"))
 
 
 def _load(name: str, settings: dict[str, Any]) -> Renderer:
