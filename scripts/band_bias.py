@@ -4,8 +4,10 @@ Each note file is rendered (first --seconds) and compared with the target's own
 recording of it. Both are scaled to unit RMS; the long-term average spectrum
 (power, 2048-point STFT) is summed per octave band (w2m2w.render.eq.BANDS_HZ)
 and the model's level minus the target's is the band's bias, in dB, averaged
-over the pieces. --fit prints the EQ that takes it out (synthesize.eq_db), to be
-measured on pieces it was not fitted on.
+over the pieces; so is the mean of the log-mel difference per band (evaluate's
+distance before its absolute value: the bias in it). --fit prints the EQ that
+takes the log-mel bias out (synthesize.eq_db), to be measured on pieces it was
+not fitted on.
 
     python scripts/band_bias.py --notes NOTES --reference AUDIO [--set synthesize-key=value ...] [--fit]
 
@@ -36,6 +38,27 @@ def band_levels(y: np.ndarray) -> np.ndarray:
     return np.array([10 * np.log10(p[(f >= a) & (f < b)].sum() + 1e-20) for a, b in zip(lo, hi)])
 
 
+def log_mel_bias(y: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """(bands,) dB: the mean over frames and mel bins in each octave band of log mel(y) - log mel(ref), both at unit
+    RMS (evaluate's log-mel distance before its absolute value: its bias, the part a fixed EQ can take out)."""
+    import librosa
+    import torch
+
+    from w2m2w.features import MelConfig, log_mel
+
+    cfg = MelConfig()
+    n = min(len(y), len(ref))
+    x = np.stack([y[:n], ref[:n]]).astype(np.float64)
+    x = x / np.maximum(np.sqrt(np.mean(x**2, axis=1, keepdims=True)), 1e-8)
+    mel = log_mel(torch.from_numpy(x.astype(np.float32)), cfg).numpy()  # (2, frames, bins) or (2, bins, frames): natural log
+    d = mel[0] - mel[1]
+    centres = librosa.mel_frequencies(n_mels=cfg.n_mels + 2, fmin=cfg.fmin, fmax=cfg.fmax)[1:-1]
+    axis = 1 if d.shape[1] == cfg.n_mels else 0
+    per_bin = d.mean(axis=1 - axis) * 10 / np.log(10)  # nats of power -> dB
+    lo, hi = np.array(BANDS_HZ) / np.sqrt(2), np.array(BANDS_HZ) * np.sqrt(2)
+    return np.array([per_bin[(centres >= a) & (centres < b)].mean() if ((centres >= a) & (centres < b)).any() else np.nan for a, b in zip(lo, hi)])
+
+
 def parse_value(v: str):
     try:
         return json.loads(v)
@@ -62,7 +85,7 @@ def main() -> None:
     settings = {"threads": 2, "loudness_lufs": None, **{k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}}
     renderer = load_renderer(args.synthesizer, settings)
     refs = reference_audio(args.reference)
-    rows, dists = [], []
+    rows, mel_rows, dists = [], [], []
     for name, path in note_inputs(args.notes):
         notes, _ = clean_notes(load_notes(path))
         notes = crop_notes(notes, 0.0, args.seconds)
@@ -71,16 +94,21 @@ def main() -> None:
         ref = load_audio(refs[path.stem])[: int(args.seconds * SR)]
         y = renderer.render(notes, len(ref))
         rows.append(band_levels(y) - band_levels(ref))
+        mel_rows.append(log_mel_bias(y, ref))
         dists.append(log_mel_distance(y, ref))
         print(f"{name}: distance {dists[-1]:.3f}", flush=True)
     bias = np.mean(rows, 0)
     print(f"\n{args.synthesizer} {settings}: {len(rows)} pieces, {args.seconds:g} s each; log-mel distance {np.mean(dists):.3f}")
     print("| band (Hz) | " + " | ".join(f"{b:g}" for b in BANDS_HZ) + " |")
     print("|---|" + "--:|" * len(BANDS_HZ))
-    print("| bias dB (model - target) | " + " | ".join(f"{b:+.1f}" for b in bias) + " |")
-    print("| spread over pieces (sd) | " + " | ".join(f"{s:.1f}" for s in np.std(rows, 0)) + " |")
-    if args.fit:
-        print("eq_db=" + json.dumps([round(float(g), 1) for g in np.clip(-bias, -15, 15)]))
+    mel_bias = np.nanmean(mel_rows, 0)
+    print("| long-term spectrum, dB (model - target) | " + " | ".join(f"{b:+.1f}" for b in bias) + " |")
+    print("| its spread over pieces (sd) | " + " | ".join(f"{s:.1f}" for s in np.std(rows, 0)) + " |")
+    print("| log-mel bias, dB (mean of model - target) | " + " | ".join(f"{b:+.1f}" for b in mel_bias) + " |")
+    print("| its spread over pieces (sd) | " + " | ".join(f"{s:.1f}" for s in np.nanstd(mel_rows, 0)) + " |")
+    if args.fit:  # the log-mel bias: what the distance counts (the long-term spectrum weighs the loud frames alone)
+        gains = np.nan_to_num(-mel_bias, nan=0.0)
+        print("eq_db=" + json.dumps([round(float(g), 1) for g in np.clip(gains, -15, 15)]))
 
 
 if __name__ == "__main__":

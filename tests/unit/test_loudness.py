@@ -128,3 +128,25 @@ def test_finished_silence_keeps_its_length_and_zeros():
 
     y = Finished(_Decay(amp=0.0), -20.0).render(None)
     assert len(y) == 4 * SR and not y.any()
+
+
+def test_fluidsynth_falls_silent_and_ends_before_its_cap():
+    """FluidSynth's 16-bit dither (+-1 LSB, ~60 dB under a quiet render's peak) is removed: after the note's release
+    the samples are exact zeros, so the render ends there, not at its 5 s cap; louder samples are untouched."""
+    pytest.importorskip("fluidsynth")
+    from w2m2w.render.fluidsynth import RenderError, _raw_chunks
+    from w2m2w.render.registry import load_renderer
+
+    notes = np.array([[0.1, 1.0, 60, 100.0]])
+    try:
+        raw = np.concatenate(list(_raw_chunks(notes, "timgm6mb", SR, 0, SR, 5.0)))
+    except RenderError as exc:
+        pytest.skip(str(exc))
+    assert np.abs(raw[-SR:]).max() >= 1  # the dither the raw output carries in silence
+    r = load_renderer("fluidsynth", {"soundfont": "timgm6mb", "loudness_lufs": None})
+    y = r.render(notes)
+    assert 1.0 < len(y) / SR < 3.0, "ends within two seconds of the note-off, well before the 5 s cap"
+    scale = 0.9 / np.abs(raw).max()
+    loud = np.abs(raw[: len(y)]) > 1
+    np.testing.assert_allclose(y[loud], raw[: len(y)][loud] * scale, rtol=1e-6)
+    assert not y[~loud].any()

@@ -119,10 +119,20 @@ def _raw_chunks(notes: np.ndarray, soundfont: str, sr: int, program: int, chunk:
 
 
 def stream_notes(
-    notes: np.ndarray, soundfont: str = "fluidr3", sr: int = SAMPLE_RATE, program: int = 0, chunk_seconds: float = 10.0, tail_seconds: float = 1.0
+    notes: np.ndarray,
+    soundfont: str = "fluidr3",
+    sr: int = SAMPLE_RATE,
+    program: int = 0,
+    chunk_seconds: float = 10.0,
+    tail_seconds: float = 1.0,
+    undither: bool = False,
 ):
     """render_notes in bounded memory: yields float32 chunks whose concatenation equals render_notes(notes)
     (with tail_seconds other than 1, the same render ringing that long after the last note-off).
+
+    undither: FluidSynth's 16-bit output carries +-1 LSB of dither everywhere, in silence too; at a quiet
+    render's peak normalisation that floor is only ~60 dB down, so a render would never fall silent. Samples
+    of magnitude 1 LSB or less are set to 0: silence is exact, and a sound ends where it falls to that floor.
 
     Two passes over FluidSynth (which is deterministic): the first only measures
     the peak, the second yields the audio scaled as render_notes scales it.
@@ -137,4 +147,6 @@ def stream_notes(
             peak = max(peak, float(np.max(np.abs(y))))
     scale = 0.9 / peak if peak > 0 else 0.0  # pretty_midi normalises to 1, render_notes to 0.9
     for y in _raw_chunks(notes, soundfont, sr, program, chunk, tail_seconds):
+        if undither:
+            y = np.where(np.abs(y) <= 1.0, 0.0, y)
         yield (y * scale).astype(np.float32)

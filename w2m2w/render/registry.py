@@ -45,7 +45,8 @@ class Renderer(Protocol):
 
 class FluidSynthRenderer:
     """FluidSynth through a soundfont (w2m2w.render.fluidsynth): peaks normalised to 0.9, ringing up to tail_seconds
-    after the last note-off (w2m2w.render.finish ends it where the sound has died away)."""
+    after the last note-off (w2m2w.render.finish ends it where the sound has died away), its +-1 LSB dither removed
+    (stream_notes' undither) so that silence is exact."""
 
     name = "fluidsynth"
     backend = "fluidsynth"
@@ -65,7 +66,7 @@ class FluidSynthRenderer:
         from w2m2w.render.fluidsynth import stream_notes
 
         left = None if n_samples is None else int(n_samples)
-        for y in stream_notes(notes, self.soundfont, self.sample_rate, self.program, self.chunk_seconds, self.tail_seconds):
+        for y in stream_notes(notes, self.soundfont, self.sample_rate, self.program, self.chunk_seconds, self.tail_seconds, undither=True):
             if left is not None:
                 y = y[:left]
                 left -= len(y)
