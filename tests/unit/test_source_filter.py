@@ -172,3 +172,13 @@ def test_training_learns_and_resumes(tmp_path):
     train_source_filter(cfg)  # resumes from the checkpoint instead of starting again
     rows = [json.loads(ln) for ln in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [0, 40, 45]
+
+
+def test_gate_margin_cuts_the_lead_before_an_onset_and_nothing_else(model):
+    """gate_margin=0: the output is exactly 0 until the gate's 160-sample ramp before the onset; from the onset on,
+    where both gates are open, the samples are the weights' own margin's."""
+    on = int(0.30 * SR)
+    own = SourceFilterRenderer(model).render(NOTES, SR)
+    cut = SourceFilterRenderer(model, SourceFilterRenderConfig(gate_margin=0)).render(NOTES, SR)
+    assert not cut[: on - 160].any() and own[on - 400 : on - 160].any()  # the weights' 256 samples open it earlier
+    np.testing.assert_array_equal(cut[on : on + 2000], own[on : on + 2000])

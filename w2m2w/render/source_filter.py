@@ -61,6 +61,7 @@ class SourceFilterRenderConfig:
     device: str = "cpu"
     threads: int = 0  # torch threads; 0 = leave torch's setting
     source_only: bool = False  # render the source's plain mix instead of the WaveNet's output (for comparisons)
+    gate_margin: int | None = None  # samples the gate opens before an onset and stays after a note's end (None: the weights' own)
     release: str = "model"  # the dampers: "model" (the weights' own source) | "measured" (the real piano's, MEASURED_RELEASE)
 
 
@@ -101,6 +102,8 @@ class SourceFilterRenderer:
         # the release is rendered as the real piano's, whatever the model trained with: the filter is local (16 ms), so
         # it shapes a longer decay as it shapes the first 0.36 s of one (the card measures what it does)
         self.source_cfg = dataclasses.replace(model.source_cfg, **MEASURED_RELEASE) if cfg.release == "measured" else model.source_cfg
+        if cfg.gate_margin is not None:  # the gate only multiplies the output: a shorter lead cuts the filter's pre-echo, nothing else
+            self.source_cfg = dataclasses.replace(self.source_cfg, gate_margin=int(cfg.gate_margin))
 
     def n_samples(self, notes: np.ndarray) -> int:
         """Length to render: the last offset plus the tail, in whole frames."""
