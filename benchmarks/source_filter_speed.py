@@ -5,7 +5,7 @@
 A seeded, generated piece (10 notes per second, 0.2-3 s long, pitches across
 the keyboard: as dense as a romantic piano piece with pedal) is rendered
 through the SourceFilterRenderer exactly as the synthesize stage does (source,
-roll, conditioning, filter, blocks). Rows: 1 and 2 torch threads, two block
+roll, conditioning, filter, blocks, then its end and level: render/finish.py). Rows: 1 and 2 torch threads, two block
 lengths, and the source alone (what the filter costs on top). Then, each in a
 fresh process so peak RSS is its own: 1 minute and --long-minutes minutes of
 the same music (memory must not grow with length) and 300 keys held at once
@@ -46,11 +46,13 @@ def renderer(weights: str, threads: int, block: float = 8.0, source_only: bool =
     import torch
 
     from w2m2w.models.source_filter import SourceFilterConfig, SourceFilterWaveNet
+    from w2m2w.render.finish import Finished
     from w2m2w.render.source_filter import SourceFilterRenderConfig, SourceFilterRenderer, load_source_filter
 
     torch.set_num_threads(threads)
     model = load_source_filter(weights) if Path(weights).is_file() else SourceFilterWaveNet(SourceFilterConfig()).eval()
-    return SourceFilterRenderer(model, SourceFilterRenderConfig(block_seconds=block, source_only=source_only))
+    # finished as the stage finishes it: its end found, brought to the default -20 LUFS (two passes over a temporary file)
+    return Finished(SourceFilterRenderer(model, SourceFilterRenderConfig(block_seconds=block, source_only=source_only)), -20.0)
 
 
 def speed_row(weights: str, threads: int, block: float, seconds: float, source_only: bool = False) -> dict:

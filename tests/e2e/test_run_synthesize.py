@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyloudnorm
 import pytest
 import soundfile as sf
 
@@ -46,9 +47,12 @@ def test_wavenet_renders_midi_and_rerun_is_current(tmp_path, tiny_wavenet):
     from w2m2w.midi import load_midi_notes
     from w2m2w.render.wavenet import SynthesisConfig, Synthesizer, load_wavenet
 
-    ref = Synthesizer(load_wavenet(tiny_wavenet), SynthesisConfig()).render(load_midi_notes(mid))
-    np.testing.assert_allclose(y, np.clip(ref, -1, 1), atol=1.0 / 32768 + 1e-6)
+    ref = Synthesizer(load_wavenet(tiny_wavenet), SynthesisConfig()).render(load_midi_notes(mid)).astype(np.float64)
+    gain = 10 ** ((-20.0 - pyloudnorm.Meter(16000).integrated_loudness(ref)) / 20)  # its hiss never decays: it ends at the cap
     side = json.loads(wav.with_suffix(".json").read_text())
+    if side["stats"]["loudness_limited"]:  # an untrained model's peaks: the gain stops at -1 dBFS
+        gain = 10 ** (-1 / 20) / np.abs(ref).max()
+    np.testing.assert_allclose(y, np.clip(ref * gain, -1, 1), atol=1.0 / 32768 + 1e-5)
     assert side["stage"] == "synthesize" and side["weights"] == str(tiny_wavenet) and len(side["weights_sha256"]) == 64
     assert side["stats"]["backend"] == "numba" and side["stats"]["notes"] == 3 and side["stats"]["samples_per_second"] > 0
     # in a pipe: plain lines, no progress bars (test_progress_bars_on_a_terminal has those)
@@ -80,7 +84,9 @@ def test_bad_midi_is_named_and_batch_goes_on(tmp_path, synth, request):
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.wav")) == ["nonotes.wav", "outside.wav", "set a/good one.wav"]
     silent = _wav(out / "nonotes.wav")
     assert len(silent) == 8000 and not silent.any()
-    assert len(_wav(out / "outside.wav")) == int(round((0.9 + (1.0 if synth == "wavenet" else 0.5)) * 16000))  # its tail
+    # its tail: the autoregressive model's hiss rings to its 1 s cap; the source-filter output ends where its gate closes
+    want = 0.9 + (1.0 if synth == "wavenet" else 0.36 + 416 / 16000)
+    assert len(_wav(out / "outside.wav")) / 16000 == pytest.approx(want, abs=0.003)
     assert not [p for p in out.rglob(".*") if p.is_file()], "no temporary files stay behind"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["counts"] == {"done": 3, "failed": 2}
@@ -101,12 +107,21 @@ def test_fluidsynth_implementation(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     wav = run_dir / "3-synthesize" / "piece.wav"
     side = json.loads(wav.with_suffix(".json").read_text())
-    assert side["settings"] == {"name": "fluidsynth", "soundfont": "timgm6mb", "program": 0, "sample_rate": 16000}
+    assert side["settings"] == {"name": "fluidsynth", "soundfont": "timgm6mb", "program": 0, "tail_seconds": 5.0, "loudness_lufs": -20.0, "sample_rate": 16000}
     assert side["weights"] == sf_path and len(side["weights_sha256"]) == 64  # the soundfont's hash: a new soundfont re-renders
     from w2m2w.midi import load_midi_notes
 
-    ref = render_notes(load_midi_notes(mid), "timgm6mb")
-    np.testing.assert_allclose(_wav(wav), ref, atol=1.0 / 32768 + 1e-6)  # the same render, through 16-bit PCM
+    ref = render_notes(load_midi_notes(mid), "timgm6mb")  # pretty_midi's render: 1 s after the last note-off, peak 0.9
+    y = _wav(wav)
+    assert len(y) <= round((1.9 + 5.0) * 16000)  # rings at most 5 s, ends where it has died away
+    k = min(len(y), len(ref))
+    gain = 10 ** (side["stats"]["loudness_gain_db"] / 20)
+    lsb = np.abs(ref[ref != 0]).min()  # FluidSynth's 16-bit step, scaled: its +-1 step dither is removed (silence is exact)
+    loud = np.abs(ref[:k]) > 1.5 * lsb
+    np.testing.assert_allclose(y[:k][loud], ref[:k][loud] * gain, atol=2.0 / 32768)  # the same render, brought to the level, through 16-bit PCM
+    assert not y[:k][~loud].any()
+    assert pyloudnorm.Meter(16000).integrated_loudness(y.astype(np.float64)) == pytest.approx(-20.0, abs=0.05)
+    assert side["stats"]["loudness_lufs"] == pytest.approx(-20.0) and not side["stats"]["loudness_limited"]
 
 
 def test_missing_weights_and_soundfont_are_named(tmp_path):
@@ -124,7 +139,7 @@ def test_missing_weights_and_soundfont_are_named(tmp_path):
 
 def test_source_filter_renders_midi_through_run_py(tmp_path, tiny_source_filter):
     from w2m2w.midi import load_midi_notes
-    from w2m2w.render.source_filter import SourceFilterRenderer, load_source_filter
+    from w2m2w.render.source_filter import SourceFilterRenderConfig, SourceFilterRenderer, load_source_filter
 
     mid = tmp_path / "piece.mid"
     write_midi(mid, NOTES)
@@ -134,18 +149,33 @@ def test_source_filter_renders_midi_through_run_py(tmp_path, tiny_source_filter)
     assert res.returncode == 0, res.stderr[-3000:]
     wav = run_dir / "3-synthesize" / "piece.wav"
     y = _wav(wav)
-    assert len(y) == int(round((1.9 + 0.5) * 16000))  # last note off + 0.5 s tail
+    # the gate closes 6 release taus (0.36 s) plus its margin and ramp (416 samples) after the last offset: the file ends there
+    assert len(y) / 16000 == pytest.approx(1.9 + 0.36 + 416 / 16000, abs=0.003)
     side = json.loads(wav.with_suffix(".json").read_text())
-    assert side["settings"] == {"name": "source_filter", "tail_seconds": 0.5, "source_only": False, "sample_rate": 16000}
+    assert side["settings"] == {
+        "name": "source_filter",
+        "tail_seconds": 5.0,
+        "source_only": False,
+        "eq_db": None,
+        "gate_margin": None,
+        "release": "model",
+        "loudness_lufs": -20.0,
+        "sample_rate": 16000,
+    }
     assert side["weights"] == str(tiny_source_filter) and side["stats"]["synthesizer"] == "source_filter"
-    # the same audio as the library's renderer gives for the file's notes (through 16-bit PCM)
-    ref = SourceFilterRenderer(load_source_filter(tiny_source_filter)).render(load_midi_notes(mid))
-    np.testing.assert_allclose(y, np.clip(ref, -1, 1), atol=1.0 / 32768 + 1e-6)
+    # the library's renderer's audio for the file's notes, brought to -20 LUFS as pyloudnorm measures it (through 16-bit PCM)
+    raw = SourceFilterRenderer(load_source_filter(tiny_source_filter), SourceFilterRenderConfig(gate_margin=None)).render(load_midi_notes(mid))
+    raw = raw.astype(np.float64)
+    assert not raw[len(y) :].any() and raw[len(y) - 1] != 0  # what was cut is exact silence
+    ref = raw[: len(y)]
+    gain = 10 ** ((-20.0 - pyloudnorm.Meter(16000).integrated_loudness(ref)) / 20)
+    np.testing.assert_allclose(y, np.clip(ref * gain, -1, 1), atol=1.0 / 32768 + 1e-5)
     assert np.abs(y).max() > 1e-3
     res = run_pipeline(*args)
     assert res.returncode == 0 and "current" in res.stdout
     res = run_pipeline(*args, "synthesize.source_only=true")  # a setting that changes the audio: recomputed
-    assert res.returncode == 0 and not np.allclose(_wav(wav), y)
+    y2 = _wav(wav)
+    assert res.returncode == 0 and (len(y2) != len(y) or not np.allclose(y2, y))
 
 
 def test_music_too_long_is_refused_in_one_line(tmp_path, tiny_source_filter):

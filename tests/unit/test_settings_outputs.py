@@ -31,11 +31,12 @@ CHANGES_OUTPUT = {
         "pedal_frame_threshold", "pedal_min_duration", "pedal_change_gap", "chunk_seconds", "overlap_seconds", "silence_db",
     },
     GenerateSettings: {"primer_seconds", "primer_events", "seconds", "context", "include_primer", "max_events", "temperature", "top_k", "top_p", "seed"},
-    SourceFilterSettings: {"tail_seconds", "source_only"},
+    SourceFilterSettings: {"tail_seconds", "source_only", "eq_db", "gate_margin", "release", "loudness_lufs", "sample_rate"},
     WaveNetSettings: {
         "backend", "folds", "min_segment_seconds", "max_segment_seconds", "warmup_seconds", "fade_seconds", "crossfade", "tail_seconds", "temperature", "seed",
+        "loudness_lufs", "sample_rate",
     },
-    FluidSynthSettings: {"soundfont", "program"},
+    FluidSynthSettings: {"soundfont", "program", "tail_seconds", "loudness_lufs", "sample_rate"},
 }  # fmt: skip
 KEEPS_OUTPUT = {
     TranscribeSettings: {"weights", "device", "max_seconds"},
@@ -65,6 +66,8 @@ OTHER = {
     "pedal": False, "pedal_onset_threshold": 0.5, "pedal_offset_threshold": 0.2, "pedal_frame_threshold": 0.5, "pedal_min_duration": 0.2,
     "pedal_change_gap": 0.0, "overlap_seconds": 1.0, "silence_db": -30.0, "primer_seconds": 1.0, "primer_events": 5, "seconds": 3.0,
     "context": 64, "include_primer": False, "max_events": 10, "top_k": 5, "top_p": 0.5,
+    "eq_db": [3.0, 3.0, 2.0, 1.0, -1.0, -2.0, -1.0, -1.0], "gate_margin": 0, "release": "measured", "loudness_lufs": -16.0,
+    "sample_rate": 44100,
 }  # fmt: skip
 CASES = [(cls, k) for cls in CHANGES_OUTPUT for k in sorted(CHANGES_OUTPUT[cls] | KEEPS_OUTPUT[cls])]
 
@@ -163,6 +166,11 @@ SYNTHESIZE = {
     "threads": ({}, 1),
     "block_seconds": ({}, 0.3),
     "max_seconds": ({}, 10.0),
+    "eq_db": ({}, [3.0, 3.0, 2.0, 1.0, -1.0, -2.0, -1.0, -1.0]),
+    "gate_margin": ({}, 0),
+    "release": ({}, "measured"),
+    "loudness_lufs": ({}, -16.0),
+    "sample_rate": ({}, 44100),
 }
 RUNS = (
     [(TranscribeSettings, k, *v, "a.wav") for k, v in TRANSCRIBE.items()]

@@ -212,3 +212,26 @@ def test_source_config_from_a_stored_dict():
     assert source_config_from({"partials": 8, "gate_ramp": 3}) == SourceConfig(partials=8, gate_ramp=3)
     with pytest.raises(ValueError, match=r"^unknown source config keys \['nope', 'zz'\]$"):
         source_config_from({"zz": 1, "partials": 8, "nope": 2})
+
+
+@pytest.mark.parametrize("pitch", [48, 84])
+def test_release_per_register(pitch):
+    """The measured law: release_tau at middle C, x release_tau_octave per octave, cut after release_taus of them."""
+    from w2m2w.models.source import MEASURED_RELEASE
+
+    cfg = SourceConfig(partials=1, **MEASURED_RELEASE)
+    src, gate = piano_source(np.array([[0.0, 1.0, pitch, 127.0]]), 6 * SR, 0, cfg)
+    env = src[:, -1]
+    tau0 = 3.0 * 0.63 ** ((pitch - 21) / 12)
+    rel = 0.18 * 1.22 ** ((pitch - 60) / 12)  # by hand: 0.148 s an octave down, 0.268 s two octaves up
+    assert env[SR + 960] == pytest.approx(np.exp(-(1.0 + 960 / SR) / tau0) * np.exp(-960 / (rel * SR)), rel=1e-4)
+    end = SR + int(10.4 * rel * SR)
+    assert env[end - 1] > 0 and not src[end:].any(), "cut 10.4 release times (90 dB) after the offset"
+
+
+def test_the_default_release_is_the_same_for_every_key():
+    """release_tau_octave 1: what every shipped weights file trained with (0.06 s, cut at 0.36 s), at any pitch."""
+    for pitch in (30, 60, 100):
+        src, _ = piano_source(np.array([[0.0, 0.5, pitch, 100.0]]), 2 * SR, 0, SourceConfig(partials=1))
+        end = SR // 2 + int(6 * 0.06 * SR)
+        assert src[end - 1, -1] > 0 and not src[end:].any()

@@ -200,8 +200,9 @@ def test_training_learns_and_resumes(tmp_path):
 
 
 def test_render_length_is_the_last_offset_plus_the_tail_in_whole_frames(model):
-    # by hand, hop 160 samples: 1.0 s + 0.5 s = 24000 samples = 150 frames; a hair more is 151 frames
-    r = SourceFilterRenderer(model)
+    # by hand, hop 160 samples: 1.0 s + a 0.5 s tail = 24000 samples = 150 frames; a hair more is 151 frames
+    # (n_samples is the length the tail allows; the render may end sooner, where its sound has died away)
+    r = SourceFilterRenderer(model, SourceFilterRenderConfig(tail_seconds=0.5))
     assert r.n_samples(np.array([[0.0, 1.0, 60, 80]])) == 24000
     assert r.n_samples(np.array([[0.0, 1.0001, 60, 80]])) == 24160
     assert r.n_samples(np.array([[0.0, 1.0, 60, 80], [0.5, 0.7, 62, 80]])) == 24000, "the last offset, not the last onset's"
@@ -214,3 +215,13 @@ def test_render_length_is_the_last_offset_plus_the_tail_in_whole_frames(model):
         r = SourceFilterRenderer(model, SourceFilterRenderConfig(block_seconds=block, tail_seconds=0.1))
         assert sum(len(c) for c in r.stream(notes)) == 6560 == r.n_samples(notes), block  # 0.4001 s -> 41 frames
         assert len(r.render(notes, 1234)) == 1234
+
+
+def test_gate_margin_cuts_the_lead_before_an_onset_and_nothing_else(model):
+    """gate_margin=0: the output is exactly 0 until the gate's 160-sample ramp before the onset; from the onset on,
+    where both gates are open, the samples are the weights' own margin's."""
+    on = int(0.30 * SR)
+    own = SourceFilterRenderer(model).render(NOTES, SR)
+    cut = SourceFilterRenderer(model, SourceFilterRenderConfig(gate_margin=0)).render(NOTES, SR)
+    assert not cut[: on - 160].any() and own[on - 400 : on - 160].any()  # the weights' 256 samples open it earlier
+    np.testing.assert_array_equal(cut[on : on + 2000], own[on : on + 2000])

@@ -205,6 +205,30 @@ def test_synthesis_evaluation_end_to_end(tmp_path, tiny_source_filter, tiny_tran
     assert summary["weights_sha256"] and summary["basic_pitch"] == "basic_pitch=false"
 
 
+def test_systems_side_by_side_at_one_level(tmp_path, tiny_source_filter):
+    """Other weights beside the model, every system brought to one loudness, its level and peak measured (pyloudnorm)."""
+    import pyloudnorm
+
+    from w2m2w.evaluate.synthesis import run_synthesis_evaluation, side_by_side
+    from w2m2w.midi import write_midi
+
+    write_midi(tmp_path / "a.mid", np.array([[0.1, 1.5, 60, 90], [0.6, 2.0, 67, 70]]))
+    summary = run_synthesis_evaluation(
+        tmp_path, "source_filter", tiny_source_filter, None, soundfont=None, basic_pitch="false", threads=1,
+        audio_out=tmp_path / "audio", loudness_lufs=-23.0, also={"other": str(tiny_source_filter)},
+    )  # fmt: skip
+    assert summary["systems"] == ["source_filter", "other", "source"]
+    for system in summary["systems"]:
+        y = sf.read(str(tmp_path / "audio" / f"a.{system}.wav"), dtype="float64")[0]
+        assert pyloudnorm.Meter(16000).integrated_loudness(y) == pytest.approx(-23.0, abs=0.05)
+        assert summary[f"{system}_lufs"] == pytest.approx(-23.0, abs=0.01)
+        assert summary[f"{system}_peak_dbfs"] == pytest.approx(20 * np.log10(np.abs(y).max()), abs=0.01)
+    table = side_by_side(summary, summary["systems"], [])
+    lines = table.splitlines()
+    assert lines[0] == "| system | silence dBFS | level LUFS | peak dBFS | x real time |" and len(lines) == 5
+    assert lines[3].startswith("| other | ") and "| -23 |" in lines[3]
+
+
 def test_midi_inputs_from_a_list(tmp_path):
     """A .txt list (a training run's validation_midi.txt): entries next to the list, or as written."""
     from w2m2w.evaluate.synthesis import midi_inputs

@@ -315,7 +315,7 @@ def run(cfg: Any) -> int:
                 synthesizer=str(cfg.get("synthesizer", "source_filter")),
                 weights=cfg.weights,
                 transcriber=cfg.get("transcriber") or DEFAULT_WEIGHTS["transcription"],
-                soundfont=cfg.get("soundfont", "fluidr3"),
+                soundfont=cfg.soundfont if cfg.get("soundfont") is None or isinstance(cfg.soundfont, str) else _as_list(cfg.soundfont),
                 source_alone=bool(cfg.get("source_alone", True)),
                 reference=cfg.get("reference"),
                 basic_pitch=str(cfg.get("basic_pitch", "auto")),
@@ -327,12 +327,21 @@ def run(cfg: Any) -> int:
                 exclude=_as_list(cfg.exclude),
                 emit=emit,
                 warn=warn,
-                settings={"temperature": float(cfg.get("temperature", 1.0))} if cfg.get("synthesizer") == "wavenet" else None,
+                settings={
+                    **({"temperature": float(cfg.get("temperature", 1.0))} if cfg.get("synthesizer") == "wavenet" else {}),
+                    **dict(cfg.get("settings") or {}),
+                },
+                loudness_lufs=None if cfg.get("loudness_lufs") is None else float(cfg.loudness_lufs),
+                also={str(k): str(v) for k, v in dict(cfg.get("also") or {}).items()},
             )
         except (ValueError, WeightsError, RenderError) as exc:
             _error(str(exc).splitlines()[0])
         if cfg.get("output"):
             write_json(cfg.output, summary, root=None)  # output= names any file, not one in a run folder
+        if summary["files"]:
+            from w2m2w.evaluate.synthesis import side_by_side
+
+            print(side_by_side(summary, summary["systems"], summary["transcribers"]), flush=True)
         print(json.dumps(summary), flush=True)
         return 0 if summary["files"] else 1
     if cfg.reference is None:

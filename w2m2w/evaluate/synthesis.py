@@ -124,7 +124,7 @@ def system_row(
     t0 = time.perf_counter()
     y = renderer.render(notes, n_samples)
     dt = time.perf_counter() - t0
-    row: dict[str, Any] = {"samples_per_second": round(len(y) / dt, 1) if dt > 0 else None, "silence_dbfs": silence_dbfs(y, notes)}
+    row: dict[str, Any] = {"samples_per_second": round(len(y) / dt, 1) if dt > 0 else None, "silence_dbfs": silence_dbfs(y, notes), **level_figures(y)}
     if row["silence_dbfs"] is not None:
         row["silence_dbfs"] = round(row["silence_dbfs"], 1)
     for tname, fn in transcribers.items():
@@ -132,6 +132,33 @@ def system_row(
     if reference is not None:
         row["distance_to_target"] = round(log_mel_distance(y, reference), 4)
     return row, y
+
+
+def level_figures(y: np.ndarray, sr: int = SAMPLE_RATE) -> dict[str, float | None]:
+    """Integrated loudness (LUFS, BS.1770) and sample peak (dBFS) of a render; None where silent."""
+    from w2m2w.loudness import LoudnessMeter
+
+    meter = LoudnessMeter(sr)
+    meter.push(y)
+    lufs = meter.integrated()
+    return {"lufs": round(lufs, 2) if np.isfinite(lufs) else None, "peak_dbfs": round(20 * np.log10(meter.peak), 2) if meter.peak > 0 else None}
+
+
+def side_by_side(summary: dict[str, Any], systems: Sequence[str], transcribers: Sequence[str]) -> str:
+    """The summary's figures as a markdown table, one row per system (what the model card shows)."""
+    cols = [(f"{t}_note_f1", f"round trip {t} note F1") for t in transcribers] + [
+        ("distance_to_target", "distance to target"),
+        ("silence_dbfs", "silence dBFS"),
+        ("lufs", "level LUFS"),
+        ("peak_dbfs", "peak dBFS"),
+        ("x_real_time", "x real time"),
+    ]
+    cols = [(k, h) for k, h in cols if any(summary.get(f"{s}_{k}") is not None for s in systems)]
+    lines = ["| system | " + " | ".join(h for _, h in cols) + " |", "|---|" + "--:|" * len(cols)]
+    for s in systems:
+        vals = [summary.get(f"{s}_{k}") for k, _ in cols]
+        lines.append(f"| {s} | " + " | ".join("-" if v is None else f"{v:g}" for v in vals) + " |")
+    return "\n".join(lines)
 
 
 def note_inputs(path: str | os.PathLike, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[tuple[str, Path]]:
@@ -242,7 +269,7 @@ def run_synthesis_evaluation(
     synthesizer: str = "source_filter",
     weights: str | os.PathLike | None = None,
     transcriber: str | os.PathLike | None = None,
-    soundfont: str | None = "fluidr3",
+    soundfont: str | Sequence[str] | None = "fluidr3",
     source_alone: bool = True,
     reference: str | os.PathLike | None = None,
     basic_pitch: str = "auto",
@@ -255,11 +282,15 @@ def run_synthesis_evaluation(
     emit: Callable[[dict[str, Any]], None] = lambda row: None,
     warn: Callable[[str], None] = lambda msg: None,
     settings: dict[str, Any] | None = None,
+    loudness_lufs: float | None = None,
+    also: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """`evaluate task=synthesis` without Hydra.
 
     synthesizer: the renderer under test (renderers.RENDERERS), with `weights` (None: shipped) and
-    extra `settings`; soundfont: FluidSynth through it beside it (None: not); source_alone: the
+    extra `settings`; also: label -> other weights of the same synthesizer, beside it (e.g. a model of another
+    piano); soundfont: FluidSynth through it (or each of a list: systems fluidsynth_NAME) beside it (None: not);
+    loudness_lufs: every system's output brought to this loudness (None: as rendered); source_alone: the
     source-filter model's source without the filter beside it; reference: the target piano's
     recordings (folder or .txt list, matched by file stem) for the spectral distance;
     transcriber: Onsets and Frames weights for the round trip (None: skip); basic_pitch: auto
@@ -271,12 +302,18 @@ def run_synthesis_evaluation(
 
     files = note_inputs(input_path, include, exclude)
     refs = reference_audio(reference)
-    opts = {"device": device, "threads": threads, **(settings or {}), **({"weights": str(weights)} if weights else {})}
+    level = {"loudness_lufs": loudness_lufs}
+    base = {"device": device, "threads": threads, **level}
+    opts = {**base, **(settings or {}), **({"weights": str(weights)} if weights else {})}
     systems: dict[str, Any] = {synthesizer: load_renderer(synthesizer, opts)}
+    for label, other in (also or {}).items():
+        systems[label] = load_renderer(synthesizer, {**base, "weights": str(other)})
     if synthesizer == "source_filter" and source_alone:
-        systems["source"] = load_renderer("source_filter", {**opts, "source_only": True})
-    if soundfont and synthesizer != "fluidsynth":
-        systems["fluidsynth"] = load_renderer("fluidsynth", {"soundfont": soundfont})
+        systems["source"] = load_renderer("source_filter", {**opts, "source_only": True, "eq_db": None})
+    fonts = [soundfont] if isinstance(soundfont, str) else list(soundfont or [])
+    if synthesizer != "fluidsynth":
+        for font in fonts:
+            systems["fluidsynth" if len(fonts) == 1 else f"fluidsynth_{font}"] = load_renderer("fluidsynth", {"soundfont": font, **level})
     transcribers: dict[str, Callable] = {}
     if transcriber is not None:
         from w2m2w.transcription import load_transcriber, transcribe
@@ -305,6 +342,7 @@ def run_synthesis_evaluation(
         "transcribers": list(transcribers),
         "basic_pitch": bp_status or "used",
         "reference": str(reference) if reference else None,
-        "soundfont": soundfont,
+        "soundfont": soundfont if soundfont is None or isinstance(soundfont, str) else fonts,
+        "loudness_lufs": loudness_lufs,
         "max_seconds": max_seconds,
     }

@@ -60,12 +60,30 @@ class SourceConfig:
     rolloff_soft: float = 1.6  # amplitude of partial k ~ k^-rolloff, from velocity 0 ...
     rolloff_loud: float = 0.8  # ... to velocity 127
     velocity_power: float = 2.0  # note amplitude ~ (velocity / 127) ** velocity_power
-    release_tau: float = 0.06  # damper: e-folding time (s) after the offset
+    release_tau: float = 0.06  # damper: e-folding time (s) after the offset, at middle C (MIDI 60) ...
     release_taus: float = 6.0  # a note is cut this many release_tau after its offset
     hammer_tau: float = 0.004  # noise burst at the onset: e-folding time (s)
     hammer_seconds: float = 0.03
     gate_margin: int = 256  # samples the gate is widened on each side of a note (the filter's reach)
     gate_ramp: int = 160  # samples of linear ramp at the gate's edges
+    release_tau_octave: float = 1.0  # ... multiplied by this per octave up (1: the same for every key, as trained)
+
+
+# The release of the real piano (../shared's CC0 Bosendorfer, as recorded, its room included), measured on its training
+# pieces with the teacher's labels by scripts/measure_release.py: amplitude e-folding time after the damper falls, median
+# per octave 0.134 s (MIDI 36-47), 0.178 (48-59), 0.193 (60-71), 0.244 (72-83): 0.18 s at middle C, x1.22 per octave.
+# Cut at 10.4 e-foldings: -90 dB, where a render ends (w2m2w.render.finish).
+MEASURED_RELEASE = {"release_tau": 0.18, "release_tau_octave": 1.22, "release_taus": 10.4}
+
+
+def release_seconds(pitch: float | np.ndarray, cfg: SourceConfig = SourceConfig()) -> float | np.ndarray:
+    """The damper's e-folding time (s) for MIDI pitch(es): release_tau at middle C, x release_tau_octave per octave."""
+    return cfg.release_tau * cfg.release_tau_octave ** ((np.asarray(pitch, dtype=np.float64) - 60.0) / 12.0)
+
+
+def longest_release(cfg: SourceConfig = SourceConfig()) -> float:
+    """Seconds from the latest offset to where the last note of any key is cut."""
+    return float(np.max(release_seconds(np.array([21.0, 108.0]), cfg))) * cfg.release_taus
 
 
 def inharmonicity(pitch: float | np.ndarray, cfg: SourceConfig = SourceConfig()) -> float | np.ndarray:
@@ -94,7 +112,7 @@ def _noise(i: int, salt: int) -> float:
 
 @numba.njit(cache=True, nogil=True)
 def _render(on_i, off_i, pitch, vel, start, n, sr, params, group_lo, group_hi, out, gate):  # pragma: no cover - numba
-    (partials, max_freq, b_lo, b_hi, tau_low, tau_oct, tau_part, roll_soft, roll_loud, vpow, rel_tau, rel_taus, ham_tau, ham_s, margin, ramp) = params
+    (partials, max_freq, b_lo, b_hi, tau_low, tau_oct, tau_part, roll_soft, roll_loud, vpow, rel_tau, rel_taus, ham_tau, ham_s, margin, ramp, rel_oct) = params
     partials = int(partials)
     n_groups = len(group_lo)
     margin = int(margin)
@@ -108,7 +126,7 @@ def _render(on_i, off_i, pitch, vel, start, n, sr, params, group_lo, group_hi, o
         f0 = 440.0 * 2.0 ** ((p - 69.0) / 12.0)
         b = 10.0 ** (b_lo + (b_hi - b_lo) * (p - 21.0) / 87.0)
         tau0 = tau_low * tau_oct ** ((p - 21.0) / 12.0) * sr  # in samples
-        rel = rel_tau * sr
+        rel = rel_tau * rel_oct ** ((p - 60.0) / 12.0) * sr
         end = off + int(rel_taus * rel)
         # gate: a trapezoid around [on, end), max over notes
         g0, g1 = on - margin, end + margin
@@ -216,6 +234,7 @@ def piano_source(
                 cfg.hammer_seconds,
                 cfg.gate_margin,
                 max(cfg.gate_ramp, 1),
+                cfg.release_tau_octave,
             ],
             dtype=np.float64,
         )
@@ -246,4 +265,16 @@ def source_config_from(d: dict | None) -> SourceConfig:
     return SourceConfig(**d)
 
 
-__all__ = ["SourceConfig", "piano_source", "partial_frequencies", "inharmonicity", "source_config_from", "CHANNEL_NAMES", "N_CHANNELS", "GROUPS"]
+__all__ = [
+    "MEASURED_RELEASE",
+    "release_seconds",
+    "longest_release",
+    "SourceConfig",
+    "piano_source",
+    "partial_frequencies",
+    "inharmonicity",
+    "source_config_from",
+    "CHANNEL_NAMES",
+    "N_CHANNELS",
+    "GROUPS",
+]

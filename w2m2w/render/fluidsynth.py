@@ -77,12 +77,12 @@ def _synth(soundfont: str, sr: int, program: int):
     return synth
 
 
-def _raw_chunks(notes: np.ndarray, soundfont: str, sr: int, program: int, chunk: int):
+def _raw_chunks(notes: np.ndarray, soundfont: str, sr: int, program: int, chunk: int, tail_seconds: float = 1.0):
     """FluidSynth's raw output (float64, int16 scale) in chunks of at most `chunk` samples.
 
     Same events, order and sample positions as pretty_midi's Instrument.fluidsynth
-    (note-offs first at equal times, one second of tail), so the samples equal
-    render_notes' before normalisation.
+    (note-offs first at equal times, then tail_seconds: pretty_midi's is one second),
+    so with the default the samples equal render_notes' before normalisation.
     """
     pm = notes_to_pretty_midi(notes, program=program)
     events = []
@@ -93,7 +93,7 @@ def _raw_chunks(notes: np.ndarray, soundfont: str, sr: int, program: int, chunk:
     nxt = [e[0] for e in events[1:]]
     for ev, end in zip(events[:-1], nxt):
         ev[0] = end - ev[0]
-    events[-1][0] = 1.0
+    events[-1][0] = float(tail_seconds)
     total = int(np.ceil(sr * (current_time + np.sum([e[0] for e in events]))))
     synth = _synth(soundfont, sr, program)
     try:
@@ -118,8 +118,21 @@ def _raw_chunks(notes: np.ndarray, soundfont: str, sr: int, program: int, chunk:
         synth.delete()
 
 
-def stream_notes(notes: np.ndarray, soundfont: str = "fluidr3", sr: int = SAMPLE_RATE, program: int = 0, chunk_seconds: float = 10.0):
-    """render_notes in bounded memory: yields float32 chunks whose concatenation equals render_notes(notes).
+def stream_notes(
+    notes: np.ndarray,
+    soundfont: str = "fluidr3",
+    sr: int = SAMPLE_RATE,
+    program: int = 0,
+    chunk_seconds: float = 10.0,
+    tail_seconds: float = 1.0,
+    undither: bool = False,
+):
+    """render_notes in bounded memory: yields float32 chunks whose concatenation equals render_notes(notes)
+    (with tail_seconds other than 1, the same render ringing that long after the last note-off).
+
+    undither: FluidSynth's 16-bit output carries +-1 LSB of dither everywhere, in silence too; at a quiet
+    render's peak normalisation that floor is only ~60 dB down, so a render would never fall silent. Samples
+    of magnitude 1 LSB or less are set to 0: silence is exact, and a sound ends where it falls to that floor.
 
     Two passes over FluidSynth (which is deterministic): the first only measures
     the peak, the second yields the audio scaled as render_notes scales it.
@@ -129,9 +142,11 @@ def stream_notes(notes: np.ndarray, soundfont: str = "fluidr3", sr: int = SAMPLE
         return
     chunk = max(1, int(chunk_seconds * sr))
     peak = 0.0
-    for y in _raw_chunks(notes, soundfont, sr, program, chunk):
+    for y in _raw_chunks(notes, soundfont, sr, program, chunk, tail_seconds):
         if y.size:
             peak = max(peak, float(np.max(np.abs(y))))
     scale = 0.9 / peak if peak > 0 else 0.0  # pretty_midi normalises to 1, render_notes to 0.9
-    for y in _raw_chunks(notes, soundfont, sr, program, chunk):
+    for y in _raw_chunks(notes, soundfont, sr, program, chunk, tail_seconds):
+        if undither:
+            y = np.where(np.abs(y) <= 1.0, 0.0, y)
         yield (y * scale).astype(np.float32)

@@ -44,26 +44,29 @@ class Renderer(Protocol):
 
 
 class FluidSynthRenderer:
-    """FluidSynth through a soundfont (w2m2w.render.fluidsynth): peaks normalised to 0.9, one second of tail."""
+    """FluidSynth through a soundfont (w2m2w.render.fluidsynth): peaks normalised to 0.9, ringing up to tail_seconds
+    after the last note-off (w2m2w.render.finish ends it where the sound has died away), its +-1 LSB dither removed
+    (stream_notes' undither) so that silence is exact."""
 
     name = "fluidsynth"
     backend = "fluidsynth"
 
-    def __init__(self, soundfont: str = "fluidr3", program: int = 0, chunk_seconds: float = 10.0, sample_rate: int = SAMPLE_RATE):
+    def __init__(self, soundfont: str = "fluidr3", program: int = 0, chunk_seconds: float = 10.0, sample_rate: int = SAMPLE_RATE, tail_seconds: float = 5.0):
         from w2m2w.render.fluidsynth import soundfont_path
 
         self.soundfont_file = soundfont_path(soundfont)  # RenderError names it when it is not installed
         self.soundfont, self.program, self.chunk_seconds, self.sample_rate = soundfont, int(program), float(chunk_seconds), sample_rate
+        self.tail_seconds = float(tail_seconds)
 
     def n_samples(self, notes: np.ndarray) -> int:
         end = float(notes[:, 1].max()) if len(notes) else 0.0
-        return max(1, math.ceil((end + 1.0) * self.sample_rate))
+        return max(1, math.ceil((end + self.tail_seconds) * self.sample_rate))
 
     def stream(self, notes: np.ndarray, n_samples: int | None = None, progress: Callable[[float], None] | None = None) -> Iterator[np.ndarray]:
         from w2m2w.render.fluidsynth import stream_notes
 
         left = None if n_samples is None else int(n_samples)
-        for y in stream_notes(notes, self.soundfont, self.sample_rate, self.program, self.chunk_seconds):
+        for y in stream_notes(notes, self.soundfont, self.sample_rate, self.program, self.chunk_seconds, self.tail_seconds, undither=True):
             if left is not None:
                 y = y[:left]
                 left -= len(y)
@@ -97,13 +100,23 @@ def weights_file(name: str, settings: dict[str, Any]) -> Path:
 
 
 def load_renderer(name: str, settings: dict[str, Any]) -> Renderer:
-    """A ready renderer (model loaded once) from its name and settings (a synthesize config's keys).
+    """A ready renderer (model loaded once) from its name and settings (a synthesize config's keys), finished
+    (w2m2w.render.finish): its output ends where its sound has decayed, goes through settings["eq_db"] (gains per
+    octave band) if given and, with settings["loudness_lufs"], is brought to that loudness.
 
     Raises ValueError for an unknown name, WeightsError or RenderError (one line naming the file) when
     the weights or soundfont are unusable.
     """
+    from w2m2w.render.finish import Finished
+
+    return Finished(_load(name, settings), settings.get("loudness_lufs"), settings.get("eq_db"))
+
+
+def _load(name: str, settings: dict[str, Any]) -> Renderer:
+    """The renderer itself, as it renders."""
     if name == "fluidsynth":
-        return FluidSynthRenderer(settings.get("soundfont", "fluidr3"), int(settings.get("program", 0)), float(settings.get("chunk_seconds", 10.0)))
+        fs = {k: settings[k] for k in ("soundfont", "program", "chunk_seconds", "tail_seconds") if k in settings}
+        return FluidSynthRenderer(**fs)
     path = weights_file(name, settings)
     device = str(settings.get("device", "cpu"))
     if name == "source_filter":

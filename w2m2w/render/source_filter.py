@@ -9,6 +9,7 @@ block length (tests hold it to the whole-piece render).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -18,21 +19,23 @@ import numpy as np
 import torch
 
 from w2m2w.features import conditioning_roll
-from w2m2w.models.source import piano_source
+from w2m2w.models.source import MEASURED_RELEASE, SourceConfig, longest_release, piano_source
 from w2m2w.models.source_filter import MODEL_NAME, SourceFilterWaveNet, source_filter_from_config
 
 
-def window(model: SourceFilterWaveNet, notes: np.ndarray, audio: np.ndarray | None, start: int, n: int, threads: int = 1) -> dict[str, np.ndarray]:
+def window(
+    model: SourceFilterWaveNet, notes: np.ndarray, audio: np.ndarray | None, start: int, n: int, threads: int = 1, source_cfg: SourceConfig | None = None
+) -> dict[str, np.ndarray]:
     """Inputs for samples [start, start + n) of a piece, with the context the model needs on each side.
 
     start and n are multiples of hop. Returns source (n + 2c, channels), gate (n + 2c,),
     roll (frames + 2 * cond_margin, 264) and, with audio, target (n + 2c,), zero outside
-    the piece; c = context(model) samples.
+    the piece; c = context(model) samples. source_cfg: the source's settings (default: the model's own).
     """
     hop, sr = model.cfg.hop_length, model.cfg.sample_rate
     c = context(model)
     s0 = start - c
-    src, gate = piano_source(notes, n + 2 * c, s0, model.source_cfg, sr, threads)
+    src, gate = piano_source(notes, n + 2 * c, s0, source_cfg or model.source_cfg, sr, threads)
     m = model.cond_margin
     roll = conditioning_roll(notes, (n + 2 * c) // hop + 2 * m, sr / hop, s0 // hop - m)
     out = {"source": src, "gate": gate, "roll": roll}
@@ -54,10 +57,12 @@ def context(model: SourceFilterWaveNet) -> int:
 @dataclass
 class SourceFilterRenderConfig:
     block_seconds: float = 4.0  # rendered at a time: memory ~ block x channels x layers
-    tail_seconds: float = 0.5  # rendered after the last note's offset (the damper's release is ~0.36 s)
+    tail_seconds: float = 5.0  # at most this long after the last offset (w2m2w.render.finish ends it where the sound has died)
     device: str = "cpu"
     threads: int = 0  # torch threads; 0 = leave torch's setting
     source_only: bool = False  # render the source's plain mix instead of the WaveNet's output (for comparisons)
+    gate_margin: int | None = None  # samples the gate opens before an onset and stays after a note's end (None: the weights' own)
+    release: str = "model"  # the dampers: "model" (the weights' own source) | "measured" (the real piano's, MEASURED_RELEASE)
 
 
 def load_source_filter(path: str | os.PathLike, device: str = "cpu") -> SourceFilterWaveNet:
@@ -92,6 +97,13 @@ class SourceFilterRenderer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.threads = torch.get_num_threads()  # the source's numba kernel splits a block over as many threads
+        if cfg.release not in ("model", "measured"):
+            raise ValueError(f"release={cfg.release!r}: 'model' or 'measured'")
+        # the release is rendered as the real piano's, whatever the model trained with: the filter is local (16 ms), so
+        # it shapes a longer decay as it shapes the first 0.36 s of one (the card measures what it does)
+        self.source_cfg = dataclasses.replace(model.source_cfg, **MEASURED_RELEASE) if cfg.release == "measured" else model.source_cfg
+        if cfg.gate_margin is not None:  # the gate only multiplies the output: a shorter lead cuts the filter's pre-echo, nothing else
+            self.source_cfg = dataclasses.replace(self.source_cfg, gate_margin=int(cfg.gate_margin))
 
     def n_samples(self, notes: np.ndarray) -> int:
         """Length to render: the last offset plus the tail, in whole frames."""
@@ -100,7 +112,7 @@ class SourceFilterRenderer:
 
     @torch.no_grad()
     def _block(self, notes: np.ndarray, start: int, n: int) -> np.ndarray:
-        w = window(self.model, notes, None, start, n, self.threads)
+        w = window(self.model, notes, None, start, n, self.threads, self.source_cfg)
         c = context(self.model)
         if self.cfg.source_only:
             return source_mix(w["source"], w["gate"])[c : c + n]
@@ -114,12 +126,7 @@ class SourceFilterRenderer:
         """float32 audio chunks in order, n_samples in all (default: n_samples(notes)); progress gets seconds done."""
         notes = np.asarray(notes, dtype=np.float64).reshape(-1, 4)
         total = self.n_samples(notes) if n_samples is None else int(n_samples)
-        reach = (
-            self.model.source_cfg.release_tau * self.model.source_cfg.release_taus * self.sample_rate
-            + self.model.source_cfg.gate_margin
-            + self.model.source_cfg.gate_ramp
-            + 2 * self.block
-        )
+        reach = longest_release(self.source_cfg) * self.sample_rate + self.source_cfg.gate_margin + self.source_cfg.gate_ramp + 2 * self.block
         for start in range(0, total, self.block):
             n = min(self.block, total - start)
             n_pad = math.ceil(n / self.hop) * self.hop
@@ -136,4 +143,4 @@ class SourceFilterRenderer:
         return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
     def describe(self) -> dict:
-        return {"backend": self.backend, "block_seconds": self.cfg.block_seconds, "source_only": self.cfg.source_only}
+        return {"backend": self.backend, "block_seconds": self.cfg.block_seconds, "source_only": self.cfg.source_only, "release": self.cfg.release}
