@@ -79,7 +79,9 @@ def main() -> None:
     print("| workers | pieces done | wall s | pieces/min | audio s/min | speed-up |")
     print("|--:|--:|--:|--:|--:|--:|")
     for w, done, wall in rows:
-        print(f"| {w} | {done} | {wall:.1f} | {60 * done / wall:.1f} | {60 * audio_s / wall:.0f} | {rows[0][2] / wall:.2f}x |")
+        print(
+            f"| {w} | {done} | {wall:.1f} | {60 * done / wall:.1f} | {60 * audio_s / wall:.0f} | {rows[0][2] / wall:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -49,7 +49,9 @@ class ToneSampler:
             f = 440.0 * 2 ** ((rng.integers(21, 109) - 69) / 12)
             a, b = int(onset * SAMPLE_RATE), min(n, int((onset + 1.0) * SAMPLE_RATE))
             seg = t[: b - a]
-            self.audio[a:b] += (0.1 * np.exp(-3 * seg) * sum(np.sin(2 * np.pi * k * f * seg) / k for k in (1, 2, 3))).astype(np.float32)
+            self.audio[a:b] += (
+                0.1 * np.exp(-3 * seg) * sum(np.sin(2 * np.pi * k * f * seg) / k for k in (1, 2, 3))
+            ).astype(np.float32)
         self.augmenter = augmenter
         self.seg = int(5.0 * FRAME_RATE)
 
@@ -70,12 +72,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", type=int, default=12)
     ap.add_argument("--rooms", type=int, default=16)
     ap.add_argument(
-        "--step-ms", type=float, default=47.0, help="a GPU step's time, for the steps/s column (default 47 ms: batch 32 on an H200, 8,224 steps in 390 s)"
+        "--step-ms",
+        type=float,
+        default=47.0,
+        help="a GPU step's time, for the steps/s column (default 47 ms: batch 32 on an H200, 8,224 steps in 390 s)",
     )
     args = ap.parse_args(argv)
     # stage 4's augmentation: its rooms and probabilities, the effects chain at the default augment_p
     cfg = TranscriberTrainConfig(
-        room_bank=args.rooms, room_cache=str(ROOT / "cache" / "rooms"), room_rt60=[0.15, 2.0], room_far_distance=[2.0, 15.0], room_p=0.8
+        room_bank=args.rooms,
+        room_cache=str(ROOT / "cache" / "rooms"),
+        room_rt60=[0.15, 2.0],
+        room_far_distance=[2.0, 15.0],
+        room_p=0.8,
     )
     sampler = ToneSampler(20.0, make_augmenter(cfg))
     print(f"{os.cpu_count()} CPUs; batches of {args.batch} x 5 s segments, a room and the effects chain each\n")

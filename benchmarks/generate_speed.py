@@ -48,7 +48,11 @@ def main() -> None:
     ap.add_argument("--weights", default=str(ROOT / "weights" / "music_transformer.safetensors"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--contexts", type=int, nargs="+", default=[512, 1024, 2048])
-    ap.add_argument("--position", default=None, help="with random weights: relative | learned | sinusoidal (default: the default config)")
+    ap.add_argument(
+        "--position",
+        default=None,
+        help="with random weights: relative | learned | sinusoidal (default: the default config)",
+    )
     ap.add_argument("--cached-events", type=int, default=128)
     ap.add_argument("--uncached-events", type=int, default=4)
     args = ap.parse_args()

@@ -58,8 +58,13 @@ def main(argv: list[str] | None = None) -> int:
         for position in ("relative", "learned"):
             fp32 = step_seconds(position, context, False, args.steps)
             bf16 = step_seconds(position, context, True, args.steps)
-            print(f"| {context} | {4096 // context} | {position} | {fp32:.2f} | {bf16:.2f} | {fp32 / bf16:.1f}x |", flush=True)
-    print(f"\nthreads={args.threads}, torch {torch.__version__}; the shipped size (4 layers, d_model 256, 4 heads), key state on.")
+            print(
+                f"| {context} | {4096 // context} | {position} | {fp32:.2f} | {bf16:.2f} | {fp32 / bf16:.1f}x |",
+                flush=True,
+            )
+    print(
+        f"\nthreads={args.threads}, torch {torch.__version__}; the shipped size (4 layers, d_model 256, 4 heads), key state on."
+    )
     return 0
 
 

@@ -35,7 +35,9 @@ def dense_piece(seconds: float, seed: int = 0, rate: float = 10.0) -> np.ndarray
     rng = np.random.default_rng(seed)
     n = int(seconds * rate)
     on = np.sort(rng.uniform(0, max(seconds - 3.0, 0.1), n))
-    return np.column_stack([on, on + rng.uniform(0.2, 3.0, n), rng.integers(24, 105, n), rng.integers(30, 115, n)]).astype(np.float64)
+    return np.column_stack(
+        [on, on + rng.uniform(0.2, 3.0, n), rng.integers(24, 105, n), rng.integers(30, 115, n)]
+    ).astype(np.float64)
 
 
 def chord(keys: int, seconds: float) -> np.ndarray:
@@ -52,7 +54,9 @@ def renderer(weights: str, threads: int, block: float = 8.0, source_only: bool =
     torch.set_num_threads(threads)
     model = load_source_filter(weights) if Path(weights).is_file() else SourceFilterWaveNet(SourceFilterConfig()).eval()
     # finished as the stage finishes it: its end found, brought to the default -20 LUFS (two passes over a temporary file)
-    return Finished(SourceFilterRenderer(model, SourceFilterRenderConfig(block_seconds=block, source_only=source_only)), -20.0)
+    return Finished(
+        SourceFilterRenderer(model, SourceFilterRenderConfig(block_seconds=block, source_only=source_only)), -20.0
+    )
 
 
 def speed_row(weights: str, threads: int, block: float, seconds: float, source_only: bool = False) -> dict:
@@ -113,14 +117,29 @@ def main() -> None:
         return
     import torch
 
-    print(f"weights: {args.weights if Path(args.weights).is_file() else 'none (random init of the default config)'}; torch {torch.__version__}")
-    rows = [speed_row(args.weights, t, b, args.seconds) for t, b in ((1, 4.0), (args.threads, 4.0), (args.threads, 8.0), (args.threads, 1.0))]
+    print(
+        f"weights: {args.weights if Path(args.weights).is_file() else 'none (random init of the default config)'}; torch {torch.__version__}"
+    )
+    rows = [
+        speed_row(args.weights, t, b, args.seconds)
+        for t, b in ((1, 4.0), (args.threads, 4.0), (args.threads, 8.0), (args.threads, 1.0))
+    ]
     rows.append(speed_row(args.weights, args.threads, 4.0, args.seconds, source_only=True))
     print(table(rows))
     mem = []
     for kind, minutes in (("dense", 1.0), ("dense", args.long_minutes), ("chord", 0)):
         out = subprocess.run(
-            [sys.executable, __file__, "--weights", args.weights, "--threads", str(args.threads), "--child", kind, str(minutes)],
+            [
+                sys.executable,
+                __file__,
+                "--weights",
+                args.weights,
+                "--threads",
+                str(args.threads),
+                "--child",
+                kind,
+                str(minutes),
+            ],
             capture_output=True,
             text=True,
             check=True,

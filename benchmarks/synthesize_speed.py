@@ -82,7 +82,9 @@ def numba_one_stream(model: WaveNet, steps: int) -> int:
 
     p = pack(model)
     frames = -(-steps // model.cfg.hop_length)
-    cond = prepare_cond(p, 0.1 * np.random.randn(1, frames, model.cfg.layers, 2 * model.cfg.residual_channels).astype(np.float32))
+    cond = prepare_cond(
+        p, 0.1 * np.random.randn(1, frames, model.cfg.layers, 2 * model.cfg.residual_channels).astype(np.float32)
+    )
     E = 2 * model.cfg.excitation_harmonics
     exc = np.random.randn(1, steps, E).astype(np.float32) if E else None
     generate_numba(p, cond, np.random.rand(1, steps).astype(np.float32), threads=1, exc=exc)
@@ -120,11 +122,21 @@ def main() -> None:
 
     rows = []
     n, dt, cpu = timed(lambda: naive_torch(model, 20), 3.0)
-    rows.append(("naive torch (full forward over the receptive field per sample)", 1, args.torch_threads, n / dt, n / cpu))
+    rows.append(
+        ("naive torch (full forward over the receptive field per sample)", 1, args.torch_threads, n / dt, n / cpu)
+    )
     numba_one_stream(model, 320)  # compile (or load the cache) outside the timing
     for streams in (1, args.folds):
         n, dt, cpu = timed(lambda s=streams: cached_torch(model, s, 400), 3.0)
-        rows.append((f"cached torch (fast WaveNet queues), {streams} stream{'s' if streams > 1 else ''}", streams, args.torch_threads, n / dt, n / cpu))
+        rows.append(
+            (
+                f"cached torch (fast WaveNet queues), {streams} stream{'s' if streams > 1 else ''}",
+                streams,
+                args.torch_threads,
+                n / dt,
+                n / cpu,
+            )
+        )
     n, dt, cpu = timed(lambda: numba_one_stream(model, 16000), 3.0)
     rows.append(("numba kernel, 1 stream", 1, 1, n / dt, n / cpu))
 
@@ -132,7 +144,10 @@ def main() -> None:
 
     notes = bach_prelude_notes(8)
     notes = np.concatenate(
-        [notes + [k * (notes[:, 1].max() + 0.5), k * (notes[:, 1].max() + 0.5), 0, 0] for k in range(int(np.ceil(args.seconds / notes[:, 1].max())))]
+        [
+            notes + [k * (notes[:, 1].max() + 0.5), k * (notes[:, 1].max() + 0.5), 0, 0]
+            for k in range(int(np.ceil(args.seconds / notes[:, 1].max())))
+        ]
     )
     notes = notes[notes[:, 1] <= args.seconds]
     synth = Synthesizer(model, SynthesisConfig(folds=args.folds, threads=args.threads))
@@ -155,13 +170,19 @@ def main() -> None:
     print("| method | streams | threads | samples/s | x real time | vs naive | samples per CPU-second |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, streams, threads, sps, per_cpu in rows:
-        print(f"| {name} | {streams} | {threads} | {sps:,.0f} | {sps / cfg.sample_rate:.2f} | {sps / base:,.0f}x | {per_cpu:,.0f} |")
+        print(
+            f"| {name} | {streams} | {threads} | {sps:,.0f} | {sps / cfg.sample_rate:.2f} | {sps / base:,.0f}x | {per_cpu:,.0f} |"
+        )
     print(
         f"\nnumba vs cached torch (1 stream): {rows[3][3] / rows[1][3]:.1f}x; goal for one piece: 16,000 samples/s (real time): "
         f"{'met' if rows[-1][3] >= 16000 else 'NOT met'} ({rows[-1][3]:,.0f})."
     )
-    print("samples/s is wall clock; samples per CPU-second is what the process made per second of CPU it got: on a busy machine it")
-    print("estimates one idle core (times the threads for the folded row). Each folded segment also generates and drops its preroll.")
+    print(
+        "samples/s is wall clock; samples per CPU-second is what the process made per second of CPU it got: on a busy machine it"
+    )
+    print(
+        "estimates one idle core (times the threads for the folded row). Each folded segment also generates and drops its preroll."
+    )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

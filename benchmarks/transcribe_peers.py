@@ -58,7 +58,15 @@ INSTALL = {
     "transkun": "pip install --no-deps transkun && pip install moduleconf soxr",
 }
 # metrics the table pools, keys of w2m2w.metrics.transcription_metrics
-METRICS = ("note_precision", "note_recall", "note_f1", "note_velocity_f1", "note_offset_f1", "note_offset_velocity_f1", "frame_f1")
+METRICS = (
+    "note_precision",
+    "note_recall",
+    "note_f1",
+    "note_velocity_f1",
+    "note_offset_f1",
+    "note_offset_velocity_f1",
+    "frame_f1",
+)
 
 
 def _audio_extensions() -> tuple[str, ...]:
@@ -80,7 +88,14 @@ def pair_files(
     from w2m2w.finding import InputError, ReferenceIndex, find_files
 
     try:
-        found = find_files(input_dir, _audio_extensions(), what="audio", lists=False, named_any_type=False, include=[include] if include else ())
+        found = find_files(
+            input_dir,
+            _audio_extensions(),
+            what="audio",
+            lists=False,
+            named_any_type=False,
+            include=[include] if include else (),
+        )
     except InputError:
         return [], []
     index = ReferenceIndex(reference_dir if reference_dir is not None else input_dir)
@@ -159,8 +174,12 @@ def load_transkun_model(threads: int) -> tuple[Any, dict]:
     checkpoint = torch.load(str(pretrained / "2.0.pt"), map_location="cpu", weights_only=True)
     state = checkpoint.get("best_state_dict", checkpoint.get("state_dict"))
     if MEL_KEY not in state:
-        raise SystemExit(f"Transkun's checkpoint has no {MEL_KEY}: the torchaudio stand-in's filterbank would be used; refusing")
-    res = model.load_state_dict(state, strict=False)  # strict=False as transkun.transcribe; a missing key is an error here
+        raise SystemExit(
+            f"Transkun's checkpoint has no {MEL_KEY}: the torchaudio stand-in's filterbank would be used; refusing"
+        )
+    res = model.load_state_dict(
+        state, strict=False
+    )  # strict=False as transkun.transcribe; a missing key is an error here
     if res.missing_keys:
         raise SystemExit(f"Transkun's checkpoint lacks {res.missing_keys[:3]}...")
     if not torch.equal(model.framewiseFeatureExtractor.freq2mels, state[MEL_KEY]):
@@ -193,7 +212,9 @@ def load_transkun(threads: int) -> tuple[Callable[[str], tuple[np.ndarray, float
         with torch.inference_mode():
             notes = model.transcribe(torch.from_numpy(np.ascontiguousarray(y)), discardSecondHalf=False)
         # pitch <= 0 marks a pedal event (minus its controller number): keys only
-        est = np.array([[n.start, n.end, n.pitch, n.velocity] for n in notes if n.pitch > 0], dtype=np.float64).reshape(-1, 4)
+        est = np.array([[n.start, n.end, n.pitch, n.velocity] for n in notes if n.pitch > 0], dtype=np.float64).reshape(
+            -1, 4
+        )
         return est, seconds
 
     return run, info
@@ -209,7 +230,9 @@ def worker(system: str, manifest: list[dict], weights: str, threads: int) -> dic
 
     if system == "w2m2w":
         run, info = load_system("onsets_frames", weights, threads)
-        info["version"] = f"{_version('w2m2w')} ({Path(weights).name if Path(weights).is_file() else 'random init: no weights file'})"
+        info["version"] = (
+            f"{_version('w2m2w')} ({Path(weights).name if Path(weights).is_file() else 'random init: no weights file'})"
+        )
         info["label"] = "w2m2w Onsets and Frames"
     elif system == "basic-pitch":
         run, info = load_system("basic_pitch", weights, threads)
@@ -315,15 +338,21 @@ def parse_systems(text: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--input", help="folder of audio files, each with a same-stem .tsv or .mid reference")
     ap.add_argument("--reference", help="folder holding the references, when they are not beside the audio")
     ap.add_argument("--include", help="only audio whose name (or path under --input) matches this glob")
     ap.add_argument("--max-seconds", type=float, help="transcribe and score only the first N seconds of each file")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads for each system")
-    ap.add_argument("--systems", type=parse_systems, default=list(SYSTEMS), help=f"comma-separated, of {','.join(SYSTEMS)}")
     ap.add_argument(
-        "--weights", default="weights/onsets_frames.safetensors", help="w2m2w transcriber weights; a random model of the default config when missing"
+        "--systems", type=parse_systems, default=list(SYSTEMS), help=f"comma-separated, of {','.join(SYSTEMS)}"
+    )
+    ap.add_argument(
+        "--weights",
+        default="weights/onsets_frames.safetensors",
+        help="w2m2w transcriber weights; a random model of the default config when missing",
     )
     ap.add_argument("--json", help="also write every measurement, per file too, to this JSON file")
     ap.add_argument("--per-file", action="store_true", help="also print note and frame F1 per file")
@@ -343,7 +372,11 @@ def main(argv: list[str] | None = None) -> int:
     if unmatched:
         print(f"{len(unmatched)} audio file(s) without a reference left out, e.g. {unmatched[0]}", file=sys.stderr)
     if not pairs:
-        print(f"no audio with a same-stem .tsv/.mid reference under {args.input}" + (f" matching {args.include!r}" if args.include else ""), file=sys.stderr)
+        print(
+            f"no audio with a same-stem .tsv/.mid reference under {args.input}"
+            + (f" matching {args.include!r}" if args.include else ""),
+            file=sys.stderr,
+        )
         return 2
     weights = str(Path(args.weights).resolve())
     skipped = {s: why for s in args.systems if (why := system_status(s)) is not None}
@@ -354,13 +387,20 @@ def main(argv: list[str] | None = None) -> int:
         manifest_path = tmp / "manifest.json"
         manifest_path.write_text(json.dumps(manifest))
         n_ref = sum(m["ref_notes"] for m in manifest)
-        print(f"{len(manifest)} file(s), {n_ref} reference notes; systems: {', '.join(s for s in args.systems if s not in skipped) or 'none'}", file=sys.stderr)
+        print(
+            f"{len(manifest)} file(s), {n_ref} reference notes; systems: {', '.join(s for s in args.systems if s not in skipped) or 'none'}",
+            file=sys.stderr,
+        )
         for system in args.systems:
             if system in skipped:
                 continue
             t0 = time.perf_counter()
             rows.append(run_worker(system, manifest_path, weights, args.threads, tmp))
-            print(f"  {system}: {time.perf_counter() - t0:.0f} s" + (f" (failed: {rows[-1]['error']})" if "error" in rows[-1] else ""), file=sys.stderr)
+            print(
+                f"  {system}: {time.perf_counter() - t0:.0f} s"
+                + (f" (failed: {rows[-1]['error']})" if "error" in rows[-1] else ""),
+                file=sys.stderr,
+            )
 
     print(table(rows))
     print()
@@ -372,7 +412,9 @@ def main(argv: list[str] | None = None) -> int:
         "Wall time covers reading each file to its notes, resampling included; model load is apart."
     )
     if any(r.get("system") == "basic-pitch" and "error" not in r for r in rows):
-        print("Basic Pitch predicts note amplitude, not velocity: its velocity column scores 127 x amplitude (what its own MIDI writer uses).")
+        print(
+            "Basic Pitch predicts note amplitude, not velocity: its velocity column scores 127 x amplitude (what its own MIDI writer uses)."
+        )
     for r in rows:
         if r.get("system") == "transkun" and "error" not in r:
             print(
@@ -380,7 +422,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"(the torchaudio stand-in's differed from it by at most {r['standin_fbank_max_abs_diff']:.1e} before loading)."
             )
     if "w2m2w" in args.systems and not Path(weights).is_file():
-        print(f"No weights at {args.weights}: the w2m2w row is a randomly initialised model; its speed and memory are real, its F1 is not.")
+        print(
+            f"No weights at {args.weights}: the w2m2w row is a randomly initialised model; its speed and memory are real, its F1 is not."
+        )
     for s, why in skipped.items():
         print(f"{s} skipped: {why}")
     if args.per_file:
@@ -388,7 +432,13 @@ def main(argv: list[str] | None = None) -> int:
         print(per_file_table(rows))
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"args": {k: v for k, v in vars(args).items() if k not in ("worker", "manifest", "result")}, "rows": rows}, indent=1)
+            json.dumps(
+                {
+                    "args": {k: v for k, v in vars(args).items() if k not in ("worker", "manifest", "result")},
+                    "rows": rows,
+                },
+                indent=1,
+            )
         )
     return 0 if all("error" not in r for r in rows) else 1
 

@@ -83,7 +83,9 @@ def musical_notes(seconds: float, seed: int = 0) -> np.ndarray:
                     step = -step
                 mdeg += step
                 if rng.random() > 0.1:  # some rests
-                    notes.append((t + pos * beat, t + pos * beat + dur * rng.uniform(0.7, 1.2), degree(mdeg), vel(loud + 5)))
+                    notes.append(
+                        (t + pos * beat, t + pos * beat + dur * rng.uniform(0.7, 1.2), degree(mdeg), vel(loud + 5))
+                    )
                 pos += dur / beat
             t += 4 * beat
     arr = np.array(notes, dtype=np.float64)
@@ -180,14 +182,20 @@ def load_system(system: str, weights: str, threads: int) -> tuple[Callable[[str]
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
-            model.model = ort.InferenceSession(str(ICASSP_2022_MODEL_PATH), sess_options=opts, providers=["CPUExecutionProvider"])
-        info["label"] = f"Basic Pitch {_version('basic-pitch')} ({Path(str(ICASSP_2022_MODEL_PATH)).name}, default thresholds)"
+            model.model = ort.InferenceSession(
+                str(ICASSP_2022_MODEL_PATH), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        info["label"] = (
+            f"Basic Pitch {_version('basic-pitch')} ({Path(str(ICASSP_2022_MODEL_PATH)).name}, default thresholds)"
+        )
         info["load_s"] = time.perf_counter() - t0
         info["rss_loaded_mb"] = rss_mb()
 
         def run(audio: str) -> tuple[np.ndarray, float]:
             _, _, events = predict(audio, model)
-            est = np.array([[s, e, p, np.clip(round(127 * a), 1, 127)] for s, e, p, a, *_ in events], dtype=np.float64).reshape(-1, 4)
+            est = np.array(
+                [[s, e, p, np.clip(round(127 * a), 1, 127)] for s, e, p, a, *_ in events], dtype=np.float64
+            ).reshape(-1, 4)
             return est, sf.info(audio).duration
 
     else:
@@ -208,7 +216,13 @@ def worker(system: str, audio: str, ref_tsv: str, weights: str, threads: int) ->
     info["peak_rss_mb"] = peak_rss_mb()  # before scoring: mir_eval's matching has its own peak
     m = transcription_metrics(ref, est)
     info.update(
-        system=system, threads=threads, note_f1=m["note_f1"], note_offset_f1=m["note_offset_f1"], frame_f1=m["frame_f1"], est_notes=len(est), ref_notes=len(ref)
+        system=system,
+        threads=threads,
+        note_f1=m["note_f1"],
+        note_offset_f1=m["note_offset_f1"],
+        frame_f1=m["frame_f1"],
+        est_notes=len(est),
+        ref_notes=len(ref),
     )
     return info
 
@@ -252,9 +266,7 @@ def run_script_worker(script: Path, args: list[str], system: str, threads: int, 
 
 
 def table(rows: list[dict]) -> str:
-    head = (
-        "| system | audio s | wall s | x real time | peak RSS MB | RSS after model load MB | model load s | notes out | note F1 | note+offset F1 | frame F1 |"
-    )
+    head = "| system | audio s | wall s | x real time | peak RSS MB | RSS after model load MB | model load s | notes out | note F1 | note+offset F1 | frame F1 |"
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in rows:
         if "error" in r:
@@ -281,16 +293,27 @@ def write_recording(path: Path, y, sample_rate: int, channels: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weights", default="weights/onsets_frames.safetensors", help="transcriber weights; a random model of the default config when missing")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--weights",
+        default="weights/onsets_frames.safetensors",
+        help="transcriber weights; a random model of the default config when missing",
+    )
     ap.add_argument("--minutes", type=float, default=10.0, help="length of the test recording")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads for each system")
-    ap.add_argument("--soundfont", default="fluidr3", help="FluidSynth soundfont (w2m2w.render.fluidsynth.SOUNDFONTS name or path)")
+    ap.add_argument(
+        "--soundfont", default="fluidr3", help="FluidSynth soundfont (w2m2w.render.fluidsynth.SOUNDFONTS name or path)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-basic-pitch", action="store_true", help="skip the Basic Pitch comparison")
     ap.add_argument("--keep", help="folder to keep the rendered WAV and its notes in")
     ap.add_argument(
-        "--sample-rate", type=int, default=44100, help="the test WAV's rate: a user's recording, not the model's 16 kHz, so reading it is measured too"
+        "--sample-rate",
+        type=int,
+        default=44100,
+        help="the test WAV's rate: a user's recording, not the model's 16 kHz, so reading it is measured too",
     )
     ap.add_argument("--channels", type=int, default=2, choices=(1, 2), help="the test WAV's channels")
     ap.add_argument("--worker", help=argparse.SUPPRESS)

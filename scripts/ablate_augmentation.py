@@ -83,7 +83,13 @@ def paired_difference(reference: list[dict], twin: list[dict], key: str) -> tupl
 def table(twins: list[Twin], scores: dict[str, dict[str, list[dict]]]) -> str:
     """Markdown: per set and twin, mean F1 and the paired difference from the first twin (+- its standard error)."""
     ref = twins[0].name
-    lines = ["| set | twin | left out | " + " | ".join(METRICS) + " | " + " | ".join(f"d {m} (+- se)" for m in METRICS) + " |"]
+    lines = [
+        "| set | twin | left out | "
+        + " | ".join(METRICS)
+        + " | "
+        + " | ".join(f"d {m} (+- se)" for m in METRICS)
+        + " |"
+    ]
     lines.append("|" + " --- |" * (3 + 2 * len(METRICS)))
     for set_name in scores[ref]:
         for twin in twins:
@@ -94,9 +100,18 @@ def table(twins: list[Twin], scores: dict[str, dict[str, list[dict]]]) -> str:
             if twin.name == ref:
                 deltas = ["(reference)"] * len(METRICS)
             else:
-                deltas = [f"{d:+.4f} +- {se:.4f}" for d, se, _ in (paired_difference(scores[ref][set_name], rows, m) for m in METRICS)]
+                deltas = [
+                    f"{d:+.4f} +- {se:.4f}"
+                    for d, se, _ in (paired_difference(scores[ref][set_name], rows, m) for m in METRICS)
+                ]
             left_out = ", ".join(twin.skip) or "nothing"
-            lines.append(f"| {set_name} | {twin.name} | {left_out} | " + " | ".join(f"{v:.4f}" for v in means) + " | " + " | ".join(deltas) + " |")
+            lines.append(
+                f"| {set_name} | {twin.name} | {left_out} | "
+                + " | ".join(f"{v:.4f}" for v in means)
+                + " | "
+                + " | ".join(deltas)
+                + " |"
+            )
     return "\n".join(lines)
 
 
@@ -112,8 +127,21 @@ def main(argv: list[str] | None = None) -> int:
     own, overrides = argv[:cut], argv[cut + 1 :]
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--twin", action="append", required=True, metavar="NAME=STAGES", help="a run and the stages it leaves out; the first is the reference")
-    ap.add_argument("--set", action="append", default=[], type=Path, metavar="DIR", help="a scoring set: audio and NAME.tsv side by side (repeatable)")
+    ap.add_argument(
+        "--twin",
+        action="append",
+        required=True,
+        metavar="NAME=STAGES",
+        help="a run and the stages it leaves out; the first is the reference",
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="a scoring set: audio and NAME.tsv side by side (repeatable)",
+    )
     ap.add_argument("--parallel", type=int, default=1, help="twins trained at once")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of each run, and of the scoring")
     ap.add_argument("--score-only", action="store_true", help="score the runs' last.safetensors without training")
@@ -134,7 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         with ThreadPoolExecutor(max(1, args.parallel)) as pool:
             for twin, rc in pool.map(lambda t: _train(t, args.out, overrides, args.threads), twins):
                 if rc:
-                    print(f"error: twin {twin.name}: training exited {rc}; see {args.out / twin.name}.log", file=sys.stderr)
+                    print(
+                        f"error: twin {twin.name}: training exited {rc}; see {args.out / twin.name}.log",
+                        file=sys.stderr,
+                    )
                     failed += 1
 
     import torch
@@ -150,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             continue
         for s in args.set:
-            report = evaluate_transcription(s, s, source="audio", weights=weights, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
+            report = evaluate_transcription(
+                s, s, source="audio", weights=weights, warn=lambda m: print(f"warning: {m}", file=sys.stderr)
+            )
             scores.setdefault(twin.name, {})[s.name] = report.rows
             print(f"{twin.name} on {s}: " + ", ".join(f"{m} {report.summary[m]:.4f}" for m in METRICS), flush=True)
     if twins[0].name not in scores:
@@ -158,7 +191,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     text = table(twins, scores)
     print(text)
-    record = {"twins": {t.name: list(t.skip) for t in twins}, "overrides": overrides, "sets": [str(s) for s in args.set], "scores": scores}
+    record = {
+        "twins": {t.name: list(t.skip) for t in twins},
+        "overrides": overrides,
+        "sets": [str(s) for s in args.set],
+        "scores": scores,
+    }
     tmp = args.out / "ablation.json.tmp"
     tmp.write_text(json.dumps(record, indent=1) + "\n")
     os.replace(tmp, args.out / "ablation.json")

@@ -50,13 +50,20 @@ def log_mel_bias(y: np.ndarray, ref: np.ndarray) -> np.ndarray:
     n = min(len(y), len(ref))
     x = np.stack([y[:n], ref[:n]]).astype(np.float64)
     x = x / np.maximum(np.sqrt(np.mean(x**2, axis=1, keepdims=True)), 1e-8)
-    mel = log_mel(torch.from_numpy(x.astype(np.float32)), cfg).numpy()  # (2, frames, bins) or (2, bins, frames): natural log
+    mel = log_mel(
+        torch.from_numpy(x.astype(np.float32)), cfg
+    ).numpy()  # (2, frames, bins) or (2, bins, frames): natural log
     d = mel[0] - mel[1]
     centres = librosa.mel_frequencies(n_mels=cfg.n_mels + 2, fmin=cfg.fmin, fmax=cfg.fmax)[1:-1]
     axis = 1 if d.shape[1] == cfg.n_mels else 0
     per_bin = d.mean(axis=1 - axis) * 10 / np.log(10)  # nats of power -> dB
     lo, hi = np.array(BANDS_HZ) / np.sqrt(2), np.array(BANDS_HZ) * np.sqrt(2)
-    return np.array([per_bin[(centres >= a) & (centres < b)].mean() if ((centres >= a) & (centres < b)).any() else np.nan for a, b in zip(lo, hi)])
+    return np.array(
+        [
+            per_bin[(centres >= a) & (centres < b)].mean() if ((centres >= a) & (centres < b)).any() else np.nan
+            for a, b in zip(lo, hi)
+        ]
+    )
 
 
 def parse_value(v: str):
@@ -78,11 +85,17 @@ def main() -> None:
     ap.add_argument("--notes", required=True)
     ap.add_argument("--reference", required=True)
     ap.add_argument("--synthesizer", default="source_filter")
-    ap.add_argument("--set", nargs="*", default=[], help="renderer settings KEY=VALUE (weights=..., eq_db=[...], soundfont=...)")
+    ap.add_argument(
+        "--set", nargs="*", default=[], help="renderer settings KEY=VALUE (weights=..., eq_db=[...], soundfont=...)"
+    )
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--fit", action="store_true", help="print the eq_db that takes the bias out (clipped to +-15 dB)")
     args = ap.parse_args()
-    settings = {"threads": 2, "loudness_lufs": None, **{k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}}
+    settings = {
+        "threads": 2,
+        "loudness_lufs": None,
+        **{k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)},
+    }
     renderer = load_renderer(args.synthesizer, settings)
     refs = reference_audio(args.reference)
     rows, mel_rows, dists = [], [], []
@@ -98,7 +111,9 @@ def main() -> None:
         dists.append(log_mel_distance(y, ref))
         print(f"{name}: distance {dists[-1]:.3f}", flush=True)
     bias = np.mean(rows, 0)
-    print(f"\n{args.synthesizer} {settings}: {len(rows)} pieces, {args.seconds:g} s each; log-mel distance {np.mean(dists):.3f}")
+    print(
+        f"\n{args.synthesizer} {settings}: {len(rows)} pieces, {args.seconds:g} s each; log-mel distance {np.mean(dists):.3f}"
+    )
     print("| band (Hz) | " + " | ".join(f"{b:g}" for b in BANDS_HZ) + " |")
     print("|---|" + "--:|" * len(BANDS_HZ))
     mel_bias = np.nanmean(mel_rows, 0)

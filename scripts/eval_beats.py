@@ -57,11 +57,18 @@ def f_measures(ref: np.ndarray, ref_db: np.ndarray, est: B.Beats) -> tuple[float
     import mir_eval
 
     trim = mir_eval.beat.trim_beats
-    return (mir_eval.beat.f_measure(trim(ref), trim(est.times)), mir_eval.beat.f_measure(trim(ref[ref_db]), trim(est.downbeats)))
+    return (
+        mir_eval.beat.f_measure(trim(ref), trim(est.times)),
+        mir_eval.beat.f_measure(trim(ref[ref_db]), trim(est.downbeats)),
+    )
 
 
 def score_positions(
-    perf_notes: np.ndarray, perf_beats: np.ndarray, score_notes: np.ndarray, score_beats: np.ndarray, score_db: np.ndarray
+    perf_notes: np.ndarray,
+    perf_beats: np.ndarray,
+    score_notes: np.ndarray,
+    score_beats: np.ndarray,
+    score_db: np.ndarray,
 ) -> list[tuple[Fraction, bool] | None]:
     """Each performance note's position in the bar in the score (beats from the bar line, a Fraction), or None
     when no same-pitch score note lies within half a beat of it on the aligned beat grid."""
@@ -89,7 +96,9 @@ def track_notes(notes: np.ndarray, tracker: str, weights: Path) -> B.Beats:
     return B.learned_beats(notes, weights) if tracker == "learned" else B.handmade_beats_from_notes(notes)
 
 
-def track_audio(y: np.ndarray, sr: int, transcriber, tracker: str, weights: Path, cache: Path | None = None) -> tuple[B.Beats, float, float]:
+def track_audio(
+    y: np.ndarray, sr: int, transcriber, tracker: str, weights: Path, cache: Path | None = None
+) -> tuple[B.Beats, float, float]:
     """(beats, transcription seconds, tracking seconds) of 16 kHz mono audio: transcribed, then tracked.
 
     cache: an .npz keeping the transcription and the seconds it took, so trackers compare on the same notes."""
@@ -106,11 +115,15 @@ def track_audio(y: np.ndarray, sr: int, transcriber, tracker: str, weights: Path
             cache.parent.mkdir(parents=True, exist_ok=True)
             np.savez(cache, notes=notes, seconds=t_tr)
     t1 = time.perf_counter()
-    est = B.learned_beats(notes, weights) if tracker == "learned" else B.handmade_beats_from_audio_and_notes(y, sr, notes)
+    est = (
+        B.learned_beats(notes, weights) if tracker == "learned" else B.handmade_beats_from_audio_and_notes(y, sr, notes)
+    )
     return est, t_tr, time.perf_counter() - t1
 
 
-def evaluate_one(perf: Path, seconds: float, transcriber, tracker: str, weights: Path, transcripts: Path | None = None) -> dict:
+def evaluate_one(
+    perf: Path, seconds: float, transcriber, tracker: str, weights: Path, transcripts: Path | None = None
+) -> dict:
     import pretty_midi
 
     from w2m2w.midi import load_midi_notes, notes_to_pretty_midi
@@ -147,7 +160,11 @@ def evaluate_one(perf: Path, seconds: float, transcriber, tracker: str, weights:
     if transcriber is not None:
         pedal = pedal[pedal[:, 0] < seconds] if len(pedal) else pedal
         sf = SOUNDFONTS[int(_h(perf.name), 16) % len(SOUNDFONTS)]
-        y = notes_to_pretty_midi(notes, pedal=pedal).fluidsynth(fs=16000, synthesizer=soundfont_path(sf)).astype(np.float32)
+        y = (
+            notes_to_pretty_midi(notes, pedal=pedal)
+            .fluidsynth(fs=16000, synthesizer=soundfont_path(sf))
+            .astype(np.float32)
+        )
         cache = transcripts / f"{perf.parent.name}_{perf.stem}_{sf}_{seconds:g}.npz" if transcripts else None
         est_a, t_tr, t_beats = track_audio(y, 16000, transcriber, tracker, weights, cache)
         minutes = len(y) / 16000 / 60
@@ -177,11 +194,19 @@ def demo_check(path: Path, transcriber, tracker: str, weights: Path, transcripts
     q = S.quantize(notes, est)
     ratio = est.tempo / 72.0
     ok_tempo = any(abs(ratio - r) <= 0.05 * r for r in (0.5, 1.0, 2.0))
-    level = min((Fraction(1, 2), Fraction(1), Fraction(2)), key=lambda r: abs(ratio - float(r)))  # the tracked beat level
+    level = min(
+        (Fraction(1, 2), Fraction(1), Fraction(2)), key=lambda r: abs(ratio - float(r))
+    )  # the tracked beat level
     sixteenth = Fraction(1, 4) * level  # a sixteenth in tracked beats
     steps = sorted({p for p, _ in q.positions()})
     frac_ok = all((p / sixteenth).denominator == 1 for p in steps)
-    return {"tempo": round(est.tempo, 2), "meter": est.meter, "tempo_ok": ok_tempo, "sixteenths_intact": frac_ok, "beats": len(est.times)}
+    return {
+        "tempo": round(est.tempo, 2),
+        "meter": est.meter,
+        "tempo_ok": ok_tempo,
+        "sixteenths_intact": frac_ok,
+        "beats": len(est.times),
+    }
 
 
 def main() -> None:
@@ -191,9 +216,21 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=120.0)
     ap.add_argument("--no-audio", action="store_true")
     ap.add_argument("--tracker", choices=("learned", "handmade"), default="learned")
-    ap.add_argument("--weights", type=Path, default=Path(__file__).resolve().parents[1] / "weights/beat_tracker.safetensors", help="the learned tracker's")
-    ap.add_argument("--transcripts", type=Path, default=None, help="a folder keeping each render's transcription (and its time) between runs")
-    ap.add_argument("--demo", type=Path, default=Path(__file__).resolve().parents[1] / "assets/demo/bach_prelude_c.flac")
+    ap.add_argument(
+        "--weights",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / "weights/beat_tracker.safetensors",
+        help="the learned tracker's",
+    )
+    ap.add_argument(
+        "--transcripts",
+        type=Path,
+        default=None,
+        help="a folder keeping each render's transcription (and its time) between runs",
+    )
+    ap.add_argument(
+        "--demo", type=Path, default=Path(__file__).resolve().parents[1] / "assets/demo/bach_prelude_c.flac"
+    )
     args = ap.parse_args()
     transcriber = None
     if not args.no_audio:
@@ -207,7 +244,14 @@ def main() -> None:
         rows.append(row)
         cols = [
             f"{row[k]:.3f}" if isinstance(row.get(k), float) else str(row.get(k, "-"))
-            for k in ("midi_beat_f", "midi_db_f", "audio_beat_f", "audio_db_f", "notes_at_score_pos", "notes_at_score_subbeat")
+            for k in (
+                "midi_beat_f",
+                "midi_db_f",
+                "audio_beat_f",
+                "audio_db_f",
+                "notes_at_score_pos",
+                "notes_at_score_subbeat",
+            )
         ]
         print(f"{row['piece'][:44]:44s} {row['perf'][:14]:14s} m={row['meter']} " + " ".join(cols), flush=True)
     keys = [

@@ -24,7 +24,9 @@ from w2m2w.checkpoint import WeightsError, load_weights, save_weights
 from w2m2w.files import sha256_file  # noqa: E402
 
 
-def graft(base: dict[str, torch.Tensor], donor: dict[str, torch.Tensor], prefixes: list[str]) -> dict[str, torch.Tensor]:
+def graft(
+    base: dict[str, torch.Tensor], donor: dict[str, torch.Tensor], prefixes: list[str]
+) -> dict[str, torch.Tensor]:
     """base's tensors, those whose names start with one of `prefixes` + "." taken from donor.
 
     Raises ValueError when a prefix names no tensor, or the two differ in names or shapes under it.
@@ -48,9 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--base", required=True, type=Path)
     ap.add_argument("--donor", required=True, type=Path)
-    ap.add_argument("--take", required=True, nargs="+", help="top-level module names to take from the donor (e.g. pedal_stack)")
+    ap.add_argument(
+        "--take", required=True, nargs="+", help="top-level module names to take from the donor (e.g. pedal_stack)"
+    )
     ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--model", default="onsets_frames", help="the model name both files must hold (default onsets_frames)")
+    ap.add_argument(
+        "--model", default="onsets_frames", help="the model name both files must hold (default onsets_frames)"
+    )
     args = ap.parse_args(argv)
     try:
         base, cfg, training = load_weights(args.base, args.model)
@@ -62,7 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     except (WeightsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    record = {"donor": str(args.donor), "donor_sha256": sha256_file(args.donor), "took": args.take, "donor_training": donor_training}
+    record = {
+        "donor": str(args.donor),
+        "donor_sha256": sha256_file(args.donor),
+        "took": args.take,
+        "donor_training": donor_training,
+    }
     save_weights(args.out, args.model, tensors, cfg, {**training, "graft": record})
     print(f"{args.out}: {args.base} with {', '.join(args.take)} from {args.donor}")
     return 0

@@ -62,13 +62,20 @@ def edges() -> Counter:
         for name in names:
             if name.split(".")[0] in ("w2m2w", "stages") and wing(name) != "w2m2w":
                 found[("run.py", wing(name))] += 1
-    cycles = [m for m in graph.modules if any(graph.find_shortest_chain(importer=d, imported=m) for d in graph.find_modules_directly_imported_by(m))]
+    cycles = [
+        m
+        for m in graph.modules
+        if any(graph.find_shortest_chain(importer=d, imported=m) for d in graph.find_modules_directly_imported_by(m))
+    ]
     print(f"modules in an import cycle: {sorted(cycles) or 'none'}")
     return found
 
 
 def to_dot(found: Counter, rows: list[list[str]]) -> str:
-    lines = ["digraph w2m2w {", '  rankdir=TB; node [shape=box, style="rounded,filled", fillcolor="#f4f4f4", fontname="Helvetica", fontsize=11];']
+    lines = [
+        "digraph w2m2w {",
+        '  rankdir=TB; node [shape=box, style="rounded,filled", fillcolor="#f4f4f4", fontname="Helvetica", fontsize=11];',
+    ]
     lines.append('  edge [color="#888888", fontname="Helvetica", fontsize=8, arrowsize=0.6];')
     lines.append('  "run.py" [fillcolor="#ffe8c8"]; "stages" [fillcolor="#ffe8c8"];')
     for row in [["run.py"], ["stages"], *rows]:
@@ -89,11 +96,15 @@ def plain_svg(found: Counter, rows: list[list[str]]) -> str:
         x0 = (width - len(row) * (w + gap_x) + gap_x) / 2
         for j, name in enumerate(row):
             pos[name] = (x0 + j * (w + gap_x), 20 + i * (h + gap_y))
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{20 + len(rows) * (h + gap_y)}" font-family="Helvetica" font-size="11">']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{20 + len(rows) * (h + gap_y)}" font-family="Helvetica" font-size="11">'
+    ]
     for (a, b), _ in sorted(found.items()):
         if a in pos and b in pos:
             (xa, ya), (xb, yb) = pos[a], pos[b]
-            out.append(f'<line x1="{xa + w / 2}" y1="{ya + h}" x2="{xb + w / 2}" y2="{yb}" stroke="#999" stroke-width="0.8"/>')
+            out.append(
+                f'<line x1="{xa + w / 2}" y1="{ya + h}" x2="{xb + w / 2}" y2="{yb}" stroke="#999" stroke-width="0.8"/>'
+            )
     for name, (x, y) in pos.items():
         out.append(f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="6" fill="#f4f4f4" stroke="#444"/>')
         out.append(f'<text x="{x + w / 2}" y="{y + h / 2 + 4}" text-anchor="middle">{name}</text>')
@@ -103,10 +114,16 @@ def plain_svg(found: Counter, rows: list[list[str]]) -> str:
 def main() -> None:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "docs" / "import_graph.svg"
     found, rows = edges(), floors()
-    up = [(a, b) for a, b in found if any(a in r for r in rows) and any(b in r for r in rows) and _floor(rows, a) > _floor(rows, b)]
+    up = [
+        (a, b)
+        for a, b in found
+        if any(a in r for r in rows) and any(b in r for r in rows) and _floor(rows, a) > _floor(rows, b)
+    ]
     print(f"imports up a floor: {up or 'none'}")
     if shutil.which("dot"):
-        svg = subprocess.run(["dot", "-Tsvg"], input=to_dot(found, rows), capture_output=True, text=True, check=True).stdout
+        svg = subprocess.run(
+            ["dot", "-Tsvg"], input=to_dot(found, rows), capture_output=True, text=True, check=True
+        ).stdout
     else:
         svg = plain_svg(found, rows)
     out.parent.mkdir(parents=True, exist_ok=True)

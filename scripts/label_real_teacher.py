@@ -72,7 +72,9 @@ def split_events(events: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     Keys have pitch > 0; a pedal event has minus its controller number as pitch (-64 sustain, -67 soft).
     """
-    notes = np.array([[e.start, e.end, e.pitch, e.velocity] for e in events if e.pitch > 0], dtype=np.float64).reshape(-1, 4)
+    notes = np.array([[e.start, e.end, e.pitch, e.velocity] for e in events if e.pitch > 0], dtype=np.float64).reshape(
+        -1, 4
+    )
     sustain = np.array([[e.start, e.end] for e in events if e.pitch == SUSTAIN_PITCH], dtype=np.float64).reshape(-1, 2)
     soft = np.array([[e.start, e.end] for e in events if e.pitch == SOFT_PITCH], dtype=np.float64).reshape(-1, 2)
     return notes, sustain, soft
@@ -98,7 +100,10 @@ def is_current(sidecar: dict | None, audio_sha256: str, teacher_sha256: str, has
     """Whether a sidecar already labels this audio with this teacher checkpoint, its MIDI there (then the file is skipped)."""
     if not sidecar or not has_midi:
         return False
-    return sidecar.get("audio", {}).get("sha256") == audio_sha256 and sidecar.get("teacher", {}).get("checkpoint_sha256") == teacher_sha256
+    return (
+        sidecar.get("audio", {}).get("sha256") == audio_sha256
+        and sidecar.get("teacher", {}).get("checkpoint_sha256") == teacher_sha256
+    )
 
 
 def read_sidecar(path: Path) -> dict | None:
@@ -138,7 +143,9 @@ def load_split(path: str | os.PathLike = SPLIT_FILE, stems: list[str] | None = N
     if stems is not None:
         missing, extra = sorted(set(stems) - set(val) - set(train)), sorted((set(val) | set(train)) - set(stems))
         if missing or extra:
-            raise ValueError(f"{path}: the split does not match the audio files: not in the split {missing}, not among the files {extra}")
+            raise ValueError(
+                f"{path}: the split does not match the audio files: not in the split {missing}, not among the files {extra}"
+            )
     return {"val": val, "train": train}
 
 
@@ -159,7 +166,11 @@ def summarize(sidecars: dict[str, dict | None], split: dict[str, list[str]]) -> 
 
 def find_audio(audio_dir: Path, only: list[str] | None = None) -> list[Path]:
     """Audio files directly in `audio_dir`, sorted; with `only`, those whose stem or name is listed (an unknown name is an error)."""
-    files = sorted(p for p in audio_dir.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith("."))
+    files = sorted(
+        p
+        for p in audio_dir.iterdir()
+        if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith(".")
+    )
     if only:
         wanted = set(only)
         unknown = sorted(wanted - {p.stem for p in files} - {p.name for p in files})
@@ -178,7 +189,9 @@ def teacher_checkpoint() -> Path:
 
     spec = importlib.util.find_spec("transkun")
     if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("Transkun is not installed: pip install --no-deps transkun==2.0.1 && pip install moduleconf soxr")
+        raise SystemExit(
+            "Transkun is not installed: pip install --no-deps transkun==2.0.1 && pip install moduleconf soxr"
+        )
     return Path(list(spec.submodule_search_locations)[0]) / "pretrained" / "2.0.pt"
 
 
@@ -206,7 +219,9 @@ def load_teacher(threads: int):
     return transcribe, info
 
 
-def label_file(audio: Path, out_dir: Path, transcribe, teacher: dict, audio_sha: str, command: str, threads: int) -> dict:
+def label_file(
+    audio: Path, out_dir: Path, transcribe, teacher: dict, audio_sha: str, command: str, threads: int
+) -> dict:
     """Transcribe `audio`, write OUT/<stem>.mid then OUT/<stem>.json; the sidecar."""
     t0 = time.perf_counter()
     events, seconds = transcribe(audio)
@@ -237,12 +252,29 @@ def label_file(audio: Path, out_dir: Path, transcribe, teacher: dict, audio_sha:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--audio", type=Path, default=DEFAULT_AUDIO, help="folder of the recordings (default: ../shared/data/audio/real_cc0 from the repo root)")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the labels go, outside the repository (default: %(default)s)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--audio",
+        type=Path,
+        default=DEFAULT_AUDIO,
+        help="folder of the recordings (default: ../shared/data/audio/real_cc0 from the repo root)",
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help="where the labels go, outside the repository (default: %(default)s)",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--only", nargs="+", metavar="NAME", help="only these files (stem or file name)")
-    ap.add_argument("--split", type=Path, default=SPLIT_FILE, help="the val/train split by piece (default: scripts/real_cc0_split.json)")
+    ap.add_argument(
+        "--split",
+        type=Path,
+        default=SPLIT_FILE,
+        help="the val/train split by piece (default: scripts/real_cc0_split.json)",
+    )
     args = ap.parse_args(argv)
 
     audio_dir, out_dir = args.audio.expanduser().resolve(), args.out.expanduser().resolve()
@@ -253,7 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     split = load_split(args.split, [p.stem for p in all_files])
     files = find_audio(audio_dir, args.only)
     out_dir.mkdir(parents=True, exist_ok=True)
-    command = shlex.join(["python", *sys.argv]) if argv is None else shlex.join(["python", "scripts/label_real_teacher.py", *argv])
+    command = (
+        shlex.join(["python", *sys.argv])
+        if argv is None
+        else shlex.join(["python", "scripts/label_real_teacher.py", *argv])
+    )
 
     ckpt = teacher_checkpoint()
     teacher = {
@@ -265,16 +301,27 @@ def main(argv: list[str] | None = None) -> int:
     todo = []
     for audio in files:
         audio_sha = sha256_file(audio)
-        if is_current(read_sidecar(out_dir / f"{audio.stem}.json"), audio_sha, teacher["checkpoint_sha256"], (out_dir / f"{audio.stem}.mid").is_file()):
+        if is_current(
+            read_sidecar(out_dir / f"{audio.stem}.json"),
+            audio_sha,
+            teacher["checkpoint_sha256"],
+            (out_dir / f"{audio.stem}.mid").is_file(),
+        ):
             print(f"{audio.stem}: labelled already, skipped", flush=True)
         else:
             todo.append((audio, audio_sha))
-    print(f"{len(files)} file(s), {len(todo)} to label into {out_dir}; teacher checkpoint sha256 {teacher['checkpoint_sha256']}", flush=True)
+    print(
+        f"{len(files)} file(s), {len(todo)} to label into {out_dir}; teacher checkpoint sha256 {teacher['checkpoint_sha256']}",
+        flush=True,
+    )
 
     failed = []
     if todo:
         transcribe, info = load_teacher(args.threads)
-        print(f"Transkun loaded in {info['load_s']:.1f} s ({info['params_m']} M parameters), threads={args.threads}", flush=True)
+        print(
+            f"Transkun loaded in {info['load_s']:.1f} s ({info['params_m']} M parameters), threads={args.threads}",
+            flush=True,
+        )
         for i, (audio, audio_sha) in enumerate(todo, 1):
             try:
                 s = label_file(audio, out_dir, transcribe, teacher, audio_sha, command, args.threads)
@@ -294,15 +341,27 @@ def main(argv: list[str] | None = None) -> int:
         {
             "stem": stem,
             "split": side_of[stem],
-            **({k: sc[k] for k in ("duration_s", "notes", "pedal_presses", "soft_pedal_presses", "wall_s")} if sc else {"missing": True}),
+            **(
+                {k: sc[k] for k in ("duration_s", "notes", "pedal_presses", "soft_pedal_presses", "wall_s")}
+                if sc
+                else {"missing": True}
+            ),
         }
         for stem, sc in sidecars.items()
     ]
     totals = summarize(sidecars, split)
-    manifest = {"teacher": teacher, "audio_dir": str(audio_dir), "split_file": str(args.split), "splits": totals, "pieces": pieces}
+    manifest = {
+        "teacher": teacher,
+        "audio_dir": str(audio_dir),
+        "split_file": str(args.split),
+        "splits": totals,
+        "pieces": pieces,
+    }
     write_json_atomic(out_dir / "manifest.json", manifest)
     for name, t in totals.items():
-        print(f"{name}: {t['labelled']}/{t['files']} files labelled, {t['minutes']:.1f} min, {t['notes']} notes, {t['pedal_presses']} pedal presses")
+        print(
+            f"{name}: {t['labelled']}/{t['files']} files labelled, {t['minutes']:.1f} min, {t['notes']} notes, {t['pedal_presses']} pedal presses"
+        )
     if failed:
         print(f"{len(failed)} file(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -83,7 +83,11 @@ def find_pieces(folder: Path, glob: str) -> list[Piece]:
         audio_dir = notes_dir = folder
     out = []
     for audio in sorted(audio_dir.iterdir()):
-        if audio.suffix.lower() in AUDIO_SUFFIXES and not audio.name.startswith(".") and fnmatch.fnmatch(audio.stem, glob):
+        if (
+            audio.suffix.lower() in AUDIO_SUFFIXES
+            and not audio.name.startswith(".")
+            and fnmatch.fnmatch(audio.stem, glob)
+        ):
             notes = notes_dir / f"{audio.stem}.tsv"
             if notes.is_file():
                 out.append(Piece(audio.stem, audio, notes))
@@ -178,12 +182,16 @@ def render_midi_list(listing: Path, root: Path, soundfont: str, cache: Path, sec
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--input", action=_Input, metavar="DIR", help="a folder of pieces (repeatable)")
-    ap.add_argument("--include", action=_Input, metavar="GLOB", help="names to take from the --input before it (default *)")
+    ap.add_argument(
+        "--include", action=_Input, metavar="GLOB", help="names to take from the --input before it (default *)"
+    )
     ap.add_argument("--set", action=_Input, metavar="DIR:GLOB", help="folder and glob in one (repeatable)")
     ap.add_argument("--seconds", type=float, default=60.0, help="first N seconds of each piece")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--seed", type=int, default=0, help="seeds the effects per piece and which room each piece gets")
-    ap.add_argument("--rooms", type=int, default=32, help="size of the validation room bank (at least the number of pieces)")
+    ap.add_argument(
+        "--rooms", type=int, default=32, help="size of the validation room bank (at least the number of pieces)"
+    )
     ap.add_argument("--cache", type=Path, default=Path("cache/rooms"), help="where room banks are cached")
     ap.add_argument(
         "--bank-seed",
@@ -191,11 +199,25 @@ def main(argv: list[str] | None = None) -> int:
         default=VALIDATION_SEED,
         help=f"seeds the room bank (default {VALIDATION_SEED}, room_val's rooms); another seed gives other rooms, e.g. for a tuning set kept apart from room_val",
     )
-    ap.add_argument("--midi", type=Path, metavar="LIST", help="a text file of MIDI paths (one per line, relative to --midi-root), rendered through --soundfont")
-    ap.add_argument("--midi-root", type=Path, default=Path("../shared/data"), help="what the --midi list's paths are relative to")
+    ap.add_argument(
+        "--midi",
+        type=Path,
+        metavar="LIST",
+        help="a text file of MIDI paths (one per line, relative to --midi-root), rendered through --soundfont",
+    )
+    ap.add_argument(
+        "--midi-root", type=Path, default=Path("../shared/data"), help="what the --midi list's paths are relative to"
+    )
     ap.add_argument("--soundfont", default="csound", help="soundfont name or .sf2 path for --midi (a held-out one)")
     ap.add_argument("--render-cache", type=Path, default=Path("cache/renders"), help="where --midi renders are cached")
-    ap.add_argument("--skip", nargs="+", default=[], choices=STAGES, metavar="STAGE", help=f"stages of the chain left out ({', '.join(STAGES)})")
+    ap.add_argument(
+        "--skip",
+        nargs="+",
+        default=[],
+        choices=STAGES,
+        metavar="STAGE",
+        help=f"stages of the chain left out ({', '.join(STAGES)})",
+    )
     args = ap.parse_args(argv)
     if not getattr(args, "sets", None) and args.midi is None:
         ap.error("give at least one --input DIR (or --set DIR:GLOB, or --midi LIST)")
@@ -216,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: {folder}: nothing matches {glob!r} (with a .tsv beside it)", file=sys.stderr)
         for p in found:
             if p.name in pieces:
-                print(f"error: {p.audio}: name {p.name} already taken by {pieces[p.name].audio}; skipped", file=sys.stderr)
+                print(
+                    f"error: {p.audio}: name {p.name} already taken by {pieces[p.name].audio}; skipped", file=sys.stderr
+                )
                 errors += 1
             else:
                 pieces[p.name] = p
@@ -243,8 +267,12 @@ def main(argv: list[str] | None = None) -> int:
             errors += 1
             continue
         source, close, far = bank.positions[room]
-        info.update(room=room, rt60=round(float(bank.rt60[room]), 2), size=[round(float(v), 1) for v in bank.sizes[room]])
-        info.update(close_m=round(float(np.linalg.norm(close - source)), 2), far_m=round(float(np.linalg.norm(far - source)), 2))
+        info.update(
+            room=room, rt60=round(float(bank.rt60[room]), 2), size=[round(float(v), 1) for v in bank.sizes[room]]
+        )
+        info.update(
+            close_m=round(float(np.linalg.norm(close - source)), 2), far_m=round(float(np.linalg.norm(far - source)), 2)
+        )
         if args.skip:
             info["skipped_stages"] = list(args.skip)
         manifest[piece.name] = info

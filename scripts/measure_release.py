@@ -47,7 +47,9 @@ def note_decays(audio: np.ndarray, notes: np.ndarray) -> list[tuple[int, float, 
         if p < 33 or off - on < 0.4 or off + 0.5 > len(audio) / SR:
             continue  # below A1 the fundamental's bins hold neighbours too; too short to see a free decay
         f0 = 440.0 * 2 ** ((p - 69) / 12)
-        others = notes[(notes[:, 0] < off + 0.5) & (notes[:, 1] > off - 0.3) & ((notes[:, 0] != on) | (notes[:, 2] != p))]
+        others = notes[
+            (notes[:, 0] < off + 0.5) & (notes[:, 1] > off - 0.3) & ((notes[:, 0] != on) | (notes[:, 2] != p))
+        ]
         partials = 440.0 * 2 ** ((others[:, 2:3] - 69) / 12) * np.arange(1, 9)  # (others, 8): harmonics up to the 8th
         if np.any(np.abs(12 * np.log2(partials / f0)) < 0.7):
             continue  # another note sounds in the fundamental's bins
@@ -85,7 +87,9 @@ def main() -> None:
             continue
         r = arr[m, 1]
         q1, med, q3 = np.percentile(r, [25, 50, 75])
-        print(f"| {lo}-{lo + 11} | {int(m.sum())} | {med:.3f} ({q1:.3f}-{q3:.3f}) | {med * 60 / DB_E:.2f} | {np.median(arr[m, 2]):.2f} |")
+        print(
+            f"| {lo}-{lo + 11} | {int(m.sum())} | {med:.3f} ({q1:.3f}-{q3:.3f}) | {med * 60 / DB_E:.2f} | {np.median(arr[m, 2]):.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -47,7 +47,9 @@ def pack_name(ex: Example) -> str:
     return f"MAPS_MUS-{piece}_{ex.group}"
 
 
-def choose(examples: list[Example], seconds_of: dict[str, float], minutes: float, window: float, rng: np.random.Generator) -> list[Example]:
+def choose(
+    examples: list[Example], seconds_of: dict[str, float], minutes: float, window: float, rng: np.random.Generator
+) -> list[Example]:
     """About `minutes` of `window`-second cuts, each group's share of them its share of the audio.
 
     Training draws a segment from an example with probability in proportion to its length
@@ -70,7 +72,9 @@ def choose(examples: list[Example], seconds_of: dict[str, float], minutes: float
     return chosen
 
 
-def write_example(ex: Example, out: Path, start: float, seconds: float, codec: str, quality: float, folder: Path | None = None) -> float:
+def write_example(
+    ex: Example, out: Path, start: float, seconds: float, codec: str, quality: float, folder: Path | None = None
+) -> float:
     """Write `seconds` of `ex` from `start` into the pack (MAPS layout, or with `folder` as
     folder/NAME.ext beside folder/NAME.tsv, as train.audio_dirs reads it); returns the seconds written."""
     import soundfile as sf
@@ -79,7 +83,11 @@ def write_example(ex: Example, out: Path, start: float, seconds: float, codec: s
     a = int(round(start * SAMPLE_RATE))
     y = y[a : a + int(round(seconds * SAMPLE_RATE))]
     name = pack_name(ex) if folder is None else ex.name
-    suffix, kw = (".ogg", {"format": "OGG", "subtype": "VORBIS", "compression_level": 1.0 - quality}) if codec == "vorbis" else (".flac", {})
+    suffix, kw = (
+        (".ogg", {"format": "OGG", "subtype": "VORBIS", "compression_level": 1.0 - quality})
+        if codec == "vorbis"
+        else (".flac", {})
+    )
     notes = crop_notes(load_notes(ex.notes), start, seconds)
     pedal = load_pedal(ex.notes)
     tsv = (out / "tsv" if folder is None else folder) / f"{name}.tsv"
@@ -97,12 +105,21 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--minutes", type=float, default=60.0, help="training audio to pack (default 60)")
-    ap.add_argument("--seconds", type=float, default=60.0, help="the window cut from each training example (default 60)")
+    ap.add_argument(
+        "--seconds", type=float, default=60.0, help="the window cut from each training example (default 60)"
+    )
     ap.add_argument("--codec", choices=("flac", "vorbis"), default="flac")
-    ap.add_argument("--quality", type=float, default=0.7, help="Vorbis quality, 0..1 (default 0.7: about 6 kB/s at 16 kHz)")
-    ap.add_argument("--val", help="the validation set to pack whole (default: the run's first; its names are printed when it is not found)")
+    ap.add_argument(
+        "--quality", type=float, default=0.7, help="Vorbis quality, 0..1 (default 0.7: about 6 kB/s at 16 kHz)"
+    )
+    ap.add_argument(
+        "--val",
+        help="the validation set to pack whole (default: the run's first; its names are printed when it is not found)",
+    )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("overrides", nargs="*", help="train.KEY=VALUE, as `python -m w2m2w.train train=transcriber` takes them")
+    ap.add_argument(
+        "overrides", nargs="*", help="train.KEY=VALUE, as `python -m w2m2w.train train=transcriber` takes them"
+    )
     args = ap.parse_args(argv)
     import soundfile as sf
     from hydra import compose, initialize_config_dir
@@ -147,7 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     if real:
         extra += f" 'train.audio_dirs=[{args.out / 'audio_dirs' / 'real_train'}]' train.audio_share={cfg.audio_share}"
     if real_val:
-        extra += " 'train.val_audio_dirs=[" + ",".join(str(args.out / "audio_dirs" / k.removeprefix("audio_")) for k in real_val) + "]'"
+        extra += (
+            " 'train.val_audio_dirs=["
+            + ",".join(str(args.out / "audio_dirs" / k.removeprefix("audio_")) for k in real_val)
+            + "]'"
+        )
         extra += f" train.select_by={cfg.select_by}" if cfg.select_by else ""
     print(
         f"{args.out}: {packed / 60:.1f} min of training audio, {val_seconds / 60:.1f} min of validation ({held}), "

@@ -55,7 +55,12 @@ def pedal_refs(spec: str) -> list[tuple[Path, np.ndarray]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--set", action="append", required=True, help="DIR:GLOB of notes TSVs with NAME.pedal.tsv beside them (repeatable)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        required=True,
+        help="DIR:GLOB of notes TSVs with NAME.pedal.tsv beside them (repeatable)",
+    )
     ap.add_argument("--gaps", type=float, nargs="+", default=[0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4])
     args = ap.parse_args(argv)
     refs = [ped for spec in args.set for _, ped in pedal_refs(spec)]
@@ -63,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no reference pedal in {args.set}", file=sys.stderr)
         return 2
     gaps = np.concatenate([r[1:, 0] - r[:-1, 1] for r in refs])
-    print(f"{len(refs)} pieces, {sum(len(r) for r in refs)} presses, {len(gaps)} of them after a lift in the same piece\n")
+    print(
+        f"{len(refs)} pieces, {sum(len(r) for r in refs)} presses, {len(gaps)} of them after a lift in the same piece\n"
+    )
     print("| press guessed at lift + | pedal onset P | R | F1 | pedal onset+offset F1 |")
     print("| --- | --- | --- | --- | --- |")
     for g in args.gaps:

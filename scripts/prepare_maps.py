@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     flac, tsv = args.src / "flac", _tsv_folder(args.src)
     if not flac.is_dir() or not tsv.is_dir():
-        print(f"error: {args.src}: no flac/ and tsv/ (or tsv/matched/) folders; give a clone's data/MAPS", file=sys.stderr)
+        print(
+            f"error: {args.src}: no flac/ and tsv/ (or tsv/matched/) folders; give a clone's data/MAPS", file=sys.stderr
+        )
         return 2
     # names only: the stems of both folders, so a piece known from its notes alone still counts as played on ENSTDk
     stems = sorted({p.stem for p in flac.glob("*.flac")} | {p.stem for p in tsv.glob("*.tsv")})
@@ -65,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     put = os.link if args.link else shutil.copyfile
     pieces, minutes = Counter(), Counter()
     for s in use:
-        for a, b in ((flac / f"{s}.flac", args.out / "flac" / f"{s}.flac"), (tsv / f"{s}.tsv", args.out / "tsv" / f"{s}.tsv")):
+        for a, b in (
+            (flac / f"{s}.flac", args.out / "flac" / f"{s}.flac"),
+            (tsv / f"{s}.tsv", args.out / "tsv" / f"{s}.tsv"),
+        ):
             if not b.exists():
                 put(a, b)
         piano = split_name(s)[1]

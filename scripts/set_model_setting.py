@@ -47,7 +47,9 @@ def changed_config(config: dict, model: str, assignments: list[str]) -> tuple[di
     for a in assignments:
         key, sep, raw = a.partition("=")
         if not sep or key not in allowed:
-            raise ValueError(f"--set {a!r}: write KEY=VALUE with KEY one of {list(allowed)} (settings no tensor depends on)")
+            raise ValueError(
+                f"--set {a!r}: write KEY=VALUE with KEY one of {list(allowed)} (settings no tensor depends on)"
+            )
         value = yaml.safe_load(raw)
         changes[key] = [config.get(key), value]
         out[key] = value

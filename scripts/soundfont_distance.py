@@ -36,7 +36,9 @@ def main() -> None:
         notes = crop_notes(clean_notes(load_midi_notes(path))[0], 0.0, args.seconds)
         dist.append(log_mel_distance(render_notes(notes, args.a), render_notes(notes, args.b)))
         print(f"{name}: {dist[-1]:.3f}")
-    print(f"{args.a} vs {args.b}: mean {np.mean(dist):.2f}, per file {min(dist):.2f}..{max(dist):.2f} ({len(dist)} files)")
+    print(
+        f"{args.a} vs {args.b}: mean {np.mean(dist):.2f}, per file {min(dist):.2f}..{max(dist):.2f} ({len(dist)} files)"
+    )
 
 
 if __name__ == "__main__":

@@ -59,9 +59,13 @@ def main() -> None:
     for stem in sorted(renders)[: args.limit]:
         systems = sorted(renders[stem], key=lambda k: order.index(k) if k in order else len(order))
         sigs = [load_audio(renders[stem][k])[a:b] for k in systems]
-        mels = [log_mel(torch.from_numpy(s[None] / max(np.sqrt(np.mean(s**2)), 1e-8)).float(), cfg)[0].numpy() for s in sigs]
+        mels = [
+            log_mel(torch.from_numpy(s[None] / max(np.sqrt(np.mean(s**2)), 1e-8)).float(), cfg)[0].numpy() for s in sigs
+        ]
         lo, hi = min(m.min() for m in mels), max(m.max() for m in mels)
-        fig, axes = plt.subplots(len(systems), 1, figsize=(9, 1.9 * len(systems) + 0.6), sharex=True, constrained_layout=True, squeeze=False)
+        fig, axes = plt.subplots(
+            len(systems), 1, figsize=(9, 1.9 * len(systems) + 0.6), sharex=True, constrained_layout=True, squeeze=False
+        )
         for ax, m, k in zip(axes[:, 0], mels, systems):
             # m: (frames, n_mels); time runs along x
             im = ax.imshow(

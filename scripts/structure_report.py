@@ -38,7 +38,9 @@ print(json.dumps(edges))
 def import_edges(tree: Path) -> list[tuple[str, str]]:
     """(importer, imported) module pairs inside w2m2w and stages, in a fresh process so that the
     exported tree, not the installed package, is what grimp reads."""
-    out = subprocess.run([sys.executable, "-c", _GRAPH, str(tree)], capture_output=True, text=True, check=True, cwd=tree)
+    out = subprocess.run(
+        [sys.executable, "-c", _GRAPH, str(tree)], capture_output=True, text=True, check=True, cwd=tree
+    )
     return [tuple(e) for e in json.loads(out.stdout)]
 
 
@@ -122,7 +124,9 @@ def repeated_blocks(tree: Path) -> str:
     """The `duplicates` command's count line over w2m2w/ ("N pairs ..."), or why there is none."""
     if shutil.which("duplicates") is None:
         return "duplicates not installed"
-    out = subprocess.run(["duplicates", "--repo", str(tree / "w2m2w"), "--seconds", "120"], capture_output=True, text=True)
+    out = subprocess.run(
+        ["duplicates", "--repo", str(tree / "w2m2w"), "--seconds", "120"], capture_output=True, text=True
+    )
     return out.stdout.splitlines()[0] if out.stdout else out.stderr.strip()
 
 
@@ -134,7 +138,9 @@ def report(rev: str) -> dict:
         edges = import_edges(tree)
         groups = cycles(edges)
         return {
-            "rev": subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True).stdout.strip(),
+            "rev": subprocess.run(
+                ["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True
+            ).stdout.strip(),
             "root_modules": len([p for p in (tree / "w2m2w").glob("*.py") if p.name != "__init__.py"]),
             "cycles": groups,
             "upward_imports": upward(edges, groups),

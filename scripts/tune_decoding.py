@@ -42,9 +42,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--onset", type=float, nargs="+", default=[0.3, 0.4, 0.5])
     ap.add_argument("--frame", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.5])
     ap.add_argument("--offset", type=float, nargs="+", default=[1.0, 0.7, 0.5, 0.3])
-    ap.add_argument("--pedal", type=float, nargs="+", default=[0.3, 0.4, 0.5], help="pedal frame and onset thresholds tried (pedal head only)")
-    ap.add_argument("--pedal-offset", type=float, nargs="+", default=[0.06, 0.1, 0.2, 0.4], help="pedal offset thresholds tried")
-    ap.add_argument("--pedal-gap", type=float, nargs="+", default=[0.0, 0.15, 0.25], help="pedal change gaps tried (seconds; 0: off)")
+    ap.add_argument(
+        "--pedal",
+        type=float,
+        nargs="+",
+        default=[0.3, 0.4, 0.5],
+        help="pedal frame and onset thresholds tried (pedal head only)",
+    )
+    ap.add_argument(
+        "--pedal-offset", type=float, nargs="+", default=[0.06, 0.1, 0.2, 0.4], help="pedal offset thresholds tried"
+    )
+    ap.add_argument(
+        "--pedal-gap",
+        type=float,
+        nargs="+",
+        default=[0.0, 0.15, 0.25],
+        help="pedal change gaps tried (seconds; 0: off)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--top", type=int, default=10)
     args = ap.parse_args(argv)
@@ -63,14 +77,26 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for on, fr, off in itertools.product(args.onset, args.frame, args.offset):
         d = DecodeConfig(onset_threshold=on, frame_threshold=fr, offset_threshold=off)
-        results.append(({"onset_threshold": on, "frame_threshold": fr, "offset_threshold": off}, decoding_scores(probs, data, model.frame_rate, d)))
+        results.append(
+            (
+                {"onset_threshold": on, "frame_threshold": fr, "offset_threshold": off},
+                decoding_scores(probs, data, model.frame_rate, d),
+            )
+        )
     results.sort(key=lambda r: -np.mean([r[1]["note_f1"], r[1]["note_offset_f1"], r[1]["frame_f1"]]))
     best = results[0][0]
     if has_pedal:  # the pedal's thresholds do not touch the notes: tuned on their own, at the best note setting
         pedal_results = []
         for pf, po, pof, gap in itertools.product(args.pedal, args.pedal, args.pedal_offset, args.pedal_gap):
-            setting = {"pedal_frame_threshold": pf, "pedal_onset_threshold": po, "pedal_offset_threshold": pof, "pedal_change_gap": gap}
-            pedal_results.append((setting, decoding_scores(probs, data, model.frame_rate, DecodeConfig(**best, **setting))))
+            setting = {
+                "pedal_frame_threshold": pf,
+                "pedal_onset_threshold": po,
+                "pedal_offset_threshold": pof,
+                "pedal_change_gap": gap,
+            }
+            pedal_results.append(
+                (setting, decoding_scores(probs, data, model.frame_rate, DecodeConfig(**best, **setting)))
+            )
         pedal_results.sort(key=lambda r: -r[1].get("pedal_onset_f1", 0.0))
         best = {**best, **pedal_results[0][0]}
     print(f"{len(ex)} pieces, first {args.seconds:g} s each; weights {args.weights}\n")
@@ -78,9 +104,17 @@ def main(argv: list[str] | None = None) -> int:
     print("| onset | frame | offset | " + " | ".join(cols) + " |")
     print("|" + " --- |" * (3 + len(cols)))
     for s, m in results[: args.top]:
-        print(f"| {s['onset_threshold']} | {s['frame_threshold']} | {s['offset_threshold']} | " + " | ".join(f"{m[c]:.3f}" for c in cols) + " |")
+        print(
+            f"| {s['onset_threshold']} | {s['frame_threshold']} | {s['offset_threshold']} | "
+            + " | ".join(f"{m[c]:.3f}" for c in cols)
+            + " |"
+        )
     if has_pedal:
-        print("\n| pedal frame | pedal onset | pedal offset | change gap | pedal_onset_f1 | pedal_onset_offset_f1 | pedal_frame_f1 |\n" + "| --- " * 7 + "|")
+        print(
+            "\n| pedal frame | pedal onset | pedal offset | change gap | pedal_onset_f1 | pedal_onset_offset_f1 | pedal_frame_f1 |\n"
+            + "| --- " * 7
+            + "|"
+        )
         for s, m in pedal_results[: args.top]:
             print(
                 f"| {s['pedal_frame_threshold']} | {s['pedal_onset_threshold']} | {s['pedal_offset_threshold']} | {s['pedal_change_gap']} | "

@@ -19,7 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from w2m2w.generation import Continuation, GenerationConfig, SamplingConfig, continue_notes, load_music_transformer, read_midi_notes
+from w2m2w.generation import (
+    Continuation,
+    GenerationConfig,
+    SamplingConfig,
+    continue_notes,
+    load_music_transformer,
+    read_midi_notes,
+)
 from w2m2w.midi import MidiError, write_midi
 from w2m2w.paths import DEFAULT_WEIGHTS
 from w2m2w.run.stage import Stage, StageError, StageJob
@@ -53,7 +60,9 @@ class GenerateSettings:
     temperature: float = setting(_SAMPLING.temperature, range=NON_NEGATIVE)  # 0: always the most likely event
     top_k: int = setting(_SAMPLING.top_k, range=NON_NEGATIVE)
     top_p: float = setting(_SAMPLING.top_p, range=PROBABILITY_UPPER)
-    seed: int | None = setting(_SAMPLING.seed, range=Range(0, 2**64 - 1))  # torch's generator takes 64 bits  # null: a fresh seed per piece (recorded)
+    seed: int | None = setting(
+        _SAMPLING.seed, range=Range(0, 2**64 - 1)
+    )  # torch's generator takes 64 bits  # null: a fresh seed per piece (recorded)
 
 
 def generation_config(s: GenerateSettings) -> GenerationConfig:

@@ -75,15 +75,21 @@ class SourceFilterSettings:
     block_seconds: float = setting(_SF.block_seconds, range=BLOCK_SECONDS, affects_output=False)
     tail_seconds: float = setting(_SF.tail_seconds, range=NON_NEGATIVE)
     source_only: bool = setting(_SF.source_only)
-    eq_db: list[float] | None = setting(None)  # gains (dB) at the octave centres 63..8000 Hz (render/eq.py), measured by scripts/band_bias.py
+    eq_db: list[float] | None = setting(
+        None
+    )  # gains (dB) at the octave centres 63..8000 Hz (render/eq.py), measured by scripts/band_bias.py
     # null: the weights' own (256 samples). 0: the gate opens only its 10 ms ramp before an onset; the weights' lead lets the
     # non-causal filter's pre-echo through, which the loudness gain lifts to -50 dBFS where nothing sounds (0 measured -59 to
     # -65, same distance: the card). Not yet the default: the side-by-side table has not been rerun with it
     gate_margin: int | None = setting(_SF.gate_margin, range=Range(0, 4096))
-    release: str = setting(_SF.release, choices=("model", "measured"))  # the dampers: the weights' own, or the real piano's (weights/README.md)
+    release: str = setting(
+        _SF.release, choices=("model", "measured")
+    )  # the dampers: the weights' own, or the real piano's (weights/README.md)
     loudness_lufs: float | None = setting(LOUDNESS_LUFS, range=LOUDNESS)  # null: as rendered
     max_seconds: float | None = setting(7200.0, range=MAX_SECONDS, affects_output=False)
-    sample_rate: int = setting(SAMPLE_RATE, range=SAMPLE_RATES)  # Hz of the WAV written; other than 16000: resampled (soxr; BAND_NOTE)
+    sample_rate: int = setting(
+        SAMPLE_RATE, range=SAMPLE_RATES
+    )  # Hz of the WAV written; other than 16000: resampled (soxr; BAND_NOTE)
 
 
 @dataclass
@@ -93,7 +99,9 @@ class WaveNetSettings:
     name: str = setting("wavenet", choices=("wavenet",))
     weights: str | None = setting(None, affects_output=False)
     device: str | None = setting(None, device=True, affects_output=False)  # null: the top-level `device` (auto)
-    backend: str = setting(_AR.backend, choices=("auto", "numba", "torch"))  # numba and torch may draw different samples
+    backend: str = setting(
+        _AR.backend, choices=("auto", "numba", "torch")
+    )  # numba and torch may draw different samples
     threads: int = setting(_AR.threads, range=THREADS, affects_output=False)
     folds: int = setting(_AR.folds, range=FOLDS)
     min_segment_seconds: float = setting(_AR.min_segment_seconds, range=POSITIVE)
@@ -104,10 +112,14 @@ class WaveNetSettings:
     tail_seconds: float = setting(_AR.tail_seconds, range=NON_NEGATIVE)
     temperature: float = setting(_AR.temperature, range=POSITIVE)
     seed: int = setting(_AR.seed, range=NON_NEGATIVE)
-    chunk_samples: int = setting(_AR.chunk_samples, range=Range(1, 16000 * 60), affects_output=False)  # a minute; never more than a segment
+    chunk_samples: int = setting(
+        _AR.chunk_samples, range=Range(1, 16000 * 60), affects_output=False
+    )  # a minute; never more than a segment
     loudness_lufs: float | None = setting(LOUDNESS_LUFS, range=LOUDNESS)  # null: as rendered
     max_seconds: float | None = setting(7200.0, range=MAX_SECONDS, affects_output=False)
-    sample_rate: int = setting(SAMPLE_RATE, range=SAMPLE_RATES)  # Hz of the WAV written; other than 16000: resampled (soxr; BAND_NOTE)
+    sample_rate: int = setting(
+        SAMPLE_RATE, range=SAMPLE_RATES
+    )  # Hz of the WAV written; other than 16000: resampled (soxr; BAND_NOTE)
 
     def check_more(self, prefix: str = "") -> None:
         """A window of streams is in memory at once: folds x the longest segment with its warm-up and fade."""
@@ -129,7 +141,9 @@ class FluidSynthSettings:
     tail_seconds: float = setting(_FS["tail_seconds"], range=NON_NEGATIVE)
     loudness_lufs: float | None = setting(LOUDNESS_LUFS, range=LOUDNESS)  # null: as rendered
     max_seconds: float | None = setting(7200.0, range=MAX_SECONDS, affects_output=False)
-    sample_rate: int = setting(SAMPLE_RATE, range=SAMPLE_RATES)  # Hz of the WAV written; other than 16000: resampled (soxr; BAND_NOTE)
+    sample_rate: int = setting(
+        SAMPLE_RATE, range=SAMPLE_RATES
+    )  # Hz of the WAV written; other than 16000: resampled (soxr; BAND_NOTE)
 
 
 SynthesizeSettings = SourceFilterSettings | WaveNetSettings | FluidSynthSettings
@@ -137,7 +151,11 @@ SynthesizeSettings = SourceFilterSettings | WaveNetSettings | FluidSynthSettings
 
 def _render_settings(s: SynthesizeSettings) -> dict[str, Any]:
     """What the renderer reads (w2m2w.render.registry takes a plain mapping; the stage's own max_seconds stays here)."""
-    return {k: v for k, v in dataclasses.asdict(s).items() if v is not None and k not in ("name", "max_seconds", "sample_rate")}
+    return {
+        k: v
+        for k, v in dataclasses.asdict(s).items()
+        if v is not None and k not in ("name", "max_seconds", "sample_rate")
+    }
 
 
 @lru_cache(maxsize=2)
@@ -163,7 +181,12 @@ class Synthesize(Stage):
     def load(self, s: SynthesizeSettings) -> Renderer:
         """The renderer, its model loaded (or soundfont found) once per process; errors name the file."""
         if s.sample_rate != SAMPLE_RATE:
-            log.info("synthesize.sample_rate=%d: audio made at %d Hz is resampled with soxr; %s", s.sample_rate, SAMPLE_RATE, BAND_NOTE)
+            log.info(
+                "synthesize.sample_rate=%d: audio made at %d Hz is resampled with soxr; %s",
+                s.sample_rate,
+                SAMPLE_RATE,
+                BAND_NOTE,
+            )
         return _cached(s.name, tuple(sorted(_render_settings(s).items())))
 
     def run(self, s: SynthesizeSettings, job: StageJob) -> dict[str, Any]:
@@ -238,12 +261,20 @@ def render(s: SynthesizeSettings, job: StageJob, loaded: Renderer) -> dict[str, 
             bar.close()
     dt = time.perf_counter() - t0
     stats.update(renderer.describe())
-    stats.update(audio_seconds=round(n / SAMPLE_RATE, 3), render_seconds=round(dt, 3), samples_per_second=round(n / dt) if dt > 0 else None)
+    stats.update(
+        audio_seconds=round(n / SAMPLE_RATE, 3),
+        render_seconds=round(dt, 3),
+        samples_per_second=round(n / dt) if dt > 0 else None,
+    )
     return stats
 
 
 def audio_chunks(
-    s: SynthesizeSettings, notes: np.ndarray, renderer: Renderer | None, progress: Callable[[float], None] | None = None, name: str = "MIDI"
+    s: SynthesizeSettings,
+    notes: np.ndarray,
+    renderer: Renderer | None,
+    progress: Callable[[float], None] | None = None,
+    name: str = "MIDI",
 ) -> Iterator[tuple[np.ndarray, int]]:
     """The audio of `notes` as it is written: chunks at s.sample_rate, clipped to [-1, 1], each with the number of 16 kHz
     samples it was made from. The stage's work on one piece, also w2m2w.synthesize's. No notes (or no renderer):
@@ -259,7 +290,10 @@ def audio_chunks(
     try:
         for y in renderer.stream(notes, progress=progress):  # each renderer knows its own length
             yield np.clip(resample(y), -1.0, 1.0), len(y)
-        yield np.clip(resample(np.zeros(0, np.float32), last=True), -1.0, 1.0), 0  # what the resampler's filter still holds
+        yield (
+            np.clip(resample(np.zeros(0, np.float32), last=True), -1.0, 1.0),
+            0,
+        )  # what the resampler's filter still holds
     except RenderError as exc:
         raise StageError(f"{name}: {exc}") from None
 

@@ -34,18 +34,24 @@ class TranscribeSettings:
     onset_threshold: float = setting(DecodeConfig.onset_threshold, range=PROBABILITY_OPEN)
     frame_threshold: float = setting(DecodeConfig.frame_threshold, range=PROBABILITY_OPEN)
     min_duration: float = setting(DecodeConfig.min_duration, range=NON_NEGATIVE)
-    offset_threshold: float = setting(DecodeConfig.offset_threshold, range=PROBABILITY_UPPER)  # 1.0: the offset head never ends a note
+    offset_threshold: float = setting(
+        DecodeConfig.offset_threshold, range=PROBABILITY_UPPER
+    )  # 1.0: the offset head never ends a note
     # sustain pedal: written as CC64 when the model has a pedal head (the shipped weights have one)
     pedal: bool = setting(True)
     pedal_onset_threshold: float = setting(DecodeConfig.pedal_onset_threshold, range=PROBABILITY_OPEN)
     pedal_offset_threshold: float = setting(DecodeConfig.pedal_offset_threshold, range=PROBABILITY_OPEN)
     pedal_frame_threshold: float = setting(DecodeConfig.pedal_frame_threshold, range=PROBABILITY_OPEN)
     pedal_min_duration: float = setting(DecodeConfig.pedal_min_duration, range=NON_NEGATIVE)
-    pedal_change_gap: float = setting(DecodeConfig.pedal_change_gap, range=NON_NEGATIVE)  # s; 0: a pedal change must show in the frame head
+    pedal_change_gap: float = setting(
+        DecodeConfig.pedal_change_gap, range=NON_NEGATIVE
+    )  # s; 0: a pedal change must show in the frame head
     chunk_seconds: float = setting(20.0, range=Range(0, MAX_CHUNK_SECONDS, lo_open=True))
     overlap_seconds: float = setting(2.0, range=NON_NEGATIVE)  # below chunk_seconds (check_more)
     silence_db: float = setting(-60.0, range=Range(None, 0))  # dBFS: a peak never exceeds 0
-    max_seconds: float | None = setting(14400.0, range=Range(0, MAX_SECONDS, lo_open=True), affects_output=False)  # refuses, never changes a result
+    max_seconds: float | None = setting(
+        14400.0, range=Range(0, MAX_SECONDS, lo_open=True), affects_output=False
+    )  # refuses, never changes a result
 
     def check_more(self, prefix: str = "") -> None:
         """The overlap is context on each side of a chunk: at or above the chunk it costs memory and time for nothing."""
@@ -86,15 +92,23 @@ class Transcribe(Stage):
         # only notes the model ended while its decoded pedal was still down.
         write_midi(job.output, notes, pedal=pedal)
         # pedal_intervals: None where no pedal was written (no pedal head, or pedal=false)
-        return {"audio_seconds": round(seconds, 3), "notes": int(len(notes)), "pedal_intervals": None if pedal is None else int(len(pedal))}
+        return {
+            "audio_seconds": round(seconds, 3),
+            "notes": int(len(notes)),
+            "pedal_intervals": None if pedal is None else int(len(pedal)),
+        }
 
 
-def transcribe_audio(model: Any, audio: np.ndarray, s: TranscribeSettings, name: str = "audio") -> tuple[np.ndarray, np.ndarray | None]:
+def transcribe_audio(
+    model: Any, audio: np.ndarray, s: TranscribeSettings, name: str = "audio"
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Notes (n, 4) and pedal intervals (None: no pedal head, or pedal=false) of 16 kHz mono `audio`: the stage's
     work on one recording, also w2m2w.transcribe's. StageError for a silent recording (`name` in the message)."""
     if is_silent(audio, s.silence_db):
         raise StageError(f"{name}: silent recording (peak below {s.silence_db} dBFS), nothing to transcribe")
-    decode = DecodeConfig(**{f.name: getattr(s, f.name) for f in fields(DecodeConfig)})  # same names, same defaults (a test holds them)
+    decode = DecodeConfig(
+        **{f.name: getattr(s, f.name) for f in fields(DecodeConfig)}
+    )  # same names, same defaults (a test holds them)
     notes, pedal = transcribe_with_pedal(model, audio, decode, s.chunk_seconds, s.overlap_seconds)
     return notes, (pedal if s.pedal else None)
 

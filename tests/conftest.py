@@ -61,7 +61,9 @@ def example_audio(tmp_path_factory) -> Path:
 def run_pipeline(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     """The real `python run.py ARGS`, as a user runs it."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(REPO / "run.py"), *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 def run_on_terminal(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -74,7 +76,9 @@ def run_on_terminal(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess
     import threading
 
     master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new pty has 0 columns: tqdm would draw nothing
+    fcntl.ioctl(
+        slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0)
+    )  # a new pty has 0 columns: tqdm would draw nothing
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, str(REPO / "run.py"), *args], cwd=cwd, stdout=slave, stderr=slave, env=env)
     os.close(slave)
@@ -99,7 +103,9 @@ def run_on_terminal(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess
     return subprocess.CompletedProcess(proc.args, proc.returncode, text, "")
 
 
-TINY_WAVENET = dict(residual_channels=8, skip_channels=8, output_channels=16, layers=6, dilation_cycle=4, cond_channels=8)
+TINY_WAVENET = dict(
+    residual_channels=8, skip_channels=8, output_channels=16, layers=6, dilation_cycle=4, cond_channels=8
+)
 
 
 @pytest.fixture(scope="session")
@@ -132,7 +138,9 @@ def tiny_music_transformer(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     cfg = MusicTransformerConfig(d_model=32, n_layers=2, n_heads=4, d_ff=64, max_len=64)
     path = tmp_path_factory.mktemp("weights") / "music_transformer.safetensors"
-    save_weights(path, "music_transformer", MusicTransformer(cfg).state_dict(), asdict(cfg), {"note": "untrained test model"})
+    save_weights(
+        path, "music_transformer", MusicTransformer(cfg).state_dict(), asdict(cfg), {"note": "untrained test model"}
+    )
     return path
 
 

@@ -32,7 +32,15 @@ from stages import generate as _generate
 from stages import synthesize as _synthesize
 from stages import transcribe as _transcribe
 from w2m2w import SAMPLE_RATE
-from w2m2w.run.settings import LocalExecutor, RayExecutor, RunSettings, check_run, default_run_dir, run_folder, stage_device
+from w2m2w.run.settings import (
+    LocalExecutor,
+    RayExecutor,
+    RunSettings,
+    check_run,
+    default_run_dir,
+    run_folder,
+    stage_device,
+)
 from w2m2w.settings import SettingsError, check
 
 if TYPE_CHECKING:
@@ -46,7 +54,9 @@ def _settings(cls: type, group: str, values: dict[str, Any]) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise SettingsError(f"{group}.{unknown[0]}", values[unknown[0]], f"a setting of {group} (one of {', '.join(sorted(names))})")
+        raise SettingsError(
+            f"{group}.{unknown[0]}", values[unknown[0]], f"a setting of {group} (one of {', '.join(sorted(names))})"
+        )
     s = cls(**values)
     check(s, group)
     return s
@@ -83,7 +93,12 @@ def _notes(midi: str | os.PathLike | np.ndarray | pretty_midi.PrettyMIDI) -> np.
 
 
 def transcribe(
-    audio: AudioLike, sample_rate: int | None = None, *, device: str = "auto", weights: str | None = None, **settings: Any
+    audio: AudioLike,
+    sample_rate: int | None = None,
+    *,
+    device: str = "auto",
+    weights: str | None = None,
+    **settings: Any,
 ) -> pretty_midi.PrettyMIDI:
     """Audio -> MIDI, as the transcribe stage writes it: notes, and the sustain pedal as CC64.
 
@@ -118,7 +133,9 @@ def continue_midi(
     """
     from w2m2w.midi import notes_to_pretty_midi
 
-    s = _settings(_generate.GenerateSettings, "generate", {"weights": weights, "seconds": seconds, "seed": seed, **settings})
+    s = _settings(
+        _generate.GenerateSettings, "generate", {"weights": weights, "seconds": seconds, "seed": seed, **settings}
+    )
     s = dataclasses.replace(s, device=stage_device(device))
     result = _generate.continue_piece(_generate.STAGE.load(s), _notes(midi), _generate.generation_config(s), s)
     return notes_to_pretty_midi(result.notes)
@@ -175,7 +192,10 @@ class RunResult:
 
 def _group(name: str, value: Any) -> Any:
     """A stage's or the executor's settings from a dict (or, for synthesize and executor, an option name)."""
-    options = {"executor": {"local": LocalExecutor, "ray": RayExecutor}, **{st.name: st.options for st in stages.STAGES}}[name]
+    options = {
+        "executor": {"local": LocalExecutor, "ray": RayExecutor},
+        **{st.name: st.options for st in stages.STAGES},
+    }[name]
     values = {"name": value} if isinstance(value, str) else dict(value or {})
     choice = values.pop("name", None) if name in ("synthesize", "executor") else None
     default = {"synthesize": "source_filter", "executor": "local"}.get(name) or next(iter(options))
@@ -187,7 +207,11 @@ def _group(name: str, value: Any) -> Any:
     return _settings(options[choice], name, values)
 
 
-def run(inputs: str | os.PathLike | Sequence[str | os.PathLike] | None, run_dir: str | os.PathLike | None = None, **settings: Any) -> RunResult:
+def run(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike] | None,
+    run_dir: str | os.PathLike | None = None,
+    **settings: Any,
+) -> RunResult:
     """The `w2m2w` command from Python: `inputs` through the stages into the run folder, with the summary and report.
 
     inputs: what the command's input= takes (a recording, a MIDI file, a folder, a glob, a list file), or a list
@@ -199,9 +223,13 @@ def run(inputs: str | os.PathLike | Sequence[str | os.PathLike] | None, run_dir:
     """
     from w2m2w.run import runner
 
-    groups = {name: _group(name, settings.pop(name, None)) for name in ("transcribe", "generate", "synthesize", "executor")}
+    groups = {
+        name: _group(name, settings.pop(name, None)) for name in ("transcribe", "generate", "synthesize", "executor")
+    }
     with tempfile.TemporaryDirectory(prefix="w2m2w_inputs_") as tmp:
-        if inputs is not None and not isinstance(inputs, (str, os.PathLike)):  # a list of paths: a list file, as the command takes
+        if inputs is not None and not isinstance(
+            inputs, (str, os.PathLike)
+        ):  # a list of paths: a list file, as the command takes
             inputs = list(inputs)
             if run_dir is None and inputs:
                 run_dir = default_run_dir(str(inputs[0]))
@@ -209,7 +237,12 @@ def run(inputs: str | os.PathLike | Sequence[str | os.PathLike] | None, run_dir:
             listed.write_text("".join(f"{Path(p).resolve()}\n" for p in inputs), encoding="utf-8")
             inputs = listed
         try:
-            s = RunSettings(input=None if inputs is None else str(inputs), run_dir=None if run_dir is None else str(run_dir), **settings, **groups)
+            s = RunSettings(
+                input=None if inputs is None else str(inputs),
+                run_dir=None if run_dir is None else str(run_dir),
+                **settings,
+                **groups,
+            )
         except TypeError as exc:  # an unknown top-level keyword
             raise SettingsError("settings", sorted(settings), f"keys of the command's config ({exc})") from None
         check_run(s)

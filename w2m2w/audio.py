@@ -73,7 +73,9 @@ def _decode_with_audioread(path: Path, max_seconds: float | None) -> tuple[np.nd
     # decode at most just past the limit: a long compressed file must not be decoded whole
     limit = None if max_seconds is None else max_seconds + 1.0
     with warnings.catch_warnings(), _decoder_stderr():  # librosa retries soundfile first: its decoder notes again
-        warnings.simplefilter("ignore")  # librosa warns that soundfile failed and that audioread is deprecated: we say why, once
+        warnings.simplefilter(
+            "ignore"
+        )  # librosa warns that soundfile failed and that audioread is deprecated: we say why, once
         y, native_sr = librosa.load(str(path), sr=None, mono=True, dtype=np.float32, duration=limit)
     if max_seconds is not None and len(y) > max_seconds * native_sr:
         raise AudioError(f"{path}: longer than the limit of {max_seconds:.0f} s")
@@ -179,7 +181,9 @@ def is_silent(y: np.ndarray, threshold_db: float = -60.0) -> bool:
     return peak <= 10 ** (threshold_db / 20)
 
 
-def level_db(y: np.ndarray, frame: int = 2048, percentile: float = 95.0, range_db: float = 50.0, block_frames: int = 4096) -> float | None:
+def level_db(
+    y: np.ndarray, frame: int = 2048, percentile: float = 95.0, range_db: float = 50.0, block_frames: int = 4096
+) -> float | None:
     """The playing level of a recording, dBFS: the `percentile` of its frames' RMS (frames of
     `frame` samples, 128 ms at 16 kHz), counting only frames within `range_db` of the loudest, so
     long silences do not pull it down. None when y has no non-zero frame.
@@ -191,7 +195,9 @@ def level_db(y: np.ndarray, frame: int = 2048, percentile: float = 95.0, range_d
     if n == 0:
         y = np.pad(np.asarray(y, dtype=np.float32), (0, frame - len(y)))
         n = 1
-    blocks = (np.asarray(y[a * frame : min(a + block_frames, n) * frame], dtype=np.float64) for a in range(0, n, block_frames))  # one at a time
+    blocks = (
+        np.asarray(y[a * frame : min(a + block_frames, n) * frame], dtype=np.float64) for a in range(0, n, block_frames)
+    )  # one at a time
     ms = np.concatenate([np.mean(np.square(b.reshape(-1, frame)), axis=1) for b in blocks])
     loudest = float(ms.max())
     if loudest <= 0.0:

@@ -61,11 +61,20 @@ def audio_onset_envelope(y: np.ndarray, sr: int, fps: int = FPS) -> np.ndarray:
 
     hop = int(round(sr / fps))
     return librosa.onset.onset_strength(
-        y=y, sr=sr, hop_length=hop, n_fft=4 * hop if hop >= 256 else 1024, n_mels=128, fmax=min(8000, sr // 2), lag=2, max_size=3
+        y=y,
+        sr=sr,
+        hop_length=hop,
+        n_fft=4 * hop if hop >= 256 else 1024,
+        n_mels=128,
+        fmax=min(8000, sr // 2),
+        lag=2,
+        max_size=3,
     )
 
 
-def note_onset_envelope(notes: np.ndarray, fps: int = FPS, duration: float | None = None, sigma: float = 0.02) -> np.ndarray:
+def note_onset_envelope(
+    notes: np.ndarray, fps: int = FPS, duration: float | None = None, sigma: float = 0.02
+) -> np.ndarray:
     """Onset envelope (frames,) drawn from a note list (n, 4): velocity-weighted impulses, smoothed.
 
     A chord's weight grows as the square root of its summed velocity, as a chord's spectral flux grows
@@ -84,7 +93,9 @@ def note_onset_envelope(notes: np.ndarray, fps: int = FPS, duration: float | Non
 # ---------------------------------------------------------------- beats
 
 
-def track_beats(env: np.ndarray, fps: int = FPS, start_bpm: float = 100.0, tightness: float = 100.0, local_tempo: bool = False) -> np.ndarray:
+def track_beats(
+    env: np.ndarray, fps: int = FPS, start_bpm: float = 100.0, tightness: float = 100.0, local_tempo: bool = False
+) -> np.ndarray:
     """Beat times (n,) seconds from an onset envelope (frames,) at `fps`.
 
     librosa's dynamic programme, given a tempo curve estimated over 8-s windows (median-smoothed over
@@ -97,9 +108,20 @@ def track_beats(env: np.ndarray, fps: int = FPS, start_bpm: float = 100.0, tight
         return np.zeros(0)
     bpm = None
     if local_tempo:
-        curve = librosa.feature.tempo(onset_envelope=env, sr=fps, hop_length=1, start_bpm=start_bpm, ac_size=8.0, aggregate=None)
+        curve = librosa.feature.tempo(
+            onset_envelope=env, sr=fps, hop_length=1, start_bpm=start_bpm, ac_size=8.0, aggregate=None
+        )
         bpm = median_filter(curve, size=10 * fps + 1, mode="nearest")
-    _, beats = librosa.beat.beat_track(onset_envelope=env, sr=fps, hop_length=1, start_bpm=start_bpm, tightness=tightness, bpm=bpm, trim=False, units="time")
+    _, beats = librosa.beat.beat_track(
+        onset_envelope=env,
+        sr=fps,
+        hop_length=1,
+        start_bpm=start_bpm,
+        tightness=tightness,
+        bpm=bpm,
+        trim=False,
+        units="time",
+    )
     return np.asarray(beats, dtype=np.float64)
 
 
@@ -169,7 +191,9 @@ def audio_beat_features(y: np.ndarray, sr: int, beats: np.ndarray, fps: int = FP
     import librosa
 
     hop = int(round(sr / fps))
-    mel = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, hop_length=hop, n_fft=2048, n_mels=64, fmax=min(8000, sr // 2)))
+    mel = librosa.power_to_db(
+        librosa.feature.melspectrogram(y=y, sr=sr, hop_length=hop, n_fft=2048, n_mels=64, fmax=min(8000, sr // 2))
+    )
     flux = np.maximum(0.0, mel[:, 2:] - mel[:, :-2])
     flux = np.pad(flux, ((0, 0), (2, 0)))
     full, low = flux.mean(axis=0), flux[:12].mean(axis=0)  # the lowest 12 of 64 mel bands: under ~250 Hz
@@ -178,7 +202,11 @@ def audio_beat_features(y: np.ndarray, sr: int, beats: np.ndarray, fps: int = FP
     pick = lambda x: np.array([x[max(0, f - win) : f + win + 1].max() for f in frames])  # noqa: E731
     chroma = librosa.feature.chroma_stft(y=y, sr=sr, hop_length=hop, n_fft=2048)
     bounds = np.concatenate([frames, [chroma.shape[1]]])
-    beat_chroma = np.stack([chroma[:, a : max(b, a + 1)].mean(axis=1) for a, b in zip(bounds[:-1], bounds[1:])]) if len(frames) else np.zeros((0, 12))
+    beat_chroma = (
+        np.stack([chroma[:, a : max(b, a + 1)].mean(axis=1) for a, b in zip(bounds[:-1], bounds[1:])])
+        if len(frames)
+        else np.zeros((0, 12))
+    )
     return np.stack([pick(full), pick(low), _chroma_change(beat_chroma)], axis=1) if len(frames) else np.zeros((0, 3))
 
 
@@ -208,7 +236,10 @@ def bar_positions(strength: np.ndarray, meter: int, switch_penalty: float = 4.0)
 
 
 def estimate_downbeats(
-    features: np.ndarray, meters: tuple[int, ...] = METERS, weights: np.ndarray | None = None, prior: dict[int, float] | None = None
+    features: np.ndarray,
+    meters: tuple[int, ...] = METERS,
+    weights: np.ndarray | None = None,
+    prior: dict[int, float] | None = None,
 ) -> tuple[int, np.ndarray]:
     """(meter, is_downbeat (n,) bool) from per-beat accents (n, k).
 
@@ -219,7 +250,9 @@ def estimate_downbeats(
     if n == 0:
         return 4, np.zeros(0, dtype=bool)
     weights = np.ones(features.shape[1]) if weights is None else np.asarray(weights, dtype=np.float64)
-    strength = np.sum(np.stack([_zscore(features[:, j]) for j in range(features.shape[1])], axis=1) * weights, axis=1) / max(weights.sum(), 1e-9)
+    strength = np.sum(
+        np.stack([_zscore(features[:, j]) for j in range(features.shape[1])], axis=1) * weights, axis=1
+    ) / max(weights.sum(), 1e-9)
     prior = {2: 0.0, 3: 0.05, 4: 0.1} if prior is None else prior
     best = (-np.inf, 4, np.zeros(n, dtype=bool))
     for m in meters:
@@ -302,7 +335,12 @@ def dbn_beats(
 
 
 def downbeats_from_activation(
-    times: np.ndarray, activation: np.ndarray, fps: int = MODEL_FPS, meters: tuple[int, ...] = METERS, switch_penalty: float = 6.0, window: int = 2
+    times: np.ndarray,
+    activation: np.ndarray,
+    fps: int = MODEL_FPS,
+    meters: tuple[int, ...] = METERS,
+    switch_penalty: float = 6.0,
+    window: int = 2,
 ) -> tuple[int, np.ndarray]:
     """(meter, is_downbeat (n,) bool) of beats (n,) seconds from a downbeat activation (frames,) in [0, 1].
 
@@ -372,7 +410,9 @@ def beats_from_notes(notes: np.ndarray, start_bpm: float = 100.0, weights: str |
     return learned_beats(notes, weights) if weights is not None else handmade_beats_from_notes(notes, start_bpm)
 
 
-def beats_from_audio_and_notes(y: np.ndarray, sr: int, notes: np.ndarray, start_bpm: float = 100.0, weights: str | os.PathLike | None = None) -> Beats:
+def beats_from_audio_and_notes(
+    y: np.ndarray, sr: int, notes: np.ndarray, start_bpm: float = 100.0, weights: str | os.PathLike | None = None
+) -> Beats:
     """Beats of audio y (samples,) and its transcription (n, 4): the transcribe stage has both.
 
     With the learned tracker (the default where its weights exist) the notes alone decide: it was
@@ -380,7 +420,11 @@ def beats_from_audio_and_notes(y: np.ndarray, sr: int, notes: np.ndarray, start_
     hand-made tracker on the audio, with downbeats from the audio's and the notes' accents.
     """
     weights = weights if weights is not None else default_weights()
-    return learned_beats(notes, weights) if weights is not None else handmade_beats_from_audio_and_notes(y, sr, notes, start_bpm)
+    return (
+        learned_beats(notes, weights)
+        if weights is not None
+        else handmade_beats_from_audio_and_notes(y, sr, notes, start_bpm)
+    )
 
 
 def handmade_beats_from_notes(notes: np.ndarray, start_bpm: float = 100.0) -> Beats:

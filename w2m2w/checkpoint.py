@@ -21,7 +21,9 @@ FORMAT_VERSION = "1"
 # safetensors checks a file's layout, not its numbers, so a flipped byte in a tensor would load and run.
 SHIPPED_DIR = WEIGHTS
 MANIFEST = "SHA256SUMS"
-_verified: set[tuple[str, int, int, str]] = set()  # (file, mtime, size, hash): each shipped file is hashed once per process
+_verified: set[tuple[str, int, int, str]] = (
+    set()
+)  # (file, mtime, size, hash): each shipped file is hashed once per process
 
 
 class WeightsError(RuntimeError):
@@ -29,7 +31,11 @@ class WeightsError(RuntimeError):
 
 
 def save_weights(
-    path: str | os.PathLike, model_name: str, state_dict: dict[str, torch.Tensor], config: dict[str, Any], training: dict[str, Any] | None = None
+    path: str | os.PathLike,
+    model_name: str,
+    state_dict: dict[str, torch.Tensor],
+    config: dict[str, Any],
+    training: dict[str, Any] | None = None,
 ) -> None:
     """Write `state_dict` atomically with the model name, config and training summary as metadata."""
     from safetensors.torch import save_file
@@ -46,7 +52,11 @@ def save_weights(
 
 
 def load_model(
-    path: str | os.PathLike, model_name: str, build: Callable[[dict[str, Any]], torch.nn.Module], device: str = "cpu", what: str = "the model"
+    path: str | os.PathLike,
+    model_name: str,
+    build: Callable[[dict[str, Any]], torch.nn.Module],
+    device: str = "cpu",
+    what: str = "the model",
 ) -> Any:
     """The one model loader: `build(config)` makes the model the file's config describes, the file's tensors fill it,
     and it comes back in eval mode on `device`. Every failure is a WeightsError naming the file: missing, a Git LFS
@@ -56,11 +66,15 @@ def load_model(
         model = build(config)
         model.load_state_dict(state)
     except (RuntimeError, ValueError, TypeError) as exc:
-        raise WeightsError(f"{path}: weights do not fit {what} config stored in it ({str(exc).splitlines()[0]})") from None
+        raise WeightsError(
+            f"{path}: weights do not fit {what} config stored in it ({str(exc).splitlines()[0]})"
+        ) from None
     return model.to(device).eval()
 
 
-def load_weights(path: str | os.PathLike, model_name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+def load_weights(
+    path: str | os.PathLike, model_name: str
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
     """Read a weights file: (state_dict, config, training summary).
 
     Raises WeightsError naming the file and what to do when it is missing,
@@ -70,7 +84,9 @@ def load_weights(path: str | os.PathLike, model_name: str) -> tuple[dict[str, to
 
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"{path}: weights file not found; train one with `python -m w2m2w.train` or point the config at an existing file")
+        raise WeightsError(
+            f"{path}: weights file not found; train one with `python -m w2m2w.train` or point the config at an existing file"
+        )
     with open(path, "rb") as f:
         head = f.read(64)
     if head.startswith(b"version https://git-lfs"):
@@ -89,7 +105,9 @@ def load_weights(path: str | os.PathLike, model_name: str) -> tuple[dict[str, to
     if meta.get("model") != model_name:
         raise WeightsError(f"{path}: holds weights for model {meta.get('model')!r}, expected {model_name!r}")
     if meta.get("format_version") != FORMAT_VERSION:
-        raise WeightsError(f"{path}: weights format version {meta.get('format_version')!r}, this w2m2w reads {FORMAT_VERSION!r}")
+        raise WeightsError(
+            f"{path}: weights format version {meta.get('format_version')!r}, this w2m2w reads {FORMAT_VERSION!r}"
+        )
     return tensors, json.loads(meta.get("config", "{}")), json.loads(meta.get("training", "{}"))
 
 
@@ -129,7 +147,12 @@ def verify_shipped(path: str | os.PathLike, folder: str | os.PathLike | None = N
 
 
 def save_training_state(
-    directory: str | os.PathLike, model_name: str, model: torch.nn.Module, config: dict[str, Any], optimizer: torch.optim.Optimizer, state: dict[str, Any]
+    directory: str | os.PathLike,
+    model_name: str,
+    model: torch.nn.Module,
+    config: dict[str, Any],
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
 ) -> None:
     """A resumable training checkpoint without pickles: model and optimizer tensors as
     safetensors, step counters and RNG states as JSON. Each file is replaced atomically;
@@ -148,12 +171,18 @@ def save_training_state(
             else:
                 scalars[f"{idx}.{k}"] = v
     with atomic_path(d / "optim.safetensors", root=None) as tmp:
-        save_file(tensors, str(tmp), metadata={"param_groups": json.dumps(opt["param_groups"]), "scalars": json.dumps(scalars)})
+        save_file(
+            tensors,
+            str(tmp),
+            metadata={"param_groups": json.dumps(opt["param_groups"]), "scalars": json.dumps(scalars)},
+        )
     with atomic_path(d / "state.json", root=None) as tmp:
         tmp.write_text(json.dumps(state))
 
 
-def load_training_state(directory: str | os.PathLike, model_name: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
+def load_training_state(
+    directory: str | os.PathLike, model_name: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, Any] | None:
     """Restore model and optimizer from save_training_state's folder; None when there is none."""
     from safetensors import safe_open
 

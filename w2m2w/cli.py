@@ -60,7 +60,11 @@ def swept_name(num: int) -> str:
     try:
         hc = HydraConfig.get()
         saved = Path(hc.sweep.dir) / "multirun.yaml"
-        task = list(OmegaConf.load(saved).hydra.overrides.task) if saved.is_file() else [a for a in sys.argv[1:] if "=" in a and not a.startswith("-")]
+        task = (
+            list(OmegaConf.load(saved).hydra.overrides.task)
+            if saved.is_file()
+            else [a for a in sys.argv[1:] if "=" in a and not a.startswith("-")]
+        )
         return swept_dir_name(task, list(hc.overrides.task))  # the name the check looked at before Hydra wrote
     except Exception:  # no way to tell what is swept: the job number still keeps jobs apart
         return str(num)
@@ -72,9 +76,13 @@ OmegaConf.register_new_resolver("w2m2w_swept_name", swept_name, replace=True)
 EXIT = {"code": 0}  # hydra.main drops the task's return value, so the exit code travels here
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")  # absolute: found the same way installed or not
+@hydra.main(
+    version_base="1.3", config_path=str(CONF), config_name="config"
+)  # absolute: found the same way installed or not
 def hydra_main(cfg: DictConfig) -> None:
-    code = runner.run(OmegaConf.to_object(cfg), stages.STAGES, *job_dirs(cfg))  # the settings dataclasses, typed and checked; the stages
+    code = runner.run(
+        OmegaConf.to_object(cfg), stages.STAGES, *job_dirs(cfg)
+    )  # the settings dataclasses, typed and checked; the stages
     EXIT["code"] = max(EXIT["code"], code)
     if code > 128:  # stopped by a signal: the jobs after it in a sweep do not start
         sys.exit(code)
@@ -96,7 +104,11 @@ def job_dirs(cfg: DictConfig) -> tuple[Path, list[Path]]:
         return Path(hc.run.dir), reuse
     mine = Path(hc.runtime.output_dir)
     root = Path(hc.sweep.dir)
-    siblings = sorted(d for d in root.iterdir() if (d / "run.json").is_file() and d.resolve() != mine.resolve()) if root.is_dir() else []
+    siblings = (
+        sorted(d for d in root.iterdir() if (d / "run.json").is_file() and d.resolve() != mine.resolve())
+        if root.is_dir()
+        else []
+    )
     return mine, [d for d in [root, *siblings, *reuse] if d.resolve() != mine.resolve()]
 
 

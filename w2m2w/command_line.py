@@ -21,7 +21,19 @@ from pathlib import Path
 PATH_KEYS = ("input", "run_dir")
 DEMO = "demo"
 # Hydra's flags that take a value (the value is not an input); --info takes one only from its choices
-_VALUE_FLAGS = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "--experimental-rerun"}
+_VALUE_FLAGS = {
+    "-c",
+    "--cfg",
+    "-p",
+    "--package",
+    "-cp",
+    "--config-path",
+    "-cn",
+    "--config-name",
+    "-cd",
+    "--config-dir",
+    "--experimental-rerun",
+}
 _INFO_FLAGS = {"-i", "--info"}
 _INFO_CHOICES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 

@@ -26,7 +26,9 @@ class MelConfig:
 def _mel_basis(cfg: MelConfig) -> np.ndarray:
     import librosa
 
-    return librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax, htk=True).astype(np.float32)
+    return librosa.filters.mel(
+        sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax, htk=True
+    ).astype(np.float32)
 
 
 def mel_spectrogram(audio: torch.Tensor, cfg: MelConfig = MelConfig()) -> torch.Tensor:
@@ -36,7 +38,9 @@ def mel_spectrogram(audio: torch.Tensor, cfg: MelConfig = MelConfig()) -> torch.
     frames = samples // hop + 1 (centred STFT, reflect padding, as librosa).
     """
     window = torch.hann_window(cfg.n_fft, device=audio.device, dtype=audio.dtype)
-    spec = torch.stft(audio, cfg.n_fft, cfg.hop_length, window=window, center=True, pad_mode="reflect", return_complex=True)
+    spec = torch.stft(
+        audio, cfg.n_fft, cfg.hop_length, window=window, center=True, pad_mode="reflect", return_complex=True
+    )
     power = spec.real**2 + spec.imag**2  # (batch, freq, frames)
     basis = torch.from_numpy(_mel_basis(cfg)).to(audio.device, audio.dtype)
     return torch.matmul(basis, power).transpose(1, 2)
@@ -90,7 +94,9 @@ def conditioning_roll(notes: np.ndarray, n_frames: int, frame_rate: float = 100.
     return roll
 
 
-def excitation(notes: np.ndarray, n_samples: int, sample_rate: int = SAMPLE_RATE, start_sample: int = 0, harmonics: int = 4) -> np.ndarray:
+def excitation(
+    notes: np.ndarray, n_samples: int, sample_rate: int = SAMPLE_RATE, start_sample: int = 0, harmonics: int = 4
+) -> np.ndarray:
     """Harmonic excitation of the sounding notes at the sample rate, float32 (n_samples, 2 * harmonics).
 
     Channel h-1 sums, over the notes sounding at each sample, velocity/127 *
@@ -125,7 +131,9 @@ def excitation(notes: np.ndarray, n_samples: int, sample_rate: int = SAMPLE_RATE
             continue
         freqs = 440.0 * 2.0 ** ((pitch - 69.0) / 12.0) * h
         live = np.flatnonzero(freqs < sample_rate / 2)
-        phase = (2 * np.pi / sample_rate) * np.outer(np.arange(a + start_sample - t_on, b + start_sample - t_on, dtype=np.float64), freqs[live])
+        phase = (2 * np.pi / sample_rate) * np.outer(
+            np.arange(a + start_sample - t_on, b + start_sample - t_on, dtype=np.float64), freqs[live]
+        )
         out[a:b, live] += ((vel / 127.0) * np.sin(phase)).astype(np.float32)
         out[a:b, harmonics + live] += ((vel / 127.0) * np.cos(phase)).astype(np.float32)
     return out

@@ -209,7 +209,9 @@ def file_lock(path: str | os.PathLike, what: str = "", *, root: str | os.PathLik
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
-            raise LockedError(f"{what or path}: held by another process ({holder or 'unknown'}); skipped here, that run writes it") from None
+            raise LockedError(
+                f"{what or path}: held by another process ({holder or 'unknown'}); skipped here, that run writes it"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
         yield
@@ -220,7 +222,9 @@ def file_lock(path: str | os.PathLike, what: str = "", *, root: str | os.PathLik
 LOCK_WAIT_S = 60.0  # how long update_json waits for another process to release a JSON file's lock
 
 
-def update_json(path: str | os.PathLike, update: Callable[[dict[str, Any]], dict[str, Any]], *, root: str | os.PathLike) -> dict[str, Any]:
+def update_json(
+    path: str | os.PathLike, update: Callable[[dict[str, Any]], dict[str, Any]], *, root: str | os.PathLike
+) -> dict[str, Any]:
     """Read JSON at `path` ({} if missing), apply `update`, write it back atomically, all under a lock.
 
     Runs that share a run directory (two users, or N cluster shards) merge their parts this way,
@@ -240,7 +244,9 @@ def update_json(path: str | os.PathLike, update: Callable[[dict[str, Any]], dict
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise LockedError(f"{path}: locked by another process for over {LOCK_WAIT_S:.0f} s; nothing was changed") from None
+                    raise LockedError(
+                        f"{path}: locked by another process for over {LOCK_WAIT_S:.0f} s; nothing was changed"
+                    ) from None
                 time.sleep(0.05)
         try:
             data = json.loads(path.read_text())

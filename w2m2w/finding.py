@@ -67,7 +67,9 @@ def walk(root: Path, descend: Callable[[tuple[str, ...]], bool]) -> Iterator[tup
     except OSError:
         return
     # (symlinks on the way, path text, ...): a heap, so real folders come first and the walk is deterministic
-    queue: list[tuple[int, str, Path, tuple[str, ...], frozenset, tuple[int, int]]] = [(0, str(root), root, (), frozenset(), (st.st_dev, st.st_ino))]
+    queue: list[tuple[int, str, Path, tuple[str, ...], frozenset, tuple[int, int]]] = [
+        (0, str(root), root, (), frozenset(), (st.st_dev, st.st_ino))
+    ]
     seen: set[tuple[int, int]] = set()
     while queue:
         links, _, folder, parts, ancestors, key = heapq.heappop(queue)
@@ -133,7 +135,9 @@ def _walk_files(folder: Path, extensions: tuple[str, ...], skip_folder: SkipFold
     def descend(parts: tuple[str, ...]) -> bool:
         return _visible(parts) and not skip_folder(folder.joinpath(*parts))
 
-    return [p for p, parts, is_dir in walk(folder, descend) if not is_dir and _visible(parts) and _has_ext(p, extensions)]
+    return [
+        p for p, parts, is_dir in walk(folder, descend) if not is_dir and _visible(parts) and _has_ext(p, extensions)
+    ]
 
 
 @lru_cache(maxsize=4096)
@@ -145,7 +149,9 @@ def _match(pattern: tuple[str, ...], parts: tuple[str, ...], partial: bool) -> b
         return False
     head = pattern[0]
     if head == "**":  # zero or more folders, hidden ones excluded (as glob.glob does)
-        return _match(pattern[1:], parts, partial) or (not parts[0].startswith(".") and _match(pattern, parts[1:], partial))
+        return _match(pattern[1:], parts, partial) or (
+            not parts[0].startswith(".") and _match(pattern, parts[1:], partial)
+        )
     if parts[0].startswith(".") and not head.startswith("."):
         return False
     return fnmatch.fnmatchcase(parts[0], head) and _match(pattern[1:], parts[1:], partial)

@@ -80,7 +80,12 @@ def select_primer(notes: np.ndarray, seconds: float | None, n_events: int | None
     The primer starts at a note onset and ends with the last NOTE_OFF; no note is cut in half.
     """
     notes = ev.canonical_notes(notes)
-    if len(notes) == 0 or max_tokens <= 0 or (n_events is not None and n_events <= 0) or (n_events is None and (seconds or 0) <= 0):
+    if (
+        len(notes) == 0
+        or max_tokens <= 0
+        or (n_events is not None and n_events <= 0)
+        or (n_events is None and (seconds or 0) <= 0)
+    ):
         return Primer(np.zeros(0, dtype=np.int64), 0.0, False)
     onsets = np.unique(notes[:, 0])
     first = 0
@@ -96,7 +101,10 @@ def select_primer(notes: np.ndarray, seconds: float | None, n_events: int | None
     truncated = False
     if count(first) > limit:
         truncated = n_events is None or limit < n_events
-        lo, hi = min(first + 1, len(onsets) - 1), len(onsets) - 1  # dropping notes from the front (nearly) never adds events
+        lo, hi = (
+            min(first + 1, len(onsets) - 1),
+            len(onsets) - 1,
+        )  # dropping notes from the front (nearly) never adds events
         while lo < hi:
             mid = (lo + hi) // 2
             if count(mid) <= limit:
@@ -169,7 +177,9 @@ class Decoder:
         x = torch.tensor([tokens], dtype=torch.long, device=self.device)
         state = None
         if self.states is not None:
-            state = torch.from_numpy(np.stack(self.states[len(self.states) - len(tokens) :])[None]).to(self.device, torch.float32)
+            state = torch.from_numpy(np.stack(self.states[len(self.states) - len(tokens) :])[None]).to(
+                self.device, torch.float32
+            )
         return self.model(x, self.cache, state=state)[0, -1]
 
     def _track(self, tokens: list[int]) -> None:
@@ -205,7 +215,13 @@ class Decoder:
 
 @torch.no_grad()
 def sample_continuation(
-    model: MusicTransformer, primer: np.ndarray, steps: int, sampling: SamplingConfig, context: int, max_events: int, use_cache: bool = True
+    model: MusicTransformer,
+    primer: np.ndarray,
+    steps: int,
+    sampling: SamplingConfig,
+    context: int,
+    max_events: int,
+    use_cache: bool = True,
 ) -> np.ndarray:
     """Sample events after `primer` (token ids; may be empty) until they add up to `steps`
     10 ms steps of time or `max_events` events. Returns the continuation's ids."""
@@ -271,7 +287,12 @@ def continue_notes(model: MusicTransformer, notes: np.ndarray, cfg: GenerationCo
         "output_notes": int(len(out)),
         "context": context,
         "seed": int(cfg.sampling.seed),
-        "sampling": {"temperature": cfg.sampling.temperature, "top_k": cfg.sampling.top_k, "top_p": cfg.sampling.top_p, "seed": int(cfg.sampling.seed)},
+        "sampling": {
+            "temperature": cfg.sampling.temperature,
+            "top_k": cfg.sampling.top_k,
+            "top_p": cfg.sampling.top_p,
+            "seed": int(cfg.sampling.seed),
+        },
         "events_per_second": round(len(cont) / dt, 1) if dt > 0 else None,
     }
     if len(cont) >= max_events and generated_s < cfg.seconds:

@@ -34,7 +34,17 @@ from w2m2w.run.settings import check_run, default_run_dir, run_folder
 from w2m2w.settings import SettingsError
 
 # flags that print something instead of running, or point Hydra at other configs: Hydra handles those calls alone
-_NOT_A_RUN = ("help", "hydra_help", "cfg", "info", "shell_completion", "experimental_rerun", "config_path", "config_name", "config_dir")
+_NOT_A_RUN = (
+    "help",
+    "hydra_help",
+    "cfg",
+    "info",
+    "shell_completion",
+    "experimental_rerun",
+    "config_path",
+    "config_name",
+    "config_dir",
+)
 
 
 def _run_folder(run_dir: str | None, input: str | None) -> str:
@@ -171,13 +181,17 @@ def _job_dirs(argv: list[str], todo: list[list[str]], run_dirs: list[str]) -> li
 def records_problem(argv: list[str], todo: list[list[str]], run_dirs: list[str], log_name: str) -> str | None:
     """The first job whose Hydra record would be written outside its run folder (record_problem), or None."""
     for job_dir, root, multirun in _job_dirs(argv, todo, run_dirs):
-        problem = record_problem(job_dir, root, (log_name, ".hydra")) or (multirun and record_problem(root, root, ("multirun.yaml",)))
+        problem = record_problem(job_dir, root, (log_name, ".hydra")) or (
+            multirun and record_problem(root, root, ("multirun.yaml",))
+        )
         if problem:
             return problem
     return None
 
 
-def check_command_line(argv: list[str], config_dir: Path, config_name: str = "config", log_name: str = "run.log") -> str | None:
+def check_command_line(
+    argv: list[str], config_dir: Path, config_name: str = "config", log_name: str = "run.log"
+) -> str | None:
     """None when every job of `argv` has valid settings and a run folder Hydra's record stays in; else one line.
 
     log_name: Hydra's job log in the run folder, `<the entry script's name>.log`.

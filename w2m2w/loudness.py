@@ -132,7 +132,15 @@ def level_for(meter: LoudnessMeter, target_lufs: float, ceiling_dbfs: float = PE
     """
     lufs, peak = meter.integrated(), _db(meter.peak)
     if not math.isfinite(lufs):
-        return Level(target_lufs, None, None if not math.isfinite(peak) else peak, 0.0, None, None if not math.isfinite(peak) else peak, False)
+        return Level(
+            target_lufs,
+            None,
+            None if not math.isfinite(peak) else peak,
+            0.0,
+            None,
+            None if not math.isfinite(peak) else peak,
+            False,
+        )
     gain_db = target_lufs - lufs
     limited = peak + gain_db > ceiling_dbfs
     if limited:
@@ -140,7 +148,9 @@ def level_for(meter: LoudnessMeter, target_lufs: float, ceiling_dbfs: float = PE
     return Level(target_lufs, lufs, peak, gain_db, lufs + gain_db, peak + gain_db, limited)
 
 
-def normalize(y: np.ndarray, sample_rate: int, target_lufs: float, ceiling_dbfs: float = PEAK_CEILING_DBFS) -> tuple[np.ndarray, Level]:
+def normalize(
+    y: np.ndarray, sample_rate: int, target_lufs: float, ceiling_dbfs: float = PEAK_CEILING_DBFS
+) -> tuple[np.ndarray, Level]:
     """y (n,) brought to target_lufs (at most a ceiling_dbfs peak), float32, and what was done."""
     meter = LoudnessMeter(sample_rate)
     meter.push(y)

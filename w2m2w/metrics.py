@@ -22,7 +22,9 @@ def _intervals(notes: np.ndarray) -> np.ndarray:
     return np.column_stack([notes[:, 0], np.maximum(notes[:, 1], notes[:, 0] + 1e-3)])
 
 
-def transcription_metrics(ref: np.ndarray, est: np.ndarray, onset_tolerance: float = 0.05, frame_rate: float = 100.0) -> dict[str, float]:
+def transcription_metrics(
+    ref: np.ndarray, est: np.ndarray, onset_tolerance: float = 0.05, frame_rate: float = 100.0
+) -> dict[str, float]:
     """Note, note-with-velocity, note-with-offset, note-with-offset-and-velocity and frame P/R/F1.
 
     ref, est: note lists (n, 4). Notes use mir_eval's definitions (50 ms onset
@@ -41,7 +43,9 @@ def transcription_metrics(ref: np.ndarray, est: np.ndarray, onset_tolerance: flo
     out: dict[str, float] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # mir_eval warns about empty note lists, then scores them 0
-        p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(ri, rp, ei, ep, onset_tolerance=onset_tolerance, offset_ratio=None)
+        p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(
+            ri, rp, ei, ep, onset_tolerance=onset_tolerance, offset_ratio=None
+        )
         out.update(note_precision=p, note_recall=r, note_f1=f)
         p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(ri, rp, ei, ep, onset_tolerance=onset_tolerance)
         out.update(note_offset_precision=p, note_offset_recall=r, note_offset_f1=f)
@@ -49,7 +53,9 @@ def transcription_metrics(ref: np.ndarray, est: np.ndarray, onset_tolerance: flo
             ri, rp, ref[:, 3], ei, ep, est[:, 3], onset_tolerance=onset_tolerance, offset_ratio=None
         )
         out.update(note_velocity_precision=p, note_velocity_recall=r, note_velocity_f1=f)
-        p, r, f, _ = mir_eval.transcription_velocity.precision_recall_f1_overlap(ri, rp, ref[:, 3], ei, ep, est[:, 3], onset_tolerance=onset_tolerance)
+        p, r, f, _ = mir_eval.transcription_velocity.precision_recall_f1_overlap(
+            ri, rp, ref[:, 3], ei, ep, est[:, 3], onset_tolerance=onset_tolerance
+        )
         out.update(note_offset_velocity_precision=p, note_offset_velocity_recall=r, note_offset_velocity_f1=f)
     end = max([0.0, *ref[:, 1], *est[:, 1]])
     n = int(np.ceil(end * frame_rate)) + 1
@@ -103,10 +109,18 @@ def pedal_metrics(
     out: dict[str, float] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # mir_eval warns about empty lists, then scores them 0
-        p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(ri, rp, ei, ep, onset_tolerance=onset_tolerance, offset_ratio=None)
+        p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(
+            ri, rp, ei, ep, onset_tolerance=onset_tolerance, offset_ratio=None
+        )
         out.update(pedal_onset_precision=p, pedal_onset_recall=r, pedal_onset_f1=f)
         p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(
-            ri, rp, ei, ep, onset_tolerance=onset_tolerance, offset_ratio=offset_ratio, offset_min_tolerance=offset_min_tolerance
+            ri,
+            rp,
+            ei,
+            ep,
+            onset_tolerance=onset_tolerance,
+            offset_ratio=offset_ratio,
+            offset_min_tolerance=offset_min_tolerance,
         )
         out.update(pedal_onset_offset_precision=p, pedal_onset_offset_recall=r, pedal_onset_offset_f1=f)
     end = max([0.0, *ri[:, 1], *ei[:, 1]])

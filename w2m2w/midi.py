@@ -127,7 +127,13 @@ def load_midi_notes(path: str | os.PathLike, apply_pedal: bool = True) -> np.nda
 
 def save_tsv_notes(path: str | os.PathLike, notes: np.ndarray) -> None:
     """A note list (n, 4) as the TSV load_tsv_notes reads: one header line, then onset, offset, note, velocity."""
-    np.savetxt(str(path), np.asarray(notes, dtype=np.float64).reshape(-1, 4), fmt="%.6f", delimiter="\t", header="onset,offset,note,velocity")
+    np.savetxt(
+        str(path),
+        np.asarray(notes, dtype=np.float64).reshape(-1, 4),
+        fmt="%.6f",
+        delimiter="\t",
+        header="onset,offset,note,velocity",
+    )
 
 
 def load_tsv_notes(path: str | os.PathLike) -> np.ndarray:
@@ -158,7 +164,14 @@ def notes_to_pretty_midi(notes: np.ndarray, program: int = 0, name: str = "piano
     pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
     inst = pretty_midi.Instrument(program=program, name=name)
     for on, off, pitch, vel in sort_notes(notes):
-        inst.notes.append(pretty_midi.Note(velocity=int(np.clip(round(vel), 1, 127)), pitch=int(pitch), start=float(on), end=float(max(off, on + 1e-3))))
+        inst.notes.append(
+            pretty_midi.Note(
+                velocity=int(np.clip(round(vel), 1, 127)),
+                pitch=int(pitch),
+                start=float(on),
+                end=float(max(off, on + 1e-3)),
+            )
+        )
     if pedal is not None:
         for down, up in merge_intervals(pedal):
             if pm.time_to_tick(float(up)) <= pm.time_to_tick(float(down)):

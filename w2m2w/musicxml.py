@@ -16,7 +16,9 @@ import numpy as np
 from w2m2w.score import Quantized, beat_positions, estimate_key, key_sharps, split_hands
 
 
-def _voices(items: list[tuple[Fraction, Fraction, int, bool, bool]]) -> list[list[tuple[Fraction, Fraction, list[int], bool, bool]]]:
+def _voices(
+    items: list[tuple[Fraction, Fraction, int, bool, bool]],
+) -> list[list[tuple[Fraction, Fraction, list[int], bool, bool]]]:
     """Chords (onset, offset, pitches, tied in, tied out) in non-overlapping voices, from notes (onset,
     offset, pitch, tied in, tied out): one chord holds notes of one onset, one length and the same ties."""
     chords: dict[tuple[Fraction, Fraction, bool, bool], list[int]] = {}
@@ -48,7 +50,13 @@ def _pieces(on: Fraction, off: Fraction) -> list[tuple[Fraction, Fraction]]:
     cuts = [on] + [Fraction(b) for b in range(int(np.floor(on)) + 1, int(np.ceil(off)))] + [off]
     out: list[tuple[Fraction, Fraction]] = []
     for a, b in zip(cuts, cuts[1:]):
-        if out and _expressible(b - out[-1][0]) and out[-1][1] == a and float(out[-1][0]).is_integer() and float(a).is_integer():
+        if (
+            out
+            and _expressible(b - out[-1][0])
+            and out[-1][1] == a
+            and float(out[-1][0]).is_integer()
+            and float(a).is_integer()
+        ):
             out[-1] = (out[-1][0], b)  # whole beats join while the sum stays one note value
         else:
             out.append((a, b))
@@ -87,7 +95,11 @@ def to_music21(q: Quantized, notes: np.ndarray, pedal: np.ndarray | None = None,
     n_beats = int(np.ceil(max([float(o) for o in q.offsets], default=1.0)))
     lines = [b for b in q.bar_lines if b < n_beats] or [0]
     if lines[-1] < n_beats:
-        lines.append(lines[-1] + max(q.grid.meter, int(np.ceil(n_beats - lines[-1]))) if len(lines) == 1 else lines[-1] + max(lines[-1] - lines[-2], 1))
+        lines.append(
+            lines[-1] + max(q.grid.meter, int(np.ceil(n_beats - lines[-1])))
+            if len(lines) == 1
+            else lines[-1] + max(lines[-1] - lines[-2], 1)
+        )
     while lines[-1] < n_beats:
         lines.append(lines[-1] + q.grid.meter)
     bpm = q.grid.tempo
@@ -111,7 +123,11 @@ def to_music21(q: Quantized, notes: np.ndarray, pedal: np.ndarray | None = None,
                 m.insert(0, meter.TimeSignature(f"{z - a}/4"))
                 prev_len = z - a
             # the notes sounding in this bar, cut at its lines and tied across them
-            inside = [(max(on, Fraction(a)), min(off, Fraction(z)), p, on < a, off > z) for on, off, p in items if on < z and off > a]
+            inside = [
+                (max(on, Fraction(a)), min(off, Fraction(z)), p, on < a, off > z)
+                for on, off, p in items
+                if on < z and off > a
+            ]
             voices = _voices(inside)
             targets = [m] if len(voices) <= 1 else [stream.Voice(id=str(v + 1)) for v in range(len(voices))]
             for target, chords in zip(targets, voices or [[]]):
@@ -129,11 +145,15 @@ def to_music21(q: Quantized, notes: np.ndarray, pedal: np.ndarray | None = None,
         for d, u in zip(down_b, up_b):
             sel = [pedal_notes[i][1] for i in order if d - 0.25 <= starts[i] < u]
             if sel:
-                staves[1].insert(0, expressions.PedalMark(sel[0], sel[-1]) if len(sel) > 1 else expressions.PedalMark(sel[0]))
+                staves[1].insert(
+                    0, expressions.PedalMark(sel[0], sel[-1]) if len(sel) > 1 else expressions.PedalMark(sel[0])
+                )
     return score
 
 
-def write_musicxml(path: str | os.PathLike, q: Quantized, notes: np.ndarray, pedal: np.ndarray | None = None, title: str = "w2m2w") -> None:
+def write_musicxml(
+    path: str | os.PathLike, q: Quantized, notes: np.ndarray, pedal: np.ndarray | None = None, title: str = "w2m2w"
+) -> None:
     """Write the score of `q` as MusicXML to `path` (the caller renames it into place)."""
     to_music21(q, notes, pedal, title).write("musicxml", fp=str(path))
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
-CONF = PACKAGE / "conf"  # the Hydra configs of the `w2m2w` command, `python -m w2m2w.train` and `python -m w2m2w.evaluate`
+CONF = (
+    PACKAGE / "conf"
+)  # the Hydra configs of the `w2m2w` command, `python -m w2m2w.train` and `python -m w2m2w.evaluate`
 WEIGHTS = PACKAGE / "weights"  # the shipped weights, their model card and SHA256SUMS
 DEMO_DIR = PACKAGE / "assets" / "demo"
 DEMO_INPUT = DEMO_DIR / "bach_prelude_c.flac"  # what `w2m2w` runs on with no input

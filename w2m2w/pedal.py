@@ -23,7 +23,11 @@ def empty_pedal() -> np.ndarray:
 def pedal_tsv_path(notes_path: str | os.PathLike) -> Path:
     """NAME.tsv -> NAME.pedal.tsv, where a TSV note file's pedal is kept."""
     p = Path(notes_path)
-    return p.with_name(p.name[: -len(".tsv")] + ".pedal.tsv") if p.name.lower().endswith(".tsv") else p.with_suffix(".pedal.tsv")
+    return (
+        p.with_name(p.name[: -len(".tsv")] + ".pedal.tsv")
+        if p.name.lower().endswith(".tsv")
+        else p.with_suffix(".pedal.tsv")
+    )
 
 
 def pedal_from_pretty_midi(pm, threshold: int = 64) -> np.ndarray:
@@ -33,7 +37,9 @@ def pedal_from_pretty_midi(pm, threshold: int = 64) -> np.ndarray:
     for inst in pm.instruments:
         if inst.is_drum:
             continue
-        spans += pedal_intervals([(c.time, c.value) for c in inst.control_changes if c.number == SUSTAIN_CC], end, threshold)
+        spans += pedal_intervals(
+            [(c.time, c.value) for c in inst.control_changes if c.number == SUSTAIN_CC], end, threshold
+        )
     return merge_intervals(np.array(spans, dtype=np.float64).reshape(-1, 2))
 
 
@@ -55,12 +61,16 @@ def load_pedal(notes_path: str | os.PathLike) -> np.ndarray | None:
     try:
         pm = pretty_midi.PrettyMIDI(str(p))
     except Exception as exc:
-        raise MidiError(f"{p}: not a readable MIDI file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise MidiError(
+            f"{p}: not a readable MIDI file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        ) from None
     return pedal_from_pretty_midi(pm)
 
 
 def save_pedal_tsv(path: str | os.PathLike, pedal: np.ndarray) -> None:
-    np.savetxt(str(path), np.asarray(pedal, dtype=np.float64).reshape(-1, 2), fmt="%.6f", delimiter="\t", header="down,up")
+    np.savetxt(
+        str(path), np.asarray(pedal, dtype=np.float64).reshape(-1, 2), fmt="%.6f", delimiter="\t", header="down,up"
+    )
 
 
 def crop_pedal(pedal: np.ndarray, start: float, duration: float) -> np.ndarray:

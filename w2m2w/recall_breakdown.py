@@ -35,7 +35,9 @@ def matched_reference(ref: np.ndarray, est: np.ndarray, onset_tolerance: float =
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pairs = mir_eval.transcription.match_notes(iv(ref), hz(ref), iv(est), hz(est), onset_tolerance=onset_tolerance, offset_ratio=None)
+        pairs = mir_eval.transcription.match_notes(
+            iv(ref), hz(ref), iv(est), hz(est), onset_tolerance=onset_tolerance, offset_ratio=None
+        )
     hit[[i for i, _ in pairs]] = True
     return hit
 
@@ -70,4 +72,6 @@ def recall_breakdown(ref: np.ndarray, est: np.ndarray, onset_tolerance: float = 
 
 def add_counts(a: dict[str, tuple[int, int]], b: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
     """Two breakdowns' counts summed group by group (pieces pooled note by note, not averaged)."""
-    return {k: (a.get(k, (0, 0))[0] + b.get(k, (0, 0))[0], a.get(k, (0, 0))[1] + b.get(k, (0, 0))[1]) for k in {**a, **b}}
+    return {
+        k: (a.get(k, (0, 0))[0] + b.get(k, (0, 0))[0], a.get(k, (0, 0))[1] + b.get(k, (0, 0))[1]) for k in {**a, **b}
+    }

@@ -51,7 +51,9 @@ def beat_positions(times: np.ndarray, grid: np.ndarray) -> np.ndarray:
     return pos
 
 
-def choose_subdivisions(pos: np.ndarray, n_beats: int, grids: tuple[int, ...] = GRIDS, penalty: float = TRIPLET_PENALTY) -> np.ndarray:
+def choose_subdivisions(
+    pos: np.ndarray, n_beats: int, grids: tuple[int, ...] = GRIDS, penalty: float = TRIPLET_PENALTY
+) -> np.ndarray:
     """Subdivision (n_beats,) of each beat, one of `grids`: the one whose grid lies nearest the onsets
     (continuous beat positions (n,)) of that beat; ties and near-ties go to the first (binary) grid."""
     subdiv = np.full(n_beats, grids[0], dtype=int)
@@ -60,7 +62,9 @@ def choose_subdivisions(pos: np.ndarray, n_beats: int, grids: tuple[int, ...] = 
         if not 0 <= k < n_beats:
             continue
         frac = pos[beat == k] - k
-        costs = [np.mean(np.abs(frac * d - np.round(frac * d)) / d) + (penalty if i else 0.0) for i, d in enumerate(grids)]
+        costs = [
+            np.mean(np.abs(frac * d - np.round(frac * d)) / d) + (penalty if i else 0.0) for i, d in enumerate(grids)
+        ]
         subdiv[k] = grids[int(np.argmin(costs))]
     return subdiv
 
@@ -103,7 +107,14 @@ def quantize(notes: np.ndarray, beats: Beats) -> Quantized:
         for i, j in zip(idx, idx[1:]):
             if onsets[i] < onsets[j] < offsets[i]:
                 offsets[i] = onsets[j]
-    return Quantized(onsets, offsets, [int(p) for p in notes[:, 2]], [int(v) for v in notes[:, 3]], [int(i) for i in np.flatnonzero(grid.is_downbeat)], grid)
+    return Quantized(
+        onsets,
+        offsets,
+        [int(p) for p in notes[:, 2]],
+        [int(v) for v in notes[:, 3]],
+        [int(i) for i in np.flatnonzero(grid.is_downbeat)],
+        grid,
+    )
 
 
 def split_hands(pitches: np.ndarray, onsets: np.ndarray, middle: float = 60.0, pull: float = 0.2) -> np.ndarray:

@@ -61,7 +61,9 @@ NON_NEGATIVE = Range(0, None)
 AT_LEAST_ONE = Range(1, None)
 PROBABILITY_OPEN = Range(0, 1, lo_open=True, hi_open=True)  # a threshold: 0 and 1 make every or no frame a note
 PROBABILITY_UPPER = Range(0, 1, lo_open=True)  # (0, 1]: top_p and other shares where all is allowed
-THREADS = Range(0, 1024)  # 0: the library's default; asking for more threads than any machine has is a typo that would fork thousands
+THREADS = Range(
+    0, 1024
+)  # 0: the library's default; asking for more threads than any machine has is a typo that would fork thousands
 
 
 class SettingsError(ValueError):
@@ -148,7 +150,9 @@ def output_settings(obj: Any) -> dict[str, Any]:
         if not f.metadata.get(_OUTPUT, True):
             continue
         value = getattr(obj, f.name)
-        out[f.name] = output_settings(value) if dataclasses.is_dataclass(value) and not isinstance(value, type) else value
+        out[f.name] = (
+            output_settings(value) if dataclasses.is_dataclass(value) and not isinstance(value, type) else value
+        )
     return out
 
 

@@ -24,7 +24,9 @@ SUSTAIN_CC = 64
 def lead_in_grid(beats: Beats, end: float) -> Beats:
     """The grid from time 0: `beats` extended to `end`, with the stretch before its first beat split
     into whole beats at about the first tempo (the first one starting at 0 s, as tick 0 must)."""
-    ext = extend_beats(beats, end=end, start=float(beats.times[0]) if len(beats.times) else 0.0)  # lead-in below, not at the first tempo
+    ext = extend_beats(
+        beats, end=end, start=float(beats.times[0]) if len(beats.times) else 0.0
+    )  # lead-in below, not at the first tempo
     t0 = float(ext.times[0])
     ibi = float(ext.times[1] - ext.times[0])
     if t0 <= 1e-6:
@@ -72,16 +74,29 @@ def time_signatures(is_downbeat: np.ndarray, meter: int) -> list[tuple[int, int]
     return out
 
 
-def tempo_mapped_midi(notes: np.ndarray, beats: Beats, pedal: np.ndarray | None = None, resolution: int = RESOLUTION, key: str | None = None, program: int = 0):
+def tempo_mapped_midi(
+    notes: np.ndarray,
+    beats: Beats,
+    pedal: np.ndarray | None = None,
+    resolution: int = RESOLUTION,
+    key: str | None = None,
+    program: int = 0,
+):
     """A mido.MidiFile (type 1: a conductor track, a piano track) of notes (n, 4) and sustain pedal (p, 2)
     seconds, whose tempo map follows `beats`; key: a mido key name ('C', 'Am', ...) or None."""
     import mido
 
-    end = float(max(notes[:, 1].max() if len(notes) else 0.0, pedal.max() if pedal is not None and len(pedal) else 0.0)) + 1.0
+    end = (
+        float(max(notes[:, 1].max() if len(notes) else 0.0, pedal.max() if pedal is not None and len(pedal) else 0.0))
+        + 1.0
+    )
     grid = lead_in_grid(beats, end)
     us, real = tempos_us(grid.times)
     meta = [(int(i * resolution), 0, mido.MetaMessage("set_tempo", tempo=int(u))) for i, u in enumerate(us)]
-    meta += [(int(i * resolution), 0, mido.MetaMessage("time_signature", numerator=n, denominator=4)) for i, n in time_signatures(grid.is_downbeat, grid.meter)]
+    meta += [
+        (int(i * resolution), 0, mido.MetaMessage("time_signature", numerator=n, denominator=4))
+        for i, n in time_signatures(grid.is_downbeat, grid.meter)
+    ]
     if key:
         meta.append((0, 0, mido.MetaMessage("key_signature", key=key)))
     events = []  # (tick, order, message): note-offs before note-ons at one tick, so repeated notes re-strike
@@ -111,7 +126,13 @@ def tempo_mapped_midi(notes: np.ndarray, beats: Beats, pedal: np.ndarray | None 
     return mid
 
 
-def with_tempo_map(notes: np.ndarray, beats: Beats, pedal: np.ndarray | None = None, resolution: int = RESOLUTION, key: str | None = None):
+def with_tempo_map(
+    notes: np.ndarray,
+    beats: Beats,
+    pedal: np.ndarray | None = None,
+    resolution: int = RESOLUTION,
+    key: str | None = None,
+):
     """The same as tempo_mapped_midi, read back as a pretty_midi.PrettyMIDI (what the stages use)."""
     import pretty_midi
 
@@ -122,7 +143,12 @@ def with_tempo_map(notes: np.ndarray, beats: Beats, pedal: np.ndarray | None = N
 
 
 def write_tempo_mapped_midi(
-    path: str | os.PathLike, notes: np.ndarray, beats: Beats, pedal: np.ndarray | None = None, resolution: int = RESOLUTION, key: str | None = None
+    path: str | os.PathLike,
+    notes: np.ndarray,
+    beats: Beats,
+    pedal: np.ndarray | None = None,
+    resolution: int = RESOLUTION,
+    key: str | None = None,
 ) -> None:
     """Write tempo_mapped_midi to `path` (the caller renames it into place)."""
     tempo_mapped_midi(notes, beats, pedal, resolution, key).save(str(path))

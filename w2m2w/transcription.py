@@ -21,13 +21,17 @@ class DecodeConfig:
     onset_threshold: float = 0.4
     frame_threshold: float = 0.05
     min_duration: float = 0.0
-    offset_threshold: float = 0.2  # a note also ends where the offset head is above this (1.0: never; decoding.decode_notes)
+    offset_threshold: float = (
+        0.2  # a note also ends where the offset head is above this (1.0: never; decoding.decode_notes)
+    )
     # the pedal head's (pedal.decode_pedal), chosen the same way
     pedal_onset_threshold: float = 0.3
     pedal_offset_threshold: float = 0.06
     pedal_frame_threshold: float = 0.3
     pedal_min_duration: float = PEDAL_MIN_DURATION
-    pedal_change_gap: float = 0.25  # s; an offset under a still-high frame head is a pedal change: down again this much later (0: never)
+    pedal_change_gap: float = (
+        0.25  # s; an offset under a still-high frame head is a pedal change: down again this much later (0: never)
+    )
 
 
 def load_transcriber(path: str | os.PathLike, device: str = "cpu") -> OnsetsFrames:
@@ -35,7 +39,9 @@ def load_transcriber(path: str | os.PathLike, device: str = "cpu") -> OnsetsFram
     return load_model(path, MODEL_NAME, lambda config: OnsetsFrames(OnsetsFramesConfig(**config)), device)
 
 
-def decode_probabilities(probs: dict[str, np.ndarray], frame_rate: float, decode: DecodeConfig = DecodeConfig()) -> tuple[np.ndarray, np.ndarray | None]:
+def decode_probabilities(
+    probs: dict[str, np.ndarray], frame_rate: float, decode: DecodeConfig = DecodeConfig()
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Notes (n, 4) and pedal intervals (m, 2) from model.predict's probabilities.
 
     probs: onset/frame/velocity (frames, 88) and, from a model with a pedal head,
@@ -70,7 +76,11 @@ def decode_probabilities(probs: dict[str, np.ndarray], frame_rate: float, decode
 
 
 def transcribe_with_pedal(
-    model: OnsetsFrames, audio: np.ndarray, decode: DecodeConfig = DecodeConfig(), chunk_seconds: float = 20.0, overlap_seconds: float = 2.0
+    model: OnsetsFrames,
+    audio: np.ndarray,
+    decode: DecodeConfig = DecodeConfig(),
+    chunk_seconds: float = 20.0,
+    overlap_seconds: float = 2.0,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Notes (n, 4) and pedal intervals (m, 2), or None without a pedal head, for 16 kHz mono `audio` of any length.
 
@@ -82,7 +92,11 @@ def transcribe_with_pedal(
 
 
 def transcribe(
-    model: OnsetsFrames, audio: np.ndarray, decode: DecodeConfig = DecodeConfig(), chunk_seconds: float = 20.0, overlap_seconds: float = 2.0
+    model: OnsetsFrames,
+    audio: np.ndarray,
+    decode: DecodeConfig = DecodeConfig(),
+    chunk_seconds: float = 20.0,
+    overlap_seconds: float = 2.0,
 ) -> np.ndarray:
     """Note list (n, 4) for 16 kHz mono `audio` of any length."""
     return transcribe_with_pedal(model, audio, decode, chunk_seconds, overlap_seconds)[0]

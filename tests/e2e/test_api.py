@@ -43,7 +43,10 @@ def test_transcribe_is_the_command_on_a_path_and_on_samples(command_run, example
     expected = (command_run / "1-transcribe" / "notes.mid").read_bytes()
     assert _midi_bytes(w2m2w.transcribe(example_audio, weights=tiny["t"]), tmp_path / "a.mid") == expected
     y, sr = sf.read(str(example_audio), dtype="float32")
-    assert sr == 16000 and _midi_bytes(w2m2w.transcribe(y, sr, weights=tiny["t"], device="cpu"), tmp_path / "b.mid") == expected
+    assert (
+        sr == 16000
+        and _midi_bytes(w2m2w.transcribe(y, sr, weights=tiny["t"], device="cpu"), tmp_path / "b.mid") == expected
+    )
     stereo = np.stack([y, y], axis=1)  # channels mixed as a file's would be
     assert _midi_bytes(w2m2w.transcribe(stereo, 16000, weights=tiny["t"]), tmp_path / "c.mid") == expected
 
@@ -53,7 +56,9 @@ def test_transcribe_resamples_an_array_at_another_rate(tiny, example_audio):
     at_44k = soxr.resample(y, 16000, 44100, quality="HQ")
     a = w2m2w.transcribe(at_44k, 44100, weights=tiny["t"]).instruments[0].notes
     b = w2m2w.transcribe(y, weights=tiny["t"]).instruments[0].notes
-    assert [n.pitch for n in a] == [n.pitch for n in b] and np.allclose([n.start for n in a], [n.start for n in b], atol=0.033)  # a frame
+    assert [n.pitch for n in a] == [n.pitch for n in b] and np.allclose(
+        [n.start for n in a], [n.start for n in b], atol=0.033
+    )  # a frame
 
 
 def test_continue_midi_is_the_command(command_run, tiny, tmp_path):
@@ -101,8 +106,16 @@ def test_run_is_the_command(command_run, example_audio, tiny, tmp_path, monkeypa
         generate={"weights": tiny["g"], "seconds": 1, "context": 128},
         synthesize={"weights": tiny["s"]},
     )
-    assert result.code == 0 and result.run_dir == Path("runs/notes") and result.summary["pieces"]["notes"]["status"] == "done"
-    for stage, name in [("transcribe", "1-transcribe/notes.mid"), ("generate", "2-generate/notes.mid"), ("synthesize", "3-synthesize/notes.wav")]:
+    assert (
+        result.code == 0
+        and result.run_dir == Path("runs/notes")
+        and result.summary["pieces"]["notes"]["status"] == "done"
+    )
+    for stage, name in [
+        ("transcribe", "1-transcribe/notes.mid"),
+        ("generate", "2-generate/notes.mid"),
+        ("synthesize", "3-synthesize/notes.wav"),
+    ]:
         assert [p.read_bytes() for p in result.outputs(stage)] == [(command_run / name).read_bytes()]
 
 

@@ -88,7 +88,13 @@ def test_two_workers_match_one_and_summarize(tmp_path, folder, weights):
 def test_piece_held_by_another_run_is_named_and_left_alone(tmp_path, folder, weights):
     run_dir = tmp_path / "run"
     (folder / "broken.wav").unlink()  # nothing fails here: the exit code 1 must come from the lock alone
-    args = [f"input={folder}", f"run_dir={run_dir}", "stages=[transcribe]", f"transcribe.weights={weights['t']}", "progress=false"]
+    args = [
+        f"input={folder}",
+        f"run_dir={run_dir}",
+        "stages=[transcribe]",
+        f"transcribe.weights={weights['t']}",
+        "progress=false",
+    ]
     with file_lock(lock_path(run_dir, "transcribe", "a"), root=run_dir):  # as another run would hold it
         res = run_pipeline(*args)
     assert res.returncode == 1, res.stderr[-3000:]
@@ -182,5 +188,7 @@ def test_shards_split_the_input_into_one_run_dir(tmp_path, folder, weights):
     )
     assert res.returncode == 1, res.stderr[-3000:]  # broken.wav is in one of the shards
     assert sorted(p.name for p in (run_dir / "1-transcribe").rglob("*.mid")) == ["a.mid", "b.mid", "c.mid"]
-    assert not [d for d in run_dir.iterdir() if (d / "run.json").is_file()], "no per-job folders for a sweep over shards"
+    assert not [d for d in run_dir.iterdir() if (d / "run.json").is_file()], (
+        "no per-job folders for a sweep over shards"
+    )
     assert set(json.loads((run_dir / "run.json").read_text())["inputs"]) == {"a", "b", "broken", "nested/c"}

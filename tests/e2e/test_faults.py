@@ -115,9 +115,10 @@ def test_every_recording_is_a_piece_whatever_its_name(tmp_path, example_audio, t
     assert res.returncode == 0, res.stdout[-3000:]
     want = {*names, "a_flac", "a_wav", "real/x"}
     assert set(summary(tmp_path / "run")["pieces"]) == want
-    assert {p.relative_to(tmp_path / "run" / "1-transcribe").as_posix() for p in (tmp_path / "run" / "1-transcribe").rglob("*.mid")} == {
-        f"{n}.mid" for n in want
-    }
+    assert {
+        p.relative_to(tmp_path / "run" / "1-transcribe").as_posix()
+        for p in (tmp_path / "run" / "1-transcribe").rglob("*.mid")
+    } == {f"{n}.mid" for n in want}
 
 
 # ---- 2. nothing written or deleted outside the run folder ----
@@ -128,11 +129,15 @@ def test_a_doctored_run_json_is_refused(tmp_path, example_audio, tiny_transcribe
     run_dir = tmp_path / "a" / "b" / "run"
     run_dir.mkdir(parents=True)
     bad_id = bad_id.replace("/ABS", str(tmp_path))
-    (run_dir / "run.json").write_text(json.dumps({"inputs": {bad_id: {"source": str(example_audio), "kind": "audio", "sha256": None}}}))
+    (run_dir / "run.json").write_text(
+        json.dumps({"inputs": {bad_id: {"source": str(example_audio), "kind": "audio", "sha256": None}}})
+    )
     before = sorted(p for p in tmp_path.rglob("*") if ".hydra" not in p.parts)
     res = run(*transcribe(tiny_transcriber, run_dir))
     assert res.returncode == 2, res.stdout[-3000:]
-    assert [ln for ln in res.stdout.splitlines() if "ERROR" in ln] == [ln for ln in res.stdout.splitlines() if ln.strip()], res.stdout
+    assert [ln for ln in res.stdout.splitlines() if "ERROR" in ln] == [
+        ln for ln in res.stdout.splitlines() if ln.strip()
+    ], res.stdout
     assert "run.json" in res.stdout and bad_id in res.stdout
     after = sorted(p for p in tmp_path.rglob("*") if ".hydra" not in p.parts and p.name != "run.log")
     assert after == before, "nothing written anywhere"
@@ -142,12 +147,18 @@ def test_a_doctored_run_json_is_refused(tmp_path, example_audio, tiny_transcribe
 
 
 @pytest.mark.parametrize(
-    "sig, target, workers, code", [(signal.SIGINT, "group", 2, 130), (signal.SIGTERM, "main", 1, 143)], ids=["ctrl-c-two-workers", "sigterm-one-process"]
+    "sig, target, workers, code",
+    [(signal.SIGINT, "group", 2, 130), (signal.SIGTERM, "main", 1, 143)],
+    ids=["ctrl-c-two-workers", "sigterm-one-process"],
 )
 def test_a_stop_signal_stops_the_batch(tmp_path, takes, tiny_transcriber, sig, target, workers, code):
     run_dir, flag = tmp_path / "run", tmp_path / "go"
     held = ["p0", "p1"][:workers]
-    proc = start(f"input={takes}", *transcribe(tiny_transcriber, run_dir, f"workers={workers}"), faults={"hold": {"pieces": held, "flag": str(flag)}})
+    proc = start(
+        f"input={takes}",
+        *transcribe(tiny_transcriber, run_dir, f"workers={workers}"),
+        faults={"hold": {"pieces": held, "flag": str(flag)}},
+    )
     wait_for([Path(f"{flag}.{i}.waiting") for i in range(workers)], proc)
     t0 = time.monotonic()
     os.killpg(proc.pid, sig) if target == "group" else os.kill(proc.pid, sig)
@@ -157,17 +168,23 @@ def test_a_stop_signal_stops_the_batch(tmp_path, takes, tiny_transcriber, sig, t
     assert tracebacks(out) == 0, out[-3000:]
     assert len([ln for ln in out.splitlines() if "stopped by" in ln]) == 1, out[-3000:]
     s = summary(run_dir)
-    assert {pid: p["status"] for pid, p in s["pieces"].items()} == {p: "interrupted" for p in held}, "pieces in flight stop, none starts"
+    assert {pid: p["status"] for pid, p in s["pieces"].items()} == {p: "interrupted" for p in held}, (
+        "pieces in flight stop, none starts"
+    )
     assert "4 of 6" in s["stopped"] if workers == 2 else "5 of 6" in s["stopped"]
     assert (run_dir / "report.html").is_file() and "not run" in (run_dir / "report.html").read_text()
-    assert not list((run_dir / "1-transcribe").glob("*.mid")) and not list(run_dir.rglob(".*.tmp-*")), "nothing half-written"
+    assert not list((run_dir / "1-transcribe").glob("*.mid")) and not list(run_dir.rglob(".*.tmp-*")), (
+        "nothing half-written"
+    )
 
 
 def test_ctrl_c_stops_a_ray_batch(tmp_path, takes, tiny_transcriber):
     pytest.importorskip("ray")
     run_dir, flag = tmp_path / "run", tmp_path / "go"
     proc = start(
-        f"input={takes}", *transcribe(tiny_transcriber, run_dir, "executor=ray", "executor.num_cpus=2"), faults={"hold": {"pieces": ["p0"], "flag": str(flag)}}
+        f"input={takes}",
+        *transcribe(tiny_transcriber, run_dir, "executor=ray", "executor.num_cpus=2"),
+        faults={"hold": {"pieces": ["p0"], "flag": str(flag)}},
     )
     wait_for([Path(f"{flag}.0.waiting")], proc)
     os.killpg(proc.pid, signal.SIGINT)
@@ -183,7 +200,11 @@ def test_ctrl_c_stops_a_ray_batch(tmp_path, takes, tiny_transcriber):
 
 def test_workers_die_with_the_main_process(tmp_path, takes, tiny_transcriber):
     run_dir, flag = tmp_path / "run", tmp_path / "go"
-    proc = start(f"input={takes}", *transcribe(tiny_transcriber, run_dir, "workers=2"), faults={"hold": {"pieces": ["p0", "p1"], "flag": str(flag)}})
+    proc = start(
+        f"input={takes}",
+        *transcribe(tiny_transcriber, run_dir, "workers=2"),
+        faults={"hold": {"pieces": ["p0", "p1"], "flag": str(flag)}},
+    )
     marks = [Path(f"{flag}.{i}.waiting") for i in range(2)]
     wait_for(marks, proc)
     workers = [int(m.read_text()) for m in marks]
@@ -211,7 +232,9 @@ def test_read_only_stage_folder_fails_each_piece_in_one_line(tmp_path, takes, ti
     inputs.mkdir()
     for p in ("p0", "p1"):
         shutil.copy(takes / f"{p}.wav", inputs)
-    res = run(f"input={inputs}", *transcribe(tiny_transcriber, run_dir), faults={"erofs": [str(run_dir / "1-transcribe")]})
+    res = run(
+        f"input={inputs}", *transcribe(tiny_transcriber, run_dir), faults={"erofs": [str(run_dir / "1-transcribe")]}
+    )
     assert res.returncode == 1, res.stdout[-3000:]
     assert tracebacks(res.stdout) == 0, res.stdout[-3000:]
     errors = [ln for ln in res.stdout.splitlines() if "ERROR" in ln]
@@ -233,7 +256,9 @@ def test_full_disk_before_the_run_is_one_line_exit_2(tmp_path, example_audio, ti
     run_dir.mkdir()
     res = run(f"input={example_audio}", *transcribe(tiny_transcriber, run_dir), faults={"enospc": [str(run_dir)]})
     assert res.returncode == 2, res.stdout[-3000:]
-    assert res.stdout.strip().splitlines() == [f"error: {run_dir}: the disk is full (no space left on device); free some space or give another run_dir"]
+    assert res.stdout.strip().splitlines() == [
+        f"error: {run_dir}: the disk is full (no space left on device); free some space or give another run_dir"
+    ]
     assert "Traceback" not in res.stdout + res.stderr and list(run_dir.iterdir()) == []
 
 
@@ -287,7 +312,9 @@ def test_full_disk_is_named_and_the_rest_kept(tmp_path):
     )
     assert res.returncode == 1, res.stdout[-3000:]
     errors = [ln for ln in res.stdout.splitlines() if "ERROR" in ln]
-    assert len(errors) == 1 and errors[0].endswith(f"no space left on device while writing {run_dir / '3-synthesize' / 'full' / 'x.wav'}"), res.stdout[-3000:]
+    assert len(errors) == 1 and errors[0].endswith(
+        f"no space left on device while writing {run_dir / '3-synthesize' / 'full' / 'x.wav'}"
+    ), res.stdout[-3000:]
     assert "System error" not in res.stdout
     assert sf.info(str(run_dir / "3-synthesize" / "ok.wav")).duration > 0.5, "the other piece is done"
     assert summary(run_dir)["counts"] == {"done": 1, "failed": 1}
@@ -303,7 +330,11 @@ def test_pieces_another_run_finished_are_done_in_the_summary(tmp_path, takes, ti
     for p in ("p0", "p1"):
         shutil.copy(takes / f"{p}.wav", inputs)
     with file_lock(lock_path(run_dir, "transcribe", "p0"), root=run_dir):  # run A holds p0 ...
-        b = start(f"input={inputs}", *transcribe(tiny_transcriber, run_dir, "workers=1"), faults={"hold": {"pieces": ["p1"], "flag": str(flag)}})
+        b = start(
+            f"input={inputs}",
+            *transcribe(tiny_transcriber, run_dir, "workers=1"),
+            faults={"hold": {"pieces": ["p1"], "flag": str(flag)}},
+        )
         wait_for([Path(f"{flag}.0.waiting")], b)  # ... so run B found p0 locked and is now on p1
     a = run(f"input={inputs / 'p0.wav'}", *transcribe(tiny_transcriber, run_dir))  # A finishes p0
     assert a.returncode == 0, a.stdout[-3000:]
@@ -311,7 +342,9 @@ def test_pieces_another_run_finished_are_done_in_the_summary(tmp_path, takes, ti
     out, _ = b.communicate(timeout=300)  # B finishes last: its summary is the one that stays
     assert b.returncode == 0, out[-3000:]
     pieces = summary(run_dir)["pieces"]
-    assert pieces["p0"]["status"] == "done" and pieces["p0"]["stages"]["transcribe"]["by"] == "another run", pieces["p0"]
+    assert pieces["p0"]["status"] == "done" and pieces["p0"]["stages"]["transcribe"]["by"] == "another run", pieces[
+        "p0"
+    ]
     assert pieces["p1"]["status"] == "done"
     assert ">locked<" not in (run_dir / "report.html").read_text()
 
@@ -345,7 +378,9 @@ def test_glob_skips_a_symlink_loop_with_a_warning(tmp_path, example_audio, tiny_
     res = run(f"input={root}/**/*.wav", *transcribe(tiny_transcriber, tmp_path / "run"))
     assert res.returncode == 0 and tracebacks(res.stdout) == 0, res.stdout[-3000:]
     warnings = [ln for ln in res.stdout.splitlines() if "WARNING" in ln]
-    assert any("up: symlink loop" in ln for ln in warnings) and any("loop1.wav: broken symlink or symlink loop" in ln for ln in warnings), res.stdout
+    assert any("up: symlink loop" in ln for ln in warnings) and any(
+        "loop1.wav: broken symlink or symlink loop" in ln for ln in warnings
+    ), res.stdout
     assert list(summary(tmp_path / "run")["pieces"]) == ["sub/a"]
 
 
@@ -371,18 +406,32 @@ BAR = re.compile(r"\d+%\|")
 @pytest.mark.parametrize("workers", [1, 2])
 def test_progress_false_draws_no_bar(tmp_path, midi_pair, workers):
     res = run_on_terminal(
-        f"input={midi_pair}", "stages=[synthesize]", "synthesize=fluidsynth", f"run_dir={tmp_path / 'run'}", "progress=false", f"workers={workers}"
+        f"input={midi_pair}",
+        "stages=[synthesize]",
+        "synthesize=fluidsynth",
+        f"run_dir={tmp_path / 'run'}",
+        "progress=false",
+        f"workers={workers}",
     )
     assert res.returncode == 0, res.stdout[-3000:]
     assert not BAR.search(res.stdout), res.stdout[-3000:]
 
 
 def test_log_lines_are_not_drawn_over_by_bars(tmp_path, midi_pair):
-    res = run_on_terminal(f"input={midi_pair}", "stages=[synthesize]", "synthesize=fluidsynth", f"run_dir={tmp_path / 'run'}", "progress=true", "workers=1")
+    res = run_on_terminal(
+        f"input={midi_pair}",
+        "stages=[synthesize]",
+        "synthesize=fluidsynth",
+        f"run_dir={tmp_path / 'run'}",
+        "progress=true",
+        "workers=1",
+    )
     assert res.returncode == 0, res.stdout[-3000:]
     assert BAR.search(res.stdout), "bars are drawn when asked for"
     for line in res.stdout.split("\n"):
-        shown = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", line.split("\r")[-1])  # what a console shows of the line (tqdm moves the cursor up)
+        shown = re.sub(
+            r"\x1b\[[0-9;]*[A-Za-z]", "", line.split("\r")[-1]
+        )  # what a console shows of the line (tqdm moves the cursor up)
         if re.search(r"\b(INFO|WARNING|ERROR) ", shown):
             assert re.match(r"\d\d:\d\d:\d\d (INFO|WARNING|ERROR) ", shown), f"a log line drawn over: {line!r}"
 
@@ -392,7 +441,9 @@ def test_log_lines_are_not_drawn_over_by_bars(tmp_path, midi_pair):
 
 def test_readme_shows_the_quoting_for_unicode_paths_and_it_works(tmp_path, example_audio, tiny_transcriber):
     readme = (REPO / "README.md").read_text()
-    assert re.search(r"w2m2w 'input=[^']*練習曲[^']*'", readme), "README shows a non-ASCII path quoted for the shell alone"
+    assert re.search(r"w2m2w 'input=[^']*練習曲[^']*'", readme), (
+        "README shows a non-ASCII path quoted for the shell alone"
+    )
     assert re.search(r"'input=\"[^\"]*練習曲[^\"]*\"'", readme), "...and Hydra's own quoting, which still works"
     src = tmp_path / "練習曲 op.10.wav"
     shutil.copy(example_audio, src)

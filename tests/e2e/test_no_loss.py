@@ -75,7 +75,10 @@ def test_a_run_folder_inside_the_input_folder_is_never_input(tmp_path, weights):
     assert counts == [2, 2, 2]
     # another run folder there (one the user made earlier) is not input either
     res = run_py(f"input={folder}", f"run_dir={tmp_path / 'elsewhere'}", "stages=[transcribe]", *weights)
-    assert res.returncode == 0 and sorted(json.loads((tmp_path / "elsewhere" / "run.json").read_text())["inputs"]) == ["a", "more/b"]
+    assert res.returncode == 0 and sorted(json.loads((tmp_path / "elsewhere" / "run.json").read_text())["inputs"]) == [
+        "a",
+        "more/b",
+    ]
 
 
 def test_a_locked_run_json_is_one_line(tmp_path, weights):
@@ -87,7 +90,15 @@ def test_a_locked_run_json_is_one_line(tmp_path, weights):
         fcntl.flock(holder, fcntl.LOCK_EX)
         env = dict(os.environ, W2M2W_LOCK_WAIT_S="1")
         res = subprocess.run(
-            [sys.executable, str(REPO / "run.py"), f"input={src}", f"run_dir={run_dir}", "stages=[transcribe]", "force=true", *weights],
+            [
+                sys.executable,
+                str(REPO / "run.py"),
+                f"input={src}",
+                f"run_dir={run_dir}",
+                "stages=[transcribe]",
+                "force=true",
+                *weights,
+            ],
             capture_output=True,
             text=True,
             env=env,
@@ -120,9 +131,19 @@ def test_a_killed_worker_s_temporary_file_is_removed_at_once(tmp_path, weights):
     flag = tmp_path / "go"
     faults = {"hold": {"pieces": ["a"], "flag": str(flag), "partial": True}}
     env = {k: v for k, v in os.environ.items() if k != "W2M2W_FAULTS"}
-    env.update(W2M2W_FAULTS=json.dumps(faults), PYTHONPATH=os.pathsep.join([str(Path(__file__).parent / "faults"), str(REPO)]))
+    env.update(
+        W2M2W_FAULTS=json.dumps(faults), PYTHONPATH=os.pathsep.join([str(Path(__file__).parent / "faults"), str(REPO)])
+    )
     proc = subprocess.Popen(
-        [sys.executable, str(REPO / "run.py"), f"input={folder}", f"run_dir={run_dir}", "stages=[transcribe]", "workers=2", *weights],
+        [
+            sys.executable,
+            str(REPO / "run.py"),
+            f"input={folder}",
+            f"run_dir={run_dir}",
+            "stages=[transcribe]",
+            "workers=2",
+            *weights,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -20,13 +20,23 @@ BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 def browser() -> str:
     found = next((b for b in map(shutil.which, BROWSERS) if b), None)
     if found is None:
-        pytest.skip(f"no headless browser installed (looked for {', '.join(BROWSERS)}; Debian: apt-get install chromium)")
+        pytest.skip(
+            f"no headless browser installed (looked for {', '.join(BROWSERS)}; Debian: apt-get install chromium)"
+        )
     return found
 
 
 def headless(browser: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
     """One headless Chromium call with its own profile folder, so runs never share state."""
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}", "--virtual-time-budget=5000", *args]
+    cmd = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=5000",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -60,7 +70,9 @@ def test_report_in_chromium(tmp_path, browser):
         assert f">{pid} <span" in dom
 
     shot = tmp_path / "report.png"
-    res = headless(browser, tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1200,2000", report.as_uri())
+    res = headless(
+        browser, tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1200,2000", report.as_uri()
+    )
     assert res.returncode == 0 and shot.is_file(), res.stderr[-2000:]
     width, height, raw = png_pixels(shot)
     assert (width, height) == (1200, 2000)

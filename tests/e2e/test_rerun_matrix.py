@@ -42,7 +42,11 @@ CALLS = {
     "TGS": ["transcribe", "generate", "synthesize"],
 }
 # a setting of each stage that changes its output (asserted below: the output's bytes differ)
-CHANGE = {"transcribe": "transcribe.onset_threshold=0.95", "generate": "generate.seed=7", "synthesize": "synthesize.tail_seconds=0.9"}
+CHANGE = {
+    "transcribe": "transcribe.onset_threshold=0.95",
+    "generate": "generate.seed=7",
+    "synthesize": "synthesize.tail_seconds=0.9",
+}
 
 # (kind, call, situation) -> (exit code, {stage: (what it read, what happened to its output)}, stale stages)
 # read: "source", a stage folder, or "-" (did not read: refused, failed before, not called);
@@ -60,7 +64,11 @@ EXPECTED: dict[tuple[str, str, str], tuple[int, dict[str, tuple[str, str]], set[
     ("audio", "G", "changed"): (0, {T: ("-", "kept"), G: ("1-transcribe", "new"), S: ("-", "kept")}, {S}),
     ("audio", "S", "changed"): (0, {T: ("-", "kept"), G: ("-", "kept"), S: ("2-generate", "new")}, set()),
     ("audio", "GS", "changed"): (0, {T: ("-", "kept"), G: ("1-transcribe", "new"), S: ("2-generate", "new")}, set()),
-    ("audio", "TGS", "changed"): (0, {T: ("source", "new"), G: ("1-transcribe", "new"), S: ("2-generate", "new")}, set()),
+    ("audio", "TGS", "changed"): (
+        0,
+        {T: ("source", "new"), G: ("1-transcribe", "new"), S: ("2-generate", "new")},
+        set(),
+    ),
     # audio, the first called stage fails: everything stays, the failed stage and those after it are stale
     ("audio", "T", "failing"): (1, {T: ("-", "kept"), G: ("-", "kept"), S: ("-", "kept")}, {T, G, S}),
     ("audio", "G", "failing"): (1, {T: ("-", "kept"), G: ("-", "kept"), S: ("-", "kept")}, {G, S}),
@@ -107,7 +115,9 @@ def run_py(*args: str, faults: dict | None = None) -> subprocess.CompletedProces
     if faults:
         env["W2M2W_FAULTS"] = json.dumps(faults)
         env["PYTHONPATH"] = os.pathsep.join([str(FAULTS), str(REPO), env.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(REPO / "run.py"), *args], cwd=REPO, capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")
@@ -182,8 +192,14 @@ def test_rerun_matrix(tmp_path, kind, call, situation, sources, finished, weight
         else:  # written by this call, from what the contract says it reads
             assert after[stage]["output"] is not None and after[stage]["sidecar"] != before[stage]["sidecar"], stage
             if before[stage]["output"] is not None:
-                assert after[stage]["output"] != before[stage]["output"], f"{stage}: the changed setting changed nothing"
-            expected_input = str(sources[kind].resolve()) if read == "source" else str(run_dir.resolve() / read / f"take{EXT[STAGES[STAGES.index(stage) - 1]]}")
+                assert after[stage]["output"] != before[stage]["output"], (
+                    f"{stage}: the changed setting changed nothing"
+                )
+            expected_input = (
+                str(sources[kind].resolve())
+                if read == "source"
+                else str(run_dir.resolve() / read / f"take{EXT[STAGES[STAGES.index(stage) - 1]]}")
+            )
             assert side["input"] == expected_input, stage
             assert side["input_sha256"] == hashlib.sha256(Path(expected_input).read_bytes()).hexdigest(), stage
     summary = json.loads((run_dir / "summary.json").read_text())

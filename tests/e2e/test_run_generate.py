@@ -70,7 +70,9 @@ def test_seed_reproducibility_and_rerun(tmp_path, song, tiny_music_transformer):
     assert res.returncode == 0 and "current" in res.stdout
     assert side.stat().st_mtime_ns == mtime
     # another seed is another output, recomputed; continuation only; a primer cut to fit the context
-    res = run_pipeline(*gen_args(tiny_music_transformer, a, "generate.seed=1", "generate.include_primer=false", "generate.context=32"))
+    res = run_pipeline(
+        *gen_args(tiny_music_transformer, a, "generate.seed=1", "generate.include_primer=false", "generate.context=32")
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     st = json.loads(side.read_text())["stats"]
     assert st["seed"] == 1 and st["output"] == "continuation" and st["primer_end_s"] == 0.0
@@ -89,16 +91,25 @@ def test_bad_midi_files_are_named_and_batch_goes_on(tmp_path, song, tiny_music_t
     write_midi(root / "silent.mid", np.zeros((0, 4)))
     pm = pretty_midi.PrettyMIDI()
     kit = pretty_midi.Instrument(program=0, is_drum=True)
-    kit.notes += [pretty_midi.Note(velocity=90, pitch=36 + i % 3, start=i * 0.25, end=i * 0.25 + 0.1) for i in range(16)]
+    kit.notes += [
+        pretty_midi.Note(velocity=90, pitch=36 + i % 3, start=i * 0.25, end=i * 0.25 + 0.1) for i in range(16)
+    ]
     pm.instruments.append(kit)
     pm.write(str(root / "drums.mid"))
     run_dir = tmp_path / "run"
     res = run_pipeline(*gen_args(tiny_music_transformer, run_dir, f"input={root}"))
     assert res.returncode == 1, "a failed piece makes the run exit non-zero"
     log = res.stdout + res.stderr
-    for name, reason in [("junk.mid", "not a readable MIDI"), ("zero.mid", "empty"), ("silent.mid", "no notes"), ("drums.mid", "only drum")]:
+    for name, reason in [
+        ("junk.mid", "not a readable MIDI"),
+        ("zero.mid", "empty"),
+        ("silent.mid", "no notes"),
+        ("drums.mid", "only drum"),
+    ]:
         lines = [ln for ln in log.splitlines() if "ERROR" in ln and name in ln]
-        assert len(lines) == 1 and reason in lines[0] and str(root / name) in lines[0], f"no clear error line for {name}:\n{log[-3000:]}"
+        assert len(lines) == 1 and reason in lines[0] and str(root / name) in lines[0], (
+            f"no clear error line for {name}:\n{log[-3000:]}"
+        )
     assert sorted(p.name for p in (run_dir / "2-generate").iterdir()) == ["my song.json", "my song.mid"]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["counts"] == {"done": 1, "failed": 4}

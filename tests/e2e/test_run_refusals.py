@@ -30,7 +30,11 @@ def _one_error_line(res) -> str:
 
 
 def _snapshot(folder):
-    return sorted((str(p.relative_to(folder)), p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*")) if folder.exists() else None
+    return (
+        sorted((str(p.relative_to(folder)), p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*"))
+        if folder.exists()
+        else None
+    )
 
 
 def _outside(tmp_path):
@@ -72,7 +76,9 @@ def test_symlink_in_a_sweeps_job_folder_is_refused(tmp_path, tiny_midi):
     job = tmp_path / "run" / "synthesize.program=1"  # run.py names a job's folder for what it sweeps
     job.mkdir(parents=True)
     (job / ".hydra").symlink_to(target_dir, target_is_directory=True)
-    line = _one_error_line(run_pipeline("-m", f"input={tiny_midi}", f"run_dir={tmp_path / 'run'}", *FAST, "synthesize.program=0,1"))
+    line = _one_error_line(
+        run_pipeline("-m", f"input={tiny_midi}", f"run_dir={tmp_path / 'run'}", *FAST, "synthesize.program=0,1")
+    )
     assert str(job / ".hydra") in line
     _untouched(target_file, target_dir)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["synthesize.program=1"]
@@ -109,7 +115,9 @@ def test_cuda_on_a_torch_without_cuda_names_the_key(tmp_path, setting, key):
 
 def test_missing_soundfont_names_the_key_and_the_path(tmp_path, tiny_midi):
     run_dir, missing = tmp_path / "run", tmp_path / "no" / "such.sf2"
-    line = _one_error_line(run_pipeline(f"input={tiny_midi}", f"run_dir={run_dir}", *FAST, f"synthesize.soundfont={missing}"))
+    line = _one_error_line(
+        run_pipeline(f"input={tiny_midi}", f"run_dir={run_dir}", *FAST, f"synthesize.soundfont={missing}")
+    )
     assert "synthesize.soundfont" in line and str(missing) in line
     assert not run_dir.exists()
 
@@ -137,7 +145,9 @@ def test_control_characters_in_a_file_name_reach_neither_the_log_nor_stderr(tmp_
     assert "\\x1b[31mb\\n" + FORGED in log  # the name is there, escaped
     _clean(log)
     _clean(res.stderr)
-    _clean("\n".join(ln for ln in res.stdout.splitlines() if ln[:8].count(":") == 2))  # the log's lines on stdout (HH:MM:SS ...)
+    _clean(
+        "\n".join(ln for ln in res.stdout.splitlines() if ln[:8].count(":") == 2)
+    )  # the log's lines on stdout (HH:MM:SS ...)
 
 
 def test_control_characters_in_a_file_name_reach_no_line_of_stdout(tmp_path, hostile_input):

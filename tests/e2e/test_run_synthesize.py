@@ -37,7 +37,13 @@ def test_wavenet_renders_midi_and_rerun_is_current(tmp_path, tiny_wavenet):
     mid = tmp_path / "piece.mid"
     write_midi(mid, NOTES)
     run_dir = tmp_path / "run"
-    args = [f"input={mid}", "stages=[synthesize]", "synthesize=wavenet", f"synthesize.weights={tiny_wavenet}", f"run_dir={run_dir}"]
+    args = [
+        f"input={mid}",
+        "stages=[synthesize]",
+        "synthesize=wavenet",
+        f"synthesize.weights={tiny_wavenet}",
+        f"run_dir={run_dir}",
+    ]
     res = run_pipeline(*args)
     assert res.returncode == 0, res.stderr[-3000:]
     wav = run_dir / "3-synthesize" / "piece.wav"
@@ -48,13 +54,17 @@ def test_wavenet_renders_midi_and_rerun_is_current(tmp_path, tiny_wavenet):
     from w2m2w.render.wavenet import SynthesisConfig, Synthesizer, load_wavenet
 
     ref = Synthesizer(load_wavenet(tiny_wavenet), SynthesisConfig()).render(load_midi_notes(mid)).astype(np.float64)
-    gain = 10 ** ((-20.0 - pyloudnorm.Meter(16000).integrated_loudness(ref)) / 20)  # its hiss never decays: it ends at the cap
+    gain = 10 ** (
+        (-20.0 - pyloudnorm.Meter(16000).integrated_loudness(ref)) / 20
+    )  # its hiss never decays: it ends at the cap
     side = json.loads(wav.with_suffix(".json").read_text())
     if side["stats"]["loudness_limited"]:  # an untrained model's peaks: the gain stops at -1 dBFS
         gain = 10 ** (-1 / 20) / np.abs(ref).max()
     np.testing.assert_allclose(y, np.clip(ref * gain, -1, 1), atol=1.0 / 32768 + 1e-5)
     assert side["stage"] == "synthesize" and side["weights"] == str(tiny_wavenet) and len(side["weights_sha256"]) == 64
-    assert side["stats"]["backend"] == "numba" and side["stats"]["notes"] == 3 and side["stats"]["samples_per_second"] > 0
+    assert (
+        side["stats"]["backend"] == "numba" and side["stats"]["notes"] == 3 and side["stats"]["samples_per_second"] > 0
+    )
     # in a pipe: plain lines, no progress bars (test_progress_bars_on_a_terminal has those)
     assert "\r" not in res.stderr and "\x1b[" not in res.stderr and "1/1 pieces: piece done" in res.stdout
     mtime = wav.stat().st_mtime_ns
@@ -71,7 +81,13 @@ def test_bad_midi_is_named_and_batch_goes_on(tmp_path, synth, request):
     weights = request.getfixturevalue(f"tiny_{synth}")
     root = _midi_batch(tmp_path / "in")
     run_dir = tmp_path / "run"
-    res = run_pipeline(f"input={root}", "stages=[synthesize]", f"synthesize={synth}", f"synthesize.weights={weights}", f"run_dir={run_dir}")
+    res = run_pipeline(
+        f"input={root}",
+        "stages=[synthesize]",
+        f"synthesize={synth}",
+        f"synthesize.weights={weights}",
+        f"run_dir={run_dir}",
+    )
     assert res.returncode == 1, "a failed piece makes the run exit non-zero"
     log = res.stdout + res.stderr
     for name, reason in [("empty.mid", "empty"), ("garbage.mid", "not a readable MIDI")]:
@@ -81,7 +97,11 @@ def test_bad_midi_is_named_and_batch_goes_on(tmp_path, synth, request):
     assert any("outside.mid" in ln and "2 note(s) outside" in ln for ln in warn), log[-3000:]
     assert any("nonotes.mid" in ln and "silence" in ln for ln in warn), log[-3000:]
     out = run_dir / "3-synthesize"
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.wav")) == ["nonotes.wav", "outside.wav", "set a/good one.wav"]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.wav")) == [
+        "nonotes.wav",
+        "outside.wav",
+        "set a/good one.wav",
+    ]
     silent = _wav(out / "nonotes.wav")
     assert len(silent) == 8000 and not silent.any()
     # its tail: the autoregressive model's hiss rings to its 1 s cap; the source-filter output ends where its gate closes
@@ -103,12 +123,27 @@ def test_fluidsynth_implementation(tmp_path):
     mid = tmp_path / "piece.mid"
     write_midi(mid, NOTES)
     run_dir = tmp_path / "run"
-    res = run_pipeline(f"input={mid}", "stages=[synthesize]", "synthesize=fluidsynth", "synthesize.soundfont=timgm6mb", f"run_dir={run_dir}")
+    res = run_pipeline(
+        f"input={mid}",
+        "stages=[synthesize]",
+        "synthesize=fluidsynth",
+        "synthesize.soundfont=timgm6mb",
+        f"run_dir={run_dir}",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     wav = run_dir / "3-synthesize" / "piece.wav"
     side = json.loads(wav.with_suffix(".json").read_text())
-    assert side["settings"] == {"name": "fluidsynth", "soundfont": "timgm6mb", "program": 0, "tail_seconds": 5.0, "loudness_lufs": -20.0, "sample_rate": 16000}
-    assert side["weights"] == sf_path and len(side["weights_sha256"]) == 64  # the soundfont's hash: a new soundfont re-renders
+    assert side["settings"] == {
+        "name": "fluidsynth",
+        "soundfont": "timgm6mb",
+        "program": 0,
+        "tail_seconds": 5.0,
+        "loudness_lufs": -20.0,
+        "sample_rate": 16000,
+    }
+    assert (
+        side["weights"] == sf_path and len(side["weights_sha256"]) == 64
+    )  # the soundfont's hash: a new soundfont re-renders
     from w2m2w.midi import load_midi_notes
 
     ref = render_notes(load_midi_notes(mid), "timgm6mb")  # pretty_midi's render: 1 s after the last note-off, peak 0.9
@@ -116,9 +151,13 @@ def test_fluidsynth_implementation(tmp_path):
     assert len(y) <= round((1.9 + 5.0) * 16000)  # rings at most 5 s, ends where it has died away
     k = min(len(y), len(ref))
     gain = 10 ** (side["stats"]["loudness_gain_db"] / 20)
-    lsb = np.abs(ref[ref != 0]).min()  # FluidSynth's 16-bit step, scaled: its +-1 step dither is removed (silence is exact)
+    lsb = np.abs(
+        ref[ref != 0]
+    ).min()  # FluidSynth's 16-bit step, scaled: its +-1 step dither is removed (silence is exact)
     loud = np.abs(ref[:k]) > 1.5 * lsb
-    np.testing.assert_allclose(y[:k][loud], ref[:k][loud] * gain, atol=2.0 / 32768)  # the same render, brought to the level, through 16-bit PCM
+    np.testing.assert_allclose(
+        y[:k][loud], ref[:k][loud] * gain, atol=2.0 / 32768
+    )  # the same render, brought to the level, through 16-bit PCM
     assert not y[:k][~loud].any()
     assert pyloudnorm.Meter(16000).integrated_loudness(y.astype(np.float64)) == pytest.approx(-20.0, abs=0.05)
     assert side["stats"]["loudness_lufs"] == pytest.approx(-20.0) and not side["stats"]["loudness_limited"]
@@ -128,11 +167,17 @@ def test_missing_weights_and_soundfont_are_named(tmp_path):
     mid = tmp_path / "piece.mid"
     write_midi(mid, NOTES)
     missing = tmp_path / "nope.safetensors"
-    res = run_pipeline(f"input={mid}", "stages=[synthesize]", f"synthesize.weights={missing}", f"run_dir={tmp_path / 'run'}")
+    res = run_pipeline(
+        f"input={mid}", "stages=[synthesize]", f"synthesize.weights={missing}", f"run_dir={tmp_path / 'run'}"
+    )
     assert res.returncode != 0
     assert str(missing) in res.stdout + res.stderr and "not found" in res.stdout + res.stderr
     res = run_pipeline(
-        f"input={mid}", "stages=[synthesize]", "synthesize=fluidsynth", f"synthesize.soundfont={tmp_path / 'no.sf2'}", f"run_dir={tmp_path / 'run'}"
+        f"input={mid}",
+        "stages=[synthesize]",
+        "synthesize=fluidsynth",
+        f"synthesize.soundfont={tmp_path / 'no.sf2'}",
+        f"run_dir={tmp_path / 'run'}",
     )
     assert res.returncode != 0 and "no.sf2" in res.stdout + res.stderr
 
@@ -164,7 +209,9 @@ def test_source_filter_renders_midi_through_run_py(tmp_path, tiny_source_filter)
     }
     assert side["weights"] == str(tiny_source_filter) and side["stats"]["synthesizer"] == "source_filter"
     # the library's renderer's audio for the file's notes, brought to -20 LUFS as pyloudnorm measures it (through 16-bit PCM)
-    raw = SourceFilterRenderer(load_source_filter(tiny_source_filter), SourceFilterRenderConfig(gate_margin=None)).render(load_midi_notes(mid))
+    raw = SourceFilterRenderer(
+        load_source_filter(tiny_source_filter), SourceFilterRenderConfig(gate_margin=None)
+    ).render(load_midi_notes(mid))
     raw = raw.astype(np.float64)
     assert not raw[len(y) :].any() and raw[len(y) - 1] != 0  # what was cut is exact silence
     ref = raw[: len(y)]
@@ -184,7 +231,12 @@ def test_music_too_long_is_refused_in_one_line(tmp_path, tiny_source_filter):
     write_midi(tmp_path / "fine.mid", NOTES)
     run_dir = tmp_path / "run"
     res = run_pipeline(
-        f"input={tmp_path}", "stages=[synthesize]", f"synthesize.weights={tiny_source_filter}", f"run_dir={run_dir}", "synthesize.max_seconds=600", "workers=1"
+        f"input={tmp_path}",
+        "stages=[synthesize]",
+        f"synthesize.weights={tiny_source_filter}",
+        f"run_dir={run_dir}",
+        "synthesize.max_seconds=600",
+        "workers=1",
     )
     assert res.returncode == 1
     lines = [ln for ln in (res.stdout + res.stderr).splitlines() if "stray.mid" in ln and "max_seconds=600" in ln]
@@ -198,7 +250,13 @@ def test_progress_bars_on_a_terminal(tmp_path, tiny_source_filter):
 
     mid = tmp_path / "piece.mid"
     write_midi(mid, NOTES)
-    args = [f"input={mid}", "stages=[synthesize]", f"synthesize.weights={tiny_source_filter}", f"run_dir={tmp_path / 'run'}", "synthesize.block_seconds=0.5"]
+    args = [
+        f"input={mid}",
+        "stages=[synthesize]",
+        f"synthesize.weights={tiny_source_filter}",
+        f"run_dir={tmp_path / 'run'}",
+        "synthesize.block_seconds=0.5",
+    ]
     res = run_on_terminal(*args)
     assert res.returncode == 0 and "all stages" in res.stdout and "s audio" in res.stdout and "\r" in res.stdout
     assert "1/1 pieces" not in res.stdout  # the plain line is for pipes only

@@ -62,7 +62,9 @@ def test_demo_run_writes_contract(tmp_path, tiny_transcriber, tiny_music_transfo
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["counts"] == {"done": 1}
     assert summary["stages"] == ["transcribe", "generate", "synthesize"]
-    assert (run_dir / "2-generate" / "bach_prelude_c.mid").is_file() and (run_dir / "3-synthesize" / "bach_prelude_c.wav").is_file()
+    assert (run_dir / "2-generate" / "bach_prelude_c.mid").is_file() and (
+        run_dir / "3-synthesize" / "bach_prelude_c.wav"
+    ).is_file()
     assert (run_dir / "report.html").is_file()
 
 
@@ -88,7 +90,12 @@ def test_rerun_skips_current_and_force_recomputes(tmp_path, tiny_transcriber, ex
 
 def test_rerun_over_run_dir_without_input(tmp_path, tiny_transcriber, example_audio):
     run_dir = tmp_path / "run"
-    assert transcribe_only(f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir}", f"input={example_audio}").returncode == 0
+    assert (
+        transcribe_only(
+            f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir}", f"input={example_audio}"
+        ).returncode
+        == 0
+    )
     res = run_pipeline(f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir}", "stages=[transcribe]")
     assert res.returncode == 0
     assert "notes" in res.stdout and "current" in res.stdout  # pieces came from run.json, not the demo
@@ -100,7 +107,12 @@ def test_bad_inputs_are_named_and_batch_goes_on(tmp_path, tiny_transcriber, batc
     res = transcribe_only(f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir}", f"input={batch}")
     assert res.returncode == 1, "a failed piece makes the run exit non-zero"
     log = res.stdout + res.stderr
-    for name, reason in [("empty.wav", "empty"), ("notes.mp3", "not readable"), ("corrupt.flac", "not readable"), ("silent.wav", "silent")]:
+    for name, reason in [
+        ("empty.wav", "empty"),
+        ("notes.mp3", "not readable"),
+        ("corrupt.flac", "not readable"),
+        ("silent.wav", "silent"),
+    ]:
         lines = [ln for ln in log.splitlines() if "ERROR" in ln and name in ln]
         assert lines and reason in lines[0], f"no clear error line for {name}:\n{log[-3000:]}"
     out = run_dir / "1-transcribe"
@@ -135,7 +147,9 @@ def test_interrupted_run_resumes(tmp_path, tiny_transcriber, batch):
     stale = out / f".stereo44k.mid.tmp-{socket.gethostname().replace('-', '_')}-999999-0123abcd.mid"  # this host's
     stale.write_bytes(b"half a midi file")
     (out / "stereo44k.mid").write_bytes(b"MThd not really")
-    res = transcribe_only(f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir}", f"input={batch / 'stereo44k.flac'}")
+    res = transcribe_only(
+        f"transcribe.weights={tiny_transcriber}", f"run_dir={run_dir}", f"input={batch / 'stereo44k.flac'}"
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert not stale.exists()
     assert (out / "stereo44k.json").is_file()
@@ -154,7 +168,9 @@ def test_missing_and_corrupt_weights_named(tmp_path, example_audio):
 
 
 def test_bad_arguments(tmp_path, tiny_transcriber):
-    res = transcribe_only(f"transcribe.weights={tiny_transcriber}", f"run_dir={tmp_path / 'r'}", f"input={tmp_path / 'missing'}")
+    res = transcribe_only(
+        f"transcribe.weights={tiny_transcriber}", f"run_dir={tmp_path / 'r'}", f"input={tmp_path / 'missing'}"
+    )
     assert res.returncode == 2 and "no such file or folder" in res.stdout + res.stderr
     empty = tmp_path / "empty_dir"
     empty.mkdir()
@@ -179,11 +195,17 @@ def pedal_transcriber(tmp_path_factory) -> Path:
     cfg = OnsetsFramesConfig(model_size=32, lstm_units=8, pedal=True)
     model = OnsetsFrames(cfg)
     with torch.no_grad():
-        for head in (model.onset_stack, model.frame_acoustic, model.frame_combined):  # notes too, as tiny_transcriber writes
+        for head in (
+            model.onset_stack,
+            model.frame_acoustic,
+            model.frame_combined,
+        ):  # notes too, as tiny_transcriber writes
             head[-1].bias.fill_(2.0)
         model.pedal_stack[-1].bias.copy_(torch.tensor([-20.0, -20.0, 20.0]))
     path = tmp_path_factory.mktemp("weights") / "pedal.safetensors"
-    save_weights(path, "onsets_frames", model.state_dict(), asdict(cfg), {"note": "untrained test model with a pedal head"})
+    save_weights(
+        path, "onsets_frames", model.state_dict(), asdict(cfg), {"note": "untrained test model with a pedal head"}
+    )
     return path
 
 
@@ -218,7 +240,9 @@ def test_pedal_head_writes_cc64_and_readers_apply_it(tmp_path, pedal_transcriber
     np.testing.assert_allclose(load_midi_notes(mid), expected, atol=1.2e-3)
     # pedal=false: the same notes, no CC64
     run2 = tmp_path / "run2"
-    res = transcribe_only(f"transcribe.weights={pedal_transcriber}", f"run_dir={run2}", f"input={example_audio}", "transcribe.pedal=false")
+    res = transcribe_only(
+        f"transcribe.weights={pedal_transcriber}", f"run_dir={run2}", f"input={example_audio}", "transcribe.pedal=false"
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     mid2 = run2 / "1-transcribe" / "notes.mid"
     assert pretty_midi.PrettyMIDI(str(mid2)).instruments[0].control_changes == []

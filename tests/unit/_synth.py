@@ -66,7 +66,9 @@ def make_maestro(root: Path, rows: list[tuple[str, str, bool]], seconds: float =
     root.mkdir(parents=True, exist_ok=True)
     with open(root / "maestro-v3.0.0.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["canonical_composer", "canonical_title", "split", "year", "midi_filename", "audio_filename", "duration"])
+        w.writerow(
+            ["canonical_composer", "canonical_title", "split", "year", "midi_filename", "audio_filename", "duration"]
+        )
         for i, (stem, split, exists) in enumerate(rows):
             year = str(2004 + i % 3)
             midi, audio = f"{year}/{stem}.midi", f"{year}/{stem}.wav"

@@ -16,7 +16,9 @@ def ablate():
 
 def test_twin_specs(ablate):
     assert ablate.parse_twin("full=") == ablate.Twin("full", ())
-    assert ablate.parse_twin("console=eq, compression,reverb") == ablate.Twin("console", ("eq", "compression", "reverb"))
+    assert ablate.parse_twin("console=eq, compression,reverb") == ablate.Twin(
+        "console", ("eq", "compression", "reverb")
+    )
     for bad in ("full", "=codec", "x=echo", "../x=codec"):
         with pytest.raises(ValueError, match="--twin"):
             ablate.parse_twin(bad)
@@ -28,7 +30,10 @@ def test_twins_differ_only_in_what_they_leave_out_and_where_they_write(ablate, t
     b = ablate.train_command(ablate.Twin("no_codec", ("codec",)), tmp_path, shared, 1)
     differ = [(x, y) for x, y in zip(a, b) if x != y]
     assert len(a) == len(b)
-    assert differ == [("train.augment_skip=[]", "train.augment_skip=[codec]"), (f"train.out_dir={tmp_path / 'full'}", f"train.out_dir={tmp_path / 'no_codec'}")]
+    assert differ == [
+        ("train.augment_skip=[]", "train.augment_skip=[codec]"),
+        (f"train.out_dir={tmp_path / 'full'}", f"train.out_dir={tmp_path / 'no_codec'}"),
+    ]
     assert a[1:4] == ["-m", "w2m2w.train", "train=transcriber"] and "train.max_steps=10" in a
 
 
@@ -44,7 +49,13 @@ def test_paired_difference_by_hand(ablate):
 
 def test_table_gives_each_twin_its_means_and_the_reference_none(ablate):
     twins = [ablate.Twin("full", ()), ablate.Twin("no_noise", ("noise",))]
-    rows = lambda v: [{"file": f, "note_f1": v + d, "note_offset_f1": v, "frame_f1": v, "note_velocity_f1": v - d} for f, d in (("a", 0.0), ("b", 0.2))]  # noqa: E731
+
+    def rows(v):
+        return [
+            {"file": f, "note_f1": v + d, "note_offset_f1": v, "frame_f1": v, "note_velocity_f1": v - d}
+            for f, d in (("a", 0.0), ("b", 0.2))
+        ]
+
     text = ablate.table(twins, {"full": {"tune": rows(0.5)}, "no_noise": {"tune": rows(0.6)}})
     full, twin = text.splitlines()[2:]
     assert full.startswith("| tune | full | nothing | 0.6000 | 0.5000 | 0.5000 | 0.4000 | (reference)")

@@ -25,7 +25,9 @@ def test_stereo_44k_to_16k_mono(tmp_path):
     assert np.argmax(spectrum) * 16000 / len(y) == pytest.approx(440, abs=2)
 
 
-@pytest.mark.parametrize("native_sr, frames", [(44100, 44100 * 3 + 13), (48000, 48000 * 2 + 1), (22050, 30001), (44100, 50)])
+@pytest.mark.parametrize(
+    "native_sr, frames", [(44100, 44100 * 3 + 13), (48000, 48000 * 2 + 1), (22050, 30001), (44100, 50)]
+)
 def test_block_by_block_reading_is_the_one_shot_resampling(tmp_path, native_sr, frames):
     """Reading in blocks (bounded memory) gives librosa's one-shot soxr_hq resampling of the mono mix, samples and length."""
     import librosa
@@ -129,7 +131,9 @@ def test_level_is_the_95th_percentile_frame_over_the_loud_frames():
     assert level_db(_frames([-30.0] * 99 + [-10.0])) == pytest.approx(-30.0, abs=1e-4)
     # silence and frames 50 dB or more under the loudest do not count: a long quiet start changes nothing
     loud = _frames([-20.0] * 20)
-    assert level_db(np.concatenate([np.zeros(200 * 2048, np.float32), _frames([-75.0] * 300), loud])) == pytest.approx(-20.0, abs=1e-4)
+    assert level_db(np.concatenate([np.zeros(200 * 2048, np.float32), _frames([-75.0] * 300), loud])) == pytest.approx(
+        -20.0, abs=1e-4
+    )
     # counted in blocks or at once, the same
     y = _frames(list(np.random.default_rng(0).uniform(-40, -5, 37)))
     assert level_db(y, block_frames=1) == pytest.approx(level_db(y, block_frames=4096), abs=1e-9)
@@ -153,8 +157,12 @@ def test_level_gate_keeps_frames_just_inside_50_db_of_the_loudest_and_drops_thos
     assert level_db(_frames([-10.0] * 4 + [-59.99] * 4), percentile=0.0) == pytest.approx(-59.99, abs=1e-4)
     assert level_db(_frames([-10.0] * 4 + [-60.01] * 4), percentile=0.0) == pytest.approx(-10.0, abs=1e-4)
     # the range is an argument: at 40 dB the -49.99 dB frames count, the -50.01 dB ones do not
-    assert level_db(_frames([-10.0] * 4 + [-49.99] * 4), percentile=0.0, range_db=40.0) == pytest.approx(-49.99, abs=1e-4)
-    assert level_db(_frames([-10.0] * 4 + [-50.01] * 4), percentile=0.0, range_db=40.0) == pytest.approx(-10.0, abs=1e-4)
+    assert level_db(_frames([-10.0] * 4 + [-49.99] * 4), percentile=0.0, range_db=40.0) == pytest.approx(
+        -49.99, abs=1e-4
+    )
+    assert level_db(_frames([-10.0] * 4 + [-50.01] * 4), percentile=0.0, range_db=40.0) == pytest.approx(
+        -10.0, abs=1e-4
+    )
     # the default percentile is the 95th: of 20 kept frames at -40 dB .. -21 dB (one dB apart), numpy's linear
     # interpolation at position 0.95 * 19 = 18.05 gives -22 + 0.05 (in power), by hand in dB below
     levels = [-40.0 + i for i in range(20)]
@@ -174,7 +182,11 @@ def test_is_silent_at_its_threshold():
     a = 10 ** (-60 / 20)
     assert is_silent(np.array([a], np.float64)) and not is_silent(np.array([a * 1.001]))
     assert is_silent(np.array([-a * 0.999])) and not is_silent(np.array([-a * 1.001])), "the peak is of the magnitude"
-    assert is_silent(np.zeros(0)) and is_silent(np.array([0.09]), threshold_db=-20.0) and not is_silent(np.array([0.11]), threshold_db=-20.0)
+    assert (
+        is_silent(np.zeros(0))
+        and is_silent(np.array([0.09]), threshold_db=-20.0)
+        and not is_silent(np.array([0.11]), threshold_db=-20.0)
+    )
 
 
 def test_level_gate_at_exactly_the_range_keeps_the_frame():
@@ -199,7 +211,9 @@ def test_mu_law_decode_by_hand():
     assert out.dtype == np.float32
     y = 2 * 191 / 255 - 1
     np.testing.assert_allclose(out, [-1.0, 1.0, (256**y - 1) / 255], rtol=1e-6)
-    np.testing.assert_allclose(mu_law_decode(np.array([0, 15, 8]), mu=15), [-1.0, 1.0, (16 ** (1 / 15) - 1) / 15], rtol=1e-6)
+    np.testing.assert_allclose(
+        mu_law_decode(np.array([0, 15, 8]), mu=15), [-1.0, 1.0, (16 ** (1 / 15) - 1) / 15], rtol=1e-6
+    )
 
 
 def test_save_wav_writes_16_bit_wav_under_any_name_and_clips(tmp_path):
@@ -218,7 +232,10 @@ def test_decoder_failure_reasons_by_hand():
 
     assert _first_line("\n  Error : flac decoder lost sync.\nmore") == "flac decoder lost sync"
     assert _first_line("Error: bad header...") == "bad header"
-    assert _first_line("Note: Illegal Audio-MPEG-Header 0x00000000 at offset 0.") == "Illegal Audio-MPEG-Header 0x00000000 at offset 0"
+    assert (
+        _first_line("Note: Illegal Audio-MPEG-Header 0x00000000 at offset 0.")
+        == "Illegal Audio-MPEG-Header 0x00000000 at offset 0"
+    )
     assert _first_line(".hidden.") == ".hidden" and _first_line("") == "" and _first_line("\n \n") == ""
     assert _first_line("Note: Error : x") == "Error : x", "the prefixes come off in order: the Error ones, then Note"
 
@@ -230,5 +247,7 @@ def test_decoder_failure_reasons_by_hand():
     missing = RuntimeError("File does not exist or is not a regular file (possibly a pipe?)")
     assert _reason(missing, "Note: Illegal Audio-MPEG-Header at offset 0.\n") == "Illegal Audio-MPEG-Header at offset 0"
     assert _reason(missing) == "File does not exist or is not a regular file (possibly a pipe?)"
-    assert _reason(RuntimeError("other"), "Note: chatter") == "other", "chatter only replaces libsndfile's 'does not exist'"
+    assert _reason(RuntimeError("other"), "Note: chatter") == "other", (
+        "chatter only replaces libsndfile's 'does not exist'"
+    )
     assert _reason(EOFError()) == "truncated or corrupt data" and _reason(KeyError()) == "KeyError"

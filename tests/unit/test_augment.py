@@ -10,9 +10,21 @@ from w2m2w.data import augment as aug
 from w2m2w.data.rooms import TRAIN_ROOMS, TRAIN_SEED, VALIDATION_ROOMS, VALIDATION_SEED, RoomBank, RoomRanges
 
 # small rooms with short tails: a bank of three builds in about a second
-SMALL = RoomRanges(size_min=(3.0, 3.0, 2.4), size_max=(4.5, 4.0, 3.0), rt60=(0.15, 0.3), close_distance=(0.3, 0.8), far_distance=(2.0, 2.6), max_ir_seconds=0.4)
+SMALL = RoomRanges(
+    size_min=(3.0, 3.0, 2.4),
+    size_max=(4.5, 4.0, 3.0),
+    rt60=(0.15, 0.3),
+    close_distance=(0.3, 0.8),
+    far_distance=(2.0, 2.6),
+    max_ir_seconds=0.4,
+)
 SMALL_VAL = RoomRanges(
-    size_min=(3.0, 3.0, 2.4), size_max=(4.5, 4.0, 3.0), rt60=(0.2, 0.4), close_distance=(0.3, 0.8), far_distance=(2.2, 2.8), max_ir_seconds=0.4
+    size_min=(3.0, 3.0, 2.4),
+    size_max=(4.5, 4.0, 3.0),
+    rt60=(0.2, 0.4),
+    close_distance=(0.3, 0.8),
+    far_distance=(2.2, 2.8),
+    max_ir_seconds=0.4,
 )
 TOLERANCE = 16  # samples: 1 ms, far below the transcriber's 32 ms frames
 
@@ -61,7 +73,11 @@ def test_bank_direct_path_at_zero_and_far_mic_later(bank):
         assert np.argmax(np.abs(close)) == 0  # the close direct path, where alignment put it
         # the ambient microphone hears the piano later (2 m or more away): its sound starts at its own
         # direct path, and its peak is there or at a later reflection (coinciding images can sum higher)
-        assert bank.far_delays[i] >= 1 and onset(far) == bank.far_delays[i] and np.argmax(np.abs(far)) >= bank.far_delays[i]
+        assert (
+            bank.far_delays[i] >= 1
+            and onset(far) == bank.far_delays[i]
+            and np.argmax(np.abs(far)) >= bank.far_delays[i]
+        )
         # nothing of note before the direct path was cut off: the response starts at full strength
         assert abs(close[0]) > 0.3 * np.sqrt(np.sum(close**2))
 
@@ -82,7 +98,10 @@ def test_bank_cache_reload_equals_fresh_build(bank, cache, tmp_path):
 def test_training_and_validation_banks_are_disjoint(bank, cache):
     assert TRAIN_SEED != VALIDATION_SEED
     # validation is harder: longer reverberation, a more distant ambient microphone
-    assert VALIDATION_ROOMS.rt60[1] > TRAIN_ROOMS.rt60[1] and VALIDATION_ROOMS.far_distance[1] > TRAIN_ROOMS.far_distance[1]
+    assert (
+        VALIDATION_ROOMS.rt60[1] > TRAIN_ROOMS.rt60[1]
+        and VALIDATION_ROOMS.far_distance[1] > TRAIN_ROOMS.far_distance[1]
+    )
     val = RoomBank(3, 12, SMALL_VAL, cache)
     other_seed = RoomBank(3, 12, SMALL, cache)
     assert len({p.name for p in cache.glob("*.npz")}) >= 3  # one cache file each
@@ -93,10 +112,16 @@ def test_training_and_validation_banks_are_disjoint(bank, cache):
 
 
 def test_training_and_validation_factories_use_their_ranges(tmp_path):
-    train, val = RoomBank.training(1, tmp_path, seed=5), RoomBank.validation(1, tmp_path, seed=5)  # the same seed on purpose
+    train, val = (
+        RoomBank.training(1, tmp_path, seed=5),
+        RoomBank.validation(1, tmp_path, seed=5),
+    )  # the same seed on purpose
     assert train.ranges == TRAIN_ROOMS and val.ranges == VALIDATION_ROOMS and train.path != val.path
     assert not np.array_equal(train.positions, val.positions)
-    assert TRAIN_ROOMS.rt60[0] * 0.99 <= train.rt60[0] <= TRAIN_ROOMS.rt60[1] and VALIDATION_ROOMS.rt60[0] * 0.99 <= val.rt60[0] <= VALIDATION_ROOMS.rt60[1]
+    assert (
+        TRAIN_ROOMS.rt60[0] * 0.99 <= train.rt60[0] <= TRAIN_ROOMS.rt60[1]
+        and VALIDATION_ROOMS.rt60[0] * 0.99 <= val.rt60[0] <= VALIDATION_ROOMS.rt60[1]
+    )
 
 
 def test_training_factory_takes_wider_ranges_but_never_the_validation_bank(tmp_path):

@@ -53,14 +53,28 @@ def results() -> list[PieceResult]:
                 "generate": {"status": "done", "seconds": 2.0, "continuation_seconds": 20.0},
             },
         ),
-        PieceResult("b", "in/b.wav", "failed", "in/b.wav: not readable as audio", {"transcribe": {"status": "failed", "error": "x"}}),
-        PieceResult("c", "in/c.wav", "locked", "c (transcribe): held by another process (pid 7 on h)", {"transcribe": {"status": "locked"}}),
+        PieceResult(
+            "b",
+            "in/b.wav",
+            "failed",
+            "in/b.wav: not readable as audio",
+            {"transcribe": {"status": "failed", "error": "x"}},
+        ),
+        PieceResult(
+            "c",
+            "in/c.wav",
+            "locked",
+            "c (transcribe): held by another process (pid 7 on h)",
+            {"transcribe": {"status": "locked"}},
+        ),
     ]
 
 
 def test_summary_and_merge():
     s = summarize(results())
-    assert s["counts"] == {"done": 1, "failed": 1, "locked": 1} and s["failed"] == {"b": "in/b.wav: not readable as audio"}
+    assert s["counts"] == {"done": 1, "failed": 1, "locked": 1} and s["failed"] == {
+        "b": "in/b.wav: not readable as audio"
+    }
     later = summarize([PieceResult("b", "in/b.wav", "done"), PieceResult("d", "in/d.wav", "done")])
     m = merge_summaries(s, later)
     assert m["counts"] == {"done": 3, "locked": 1} and m["failed"] == {} and set(m["pieces"]) == {"a", "b", "c", "d"}

@@ -23,7 +23,9 @@ def test_note_features_of_one_note_and_a_chord():
     assert x[50, 0] == pytest.approx(1.0)  # C (60 % 12 == 0) starts at frame 50 at full velocity
     assert x[100, 0] == pytest.approx(128 / 127)  # two Cs in the chord at 64/127 each
     assert x[50, 20] == pytest.approx(np.log(2)) and x[100, 20] == pytest.approx(np.log(3))  # log(1 + onsets)
-    assert x[50, 22] == pytest.approx(1 - 39 / 88) and x[100, 22] == pytest.approx(1 - 15 / 88)  # the lowest pitch starting
+    assert x[50, 22] == pytest.approx(1 - 39 / 88) and x[100, 22] == pytest.approx(
+        1 - 15 / 88
+    )  # the lowest pitch starting
     assert x[50:75, 24].tolist() == [1.0] * 25 and x[75, 24] == 0.0  # C sounds from frame 50 to 75 (1.5 s)
     assert x[105, 37] == pytest.approx(1 - 15 / 88)  # the lowest sounding pitch is the chord's 36
     assert x[49].sum() == 0 and x[120:].sum() == 0  # nothing before the first onset nor after the last offset
@@ -39,7 +41,13 @@ def test_target_rolls_widen_beats_and_mask_the_annotated_span():
 
 
 def test_segment_keeps_held_notes_as_sounding_not_as_onsets():
-    perf = D.Performance("p", "piece", np.array([[0.5, 3.0, 60, 100], [2.5, 2.8, 64, 100]]), np.array([0.5, 1.5, 2.5]), np.array([True, False, False]))
+    perf = D.Performance(
+        "p",
+        "piece",
+        np.array([[0.5, 3.0, 60, 100], [2.5, 2.8, 64, 100]]),
+        np.array([0.5, 1.5, 2.5]),
+        np.array([True, False, False]),
+    )
     seg = D.segment(perf, 2.0, 2.0, perf.notes, perf.beats)
     x = seg["features"]
     assert x.shape == (100, N_FEATURES)
@@ -158,6 +166,10 @@ def test_tiny_training_run_then_resume_and_track(tmp_path):
     from w2m2w.checkpoint import load_weights
 
     _, config, training = load_weights(run / "last.safetensors", "beat_tracker")
-    assert config["channels"] == 8 and training["train_performances"] == 3  # 4 training pieces, one held out for validation
-    est = B.beats_from_notes(np.array([[0.5 * k, 0.5 * k + 0.4, 60, 80] for k in range(20)]), weights=run / "best.safetensors")
+    assert (
+        config["channels"] == 8 and training["train_performances"] == 3
+    )  # 4 training pieces, one held out for validation
+    est = B.beats_from_notes(
+        np.array([[0.5 * k, 0.5 * k + 0.4, 60, 80] for k in range(20)]), weights=run / "best.safetensors"
+    )
     assert isinstance(est, B.Beats) and est.meter in B.METERS

@@ -12,7 +12,20 @@ from w2m2w.command_line import hydra_quoted, plain_arguments
 from w2m2w.paths import CONF
 from w2m2w.usage import usage
 
-NAMES = ["waltz (take 2).ogg", "a,b.wav", "it's.wav", 'say "hi".wav', "end\\", "x\\'y", "${oc.env:HOME}.wav", "練習曲 op.10.flac", "a=b", "[x]", "~t#", "a\\b"]
+NAMES = [
+    "waltz (take 2).ogg",
+    "a,b.wav",
+    "it's.wav",
+    'say "hi".wav',
+    "end\\",
+    "x\\'y",
+    "${oc.env:HOME}.wav",
+    "練習曲 op.10.flac",
+    "a=b",
+    "[x]",
+    "~t#",
+    "a\\b",
+]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -39,7 +52,11 @@ def test_a_bare_path_is_the_input(tmp_path, monkeypatch):
 def test_path_values_hydra_cannot_read_are_quoted(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Path("a,b.wav").write_bytes(b"")
-    for given, path in [("input=waltz (take 2).ogg", "waltz (take 2).ogg"), ("input=a,b.wav", "a,b.wav"), ("run_dir=runs/x (2)", "runs/x (2)")]:
+    for given, path in [
+        ("input=waltz (take 2).ogg", "waltz (take 2).ogg"),
+        ("input=a,b.wav", "a,b.wav"),
+        ("run_dir=runs/x (2)", "runs/x (2)"),
+    ]:
         args, problem = plain_arguments([given])
         assert problem is None and _value(args, given.split("=")[0]) == path
     # what Hydra reads as meant stays as it is: a quoted path, a sweep over paths that do not exist as one name, other keys
@@ -57,7 +74,9 @@ def test_the_command_line_parses_as_hydra_reads_it(tmp_path, monkeypatch):
     from hydra._internal.utils import get_args_parser
 
     monkeypatch.chdir(tmp_path)
-    args, problem = plain_arguments(["-m", "take (1).wav", "stages=[transcribe]", "--cfg", "job", "transcribe.onset_threshold=0.4,0.5"])
+    args, problem = plain_arguments(
+        ["-m", "take (1).wav", "stages=[transcribe]", "--cfg", "job", "transcribe.onset_threshold=0.4,0.5"]
+    )
     parsed = get_args_parser().parse_args(args)
     assert problem is None and parsed.multirun and parsed.cfg == "job"
     assert parsed.overrides == ["input='take (1).wav'", "stages=[transcribe]", "transcribe.onset_threshold=0.4,0.5"]

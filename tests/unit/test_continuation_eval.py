@@ -41,7 +41,13 @@ def test_on_grid_puts_times_on_the_10ms_grid() -> None:
 def test_grid_comparison_does_not_charge_the_vocabulary() -> None:
     # a "model" that plays the real continuation exactly, as its 10 ms vocabulary can write it
     real, primer = _chords(0.0, 4), _chords(0.0, 6)
-    piece = {"generated": on_grid(real), "real": on_grid(real), "primer": on_grid(primer), "real_raw": real, "primer_raw": primer}
+    piece = {
+        "generated": on_grid(real),
+        "real": on_grid(real),
+        "primer": on_grid(primer),
+        "real_raw": real,
+        "primer_raw": primer,
+    }
     out = summarize([{**piece, "orphans": 0, "orphan_base": 0}], seconds=2.0, primer_seconds=3.0)
     assert out["overlap"]["ioi"] == pytest.approx(1.0)
     # raw: the real IOIs are 4 x 3 ms and 3 x 0.497 s; the grid's are 3 x 0.5 s, in 0.497's bin: 3/7 overlap
@@ -73,8 +79,12 @@ def test_seeded_run_reports_every_figure(tiny_model: MusicTransformer) -> None:
         hx, hy = np.histogram(x, edges)[0], np.histogram(y, edges)[0]
         return float(np.minimum(hx / hx.sum(), hy / hy.sum()).sum())
 
-    assert a["overlap_baseline"]["pitch"] == pytest.approx(overlap(real[:, 2], primer[:, 2], np.arange(20.5, 109.5)), abs=1e-4)
-    assert a["overlap_baseline"]["velocity"] == pytest.approx(overlap(real[:, 3], primer[:, 3], np.arange(0.5, 128.5, 4.0)), abs=1e-4)
+    assert a["overlap_baseline"]["pitch"] == pytest.approx(
+        overlap(real[:, 2], primer[:, 2], np.arange(20.5, 109.5)), abs=1e-4
+    )
+    assert a["overlap_baseline"]["velocity"] == pytest.approx(
+        overlap(real[:, 3], primer[:, 3], np.arange(0.5, 128.5, 4.0)), abs=1e-4
+    )
     assert a["overlap_baseline"]["pitch"] < 1.0 and a["overlap_baseline"]["velocity"] < 1.0  # two different stretches
     assert a["notes_per_second_baseline"] == pytest.approx(len(real) / 2.0, abs=1e-4)
     assert evaluate_continuations(tiny_model, [("short", notes[:3])], s) is None
@@ -116,12 +126,26 @@ def test_evaluate_command_reports_continuations(tmp_path, tiny_model: MusicTrans
     assert c["notes_per_second_baseline"] == pytest.approx(len(real) / 2.0)
     # primer: 12 notes on 12 pitches (1/12 each); real: 8 notes on 8 of them (1/8 each): overlap 8 x 1/12
     assert c["overlap_baseline"]["pitch"] == pytest.approx(8 / 12, abs=1e-4)
-    bad = subprocess.run(cmd[:-1] + ["continuation.seconds=-1"], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], timeout=300)
+    bad = subprocess.run(
+        cmd[:-1] + ["continuation.seconds=-1"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=300,
+    )
     assert bad.returncode == 2 and "continuation.seconds" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
 def _piece(gen: np.ndarray, real: np.ndarray, primer: np.ndarray, orphans: int = 0, base: int = 0) -> dict:
-    return {"generated": gen, "real": real, "primer": primer, "real_raw": real, "primer_raw": primer, "orphans": orphans, "orphan_base": base}
+    return {
+        "generated": gen,
+        "real": real,
+        "primer": primer,
+        "real_raw": real,
+        "primer_raw": primer,
+        "orphans": orphans,
+        "orphan_base": base,
+    }
 
 
 def _rows(pitches, step: float = 0.5, length: float = 0.4, vel: int = 64) -> np.ndarray:
@@ -148,9 +172,15 @@ def test_rates_pool_every_piece_over_its_seconds() -> None:
     a = _piece(_rows([60] * 4), _rows([60] * 2), _rows([60] * 3), orphans=1, base=4)
     b = _piece(_rows([60] * 6, step=0.3, length=5.0), _rows([60] * 2), _rows([60] * 9), orphans=2, base=6)
     out = summarize([a, b], seconds=2.0, primer_seconds=3.0)
-    assert out["notes_per_second"] == 2.5 and out["notes_per_second_baseline"] == 1.0 and out["notes_per_second_primer"] == 2.0
+    assert (
+        out["notes_per_second"] == 2.5
+        and out["notes_per_second_baseline"] == 1.0
+        and out["notes_per_second_primer"] == 2.0
+    )
     assert out["orphaned_note_share"] == 0.3  # (1 + 2) / (4 + 6)
-    assert out["longest_note_s"] == 5.0 and out["long_note_share_over_4s"] == 0.6  # 6 of the 10 generated notes last 5 s
+    assert (
+        out["longest_note_s"] == 5.0 and out["long_note_share_over_4s"] == 0.6
+    )  # 6 of the 10 generated notes last 5 s
     assert out["long_note_share_over_4s_baseline"] == 0.0
     none = summarize([_piece(np.zeros((0, 4)), _rows([60]), _rows([60]))], seconds=2.0, primer_seconds=3.0)
     assert none["orphaned_note_share"] is None and none["longest_note_s"] is None and none["overlap_ratio"] is None

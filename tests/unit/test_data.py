@@ -11,9 +11,17 @@ from w2m2w.data.transcription import SegmentSampler, crop_notes, maestro_example
 
 @pytest.fixture()
 def maps_root(tmp_path):
-    names = ["bach_846_AkPnBcht", "bach_847_AkPnBcht", "chpn_op25_e1_SptkBGAm", "bach_847_SptkBGCl", "liz_rhap09_SptkBGCl"]
+    names = [
+        "bach_846_AkPnBcht",
+        "bach_847_AkPnBcht",
+        "chpn_op25_e1_SptkBGAm",
+        "bach_847_SptkBGCl",
+        "liz_rhap09_SptkBGCl",
+    ]
     root = make_maps(tmp_path / "maps", names, seconds=1.5)
-    (root / "flac" / "MAPS_MUS-orphan_AkPnBcht.flac").write_bytes((root / "flac" / "MAPS_MUS-bach_846_AkPnBcht.flac").read_bytes())
+    (root / "flac" / "MAPS_MUS-orphan_AkPnBcht.flac").write_bytes(
+        (root / "flac" / "MAPS_MUS-bach_846_AkPnBcht.flac").read_bytes()
+    )
     return root
 
 
@@ -42,7 +50,14 @@ def test_maps_holdout_split(maps_root):
 
 def test_maestro_examples(tmp_path):
     root = make_maestro(
-        tmp_path / "maestro", [("a", "train", True), ("b", "validation", True), ("c", "train", False), ("d", "test", True), ("e", "train", True)]
+        tmp_path / "maestro",
+        [
+            ("a", "train", True),
+            ("b", "validation", True),
+            ("c", "train", False),
+            ("d", "test", True),
+            ("e", "train", True),
+        ],
     )
     train = maestro_examples(root, "train")
     assert [e.name for e in train] == ["a", "e"]  # c is listed but missing on disk
@@ -181,7 +196,12 @@ def test_draw_weights_gives_a_group_its_share_split_by_length():
 
 @pytest.mark.parametrize(
     "groups, shares",
-    [(["maps"], {"real": 0.3}), (["maps", "real"], {"real": 1.0}), (["maps", "real"], {"real": 0.7, "maps": 0.4}), (["maps", "real"], {"real": -0.1})],
+    [
+        (["maps"], {"real": 0.3}),
+        (["maps", "real"], {"real": 1.0}),
+        (["maps", "real"], {"real": 0.7, "maps": 0.4}),
+        (["maps", "real"], {"real": -0.1}),
+    ],
 )
 def test_draw_weights_refuses_shares_that_cannot_hold(groups, shares):
     from w2m2w.data.transcription import draw_weights

@@ -124,11 +124,19 @@ def test_offset_head_ends_a_note_the_frame_head_still_hears():
     frame[2:15, K] = 0.8  # the string rings on (a room's reverb) past the release...
     offset = np.zeros((20, 88))
     offset[9, K] = 0.7  # ...which the offset head places at frame 9
-    np.testing.assert_allclose(decode_notes(onset, frame, vel, FR)[:, :2], [[0.2, 1.5]])  # without it: the frames decide
-    np.testing.assert_allclose(decode_notes(onset, frame, vel, FR, offset=offset, offset_threshold=0.5)[:, :2], [[0.2, 0.9]])
-    np.testing.assert_allclose(decode_notes(onset, frame, vel, FR, offset=offset, offset_threshold=0.7)[:, :2], [[0.2, 1.5]])  # strictly above
+    np.testing.assert_allclose(
+        decode_notes(onset, frame, vel, FR)[:, :2], [[0.2, 1.5]]
+    )  # without it: the frames decide
+    np.testing.assert_allclose(
+        decode_notes(onset, frame, vel, FR, offset=offset, offset_threshold=0.5)[:, :2], [[0.2, 0.9]]
+    )
+    np.testing.assert_allclose(
+        decode_notes(onset, frame, vel, FR, offset=offset, offset_threshold=0.7)[:, :2], [[0.2, 1.5]]
+    )  # strictly above
     offset[2, K] = 0.9  # an offset inside the onset run does not cut the note to nothing
-    np.testing.assert_allclose(decode_notes(onset, frame, vel, FR, offset=offset, offset_threshold=0.5)[:, :2], [[0.2, 0.9]])
+    np.testing.assert_allclose(
+        decode_notes(onset, frame, vel, FR, offset=offset, offset_threshold=0.5)[:, :2], [[0.2, 0.9]]
+    )
 
 
 def test_an_onset_run_that_reaches_the_last_frame_is_one_note_to_the_end():

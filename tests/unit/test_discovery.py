@@ -46,7 +46,10 @@ def test_no_file_is_dropped_whatever_its_name(tmp_path):
 
 def test_same_name_other_extension_two_pieces(tmp_path):
     _touch(tmp_path / "in" / "a.flac", tmp_path / "in" / "a.wav")
-    assert discover_inputs(tmp_path / "in") == {"a_flac": tmp_path / "in" / "a.flac", "a_wav": tmp_path / "in" / "a.wav"}
+    assert discover_inputs(tmp_path / "in") == {
+        "a_flac": tmp_path / "in" / "a.flac",
+        "a_wav": tmp_path / "in" / "a.wav",
+    }
 
 
 def test_one_file_of_any_type_is_kept_so_the_pipeline_names_it(tmp_path):
@@ -78,7 +81,10 @@ def test_a_file_listed_twice_is_one_piece(tmp_path):
 def test_a_file_reached_through_a_symlinked_folder_is_one_piece_under_its_real_path(tmp_path):
     _touch(tmp_path / "in" / "real" / "a.wav", tmp_path / "in" / "real" / "deep" / "b.wav")
     os.symlink("real", tmp_path / "in" / "link")  # sorts before "real"
-    assert discover_inputs(tmp_path / "in") == {"real/a": tmp_path / "in" / "real" / "a.wav", "real/deep/b": tmp_path / "in" / "real" / "deep" / "b.wav"}
+    assert discover_inputs(tmp_path / "in") == {
+        "real/a": tmp_path / "in" / "real" / "a.wav",
+        "real/deep/b": tmp_path / "in" / "real" / "deep" / "b.wav",
+    }
     assert discover_inputs(f"{tmp_path}/in/**/*.wav") == {
         "real/a": tmp_path / "in" / "real" / "a.wav",
         "real/deep/b": tmp_path / "in" / "real" / "deep" / "b.wav",
@@ -103,25 +109,49 @@ def test_symlink_loops_are_skipped_with_a_warning(tmp_path, caplog, how):
     with caplog.at_level(logging.WARNING, logger="w2m2w"):
         assert discover_inputs(spec) == {"sub/a": tmp_path / "in" / "sub" / "a.wav"}
     text = caplog.text
-    assert "up: symlink loop" in text and "here: symlink loop" in text and "loop1.wav: broken symlink or symlink loop" in text
+    assert (
+        "up: symlink loop" in text
+        and "here: symlink loop" in text
+        and "loop1.wav: broken symlink or symlink loop" in text
+    )
 
 
 def test_a_glob(tmp_path, monkeypatch):
     root = tmp_path / "Xin"  # an X before the pattern: the root is cut at the first *, ? or [ only
     _touch(
-        root / "a.wav", root / "sub" / "b.wav", root / "sub" / "deep" / "c.wav", root / "sub" / "d.txt", root / ".h" / "e.wav", root / "sub" / ".f" / "g.wav"
+        root / "a.wav",
+        root / "sub" / "b.wav",
+        root / "sub" / "deep" / "c.wav",
+        root / "sub" / "d.txt",
+        root / ".h" / "e.wav",
+        root / "sub" / ".f" / "g.wav",
     )
     assert discover_inputs(f"{root}/*.wav") == {"a": root / "a.wav"}
-    assert discover_inputs(f"{root}/**/*.wav") == {"a": root / "a.wav", "sub/b": root / "sub" / "b.wav", "sub/deep/c": root / "sub" / "deep" / "c.wav"}
-    assert discover_inputs(f"{root}/su?") == {"sub/b": root / "sub" / "b.wav", "sub/deep/c": root / "sub" / "deep" / "c.wav"}, "a matched folder is searched"
+    assert discover_inputs(f"{root}/**/*.wav") == {
+        "a": root / "a.wav",
+        "sub/b": root / "sub" / "b.wav",
+        "sub/deep/c": root / "sub" / "deep" / "c.wav",
+    }
+    assert discover_inputs(f"{root}/su?") == {
+        "sub/b": root / "sub" / "b.wav",
+        "sub/deep/c": root / "sub" / "deep" / "c.wav",
+    }, "a matched folder is searched"
     assert discover_inputs(f"{root}/s[u]b/*.wav") == {"sub/b": root / "sub" / "b.wav"}
-    assert discover_inputs(f"{root}/sub*/b.wav") == {"sub/b": root / "sub" / "b.wav"}, "root: the folder holding the partial name"
-    assert discover_inputs(f"{root}/sub/*") == {"b": root / "sub" / "b.wav", "d": root / "sub" / "d.txt", "deep/c": root / "sub" / "deep" / "c.wav"}, (
-        "matched files of any type, matched folders' audio and MIDI"
+    assert discover_inputs(f"{root}/sub*/b.wav") == {"sub/b": root / "sub" / "b.wav"}, (
+        "root: the folder holding the partial name"
     )
+    assert discover_inputs(f"{root}/sub/*") == {
+        "b": root / "sub" / "b.wav",
+        "d": root / "sub" / "d.txt",
+        "deep/c": root / "sub" / "deep" / "c.wav",
+    }, "matched files of any type, matched folders' audio and MIDI"
     assert discover_inputs(f"{root}/.h/*.wav") == {"e": root / ".h" / "e.wav"}, "hidden, when the pattern says so"
     monkeypatch.chdir(root)
-    assert discover_inputs("**/*.wav") == {"a": Path("a.wav"), "sub/b": Path("sub/b.wav"), "sub/deep/c": Path("sub/deep/c.wav")}
+    assert discover_inputs("**/*.wav") == {
+        "a": Path("a.wav"),
+        "sub/b": Path("sub/b.wav"),
+        "sub/deep/c": Path("sub/deep/c.wav"),
+    }
 
 
 @pytest.mark.parametrize(
@@ -156,16 +186,25 @@ def test_find_files_takes_the_callers_extensions_and_filters(tmp_path):
         tmp_path / "in" / ".tmp" / "f.mid",
     )
     got = find_files(tmp_path / "in", (".mid", ".midi"), what="MIDI")
-    assert got == [Found("a.mid", tmp_path / "in" / "a.mid"), Found("set b/b.MIDI", tmp_path / "in" / "set b" / "b.MIDI")]
-    assert [f.rel for f in find_files(tmp_path / "in", (".mid", ".tsv"), what="note", include=["set b/*", "c.*"])] == ["c.tsv"]
-    assert [f.rel for f in find_files(tmp_path / "in", (".mid", ".midi"), what="MIDI", include=["*.mid*"], exclude=["b.*"])] == ["a.mid"]
+    assert got == [
+        Found("a.mid", tmp_path / "in" / "a.mid"),
+        Found("set b/b.MIDI", tmp_path / "in" / "set b" / "b.MIDI"),
+    ]
+    assert [f.rel for f in find_files(tmp_path / "in", (".mid", ".tsv"), what="note", include=["set b/*", "c.*"])] == [
+        "c.tsv"
+    ]
+    assert [
+        f.rel for f in find_files(tmp_path / "in", (".mid", ".midi"), what="MIDI", include=["*.mid*"], exclude=["b.*"])
+    ] == ["a.mid"]
 
 
 def test_find_files_a_named_file(tmp_path):
     from w2m2w.finding import find_files
 
     _touch(tmp_path / "d.wav", tmp_path / "notes.txt")
-    assert [f.rel for f in find_files(tmp_path / "d.wav", (".mid",), what="MIDI")] == ["d.wav"], "kept, so the caller names it"
+    assert [f.rel for f in find_files(tmp_path / "d.wav", (".mid",), what="MIDI")] == ["d.wav"], (
+        "kept, so the caller names it"
+    )
     with pytest.raises(InputError, match=re.escape(f"{tmp_path / 'd.wav'}: not a MIDI file")):
         find_files(tmp_path / "d.wav", (".mid",), what="MIDI", named_any_type=False)
     with pytest.raises(InputError, match=re.escape(f"{tmp_path / 'notes.txt'}: not a MIDI file")):

@@ -48,7 +48,10 @@ def test_find_inputs_filters(folders):
     rels = [i.rel for i in find_inputs(inp, (".mid", ".midi"))]
     assert rels == ["corrupt.mid", "orphan.mid", "set a/perfect.mid", "shifted.midi"]
     assert [i.key for i in find_inputs(inp, (".mid", ".midi"), include=["set a/*"])] == ["set a/perfect"]
-    assert [i.rel for i in find_inputs(inp, (".mid", ".midi"), include=["*r*"], exclude=["orph*"])] == ["corrupt.mid", "set a/perfect.mid"]
+    assert [i.rel for i in find_inputs(inp, (".mid", ".midi"), include=["*r*"], exclude=["orph*"])] == [
+        "corrupt.mid",
+        "set a/perfect.mid",
+    ]
     assert [i.rel for i in find_inputs(inp / "orphan.mid", (".mid",))] == ["orphan.mid"]
 
 
@@ -123,7 +126,9 @@ def test_evaluate_audio_with_weights(tmp_path, monkeypatch):
     # transcribing a file reads the clock twice, 0.25 s apart: 2 s of audio in 0.25 s is 8x real time
     monkeypatch.setattr("w2m2w.evaluate.__main__.time", types.SimpleNamespace(perf_counter=_Clock(0.25).perf_counter))
     rows: list[dict] = []
-    report = evaluate_transcription(tmp_path / "flac", tmp_path / "tsv", include=["*SptkBGCl*"], weights=weights, emit=rows.append)
+    report = evaluate_transcription(
+        tmp_path / "flac", tmp_path / "tsv", include=["*SptkBGCl*"], weights=weights, emit=rows.append
+    )
     assert [r["file"] for r in rows] == ["MAPS_MUS-a_SptkBGCl.flac"]
     assert rows[0]["audio_s"] == pytest.approx(2.0) and rows[0]["ref_notes"] == 4 and rows[0]["transcribe_s"] == 0.25
     s = report.summary
@@ -138,7 +143,9 @@ def test_evaluate_audio_with_weights(tmp_path, monkeypatch):
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "w2m2w.evaluate", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "w2m2w.evaluate", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cli_prints_json_lines_and_writes_nothing(folders, tmp_path):
@@ -170,7 +177,9 @@ def test_cli_errors(tmp_path):
 
 # --- sustain pedal -------------------------------------------------------------------------------
 PEDAL = np.array([[0.2, 0.8], [1.0, 1.4]])
-PEDAL_SUMMARY = {f"pedal_{kind}_{m}" for kind in ("onset", "onset_offset", "frame") for m in ("precision", "recall", "f1")} | {
+PEDAL_SUMMARY = {
+    f"pedal_{kind}_{m}" for kind in ("onset", "onset_offset", "frame") for m in ("precision", "recall", "f1")
+} | {
     "pedal_files",
     "pedal_onset_tolerance",
 }
@@ -188,7 +197,9 @@ def pedal_folders(tmp_path):
     write_midi(ref / "a_perfect.mid", NOTES, pedal=PEDAL)
     write_midi(inp / "b_half.mid", NOTES, pedal=np.array([[0.3, 0.8]]))
     write_midi(ref / "b_half.mid", NOTES, pedal=PEDAL)
-    write_midi(inp / "c_never.mid", NOTES, pedal=PEDAL)  # a MIDI reference whose pedal is never pressed: nothing to find
+    write_midi(
+        inp / "c_never.mid", NOTES, pedal=PEDAL
+    )  # a MIDI reference whose pedal is never pressed: nothing to find
     write_midi(ref / "c_never.mid", NOTES)
     write_midi(inp / "d_missing.mid", NOTES)  # the transcription has no CC64, the reference's pedal file has a press
     write_tsv(ref / "d_missing.tsv", NOTES)
@@ -212,7 +223,9 @@ def test_pedal_is_scored_where_the_reference_has_one(pedal_folders):
     # recall 1/2, F1 2/3
     assert (b["ref_pedal"], b["est_pedal"]) == (2, 1)
     assert b["pedal_onset_precision"] == 1.0 and b["pedal_onset_recall"] == 0.5
-    assert b["pedal_onset_f1"] == pytest.approx(2 / 3, abs=1e-6) and b["pedal_onset_offset_f1"] == pytest.approx(2 / 3, abs=1e-6)
+    assert b["pedal_onset_f1"] == pytest.approx(2 / 3, abs=1e-6) and b["pedal_onset_offset_f1"] == pytest.approx(
+        2 / 3, abs=1e-6
+    )
     assert b["pedal_frame_recall"] == 0.5 and b["pedal_frame_f1"] == pytest.approx(2 / 3, abs=1e-6)
     # d: the reference's NAME.pedal.tsv is read; a transcription without CC64 found no press
     assert (d["ref_pedal"], d["est_pedal"]) == (1, 0) and d["pedal_onset_f1"] == 0.0
@@ -256,7 +269,9 @@ def test_audio_input_scores_the_transcribers_pedal(tmp_path):
         write_tsv(tmp_path / "tsv" / f"{name}.tsv", NOTES)
     save_pedal_tsv(tmp_path / "tsv" / "pedalled.pedal.tsv", np.array([[0.0, 2.0]]))
     rows: list[dict] = []
-    s = evaluate_transcription(tmp_path / "flac", tmp_path / "tsv", weights=_pedal_weights(tmp_path / "p.safetensors", True), emit=rows.append).summary
+    s = evaluate_transcription(
+        tmp_path / "flac", tmp_path / "tsv", weights=_pedal_weights(tmp_path / "p.safetensors", True), emit=rows.append
+    ).summary
     by_file = {r["file"]: r for r in rows}
     assert "pedal_onset_f1" not in by_file["unknown.flac"]
     row = by_file["pedalled.flac"]
@@ -267,10 +282,18 @@ def test_audio_input_scores_the_transcribers_pedal(tmp_path):
     assert s["pedal_files"] == 1 and s["pedal_onset_f1"] == 1.0
     # the decode block's pedal settings reach the transcription: the 2.016 s press is shorter than 2.5 s
     rows = []
-    evaluate_transcription(tmp_path / "flac", tmp_path / "tsv", weights=tmp_path / "p.safetensors", decode={"pedal_min_duration": 2.5}, emit=rows.append)
+    evaluate_transcription(
+        tmp_path / "flac",
+        tmp_path / "tsv",
+        weights=tmp_path / "p.safetensors",
+        decode={"pedal_min_duration": 2.5},
+        emit=rows.append,
+    )
     assert {r["file"]: r for r in rows}["pedalled.flac"]["est_pedal"] == 0
     # a transcriber without a pedal head (the shipped one) transcribes no pedal: it scores 0, and nothing breaks
     rows = []
-    s = evaluate_transcription(tmp_path / "flac", tmp_path / "tsv", weights=_pedal_weights(tmp_path / "n.safetensors", False), emit=rows.append).summary
+    s = evaluate_transcription(
+        tmp_path / "flac", tmp_path / "tsv", weights=_pedal_weights(tmp_path / "n.safetensors", False), emit=rows.append
+    ).summary
     row = {r["file"]: r for r in rows}["pedalled.flac"]
     assert row["est_pedal"] == 0 and row["pedal_onset_f1"] == 0.0 and s["pedal_onset_f1"] == 0.0

@@ -21,7 +21,9 @@ def test_vocabulary_layout():
     assert [ev.token_name(t) for t in (ev.PAD, ev.BOS, ev.EOS)] == ["PAD", "BOS", "EOS"]
     assert ev.token_name(ev.NOTE_ON + 60) == "NOTE_ON(60)"
     assert ev.token_name(ev.NOTE_OFF + 21) == "NOTE_OFF(21)"
-    assert ev.token_name(ev.TIME_SHIFT) == "TIME_SHIFT(10ms)" and ev.token_name(ev.TIME_SHIFT + 99) == "TIME_SHIFT(1000ms)"
+    assert (
+        ev.token_name(ev.TIME_SHIFT) == "TIME_SHIFT(10ms)" and ev.token_name(ev.TIME_SHIFT + 99) == "TIME_SHIFT(1000ms)"
+    )
     assert ev.token_name(ev.VELOCITY + 31) == "VELOCITY(31)"
     with pytest.raises(ValueError):
         ev.token_name(ev.VOCAB_SIZE)
@@ -32,7 +34,18 @@ def test_velocity_bins():
     v = np.arange(1, 128)
     assert ev.velocity_bin(v).tolist() == [HAND_BIN[x] for x in range(1, 128)]
     assert ev.bin_velocity(np.arange(32)).tolist() == HAND_BIN_VELOCITY
-    assert [int(ev.velocity_bin(x)) for x in (1, 4, 5, 63, 64, 65, 80, 124, 125, 127)] == [0, 0, 1, 15, 15, 16, 19, 30, 31, 31]
+    assert [int(ev.velocity_bin(x)) for x in (1, 4, 5, 63, 64, 65, 80, 124, 125, 127)] == [
+        0,
+        0,
+        1,
+        15,
+        15,
+        16,
+        19,
+        30,
+        31,
+        31,
+    ]
     assert [int(ev.velocity_bin(x)) for x in (0, -3, 200, 4.4, 4.6)] == [0, 0, 31, 0, 1], "clipped to 1..127, rounded"
     assert int(ev.bin_velocity(ev.DEFAULT_VELOCITY_BIN)) == 63
 
@@ -82,7 +95,9 @@ def test_decoder_tolerates_any_sequence():
         assert notes.shape[1] == 4
         if len(notes):
             assert np.all(notes[:, 1] > notes[:, 0]) and np.all((notes[:, 3] >= 1) & (notes[:, 3] <= 127))
-    assert ev.tokens_to_notes(np.array([ev.BOS, ev.NOTE_ON + 60, ev.TIME_SHIFT + 9, ev.EOS, ev.NOTE_ON + 61])).tolist() == [[0.0, 0.1, 60, 63]]
+    assert ev.tokens_to_notes(
+        np.array([ev.BOS, ev.NOTE_ON + 60, ev.TIME_SHIFT + 9, ev.EOS, ev.NOTE_ON + 61])
+    ).tolist() == [[0.0, 0.1, 60, 63]]
     assert len(ev.tokens_to_notes(np.array([ev.NOTE_ON + 60, ev.TIME_SHIFT]), end_open_notes=False)) == 0
 
 

@@ -46,7 +46,9 @@ def midi(tmp_path) -> Path:
 def test_each_stage_reads_the_nearest_earlier_output_else_a_source_it_can_take(tmp_path, audio, midi):
     run = tmp_path / "run"
     assert stage_input(run, "transcribe", "p", audio) == audio
-    with pytest.raises(MissingInputError, match=r"no transcribe output at .*1-transcribe/p\.mid; run stages=\[transcribe\] first"):
+    with pytest.raises(
+        MissingInputError, match=r"no transcribe output at .*1-transcribe/p\.mid; run stages=\[transcribe\] first"
+    ):
         stage_input(run, "generate", "p", audio)
     with pytest.raises(MissingInputError, match=r"no generate output"):
         stage_input(run, "synthesize", "p", audio)
@@ -150,4 +152,6 @@ def test_keep_apart_gives_another_file_its_own_id():
     other = keep_apart("take", {"source": "/b/take.wav", "sha256": "3" * 64}, known)
     assert other == "take~" + hashlib.sha256(b"/b/take.wav").hexdigest()[:8]
     assert keep_apart("new", {"source": "/b/new.wav", "sha256": None}, known) == "new"
-    assert keep_apart("take", {"source": "/c/take.wav", "sha256": None}, known) != "take"  # unreadable: not the same file
+    assert (
+        keep_apart("take", {"source": "/c/take.wav", "sha256": None}, known) != "take"
+    )  # unreadable: not the same file

@@ -37,7 +37,10 @@ def scale(n: int = 40, step: float = 0.25) -> np.ndarray:
 
 def test_filter_logits():
     logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
-    assert torch.isinf(filter_logits(logits, top_k=2)[2:]).all() and torch.isfinite(filter_logits(logits, top_k=2)[:2]).all()
+    assert (
+        torch.isinf(filter_logits(logits, top_k=2)[2:]).all()
+        and torch.isfinite(filter_logits(logits, top_k=2)[:2]).all()
+    )
     kept = torch.isfinite(filter_logits(logits, top_p=0.7))
     assert kept.tolist() == [True, True, False, False], "the smallest set reaching p"
     assert torch.isfinite(filter_logits(logits, top_p=0.01)).tolist() == [True, False, False, False]
@@ -110,7 +113,12 @@ def test_decoder_after_a_slide_matches_a_fresh_forward_over_the_kept_window(mode
         lengths.append(dec.cache.length)
         torch.testing.assert_close(got, fresh(seq[-dec.cache.length :]), atol=1e-5, rtol=1e-5)
     assert lengths == [12, 13, 14, 15, 16, 12, 13, 14, 15, 16, 12, 13]
-    seq += [60, 61, 62, 63]  # several events at once that overflow the cache (13 + 4 > 16): the window is still the last 12
+    seq += [
+        60,
+        61,
+        62,
+        63,
+    ]  # several events at once that overflow the cache (13 + 4 > 16): the window is still the last 12
     got = dec.feed(seq[-4:])
     assert dec.cache.length == 12
     torch.testing.assert_close(got, fresh(seq[-12:]), atol=1e-5, rtol=1e-5)
@@ -140,11 +148,19 @@ def test_continue_notes_with_and_without_primer(model):
     res = continue_notes(model, notes, cfg)
     st = res.stats
     assert st["primer_notes"] == 12 and st["primer_events"] > 0 and st["output"] == "primer+continuation"
-    assert st["continuation_seconds"] >= 2.0 and st["seed"] == 1 and st["sampling"]["top_p"] == 1.0  # the one default (YAML, model card)
+    assert (
+        st["continuation_seconds"] >= 2.0 and st["seed"] == 1 and st["sampling"]["top_p"] == 1.0
+    )  # the one default (YAML, model card)
     primer_part = res.notes[res.notes[:, 0] < st["primer_end_s"]]
-    np.testing.assert_allclose(primer_part[:, :3], ev.canonical_notes(notes[-12:] - [notes[-12, 0], notes[-12, 0], 0, 0])[:, :3])
+    np.testing.assert_allclose(
+        primer_part[:, :3], ev.canonical_notes(notes[-12:] - [notes[-12, 0], notes[-12, 0], 0, 0])[:, :3]
+    )
     assert st["output_notes"] == len(res.notes) == st["primer_notes"] + st["continuation_notes"]
-    only = continue_notes(model, notes, GenerationConfig(primer_seconds=3.0, seconds=2.0, include_primer=False, sampling=SamplingConfig(seed=1)))
+    only = continue_notes(
+        model,
+        notes,
+        GenerationConfig(primer_seconds=3.0, seconds=2.0, include_primer=False, sampling=SamplingConfig(seed=1)),
+    )
     assert only.stats["output"] == "continuation" and len(only.notes) == st["continuation_notes"]
     if len(only.notes):
         np.testing.assert_allclose(only.notes[:, 2:], res.notes[st["primer_notes"] :, 2:])

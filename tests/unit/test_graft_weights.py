@@ -21,7 +21,11 @@ def test_graft_takes_only_the_prefix(graft):
     donor = {"a.w": torch.ones(2), "ab.w": torch.ones(1), "b.w": torch.ones(3)}
     out = graft.graft(base, donor, ["a"])
     # "ab" shares the letters but is another module: it stays the base's
-    assert torch.equal(out["a.w"], torch.ones(2)) and torch.equal(out["ab.w"], torch.zeros(1)) and torch.equal(out["b.w"], torch.zeros(3))
+    assert (
+        torch.equal(out["a.w"], torch.ones(2))
+        and torch.equal(out["ab.w"], torch.zeros(1))
+        and torch.equal(out["b.w"], torch.zeros(3))
+    )
 
 
 def test_graft_refuses_what_does_not_fit(graft):
@@ -46,7 +50,18 @@ def test_a_grafted_pedal_head_predicts_as_the_donor_and_the_notes_as_the_base(gr
     save_weights(tmp_path / "donor.safetensors", "onsets_frames", donor.state_dict(), cfg, {"run": "donor"})
     out = tmp_path / "out.safetensors"
     assert (
-        graft.main(["--base", str(tmp_path / "base.safetensors"), "--donor", str(tmp_path / "donor.safetensors"), "--take", "pedal_stack", "--out", str(out)])
+        graft.main(
+            [
+                "--base",
+                str(tmp_path / "base.safetensors"),
+                "--donor",
+                str(tmp_path / "donor.safetensors"),
+                "--take",
+                "pedal_stack",
+                "--out",
+                str(out),
+            ]
+        )
         == 0
     )
     model = load_transcriber(out)
@@ -57,7 +72,11 @@ def test_a_grafted_pedal_head_predicts_as_the_donor_and_the_notes_as_the_base(gr
     for k in ("pedal_onset", "pedal_offset", "pedal_frame"):
         torch.testing.assert_close(torch.from_numpy(got[k]), torch.from_numpy(want_pedal[k]))
     _, _, training = load_weights(out, "onsets_frames")
-    assert training["run"] == "base" and training["graft"]["took"] == ["pedal_stack"] and training["graft"]["donor_training"] == {"run": "donor"}
+    assert (
+        training["run"] == "base"
+        and training["graft"]["took"] == ["pedal_stack"]
+        and training["graft"]["donor_training"] == {"run": "donor"}
+    )
 
 
 def test_another_config_is_refused_in_one_line(graft, tmp_path, capsys):

@@ -14,7 +14,9 @@ from w2m2w.models.music_transformer import MusicTransformer, MusicTransformerCon
 @pytest.fixture(scope="module")
 def model() -> MusicTransformer:
     torch.manual_seed(0)
-    return MusicTransformer(MusicTransformerConfig(d_model=32, n_layers=2, n_heads=4, d_ff=64, max_len=64, key_state=True)).eval()
+    return MusicTransformer(
+        MusicTransformerConfig(d_model=32, n_layers=2, n_heads=4, d_ff=64, max_len=64, key_state=True)
+    ).eval()
 
 
 def tokens(n: int = 30) -> list[int]:
@@ -58,7 +60,9 @@ def test_decoder_after_slides_matches_a_forward_with_the_whole_historys_state(mo
         got = dec.feed([seq[i]])
         n = dec.cache.length
         # the window is the last n events, but keys pressed before it stay down in its state
-        torch.testing.assert_close(got, full_forward(model, seq[i + 1 - n : i + 1], states[i + 1 - n : i + 1]), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            got, full_forward(model, seq[i + 1 - n : i + 1], states[i + 1 - n : i + 1]), atol=1e-5, rtol=1e-5
+        )
 
 
 def test_sampled_streams_never_release_a_key_that_is_up(model):

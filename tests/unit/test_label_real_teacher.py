@@ -22,11 +22,22 @@ def _event(start, end, pitch, velocity=127):
 
 
 def _cc64(pm):
-    return [(round(c.time, 3), c.value) for inst in pm.instruments for c in sorted(inst.control_changes, key=lambda c: c.time) if c.number == 64]
+    return [
+        (round(c.time, 3), c.value)
+        for inst in pm.instruments
+        for c in sorted(inst.control_changes, key=lambda c: c.time)
+        if c.number == 64
+    ]
 
 
 def test_events_split_into_notes_sustain_and_soft(label):
-    events = [_event(0.5, 1.0, 60, 80), _event(0.2, 2.0, -64), _event(1.0, 1.5, 72, 100), _event(3.0, 4.0, -67), _event(2.5, 3.5, -64)]
+    events = [
+        _event(0.5, 1.0, 60, 80),
+        _event(0.2, 2.0, -64),
+        _event(1.0, 1.5, 72, 100),
+        _event(3.0, 4.0, -67),
+        _event(2.5, 3.5, -64),
+    ]
     notes, sustain, soft = label.split_events(events)
     np.testing.assert_allclose(notes, [[0.5, 1.0, 60, 80], [1.0, 1.5, 72, 100]])
     np.testing.assert_allclose(sustain, [[0.2, 2.0], [2.5, 3.5]])
@@ -39,7 +50,9 @@ def test_midi_round_trip_notes_and_cc64(label, tmp_path):
     path = tmp_path / "x.mid"
     label.labels_to_midi(notes, sustain).write(str(path))
     pm = pretty_midi.PrettyMIDI(str(path))
-    back = sorted((round(n.start, 3), round(n.end, 3), n.pitch, n.velocity) for inst in pm.instruments for n in inst.notes)
+    back = sorted(
+        (round(n.start, 3), round(n.end, 3), n.pitch, n.velocity) for inst in pm.instruments for n in inst.notes
+    )
     assert back == [(0.5, 1.0, 60, 80), (1.25, 1.75, 21, 1), (1.25, 2.0, 64, 100)]
     # a press is 127 at its start, a lift 0 at its end, in time order
     assert _cc64(pm) == [(0.25, 127), (1.5, 0), (2.0, 127), (3.0, 0)]
@@ -92,7 +105,11 @@ def test_load_split_rejects_overlap_and_mismatch(label, tmp_path):
 
 def test_summarize_counts_only_labelled_files(label):
     split = {"val": ["a", "b"], "train": ["c"]}
-    sidecars = {"a": {"duration_s": 90.0, "notes": 10, "pedal_presses": 2}, "b": None, "c": {"duration_s": 30.0, "notes": 5, "pedal_presses": 0}}
+    sidecars = {
+        "a": {"duration_s": 90.0, "notes": 10, "pedal_presses": 2},
+        "b": None,
+        "c": {"duration_s": 30.0, "notes": 5, "pedal_presses": 0},
+    }
     s = label.summarize(sidecars, split)
     assert s["val"] == {"files": 2, "labelled": 1, "minutes": 1.5, "notes": 10, "pedal_presses": 2}
     assert s["train"] == {"files": 1, "labelled": 1, "minutes": 0.5, "notes": 5, "pedal_presses": 0}

@@ -43,11 +43,15 @@ def _log_through(formatter: logging.Formatter, *args, exc: bool = False) -> str:
 
 
 def test_formatter_escapes_the_message_and_its_arguments():
-    line = _log_through(SafeFormatter("%(levelname)s %(message)s"), "[synthesize] %s: failed", "in/a\x1b[31mb\nFAKE ERROR line.mid")
+    line = _log_through(
+        SafeFormatter("%(levelname)s %(message)s"), "[synthesize] %s: failed", "in/a\x1b[31mb\nFAKE ERROR line.mid"
+    )
     assert line == "ERROR [synthesize] in/a\\x1b[31mb\\nFAKE ERROR line.mid: failed\n"
 
 
 def test_formatter_keeps_a_tracebacks_lines_but_escapes_the_rest():
     text = _log_through(SafeFormatter("%(message)s"), "boom\x1b", exc=True)
     assert "\x1b" not in text and text.startswith("boom\\x1b\nTraceback")
-    assert text.endswith("\nValueError: bad\\x1b[2J name\\nFAKE\n")  # the message's line break is escaped, not a new line
+    assert text.endswith(
+        "\nValueError: bad\\x1b[2J name\\nFAKE\n"
+    )  # the message's line break is escaped, not a new line

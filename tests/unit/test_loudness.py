@@ -21,7 +21,9 @@ def _piano_like(n: int, seed: int = 0) -> np.ndarray:
     return y + 0.003 * rng.standard_normal(n)
 
 
-@pytest.mark.parametrize("n, chunk", [(6400, 6400), (6401, 100), (3 * SR + 123, 777), (10 * SR, 16000), (10 * SR + 7, 1)])
+@pytest.mark.parametrize(
+    "n, chunk", [(6400, 6400), (6401, 100), (3 * SR + 123, 777), (10 * SR, 16000), (10 * SR + 7, 1)]
+)
 def test_streamed_meter_is_pyloudnorm(n, chunk):
     """The meter fed in chunks of any size reads what pyloudnorm reads from the whole signal."""
     y = _piano_like(n)
@@ -37,7 +39,9 @@ def test_a_sine_reads_as_the_standard_says():
     t = np.arange(5 * SR) / SR
     meter = LoudnessMeter(SR)
     meter.push(0.1 * np.sin(2 * np.pi * 997 * t))
-    assert meter.integrated() == pytest.approx(-23.01, abs=0.1)  # K-weighting designed at 16 kHz, not the standard's 48: -23.08
+    assert meter.integrated() == pytest.approx(
+        -23.01, abs=0.1
+    )  # K-weighting designed at 16 kHz, not the standard's 48: -23.08
 
 
 def test_normalize_reaches_the_target():
@@ -97,7 +101,9 @@ class _Decay:
     def stream(self, notes, n_samples=None, progress=None):
         n = self.n if n_samples is None else n_samples
         t = np.arange(n) / SR
-        y = (self.amp * np.sin(2 * np.pi * 440 * t) * 10 ** (-3 * np.maximum(t - 0.1, 0)) * (t >= 0.1)).astype(np.float32)
+        y = (self.amp * np.sin(2 * np.pi * 440 * t) * 10 ** (-3 * np.maximum(t - 0.1, 0)) * (t >= 0.1)).astype(
+            np.float32
+        )
         for a in range(0, n, 5000):
             yield y[a : a + 5000]
 
@@ -115,9 +121,15 @@ def test_finished_render_ends_where_the_sound_has_decayed_and_stands_at_the_leve
     # by hand: the envelope falls 60 dB/s from 0.1 s, so -90 dB below the peak is 1.5 s later (within a period)
     assert len(y) / SR == pytest.approx(0.1 + (-END_DB) / 60, abs=1 / 440)
     assert np.abs(raw[len(y) :]).max() <= np.abs(raw).max() * 10 ** (END_DB / 20)
-    assert pyloudnorm.Meter(SR).integrated_loudness(y.astype(np.float64)) == pytest.approx(-20.0, abs=0.05)  # the tail cut is below the gates
+    assert pyloudnorm.Meter(SR).integrated_loudness(y.astype(np.float64)) == pytest.approx(
+        -20.0, abs=0.05
+    )  # the tail cut is below the gates
     stats = r.describe()
-    assert stats["backend"] == "numpy" and stats["loudness_lufs"] == pytest.approx(-20.0, abs=0.01) and stats["rendered_seconds"] == 4.0
+    assert (
+        stats["backend"] == "numpy"
+        and stats["loudness_lufs"] == pytest.approx(-20.0, abs=0.01)
+        and stats["rendered_seconds"] == 4.0
+    )
     # asked for a length, it gives exactly that; with no target, the samples are the inner renderer's
     assert len(Finished(inner, -20.0).render(None, 3 * SR)) == 3 * SR
     np.testing.assert_array_equal(Finished(inner, None).render(None, 2 * SR), raw[: 2 * SR])

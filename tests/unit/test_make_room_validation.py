@@ -17,7 +17,14 @@ from w2m2w.data.rooms import RoomRanges
 from w2m2w.midi import load_notes, write_midi
 
 # small rooms with short tails, so that a bank builds in about a second
-SMALL = RoomRanges(size_min=(3.0, 3.0, 2.4), size_max=(4.5, 4.0, 3.0), rt60=(0.2, 0.4), close_distance=(0.3, 0.8), far_distance=(2.2, 2.8), max_ir_seconds=0.4)
+SMALL = RoomRanges(
+    size_min=(3.0, 3.0, 2.4),
+    size_max=(4.5, 4.0, 3.0),
+    rt60=(0.2, 0.4),
+    close_distance=(0.3, 0.8),
+    far_distance=(2.2, 2.8),
+    max_ir_seconds=0.4,
+)
 
 
 @pytest.fixture()
@@ -40,7 +47,9 @@ def test_every_stage_skipped_writes_the_source_cut(script, tmp_path):
     np.testing.assert_allclose(sf.read(str(out), dtype="float32")[0], source, atol=1.0 / 2**15)
     notes = load_notes(src / "tsv" / "MAPS_MUS-a_SptkBGCl.tsv")
     assert len(load_notes(out.with_suffix(".tsv"))) == int(np.sum(notes[:, 0] < 2.0))
-    assert json.loads((tmp_path / "out" / "rooms.json").read_text())["MAPS_MUS-a_SptkBGCl"]["skipped_stages"] == list(STAGES)
+    assert json.loads((tmp_path / "out" / "rooms.json").read_text())["MAPS_MUS-a_SptkBGCl"]["skipped_stages"] == list(
+        STAGES
+    )
 
 
 def test_a_midi_list_is_rendered_and_a_missing_file_is_one_line(script, tmp_path, capsys):
@@ -49,7 +58,16 @@ def test_a_midi_list_is_rendered_and_a_missing_file_is_one_line(script, tmp_path
     (tmp_path / "midi").mkdir()
     write_midi(tmp_path / "midi" / "a.mid", notes)
     (tmp_path / "list.txt").write_text("# held-out pieces\nmidi/a.mid\nmidi/missing.mid  # gone\n\n")
-    args = ["--midi", str(tmp_path / "list.txt"), "--midi-root", str(tmp_path), "--soundfont", "timgm6mb", "--render-cache", str(tmp_path / "renders")]
+    args = [
+        "--midi",
+        str(tmp_path / "list.txt"),
+        "--midi-root",
+        str(tmp_path),
+        "--soundfont",
+        "timgm6mb",
+        "--render-cache",
+        str(tmp_path / "renders"),
+    ]
     assert script.main([*args, *_common(tmp_path)]) == 1  # one error, the rest written
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing.mid" in err[0] and err[0].startswith("error:")

@@ -14,7 +14,9 @@ F1_KEYS = ("note_f1", "note_velocity_f1", "note_offset_f1", "note_offset_velocit
 def ref() -> np.ndarray:
     rng = np.random.default_rng(3)
     on = np.sort(rng.uniform(0, 10, 40))
-    return np.column_stack([on, on + rng.uniform(0.2, 1.0, 40), rng.integers(30, 100, 40), rng.integers(20, 120, 40)]).astype(float)
+    return np.column_stack(
+        [on, on + rng.uniform(0.2, 1.0, 40), rng.integers(30, 100, 40), rng.integers(20, 120, 40)]
+    ).astype(float)
 
 
 def test_perfect_transcription(ref):
@@ -46,7 +48,9 @@ def test_wrong_velocities_only_hurt_velocity_f1(ref):
     m = transcription_metrics(ref, est)
     assert m["note_f1"] == pytest.approx(1.0) and m["note_offset_f1"] == pytest.approx(1.0)
     assert m["note_offset_velocity_f1"] < 0.6
-    assert m["note_velocity_f1"] == pytest.approx(m["note_offset_velocity_f1"]), "the offsets are all right, so only the velocities count"
+    assert m["note_velocity_f1"] == pytest.approx(m["note_offset_velocity_f1"]), (
+        "the offsets are all right, so only the velocities count"
+    )
 
 
 # Velocities by hand: the reference's 4 notes have velocities 20, 40, 60, 80, which mir_eval maps to
@@ -97,7 +101,11 @@ def test_mean_metrics():
 # Hand-made cases: four notes on four keys, no overlaps, so every count below is done by hand.
 # At 100 frames per second a note of 1.0 s covers 100 frames and one of 0.5 s covers 50.
 FOUR = np.array([[0.0, 1.0, 60, 80], [1.0, 2.0, 62, 80], [2.0, 2.5, 64, 80], [3.0, 3.5, 65, 80]])
-ALL_KEYS = {f"{kind}_{m}" for kind in ("note", "note_velocity", "note_offset", "note_offset_velocity", "frame") for m in ("precision", "recall", "f1")}
+ALL_KEYS = {
+    f"{kind}_{m}"
+    for kind in ("note", "note_velocity", "note_offset", "note_offset_velocity", "frame")
+    for m in ("precision", "recall", "f1")
+}
 
 
 def test_right_onsets_wrong_offsets_score_zero_with_offsets():
@@ -159,7 +167,9 @@ def test_frame_f1_when_precision_and_recall_are_both_half():
 
 
 def test_frames_of_either_side_count_past_the_other_sides_end():
-    late = np.array([[0.0, 1.0, 21, 80], [40.0, 41.0, 21, 80]])  # ends long after the other side, and after its own pitch number
+    late = np.array(
+        [[0.0, 1.0, 21, 80], [40.0, 41.0, 21, 80]]
+    )  # ends long after the other side, and after its own pitch number
     early = late[:1]
     assert transcription_metrics(late, early)["frame_recall"] == 0.5
     assert transcription_metrics(early, late)["frame_precision"] == 0.5
@@ -216,7 +226,9 @@ def test_midi_to_hz():
     from w2m2w.metrics import _midi_to_hz
 
     # A4 = 440 Hz, an octave is a factor of 2, middle C is 261.63 Hz
-    np.testing.assert_allclose(_midi_to_hz(np.array([69.0, 81.0, 57.0, 60.0, 21.0])), [440.0, 880.0, 220.0, 261.6256, 27.5], rtol=1e-6)
+    np.testing.assert_allclose(
+        _midi_to_hz(np.array([69.0, 81.0, 57.0, 60.0, 21.0])), [440.0, 880.0, 220.0, 261.6256, 27.5], rtol=1e-6
+    )
 
 
 def test_mean_metrics_of_one_row_and_keys_of_the_first():
@@ -240,7 +252,9 @@ def test_pedal_metrics_by_hand():
     assert m["pedal_onset_f1"] == pytest.approx(2 / 3)
     # offsets within max(0.2 x length, 0.05): the 2 s press allows 0.4 (3.1 is 0.1 off: matched), the 0.5 s one
     # allows 0.1 (7.0 is 0.5 off: not matched)
-    assert m["pedal_onset_offset_precision"] == pytest.approx(1 / 3) and m["pedal_onset_offset_recall"] == pytest.approx(1 / 3)
+    assert m["pedal_onset_offset_precision"] == pytest.approx(1 / 3) and m[
+        "pedal_onset_offset_recall"
+    ] == pytest.approx(1 / 3)
     assert m["pedal_onset_offset_f1"] == pytest.approx(1 / 3)
     # frames at 100/s: the reference holds 200 + 100 + 50 = 350, the estimate 195 + 70 + 95 = 360,
     # both 185 + 70 + 45 = 300: precision 5/6, recall 6/7, F1 2 (5/6)(6/7) / (5/6 + 6/7) = 60/71
@@ -252,7 +266,9 @@ def test_pedal_onset_tolerance_is_kong_et_als_200_ms():
     from w2m2w.metrics import pedal_metrics
 
     ref = np.array([[1.0, 2.0]])
-    assert pedal_metrics(ref, np.array([[1.19, 2.0]]))["pedal_onset_f1"] == 1.0  # 190 ms: a miss for a note, a hit for the pedal
+    assert (
+        pedal_metrics(ref, np.array([[1.19, 2.0]]))["pedal_onset_f1"] == 1.0
+    )  # 190 ms: a miss for a note, a hit for the pedal
     assert pedal_metrics(ref, np.array([[1.2, 2.0]]))["pedal_onset_f1"] == 1.0  # the tolerance itself counts
     assert pedal_metrics(ref, np.array([[1.21, 2.0]]))["pedal_onset_f1"] == 0.0
     assert pedal_metrics(ref, np.array([[1.19, 2.0]]), onset_tolerance=0.05)["pedal_onset_f1"] == 0.0
@@ -272,7 +288,11 @@ def test_one_estimate_matches_one_reference():
 
     # two presses near one: one matches, the other is a false positive
     m = pedal_metrics(np.array([[1.0, 2.0]]), np.array([[1.0, 1.5], [1.1, 2.0]]))
-    assert m["pedal_onset_precision"] == 0.5 and m["pedal_onset_recall"] == 1.0 and m["pedal_onset_f1"] == pytest.approx(2 / 3)
+    assert (
+        m["pedal_onset_precision"] == 0.5
+        and m["pedal_onset_recall"] == 1.0
+        and m["pedal_onset_f1"] == pytest.approx(2 / 3)
+    )
 
 
 def test_pedal_metrics_without_presses_are_zero():
@@ -314,7 +334,11 @@ def test_pedal_press_of_one_frame():
     assert m["pedal_onset_f1"] == 1.0
     # a one-frame press at the very start, against a two-frame one: 1 of 2 frames
     m = pedal_metrics(np.array([[0.0, 0.02]]), np.array([[0.0, 0.01]]))
-    assert m["pedal_frame_precision"] == 1.0 and m["pedal_frame_recall"] == 0.5 and m["pedal_frame_f1"] == pytest.approx(2 / 3)
+    assert (
+        m["pedal_frame_precision"] == 1.0
+        and m["pedal_frame_recall"] == 0.5
+        and m["pedal_frame_f1"] == pytest.approx(2 / 3)
+    )
 
 
 def test_pedal_frames_at_another_frame_rate():

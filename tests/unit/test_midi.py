@@ -203,11 +203,15 @@ class TestPedalWritten:
         write_midi(tmp_path / "n.mid", np.array([[0.0, 1.0, 60, 80]]))
         assert pretty_midi.PrettyMIDI(str(tmp_path / "n.mid")).instruments[0].control_changes == []
         assert load_pedal(tmp_path / "n.mid").shape == (0, 2)
-        write_midi(tmp_path / "e.mid", np.array([[0.0, 1.0, 60, 80]]), pedal=np.zeros((0, 2)))  # a pedal never pressed: the same file
+        write_midi(
+            tmp_path / "e.mid", np.array([[0.0, 1.0, 60, 80]]), pedal=np.zeros((0, 2))
+        )  # a pedal never pressed: the same file
         assert pretty_midi.PrettyMIDI(str(tmp_path / "e.mid")).instruments[0].control_changes == []
 
     def test_touching_and_overlapping_presses_are_written_as_one(self, tmp_path):
-        write_midi(tmp_path / "j.mid", np.array([[0.0, 3.0, 60, 80]]), pedal=np.array([[1.0, 1.5], [0.5, 1.0], [1.2, 2.0]]))
+        write_midi(
+            tmp_path / "j.mid", np.array([[0.0, 3.0, 60, 80]]), pedal=np.array([[1.0, 1.5], [0.5, 1.0], [1.2, 2.0]])
+        )
         cc = pretty_midi.PrettyMIDI(str(tmp_path / "j.mid")).instruments[0].control_changes
         assert [c.value for c in cc] == [127, 0]
         np.testing.assert_allclose([c.time for c in cc], [0.5, 2.0], atol=self.TICK / 2 + 1e-9)
@@ -229,7 +233,12 @@ class TestPedalWritten:
                 [0.45, 0.6, 62, 80],  # held to 1.0 by the pedal, but the key is struck again at 0.8: ends at 0.8
                 [0.8, 0.9, 62, 80],  # the restrike, released under the pedal: held to 1.0
                 [1.6, 1.7, 67, 80],  # released under the second press (1.5..2.0): held to 2.0
-                [1.5, 2.0, 48, 80],  # released exactly as the pedal comes up, as a pedal-lengthened transcription is: as is
+                [
+                    1.5,
+                    2.0,
+                    48,
+                    80,
+                ],  # released exactly as the pedal comes up, as a pedal-lengthened transcription is: as is
             ]
         )
         pedal = np.array([[0.4, 1.0], [1.5, 2.0]])
@@ -247,4 +256,6 @@ class TestPedalWritten:
         )
         np.testing.assert_allclose(load_notes(tmp_path / "s.mid"), expected, atol=self.TICK / 2 + 1e-9)
         # without applying the pedal, the notes as written
-        np.testing.assert_allclose(load_notes(tmp_path / "s.mid", apply_pedal=False), sort_notes(notes), atol=self.TICK / 2 + 1e-9)
+        np.testing.assert_allclose(
+            load_notes(tmp_path / "s.mid", apply_pedal=False), sort_notes(notes), atol=self.TICK / 2 + 1e-9
+        )

@@ -115,10 +115,16 @@ def test_windows():
 
 def test_sampler(corpora, tmp_path):
     asap, pop = corpora
-    loaded = load_corpus(sorted(find_corpus([str(asap), str(pop)], MIDI_EXTENSIONS, "MIDI")), cache=tmp_path / "cache", progress=False)
-    again = load_corpus(sorted(find_corpus([str(asap), str(pop)], MIDI_EXTENSIONS, "MIDI")), cache=tmp_path / "cache", progress=False)
+    loaded = load_corpus(
+        sorted(find_corpus([str(asap), str(pop)], MIDI_EXTENSIONS, "MIDI")), cache=tmp_path / "cache", progress=False
+    )
+    again = load_corpus(
+        sorted(find_corpus([str(asap), str(pop)], MIDI_EXTENSIONS, "MIDI")), cache=tmp_path / "cache", progress=False
+    )
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
-    assert all(np.array_equal(a[1], b[1]) and a[0] == b[0] for a, b in zip(loaded, again)), "the cache gives the same notes"
+    assert all(np.array_equal(a[1], b[1]) and a[0] == b[0] for a, b in zip(loaded, again)), (
+        "the cache gives the same notes"
+    )
     s = WindowSampler([n for _, n in loaded], 33, seed=3)
     x = s.sample(5)
     assert x.shape == (5, 33) and x.min() >= 0 and x.max() < ev.VOCAB_SIZE

@@ -115,7 +115,9 @@ def test_soft_onset_boost_weighs_soft_notes_onsets_by_hand():
     # by hand: 176 elements of ln 2, one of them weighed 1 + 2 x (1 - 32/127)
     expected = math.log(2) * (n - 1 + 1 + 2 * (1 - 32 / 127)) / n
     assert m.loss(out, target, soft_onset_boost=2.0)["onset"].item() == pytest.approx(expected, rel=1e-6)
-    assert m.loss(out, target, soft_onset_boost=2.0)["frame"].item() == pytest.approx(math.log(2))  # only the onset loss
+    assert m.loss(out, target, soft_onset_boost=2.0)["frame"].item() == pytest.approx(
+        math.log(2)
+    )  # only the onset loss
 
 
 def test_pedal_head_shapes_and_predict():
@@ -161,7 +163,9 @@ def test_training_step_weights_each_head_and_reports_it_unweighted():
     own = {k[len("loss_") :]: v.item() for k, v in figures.items()}
     assert plain.item() == pytest.approx(sum(own.values()), rel=1e-5)
     assert weighted.item() == pytest.approx(own["offset"] + own["velocity"] + 3.0 * own["frame"], rel=1e-5)
-    assert {k: v.item() for k, v in figures_w.items()} == pytest.approx({k: v.item() for k, v in figures.items()}, rel=1e-6)
+    assert {k: v.item() for k, v in figures_w.items()} == pytest.approx(
+        {k: v.item() for k, v in figures.items()}, rel=1e-6
+    )
     with pytest.raises(ValueError, match="unknown heads"):
         m.training_step((audio, target), weights={"frames": 2.0})
 

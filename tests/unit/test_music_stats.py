@@ -116,8 +116,12 @@ def test_polyphony_frame_edges_and_default_rate() -> None:
 def test_chord_tolerance_is_strict() -> None:
     rows = notes([(0.0, 1, 60, 64), (0.02, 1, 64, 64), (0.05, 1, 67, 64)])
     np.testing.assert_allclose(inter_onset_intervals(rows), [0.02, 0.03])
-    np.testing.assert_allclose(inter_onset_intervals(rows, chord_tolerance=0.025), [0.03])  # 0.02 is a chord, 0.03 is not
-    np.testing.assert_allclose(inter_onset_intervals(notes([(0.0, 1, 60, 64), (0.5, 1, 64, 64)]), chord_tolerance=0.5), [])
+    np.testing.assert_allclose(
+        inter_onset_intervals(rows, chord_tolerance=0.025), [0.03]
+    )  # 0.02 is a chord, 0.03 is not
+    np.testing.assert_allclose(
+        inter_onset_intervals(notes([(0.0, 1, 60, 64), (0.5, 1, 64, 64)]), chord_tolerance=0.5), []
+    )
     assert len(inter_onset_intervals(notes([(0.0, 1, 60, 64)]))) == 0
 
 
@@ -133,11 +137,15 @@ def test_histogram_edges() -> None:
     from w2m2w.evaluate.music_stats import histogram
 
     edges = np.array([0.0, 1.0, 2.0])
-    np.testing.assert_allclose(histogram(np.array([0.0, 1.0, 2.0, 5.0, -3.0]), edges), [0.4, 0.6])  # 0 and -3 first, 1, 2, 5 last
+    np.testing.assert_allclose(
+        histogram(np.array([0.0, 1.0, 2.0, 5.0, -3.0]), edges), [0.4, 0.6]
+    )  # 0 and -3 first, 1, 2, 5 last
     np.testing.assert_array_equal(histogram(np.array([]), edges), [0.0, 0.0])
     # pitches fall one to a bin: 21 (A0) in the first, 108 (C8) in the last of 88
     assert len(BINS["pitch"]) - 1 == 88
-    h = __import__("w2m2w.evaluate.music_stats", fromlist=["histogram"]).histogram(np.array([21.0, 108.0]), BINS["pitch"])
+    h = __import__("w2m2w.evaluate.music_stats", fromlist=["histogram"]).histogram(
+        np.array([21.0, 108.0]), BINS["pitch"]
+    )
     assert h[0] == 0.5 and h[-1] == 0.5
     # polyphony bins count 0..24 notes one to a bin, more in the last
     hp = histogram(np.array([0.0, 24.0, 40.0]), BINS["polyphony"])

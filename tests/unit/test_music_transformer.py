@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from w2m2w.models.music_transformer import MusicTransformer, MusicTransformerConfig, relative_embeddings, relative_logits, sequence_nll
+from w2m2w.models.music_transformer import (
+    MusicTransformer,
+    MusicTransformerConfig,
+    relative_embeddings,
+    relative_logits,
+    sequence_nll,
+)
 
 
 def reference_relative_logits(q: torch.Tensor, table: torch.Tensor, n_keys: int) -> torch.Tensor:
@@ -45,7 +51,9 @@ def test_relative_embeddings_memory_is_linear():
 
 def _model(position: str, max_len: int = 48) -> MusicTransformer:
     torch.manual_seed(0)
-    return MusicTransformer(MusicTransformerConfig(d_model=32, n_layers=2, n_heads=4, d_ff=64, max_len=max_len, position=position)).eval()
+    return MusicTransformer(
+        MusicTransformerConfig(d_model=32, n_layers=2, n_heads=4, d_ff=64, max_len=max_len, position=position)
+    ).eval()
 
 
 @pytest.mark.parametrize("position", ["relative", "learned", "sinusoidal"])

@@ -32,15 +32,37 @@ def test_each_group_gets_its_share_of_the_audio(pack):
 
 
 def test_pack_names_put_the_group_last(pack):
-    assert pack.pack_name(Example("x.flac", "x.tsv", "MAPS_MUS-bach_846_AkPnBcht", "AkPnBcht")) == "MAPS_MUS-bach_846_AkPnBcht"
-    assert pack.pack_name(Example("x.flac", "x.tsv", "042_862831436702_fluidr3", "fluidr3")) == "MAPS_MUS-042_862831436702_fluidr3"
+    assert (
+        pack.pack_name(Example("x.flac", "x.tsv", "MAPS_MUS-bach_846_AkPnBcht", "AkPnBcht"))
+        == "MAPS_MUS-bach_846_AkPnBcht"
+    )
+    assert (
+        pack.pack_name(Example("x.flac", "x.tsv", "042_862831436702_fluidr3", "fluidr3"))
+        == "MAPS_MUS-042_862831436702_fluidr3"
+    )
 
 
 def test_a_vorbis_pack_reads_back_as_a_maps_folder(pack, tmp_path):
     src = make_maps(tmp_path / "maps", ["a_AkPnBcht", "b_AkPnStgb", "c_AkPnStgb", "b_SptkBGCl"], seconds=6.0)
     out = tmp_path / "pack"
     overrides = [f"train.maps_root={src}", "train.midi_globs=[]"]
-    assert pack.main(["--out", str(out), "--minutes", "0.2", "--seconds", "4", "--codec", "vorbis", *overrides, "train.validation_seconds=5"]) == 0
+    assert (
+        pack.main(
+            [
+                "--out",
+                str(out),
+                "--minutes",
+                "0.2",
+                "--seconds",
+                "4",
+                "--codec",
+                "vorbis",
+                *overrides,
+                "train.validation_seconds=5",
+            ]
+        )
+        == 0
+    )
     packed = maps_examples(out)
     assert all(Path(e.audio).suffix == ".ogg" for e in packed)
     # the validation piano's piece whole (its first 5 s), and training cuts of 4 s, never of b (the held-out piece)
@@ -55,7 +77,9 @@ def test_a_vorbis_pack_reads_back_as_a_maps_folder(pack, tmp_path):
         assert len(notes) and notes[:, 0].min() >= 0 and notes[:, 1].max() <= seconds + 1e-6
     # the validation cut starts at 0: its notes are the source's that start in the first 5 s
     source = load_notes(src / "tsv" / "MAPS_MUS-b_SptkBGCl.tsv")
-    np.testing.assert_allclose(np.sort(load_notes(val[0].notes)[:, 0]), np.sort(source[source[:, 0] < 5.0, 0]), atol=1e-5)
+    np.testing.assert_allclose(
+        np.sort(load_notes(val[0].notes)[:, 0]), np.sort(source[source[:, 0] < 5.0, 0]), atol=1e-5
+    )
 
 
 def test_nothing_to_pack_and_a_wrong_key_are_one_line_errors(pack, tmp_path, capsys):
@@ -65,7 +89,9 @@ def test_nothing_to_pack_and_a_wrong_key_are_one_line_errors(pack, tmp_path, cap
     src = make_maps(tmp_path / "maps", ["a_AkPnBcht", "b_SptkBGCl"], seconds=3.0)
     assert pack.main(["--out", str(out), "--val", "render_nope", f"train.maps_root={src}", "train.midi_globs=[]"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 3 and "no training data" in lines[0] and "no_such_key" in lines[1] and "maps_SptkBGCl" in lines[2]
+    assert (
+        len(lines) == 3 and "no training data" in lines[0] and "no_such_key" in lines[1] and "maps_SptkBGCl" in lines[2]
+    )
     assert not out.exists()  # the unknown validation set is refused before any training audio is written
 
 
@@ -82,14 +108,29 @@ def test_labelled_recordings_are_packed_whole_in_folders_training_reads(pack, tm
     for f in list((src / "flac").glob("*_X.*")) + list((src / "tsv").glob("*_X.*")):
         f.unlink()
     out = tmp_path / "pack"
-    overrides = [f"train.maps_root={src}", "train.midi_globs=[]", f"train.audio_dirs=[{tmp_path / 'real_tr'}]", "train.audio_share=0.4"]
+    overrides = [
+        f"train.maps_root={src}",
+        "train.midi_globs=[]",
+        f"train.audio_dirs=[{tmp_path / 'real_tr'}]",
+        "train.audio_share=0.4",
+    ]
     overrides += [f"train.val_audio_dirs=[{tmp_path / 'real_va'}]", "train.select_by=audio_real_va"]
-    assert pack.main(["--out", str(out), "--minutes", "0.1", "--seconds", "3", *overrides, "train.validation_seconds=5"]) == 0
-    real_tr, real_va = audio_dir_examples(out / "audio_dirs" / "real_train"), audio_dir_examples(out / "audio_dirs" / "real_va")
+    assert (
+        pack.main(["--out", str(out), "--minutes", "0.1", "--seconds", "3", *overrides, "train.validation_seconds=5"])
+        == 0
+    )
+    real_tr, real_va = (
+        audio_dir_examples(out / "audio_dirs" / "real_train"),
+        audio_dir_examples(out / "audio_dirs" / "real_va"),
+    )
     assert [e.name for e in real_tr] == ["r"] and [e.name for e in real_va] == ["v"]
     for e, name in ((real_tr[0], "r"), (real_va[0], "v")):  # whole, not cut to --seconds, and their notes all there
         assert sf.info(e.audio).duration == pytest.approx(6.0, abs=0.01)
-        np.testing.assert_allclose(load_notes(e.notes), load_notes(tmp_path / ("real_tr" if name == "r" else "real_va") / f"{name}.tsv"), atol=1e-5)
+        np.testing.assert_allclose(
+            load_notes(e.notes),
+            load_notes(tmp_path / ("real_tr" if name == "r" else "real_va") / f"{name}.tsv"),
+            atol=1e-5,
+        )
     assert not any("_audio_dir" in p.name for p in (out / "flac").iterdir())  # not drawn into the MAPS layout
     printed = capsys.readouterr().out
     assert "train.audio_share=0.4" in printed and "train.select_by=audio_real_va" in printed and "real_train" in printed

@@ -112,7 +112,9 @@ def test_thresholds_are_the_arguments():
     on[1] = 0.4
     assert decode_pedal(on, off, fr, FR).shape == (0, 2)
     np.testing.assert_allclose(decode_pedal(on, off, fr, FR, frame_threshold=0.3), [[0.1, 1.0]])
-    np.testing.assert_allclose(decode_pedal(on, off, fr, FR, onset_threshold=0.3), [[0.1, 0.2]])  # the one-frame onset run alone
+    np.testing.assert_allclose(
+        decode_pedal(on, off, fr, FR, onset_threshold=0.3), [[0.1, 0.2]]
+    )  # the one-frame onset run alone
 
 
 def test_change_gap_presses_again_after_an_offset_under_high_frames():
@@ -120,7 +122,9 @@ def test_change_gap_presses_again_after_an_offset_under_high_frames():
     on, off, fr = arrays(T=30)
     fr[:] = 0.9
     off[10:12] = 0.7
-    np.testing.assert_allclose(decode_pedal(on, off, fr, FR), [[0.0, 1.0]])  # no gap: the lagging frames never restart it
+    np.testing.assert_allclose(
+        decode_pedal(on, off, fr, FR), [[0.0, 1.0]]
+    )  # no gap: the lagging frames never restart it
     np.testing.assert_allclose(decode_pedal(on, off, fr, FR, change_gap=0.3), [[0.0, 1.0], [1.3, 3.0]])
     # the frames drop during the gap: it really came up, so only the new run (frame 15) takes it down again
     fr[12:15] = 0.1
@@ -169,7 +173,9 @@ def test_pedal_tsv_never_pressed_reads_as_empty_without_warning(tmp_path):
 
 
 def test_merge_intervals_joins_touching_and_overlapping():
-    np.testing.assert_allclose(merge_intervals(np.array([[2.0, 3.0], [0.0, 1.0], [1.0, 1.5], [2.5, 2.7]])), [[0.0, 1.5], [2.0, 3.0]])
+    np.testing.assert_allclose(
+        merge_intervals(np.array([[2.0, 3.0], [0.0, 1.0], [1.0, 1.5], [2.5, 2.7]])), [[0.0, 1.5], [2.0, 3.0]]
+    )
 
 
 # --- the transcriber's pedal output ---------------------------------------------------------------
@@ -183,7 +189,9 @@ class _FakeModel:
     def __init__(self, probs: dict[str, np.ndarray]) -> None:
         self.probs = probs
 
-    def predict(self, audio: np.ndarray, chunk_seconds: float = 20.0, overlap_seconds: float = 2.0) -> dict[str, np.ndarray]:
+    def predict(
+        self, audio: np.ndarray, chunk_seconds: float = 20.0, overlap_seconds: float = 2.0
+    ) -> dict[str, np.ndarray]:
         return self.probs
 
 
@@ -203,7 +211,9 @@ def test_transcribe_with_pedal_decodes_both_heads():
     notes, pedal = transcribe_with_pedal(_FakeModel(probs), np.zeros(100))
     np.testing.assert_allclose(notes, [[0.1, 0.6, 60, 64]])  # round(0.5 * 127) = 64
     np.testing.assert_allclose(pedal, [[0.2, 0.9]])
-    np.testing.assert_allclose(transcribe(_FakeModel(probs), np.zeros(100)), notes)  # transcribe() still returns the notes alone
+    np.testing.assert_allclose(
+        transcribe(_FakeModel(probs), np.zeros(100)), notes
+    )  # transcribe() still returns the notes alone
     # the pedal thresholds of DecodeConfig reach the pedal decoder
     _, pedal = transcribe_with_pedal(_FakeModel(probs), np.zeros(100), DecodeConfig(pedal_frame_threshold=0.85))
     assert pedal.shape == (0, 2)
@@ -255,7 +265,9 @@ def test_crop_pedal_shifts_clips_and_keeps_what_touches_the_window():
     # a press longer than the window on both sides is the whole window
     np.testing.assert_allclose(crop_pedal(np.array([[0.0, 10.0]]), 4.0, 2.0), [[0.0, 2.0]])
     # a press just inside either edge
-    np.testing.assert_allclose(crop_pedal(np.array([[0.0, 2.001], [4.999, 6.0]]), 2.0, 3.0), [[0.0, 0.001], [2.999, 3.0]], atol=1e-12)
+    np.testing.assert_allclose(
+        crop_pedal(np.array([[0.0, 2.001], [4.999, 6.0]]), 2.0, 3.0), [[0.0, 0.001], [2.999, 3.0]], atol=1e-12
+    )
     assert crop_pedal(np.zeros((0, 2)), 0.0, 1.0).shape == (0, 2)
     assert crop_pedal(pedal, 7.0, 1.0).shape == (0, 2)
 

@@ -10,7 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from w2m2w.finding import relative_posix
-from w2m2w.run.piece_ids import MAX_COMPONENT_BYTES, UnsafePieceIdError, assign_ids, base_id, check_piece_id, clash_key, safe_component
+from w2m2w.run.piece_ids import (
+    MAX_COMPONENT_BYTES,
+    UnsafePieceIdError,
+    assign_ids,
+    base_id,
+    check_piece_id,
+    clash_key,
+    safe_component,
+)
 
 
 def _h(rel: str) -> str:
@@ -21,7 +29,11 @@ def _distinct_on_every_file_system(ids) -> bool:
     """Distinct as a case-sensitive file system, Windows (case folded to upper case) and macOS (NFD, case folded) see
     the names: a reference written apart from the module's clash_key."""
     ids = list(ids)
-    views = (lambda p: p, lambda p: unicodedata.normalize("NFC", p).upper(), lambda p: unicodedata.normalize("NFD", p).lower())
+    views = (
+        lambda p: p,
+        lambda p: unicodedata.normalize("NFC", p).upper(),
+        lambda p: unicodedata.normalize("NFD", p).lower(),
+    )
     return all(len({view(p) for p in ids}) == len(ids) for view in views)
 
 
@@ -29,7 +41,19 @@ def _distinct_on_every_file_system(ids) -> bool:
 
 
 def test_letters_of_every_script_and_what_file_systems_take_are_kept():
-    for name in ("練習曲", "Étude op. 10 no. 3", "a b", "a  b", "a&b", "a_b", "Шопен", "سونات", "x+y-z_1.2", "(take 2) [live]", "a=b,c;d'e"):
+    for name in (
+        "練習曲",
+        "Étude op. 10 no. 3",
+        "a b",
+        "a  b",
+        "a&b",
+        "a_b",
+        "Шопен",
+        "سونات",
+        "x+y-z_1.2",
+        "(take 2) [live]",
+        "a=b,c;d'e",
+    ):
         assert safe_component(name) == name
 
 
@@ -69,7 +93,17 @@ def test_base_id_mirrors_folders_and_drops_the_extension():
 
 
 def test_ids_that_differ_only_where_old_rules_replaced_stay_apart():
-    rels = ["練習曲.wav", "夜想曲.wav", "前奏曲.wav", "円舞曲.wav", "幻想曲.wav", "a b.wav", "a_b.wav", "a  b.wav", "a&b.wav"]
+    rels = [
+        "練習曲.wav",
+        "夜想曲.wav",
+        "前奏曲.wav",
+        "円舞曲.wav",
+        "幻想曲.wav",
+        "a b.wav",
+        "a_b.wav",
+        "a  b.wav",
+        "a&b.wav",
+    ]
     assert assign_ids(rels) == {r: r[:-4] for r in rels}
 
 
@@ -110,7 +144,9 @@ def test_relative_posix_does_not_follow_symlinks_and_falls_back_to_the_name(tmp_
 # ---- ids read back from run.json or a summary ----
 
 
-@pytest.mark.parametrize("bad", ["../../victim", "/abs/path", "a/../b", "a//b", "", ".hidden", "a/./b", "a\\b", "a\x00b", "x" * 300, 7, None])
+@pytest.mark.parametrize(
+    "bad", ["../../victim", "/abs/path", "a/../b", "a//b", "", ".hidden", "a/./b", "a\\b", "a\x00b", "x" * 300, 7, None]
+)
 def test_unsafe_ids_are_refused(bad):
     with pytest.raises(UnsafePieceIdError):
         check_piece_id(bad)
@@ -124,7 +160,11 @@ def test_safe_ids_pass(good):
 # ---- properties over generated names ----
 
 names = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40).filter(lambda s: "/" not in s)
-rel_paths = st.lists(st.tuples(st.lists(names, max_size=2), names, st.sampled_from(["wav", "flac", "mid", "mp3", ""])), min_size=1, max_size=12)
+rel_paths = st.lists(
+    st.tuples(st.lists(names, max_size=2), names, st.sampled_from(["wav", "flac", "mid", "mp3", ""])),
+    min_size=1,
+    max_size=12,
+)
 
 
 def _rel(folders: list[str], stem: str, ext: str) -> str:
@@ -203,7 +243,10 @@ def test_ids_stay_apart_with_tags_when_hashes_of_8_digits_are_not_enough(monkeyp
     real = pi._short_hash
     monkeypatch.setattr(pi, "_short_hash", lambda text, digits=8: "0" * digits if digits == 8 else real(text, digits))
     ids = pi.assign_ids(["a.wav", "A.wav"])
-    assert ids == {"a.wav": "a~" + hashlib.sha256(b"a.wav").hexdigest()[:16], "A.wav": "A~" + hashlib.sha256(b"A.wav").hexdigest()[:16]}
+    assert ids == {
+        "a.wav": "a~" + hashlib.sha256(b"a.wav").hexdigest()[:16],
+        "A.wav": "A~" + hashlib.sha256(b"A.wav").hexdigest()[:16],
+    }
 
 
 def test_edges_of_base_id_and_the_cut():

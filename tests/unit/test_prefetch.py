@@ -46,7 +46,9 @@ def test_a_run_with_data_workers_trains_exactly_as_one_without(tmp_path):
     make_maps(tmp_path / "maps", ["a_AkPnBcht", "d_AkPnStgb", "b_SptkBGCl"], seconds=2.0)
     weights = []
     for workers in (0, 2):
-        cfg = replace(_cfg(tmp_path, 3), out_dir=str(tmp_path / f"run{workers}"), data_workers=workers, validate_every=10)
+        cfg = replace(
+            _cfg(tmp_path, 3), out_dir=str(tmp_path / f"run{workers}"), data_workers=workers, validate_every=10
+        )
         train_transcriber(cfg)
         weights.append(load_transcriber(tmp_path / f"run{workers}" / "last.safetensors").state_dict())
     for k in weights[0]:

@@ -21,4 +21,6 @@ def test_first_command_runs_the_demo_with_w2m2w():
 def test_running_it_uses_the_command_throughout():
     section = README[README.index("## Running it") : README.index("### The run directory")]
     lines = [ln for block in _blocks(section) for ln in block.splitlines() if ln.strip()]
-    assert len(lines) >= 10 and all(ln.startswith("w2m2w ") for ln in lines), [ln for ln in lines if not ln.startswith("w2m2w ")]
+    assert len(lines) >= 10 and all(ln.startswith("w2m2w ") for ln in lines), [
+        ln for ln in lines if not ln.startswith("w2m2w ")
+    ]

@@ -10,7 +10,15 @@ from urllib.parse import unquote
 import numpy as np
 
 from tests.unit._report_run import FAILED_ERROR, make_run, scale
-from w2m2w.run.report import CONTINUATION_COLOUR, PRIMER_COLOUR, audio_player, collect_pieces, piano_roll_svg, relative_url, write_report
+from w2m2w.run.report import (
+    CONTINUATION_COLOUR,
+    PRIMER_COLOUR,
+    audio_player,
+    collect_pieces,
+    piano_roll_svg,
+    relative_url,
+    write_report,
+)
 from w2m2w.run.rundir import output_path
 
 HOSTILE = "<script>alert(1)</script>"
@@ -92,7 +100,12 @@ def test_write_report(tmp_path):
 
 
 def test_hostile_piece_id_is_escaped(tmp_path):
-    summary = {"counts": {"failed": 1}, "pieces": {HOSTILE: {"source": f"/x/{HOSTILE}.wav", "status": "failed", "error": f"{HOSTILE} broke", "stages": {}}}}
+    summary = {
+        "counts": {"failed": 1},
+        "pieces": {
+            HOSTILE: {"source": f"/x/{HOSTILE}.wav", "status": "failed", "error": f"{HOSTILE} broke", "stages": {}}
+        },
+    }
     page = write_report(tmp_path, summary).read_text()
     assert HOSTILE not in page and html.escape(HOSTILE) in page and sections(page) == 1
     assert page.count("<script>") == 1  # only the report's own
@@ -137,5 +150,7 @@ def test_every_midi_and_wav_shown_is_linked(tmp_path):
     page = write_report(run_dir).read_text()
     linked = {(run_dir / unquote(h)).resolve() for h in re.findall(r'<a class="file" href="([^"]+)"', page)}
     outputs = {p.resolve() for p in run_dir.rglob("*") if p.suffix in (".mid", ".wav")}
-    inputs = {p.resolve() for p in (tmp_path / "my inputs").rglob("*") if p.is_file()}  # a song.wav, sub/b c.mid, bad.wav
+    inputs = {
+        p.resolve() for p in (tmp_path / "my inputs").rglob("*") if p.is_file()
+    }  # a song.wav, sub/b c.mid, bad.wav
     assert len(outputs) == 5 and outputs | inputs <= linked

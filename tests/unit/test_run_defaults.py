@@ -7,7 +7,16 @@ import pytest
 from stages.generate import GenerateSettings
 from stages.synthesize import FluidSynthSettings, SourceFilterSettings
 from stages.transcribe import TranscribeSettings
-from w2m2w.run.settings import LocalExecutor, RayExecutor, RunSettings, check_run, default_run_dir, resolve_devices, run_folder, stage_device
+from w2m2w.run.settings import (
+    LocalExecutor,
+    RayExecutor,
+    RunSettings,
+    check_run,
+    default_run_dir,
+    resolve_devices,
+    run_folder,
+    stage_device,
+)
 from w2m2w.settings import SettingsError
 
 
@@ -24,12 +33,19 @@ def test_run_folder_is_named_for_the_input(tmp_path, monkeypatch):
     assert default_run_dir("my_takes/**/*.flac") == "runs/my_takes"
     assert default_run_dir("*.wav") == f"runs/{tmp_path.name}"
     assert default_run_dir(".") == f"runs/{tmp_path.name}"
-    assert default_run_dir("a:b?.wav".replace("?", "")) == "runs/a_b"  # no file system character reaches the folder name
+    assert (
+        default_run_dir("a:b?.wav".replace("?", "")) == "runs/a_b"
+    )  # no file system character reaches the folder name
     assert run_folder(RunSettings(input="x.wav", run_dir="elsewhere")) == "elsewhere"
 
 
 def _run(**kw) -> RunSettings:
-    parts = dict(transcribe=TranscribeSettings(), generate=GenerateSettings(), synthesize=SourceFilterSettings(), executor=LocalExecutor())
+    parts = dict(
+        transcribe=TranscribeSettings(),
+        generate=GenerateSettings(),
+        synthesize=SourceFilterSettings(),
+        executor=LocalExecutor(),
+    )
     return RunSettings(**{**parts, **kw})
 
 
@@ -50,7 +66,9 @@ def test_one_switch_sets_every_stage_and_stage_keys_override(monkeypatch):
     assert resolve_devices(_run(executor=RayExecutor())).transcribe.device == "cpu"
 
 
-@pytest.mark.parametrize("device, ok", [("auto", True), ("cpu", True), ("cuda", True), ("cuda:3", True), ("gpu", False), ("Auto", False)])
+@pytest.mark.parametrize(
+    "device, ok", [("auto", True), ("cpu", True), ("cuda", True), ("cuda:3", True), ("gpu", False), ("Auto", False)]
+)
 def test_top_level_device_takes_auto(device, ok):
     if ok:
         check_run(_run(device=device, stages=["generate"], generate=GenerateSettings(device="cpu")))
@@ -73,7 +91,14 @@ def test_cuda_without_cuda_names_the_key_that_asked(monkeypatch):
     check_run(
         _run(
             device="cuda",
-            **{s: cls(device="cpu") for s, cls in [("transcribe", TranscribeSettings), ("generate", GenerateSettings), ("synthesize", SourceFilterSettings)]},
+            **{
+                s: cls(device="cpu")
+                for s, cls in [
+                    ("transcribe", TranscribeSettings),
+                    ("generate", GenerateSettings),
+                    ("synthesize", SourceFilterSettings),
+                ]
+            },
         )
     )
     check_run(_run(device="auto"))  # auto never asks for what is not there

@@ -89,7 +89,10 @@ def test_write_failure_sees_through_libsndfile_system_error(tmp_path):
         with sf.SoundFile(str(tmp), "w", samplerate=16000, channels=1, subtype="PCM_16", format="WAV") as f:
             f.write(np.zeros(16000, np.float32))
     assert "System error" in str(err.value)
-    assert write_failure(err.value, tmp_path / "final.wav") == f"no space left on device while writing {tmp_path / 'final.wav'}"
+    assert (
+        write_failure(err.value, tmp_path / "final.wav")
+        == f"no space left on device while writing {tmp_path / 'final.wav'}"
+    )
 
 
 def test_a_run_dir_is_a_path_like_of_its_folder(tmp_path):
@@ -134,7 +137,9 @@ def test_stage_input_when_nothing_earlier_exists(tmp_path):
     run = tmp_path / "run"
     notes = tmp_path / "notes.txt"  # no input kind at all: no stage can enter from it
     notes.write_text("x")
-    with pytest.raises(MissingInputError, match=r"no transcribe output at .*1-transcribe/p\.mid; run stages=\[transcribe\] first"):
+    with pytest.raises(
+        MissingInputError, match=r"no transcribe output at .*1-transcribe/p\.mid; run stages=\[transcribe\] first"
+    ):
         stage_input(run, "generate", "p", notes)
     # the first stage over a MIDI file: there is no earlier stage to name, so it names itself
     with pytest.raises(MissingInputError, match=r"no transcribe output at .*1-transcribe/p\.mid"):

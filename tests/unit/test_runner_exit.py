@@ -42,7 +42,13 @@ def inputs(tmp_path) -> Path:
 
 def _run(inputs: Path, run_dir: Path) -> tuple[int, dict]:
     s = RunSettings(
-        input=str(inputs), run_dir=str(run_dir), stages=["transcribe"], workers=1, progress=False, transcribe=TranscribeSettings(), executor=LocalExecutor()
+        input=str(inputs),
+        run_dir=str(run_dir),
+        stages=["transcribe"],
+        workers=1,
+        progress=False,
+        transcribe=TranscribeSettings(),
+        executor=LocalExecutor(),
     )
     code = run(s, [Copy()], run_dir)
     return code, json.loads((run_dir / "summary.json").read_text())
@@ -63,7 +69,10 @@ def test_a_piece_held_by_another_run_alone_makes_the_exit_code_1(inputs, tmp_pat
     assert code == 1, "nothing failed: the lock alone says the run is not complete"
     assert summary["pieces"]["a"]["status"] == "locked" and summary["pieces"]["b"]["status"] == "done"
     assert summary["counts"] == {"done": 1, "locked": 1}
-    assert not (run_dir / "1-transcribe" / "a.mid").exists() and (run_dir / "1-transcribe" / "b.mid").read_bytes() == b"RIFFb"
+    assert (
+        not (run_dir / "1-transcribe" / "a.mid").exists()
+        and (run_dir / "1-transcribe" / "b.mid").read_bytes() == b"RIFFb"
+    )
     code, summary = _run(inputs, run_dir)  # released: done now, and the exit code is 0 again
     assert code == 0 and summary["pieces"]["a"]["status"] == "done" and summary["pieces"]["b"]["status"] == "current"
 

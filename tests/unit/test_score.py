@@ -70,7 +70,15 @@ def test_quantize_chooses_sixteenths_and_triplets_per_beat():
     onsets = [times[2] + i * 0.125 for i in range(4)] + [times[3] + i * 0.5 / 3 for i in range(3)]
     notes = np.array([(t + rng.normal(0, 0.01), t + 0.1, 60 + i, 80) for i, t in enumerate(onsets)])
     q = quantize(notes, beats)
-    assert q.onsets == [Fraction(2), Fraction(9, 4), Fraction(5, 2), Fraction(11, 4), Fraction(3), Fraction(10, 3), Fraction(11, 3)]
+    assert q.onsets == [
+        Fraction(2),
+        Fraction(9, 4),
+        Fraction(5, 2),
+        Fraction(11, 4),
+        Fraction(3),
+        Fraction(10, 3),
+        Fraction(11, 3),
+    ]
     assert [p for p, _ in q.positions()] == q.onsets  # all in the first bar
 
 
@@ -89,7 +97,12 @@ def test_key_of_a_c_major_scale_and_key_signatures():
     notes = np.array([(i * 0.5, i * 0.5 + 0.45 + (0.5 if p in (60, 67) else 0.0), p, 80) for i, p in enumerate(scale)])
     assert estimate_key(notes) == (0, "major")
     assert estimate_key(notes + np.array([0, 0, 7, 0])) == (7, "major")
-    assert [key_sharps(7, "major"), key_sharps(5, "major"), key_sharps(9, "minor"), key_sharps(2, "minor")] == [1, -1, 0, -1]
+    assert [key_sharps(7, "major"), key_sharps(5, "major"), key_sharps(9, "minor"), key_sharps(2, "minor")] == [
+        1,
+        -1,
+        0,
+        -1,
+    ]
 
 
 def test_musicxml_round_trip_note_for_note_with_pedal_and_tempo(tmp_path):
@@ -109,7 +122,9 @@ def test_musicxml_round_trip_note_for_note_with_pedal_and_tempo(tmp_path):
     notes = np.array(notes, dtype=np.float64)
     q = quantize(notes, beats)
     path = tmp_path / "piece.musicxml"
-    write_musicxml(path, q, notes, pedal=np.array([[beats.times[2], beats.times[6]], [beats.times[8], beats.times[12]]]))
+    write_musicxml(
+        path, q, notes, pedal=np.array([[beats.times[2], beats.times[6]], [beats.times[8], beats.times[12]]])
+    )
     assert read_notes(path) == sorted(zip(q.onsets, q.offsets, q.pitches))
     xml = path.read_text()
     pedals = re.findall(r'<pedal [^>]*type="(start|stop)"', xml)

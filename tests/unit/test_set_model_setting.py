@@ -34,7 +34,9 @@ def test_the_setting_is_written_and_the_model_then_hears_a_soft_recording_as_a_l
     assert all(torch.equal(before[0][k], after[0][k]) for k in before[0]) and before[0].keys() == after[0].keys()
     assert before[1].get("input_level_db") is None and after[1]["input_level_db"] == -15
     assert after[2]["run"] == "x"
-    assert after[2]["setting_changes"] == [{"changes": {"input_level_db": [None, -15]}, "sha256_before": sha256_file(weights)}]
+    assert after[2]["setting_changes"] == [
+        {"changes": {"input_level_db": [None, -15]}, "sha256_before": sha256_file(weights)}
+    ]
     model = load_transcriber(out)
     y = np.random.default_rng(0).uniform(-0.3, 0.3, 24000).astype(np.float32)
     np.testing.assert_allclose(model.predict(y)["onset"], model.predict(y * np.float32(0.1))["onset"], atol=2e-4)
@@ -55,7 +57,9 @@ def test_the_setting_is_written_and_the_model_then_hears_a_soft_recording_as_a_l
         ("input_level_db=12", "input_level_db=12"),  # out of its range: a level above full scale
     ],
 )
-def test_what_cannot_be_set_is_refused_in_one_line_and_nothing_is_written(script, weights, tmp_path, capsys, assignment, message):
+def test_what_cannot_be_set_is_refused_in_one_line_and_nothing_is_written(
+    script, weights, tmp_path, capsys, assignment, message
+):
     out = tmp_path / "out.safetensors"
     assert script.main(["--weights", str(weights), "--set", assignment, "--out", str(out)]) == 2
     err = capsys.readouterr().err

@@ -8,7 +8,18 @@ from dataclasses import dataclass
 
 import pytest
 
-from w2m2w.settings import AT_LEAST_ONE, POSITIVE, PROBABILITY_OPEN, PROBABILITY_UPPER, Range, SettingsError, check, output_settings, setting, settings_hash
+from w2m2w.settings import (
+    AT_LEAST_ONE,
+    POSITIVE,
+    PROBABILITY_OPEN,
+    PROBABILITY_UPPER,
+    Range,
+    SettingsError,
+    check,
+    output_settings,
+    setting,
+    settings_hash,
+)
 
 
 @dataclass
@@ -105,7 +116,11 @@ def test_refusal_messages_by_hand():
         n: float = setting(1.0, range=Range(None, 5.0))
 
     cases = [
-        (S(device="gpu"), "g.device='gpu' is not allowed: it must be 'cpu', 'cuda' or 'cuda:N' (N: a GPU's index)", "gpu"),
+        (
+            S(device="gpu"),
+            "g.device='gpu' is not allowed: it must be 'cpu', 'cuda' or 'cuda:N' (N: a GPU's index)",
+            "gpu",
+        ),
         (S(kinds=["a", "c"]), "g.kinds=['a', 'c'] is not allowed: it must be a list of 'a', 'b'", ["a", "c"]),
         (S(mode="z"), "g.mode='z' is not allowed: it must be one of 'x', 'y'", "z"),
         (S(n="big"), "g.n='big' is not allowed: it must be a number in (-inf, 5]", "big"),
@@ -114,7 +129,11 @@ def test_refusal_messages_by_hand():
     for obj, message, value in cases:
         with pytest.raises(SettingsError) as err:
             check(obj, "g")
-        assert str(err.value) == message and err.value.value == value and err.value.allowed == message.split("it must be ")[1]
+        assert (
+            str(err.value) == message
+            and err.value.value == value
+            and err.value.allowed == message.split("it must be ")[1]
+        )
 
 
 def test_output_settings_take_plain_fields_and_hash_any_value_as_text():

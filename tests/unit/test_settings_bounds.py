@@ -43,12 +43,18 @@ def _refused_key(settings) -> str | None:
 
 @pytest.mark.parametrize("cls, field, inside, over", BOUNDS, ids=[f"{c.__name__}.{f}" for c, f, _, _ in BOUNDS])
 def test_upper_bound_accepts_inside_and_refuses_over(cls, field, inside, over):
-    extra = {"max_segment_seconds": 0.5, "min_segment_seconds": 0.5, "warmup_seconds": 0.0, "fade_seconds": 0.0} if field == "folds" else {}
+    extra = (
+        {"max_segment_seconds": 0.5, "min_segment_seconds": 0.5, "warmup_seconds": 0.0, "fade_seconds": 0.0}
+        if field == "folds"
+        else {}
+    )
     assert _refused_key(cls(**{field: inside}, **extra)) is None
     assert _refused_key(cls(**{field: over}, **extra)) == f"group.{field}"
 
 
-@pytest.mark.parametrize("chunk, overlap, refused", [(20.0, 19.99, False), (20.0, 20.0, True), (20.0, 25.0, True), (5.0, 0.0, False)])
+@pytest.mark.parametrize(
+    "chunk, overlap, refused", [(20.0, 19.99, False), (20.0, 20.0, True), (20.0, 25.0, True), (5.0, 0.0, False)]
+)
 def test_overlap_must_stay_below_the_chunk(chunk, overlap, refused):
     key = _refused_key(TranscribeSettings(chunk_seconds=chunk, overlap_seconds=overlap))
     assert key == ("group.overlap_seconds" if refused else None)
@@ -56,10 +62,16 @@ def test_overlap_must_stay_below_the_chunk(chunk, overlap, refused):
 
 @pytest.mark.parametrize(
     "folds, max_segment, refused",
-    [(512, 7.8, False), (512, 7.9, True), (16, 4.0, False)],  # 512 x (7.8 + 0.15 + 0.05) = 4096 stream-seconds; 7.9 makes 4147
+    [
+        (512, 7.8, False),
+        (512, 7.9, True),
+        (16, 4.0, False),
+    ],  # 512 x (7.8 + 0.15 + 0.05) = 4096 stream-seconds; 7.9 makes 4147
 )
 def test_wavenet_window_is_bounded_in_stream_seconds(folds, max_segment, refused):
-    key = _refused_key(WaveNetSettings(folds=folds, max_segment_seconds=max_segment, warmup_seconds=0.15, fade_seconds=0.05))
+    key = _refused_key(
+        WaveNetSettings(folds=folds, max_segment_seconds=max_segment, warmup_seconds=0.15, fade_seconds=0.05)
+    )
     assert key == ("group.folds" if refused else None)
 
 
@@ -83,7 +95,12 @@ def test_device_is_cpu_cuda_or_cuda_n(device, ok):
 
 
 def _run(**kw) -> RunSettings:
-    parts = dict(transcribe=TranscribeSettings(), generate=GenerateSettings(), synthesize=SourceFilterSettings(), executor=LocalExecutor())
+    parts = dict(
+        transcribe=TranscribeSettings(),
+        generate=GenerateSettings(),
+        synthesize=SourceFilterSettings(),
+        executor=LocalExecutor(),
+    )
     return RunSettings(**{**parts, **kw})
 
 
@@ -101,7 +118,9 @@ def test_cuda_without_cuda_names_the_key(monkeypatch):
     with pytest.raises(SettingsError) as err:
         check_run(_run(generate=GenerateSettings(device="cuda")))
     assert err.value.key == "generate.device" and "CUDA" in str(err.value)
-    check_run(_run(generate=GenerateSettings(device="cuda"), stages=["transcribe"]))  # a stage that does not run needs no GPU
+    check_run(
+        _run(generate=GenerateSettings(device="cuda"), stages=["transcribe"])
+    )  # a stage that does not run needs no GPU
 
 
 def test_cuda_index_must_name_a_visible_gpu(monkeypatch):
@@ -153,14 +172,44 @@ def test_renderer_lower_bound_accepts_inside_and_refuses_under(cls, field, insid
 
 
 def test_renderer_choices_and_the_program_range():
-    assert _refused_key(FluidSynthSettings(program=127)) is None and _refused_key(FluidSynthSettings(program=128)) == "group.program"
+    assert (
+        _refused_key(FluidSynthSettings(program=127)) is None
+        and _refused_key(FluidSynthSettings(program=128)) == "group.program"
+    )
     for backend in ("auto", "numba", "torch"):
         assert _refused_key(WaveNetSettings(backend=backend)) is None
     assert _refused_key(WaveNetSettings(backend="cuda")) == "group.backend"
-    assert _refused_key(WaveNetSettings(crossfade="linear")) is None and _refused_key(WaveNetSettings(crossfade="cosine")) == "group.crossfade"
-    assert _refused_key(SourceFilterSettings(device="cuda:1")) is None and _refused_key(SourceFilterSettings(device="gpu")) == "group.device"
+    assert (
+        _refused_key(WaveNetSettings(crossfade="linear")) is None
+        and _refused_key(WaveNetSettings(crossfade="cosine")) == "group.crossfade"
+    )
+    assert (
+        _refused_key(SourceFilterSettings(device="cuda:1")) is None
+        and _refused_key(SourceFilterSettings(device="gpu")) == "group.device"
+    )
     # the window bound counts the larger of the two segment lengths, min_segment_seconds too when it is the larger:
     # 1024 x (3.8 + 0.15 + 0.05) = 4096 stream-seconds is the bound itself (allowed), 1024 x 4.1 is over
-    assert _refused_key(WaveNetSettings(folds=1024, min_segment_seconds=3.8, max_segment_seconds=0.5, warmup_seconds=0.15, fade_seconds=0.05)) is None
-    assert _refused_key(WaveNetSettings(folds=1024, min_segment_seconds=3.9, max_segment_seconds=0.5, warmup_seconds=0.15, fade_seconds=0.05)) == "group.folds"
-    assert _refused_key(WaveNetSettings(folds=1024, min_segment_seconds=0.5, max_segment_seconds=3.9, warmup_seconds=0.15, fade_seconds=0.05)) == "group.folds"
+    assert (
+        _refused_key(
+            WaveNetSettings(
+                folds=1024, min_segment_seconds=3.8, max_segment_seconds=0.5, warmup_seconds=0.15, fade_seconds=0.05
+            )
+        )
+        is None
+    )
+    assert (
+        _refused_key(
+            WaveNetSettings(
+                folds=1024, min_segment_seconds=3.9, max_segment_seconds=0.5, warmup_seconds=0.15, fade_seconds=0.05
+            )
+        )
+        == "group.folds"
+    )
+    assert (
+        _refused_key(
+            WaveNetSettings(
+                folds=1024, min_segment_seconds=0.5, max_segment_seconds=3.9, warmup_seconds=0.15, fade_seconds=0.05
+            )
+        )
+        == "group.folds"
+    )

@@ -54,7 +54,9 @@ def _stage_of(cls):
 def test_the_table_names_every_setting_once():
     for cls in CHANGES_OUTPUT:
         names = {f.name for f in dataclasses.fields(cls)} - {"name"}
-        assert CHANGES_OUTPUT[cls] | KEEPS_OUTPUT[cls] == names and not CHANGES_OUTPUT[cls] & KEEPS_OUTPUT[cls], cls.__name__
+        assert CHANGES_OUTPUT[cls] | KEEPS_OUTPUT[cls] == names and not CHANGES_OUTPUT[cls] & KEEPS_OUTPUT[cls], (
+            cls.__name__
+        )
 
 
 # a different value of each setting, inside its range, chosen by hand
@@ -75,11 +77,15 @@ CASES = [(cls, k) for cls in CHANGES_OUTPUT for k in sorted(CHANGES_OUTPUT[cls] 
 @pytest.mark.parametrize("cls, key", CASES, ids=[f"{c.__name__}.{k}" for c, k in CASES])
 def test_settings_hash_changes_exactly_for_the_settings_that_change_the_output(cls, key):
     stage = _stage_of(cls)
-    base = cls(backend="numba") if cls is WaveNetSettings else cls()  # backend auto is recorded as what it picks for the device
+    base = (
+        cls(backend="numba") if cls is WaveNetSettings else cls()
+    )  # backend auto is recorded as what it picks for the device
     assert OTHER[key] != getattr(base, key)
     changed = dataclasses.replace(base, **{key: OTHER[key]})
     same = Configured(stage, base).settings_hash == Configured(stage, changed).settings_hash
-    assert same is (key in KEEPS_OUTPUT[cls]), f"{cls.__name__}.{key}: the hash {'did not change' if same else 'changed'}"
+    assert same is (key in KEEPS_OUTPUT[cls]), (
+        f"{cls.__name__}.{key}: the hash {'did not change' if same else 'changed'}"
+    )
 
 
 # --- the outputs themselves -------------------------------------------------------------------------------------------
@@ -182,7 +188,11 @@ RUNS = (
 def test_every_setting_but_the_device_is_tried_on_the_outputs():
     # pedal_change_gap needs a pedal change the frame head hides, which four tones never make: decode_pedal's tests
     # hold it (test_pedal.py); the device needs a GPU
-    for cls, tried in ((TranscribeSettings, TRANSCRIBE), (GenerateSettings, GENERATE), (SourceFilterSettings, SYNTHESIZE)):
+    for cls, tried in (
+        (TranscribeSettings, TRANSCRIBE),
+        (GenerateSettings, GENERATE),
+        (SourceFilterSettings, SYNTHESIZE),
+    ):
         names = {f.name for f in dataclasses.fields(cls)} - {"name", "device"}
         assert names - set(tried) <= {"pedal_change_gap"}, cls.__name__
 
@@ -191,4 +201,6 @@ def test_every_setting_but_the_device_is_tried_on_the_outputs():
 def test_a_setting_changes_the_file_exactly_when_the_table_says(cls, key, base, value, src, inputs, tmp_path):
     assert value != base.get(key, getattr(cls(), key))
     differs = _outputs_differ(cls, base, key, value, inputs / src, tmp_path)
-    assert differs is (key in CHANGES_OUTPUT[cls]), f"{cls.__name__}.{key}={value!r}: the output {'changed' if differs else 'did not change'}"
+    assert differs is (key in CHANGES_OUTPUT[cls]), (
+        f"{cls.__name__}.{key}={value!r}: the output {'changed' if differs else 'did not change'}"
+    )

@@ -78,7 +78,9 @@ def test_library_dataclasses_have_the_same_defaults(settings, library):
 def test_fluidsynth_renderer_has_the_same_defaults():
     params = inspect.signature(FluidSynthRenderer).parameters
     mine = dataclasses.asdict(FluidSynthSettings())
-    assert {k: params[k].default for k in ("soundfont", "program", "chunk_seconds")} == {k: mine[k] for k in ("soundfont", "program", "chunk_seconds")}
+    assert {k: params[k].default for k in ("soundfont", "program", "chunk_seconds")} == {
+        k: mine[k] for k in ("soundfont", "program", "chunk_seconds")
+    }
 
 
 # Which settings enter the settings hash is pinned from outside the settings' own flags in test_settings_outputs.py
@@ -96,11 +98,16 @@ def test_what_does_not_change_the_output_stays_out_of_the_hash():
             assert key not in Configured(stage, cls()).output_settings
     top_p = Configured(stages.get("generate"), GenerateSettings(top_p=0.5)).settings_hash
     assert top_p != Configured(stages.get("generate"), GenerateSettings()).settings_hash
-    assert not {"progress", "workers", "force"} & set(Configured(stages.get("generate"), GenerateSettings()).output_settings)
+    assert not {"progress", "workers", "force"} & set(
+        Configured(stages.get("generate"), GenerateSettings()).output_settings
+    )
 
 
 def test_automatic_backend_is_recorded_as_the_one_it_picks():
     synth = stages.get("synthesize")
     assert Configured(synth, WaveNetSettings()).output_settings["backend"] == "numba"
     assert Configured(synth, WaveNetSettings(device="cuda")).output_settings["backend"] == "torch"
-    assert Configured(synth, WaveNetSettings()).settings_hash == Configured(synth, WaveNetSettings(backend="numba")).settings_hash
+    assert (
+        Configured(synth, WaveNetSettings()).settings_hash
+        == Configured(synth, WaveNetSettings(backend="numba")).settings_hash
+    )

@@ -59,7 +59,9 @@ def test_flipped_tensor_byte_is_refused_naming_the_file_and_what_to_do(shipped_c
     with pytest.raises(WeightsError) as err:
         load_weights(shipped_copy, "source_filter_wavenet")
     message = str(err.value)
-    assert "\n" not in message and str(shipped_copy) in message and "git checkout" in message and "git lfs pull" in message
+    assert (
+        "\n" not in message and str(shipped_copy) in message and "git checkout" in message and "git lfs pull" in message
+    )
 
 
 def test_manifest_entry_mismatch_names_the_file(shipped_copy):

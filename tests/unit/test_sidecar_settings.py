@@ -36,8 +36,14 @@ def _run(tmp_path: Path, **changes) -> tuple[str, dict]:
 
 def test_sidecar_hash_follows_output_settings_only(tmp_path):
     status, first = _run(tmp_path)
-    assert status == "done" and first["settings"]["onset_threshold"] == 0.4 and "device" not in first["settings"]  # the YAML default
+    assert (
+        status == "done" and first["settings"]["onset_threshold"] == 0.4 and "device" not in first["settings"]
+    )  # the YAML default
     status, again = _run(tmp_path, device="cuda", max_seconds=10.0)  # how, not what: still current
     assert status == "current" and again["config_hash"] == first["config_hash"]
     status, changed = _run(tmp_path, onset_threshold=0.7)  # what: recomputed under a new hash
-    assert status == "done" and changed["config_hash"] != first["config_hash"] and changed["settings"]["onset_threshold"] == 0.7
+    assert (
+        status == "done"
+        and changed["config_hash"] != first["config_hash"]
+        and changed["settings"]["onset_threshold"] == 0.7
+    )

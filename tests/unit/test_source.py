@@ -76,7 +76,9 @@ def test_louder_is_louder_and_brighter():
 def test_window_equals_slice_of_whole_piece():
     rng = np.random.default_rng(1)
     on = np.sort(rng.uniform(0, 2.5, 30))
-    notes = np.column_stack([on, on + rng.uniform(0.05, 1.0, 30), rng.integers(21, 109, 30), rng.integers(1, 128, 30)]).astype(float)
+    notes = np.column_stack(
+        [on, on + rng.uniform(0.05, 1.0, 30), rng.integers(21, 109, 30), rng.integers(1, 128, 30)]
+    ).astype(float)
     whole, gate = piano_source(notes, 4 * SR)
     for start, n in [(0, 100), (12345, 7000), (3 * SR, SR)]:
         part, g = piano_source(notes, n, start)
@@ -133,11 +135,21 @@ def test_gate_is_a_trapezoid_around_each_note_widened_by_the_margin():
     i = np.arange(3000)
     expected = np.clip(np.minimum((i - 850) / 50, (2470 - i) / 50), 0.0, 1.0)
     np.testing.assert_allclose(gate, expected, atol=1e-7)
-    assert gate[849] == 0.0 and gate[851] == pytest.approx(1 / 50) and gate[899] == pytest.approx(49 / 50) and gate[900] == 1.0
+    assert (
+        gate[849] == 0.0
+        and gate[851] == pytest.approx(1 / 50)
+        and gate[899] == pytest.approx(49 / 50)
+        and gate[900] == 1.0
+    )
     assert gate[2419] == 1.0 and gate[2420] == 1.0 and gate[2421] == pytest.approx(49 / 50) and gate[2470] == 0.0
     # the default margin and ramp (256 and 160 samples) on the onset's side
     _, gate = piano_source(np.array([[1.0, 1.1, 60, 100.0]]), SR + 100)
-    assert gate[SR - 256 - 160] == 0.0 and gate[SR - 256 - 80] == pytest.approx(0.5) and gate[SR - 257] < 1.0 and gate[SR - 256] == 1.0
+    assert (
+        gate[SR - 256 - 160] == 0.0
+        and gate[SR - 256 - 80] == pytest.approx(0.5)
+        and gate[SR - 257] < 1.0
+        and gate[SR - 256] == 1.0
+    )
 
 
 def test_gates_of_overlapping_notes_take_the_larger_value():
@@ -145,7 +157,9 @@ def test_gates_of_overlapping_notes_take_the_larger_value():
     # note a ends (with its 16-sample release) at 1016 and ramps down to 1116; note b ramps up from 1000 to 1100
     _, gate = piano_source(np.array([[0.0, 1000 / SR, 60, 100.0], [1100 / SR, 2000 / SR, 64, 100.0]]), 2200, 0, cfg)
     i = np.arange(1000, 1116)
-    np.testing.assert_allclose(gate[i], np.maximum((1116 - i) / 100, np.clip((i - 1000) / 100, 0, 1)).clip(0, 1), atol=1e-7)
+    np.testing.assert_allclose(
+        gate[i], np.maximum((1116 - i) / 100, np.clip((i - 1000) / 100, 0, 1)).clip(0, 1), atol=1e-7
+    )
 
 
 def test_higher_partials_decay_faster_by_the_documented_law():
@@ -180,7 +194,11 @@ def test_inharmonicity_and_partial_frequencies_by_hand():
     np.testing.assert_allclose(inharmonicity(np.array([21.0, 108.0, 64.5])), [1e-4, 10**-2.2, 10**-3.1], rtol=1e-12)
     # A0: 32 partials, the 32nd at 32 x 27.5 x sqrt(1 + 1e-4 x 32^2) Hz, well under 7600 Hz
     f = partial_frequencies(21)
-    assert len(f) == 32 and f[0] == pytest.approx(27.5 * np.sqrt(1 + 1e-4)) and f[-1] == pytest.approx(880 * np.sqrt(1.1024))
+    assert (
+        len(f) == 32
+        and f[0] == pytest.approx(27.5 * np.sqrt(1 + 1e-4))
+        and f[-1] == pytest.approx(880 * np.sqrt(1.1024))
+    )
     # C8: only the fundamental is under 7600 Hz (the second partial is above 8000)
     np.testing.assert_allclose(partial_frequencies(108), [440 * 2 ** (39 / 12) * np.sqrt(1 + 10**-2.2)])
     # fewer partials when asked, and max_freq is a strict limit

@@ -12,7 +12,14 @@ from tests.unit._synth import make_maps
 from w2m2w.features import conditioning_roll
 from w2m2w.models.source import piano_source
 from w2m2w.models.source_filter import SourceFilterConfig, SourceFilterWaveNet
-from w2m2w.render.source_filter import SourceFilterRenderConfig, SourceFilterRenderer, context, load_source_filter, source_mix, window
+from w2m2w.render.source_filter import (
+    SourceFilterRenderConfig,
+    SourceFilterRenderer,
+    context,
+    load_source_filter,
+    source_mix,
+    window,
+)
 
 SR = 16000
 NOTES = np.array([[0.30, 0.9, 60, 90], [0.5, 1.6, 64, 70], [1.1, 1.4, 79, 110], [2.6, 2.8, 40, 50]], dtype=np.float64)
@@ -97,7 +104,11 @@ def test_the_roll_changes_the_output(model):
     other = window(model, NOTES + np.array([0, 0, 5, 0]), None, 0, 160 * 100)
     with torch.no_grad():
         y1 = model(*(torch.from_numpy(w[k])[None] for k in ("source", "gate", "roll")))
-        y2 = model(torch.from_numpy(w["source"])[None], torch.from_numpy(w["gate"])[None], torch.from_numpy(other["roll"])[None])
+        y2 = model(
+            torch.from_numpy(w["source"])[None],
+            torch.from_numpy(w["gate"])[None],
+            torch.from_numpy(other["roll"])[None],
+        )
     assert (y1 - y2)[0, c:-c].abs().max() > 1e-4
 
 
@@ -130,7 +141,9 @@ def test_stft_loss_is_auralosss_with_the_documented_resolutions_and_terms():
     y = 0.7 * t + 0.3 * torch.randn(2, 1, 6000, generator=g)
     mr = auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=[1024, 256], hop_sizes=[256, 64], win_lengths=[1024, 256])
     assert float(stft_loss([1024, 256])(y, t)) == pytest.approx(float(mr(y, t)), rel=1e-5)
-    mel = auraloss.freq.STFTLoss(fft_size=2048, hop_size=256, win_length=2048, scale="mel", n_bins=128, sample_rate=16000)
+    mel = auraloss.freq.STFTLoss(
+        fft_size=2048, hop_size=256, win_length=2048, scale="mel", n_bins=128, sample_rate=16000
+    )
     got = float(stft_loss([1024, 256], mel_weight=0.5)(y, t))
     assert got == pytest.approx(float(mr(y, t)) + 0.5 * float(mel(y, t)), rel=1e-5)
     got = float(stft_loss([1024, 256], mel_weight=0.5, log_mel_weight=3.0)(y, t))
@@ -154,7 +167,9 @@ def test_log_mel_loss_is_evaluates_distance():
     expected = np.mean([log_mel_distance(a, b), log_mel_distance(b, a)])
     assert float(log_mel_l1(*pair)) == pytest.approx(expected, rel=1e-4)
     both = stft_loss([512, 256], log_mel_weight=2.0)
-    assert float(both(y, t)) == pytest.approx(float(stft_loss([512, 256])(y, t)) + 2.0 * float(log_mel_l1(y, t)), rel=1e-5)
+    assert float(both(y, t)) == pytest.approx(
+        float(stft_loss([512, 256])(y, t)) + 2.0 * float(log_mel_l1(y, t)), rel=1e-5
+    )
 
 
 def test_weights_of_another_model_are_named(tmp_path, tiny_wavenet):
@@ -205,10 +220,19 @@ def test_render_length_is_the_last_offset_plus_the_tail_in_whole_frames(model):
     r = SourceFilterRenderer(model, SourceFilterRenderConfig(tail_seconds=0.5))
     assert r.n_samples(np.array([[0.0, 1.0, 60, 80]])) == 24000
     assert r.n_samples(np.array([[0.0, 1.0001, 60, 80]])) == 24160
-    assert r.n_samples(np.array([[0.0, 1.0, 60, 80], [0.5, 0.7, 62, 80]])) == 24000, "the last offset, not the last onset's"
-    assert SourceFilterRenderer(model, SourceFilterRenderConfig(tail_seconds=0.0)).n_samples(np.array([[0.0, 0.999, 60, 80]])) == 16000
+    assert r.n_samples(np.array([[0.0, 1.0, 60, 80], [0.5, 0.7, 62, 80]])) == 24000, (
+        "the last offset, not the last onset's"
+    )
+    assert (
+        SourceFilterRenderer(model, SourceFilterRenderConfig(tail_seconds=0.0)).n_samples(
+            np.array([[0.0, 0.999, 60, 80]])
+        )
+        == 16000
+    )
     assert r.n_samples(np.zeros((0, 4))) == 8000  # no notes: the tail alone
-    assert SourceFilterRenderer(model, SourceFilterRenderConfig(tail_seconds=0.0)).n_samples(np.zeros((0, 4))) == 160  # never less than a frame
+    assert (
+        SourceFilterRenderer(model, SourceFilterRenderConfig(tail_seconds=0.0)).n_samples(np.zeros((0, 4))) == 160
+    )  # never less than a frame
     # the stream gives exactly that many samples, for any block length, and n_samples when asked for it
     notes = np.array([[0.0, 0.3001, 60, 80]])
     for block in (0.05, 0.1, 4.0):

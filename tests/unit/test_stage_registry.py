@@ -24,7 +24,9 @@ def test_stages_are_registered_in_pipeline_order():
 @pytest.mark.parametrize("stage", stages.STAGES, ids=lambda s: s.name)
 def test_every_stage_implements_the_interface(stage, tmp_path):
     assert isinstance(stage, Stage) and stages.get(stage.name) is stage
-    assert stage_dir(tmp_path, stage.name).name == f"{stages.STAGES.index(stage) + 1}-{stage.name}"  # its folder in the run dir
+    assert (
+        stage_dir(tmp_path, stage.name).name == f"{stages.STAGES.index(stage) + 1}-{stage.name}"
+    )  # its folder in the run dir
     for method in ("weights_file", "load", "run"):
         assert getattr(type(stage), method) is not getattr(Stage, method), f"{stage.name} does not implement {method}"
     assert dataclasses.is_dataclass(stage.settings) and stage.settings in stage.options.values()

@@ -16,7 +16,16 @@ from pathlib import Path
 import pytest
 
 from w2m2w import files
-from w2m2w.files import LockedError, atomic_path, file_lock, file_sha256, remove_stale_temps, temp_name, update_json, write_json
+from w2m2w.files import (
+    LockedError,
+    atomic_path,
+    file_lock,
+    file_sha256,
+    remove_stale_temps,
+    temp_name,
+    update_json,
+    write_json,
+)
 from w2m2w.run.rundir import is_current, lock_path, output_path, read_sidecar, sidecar_path, stage_dir
 
 HERE = socket.gethostname().replace("-", "_")  # this host as temporary names spell it
@@ -31,7 +40,9 @@ def current(tmp_path) -> Path:
     out = tmp_path / "1-transcribe" / "piece.mid"
     out.parent.mkdir()
     out.write_bytes(b"MThd")
-    (tmp_path / "1-transcribe" / "piece.json").write_text(json.dumps({"input_sha256": IN, "config_hash": CFG, "weights_sha256": W}))
+    (tmp_path / "1-transcribe" / "piece.json").write_text(
+        json.dumps({"input_sha256": IN, "config_hash": CFG, "weights_sha256": W})
+    )
     return out
 
 
@@ -47,8 +58,12 @@ def test_a_changed_hash_makes_the_output_stale(current, changed):
 
 
 def test_weights_none_must_match_a_sidecar_without_weights(current, tmp_path):
-    assert is_current(current, IN, CFG, None) is False, "the sidecar names weights; a stage without weights is another setup"
-    (tmp_path / "1-transcribe" / "piece.json").write_text(json.dumps({"input_sha256": IN, "config_hash": CFG, "weights_sha256": None}))
+    assert is_current(current, IN, CFG, None) is False, (
+        "the sidecar names weights; a stage without weights is another setup"
+    )
+    (tmp_path / "1-transcribe" / "piece.json").write_text(
+        json.dumps({"input_sha256": IN, "config_hash": CFG, "weights_sha256": None})
+    )
     assert is_current(current, IN, CFG, None) is True
     assert is_current(current, IN, CFG, W) is False
 
@@ -92,7 +107,9 @@ def test_sidecar_path_replaces_only_the_last_extension():
 
 def test_file_sha256(tmp_path):
     (tmp_path / "f").write_bytes(b"abc")
-    assert file_sha256(tmp_path / "f") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"  # FIPS 180-2 example
+    assert (
+        file_sha256(tmp_path / "f") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    )  # FIPS 180-2 example
 
 
 # ---- sidecars, atomic writes, temporaries ----
@@ -225,7 +242,10 @@ def test_pid_alive(sleeper, monkeypatch):  # sleeper first: it is ended after os
 def test_file_lock_excludes_a_second_holder_and_names_the_first(tmp_path):
     path = tmp_path / "locks" / "deep" / "p.lock"
     with file_lock(path, root=tmp_path):
-        with pytest.raises(LockedError, match=re.escape(f"piece p: held by another process (pid {os.getpid()} on {socket.gethostname()})")):
+        with pytest.raises(
+            LockedError,
+            match=re.escape(f"piece p: held by another process (pid {os.getpid()} on {socket.gethostname()})"),
+        ):
             with file_lock(path, "piece p", root=tmp_path):
                 pass
         with pytest.raises(LockedError, match=re.escape(f"{path}: held by another process")):

@@ -58,7 +58,9 @@ def test_inside_interruptible_the_first_signal_raises_and_a_second_does_not_inte
                     _send(signal.SIGINT)
                     raise AssertionError("not interrupted")
                 finally:
-                    _send(signal.SIGINT)  # a second Ctrl-C while the first one's cleanup runs: no second Interrupted here
+                    _send(
+                        signal.SIGINT
+                    )  # a second Ctrl-C while the first one's cleanup runs: no second Interrupted here
                     cleaned.append(True)
         assert info.value.signum == signal.SIGINT and "SIGINT" in str(info.value)
         assert cleaned == [True] and stop.count == 2
@@ -143,7 +145,9 @@ def test_a_child_of_a_living_parent_is_left_alone(fallback):
     import time as _time
 
     root = str(Path(__file__).resolve().parents[2])
-    code = _CHILD.format(root=root, fallback=fallback, parent="os.getppid()").replace("time.sleep(10)", "time.sleep(1.2)")
+    code = _CHILD.format(root=root, fallback=fallback, parent="os.getppid()").replace(
+        "time.sleep(10)", "time.sleep(1.2)"
+    )
     t0 = _time.monotonic()
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert res.stdout.split() == ["waiting", "not", "told"], res.stdout + res.stderr
@@ -228,7 +232,9 @@ def test_the_death_signal_asked_for_is_sigterm():
     sig = ctypes.c_int(-1)
     try:
         die_with_parent(os.getppid())
-        assert libc.prctl(2, ctypes.byref(sig), 0, 0, 0) == 0  # PR_GET_PDEATHSIG: what this process gets when its parent dies
+        assert (
+            libc.prctl(2, ctypes.byref(sig), 0, 0, 0) == 0
+        )  # PR_GET_PDEATHSIG: what this process gets when its parent dies
         assert sig.value == signal.SIGTERM
         assert not [t for t in threading.enumerate() if t.name == "watch-parent"], "prctl worked: no thread needed"
     finally:
@@ -240,6 +246,8 @@ def test_without_prctl_a_daemon_thread_watches_the_parent(monkeypatch):
 
     monkeypatch.setattr(stopping.sys, "platform", "elsewhere")
     before = {t.ident for t in threading.enumerate()}
-    stopping.die_with_parent(os.getppid())  # a living parent: the thread keeps watching (a daemon: it never holds the exit)
+    stopping.die_with_parent(
+        os.getppid()
+    )  # a living parent: the thread keeps watching (a daemon: it never holds the exit)
     new = [t for t in threading.enumerate() if t.ident not in before]
     assert [(t.name, t.daemon) for t in new] == [("watch-parent", True)]

@@ -37,7 +37,9 @@ def test_render_length_determinism_and_streaming(model):
     assert y.shape == (n,) and y.dtype == np.float32 and np.all(np.abs(y) <= 1)
     assert sum(seen) == pytest.approx(n / 16000)  # the progress bar ends at the piece's length
     np.testing.assert_array_equal(_synth(model).render(NOTES), y)  # same seed, same audio
-    np.testing.assert_array_equal(_synth(model, chunk_samples=333, threads=1).render(NOTES), y)  # chunking and threads never change it
+    np.testing.assert_array_equal(
+        _synth(model, chunk_samples=333, threads=1).render(NOTES), y
+    )  # chunking and threads never change it
     assert not np.array_equal(_synth(model, seed=1).render(NOTES), y)
 
 
@@ -72,7 +74,9 @@ def test_load_wavenet_checks_the_file(tiny_wavenet, tmp_path):
 
 
 def test_clean_notes_drops_off_keyboard():
-    notes = np.array([[0, 1, 20, 80], [0, 1, 21, 80], [0, 1, 108, 80], [0, 1, 109, 80], [1, 1, 60, 80]], dtype=np.float64)
+    notes = np.array(
+        [[0, 1, 20, 80], [0, 1, 21, 80], [0, 1, 108, 80], [0, 1, 109, 80], [1, 1, 60, 80]], dtype=np.float64
+    )
     kept, dropped = clean_notes(notes)
     assert dropped == 2
     np.testing.assert_array_equal(kept[:, 2], [21, 108])  # and the zero-length note is gone
@@ -117,7 +121,9 @@ class _Tone:
     def render(self, notes, n_samples=None):
         n = n_samples or self.n_samples(notes)
         t = np.arange(n) / 16000
-        y = np.full(n, self.hiss, np.float32) * np.sign(np.sin(2 * np.pi * 1000 * t))  # a square wave of RMS exactly `hiss`
+        y = np.full(n, self.hiss, np.float32) * np.sign(
+            np.sin(2 * np.pi * 1000 * t)
+        )  # a square wave of RMS exactly `hiss`
         for on, off, p, _ in notes:
             m = (t >= on) & (t < off)
             y[m] += 0.3 * np.sin(2 * np.pi * 440 * 2 ** ((p - 69) / 12) * t[m])
@@ -129,7 +135,9 @@ def test_silence_level_by_hand():
 
     notes = np.array([[1.0, 2.0, 60, 80]])
     quiet = silence_mask(notes, 5 * 16000)
-    assert quiet[:16000].all() and not quiet[16000 : 3 * 16000].any() and quiet[3 * 16000 :].all()  # offset + 1 s still rings
+    assert (
+        quiet[:16000].all() and not quiet[16000 : 3 * 16000].any() and quiet[3 * 16000 :].all()
+    )  # offset + 1 s still rings
     y = _Tone(hiss=0.001).render(notes, 5 * 16000)
     assert silence_dbfs(y, notes) == pytest.approx(-60.0, abs=0.05)
     assert silence_dbfs(np.zeros(5 * 16000, np.float32), notes) == -120.0
@@ -193,12 +201,18 @@ def test_synthesis_evaluation_end_to_end(tmp_path, tiny_source_filter, tiny_tran
         emit=rows.append,
         warn=warnings.append,
     )
-    assert [r["file"] for r in rows] == ["sub/a.mid"] and summary["files"] == 1 and summary["systems"] == ["source_filter", "source"]
+    assert (
+        [r["file"] for r in rows] == ["sub/a.mid"]
+        and summary["files"] == 1
+        and summary["systems"] == ["source_filter", "source"]
+    )
     assert len(warnings) == 1 and "bad.mid" in warnings[0]
     assert {"source_filter_w2m2w_note_f1", "source_w2m2w_frame_f1", "source_filter_silence_dbfs"} <= set(rows[0])
     cropped = NOTES[:2].copy()
     cropped[:, 1] = np.minimum(cropped[:, 1], 1.0)
-    assert rows[0]["audio_s"] == pytest.approx(cropped[:, 1].max() + 2.5, abs=1e-3)  # cropped at 1 s, then 2.5 s to hear silence
+    assert rows[0]["audio_s"] == pytest.approx(
+        cropped[:, 1].max() + 2.5, abs=1e-3
+    )  # cropped at 1 s, then 2.5 s to hear silence
     saved = sf.read(str(tmp_path / "audio" / "sub__a.source_filter.wav"), dtype="float32")[0]
     want = SourceFilterRenderer(load_source_filter(tiny_source_filter)).render(cropped, len(saved))
     np.testing.assert_allclose(saved, np.clip(want, -1, 1), atol=1 / 32768 + 1e-6)
@@ -264,7 +278,9 @@ def test_excitation_model_renders_the_same_on_every_path():
 
 def test_logistic_mixture_model_renders():
     torch.manual_seed(4)
-    m = WaveNet(WaveNetConfig(**TINY_WAVENET, excitation_harmonics=2, scalar_input=True, output="logistic_mixture", mixtures=3)).eval()
+    m = WaveNet(
+        WaveNetConfig(**TINY_WAVENET, excitation_harmonics=2, scalar_input=True, output="logistic_mixture", mixtures=3)
+    ).eval()
     y = _synth(m).render(NOTES)
     assert y.shape == (piece_samples(NOTES, 1.0, 160),) and np.isfinite(y).all() and np.abs(y).max() > 0
     np.testing.assert_array_equal(_synth(m, chunk_samples=333, threads=1).render(NOTES), y)

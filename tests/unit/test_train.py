@@ -82,7 +82,9 @@ def test_init_from_copies_what_fits_and_leaves_a_new_head_fresh(tmp_path):
             assert torch.equal(v, fresh[k]), k
         else:
             assert torch.equal(v, was[k]), k
-    assert any(not torch.equal(fresh[k], was[k]) for k in was if k.endswith("weight"))  # the two inits differ, so the copy is seen
+    assert any(
+        not torch.equal(fresh[k], was[k]) for k in was if k.endswith("weight")
+    )  # the two inits differ, so the copy is seen
 
 
 def test_validation_scores_the_pedal_only_where_the_reference_has_one():
@@ -111,14 +113,18 @@ def test_sample_seed_draws_again_but_holds_out_the_same_files(tmp_path, monkeypa
     from w2m2w.train.loop import draw_seed
 
     base = _cfg(tmp_path, 2)
-    assert draw_seed(base) == 0 and draw_seed(replace(base, sample_seed=5)) == 5 and draw_seed(replace(base, seed=3)) == 3
+    assert (
+        draw_seed(base) == 0 and draw_seed(replace(base, sample_seed=5)) == 5 and draw_seed(replace(base, seed=3)) == 3
+    )
 
     for i in range(12):
         (tmp_path / f"m{i:02d}.mid").write_bytes(b"")
     # rendering is fluidsynth's test's job: here each MIDI file is one example named after it
     monkeypatch.setattr(tr, "rendered_examples", lambda paths, sfs, *a, **k: [Example(p, p, p, sfs[0]) for p in paths])
     split = lambda cfg: sorted(e.name for e in tr.build_datasets(cfg)[1]["render_csound"])  # noqa: E731
-    midi = replace(base, maps_root=None, midi_globs=[str(tmp_path / "*.mid")], holdout_midi_files=3, holdout_soundfont="csound")
+    midi = replace(
+        base, maps_root=None, midi_globs=[str(tmp_path / "*.mid")], holdout_midi_files=3, holdout_soundfont="csound"
+    )
     held = split(midi)
     assert len(held) == 3
     assert split(replace(midi, sample_seed=7)) == held
@@ -143,7 +149,9 @@ def test_sample_seed_draws_again_but_holds_out_the_same_files(tmp_path, monkeypa
         train_transcriber(replace(base, out_dir=str(tmp_path / name), sample_seed=sample_seed, init_weights=start))
         weights[name] = load_transcriber(tmp_path / name / "last.safetensors").state_dict()
     assert seeds == [0, 0, 1]
-    assert all(torch.equal(weights["default"][k], weights["zero"][k]) for k in weights["default"])  # None is the seed itself
+    assert all(
+        torch.equal(weights["default"][k], weights["zero"][k]) for k in weights["default"]
+    )  # None is the seed itself
     assert any(not torch.equal(weights["default"][k], weights["other"][k]) for k in weights["default"])
 
 
@@ -165,7 +173,11 @@ def test_a_checkpoint_older_than_a_model_setting_resumes_while_the_setting_is_un
     (tmp_path / "checkpoint" / "state.json").write_text("{}")
     check_resume(tmp_path / "checkpoint", MODEL_NAME, asdict(cfg))
     with pytest.raises(TrainingError, match=r"model.input_level_db: None there, -15.0 now"):
-        check_resume(tmp_path / "checkpoint", MODEL_NAME, asdict(OnsetsFramesConfig(model_size=32, lstm_units=8, input_level_db=-15.0)))
+        check_resume(
+            tmp_path / "checkpoint",
+            MODEL_NAME,
+            asdict(OnsetsFramesConfig(model_size=32, lstm_units=8, input_level_db=-15.0)),
+        )
     with pytest.raises(TrainingError, match=r"model.lstm_units: 8 there, 16 now"):
         check_resume(tmp_path / "checkpoint", MODEL_NAME, asdict(OnsetsFramesConfig(model_size=32, lstm_units=16)))
 
@@ -200,7 +212,13 @@ def test_recordings_with_labels_join_training_and_validation_and_pick_the_best(t
     make_maps(tmp_path / "maps", ["a_AkPnBcht", "b_SptkBGCl"], seconds=2.0)
     real_train = _audio_dir(tmp_path / "real_train", ["x", "y"], tmp_path)
     real_val = _audio_dir(tmp_path / "real_val", ["z"], tmp_path)
-    cfg = replace(_cfg(tmp_path, 2), audio_dirs=[str(real_train)], val_audio_dirs=[str(real_val)], select_by="audio_real_val", audio_share=0.5)
+    cfg = replace(
+        _cfg(tmp_path, 2),
+        audio_dirs=[str(real_train)],
+        val_audio_dirs=[str(real_val)],
+        select_by="audio_real_val",
+        audio_share=0.5,
+    )
     train, val = build_datasets(cfg)
     assert sorted(e.name for e in train) == ["MAPS_MUS-a_AkPnBcht", "x", "y"]
     assert {e.group for e in train if e.name in "xy"} == {"audio_dir"}
@@ -209,7 +227,10 @@ def test_recordings_with_labels_join_training_and_validation_and_pick_the_best(t
     train_transcriber(cfg)
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert {"audio_real_val/note_f1", "maps_SptkBGCl/note_f1"} <= set(log[-1])
-    assert json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["best"] == log[0]["audio_real_val/note_f1"]
+    assert (
+        json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["best"]
+        == log[0]["audio_real_val/note_f1"]
+    )
 
     with pytest.raises(TrainingError, match="also in training"):  # a validation piece that training reads
         build_datasets(replace(cfg, val_audio_dirs=[str(real_train)], select_by=None))
@@ -231,7 +252,10 @@ def test_checkpoints_between_validations_every_checkpoint_minutes(tmp_path, monk
     monkeypatch.setattr(
         loop,
         "save_training_state",
-        lambda ckpt, name, model, config, opt, state: (saved.append(state["step"]), real_save(ckpt, name, model, config, opt, state)),
+        lambda ckpt, name, model, config, opt, state: (
+            saved.append(state["step"]),
+            real_save(ckpt, name, model, config, opt, state),
+        ),
     )
     cfg = replace(_cfg(tmp_path, 4), validate_every=100)
     monkeypatch.setattr(loop, "CHECKPOINT_MINUTES", 0.0)  # every step is past the interval

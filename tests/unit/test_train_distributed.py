@@ -25,7 +25,8 @@ from w2m2w.models.wavenet import WaveNetConfig
 from w2m2w.train.wavenet import WaveNetTrainConfig, train_wavenet
 
 pytestmark = pytest.mark.skipif(
-    not (torch.distributed.is_available() and torch.distributed.is_gloo_available()), reason="torch.distributed with gloo is not available in this torch build"
+    not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
+    reason="torch.distributed with gloo is not available in this torch build",
 )
 
 STEPS = 4
@@ -59,7 +60,9 @@ def data(tmp_path_factory) -> Path:
 def one_process(data, tmp_path_factory) -> list[dict]:
     """The reference: the log of STEPS steps in this process, global batch 4."""
     out = tmp_path_factory.mktemp("single") / "run"
-    train_wavenet(WaveNetTrainConfig(out_dir=str(out), model=WaveNetConfig(**TINY_WAVENET), audio_dirs=[str(data)], **SETTINGS))
+    train_wavenet(
+        WaveNetTrainConfig(out_dir=str(out), model=WaveNetConfig(**TINY_WAVENET), audio_dirs=[str(data)], **SETTINGS)
+    )
     return _log(out)
 
 
@@ -73,10 +76,23 @@ def _torchrun(run: Path, data: Path, nproc: int = 2) -> subprocess.CompletedProc
         f"train.out_dir={run}",
         f"train.audio_dirs=[{data}]",
         *(f"train.model.{k}={v}" for k, v in TINY_WAVENET.items()),
-        *(f"train.{k}={json.dumps(v) if isinstance(v, list) else str(v).lower() if isinstance(v, bool) else v}" for k, v in SETTINGS.items()),
+        *(
+            f"train.{k}={json.dumps(v) if isinstance(v, list) else str(v).lower() if isinstance(v, bool) else v}"
+            for k, v in SETTINGS.items()
+        ),
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "w2m2w.train", "train=wavenet", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "w2m2w.train",
+        "train=wavenet",
+        *args,
+    ]
     res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=240)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     return res
@@ -105,7 +121,9 @@ def test_two_processes_train_as_one_with_the_same_global_batch(data, one_process
 def test_a_one_process_run_resumes_with_two(data, one_process, tmp_path):
     run = tmp_path / "resume"
     half = dict(SETTINGS, max_steps=STEPS // 2)
-    train_wavenet(WaveNetTrainConfig(out_dir=str(run), model=WaveNetConfig(**TINY_WAVENET), audio_dirs=[str(data)], **half))
+    train_wavenet(
+        WaveNetTrainConfig(out_dir=str(run), model=WaveNetConfig(**TINY_WAVENET), audio_dirs=[str(data)], **half)
+    )
     res = _torchrun(run, data)
     assert f"resumed at step {STEPS // 2}" in res.stdout + res.stderr
     log = _log(run)

@@ -105,7 +105,11 @@ def test_step_budget_and_validation_every_n_steps_and_at_the_end(tmp_path, clock
 def test_time_budget_stops_after_the_step_that_passes_it_and_scores_the_last_weights(tmp_path, clock):
     # 0.5 min = 30 s; each step 10 s; the budget is checked before each step and must be passed (>), not reached:
     # after 3 steps 30 s is not over it, so a 4th step runs, and after it 40 s is: exactly 4 steps
-    summary = fit(Run(tmp_path, "cpu"), Cfg(out_dir=str(tmp_path), max_steps=1000, max_minutes=0.5, validate_every=1000), _task(clock))
+    summary = fit(
+        Run(tmp_path, "cpu"),
+        Cfg(out_dir=str(tmp_path), max_steps=1000, max_minutes=0.5, validate_every=1000),
+        _task(clock),
+    )
     assert summary["step"] == 4 and summary["elapsed_s"] == 40.0
     assert [r["step"] for r in _rows(tmp_path)] == [4], "stopped between validations: the last weights are scored once"
     assert (tmp_path / "best.safetensors").is_file() and (tmp_path / "last.safetensors").is_file()
@@ -113,13 +117,19 @@ def test_time_budget_stops_after_the_step_that_passes_it_and_scores_the_last_wei
 
 def test_time_budget_just_over_a_step(tmp_path, clock):
     clock.per_step = 10.0
-    summary = fit(Run(tmp_path, "cpu"), Cfg(out_dir=str(tmp_path), max_steps=1000, max_minutes=29.9 / 60, validate_every=1000), _task(clock))
+    summary = fit(
+        Run(tmp_path, "cpu"),
+        Cfg(out_dir=str(tmp_path), max_steps=1000, max_minutes=29.9 / 60, validate_every=1000),
+        _task(clock),
+    )
     assert summary["step"] == 3  # 30 s > 29.9 s after three steps
 
 
 def test_no_time_budget_means_the_step_budget_alone(tmp_path, clock):
     clock.per_step = 3600.0  # an hour a step
-    summary = fit(Run(tmp_path, "cpu"), Cfg(out_dir=str(tmp_path), max_steps=3, max_minutes=0.0, validate_every=10), _task(clock))
+    summary = fit(
+        Run(tmp_path, "cpu"), Cfg(out_dir=str(tmp_path), max_steps=3, max_minutes=0.0, validate_every=10), _task(clock)
+    )
     assert summary["step"] == 3
 
 

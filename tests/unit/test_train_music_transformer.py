@@ -63,7 +63,13 @@ def test_train_smoke_and_resume(tmp_path, midi_folder):
 def test_absolute_positions_train_too(tmp_path, midi_folder):
     tiny = MusicTransformerConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_len=32, position="learned")
     cfg = MusicTransformerTrainConfig(
-        out_dir=str(tmp_path / "abs"), model=tiny, midi_dirs=[str(midi_folder / "*.mid")], val_events=64, batch_size=2, max_steps=2, validate_every=2
+        out_dir=str(tmp_path / "abs"),
+        model=tiny,
+        midi_dirs=[str(midi_folder / "*.mid")],
+        val_events=64,
+        batch_size=2,
+        max_steps=2,
+        validate_every=2,
     )
     assert train(cfg)["step"] == 2
 
@@ -108,13 +114,17 @@ def test_gradient_accumulation_trains_as_one_larger_batch(tmp_path, midi_folder)
     whole, parts, half = run("whole", 4, 1), run("parts", 2, 2), run("half", 2, 1)
     for k in whole:
         np.testing.assert_allclose(parts[k].numpy(), whole[k].numpy(), atol=2e-5, err_msg=k)
-    assert any(not np.allclose(half[k].numpy(), whole[k].numpy(), atol=2e-5) for k in whole)  # the check can tell batches apart
+    assert any(
+        not np.allclose(half[k].numpy(), whole[k].numpy(), atol=2e-5) for k in whole
+    )  # the check can tell batches apart
 
 
 def test_corpus_shares_need_one_per_midi_dir(tmp_path, midi_folder):
     from w2m2w.train.loop import TrainingError
 
-    cfg = MusicTransformerTrainConfig(out_dir=str(tmp_path / "run"), midi_dirs=[str(midi_folder)], midi_dir_shares=[1.0, 2.0], max_steps=1)
+    cfg = MusicTransformerTrainConfig(
+        out_dir=str(tmp_path / "run"), midi_dirs=[str(midi_folder)], midi_dir_shares=[1.0, 2.0], max_steps=1
+    )
     with pytest.raises(TrainingError, match="midi_dir_shares has 2 entries for 1"):
         train(cfg)
 
@@ -137,7 +147,9 @@ def test_init_from_shorter_context_starts_from_the_same_function(tmp_path):
     old = MusicTransformer(small).eval()
     save_weights(tmp_path / "old.safetensors", MODEL_NAME, old.state_dict(), {}, {})
     torch.manual_seed(1)
-    new = MusicTransformer(MusicTransformerConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, max_len=24, key_state=True)).eval()
+    new = MusicTransformer(
+        MusicTransformerConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, max_len=24, key_state=True)
+    ).eval()
     init_from(new, str(tmp_path / "old.safetensors"), MODEL_NAME, adapt=longer_relative_table)
     assert new.blocks[0].attn.rel.shape[1] == 24
     tokens = torch.randint(3, small.vocab_size, (2, 24))

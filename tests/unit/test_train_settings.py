@@ -57,7 +57,10 @@ def test_yaml_values_are_the_dataclass_defaults(name):
         (["train=source_filter", "train.validate_every=0"], "train.validate_every"),
         (["train=transcriber", "train.augment_p=2"], "train.augment_p"),
         (["train=transcriber", "train.augment_skip=[room,echo]"], "train.augment_skip"),
-        (["train=transcriber", "train.room_rt60=[2.0,0.5]"], "train.room_rt60"),  # a pair out of order: refused before rendering
+        (
+            ["train=transcriber", "train.room_rt60=[2.0,0.5]"],
+            "train.room_rt60",
+        ),  # a pair out of order: refused before rendering
         (["train=transcriber", "train.room_far_distance=[3.0]"], "train.room_far_distance"),
         (["train=music_transformer", "train.model.position=absolute"], "train.model.position"),
         (["train=wavenet", "train.model.output=gaussian"], "train.model.output"),
@@ -94,7 +97,9 @@ def test_the_cli_exits_2_before_writing_anything(tmp_path):
         timeout=120,
     )
     assert res.returncode == 2, res.stderr
-    assert res.stderr.strip().splitlines() == ["error: train.segment_seconds=-0.1 is not allowed: it must be in (0, inf)"]
+    assert res.stderr.strip().splitlines() == [
+        "error: train.segment_seconds=-0.1 is not allowed: it must be in (0, inf)"
+    ]
     assert not run.exists() and list(tmp_path.iterdir()) == []  # no run folder, no Hydra record
 
 
@@ -140,6 +145,12 @@ def test_a_checkpoint_of_another_model_config_is_not_resumed(tmp_path):
 
     train_transcriber(_tiny_transcriber(tmp_path, max_steps=1, validate_every=1))
     with pytest.raises(TrainingError) as err:
-        train_transcriber(_tiny_transcriber(tmp_path, max_steps=2, validate_every=1, model=OnsetsFramesConfig(model_size=32, lstm_units=16)))
+        train_transcriber(
+            _tiny_transcriber(
+                tmp_path, max_steps=2, validate_every=1, model=OnsetsFramesConfig(model_size=32, lstm_units=16)
+            )
+        )
     assert "model.lstm_units: 8 there, 16 now" in str(err.value) and "\n" not in str(err.value)
-    assert [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()] == [1]  # nothing trained
+    assert [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()] == [
+        1
+    ]  # nothing trained

@@ -33,7 +33,14 @@ def _fake_audio_dir(root: Path, n: int = 4, seconds: float = 2.0) -> Path:
 
 def _train_cli(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, "-m", "w2m2w.train", "train=wavenet", *args], cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "w2m2w.train", "train=wavenet", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_cli_trains_then_resumes(tmp_path):
@@ -91,7 +98,9 @@ def test_trains_a_model_with_excitation(tmp_path):
     from w2m2w.render.wavenet import SynthesisConfig, Synthesizer, load_wavenet
 
     data = _fake_audio_dir(tmp_path / "data", n=3)
-    model = WaveNetConfig(**TINY_WAVENET, excitation_harmonics=2, scalar_input=True, output="logistic_mixture", mixtures=3)
+    model = WaveNetConfig(
+        **TINY_WAVENET, excitation_harmonics=2, scalar_input=True, output="logistic_mixture", mixtures=3
+    )
     cfg = WaveNetTrainConfig(
         out_dir=str(tmp_path / "run"),
         model=model,
@@ -167,7 +176,13 @@ def test_time_budget_still_validates_and_exports(tmp_path, ticking_clock):
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     # the loop's clock moves 1 s a reading (conftest): before step k it reads k + 1 s since the start, so a 3 s
     # budget is passed before step 3: 2 steps; the final validation's two readings make 6 s
-    assert len(log) == 1 and log[0] == summary and summary["step"] == 2 and summary["elapsed_s"] == 6.0 and summary["loss"] is not None
+    assert (
+        len(log) == 1
+        and log[0] == summary
+        and summary["step"] == 2
+        and summary["elapsed_s"] == 6.0
+        and summary["loss"] is not None
+    )
     assert (tmp_path / "run" / "best.safetensors").is_file() and (tmp_path / "run" / "last.safetensors").is_file()
 
 
@@ -188,7 +203,9 @@ def test_segment_sampler_keeps_audio_and_roll_aligned(tmp_path):
     sf.write(str(tmp_path / "a.wav"), y, 16000)
     np.savetxt(tmp_path / "a.tsv", notes, fmt="%.6f", delimiter="\t", header="onset,offset,note,velocity")
     m = 2
-    sampler = MuLawSampler([Example(str(tmp_path / "a.wav"), str(tmp_path / "a.tsv"), "a", "t")], 1600, 160, m, 16000, seed=3)
+    sampler = MuLawSampler(
+        [Example(str(tmp_path / "a.wav"), str(tmp_path / "a.tsv"), "a", "t")], 1600, 160, m, 16000, seed=3
+    )
     x, roll, _ = sampler.sample(64)
     busy = (mu_law_decode(x.reshape(64, 10, 160)) > 0.25).all(-1)
     sounding = roll[:, m : m + 10, 88:176].any(-1)

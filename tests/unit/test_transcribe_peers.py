@@ -29,7 +29,10 @@ def peers():
 @pytest.fixture(scope="module")
 def standin():
     # loaded under a private name from its file: the stand-in must never become `torchaudio` in this process
-    return _load("_bench_torchaudio_standin_functional", ROOT / "benchmarks" / "_torchaudio_standin" / "torchaudio" / "functional.py")
+    return _load(
+        "_bench_torchaudio_standin_functional",
+        ROOT / "benchmarks" / "_torchaudio_standin" / "torchaudio" / "functional.py",
+    )
 
 
 def _touch(path: Path) -> Path:
@@ -39,7 +42,11 @@ def _touch(path: Path) -> Path:
 
 
 def test_pairs_audio_with_same_stem_references_beside_it(peers, tmp_path):
-    _touch(tmp_path / "a.flac"), _touch(tmp_path / "a.tsv"), _touch(tmp_path / "a.mid")  # the MIDI file preferred (it carries the pedal), as evaluate
+    (
+        _touch(tmp_path / "a.flac"),
+        _touch(tmp_path / "a.tsv"),
+        _touch(tmp_path / "a.mid"),
+    )  # the MIDI file preferred (it carries the pedal), as evaluate
     _touch(tmp_path / "b.wav"), _touch(tmp_path / "b.mid")
     _touch(tmp_path / "sub" / "c.flac"), _touch(tmp_path / "sub" / "c.midi")
     _touch(tmp_path / "d.wav")  # no reference
@@ -111,7 +118,10 @@ def test_table_rows(peers):
     }
     lines = peers.table([row, {"system": "transkun", "error": "ModuleNotFoundError: No module named 'x'"}]).splitlines()
     assert len(lines) == 4 and all(line.count("|") == lines[0].count("|") for line in lines)
-    assert lines[2] == "| w2m2w Onsets and Frames | 0.1.0 (w.safetensors) | 2 | 60 | 15.00 | 0.2 | 480 | 0.900 | 0.800 | 0.847 | 0.600 | 0.500 | n/a | 0.700 |"
+    assert (
+        lines[2]
+        == "| w2m2w Onsets and Frames | 0.1.0 (w.safetensors) | 2 | 60 | 15.00 | 0.2 | 480 | 0.900 | 0.800 | 0.847 | 0.600 | 0.500 | n/a | 0.700 |"
+    )
     assert lines[3].startswith("| transkun | failed: ModuleNotFoundError")
 
 
@@ -128,8 +138,12 @@ def test_standin_mel_filterbank_matches_librosa(standin, norm, mel_scale):
     import librosa
 
     # Transkun's front end: 4096-point frames at 44.1 kHz, 229 mels from 30 Hz to 8 kHz
-    fb = standin.melscale_fbanks(n_freqs=2049, f_min=30.0, f_max=8000.0, n_mels=229, sample_rate=44100, norm=norm, mel_scale=mel_scale)
-    want = librosa.filters.mel(sr=44100, n_fft=4096, n_mels=229, fmin=30.0, fmax=8000.0, htk=mel_scale == "htk", norm=norm).T
+    fb = standin.melscale_fbanks(
+        n_freqs=2049, f_min=30.0, f_max=8000.0, n_mels=229, sample_rate=44100, norm=norm, mel_scale=mel_scale
+    )
+    want = librosa.filters.mel(
+        sr=44100, n_fft=4096, n_mels=229, fmin=30.0, fmax=8000.0, htk=mel_scale == "htk", norm=norm
+    ).T
     assert fb.dtype.is_floating_point and tuple(fb.shape) == want.shape
     np.testing.assert_allclose(fb.numpy(), want, atol=1e-5)
 
@@ -141,6 +155,8 @@ def test_standin_mel_filterbank_matches_transkuns_checkpoint(standin):
 
     import torch
 
-    state = torch.load(str(files("transkun") / "pretrained" / "2.0.pt"), map_location="cpu", weights_only=True)["state_dict"]
+    state = torch.load(str(files("transkun") / "pretrained" / "2.0.pt"), map_location="cpu", weights_only=True)[
+        "state_dict"
+    ]
     fb = standin.melscale_fbanks(n_freqs=2049, f_min=30, f_max=8000, n_mels=229, sample_rate=44100)
     np.testing.assert_allclose(fb.numpy(), state["framewiseFeatureExtractor.freq2mels"].numpy(), atol=1e-4)

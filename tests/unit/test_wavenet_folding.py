@@ -10,7 +10,12 @@ from w2m2w.render.folding import Segment, Unfolder, fade_curves, plan_segments, 
 
 def test_plan_covers_the_piece_once():
     segs = plan_segments(1000, seg=300, preroll=100, hop=10)
-    assert segs == [Segment(0, 0, 0, 300), Segment(1, 200, 300, 600), Segment(2, 500, 600, 900), Segment(3, 800, 900, 1000)]
+    assert segs == [
+        Segment(0, 0, 0, 300),
+        Segment(1, 200, 300, 600),
+        Segment(2, 500, 600, 900),
+        Segment(3, 800, 900, 1000),
+    ]
     assert plan_segments(50, 300, 100, 10) == [Segment(0, 0, 0, 50)]
     with pytest.raises(ValueError):
         plan_segments(1000, 100, 100, 10)  # no room for the preroll

@@ -7,15 +7,33 @@ import pytest
 import torch
 
 from w2m2w.features import conditioning_roll, excitation
-from w2m2w.models.wavenet import N_ROLL, WaveNet, WaveNetConfig, generate_torch, mixture_log_prob, sample_inverse_cdf, sample_mixture
+from w2m2w.models.wavenet import (
+    N_ROLL,
+    WaveNet,
+    WaveNetConfig,
+    generate_torch,
+    mixture_log_prob,
+    sample_inverse_cdf,
+    sample_mixture,
+)
 from w2m2w.models.wavenet_numba import NumbaGenerator, generate_numba, pack, prepare_cond
 
 # small, but with dilations that wrap the queues many times within the test length
-CFG = WaveNetConfig(residual_channels=8, skip_channels=12, output_channels=16, layers=7, dilation_cycle=5, cond_channels=8, hop_length=20)
+CFG = WaveNetConfig(
+    residual_channels=8,
+    skip_channels=12,
+    output_channels=16,
+    layers=7,
+    dilation_cycle=5,
+    cond_channels=8,
+    hop_length=20,
+)
 CFG_EXC = WaveNetConfig(**{**CFG.__dict__, "excitation_harmonics": 3, "scalar_input": True})
 CFG_MOL = WaveNetConfig(**{**CFG_EXC.__dict__, "output": "logistic_mixture", "mixtures": 4})
 both = pytest.mark.parametrize("cfg", [CFG, CFG_EXC], ids=["roll", "roll+excitation+scalar_input"])
-every = pytest.mark.parametrize("cfg", [CFG, CFG_EXC, CFG_MOL], ids=["roll", "roll+excitation+scalar_input", "logistic_mixture"])
+every = pytest.mark.parametrize(
+    "cfg", [CFG, CFG_EXC, CFG_MOL], ids=["roll", "roll+excitation+scalar_input", "logistic_mixture"]
+)
 
 
 def _model(seed: int = 0, cfg: WaveNetConfig = CFG) -> WaveNet:
@@ -44,16 +62,24 @@ def _np(t: torch.Tensor | None) -> np.ndarray | None:
 
 def test_excitation_hand_made():
     sr = 16000
-    notes = np.array([[0.001, 0.003, 69, 127], [0.002, 0.0025, 108, 63.5]])  # A4; C8 (4186 Hz: 2nd harmonic past Nyquist)
+    notes = np.array(
+        [[0.001, 0.003, 69, 127], [0.002, 0.0025, 108, 63.5]]
+    )  # A4; C8 (4186 Hz: 2nd harmonic past Nyquist)
     e = excitation(notes, 80, sr, harmonics=3)
     assert e.shape == (80, 6) and e.dtype == np.float32
     t = np.arange(80)
     a4_on, c8_on = (t >= 16) & (t < 48), (t >= 32) & (t < 40)
     a4 = 2 * np.pi * 440.0 * np.outer(t - 16, [1, 2, 3]) / sr  # phase 0 at the onset sample
     c8 = 2 * np.pi * 440.0 * 2 ** (39 / 12) * (t - 32) / sr
-    np.testing.assert_allclose(e[:, 0], np.where(a4_on, np.sin(a4[:, 0]), 0) + np.where(c8_on, 0.5 * np.sin(c8), 0), atol=1e-6)
-    np.testing.assert_allclose(e[:, 3], np.where(a4_on, np.cos(a4[:, 0]), 0) + np.where(c8_on, 0.5 * np.cos(c8), 0), atol=1e-6)
-    np.testing.assert_allclose(e[:, 1:3], np.where(a4_on[:, None], np.sin(a4[:, 1:]), 0), atol=1e-6)  # nothing of C8 above its fundamental
+    np.testing.assert_allclose(
+        e[:, 0], np.where(a4_on, np.sin(a4[:, 0]), 0) + np.where(c8_on, 0.5 * np.sin(c8), 0), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        e[:, 3], np.where(a4_on, np.cos(a4[:, 0]), 0) + np.where(c8_on, 0.5 * np.cos(c8), 0), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        e[:, 1:3], np.where(a4_on[:, None], np.sin(a4[:, 1:]), 0), atol=1e-6
+    )  # nothing of C8 above its fundamental
     np.testing.assert_allclose(e[:, 4:], np.where(a4_on[:, None], np.cos(a4[:, 1:]), 0), atol=1e-6)
     assert e[16, 3] == pytest.approx(1.0) and not e[:16].any() and not e[48:].any()
     # a window is the same rows of the whole piece (phase runs from each note's onset, not the window's start)
@@ -166,7 +192,9 @@ def test_inverse_cdf_sampling():
     np.testing.assert_array_equal(sample_inverse_cdf(logits, u).numpy(), [2, 0, 2])
     # a flat softmax at temperature 1 maps u to its quantile
     flat = torch.zeros(5, 256)
-    np.testing.assert_array_equal(sample_inverse_cdf(flat, torch.tensor([0.0, 0.25, 0.5, 0.999, 0.5001])).numpy(), [0, 64, 128, 255, 128])
+    np.testing.assert_array_equal(
+        sample_inverse_cdf(flat, torch.tensor([0.0, 0.25, 0.5, 0.999, 0.5001])).numpy(), [0, 64, 128, 255, 128]
+    )
 
 
 def test_default_config_shapes():
@@ -208,6 +236,11 @@ def test_numba_mixture_sampling_matches_torch():
     u = torch.rand(3000, generator=g)
     ref = sample_mixture(out, u, temperature=0.9).numpy()
     wk = np.empty(15, np.float32)
-    ours = np.array([_sample_mixture(row.copy(), np.float32(ui), np.float32(1 / 0.9), wk) for row, ui in zip(out.numpy(), u.numpy())])
+    ours = np.array(
+        [
+            _sample_mixture(row.copy(), np.float32(ui), np.float32(1 / 0.9), wk)
+            for row, ui in zip(out.numpy(), u.numpy())
+        ]
+    )
     assert (ours == ref).mean() > 0.995  # float32 exp/log differ in the last bit, rarely across a rounding edge
     assert np.abs(ours.astype(int) - ref).max() <= 1

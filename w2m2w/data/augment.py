@@ -63,7 +63,10 @@ def random_eq(rng: np.random.Generator) -> list:
     """pedalboard filters of a random microphone/console EQ: 1-3 peaks (+-9 dB), sometimes shelves, a low and a high cut."""
     import pedalboard as pb
 
-    fx: list = [pb.PeakFilter(_log_uniform(rng, 60, 6000), rng.uniform(-9, 9), rng.uniform(0.5, 3.0)) for _ in range(rng.integers(1, 4))]
+    fx: list = [
+        pb.PeakFilter(_log_uniform(rng, 60, 6000), rng.uniform(-9, 9), rng.uniform(0.5, 3.0))
+        for _ in range(rng.integers(1, 4))
+    ]
     if rng.random() < 0.5:
         fx.append(pb.LowShelfFilter(_log_uniform(rng, 80, 400), rng.uniform(-8, 8), 0.707))
     if rng.random() < 0.5:
@@ -81,7 +84,12 @@ def random_compressor(rng: np.random.Generator, peak: float) -> list:
 
     peak_db = 20 * np.log10(max(peak, 1e-6))
     return [
-        pb.Compressor(threshold_db=peak_db - rng.uniform(3, 24), ratio=rng.uniform(1.5, 8.0), attack_ms=rng.uniform(1, 30), release_ms=rng.uniform(50, 400))
+        pb.Compressor(
+            threshold_db=peak_db - rng.uniform(3, 24),
+            ratio=rng.uniform(1.5, 8.0),
+            attack_ms=rng.uniform(1, 30),
+            release_ms=rng.uniform(50, 400),
+        )
     ]
 
 
@@ -90,7 +98,15 @@ def random_reverb(rng: np.random.Generator) -> list:
     import pedalboard as pb
 
     wet = rng.uniform(0.05, 0.3)
-    return [pb.Reverb(room_size=rng.uniform(0.1, 0.8), damping=rng.uniform(0.2, 0.8), wet_level=wet, dry_level=1.0 - wet, width=0.0)]
+    return [
+        pb.Reverb(
+            room_size=rng.uniform(0.1, 0.8),
+            damping=rng.uniform(0.2, 0.8),
+            wet_level=wet,
+            dry_level=1.0 - wet,
+            width=0.0,
+        )
+    ]
 
 
 def random_codec(rng: np.random.Generator) -> list:

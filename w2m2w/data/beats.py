@@ -41,7 +41,14 @@ def eval_pieces(asap: Path, subset: str) -> list[Path]:
 
 def performances(folder: Path) -> list[Path]:
     """A piece folder's annotated performance MIDI files, ordered by sha1(EVAL_SEED + file name)."""
-    return sorted((m for m in folder.glob("*.mid") if m.name != "midi_score.mid" and (folder / f"{m.stem}_annotations.txt").exists()), key=lambda m: _h(m.name))
+    return sorted(
+        (
+            m
+            for m in folder.glob("*.mid")
+            if m.name != "midi_score.mid" and (folder / f"{m.stem}_annotations.txt").exists()
+        ),
+        key=lambda m: _h(m.name),
+    )
 
 
 def pick_performances(asap: Path, subset: str) -> list[Path]:
@@ -65,7 +72,9 @@ def load_annotations(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.array(times), np.array(db, dtype=bool)
 
 
-def target_rolls(beats: np.ndarray, is_db: np.ndarray, n_frames: int, fps: int = FPS, widen: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def target_rolls(
+    beats: np.ndarray, is_db: np.ndarray, n_frames: int, fps: int = FPS, widen: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
     """(target (n_frames, 2) float32, mask (n_frames,) float32) of annotated beats (m,) and their downbeat flags.
 
     Target: 1 at each beat's frame and `widen` at the frames either side (the annotations' own jitter
@@ -101,7 +110,9 @@ class Performance:
 
     @property
     def duration(self) -> float:
-        return float(max(self.notes[:, 1].max() if len(self.notes) else 0.0, self.beats[-1] if len(self.beats) else 0.0))
+        return float(
+            max(self.notes[:, 1].max() if len(self.notes) else 0.0, self.beats[-1] if len(self.beats) else 0.0)
+        )
 
 
 def load_performances(asap: Path, pieces: list[Path], cache: Path | None = None) -> list[Performance]:
@@ -115,7 +126,10 @@ def load_performances(asap: Path, pieces: list[Path], cache: Path | None = None)
     if cache is not None and cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
             if list(z["names"]) == names:
-                return [Performance(n, str(Path(n).parent), z[f"n{i}"], z[f"b{i}"], z[f"d{i}"].astype(bool)) for i, n in enumerate(names)]
+                return [
+                    Performance(n, str(Path(n).parent), z[f"n{i}"], z[f"b{i}"], z[f"d{i}"].astype(bool))
+                    for i, n in enumerate(names)
+                ]
     out = []
     for m, n in zip(files, names):
         beats, db = load_annotations(m.parent / f"{m.stem}_annotations.txt")
@@ -149,7 +163,9 @@ class Augment:
     velocity: tuple[float, float] = (0.6, 1.4)
 
 
-def augment(notes: np.ndarray, beats: np.ndarray, rng: np.random.Generator, aug: Augment) -> tuple[np.ndarray, np.ndarray]:
+def augment(
+    notes: np.ndarray, beats: np.ndarray, rng: np.random.Generator, aug: Augment
+) -> tuple[np.ndarray, np.ndarray]:
     """(notes, beats) with times stretched, pitches shifted (kept on the keyboard) and velocities scaled."""
     s = float(np.exp(rng.uniform(np.log(aug.stretch[0]), np.log(aug.stretch[1]))))
     n = notes.copy()
@@ -159,7 +175,9 @@ def augment(notes: np.ndarray, beats: np.ndarray, rng: np.random.Generator, aug:
     return n, beats * s
 
 
-def segment(perf: Performance, start: float, seconds: float, notes: np.ndarray, beats: np.ndarray) -> dict[str, np.ndarray]:
+def segment(
+    perf: Performance, start: float, seconds: float, notes: np.ndarray, beats: np.ndarray
+) -> dict[str, np.ndarray]:
     """Features (frames, N_FEATURES), target (frames, 2), mask (frames,) of [start, start + seconds) of a
     performance whose (augmented) notes and beats are given; notes that started before `start` and still
     sound are kept (cut at the start), as a listener joining there hears them."""

@@ -77,11 +77,15 @@ def split_by_piece(pieces: dict[Path, str], val_fraction: float, seed: int = 0) 
     return train, val
 
 
-def load_corpus(files: list[Path], cache: str | os.PathLike | None = None, progress: bool = True) -> list[tuple[Path, np.ndarray]]:
+def load_corpus(
+    files: list[Path], cache: str | os.PathLike | None = None, progress: bool = True
+) -> list[tuple[Path, np.ndarray]]:
     """(file, notes) for each readable file with notes, pedal applied; unreadable files are
     logged and left out. With `cache`, the notes are kept in one .npz keyed on the files'
     paths, sizes and times, so a resumed training does not parse them again."""
-    stamp = hashlib.sha1(json.dumps([(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]).encode()).hexdigest()[:16]
+    stamp = hashlib.sha1(
+        json.dumps([(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]).encode()
+    ).hexdigest()[:16]
     cache_file = Path(cache) / f"notes-{stamp}.npz" if cache else None
     if cache_file is not None and cache_file.is_file():
         with np.load(cache_file) as z:
@@ -103,11 +107,18 @@ def load_corpus(files: list[Path], cache: str | os.PathLike | None = None, progr
         from w2m2w.files import atomic_path
 
         with atomic_path(cache_file, root=None) as tmp:  # the temporary keeps .npz, so np.savez adds nothing
-            np.savez(tmp, files=np.array([str(f) for f, _ in out]), lengths=np.array([len(n) for _, n in out]), notes=np.concatenate([n for _, n in out]))
+            np.savez(
+                tmp,
+                files=np.array([str(f) for f, _ in out]),
+                lengths=np.array([len(n) for _, n in out]),
+                notes=np.concatenate([n for _, n in out]),
+            )
     return out
 
 
-def augment_notes(notes: np.ndarray, rng: np.random.Generator, max_transpose: int = 3, stretch: tuple[float, float] = (0.95, 1.05)) -> np.ndarray:
+def augment_notes(
+    notes: np.ndarray, rng: np.random.Generator, max_transpose: int = 3, stretch: tuple[float, float] = (0.95, 1.05)
+) -> np.ndarray:
     """The paper's augmentation: transpose by -max..+max semitones, stretch time by a factor
     in `stretch` (uniform). Notes pushed outside MIDI 0..127 are dropped."""
     out = notes.copy()
@@ -120,7 +131,12 @@ def augment_notes(notes: np.ndarray, rng: np.random.Generator, max_transpose: in
 
 
 def window_tokens(
-    notes: np.ndarray, first: int, length: int, rng: np.random.Generator | None = None, max_transpose: int = 3, stretch: tuple[float, float] = (0.95, 1.05)
+    notes: np.ndarray,
+    first: int,
+    length: int,
+    rng: np.random.Generator | None = None,
+    max_transpose: int = 3,
+    stretch: tuple[float, float] = (0.95, 1.05),
 ) -> np.ndarray:
     """(length,) event ids of a window starting at note `first` of a piece, PAD-filled at the end.
 

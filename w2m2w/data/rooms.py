@@ -80,7 +80,12 @@ def _whole_samples(d: float, sr: int) -> float:
 
 
 def _place_mic(
-    rng: np.random.Generator, src: np.ndarray, size: np.ndarray, dist: tuple[float, float], elevation: tuple[float, float], sr: int
+    rng: np.random.Generator,
+    src: np.ndarray,
+    size: np.ndarray,
+    dist: tuple[float, float],
+    elevation: tuple[float, float],
+    sr: int,
 ) -> np.ndarray | None:
     """A point at a drawn distance and direction from `src` inside the room, or None after 200 tries.
 
@@ -98,13 +103,21 @@ def _place_mic(
     return None
 
 
-def _place_ambient_mic(rng: np.random.Generator, src: np.ndarray, size: np.ndarray, dist: tuple[float, float], sr: int) -> np.ndarray | None:
+def _place_ambient_mic(
+    rng: np.random.Generator, src: np.ndarray, size: np.ndarray, dist: tuple[float, float], sr: int
+) -> np.ndarray | None:
     """A uniformly random point of the room (1-4 m high) within `dist` of `src`: in a hall most of the
     room is far away, so distant placements are as common as the room makes them. None when 400
     draws miss (a room too small for the range); the caller then tries the direction method."""
     top = min(4.0, size[2] - WALL_MARGIN)
     for _ in range(400):
-        p = np.array([rng.uniform(WALL_MARGIN, size[0] - WALL_MARGIN), rng.uniform(WALL_MARGIN, size[1] - WALL_MARGIN), rng.uniform(1.0, top)])
+        p = np.array(
+            [
+                rng.uniform(WALL_MARGIN, size[0] - WALL_MARGIN),
+                rng.uniform(WALL_MARGIN, size[1] - WALL_MARGIN),
+                rng.uniform(1.0, top),
+            ]
+        )
         d = float(np.linalg.norm(p - src))
         if dist[0] <= d <= dist[1]:
             p = src + (p - src) * (_whole_samples(d, sr) / d)
@@ -155,7 +168,9 @@ def _decay_end(ir: np.ndarray, floor_db: float = -60.0) -> int:
     return int(above[-1]) + 1 if len(above) else len(ir)
 
 
-def simulate(spec: RoomSpec, seed: int, max_ir_seconds: float = 2.0, sr: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray, int]:
+def simulate(
+    spec: RoomSpec, seed: int, max_ir_seconds: float = 2.0, sr: int = SAMPLE_RATE
+) -> tuple[np.ndarray, np.ndarray, int]:
     """(close_ir, far_ir, far_delay) of a room: float32 (n_close,), (n_far,), and the far microphone's
     direct-path delay in samples after the close one's; the close direct path is at sample 0."""
     import pyroomacoustics as pra
@@ -163,7 +178,9 @@ def simulate(spec: RoomSpec, seed: int, max_ir_seconds: float = 2.0, sr: int = S
     # pyroomacoustics draws the ray-tracing rays from its own global generators: seed both per room
     pra.random.seed(numpy=seed, libroom=seed)
     absorption, _ = pra.inverse_sabine(spec.rt60, spec.size, c=SPEED_OF_SOUND)
-    room = pra.ShoeBox(spec.size, fs=sr, materials=pra.Material(absorption), max_order=3, ray_tracing=True, air_absorption=True)
+    room = pra.ShoeBox(
+        spec.size, fs=sr, materials=pra.Material(absorption), max_order=3, ray_tracing=True, air_absorption=True
+    )
     if room.c != SPEED_OF_SOUND:  # the microphones were placed at whole samples of travel at this speed
         raise RuntimeError(f"pyroomacoustics' speed of sound is {room.c} m/s, rooms.py assumes {SPEED_OF_SOUND}")
     # rays stop after the longest response we keep (plus the far path): they cost time and nothing else
@@ -197,9 +214,20 @@ class RoomBank:
     built with other ranges or another seed has other rooms.
     """
 
-    def __init__(self, n: int, seed: int, ranges: RoomRanges = TRAIN_ROOMS, cache_dir: str | os.PathLike | None = None, sr: int = SAMPLE_RATE):
+    def __init__(
+        self,
+        n: int,
+        seed: int,
+        ranges: RoomRanges = TRAIN_ROOMS,
+        cache_dir: str | os.PathLike | None = None,
+        sr: int = SAMPLE_RATE,
+    ):
         self.n, self.seed, self.ranges, self.sr = n, seed, ranges, sr
-        self.path = Path(cache_dir) / f"rooms-{ranges.key()}-seed{seed}-n{n}-sr{sr}-v{BANK_FORMAT}.npz" if cache_dir is not None else None
+        self.path = (
+            Path(cache_dir) / f"rooms-{ranges.key()}-seed{seed}-n{n}-sr{sr}-v{BANK_FORMAT}.npz"
+            if cache_dir is not None
+            else None
+        )
         data = self._load() if self.path is not None and self.path.is_file() else None
         if data is None:
             t0 = time.perf_counter()
@@ -219,11 +247,15 @@ class RoomBank:
         self.positions: np.ndarray = data["positions"]  # (n, 3, 3) m: source, close, far
 
     @classmethod
-    def training(cls, n: int, cache_dir: str | os.PathLike | None, seed: int = TRAIN_SEED, ranges: RoomRanges = TRAIN_ROOMS) -> RoomBank:
+    def training(
+        cls, n: int, cache_dir: str | os.PathLike | None, seed: int = TRAIN_SEED, ranges: RoomRanges = TRAIN_ROOMS
+    ) -> RoomBank:
         """n rooms from `ranges` (TRAIN_ROOMS by default); never the validation rooms, whatever the seed
         (the ranges' key seeds the draw, so only ranges equal to VALIDATION_ROOMS with its seed could meet them)."""
         if ranges == VALIDATION_ROOMS and seed == VALIDATION_SEED:
-            raise ValueError("training rooms drawn with the validation bank's ranges and seed would be the validation rooms")
+            raise ValueError(
+                "training rooms drawn with the validation bank's ranges and seed would be the validation rooms"
+            )
         return cls(n, seed, ranges, cache_dir)
 
     @classmethod

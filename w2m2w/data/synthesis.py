@@ -31,14 +31,30 @@ class MuLawSampler:
     that are silent with no note sounding are mostly redrawn: they teach little.
     """
 
-    def __init__(self, examples: list[Example], segment_samples: int, hop: int, margin: int, sr: int, seed: int = 0, harmonics: int = 0):
+    def __init__(
+        self,
+        examples: list[Example],
+        segment_samples: int,
+        hop: int,
+        margin: int,
+        sr: int,
+        seed: int = 0,
+        harmonics: int = 0,
+    ):
         self.items = []
         for ex in examples:
             y = load_audio(ex.audio, sr=sr)
             self.items.append((mu_law_encode(y).astype(np.uint8), load_notes(ex.notes)))
         if not self.items:
             raise ValueError("no examples")
-        self.T, self.hop, self.margin, self.rate, self.sr, self.harmonics = segment_samples, hop, margin, sr / hop, sr, harmonics
+        self.T, self.hop, self.margin, self.rate, self.sr, self.harmonics = (
+            segment_samples,
+            hop,
+            margin,
+            sr / hop,
+            sr,
+            harmonics,
+        )
         self.rng = np.random.default_rng(seed)
         lengths = np.array([len(q) for q, _ in self.items], dtype=np.float64)
         self.weights = lengths / lengths.sum()

@@ -36,7 +36,10 @@ def maps_piece(name: str) -> str:
 
 
 def maps_examples(
-    root: str | os.PathLike, include: list[str] | None = None, exclude: list[str] | None = None, exclude_pieces: set[str] | None = None
+    root: str | os.PathLike,
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
+    exclude_pieces: set[str] | None = None,
 ) -> list[Example]:
     """Examples from a MAPS-layout folder (flac/NAME.flac + tsv/NAME.tsv, piano name last in NAME).
 
@@ -91,7 +94,13 @@ def crop_notes(notes: np.ndarray, start: float, duration: float) -> np.ndarray:
     return out
 
 
-def rendered_examples(midi_paths: list[str], soundfonts: list[str], cache_dir: str | os.PathLike, seconds: float = 60.0, offset: float = 0.0) -> list[Example]:
+def rendered_examples(
+    midi_paths: list[str],
+    soundfonts: list[str],
+    cache_dir: str | os.PathLike,
+    seconds: float = 60.0,
+    offset: float = 0.0,
+) -> list[Example]:
     """Render the first `seconds` (after `offset`) of each MIDI file with each soundfont, cached as FLAC + TSV.
 
     Labels are the notes with the sustain pedal applied, as MAESTRO's are, and the pedal itself
@@ -225,7 +234,10 @@ class SegmentSampler:
         batch_size = len(rngs)
         n_samples = (self.seg_frames - 1) * self.hop
         audio = np.zeros((batch_size, n_samples), dtype=np.float32)
-        targets = {k: np.zeros((batch_size, self.seg_frames, 88), dtype=np.float32) for k in ("onset", "offset", "frame", "velocity")}
+        targets = {
+            k: np.zeros((batch_size, self.seg_frames, 88), dtype=np.float32)
+            for k in ("onset", "offset", "frame", "velocity")
+        }
         if self.pedal:
             targets["pedal"] = np.zeros((batch_size, self.seg_frames, 3), dtype=np.float32)
             targets["pedal_known"] = np.zeros(batch_size, dtype=np.float32)
@@ -251,7 +263,9 @@ class SegmentSampler:
         return audio, targets
 
 
-def load_examples_audio_notes(examples: list[Example], max_seconds: float | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def load_examples_audio_notes(
+    examples: list[Example], max_seconds: float | None = None
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, audio, notes) for validation, optionally only the first `max_seconds`."""
     out = []
     for ex in examples:

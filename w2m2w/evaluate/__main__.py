@@ -71,7 +71,13 @@ def _as_list(value: Any) -> list[str]:
     return [str(v) for v in value]
 
 
-def find_inputs(root: str | os.PathLike, extensions: Iterable[str], include: Sequence[str] = (), exclude: Sequence[str] = (), what: str = "MIDI") -> list[Item]:
+def find_inputs(
+    root: str | os.PathLike,
+    extensions: Iterable[str],
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    what: str = "MIDI",
+) -> list[Item]:
     """Files under `root` (recursive; or `root` itself when it has one of `extensions`), as Items; EvaluateError when none.
 
     finding.find_files finds them (hidden names are temporaries of atomic writes or
@@ -80,7 +86,9 @@ def find_inputs(root: str | os.PathLike, extensions: Iterable[str], include: Seq
     from w2m2w.finding import InputError, find_files
 
     try:
-        found = find_files(root, tuple(extensions), what=what, lists=False, named_any_type=False, include=include, exclude=exclude)
+        found = find_files(
+            root, tuple(extensions), what=what, lists=False, named_any_type=False, include=include, exclude=exclude
+        )
     except InputError as exc:
         raise EvaluateError(f"input {exc}") from None
     return [Item(f.path, f.rel, f.rel[: -len(f.path.suffix)]) for f in found]
@@ -126,7 +134,9 @@ def evaluate_transcription(
         raise EvaluateError(f"reference {reference}: no such file or folder")
     if source not in ("auto", "midi", "audio"):
         raise EvaluateError(f"source={source}: choose auto, midi or audio")
-    exts, what = {"midi": (MIDI_EXTENSIONS, "MIDI"), "audio": (AUDIO_EXTENSIONS, "audio")}.get(source, (MIDI_EXTENSIONS + AUDIO_EXTENSIONS, "MIDI or audio"))
+    exts, what = {"midi": (MIDI_EXTENSIONS, "MIDI"), "audio": (AUDIO_EXTENSIONS, "audio")}.get(
+        source, (MIDI_EXTENSIONS + AUDIO_EXTENSIONS, "MIDI or audio")
+    )
     items = find_inputs(input_path, exts, include, exclude, what=what)
     if source == "auto":  # MIDI transcriptions when there are any; else audio, transcribed first
         midi = [i for i in items if i.path.suffix.lower() in MIDI_EXTENSIONS]
@@ -168,7 +178,14 @@ def evaluate_transcription(
             _fail(report, warn, item, _naming(item.path, exc))
             continue
         metrics = transcription_metrics(ref, est, onset_tolerance=onset_tolerance, frame_rate=frame_rate)
-        row = {"file": item.rel, "reference": str(item.reference), "ref_notes": int(len(ref)), "est_notes": int(len(est)), **extra, **_round(metrics)}
+        row = {
+            "file": item.rel,
+            "reference": str(item.reference),
+            "ref_notes": int(len(ref)),
+            "est_notes": int(len(est)),
+            **extra,
+            **_round(metrics),
+        }
         if ref_pedal is not None and len(ref_pedal):  # a reference whose pedal is never pressed has nothing to find
             # an estimate without pedal (a transcriber without a pedal head, a MIDI without CC64) found none: it scores 0
             est_pedal = empty_pedal() if est_pedal is None else est_pedal
@@ -181,15 +198,27 @@ def evaluate_transcription(
         emit(row)
 
     def scores(row: dict[str, Any], pedal: bool) -> dict[str, float]:
-        return {k: v for k, v in row.items() if k.endswith(("_precision", "_recall", "_f1")) and k.startswith("pedal_") is pedal}
+        return {
+            k: v
+            for k, v in row.items()
+            if k.endswith(("_precision", "_recall", "_f1")) and k.startswith("pedal_") is pedal
+        }
 
-    summary: dict[str, Any] = {"task": "transcription", "input": str(input_path), "reference": str(reference), "source": source, "files": len(report.rows)}
+    summary: dict[str, Any] = {
+        "task": "transcription",
+        "input": str(input_path),
+        "reference": str(reference),
+        "source": source,
+        "files": len(report.rows),
+    }
     summary.update(_round(mean_metrics([scores(r, pedal=False) for r in report.rows])))
     summary["onset_tolerance"] = onset_tolerance
     # pedal figures: the mean over the files whose reference has a pressed pedal, absent when none has
     pedal_rows = [scores(r, pedal=True) for r in report.rows if "ref_pedal" in r]
     if pedal_rows:
-        summary.update(pedal_files=len(pedal_rows), **_round(mean_metrics(pedal_rows)), pedal_onset_tolerance=pedal_onset_tolerance)
+        summary.update(
+            pedal_files=len(pedal_rows), **_round(mean_metrics(pedal_rows)), pedal_onset_tolerance=pedal_onset_tolerance
+        )
     if model is not None:
         from w2m2w.files import sha256_file
 
@@ -315,7 +344,9 @@ def run(cfg: Any) -> int:
                 synthesizer=str(cfg.get("synthesizer", "source_filter")),
                 weights=cfg.weights,
                 transcriber=cfg.get("transcriber") or DEFAULT_WEIGHTS["transcription"],
-                soundfont=cfg.soundfont if cfg.get("soundfont") is None or isinstance(cfg.soundfont, str) else _as_list(cfg.soundfont),
+                soundfont=cfg.soundfont
+                if cfg.get("soundfont") is None or isinstance(cfg.soundfont, str)
+                else _as_list(cfg.soundfont),
                 source_alone=bool(cfg.get("source_alone", True)),
                 reference=cfg.get("reference"),
                 basic_pitch=str(cfg.get("basic_pitch", "auto")),
@@ -328,7 +359,11 @@ def run(cfg: Any) -> int:
                 emit=emit,
                 warn=warn,
                 settings={
-                    **({"temperature": float(cfg.get("temperature", 1.0))} if cfg.get("synthesizer") == "wavenet" else {}),
+                    **(
+                        {"temperature": float(cfg.get("temperature", 1.0))}
+                        if cfg.get("synthesizer") == "wavenet"
+                        else {}
+                    ),
                     **dict(cfg.get("settings") or {}),
                 },
                 loudness_lufs=None if cfg.get("loudness_lufs") is None else float(cfg.loudness_lufs),
@@ -384,7 +419,9 @@ def cli() -> None:
     args = sys.argv[1:]
     # flags (--help, --cfg) go to Hydra as they are; plain overrides are composed and checked first (hydra_edge)
     if not any(a.startswith("-") for a in args):
-        problem = hydra_edge.precheck([a for a in args if not a.startswith(("hydra.", "hydra/"))], "evaluate", job_name="evaluate_check")
+        problem = hydra_edge.precheck(
+            [a for a in args if not a.startswith(("hydra.", "hydra/"))], "evaluate", job_name="evaluate_check"
+        )
         if problem:
             hydra_edge.fail(problem, prefix="w2m2w.evaluate")
     main()

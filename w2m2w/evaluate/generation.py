@@ -37,7 +37,14 @@ import numpy as np
 from w2m2w import events as ev
 from w2m2w.data.transcription import crop_notes
 from w2m2w.evaluate.music_stats import FEATURES, LONG_NOTE_SECONDS, long_note_share, notes_per_second, pooled_overlaps
-from w2m2w.generation import SamplingConfig, load_music_transformer, model_context, notes_nll, read_midi_notes, sample_continuation
+from w2m2w.generation import (
+    SamplingConfig,
+    load_music_transformer,
+    model_context,
+    notes_nll,
+    read_midi_notes,
+    sample_continuation,
+)
 from w2m2w.midi import MidiError
 
 
@@ -85,7 +92,9 @@ def on_grid(notes: np.ndarray) -> np.ndarray:
     return ev.tokens_to_notes(ev.notes_to_tokens(notes)) if len(notes) else np.zeros((0, 4))
 
 
-def continue_piece(model: Any, notes: np.ndarray, s: ContinuationSettings, seed: int, context: int = 0) -> dict[str, Any]:
+def continue_piece(
+    model: Any, notes: np.ndarray, s: ContinuationSettings, seed: int, context: int = 0
+) -> dict[str, Any]:
     """Prime with notes[0, primer_seconds) and sample `seconds`: the generated, real and primer note lists
     (times from where each span starts) and the orphan count."""
     ctx = model_context(model, context)
@@ -132,7 +141,9 @@ def summarize(pieces: Sequence[dict[str, Any]], seconds: float, primer_seconds: 
         return {
             "overlap": {f: r(gen_real[f]) for f in (*FEATURES, "mean")},
             "overlap_baseline": {f: r(real_primer[f]) for f in (*FEATURES, "mean")},
-            "overlap_ratio": r(gen_real["mean"] / real_primer["mean"]) if gen_real["mean"] and real_primer["mean"] else None,
+            "overlap_ratio": r(gen_real["mean"] / real_primer["mean"])
+            if gen_real["mean"] and real_primer["mean"]
+            else None,
         }
 
     out: dict[str, Any] = {
@@ -151,7 +162,11 @@ def summarize(pieces: Sequence[dict[str, Any]], seconds: float, primer_seconds: 
 
 
 def evaluate_continuations(
-    model: Any, pieces: Sequence[tuple[str, np.ndarray]], s: ContinuationSettings, context: int = 0, emit: Callable[[dict[str, Any]], None] = lambda row: None
+    model: Any,
+    pieces: Sequence[tuple[str, np.ndarray]],
+    s: ContinuationSettings,
+    context: int = 0,
+    emit: Callable[[dict[str, Any]], None] = lambda row: None,
 ) -> dict[str, Any] | None:
     """Continuation statistics over (name, notes) pieces long enough to hold primer + continuation; None if none is.
 
@@ -248,7 +263,9 @@ def evaluate_generation(
     if continuation is not None:
         stats = evaluate_continuations(model, pieces, continuation, ctx, emit=lambda r: emit({"continuation": r}))
         if stats is None:
-            warn(f"no file is longer than continuation.primer_seconds={continuation.primer_seconds}: no continuation statistics")
+            warn(
+                f"no file is longer than continuation.primer_seconds={continuation.primer_seconds}: no continuation statistics"
+            )
         summary["continuation"] = stats
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     return summary

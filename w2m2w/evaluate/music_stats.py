@@ -15,7 +15,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-LONG_NOTE_SECONDS = 4.0  # a note held longer than this is rare in concert performance (issue: 0.1 % of real continuations)
+LONG_NOTE_SECONDS = (
+    4.0  # a note held longer than this is rare in concert performance (issue: 0.1 % of real continuations)
+)
 POLYPHONY_RATE = 20.0  # frames per second at which the number of sounding notes is sampled
 
 # Fixed bin edges per feature, so that histograms of any two note lists are comparable.

@@ -86,7 +86,9 @@ class BasicPitch:
 
             opts = ort.SessionOptions()
             opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-            self.model.model = ort.InferenceSession(str(ICASSP_2022_MODEL_PATH), sess_options=opts, providers=["CPUExecutionProvider"])
+            self.model.model = ort.InferenceSession(
+                str(ICASSP_2022_MODEL_PATH), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
 
     @staticmethod
     def available() -> str | None:
@@ -106,10 +108,14 @@ class BasicPitch:
             path = Path(tmp) / "render.wav"
             save_wav(path, audio, sr)
             _, _, events = predict(str(path), self.model)
-        return np.array([[s, e, p, np.clip(round(127 * a), 1, 127)] for s, e, p, a, *_ in events], dtype=np.float64).reshape(-1, 4)
+        return np.array(
+            [[s, e, p, np.clip(round(127 * a), 1, 127)] for s, e, p, a, *_ in events], dtype=np.float64
+        ).reshape(-1, 4)
 
 
-def round_trip(transcribe: Callable[[np.ndarray], np.ndarray], audio: np.ndarray, notes: np.ndarray) -> dict[str, float]:
+def round_trip(
+    transcribe: Callable[[np.ndarray], np.ndarray], audio: np.ndarray, notes: np.ndarray
+) -> dict[str, float]:
     """Transcribe audio and score it against the notes it was rendered from."""
     from w2m2w.metrics import transcription_metrics
 
@@ -124,7 +130,11 @@ def system_row(
     t0 = time.perf_counter()
     y = renderer.render(notes, n_samples)
     dt = time.perf_counter() - t0
-    row: dict[str, Any] = {"samples_per_second": round(len(y) / dt, 1) if dt > 0 else None, "silence_dbfs": silence_dbfs(y, notes), **level_figures(y)}
+    row: dict[str, Any] = {
+        "samples_per_second": round(len(y) / dt, 1) if dt > 0 else None,
+        "silence_dbfs": silence_dbfs(y, notes),
+        **level_figures(y),
+    }
     if row["silence_dbfs"] is not None:
         row["silence_dbfs"] = round(row["silence_dbfs"], 1)
     for tname, fn in transcribers.items():
@@ -141,7 +151,10 @@ def level_figures(y: np.ndarray, sr: int = SAMPLE_RATE) -> dict[str, float | Non
     meter = LoudnessMeter(sr)
     meter.push(y)
     lufs = meter.integrated()
-    return {"lufs": round(lufs, 2) if np.isfinite(lufs) else None, "peak_dbfs": round(20 * np.log10(meter.peak), 2) if meter.peak > 0 else None}
+    return {
+        "lufs": round(lufs, 2) if np.isfinite(lufs) else None,
+        "peak_dbfs": round(20 * np.log10(meter.peak), 2) if meter.peak > 0 else None,
+    }
 
 
 def side_by_side(summary: dict[str, Any], systems: Sequence[str], transcribers: Sequence[str]) -> str:
@@ -161,7 +174,9 @@ def side_by_side(summary: dict[str, Any], systems: Sequence[str], transcribers: 
     return "\n".join(lines)
 
 
-def note_inputs(path: str | os.PathLike, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[tuple[str, Path]]:
+def note_inputs(
+    path: str | os.PathLike, include: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> list[tuple[str, Path]]:
     """(name relative to the input root, file) for a note file (.mid/.midi/.tsv), every such file under a folder
     (hidden names skipped), or the files a .txt/.lst/.list names (e.g. a training run's validation_notes.txt);
     finding.find_files finds them.
@@ -188,7 +203,9 @@ def reference_audio(reference: str | os.PathLike | None) -> dict[str, Path]:
         return {}
     ref = Path(reference)
     if ref.is_file() and ref.suffix.lower() == ".txt":
-        files = [Path(ln.strip()) for ln in ref.read_text().splitlines() if ln.strip() and not ln.strip().startswith("#")]
+        files = [
+            Path(ln.strip()) for ln in ref.read_text().splitlines() if ln.strip() and not ln.strip().startswith("#")
+        ]
     elif ref.is_dir():
         files = [p for p in sorted(ref.rglob("*")) if p.suffix.lower() in AUDIO_EXTENSIONS]
     else:
@@ -234,7 +251,9 @@ def evaluate_synthesis(
         ref = None
         if Path(path).stem in references:
             # the target goes on playing past a crop: compare only the cropped span
-            ref = load_audio(references[Path(path).stem], max_seconds=None)[: min(n, int(max_seconds * SAMPLE_RATE)) if max_seconds else n]
+            ref = load_audio(references[Path(path).stem], max_seconds=None)[
+                : min(n, int(max_seconds * SAMPLE_RATE)) if max_seconds else n
+            ]
         elif references:
             warn(f"{name}: no target recording named {Path(path).stem}.* in the reference; no distance for it")
         row: dict[str, Any] = {"file": name, "notes": int(len(notes)), "audio_s": round(n / SAMPLE_RATE, 3)}
@@ -249,13 +268,21 @@ def evaluate_synthesis(
             save_wav(Path(audio_out) / f"{name.replace('/', '__').rsplit('.', 1)[0]}.target.wav", ref)
         rows.append(row)
         emit(row)
-    summary: dict[str, Any] = {"task": "synthesis", "files": len(rows), "audio_s": round(sum(r["audio_s"] for r in rows), 3)}
+    summary: dict[str, Any] = {
+        "task": "synthesis",
+        "files": len(rows),
+        "audio_s": round(sum(r["audio_s"] for r in rows), 3),
+    }
     keys = [k for k in (rows[0] if rows else {}) if k not in ("file", "notes", "audio_s")]
     for k in keys:
         vals = [r[k] for r in rows if r.get(k) is not None]
         summary[k] = round(float(np.mean(vals)), 4) if vals else None
     for label in systems:  # speed over all files, not the mean of per-file speeds
-        sps = [(r["audio_s"], r["audio_s"] * SAMPLE_RATE / r[f"{label}_samples_per_second"]) for r in rows if r.get(f"{label}_samples_per_second")]
+        sps = [
+            (r["audio_s"], r["audio_s"] * SAMPLE_RATE / r[f"{label}_samples_per_second"])
+            for r in rows
+            if r.get(f"{label}_samples_per_second")
+        ]
         if sps:
             total, secs = sum(a for a, _ in sps), sum(t for _, t in sps)
             summary[f"{label}_samples_per_second"] = round(total * SAMPLE_RATE / secs, 1)
@@ -313,7 +340,9 @@ def run_synthesis_evaluation(
     fonts = [soundfont] if isinstance(soundfont, str) else list(soundfont or [])
     if synthesizer != "fluidsynth":
         for font in fonts:
-            systems["fluidsynth" if len(fonts) == 1 else f"fluidsynth_{font}"] = load_renderer("fluidsynth", {"soundfont": font, **level})
+            systems["fluidsynth" if len(fonts) == 1 else f"fluidsynth_{font}"] = load_renderer(
+                "fluidsynth", {"soundfont": font, **level}
+            )
     transcribers: dict[str, Callable] = {}
     if transcriber is not None:
         from w2m2w.transcription import load_transcriber, transcribe

@@ -129,7 +129,9 @@ class BeatTracker(nn.Module):
         h = self.blocks(F.elu(self.inp(x.transpose(1, 2))))
         return self.out(h).transpose(1, 2)
 
-    def loss(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(
+        self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Masked, positively weighted BCE per head; target (b, t, 2) in [0, 1], mask (b, t) 1 where annotated."""
         pos = torch.tensor([self.cfg.beat_pos_weight, self.cfg.downbeat_pos_weight], device=logits.device)
         per = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos, reduction="none")  # (b, t, 2)

@@ -62,7 +62,9 @@ _MASKED = -1e4  # a logit no event is ever drawn at, finite so that a stray targ
 def state_of(tokens: torch.Tensor) -> torch.Tensor:
     """(B, T) event ids -> (B, T, 128) float: keys down after each event (events.key_state, row by row)."""
     rows = [key_state(r) for r in tokens.detach().cpu().numpy()]
-    return torch.from_numpy(np.stack(rows) if rows else np.zeros((0, tokens.shape[1], N_PITCHES), bool)).to(tokens.device, torch.float32)
+    return torch.from_numpy(np.stack(rows) if rows else np.zeros((0, tokens.shape[1], N_PITCHES), bool)).to(
+        tokens.device, torch.float32
+    )
 
 
 class KVCache:
@@ -223,9 +225,19 @@ class MusicTransformer(nn.Module):
 
     def new_cache(self, batch: int, capacity: int) -> KVCache:
         p = self.embed.weight
-        return KVCache(self.cfg.n_layers, batch, self.cfg.n_heads, self.cfg.d_model // self.cfg.n_heads, capacity, p.device, p.dtype)
+        return KVCache(
+            self.cfg.n_layers,
+            batch,
+            self.cfg.n_heads,
+            self.cfg.d_model // self.cfg.n_heads,
+            capacity,
+            p.device,
+            p.dtype,
+        )
 
-    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, state: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, tokens: torch.Tensor, cache: KVCache | None = None, state: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """tokens (B, m) -> logits (B, m, vocab). With a cache, tokens continue the cached steps
         and the cache grows by m. state (B, m, 128): keys down after each token, for a key_state model
         (computed from `tokens` alone when not given, which is right when they start the sequence)."""
@@ -250,7 +262,9 @@ class MusicTransformer(nn.Module):
         logits = F.linear(self.ln(x), self.embed.weight)
         if self.cfg.key_state:  # a key that is up cannot be released
             off = logits[..., NOTE_OFF : NOTE_OFF + N_PITCHES]
-            logits = torch.cat([logits[..., :NOTE_OFF], off.masked_fill(state < 0.5, _MASKED), logits[..., NOTE_OFF + N_PITCHES :]], -1)
+            logits = torch.cat(
+                [logits[..., :NOTE_OFF], off.masked_fill(state < 0.5, _MASKED), logits[..., NOTE_OFF + N_PITCHES :]], -1
+            )
         return logits
 
     def loss(self, tokens: torch.Tensor, bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -261,7 +275,9 @@ class MusicTransformer(nn.Module):
             logits = self(tokens[:, :-1])
         logits = logits.float()
         target = tokens[:, 1:]
-        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=PAD, reduction="sum")
+        nll = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=PAD, reduction="sum"
+        )
         return nll, (target != PAD).sum()
 
     def training_step(self, tokens: torch.Tensor, bf16: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -272,7 +288,9 @@ class MusicTransformer(nn.Module):
 
 
 @torch.no_grad()
-def sequence_nll(model: MusicTransformer, tokens: torch.Tensor, context: int, stride: int | None = None) -> tuple[float, int]:
+def sequence_nll(
+    model: MusicTransformer, tokens: torch.Tensor, context: int, stride: int | None = None
+) -> tuple[float, int]:
     """Summed NLL (nats) of tokens[1:] of one sequence (T,) and how many were scored.
 
     Sequences longer than `context` are read in windows of `context` tokens

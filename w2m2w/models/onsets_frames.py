@@ -100,13 +100,20 @@ class OnsetsFrames(nn.Module):
         self.frame_acoustic = nn.Sequential(ConvStack(cfg.n_mels, m, cfg.dropout), nn.Linear(m, N_KEYS))
         self.frame_combined = nn.Sequential(BiLSTM(3 * N_KEYS, u), nn.Linear(2 * u, N_KEYS))
         if cfg.pedal:
-            self.pedal_stack = nn.Sequential(ConvStack(cfg.n_mels, m // 2, cfg.dropout), BiLSTM(m // 2, u // 2), nn.Linear(u, len(PEDAL_HEADS)))
+            self.pedal_stack = nn.Sequential(
+                ConvStack(cfg.n_mels, m // 2, cfg.dropout), BiLSTM(m // 2, u // 2), nn.Linear(u, len(PEDAL_HEADS))
+            )
         self.to(memory_format=torch.channels_last)  # conv weights in the layout the inputs use
         # Start the sigmoid outputs at the label priors (about 0.25% of key-frames hold an onset or
         # offset, 3% sound) instead of 0.5: without it the heads spend their first few thousand
         # steps unlearning the initial 0.5 and onsets stay silent far longer (measured here).
         with torch.no_grad():
-            for head, prior in ((self.onset_stack, 0.0025), (self.offset_stack, 0.0025), (self.frame_acoustic, 0.03), (self.frame_combined, 0.03)):
+            for head, prior in (
+                (self.onset_stack, 0.0025),
+                (self.offset_stack, 0.0025),
+                (self.frame_acoustic, 0.03),
+                (self.frame_combined, 0.03),
+            ):
                 head[-1].bias.fill_(float(np.log(prior / (1 - prior))))
             if cfg.pedal:  # onset and offset rare (~0.5% of frames), the pedal down about half the time
                 self.pedal_stack[-1].bias.copy_(torch.tensor([np.log(0.005 / 0.995), np.log(0.005 / 0.995), 0.0]))
@@ -133,7 +140,9 @@ class OnsetsFrames(nn.Module):
             out["pedal"] = self.pedal_stack(mel)
         return out
 
-    def loss(self, out: dict[str, torch.Tensor], target: dict[str, torch.Tensor], soft_onset_boost: float = 0.0) -> dict[str, torch.Tensor]:
+    def loss(
+        self, out: dict[str, torch.Tensor], target: dict[str, torch.Tensor], soft_onset_boost: float = 0.0
+    ) -> dict[str, torch.Tensor]:
         """Binary cross-entropy for onset, offset and frame; velocity MSE on onset frames only (MAESTRO paper).
 
         `soft_onset_boost` b weighs each onset frame of a note by 1 + b * (1 - velocity/127), the rest
@@ -148,7 +157,9 @@ class OnsetsFrames(nn.Module):
         w = target["onset"]
         losses["velocity"] = (w * (out["velocity"] - target["velocity"]) ** 2).sum() / w.sum().clamp(min=1.0)
         if "pedal" in out:
-            per = F.binary_cross_entropy_with_logits(out["pedal"], target["pedal"], reduction="none").mean(dim=(1, 2))  # (batch,)
+            per = F.binary_cross_entropy_with_logits(out["pedal"], target["pedal"], reduction="none").mean(
+                dim=(1, 2)
+            )  # (batch,)
             known = target["pedal_known"]
             losses["pedal"] = (per * known).sum() / known.sum().clamp(min=1.0)
         return losses
@@ -175,12 +186,18 @@ class OnsetsFrames(nn.Module):
         n = min(mel.shape[1], target["onset"].shape[1])
         with torch.autocast(device_type=audio.device.type, dtype=torch.bfloat16, enabled=bf16):
             out = self(mel[:, :n])
-        losses = self.loss({k: v.float() for k, v in out.items()}, {k: v if v.dim() == 1 else v[:, :n] for k, v in target.items()}, soft_onset_boost)
+        losses = self.loss(
+            {k: v.float() for k, v in out.items()},
+            {k: v if v.dim() == 1 else v[:, :n] for k, v in target.items()},
+            soft_onset_boost,
+        )
         total = sum(weights.get(k, 1.0) * v for k, v in losses.items())
         return total, {f"loss_{k}": v.detach() for k, v in losses.items()}
 
     @torch.no_grad()
-    def predict(self, audio: np.ndarray, chunk_seconds: float = 20.0, overlap_seconds: float = 2.0, batch_size: int = 4) -> dict[str, np.ndarray]:
+    def predict(
+        self, audio: np.ndarray, chunk_seconds: float = 20.0, overlap_seconds: float = 2.0, batch_size: int = 4
+    ) -> dict[str, np.ndarray]:
         """Probabilities for a whole recording of any length with bounded memory.
 
         audio: (samples,) 16 kHz mono. The recording is cut into chunks of

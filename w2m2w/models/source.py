@@ -112,7 +112,25 @@ def _noise(i: int, salt: int) -> float:
 
 @numba.njit(cache=True, nogil=True)
 def _render(on_i, off_i, pitch, vel, start, n, sr, params, group_lo, group_hi, out, gate):  # pragma: no cover - numba
-    (partials, max_freq, b_lo, b_hi, tau_low, tau_oct, tau_part, roll_soft, roll_loud, vpow, rel_tau, rel_taus, ham_tau, ham_s, margin, ramp, rel_oct) = params
+    (
+        partials,
+        max_freq,
+        b_lo,
+        b_hi,
+        tau_low,
+        tau_oct,
+        tau_part,
+        roll_soft,
+        roll_loud,
+        vpow,
+        rel_tau,
+        rel_taus,
+        ham_tau,
+        ham_s,
+        margin,
+        ramp,
+        rel_oct,
+    ) = params
     partials = int(partials)
     n_groups = len(group_lo)
     margin = int(margin)
@@ -199,7 +217,12 @@ _GROUP_HI = np.array([min(hi, 1 << 20) for _, hi in GROUPS], np.int64)
 
 
 def piano_source(
-    notes: np.ndarray, n_samples: int, start_sample: int = 0, cfg: SourceConfig = SourceConfig(), sample_rate: int = SAMPLE_RATE, threads: int = 1
+    notes: np.ndarray,
+    n_samples: int,
+    start_sample: int = 0,
+    cfg: SourceConfig = SourceConfig(),
+    sample_rate: int = SAMPLE_RATE,
+    threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The source of samples start_sample .. start_sample + n_samples - 1 of a piece.
 
@@ -244,7 +267,20 @@ def piano_source(
 
         def part(i: int) -> None:
             a, b = edges[i], edges[i + 1]
-            _render(on, off, pitch, vel, int(start_sample) + a, b - a, float(sample_rate), params, _GROUP_LO, _GROUP_HI, out[a:b], gate[a:b])
+            _render(
+                on,
+                off,
+                pitch,
+                vel,
+                int(start_sample) + a,
+                b - a,
+                float(sample_rate),
+                params,
+                _GROUP_LO,
+                _GROUP_HI,
+                out[a:b],
+                gate[a:b],
+            )
 
         if parts == 1:
             part(0)

@@ -137,7 +137,10 @@ class SourceFilterWaveNet(nn.Module):
         return y.squeeze(-1) * gate
 
     def training_step(
-        self, batch: dict[str, torch.Tensor], loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], context: int
+        self,
+        batch: dict[str, torch.Tensor],
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        context: int,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Spectral loss (loss_fn, e.g. stft_loss's) of one batch of windows, and no extra figures.
 
@@ -185,7 +188,9 @@ class SourceFilterWaveNet(nn.Module):
             a.addmm_(buf[D + d : D + d + T], w[2 * R :])
             a.sigmoid_()
             g = a[:, R:]
-            torch.addcmul(g, a[:, :R], g, value=2.0, out=z).sub_(g, alpha=2.0)  # (2 sigmoid(2x) - 1) sigmoid(y) = tanh(x) sigmoid(y)
+            torch.addcmul(g, a[:, :R], g, value=2.0, out=z).sub_(
+                g, alpha=2.0
+            )  # (2 sigmoid(2x) - 1) sigmoid(y) = tanh(x) sigmoid(y)
             if i < last:
                 h.addmm_(z, rs.weight[:R].t())
                 h.add_(rs.bias[:R])
@@ -225,10 +230,14 @@ def stft_loss(
     import auraloss
 
     terms: list[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = [
-        auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=list(fft_sizes), hop_sizes=[f // 4 for f in fft_sizes], win_lengths=list(fft_sizes))
+        auraloss.freq.MultiResolutionSTFTLoss(
+            fft_sizes=list(fft_sizes), hop_sizes=[f // 4 for f in fft_sizes], win_lengths=list(fft_sizes)
+        )
     ]
     if mel_weight:
-        mel = auraloss.freq.STFTLoss(fft_size=2048, hop_size=256, win_length=2048, scale="mel", n_bins=128, sample_rate=sample_rate)
+        mel = auraloss.freq.STFTLoss(
+            fft_size=2048, hop_size=256, win_length=2048, scale="mel", n_bins=128, sample_rate=sample_rate
+        )
         terms.append(lambda y, t: mel_weight * mel(y, t))
     if log_mel_weight:
         terms.append(lambda y, t: log_mel_weight * log_mel_l1(y, t))
@@ -243,4 +252,11 @@ def source_filter_from_config(config: dict) -> SourceFilterWaveNet:
     return SourceFilterWaveNet(SourceFilterConfig(**config))
 
 
-__all__ = ["MODEL_NAME", "SourceFilterConfig", "SourceFilterWaveNet", "source_filter_from_config", "stft_loss", "N_ROLL"]
+__all__ = [
+    "MODEL_NAME",
+    "SourceFilterConfig",
+    "SourceFilterWaveNet",
+    "source_filter_from_config",
+    "stft_loss",
+    "N_ROLL",
+]

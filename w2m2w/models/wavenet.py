@@ -157,7 +157,9 @@ class WaveNet(nn.Module):
 
     def _check_exc(self, exc: torch.Tensor | None) -> None:
         if (exc is None) != (self.exc_proj is None):
-            raise ValueError("this WaveNet needs an excitation input" if exc is None else "this WaveNet takes no excitation input")
+            raise ValueError(
+                "this WaveNet needs an excitation input" if exc is None else "this WaveNet takes no excitation input"
+            )
 
     def forward(self, x: torch.Tensor, roll: torch.Tensor, exc: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher-forced logits.
@@ -203,7 +205,9 @@ class WaveNet(nn.Module):
         """Mean cross-entropy (nats per sample) of predicting x under teacher forcing."""
         return self.nll(self(x, roll, exc), x)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None], bf16: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None], bf16: bool = False
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mean cross-entropy (nats per sample) of one batch under teacher forcing, and no extra figures.
 
         batch: mu-law classes (batch, T), rolls (batch, T/hop + 2 * cond_margin, 264) and excitation
@@ -237,7 +241,9 @@ class IncrementalState:
     silence with zero queues, exactly as forward() pads a segment.
     """
 
-    def __init__(self, model: WaveNet, batch: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32):
+    def __init__(
+        self, model: WaveNet, batch: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+    ):
         self.model = model
         device = device or next(model.parameters()).device
         R = model.cfg.residual_channels
@@ -246,7 +252,9 @@ class IncrementalState:
         self.t = 0
 
     @torch.no_grad()
-    def step(self, cond_t: torch.Tensor, prev: torch.Tensor | None = None, exc_t: torch.Tensor | None = None) -> torch.Tensor:
+    def step(
+        self, cond_t: torch.Tensor, prev: torch.Tensor | None = None, exc_t: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """One sample for every stream.
 
         cond_t: (batch, layers, 2R) conditioning of the current frame.
@@ -295,7 +303,9 @@ def mixture_log_prob(out: torch.Tensor, x: torch.Tensor, n_classes: int = 256) -
     log_1m_cdf_minus = -F.softplus(minus)  # log (1 - sigmoid(minus)): the highest bin's right tail
     delta = torch.sigmoid(plus) - torch.sigmoid(minus)
     mid = inv_s * centered
-    log_pdf_mid = mid - log_s - 2.0 * F.softplus(mid) + math.log(2 * half)  # density x bin width, where delta underflows
+    log_pdf_mid = (
+        mid - log_s - 2.0 * F.softplus(mid) + math.log(2 * half)
+    )  # density x bin width, where delta underflows
     inner = torch.where(delta > 1e-5, torch.log(delta.clamp(min=1e-12)), log_pdf_mid)
     lp = torch.where(c < -1 + half, log_cdf_plus, torch.where(c > 1 - half, log_1m_cdf_minus, inner))
     return torch.logsumexp(lp + F.log_softmax(logit_w, -1), -1)
@@ -353,7 +363,13 @@ class TorchGenerator:
         self.state = IncrementalState(model, cond.shape[0], cond.device, cond.dtype)
 
     @torch.no_grad()
-    def advance(self, n_steps: int, uniforms: torch.Tensor | None = None, forced: torch.Tensor | None = None, return_logits: bool = False):
+    def advance(
+        self,
+        n_steps: int,
+        uniforms: torch.Tensor | None = None,
+        forced: torch.Tensor | None = None,
+        return_logits: bool = False,
+    ):
         """Classes (batch, n_steps) long, and logits (batch, n_steps, 256) with return_logits.
 
         uniforms (batch, n_steps) drive the sampling; forced (batch, n_steps)

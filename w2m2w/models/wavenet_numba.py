@@ -208,7 +208,9 @@ def _run(
                     queue[b, slot, i] = v  # x[t] replaces x[t-d], which was just read
                 for i in range(R):
                     g = np.float32(0.5) * a[R + i]
-                    z[i] = _tanh(a[i]) * (np.float32(0.5) + np.float32(0.5) * _tanh(g))  # sigmoid(y) = (1 + tanh(y/2)) / 2
+                    z[i] = _tanh(a[i]) * (
+                        np.float32(0.5) + np.float32(0.5) * _tanh(g)
+                    )  # sigmoid(y) = (1 + tanh(y/2)) / 2
                 if last:  # only the skip half of the last layer is used
                     for o in range(S):
                         acc[o] = 0.0
@@ -317,15 +319,29 @@ class NumbaGenerator:
     so long segments are generated in chunks (progress, bounded buffers).
     """
 
-    def __init__(self, packed: PackedWaveNet, cond: np.ndarray, lengths: np.ndarray, threads: int = 1, temperature: float = 1.0, exc: np.ndarray | None = None):
+    def __init__(
+        self,
+        packed: PackedWaveNet,
+        cond: np.ndarray,
+        lengths: np.ndarray,
+        threads: int = 1,
+        temperature: float = 1.0,
+        exc: np.ndarray | None = None,
+    ):
         self.p = packed
         self.cond = cond
         B = cond.shape[0]
         self.lengths = np.asarray(lengths, dtype=np.int64)
         if (exc is None) != (packed.exc_channels == 0):
-            raise ValueError("this WaveNet needs an excitation input" if exc is None else "this WaveNet takes no excitation input")
-        if exc is not None and (exc.shape[0] != B or exc.shape[1] < self.lengths.max() or exc.shape[2] != packed.exc_channels):
-            raise ValueError(f"excitation of shape {exc.shape} does not cover {B} streams of {self.lengths.max()} samples x {packed.exc_channels}")
+            raise ValueError(
+                "this WaveNet needs an excitation input" if exc is None else "this WaveNet takes no excitation input"
+            )
+        if exc is not None and (
+            exc.shape[0] != B or exc.shape[1] < self.lengths.max() or exc.shape[2] != packed.exc_channels
+        ):
+            raise ValueError(
+                f"excitation of shape {exc.shape} does not cover {B} streams of {self.lengths.max()} samples x {packed.exc_channels}"
+            )
         self.exc = np.zeros((0, 0, 0), np.float32) if exc is None else np.ascontiguousarray(exc, dtype=np.float32)
         self.queue = np.zeros((B, packed.queue_len, packed.residual), np.float32)
         self.prev = np.full(B, SILENCE, np.int64)
@@ -336,7 +352,13 @@ class NumbaGenerator:
         self.groups = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
         self.pool = ThreadPoolExecutor(len(self.groups)) if len(self.groups) > 1 else None
 
-    def advance(self, n_steps: int, uniforms: np.ndarray | None = None, forced: np.ndarray | None = None, logits: np.ndarray | None = None) -> np.ndarray:
+    def advance(
+        self,
+        n_steps: int,
+        uniforms: np.ndarray | None = None,
+        forced: np.ndarray | None = None,
+        logits: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Generate the next n_steps samples of every stream: classes (batch, n_steps) uint8.
 
         uniforms (batch, n_steps) float32 drive the sampling; forced (batch,
@@ -348,7 +370,11 @@ class NumbaGenerator:
         if n_steps > 0 and (self.t + n_steps - 1) // p.hop >= self.cond.shape[1]:
             raise ValueError(f"conditioning has {self.cond.shape[1]} frames, too few for sample {self.t + n_steps - 1}")
         out = np.zeros((B, n_steps), np.uint8)
-        u = np.ascontiguousarray(uniforms, dtype=np.float32) if uniforms is not None else np.zeros((B, n_steps), np.float32)
+        u = (
+            np.ascontiguousarray(uniforms, dtype=np.float32)
+            if uniforms is not None
+            else np.zeros((B, n_steps), np.float32)
+        )
         fz = np.ascontiguousarray(forced, dtype=np.int64) if forced is not None else np.zeros((0, 0), np.int64)
         lz = logits if logits is not None else np.zeros((0, 0, 0), np.float32)
 
@@ -398,7 +424,12 @@ class NumbaGenerator:
 
 
 def generate_numba(
-    packed: PackedWaveNet, cond: np.ndarray, uniforms: np.ndarray, threads: int = 1, temperature: float = 1.0, exc: np.ndarray | None = None
+    packed: PackedWaveNet,
+    cond: np.ndarray,
+    uniforms: np.ndarray,
+    threads: int = 1,
+    temperature: float = 1.0,
+    exc: np.ndarray | None = None,
 ) -> np.ndarray:
     """Classes (batch, n) for cond (batch, frames, L, 2R) from prepare_cond, uniforms (batch, n) and exc (batch, n, E) if the model takes it."""
     B, n = uniforms.shape

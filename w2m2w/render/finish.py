@@ -41,7 +41,13 @@ log = logging.getLogger("w2m2w")
 class Finished:
     """A Renderer whose output ends where its sound has decayed and stands at one loudness; describe() adds both."""
 
-    def __init__(self, inner: Any, loudness_lufs: float | None = None, eq_db: list[float] | None = None, ceiling_dbfs: float = PEAK_CEILING_DBFS):
+    def __init__(
+        self,
+        inner: Any,
+        loudness_lufs: float | None = None,
+        eq_db: list[float] | None = None,
+        ceiling_dbfs: float = PEAK_CEILING_DBFS,
+    ):
         self.inner = inner
         self.loudness_lufs = loudness_lufs
         self.eq_db = list(eq_db) if eq_db else None
@@ -53,7 +59,9 @@ class Finished:
         """The most a render of `notes` lasts (the inner renderer's cap); it may end sooner."""
         return self.inner.n_samples(notes)
 
-    def stream(self, notes: np.ndarray, n_samples: int | None = None, progress: Callable[[float], None] | None = None) -> Iterator[np.ndarray]:
+    def stream(
+        self, notes: np.ndarray, n_samples: int | None = None, progress: Callable[[float], None] | None = None
+    ) -> Iterator[np.ndarray]:
         """float32 chunks: n_samples in all if given, else up to where the sound has decayed below END_DB."""
         meter = LoudnessMeter(self.sample_rate)
         eq = StreamingEQ(self.eq_db, self.sample_rate) if self.eq_db else None

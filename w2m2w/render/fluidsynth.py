@@ -51,7 +51,9 @@ def render_notes(notes: np.ndarray, soundfont: str = "fluidr3", sr: int = SAMPLE
     try:
         import fluidsynth  # noqa: F401  (pyfluidsynth)
     except Exception as exc:
-        raise RenderError(f"pyfluidsynth is not usable ({exc}); pip install 'w2m2w[render]' and apt-get install fluidsynth") from None
+        raise RenderError(
+            f"pyfluidsynth is not usable ({exc}); pip install 'w2m2w[render]' and apt-get install fluidsynth"
+        ) from None
     pm = notes_to_pretty_midi(notes, program=program)
     if len(notes) == 0:
         return np.zeros(int(sr * 0.5), dtype=np.float32)
@@ -66,7 +68,9 @@ def _synth(soundfont: str, sr: int, program: int):
     try:
         import fluidsynth  # (pyfluidsynth)
     except Exception as exc:
-        raise RenderError(f"pyfluidsynth is not usable ({exc}); pip install 'w2m2w[render]' and apt-get install fluidsynth") from None
+        raise RenderError(
+            f"pyfluidsynth is not usable ({exc}); pip install 'w2m2w[render]' and apt-get install fluidsynth"
+        ) from None
     path = soundfont_path(soundfont)
     synth = fluidsynth.Synth(samplerate=sr)
     sfid = synth.sfload(path)

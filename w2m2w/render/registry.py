@@ -20,7 +20,10 @@ import numpy as np
 from w2m2w import SAMPLE_RATE, paths
 
 RENDERERS = ("source_filter", "wavenet", "fluidsynth")
-DEFAULT_WEIGHTS = {"source_filter": paths.DEFAULT_WEIGHTS["source_filter_wavenet"], "wavenet": paths.DEFAULT_WEIGHTS["wavenet"]}
+DEFAULT_WEIGHTS = {
+    "source_filter": paths.DEFAULT_WEIGHTS["source_filter_wavenet"],
+    "wavenet": paths.DEFAULT_WEIGHTS["wavenet"],
+}
 
 
 class Renderer(Protocol):
@@ -33,7 +36,9 @@ class Renderer(Protocol):
     def n_samples(self, notes: np.ndarray) -> int:
         """Samples a render of `notes` lasts by default (the last note's release included)."""
 
-    def stream(self, notes: np.ndarray, n_samples: int | None = None, progress: Callable[[float], None] | None = None) -> Iterator[np.ndarray]:
+    def stream(
+        self, notes: np.ndarray, n_samples: int | None = None, progress: Callable[[float], None] | None = None
+    ) -> Iterator[np.ndarray]:
         """float32 chunks in order, n_samples in all; progress receives seconds rendered."""
 
     def render(self, notes: np.ndarray, n_samples: int | None = None) -> np.ndarray:
@@ -51,22 +56,38 @@ class FluidSynthRenderer:
     name = "fluidsynth"
     backend = "fluidsynth"
 
-    def __init__(self, soundfont: str = "fluidr3", program: int = 0, chunk_seconds: float = 10.0, sample_rate: int = SAMPLE_RATE, tail_seconds: float = 5.0):
+    def __init__(
+        self,
+        soundfont: str = "fluidr3",
+        program: int = 0,
+        chunk_seconds: float = 10.0,
+        sample_rate: int = SAMPLE_RATE,
+        tail_seconds: float = 5.0,
+    ):
         from w2m2w.render.fluidsynth import soundfont_path
 
         self.soundfont_file = soundfont_path(soundfont)  # RenderError names it when it is not installed
-        self.soundfont, self.program, self.chunk_seconds, self.sample_rate = soundfont, int(program), float(chunk_seconds), sample_rate
+        self.soundfont, self.program, self.chunk_seconds, self.sample_rate = (
+            soundfont,
+            int(program),
+            float(chunk_seconds),
+            sample_rate,
+        )
         self.tail_seconds = float(tail_seconds)
 
     def n_samples(self, notes: np.ndarray) -> int:
         end = float(notes[:, 1].max()) if len(notes) else 0.0
         return max(1, math.ceil((end + self.tail_seconds) * self.sample_rate))
 
-    def stream(self, notes: np.ndarray, n_samples: int | None = None, progress: Callable[[float], None] | None = None) -> Iterator[np.ndarray]:
+    def stream(
+        self, notes: np.ndarray, n_samples: int | None = None, progress: Callable[[float], None] | None = None
+    ) -> Iterator[np.ndarray]:
         from w2m2w.render.fluidsynth import stream_notes
 
         left = None if n_samples is None else int(n_samples)
-        for y in stream_notes(notes, self.soundfont, self.sample_rate, self.program, self.chunk_seconds, self.tail_seconds, undither=True):
+        for y in stream_notes(
+            notes, self.soundfont, self.sample_rate, self.program, self.chunk_seconds, self.tail_seconds, undither=True
+        ):
             if left is not None:
                 y = y[:left]
                 left -= len(y)
@@ -123,7 +144,10 @@ def _load(name: str, settings: dict[str, Any]) -> Renderer:
         from w2m2w.render.source_filter import SourceFilterRenderConfig, SourceFilterRenderer, load_source_filter
 
         keys = set(SourceFilterRenderConfig.__dataclass_fields__)
-        return SourceFilterRenderer(load_source_filter(path, device), SourceFilterRenderConfig(**{k: settings[k] for k in keys if k in settings}))
+        return SourceFilterRenderer(
+            load_source_filter(path, device),
+            SourceFilterRenderConfig(**{k: settings[k] for k in keys if k in settings}),
+        )
     from w2m2w.render.wavenet import SynthesisConfig, Synthesizer, load_wavenet
 
     keys = set(SynthesisConfig.__dataclass_fields__)

@@ -24,7 +24,13 @@ from w2m2w.models.source_filter import MODEL_NAME, SourceFilterWaveNet, source_f
 
 
 def window(
-    model: SourceFilterWaveNet, notes: np.ndarray, audio: np.ndarray | None, start: int, n: int, threads: int = 1, source_cfg: SourceConfig | None = None
+    model: SourceFilterWaveNet,
+    notes: np.ndarray,
+    audio: np.ndarray | None,
+    start: int,
+    n: int,
+    threads: int = 1,
+    source_cfg: SourceConfig | None = None,
 ) -> dict[str, np.ndarray]:
     """Inputs for samples [start, start + n) of a piece, with the context the model needs on each side.
 
@@ -57,12 +63,18 @@ def context(model: SourceFilterWaveNet) -> int:
 @dataclass
 class SourceFilterRenderConfig:
     block_seconds: float = 4.0  # rendered at a time: memory ~ block x channels x layers
-    tail_seconds: float = 5.0  # at most this long after the last offset (w2m2w.render.finish ends it where the sound has died)
+    tail_seconds: float = (
+        5.0  # at most this long after the last offset (w2m2w.render.finish ends it where the sound has died)
+    )
     device: str = "cpu"
     threads: int = 0  # torch threads; 0 = leave torch's setting
     source_only: bool = False  # render the source's plain mix instead of the WaveNet's output (for comparisons)
-    gate_margin: int | None = None  # samples the gate opens before an onset and stays after a note's end (None: the weights' own)
-    release: str = "model"  # the dampers: "model" (the weights' own source) | "measured" (the real piano's, MEASURED_RELEASE)
+    gate_margin: int | None = (
+        None  # samples the gate opens before an onset and stays after a note's end (None: the weights' own)
+    )
+    release: str = (
+        "model"  # the dampers: "model" (the weights' own source) | "measured" (the real piano's, MEASURED_RELEASE)
+    )
 
 
 def load_source_filter(path: str | os.PathLike, device: str = "cpu") -> SourceFilterWaveNet:
@@ -101,8 +113,12 @@ class SourceFilterRenderer:
             raise ValueError(f"release={cfg.release!r}: 'model' or 'measured'")
         # the release is rendered as the real piano's, whatever the model trained with: the filter is local (16 ms), so
         # it shapes a longer decay as it shapes the first 0.36 s of one (the card measures what it does)
-        self.source_cfg = dataclasses.replace(model.source_cfg, **MEASURED_RELEASE) if cfg.release == "measured" else model.source_cfg
-        if cfg.gate_margin is not None:  # the gate only multiplies the output: a shorter lead cuts the filter's pre-echo, nothing else
+        self.source_cfg = (
+            dataclasses.replace(model.source_cfg, **MEASURED_RELEASE) if cfg.release == "measured" else model.source_cfg
+        )
+        if (
+            cfg.gate_margin is not None
+        ):  # the gate only multiplies the output: a shorter lead cuts the filter's pre-echo, nothing else
             self.source_cfg = dataclasses.replace(self.source_cfg, gate_margin=int(cfg.gate_margin))
 
     def n_samples(self, notes: np.ndarray) -> int:
@@ -122,11 +138,18 @@ class SourceFilterRenderer:
         y = self.model.render(*(torch.from_numpy(w[k]).to(dev) for k in ("source", "gate", "roll")))
         return y[c : c + n].float().cpu().numpy()
 
-    def stream(self, notes: np.ndarray, n_samples: int | None = None, progress: Callable[[float], None] | None = None) -> Iterator[np.ndarray]:
+    def stream(
+        self, notes: np.ndarray, n_samples: int | None = None, progress: Callable[[float], None] | None = None
+    ) -> Iterator[np.ndarray]:
         """float32 audio chunks in order, n_samples in all (default: n_samples(notes)); progress gets seconds done."""
         notes = np.asarray(notes, dtype=np.float64).reshape(-1, 4)
         total = self.n_samples(notes) if n_samples is None else int(n_samples)
-        reach = longest_release(self.source_cfg) * self.sample_rate + self.source_cfg.gate_margin + self.source_cfg.gate_ramp + 2 * self.block
+        reach = (
+            longest_release(self.source_cfg) * self.sample_rate
+            + self.source_cfg.gate_margin
+            + self.source_cfg.gate_ramp
+            + 2 * self.block
+        )
         for start in range(0, total, self.block):
             n = min(self.block, total - start)
             n_pad = math.ceil(n / self.hop) * self.hop
@@ -143,4 +166,9 @@ class SourceFilterRenderer:
         return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
     def describe(self) -> dict:
-        return {"backend": self.backend, "block_seconds": self.cfg.block_seconds, "source_only": self.cfg.source_only, "release": self.cfg.release}
+        return {
+            "backend": self.backend,
+            "block_seconds": self.cfg.block_seconds,
+            "source_only": self.cfg.source_only,
+            "release": self.cfg.release,
+        }

@@ -112,7 +112,9 @@ class Synthesizer:
     def _cond(self, items: list[tuple[np.ndarray, Segment]], frames: int) -> torch.Tensor:
         m = self.model.cond_margin
         fr = self.sr / self.hop
-        roll = np.stack([conditioning_roll(notes, frames + 2 * m, fr, seg.start // self.hop - m) for notes, seg in items])
+        roll = np.stack(
+            [conditioning_roll(notes, frames + 2 * m, fr, seg.start // self.hop - m) for notes, seg in items]
+        )
         dev = next(self.model.parameters()).device
         with torch.no_grad():
             return self.model.conditioning(torch.from_numpy(roll).to(dev))
@@ -125,7 +127,12 @@ class Synthesizer:
         return np.stack([excitation(notes, n, self.sr, seg.start, H) for notes, seg in items])
 
     def _generate(
-        self, cond: torch.Tensor, exc: np.ndarray | None, lengths: np.ndarray, rng: np.random.Generator, on_chunk: Callable[[int, int], None]
+        self,
+        cond: torch.Tensor,
+        exc: np.ndarray | None,
+        lengths: np.ndarray,
+        rng: np.random.Generator,
+        on_chunk: Callable[[int, int], None],
     ) -> np.ndarray:
         """Classes (batch, max(lengths)) uint8 for a window of streams."""
         B, n = cond.shape[0], int(lengths.max())
@@ -135,7 +142,14 @@ class Synthesizer:
         if self.backend == "numba":
             from w2m2w.models.wavenet_numba import NumbaGenerator, prepare_cond
 
-            gen = NumbaGenerator(self.packed, prepare_cond(self.packed, cond.cpu().numpy()), lengths, self.threads, self.cfg.temperature, exc)
+            gen = NumbaGenerator(
+                self.packed,
+                prepare_cond(self.packed, cond.cpu().numpy()),
+                lengths,
+                self.threads,
+                self.cfg.temperature,
+                exc,
+            )
             try:
                 for t in range(0, n, chunk):
                     k = min(chunk, n - t)
@@ -154,7 +168,10 @@ class Synthesizer:
         return out
 
     def stream_many(
-        self, pieces: list[np.ndarray], lengths: list[int] | None = None, progress: Callable[[float], None] | None = None
+        self,
+        pieces: list[np.ndarray],
+        lengths: list[int] | None = None,
+        progress: Callable[[float], None] | None = None,
     ) -> Iterator[tuple[int, np.ndarray]]:
         """Render several note lists in shared batches; yields (piece index, float32 audio chunk), each piece in order.
 
@@ -185,9 +202,14 @@ class Synthesizer:
             for (i, seg), row in zip(window, classes):
                 audio = unfold[i].push(seg, mu_law_decode(row[: seg.length]))
                 if len(audio):
-                    yield i, np.clip(audio, -1.0, 1.0)  # an equal-power fade of two loud, correlated segments can pass 1
+                    yield (
+                        i,
+                        np.clip(audio, -1.0, 1.0),
+                    )  # an equal-power fade of two loud, correlated segments can pass 1
 
-    def stream(self, notes: np.ndarray, n_samples: int | None = None, progress: Callable[[float], None] | None = None) -> Iterator[np.ndarray]:
+    def stream(
+        self, notes: np.ndarray, n_samples: int | None = None, progress: Callable[[float], None] | None = None
+    ) -> Iterator[np.ndarray]:
         """Render one note list; yields float32 audio chunks in order (total n_samples)."""
         for _, chunk in self.stream_many([notes], None if n_samples is None else [n_samples], progress):
             yield chunk

@@ -16,6 +16,9 @@ def discover_inputs(spec: str | os.PathLike, skip_folder: SkipFolder = never) ->
     are told apart). Files of other types given explicitly are kept, so the pipeline reports
     them by name. Sorted by path. Folders `skip_folder` names (run folders) are not searched.
     """
-    found = sorted(find_files(spec, INPUT_EXTENSIONS, what="audio or MIDI", globs=True, skip_folder=skip_folder), key=lambda f: str(f.path))
+    found = sorted(
+        find_files(spec, INPUT_EXTENSIONS, what="audio or MIDI", globs=True, skip_folder=skip_folder),
+        key=lambda f: str(f.path),
+    )
     ids = assign_ids([f.rel for f in found])
     return {ids[f.rel]: f.path for f in found}

@@ -39,7 +39,9 @@ def _made_from_other(side: dict[str, Any], expected: Path, hash_of: Callable[[Pa
     return "made from an earlier version of the source file; rerun to bring it up to date"
 
 
-def piece_staleness(run_dir: Path, piece: str, source: Path, infos: Mapping[str, StageInfo], hash_of: Callable[[Path], str]) -> dict[str, str]:
+def piece_staleness(
+    run_dir: Path, piece: str, source: Path, infos: Mapping[str, StageInfo], hash_of: Callable[[Path], str]
+) -> dict[str, str]:
     """Stage -> why its output for `piece` is stale (or cannot be checked); stages whose output is current are left out.
 
     infos: this call's result per stage (empty for stages it did not run). An output is stale when
@@ -71,7 +73,10 @@ def piece_staleness(run_dir: Path, piece: str, source: Path, infos: Mapping[str,
 
 
 def folder_staleness(
-    run_dir: Path, sources: Mapping[str, Path], results: Mapping[str, Mapping[str, StageInfo]], hash_of: Callable[[Path], str]
+    run_dir: Path,
+    sources: Mapping[str, Path],
+    results: Mapping[str, Mapping[str, StageInfo]],
+    hash_of: Callable[[Path], str],
 ) -> dict[str, dict[str, str]]:
     """Piece -> {stage: why} for every piece of the run folder (`sources`: run.json's) with a stale output.
 

@@ -33,7 +33,11 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 def _libsndfile_errno(exc: BaseException) -> int | None:
     """The errno behind a libsndfile "System error." (soundfile keeps only libsndfile's code; cffi keeps the C errno)."""
     sf = sys.modules.get("soundfile")
-    if sf is None or not isinstance(exc, getattr(sf, "LibsndfileError", ())) or getattr(exc, "code", None) != _SF_ERR_SYSTEM:
+    if (
+        sf is None
+        or not isinstance(exc, getattr(sf, "LibsndfileError", ()))
+        or getattr(exc, "code", None) != _SF_ERR_SYSTEM
+    ):
         return None
     code = getattr(getattr(sf, "_ffi", None), "errno", None)
     return code if isinstance(code, int) and code else -1

@@ -21,7 +21,14 @@ from w2m2w.files import LockedError
 from w2m2w.run.piece import Hashes, PieceResult, Plan, run_piece
 from w2m2w.run.pool import DIED, Worker, WorkerPool
 from w2m2w.run.progress import set_bars
-from w2m2w.run.stopping import Interrupted, StopSignals, die_with_parent, signals_blocked, unblock_signals, worker_signals
+from w2m2w.run.stopping import (
+    Interrupted,
+    StopSignals,
+    die_with_parent,
+    signals_blocked,
+    unblock_signals,
+    worker_signals,
+)
 
 log = logging.getLogger("w2m2w")
 
@@ -121,7 +128,9 @@ def _interrupted(piece: str, source: str) -> PieceResult:
     return PieceResult(piece, source, status="interrupted", error=f"{source}: interrupted")
 
 
-def run_local(pieces: dict[str, Path], plan: Plan, workers: int, progress=None, stop: StopSignals | None = None) -> list[PieceResult]:
+def run_local(
+    pieces: dict[str, Path], plan: Plan, workers: int, progress=None, stop: StopSignals | None = None
+) -> list[PieceResult]:
     """Run `pieces` (id -> input) with `workers` processes (1: in this process); results in input order.
 
     `progress` (a BatchProgress or None) hears of every finished stage and piece. Once `stop`
@@ -140,7 +149,9 @@ def run_local(pieces: dict[str, Path], plan: Plan, workers: int, progress=None, 
             try:
                 with stop.interruptible():
                     r = runner.run(pid, src, on_event=progress.stage_done if progress else None)
-            except Interrupted:  # between stages of run_piece's bookkeeping: nothing half-written is left by the contract
+            except (
+                Interrupted
+            ):  # between stages of run_piece's bookkeeping: nothing half-written is left by the contract
                 r = _interrupted(pid, str(src))
             if progress:
                 progress.piece_done(r)
@@ -153,7 +164,9 @@ def _run_workers(pieces: dict[str, Path], plan: Plan, workers: int, progress, st
     todo = list(pieces.items())
     out: dict[str, PieceResult] = {}
     respawns = len(pieces)  # a worker that keeps dying (it cannot load its models) must not be restarted for ever
-    pool = WorkerPool(_serve, (plan, max(1, usable_cores() // workers), logging.getLogger().getEffectiveLevel()), workers)
+    pool = WorkerPool(
+        _serve, (plan, max(1, usable_cores() // workers), logging.getLogger().getEffectiveLevel()), workers
+    )
 
     def handle(w: Worker, msg: Any) -> None:
         nonlocal respawns
@@ -164,7 +177,9 @@ def _run_workers(pieces: dict[str, Path], plan: Plan, workers: int, progress, st
                 r = (
                     _interrupted(pid, src)
                     if stop.requested
-                    else PieceResult(pid, src, status="failed", error=f"{src}: worker process died (exit code {w.process.exitcode})")
+                    else PieceResult(
+                        pid, src, status="failed", error=f"{src}: worker process died (exit code {w.process.exitcode})"
+                    )
                 )
                 if r.status == "failed":
                     log.error("%s", r.error)
@@ -178,7 +193,9 @@ def _run_workers(pieces: dict[str, Path], plan: Plan, workers: int, progress, st
                 pool.start_worker()
             elif not pool.workers:  # nothing left to run them: they fail, named
                 for pid, src in todo:
-                    out[pid] = PieceResult(pid, str(src), status="failed", error=f"{src}: no worker process could run it")
+                    out[pid] = PieceResult(
+                        pid, str(src), status="failed", error=f"{src}: no worker process could run it"
+                    )
                 todo.clear()
             return
         kind = msg[0]

@@ -171,7 +171,9 @@ def _compute(step: _Step, piece: str, source: Path, plan: Plan, hashes: Hashes) 
         run_dir.write_json(sidecar_path(out), side)
     finally:
         run_dir.remove(tmp)  # also when told to stop: no half-written file stays behind
-    log.info("[%s] %s: %s", name, piece, ", ".join(f"{k}={v}" for k, v in stats.items() if not isinstance(v, (dict, list))))
+    log.info(
+        "[%s] %s: %s", name, piece, ", ".join(f"{k}={v}" for k, v in stats.items() if not isinstance(v, (dict, list)))
+    )
     return {"status": "done", "seconds": elapsed, **stats}
 
 
@@ -189,7 +191,9 @@ def _run_step(step: _Step, piece: str, source: Path, plan: Plan, hashes: Hashes)
         return _compute(step, piece, source, plan, hashes)
 
 
-def run_piece(piece: str, source: Path, plan: Plan, hashes: Hashes | None = None, on_event: Event | None = None) -> PieceResult:
+def run_piece(
+    piece: str, source: Path, plan: Plan, hashes: Hashes | None = None, on_event: Event | None = None
+) -> PieceResult:
     """Take one piece through the plan's stages; never raises for a bad input, the result says what happened.
 
     Each stage of the piece runs under a lock (RUN_DIR/.locks/<stage>/<piece>.lock), so two runs
@@ -213,9 +217,15 @@ def run_piece(piece: str, source: Path, plan: Plan, hashes: Hashes | None = None
             result.status, result.error, info = "locked", str(exc), {"status": "locked", "error": str(exc)}
             log.warning("[%s] %s", stage.name, exc)
         except (Interrupted, KeyboardInterrupt):  # told to stop: this piece ends here, its old outputs as they were
-            result.status, result.error, info = "interrupted", f"{source}: interrupted during {stage.name}", {"status": "interrupted"}
+            result.status, result.error, info = (
+                "interrupted",
+                f"{source}: interrupted during {stage.name}",
+                {"status": "interrupted"},
+            )
             log.warning("[%s] %s: interrupted", stage.name, piece)
-        except Exception as exc:  # one bad piece never stops the batch; its last good outputs stay (marked stale by state.py)
+        except (
+            Exception
+        ) as exc:  # one bad piece never stops the batch; its last good outputs stay (marked stale by state.py)
             msg = _reason(exc, source, out)
             result.status, result.error, info = "failed", msg, {"status": "failed", "error": msg}
             log.error("[%s] %s", stage.name, msg)
@@ -254,20 +264,31 @@ def settle_locked(result: PieceResult, plan: Plan, hashes: Hashes | None = None)
         if not current:
             return result
         side = read_sidecar(step.output) or {}
-        infos[stage.name] = {"status": "done", "by": "another run", "seconds": (side.get("timings") or {}).get("seconds"), **(side.get("stats") or {})}
+        infos[stage.name] = {
+            "status": "done",
+            "by": "another run",
+            "seconds": (side.get("timings") or {}).get("seconds"),
+            **(side.get("stats") or {}),
+        }
     return PieceResult(result.piece, result.source, "done", None, infos)
 
 
 def summarize(results: list[PieceResult]) -> dict[str, Any]:
     """counts per status, failed piece -> reason, and every piece's status, error and per-stage results."""
-    return count_pieces({r.piece: {"source": r.source, "status": r.status, "error": r.error, "stages": r.stages} for r in results})
+    return count_pieces(
+        {r.piece: {"source": r.source, "status": r.status, "error": r.error, "stages": r.stages} for r in results}
+    )
 
 
 def count_pieces(pieces: dict[str, dict[str, Any]]) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for p in pieces.values():
         counts[p["status"]] = counts.get(p["status"], 0) + 1
-    return {"counts": counts, "failed": {k: p["error"] for k, p in pieces.items() if p["status"] == "failed"}, "pieces": pieces}
+    return {
+        "counts": counts,
+        "failed": {k: p["error"] for k, p in pieces.items() if p["status"] == "failed"},
+        "pieces": pieces,
+    }
 
 
 def merge_summaries(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

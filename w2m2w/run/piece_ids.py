@@ -54,7 +54,10 @@ def _fits(name: str, limit: int) -> str:
 
 def safe_component(name: str) -> str:
     """One path component that common file systems take: never empty, '.', '..' or hidden."""
-    s = "".join("_" if ch in _FORBIDDEN or unicodedata.category(ch) in _FORBIDDEN_CATEGORIES else ch for ch in unicodedata.normalize("NFC", name))
+    s = "".join(
+        "_" if ch in _FORBIDDEN or unicodedata.category(ch) in _FORBIDDEN_CATEGORIES else ch
+        for ch in unicodedata.normalize("NFC", name)
+    )
     s = s.strip().rstrip(". ").lstrip(".").strip() or "_"  # Windows drops trailing dots and spaces
     if len(s.encode("utf-8")) > MAX_COMPONENT_BYTES:
         s = _fits(s, MAX_COMPONENT_BYTES - HASH_DIGITS - 1).rstrip(". ") + "~" + _short_hash(name)
@@ -135,7 +138,9 @@ def check_piece_id(pid: object) -> str:
     for part in pid.split("/"):
         if part in ("", ".", ".."):
             raise UnsafePieceIdError(f"piece id {pid!r} has an empty, '.' or '..' component")
-        if part.startswith(".") or any(ch in _FORBIDDEN or unicodedata.category(ch) in _FORBIDDEN_CATEGORIES for ch in part):
+        if part.startswith(".") or any(
+            ch in _FORBIDDEN or unicodedata.category(ch) in _FORBIDDEN_CATEGORIES for ch in part
+        ):
             raise UnsafePieceIdError(f"piece id {pid!r} has a hidden component or a character no file name may hold")
         if len(part.encode("utf-8")) > 255 - 64:
             raise UnsafePieceIdError(f"piece id {pid!r} has a component too long for a file name")

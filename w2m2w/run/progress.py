@@ -69,7 +69,9 @@ class BatchProgress:
     enabled: progress wanted at all (`progress=`). On a terminal that is bars; elsewhere (`stream` not a terminal)
     one plain log line per finished piece."""
 
-    def __init__(self, pieces: list[str], stages: list[str], enabled: bool = True, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, pieces: list[str], stages: list[str], enabled: bool = True, stream: TextIO | None = None
+    ) -> None:
         from tqdm import tqdm
 
         n = len(pieces)
@@ -112,7 +114,13 @@ class BatchProgress:
             self.overall.update(1)
             if self.lines:
                 log.info(
-                    "%d/%d pieces: %s %s (%.0f s audio in, %d failed)", self.pieces_done, self.total, result.piece, result.status, self.audio_s, self.failed
+                    "%d/%d pieces: %s %s (%.0f s audio in, %d failed)",
+                    self.pieces_done,
+                    self.total,
+                    result.piece,
+                    result.status,
+                    self.audio_s,
+                    self.failed,
                 )
 
     def close(self) -> None:
@@ -131,7 +139,9 @@ def piece_row(pid: str, p: dict[str, Any], stages: list[str]) -> dict[str, Any]:
         "out_s": st.get("synthesize", {}).get("audio_seconds"),
     }
     for s in stages:
-        row[f"{s}_s"] = st.get(s, {}).get("seconds") if st.get(s, {}).get("status") == "done" else st.get(s, {}).get("status")
+        row[f"{s}_s"] = (
+            st.get(s, {}).get("seconds") if st.get(s, {}).get("status") == "done" else st.get(s, {}).get("status")
+        )
     row["detail"] = p.get("error") or ""
     return row
 
@@ -153,12 +163,23 @@ def print_summary(summary: dict[str, Any], stages: list[str], stream: TextIO | N
         return f"{v:.1f}" if isinstance(v, float) else str(v)
 
     cols = ["piece", "status", "in_s", "music_s", "out_s", *[f"{s}_s" for s in stages]]
-    heads = {"in_s": "input s", "music_s": "continued s", "out_s": "audio out s", **{f"{s}_s": f"{s} time" for s in stages}}
+    heads = {
+        "in_s": "input s",
+        "music_s": "continued s",
+        "out_s": "audio out s",
+        **{f"{s}_s": f"{s} time" for s in stages},
+    }
     table = [[heads.get(c, c) for c in cols]] + [[escape_controls(fmt(r[c])) for c in cols] for r in rows]
     widths = [max(_width(t[i]) for t in table) for i in range(len(cols))]
     print("", file=stream)
     for t in table:
-        print("  ".join(v + " " * (w - _width(v)) if i < 2 else " " * (w - _width(v)) + v for i, (v, w) in enumerate(zip(t, widths))), file=stream)
+        print(
+            "  ".join(
+                v + " " * (w - _width(v)) if i < 2 else " " * (w - _width(v)) + v
+                for i, (v, w) in enumerate(zip(t, widths))
+            ),
+            file=stream,
+        )
     problems = [r for r in rows if r["detail"]]
     if problems:
         print("", file=stream)
@@ -171,4 +192,7 @@ def print_summary(summary: dict[str, Any], stages: list[str], stream: TextIO | N
             for stage, why in stages_.items():
                 print(escape_controls(f"{pid}: stale {stage} output: {why}"), file=stream)
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary["counts"].items()))
-    print(f"{len(rows)} pieces: {counts}" + (f"; {summary.get('seconds', 0):.1f} s" if summary.get("seconds") else ""), file=stream)
+    print(
+        f"{len(rows)} pieces: {counts}" + (f"; {summary.get('seconds', 0):.1f} s" if summary.get("seconds") else ""),
+        file=stream,
+    )

@@ -39,7 +39,10 @@ class StageWorker:
         self._lock = threading.Lock()
         limit_threads(max(1, int(cpus)))
         if use_gpu:  # Ray set CUDA_VISIBLE_DEVICES to this actor's GPU
-            on_gpu = [s.with_settings(device="cuda") if getattr(s.settings, "device", None) == "cpu" else s for s in plan.stages]
+            on_gpu = [
+                s.with_settings(device="cuda") if getattr(s.settings, "device", None) == "cpu" else s
+                for s in plan.stages
+            ]
             plan = dataclasses.replace(plan, stages=on_gpu)
         self.runner = StageRunner(plan)
 
@@ -74,7 +77,9 @@ def _gpus_per_worker(setting: Any, cluster: dict[str, float]) -> float:
     return float(setting)
 
 
-def run_ray(pieces: dict[str, Path], plan: Plan, ecfg: RayExecutor, progress=None, stop: StopSignals | None = None) -> list[PieceResult]:
+def run_ray(
+    pieces: dict[str, Path], plan: Plan, ecfg: RayExecutor, progress=None, stop: StopSignals | None = None
+) -> list[PieceResult]:
     """Run `pieces` on Ray actors; results in input order. `ecfg` is conf/executor/ray.yaml's settings.
 
     Once `stop` is requested no piece starts; pieces in flight are interrupted and get
@@ -95,7 +100,9 @@ def run_ray(pieces: dict[str, Path], plan: Plan, ecfg: RayExecutor, progress=Non
     if started:
         before = set(children(os.getpid()))
         ray.init(include_dashboard=False, logging_level=logging.WARNING, **kwargs)
-        if not ecfg.address:  # a local instance: its processes end with this one, even when it is killed (run/reaper.py)
+        if (
+            not ecfg.address
+        ):  # a local instance: its processes end with this one, even when it is killed (run/reaper.py)
             reaper = start_reaper([p for p in children(os.getpid()) if p not in before])
     try:
         cluster = ray.cluster_resources()
@@ -103,7 +110,13 @@ def run_ray(pieces: dict[str, Path], plan: Plan, ecfg: RayExecutor, progress=Non
         gpus = _gpus_per_worker(ecfg.gpus_per_worker, cluster)
         fit = int(cluster.get("GPU", 0) // gpus) if gpus else int(cluster.get("CPU", 1) // cpus)
         n = max(1, min(int(ecfg.workers or fit or 1), len(pieces)))
-        log.info("ray: %d actor(s), %.3g CPU and %.3g GPU each, cluster %s", n, cpus, gpus, {k: cluster[k] for k in ("CPU", "GPU") if k in cluster})
+        log.info(
+            "ray: %d actor(s), %.3g CPU and %.3g GPU each, cluster %s",
+            n,
+            cpus,
+            gpus,
+            {k: cluster[k] for k in ("CPU", "GPU") if k in cluster},
+        )
         actor = ray.remote(num_cpus=cpus, num_gpus=gpus, max_concurrency=2)(StageWorker)
         actors = [actor.remote(plan, cpus, gpus > 0) for _ in range(n)]
         todo = list(pieces.items())
@@ -117,7 +130,12 @@ def run_ray(pieces: dict[str, Path], plan: Plan, ecfg: RayExecutor, progress=Non
                 r = ray.get(ref)
             except Exception as exc:  # the actor died or could not load its models: this piece fails, not the batch
                 first = str(exc).strip().splitlines()
-                r = PieceResult(pid, str(pieces[pid]), status="failed", error=f"{pieces[pid]}: ray worker failed: {first[-1] if first else type(exc).__name__}")
+                r = PieceResult(
+                    pid,
+                    str(pieces[pid]),
+                    status="failed",
+                    error=f"{pieces[pid]}: ray worker failed: {first[-1] if first else type(exc).__name__}",
+                )
                 if stop.requested:
                     r = PieceResult(pid, str(pieces[pid]), status="interrupted", error=f"{pieces[pid]}: interrupted")
                 else:

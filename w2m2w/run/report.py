@@ -73,7 +73,9 @@ def _tick_step(duration: float, max_ticks: int = 10) -> float:
     return next((s for s in _TICK_STEPS if duration / s <= max_ticks), _TICK_STEPS[-1])
 
 
-def piano_roll_svg(notes: np.ndarray, split_s: float | None = None, width: int = ROLL_WIDTH, max_notes: int = MAX_NOTES) -> str:
+def piano_roll_svg(
+    notes: np.ndarray, split_s: float | None = None, width: int = ROLL_WIDTH, max_notes: int = MAX_NOTES
+) -> str:
     """Inline SVG of a note list (n, 4): x = time, y = pitch; one <rect> per note, opacity by velocity.
 
     Notes starting at or after `split_s` get the continuation colour, and a dashed line marks `split_s`.
@@ -102,7 +104,9 @@ def piano_roll_svg(notes: np.ndarray, split_s: float | None = None, width: int =
     for p in range(lo, hi + 1):
         if p % 12 == 0:
             y = top + (hi - p + 1) * row_h
-            out.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/><text x="2" y="{y:.1f}">C{p // 12 - 1}</text>')
+            out.append(
+                f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/><text x="2" y="{y:.1f}">C{p // 12 - 1}</text>'
+            )
     step = _tick_step(t_end)
     for k in range(int(t_end / step) + 1):
         x = left + k * step * sx
@@ -118,11 +122,17 @@ def piano_roll_svg(notes: np.ndarray, split_s: float | None = None, width: int =
         )
     if split_s is not None:
         x = left + float(split_s) * sx
-        out.append(f'<line class="split" x1="{x:.1f}" x2="{x:.1f}" y1="{top - 4}" y2="{top + plot_h:.1f}" stroke="#c53030" stroke-dasharray="4 3"/>')
+        out.append(
+            f'<line class="split" x1="{x:.1f}" x2="{x:.1f}" y1="{top - 4}" y2="{top + plot_h:.1f}" stroke="#c53030" stroke-dasharray="4 3"/>'
+        )
     if not total:
-        out.append(f'<text x="{width / 2:.0f}" y="{top + plot_h / 2:.0f}" text-anchor="middle" fill="#777">no notes</text>')
+        out.append(
+            f'<text x="{width / 2:.0f}" y="{top + plot_h / 2:.0f}" text-anchor="middle" fill="#777">no notes</text>'
+        )
     elif total > len(notes):
-        out.append(f'<text x="{width - right}" y="10" text-anchor="end" fill="#c53030">first {len(notes)} of {total} notes shown</text>')
+        out.append(
+            f'<text x="{width - right}" y="10" text-anchor="end" fill="#c53030">first {len(notes)} of {total} notes shown</text>'
+        )
     out.append("</svg>")
     return "\n".join(out)
 
@@ -189,7 +199,9 @@ def _midi_block(path: Path, split_s: float | None = None) -> str:
     return f"<p>{_esc(facts)} {legend}</p>\n{piano_roll_svg(notes, split_s)}"
 
 
-def _stage_block(rd: RunDir, stage: str, piece: str, info: dict[str, Any], kind: str | None = None, stale: str | None = None) -> str:
+def _stage_block(
+    rd: RunDir, stage: str, piece: str, info: dict[str, Any], kind: str | None = None, stale: str | None = None
+) -> str:
     """One stage of one piece: status, output (roll or player), timings, settings and stats.
 
     A stale output (freshness: kept after a failure, or made from what is no longer upstream of it)
@@ -215,19 +227,25 @@ def _stage_block(rd: RunDir, stage: str, piece: str, info: dict[str, Any], kind:
         if stage == "synthesize" and stale:
             parts.append(f"<p>{_wav_seconds(out):.2f} s of audio (stale: not played here)</p>{link}")
         elif stage == "synthesize":
-            parts.append(f"<p>{_wav_seconds(out):.2f} s of audio</p><p>{audio_player(out, run_dir, out.relative_to(run_dir).as_posix())}</p>")
+            parts.append(
+                f"<p>{_wav_seconds(out):.2f} s of audio</p><p>{audio_player(out, run_dir, out.relative_to(run_dir).as_posix())}</p>"
+            )
         else:
             split = None
             if stage == "generate":
                 split = float(((side or {}).get("stats") or {}).get("primer_end_s") or 0.0)
             parts.append(_midi_block(out, split) + link)
     except Exception as exc:
-        parts.append(f'<p class="err">cannot read {_esc(out.name)}: {_esc(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}</p>')
+        parts.append(
+            f'<p class="err">cannot read {_esc(out.name)}: {_esc(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}</p>'
+        )
     if side is None:
         parts.append('<p class="err">no readable sidecar (.json) next to this output</p>')
     else:
         seconds = (side.get("timings") or {}).get("seconds")
-        parts.append(f"<p>took {_esc(seconds)} s (written {_esc(side.get('created', '?'))})</p>" if seconds is not None else "")
+        parts.append(
+            f"<p>took {_esc(seconds)} s (written {_esc(side.get('created', '?'))})</p>" if seconds is not None else ""
+        )
         for title in ("settings", "stats"):
             if side.get(title):
                 parts.append(f"<details><summary>{title}</summary>{_kv_table(side[title])}</details>")
@@ -246,14 +264,21 @@ def _piece_section(rd: RunDir, idx: int, piece: str, entry: dict[str, Any]) -> s
         parts.append(f'<p class="err">{_esc(entry["error"])}</p>')
     try:
         check_piece_id(piece)
-    except UnsafePieceIdError as exc:  # an edited or damaged run.json or summary: no path is made of this id, not even to read
-        parts.append(f'<p class="err">{_esc(exc)}; its files are not shown</p><p><a href="#index">back to index</a></p></section>')
+    except (
+        UnsafePieceIdError
+    ) as exc:  # an edited or damaged run.json or summary: no path is made of this id, not even to read
+        parts.append(
+            f'<p class="err">{_esc(exc)}; its files are not shown</p><p><a href="#index">back to index</a></p></section>'
+        )
         return "\n".join(parts)
     parts.append("<h3>input</h3>")
     try:
         if kind == "midi":
             parts.append("<p>Input is MIDI: no input audio (it enters at generate).</p>")
-            parts.append(_midi_block(Path(source)) + (f"<p>file: {file_link(source, rd.path)}</p>" if Path(source).is_file() else ""))
+            parts.append(
+                _midi_block(Path(source))
+                + (f"<p>file: {file_link(source, rd.path)}</p>" if Path(source).is_file() else "")
+            )
         else:
             seconds = (entry["stages"].get("transcribe") or {}).get("audio_seconds") or (
                 (read_sidecar(rd.output("transcribe", piece)) or {}).get("stats") or {}

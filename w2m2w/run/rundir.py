@@ -18,7 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from w2m2w.files import atomic_path, file_lock, inside_run_dir, make_dirs, remove_file, remove_stale_temps, replace_file, temp_name, update_json, write_json
+from w2m2w.files import (
+    atomic_path,
+    file_lock,
+    inside_run_dir,
+    make_dirs,
+    remove_file,
+    remove_stale_temps,
+    replace_file,
+    temp_name,
+    update_json,
+    write_json,
+)
 from w2m2w.finding import input_kind
 from w2m2w.run.piece_ids import check_piece_id
 
@@ -60,10 +71,14 @@ def stage_input(run_dir: str | os.PathLike, stage: str, piece: str, source: str 
     source = Path(source)
     if stage in ENTRY_STAGES.get(input_kind(source) or "", ()):
         if not source.is_file():
-            raise MissingInputError(f"{source}: source not found (moved, renamed or unmounted?); the outputs already made for it are kept")
+            raise MissingInputError(
+                f"{source}: source not found (moved, renamed or unmounted?); the outputs already made for it are kept"
+            )
         return source
     prev = earlier[-1] if earlier else stage
-    raise MissingInputError(f"{source}: no {prev} output at {output_path(run_dir, prev, piece)}; run stages=[{prev}] first")
+    raise MissingInputError(
+        f"{source}: no {prev} output at {output_path(run_dir, prev, piece)}; run stages=[{prev}] first"
+    )
 
 
 def is_run_folder(folder: str | os.PathLike) -> bool:
@@ -91,7 +106,11 @@ def is_current(output: str | os.PathLike, input_sha256: str, cfg_hash: str, weig
     side = read_sidecar(output)
     if side is None:
         return False
-    return side.get("input_sha256") == input_sha256 and side.get("config_hash") == cfg_hash and side.get("weights_sha256") == weights_sha256
+    return (
+        side.get("input_sha256") == input_sha256
+        and side.get("config_hash") == cfg_hash
+        and side.get("weights_sha256") == weights_sha256
+    )
 
 
 PROBE_BYTES = 64 * 1024  # about what Hydra's record of a call takes: a disk that cannot hold it is full for a run
@@ -178,7 +197,9 @@ class RunDir:
     def write_json(self, path: str | os.PathLike, data: Any) -> None:
         write_json(path, data, root=self.path)
 
-    def update_json(self, path: str | os.PathLike, update: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    def update_json(
+        self, path: str | os.PathLike, update: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> dict[str, Any]:
         return update_json(path, update, root=self.path)
 
     def make_dirs(self, folder: str | os.PathLike) -> Path:

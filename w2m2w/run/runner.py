@@ -59,7 +59,9 @@ def read_run_json(path: Path) -> dict[str, Path]:
             raise ValueError("'inputs' is not an object")
         return {check_piece_id(k): Path(v["source"]) for k, v in inputs.items()}
     except UnsafePieceIdError as exc:
-        raise InputError(f"{path}: {exc}; the file is damaged or was edited by hand, fix or remove that entry") from None
+        raise InputError(
+            f"{path}: {exc}; the file is damaged or was edited by hand, fix or remove that entry"
+        ) from None
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise InputError(f"{path}: not a readable run.json ({type(exc).__name__}: {exc})") from None
 
@@ -77,7 +79,9 @@ def configured_stages(s: RunSettings, stages: Sequence[Stage]) -> list[Configure
     return [Configured(by_name[name], getattr(s, name)) for name in s.stages]
 
 
-def run(s: RunSettings, stages: Sequence[Stage], run_dir: Path | None = None, reuse_dirs: list[Path] | None = None) -> int:
+def run(
+    s: RunSettings, stages: Sequence[Stage], run_dir: Path | None = None, reuse_dirs: list[Path] | None = None
+) -> int:
     """Run the configured stages over every piece; 0 when all went through, 1 if any failed, 2 for bad settings or
     arguments, 130 or 143 when stopped by SIGINT or SIGTERM (after writing the summary and report of what completed)."""
     logging.getLogger("w2m2w").setLevel(s.log_level)
@@ -87,7 +91,9 @@ def run(s: RunSettings, stages: Sequence[Stage], run_dir: Path | None = None, re
     except SettingsError as exc:
         log.error("%s", exc)
         return 2
-    s = resolve_devices(s)  # device=auto (and every stage left to the top-level switch) made explicit, as the sidecars record it
+    s = resolve_devices(
+        s
+    )  # device=auto (and every stage left to the top-level switch) made explicit, as the sidecars record it
     with StopSignals() as stop:
         return _run(s, stages, Path(run_dir or run_folder(s)), reuse_dirs or [], stop)
 
@@ -147,7 +153,10 @@ def _record_inputs(rd: RunDir, pieces: dict[str, Path], hashes: Hashes) -> dict[
     A piece id that run.json already gives to another source file keeps that meaning: the new file
     gets an id of its own (keep_apart). The same file moved elsewhere (same sha256) keeps its id.
     """
-    entries = {pid: {"source": str(src.resolve()), "kind": input_kind(src), "sha256": _hash_or_none(hashes, src)} for pid, src in pieces.items()}
+    entries = {
+        pid: {"source": str(src.resolve()), "kind": input_kind(src), "sha256": _hash_or_none(hashes, src)}
+        for pid, src in pieces.items()
+    }
     final: dict[str, Path] = {}
 
     def merge(data: dict) -> dict:
@@ -156,7 +165,11 @@ def _record_inputs(rd: RunDir, pieces: dict[str, Path], hashes: Hashes) -> dict[
             new_id = keep_apart(pid, entry, known)
             if new_id != pid:
                 log.warning(
-                    "%s: run.json's piece '%s' is %s; this file is kept apart as '%s'", entry["source"], pid, (known.get(pid) or {}).get("source"), new_id
+                    "%s: run.json's piece '%s' is %s; this file is kept apart as '%s'",
+                    entry["source"],
+                    pid,
+                    (known.get(pid) or {}).get("source"),
+                    new_id,
                 )
             known[new_id] = entry
             final[new_id] = pieces[pid]
@@ -181,7 +194,9 @@ def keep_apart(pid: str, entry: dict, known: dict) -> str:
     tagged = tag_with_path_hash(pid, entry["source"])
     other = known.get(tagged)
     if isinstance(other, dict) and other.get("source") not in (None, entry["source"]):
-        raise InputError(f"{entry['source']}: cannot give it an id of its own in run.json ({tagged} is taken); use another run_dir")
+        raise InputError(
+            f"{entry['source']}: cannot give it an id of its own in run.json ({tagged} is taken); use another run_dir"
+        )
     return tagged
 
 
@@ -209,7 +224,15 @@ def _stale_outputs(rd: RunDir, results: list[PieceResult], hashes: Hashes) -> di
         return {}
 
 
-def _finish(s: RunSettings, rd: RunDir, pieces: dict[str, Path], results: list[PieceResult], stop: StopSignals, t0: float, hashes: Hashes) -> int:
+def _finish(
+    s: RunSettings,
+    rd: RunDir,
+    pieces: dict[str, Path],
+    results: list[PieceResult],
+    stop: StopSignals,
+    t0: float,
+    hashes: Hashes,
+) -> int:
     """Summary, report and exit code."""
     summary = summarize(results)
     summary.update(stages=list(s.stages), run_dir=str(rd.path), seconds=round(time.time() - t0, 3), config=record(s))

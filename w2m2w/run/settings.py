@@ -9,8 +9,22 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from w2m2w.run.piece_ids import safe_component
-from w2m2w.run.rundir import STAGES as STAGE_NAMES  # the run-directory folders' order; the registry test holds stages.STAGES to it
-from w2m2w.settings import AT_LEAST_ONE, AUTO, AUTO_DEVICES, DEVICES, NON_NEGATIVE, POSITIVE, Range, SettingsError, check, is_device, setting
+from w2m2w.run.rundir import (
+    STAGES as STAGE_NAMES,
+)  # the run-directory folders' order; the registry test holds stages.STAGES to it
+from w2m2w.settings import (
+    AT_LEAST_ONE,
+    AUTO,
+    AUTO_DEVICES,
+    DEVICES,
+    NON_NEGATIVE,
+    POSITIVE,
+    Range,
+    SettingsError,
+    check,
+    is_device,
+    setting,
+)
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # each worker is a process that loads every model (hundreds of MB): thousands of them is a typo, not a machine
@@ -140,7 +154,9 @@ def _check_cuda(key: str, device: str) -> None:
     import torch
 
     if not torch.cuda.is_available():
-        raise SettingsError(key, device, "'cpu' here: this torch has no usable CUDA (a CPU-only build, or no GPU visible)")
+        raise SettingsError(
+            key, device, "'cpu' here: this torch has no usable CUDA (a CPU-only build, or no GPU visible)"
+        )
     count = torch.cuda.device_count()
     index = int(device.split(":", 1)[1]) if ":" in device else 0
     if index >= count:
@@ -155,7 +171,9 @@ def _check_soundfont(key: str, soundfont: str) -> None:
     except RenderError:
         path = SOUNDFONTS.get(soundfont, soundfont)
         names = ", ".join(SOUNDFONTS)
-        raise SettingsError(key, soundfont, f"an installed soundfont ({names}) or the path of a .sf2/.sf3 file; {path} does not exist") from None
+        raise SettingsError(
+            key, soundfont, f"an installed soundfont ({names}) or the path of a .sf2/.sf3 file; {path} does not exist"
+        ) from None
 
 
 def auto_device() -> str:

@@ -38,7 +38,9 @@ class Stage:
 
     name: ClassVar[str]
     settings: ClassVar[type]  # the settings dataclass of its default config
-    options: ClassVar[dict[str, type]]  # its config group's options (conf/<name>/<option>.yaml) -> their settings dataclass
+    options: ClassVar[
+        dict[str, type]
+    ]  # its config group's options (conf/<name>/<option>.yaml) -> their settings dataclass
 
     def weights_file(self, s: Any) -> Path | None:
         """The file whose sha256 makes outputs stale when it changes (model weights, a soundfont); None if none."""

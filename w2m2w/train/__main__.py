@@ -66,7 +66,9 @@ def precheck(overrides: list[str]) -> int:
     """Compose the config as Hydra will and check its ranges; 0 when it is good, else 2 after one line on stderr.
 
     Runs before Hydra creates its output folder, so a bad override writes nothing."""
-    problem = hydra_edge.precheck(overrides, "train", _check, job_name="train_check", refused=(SettingsError, TrainingError))
+    problem = hydra_edge.precheck(
+        overrides, "train", _check, job_name="train_check", refused=(SettingsError, TrainingError)
+    )
     if problem:
         hydra_edge.say(problem)
         return 2

@@ -33,7 +33,9 @@ class BeatTrackerTrainConfig:
 
     out_dir: str = setting("runs/train_beat_tracker", affects_output=False)
     model: BeatTrackerConfig = field(default_factory=BeatTrackerConfig)
-    asap_root: str = setting("")  # ASAP's folder (piece folders with midi_score.mid, performances with _annotations.txt)
+    asap_root: str = setting(
+        ""
+    )  # ASAP's folder (piece folders with midi_score.mid, performances with _annotations.txt)
     cache: str = setting("cache/beats_asap.npz", affects_output=False)  # the parsed performances, kept once read
     max_pieces: int = setting(0, range=NON_NEGATIVE)  # 0: all training pieces; else the first this-many (quick runs)
     val_fraction: float = setting(0.06, range=Range(0, 1, hi_open=True))  # of the training pieces, held out whole
@@ -60,7 +62,9 @@ def build_datasets(cfg: BeatTrackerTrainConfig) -> tuple[list[Performance], list
     """(training, validation) performances: the training pieces of ASAP, split by piece."""
     asap = Path(cfg.asap_root).expanduser()
     if not cfg.asap_root or not asap.is_dir():
-        raise TrainingError(f"train.asap_root={cfg.asap_root!r}: not a folder; point it at ASAP (piece folders with midi_score.mid)")
+        raise TrainingError(
+            f"train.asap_root={cfg.asap_root!r}: not a folder; point it at ASAP (piece folders with midi_score.mid)"
+        )
     pieces = training_pieces(asap)
     if cfg.max_pieces:
         pieces = pieces[: cfg.max_pieces]
@@ -106,7 +110,11 @@ def train_beat_tracker(cfg: BeatTrackerTrainConfig) -> dict:
     train_p, val_p = build_datasets(cfg)
     if run.main:
         log.info("training on %d performances; validating on %d pieces", len(train_p), len(val_p))
-    aug = Augment(stretch=(cfg.stretch[0], cfg.stretch[1]), transpose=cfg.transpose, velocity=(cfg.velocity_scale[0], cfg.velocity_scale[1]))
+    aug = Augment(
+        stretch=(cfg.stretch[0], cfg.stretch[1]),
+        transpose=cfg.transpose,
+        velocity=(cfg.velocity_scale[0], cfg.velocity_scale[1]),
+    )
     model = BeatTracker(cfg.model).to(run.device)
     sampler = BeatSampler(train_p, cfg.segment_seconds, aug)
 
@@ -132,7 +140,10 @@ def train_beat_tracker(cfg: BeatTrackerTrainConfig) -> dict:
         score=lambda row: (row["val/beat_f"] + row["val/downbeat_f"]) / 2 if "val/beat_f" in row else -row["loss"],
         maximize=True,
         description="train beat tracker",
-        export_extra={"data": "ASAP performances minus scripts/eval_beats.py's tuning and held-out pieces", "train_performances": len(train_p)},
+        export_extra={
+            "data": "ASAP performances minus scripts/eval_beats.py's tuning and held-out pieces",
+            "train_performances": len(train_p),
+        },
     )
     return fit(run, cfg, task)
 

@@ -190,14 +190,18 @@ def start(cfg: Settings, model_name: str) -> Run:
         return Run(out, cfg.device)
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if cfg.batch_size % world:
-        raise TrainingError(f"train.batch_size={cfg.batch_size} is the global batch: it must split evenly over {world} processes")
+        raise TrainingError(
+            f"train.batch_size={cfg.batch_size} is the global batch: it must split evenly over {world} processes"
+        )
     device = cfg.device
     if torch.device(device).type == "cuda":
         device = f"cuda:{local}"  # one GPU per process, numbered on each node by torchrun
         torch.cuda.set_device(device)
     owns = not torch.distributed.is_initialized()
     if owns:
-        torch.distributed.init_process_group("nccl" if device.startswith("cuda") else "gloo", timeout=COLLECTIVE_TIMEOUT)
+        torch.distributed.init_process_group(
+            "nccl" if device.startswith("cuda") else "gloo", timeout=COLLECTIVE_TIMEOUT
+        )
     run = Run(out, device, rank, world, owns)
     check_resume(out / "checkpoint", model_name, asdict(cfg.model))  # every rank: each must stop, not wait for rank 0
     if run.main:
@@ -212,9 +216,15 @@ def check_resume(checkpoint: Path, model_name: str, config: dict) -> None:
         return
     _, saved, _ = load_weights(checkpoint / "model.safetensors", model_name)
     # a setting the checkpoint predates reads as None there: equal to a new setting's None default
-    diff = "; ".join(f"model.{k}: {saved.get(k)!r} there, {config.get(k)!r} now" for k in sorted(set(saved) | set(config)) if saved.get(k) != config.get(k))
+    diff = "; ".join(
+        f"model.{k}: {saved.get(k)!r} there, {config.get(k)!r} now"
+        for k in sorted(set(saved) | set(config))
+        if saved.get(k) != config.get(k)
+    )
     if diff:
-        raise TrainingError(f"{checkpoint.parent}: holds a checkpoint of another model config ({diff}); use a new out_dir or the same model settings")
+        raise TrainingError(
+            f"{checkpoint.parent}: holds a checkpoint of another model config ({diff}); use a new out_dir or the same model settings"
+        )
 
 
 def export_trained(path: Path, model_name: str, model: nn.Module, cfg: Settings, summary: dict, **extra: Any) -> None:
@@ -241,7 +251,12 @@ class _StepModule(nn.Module):
         return self.step(self.model, batch)
 
 
-def init_from(model: nn.Module, path: str, model_name: str, adapt: Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor | None] | None = None) -> None:
+def init_from(
+    model: nn.Module,
+    path: str,
+    model_name: str,
+    adapt: Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor | None] | None = None,
+) -> None:
     """Copy every tensor of the weights at `path` whose name and shape fit `model`; log what starts fresh.
 
     adapt(name, saved, own) may return a reshaped copy of a saved tensor whose shape does not fit
@@ -297,7 +312,9 @@ def fit(run: Run, cfg: Settings, task: Task) -> dict:
     stepper: nn.Module = _StepModule(model, task.step)
     if run.world > 1:
         cuda = torch.device(run.device).type == "cuda"
-        stepper = torch.nn.parallel.DistributedDataParallel(stepper, device_ids=[torch.device(run.device).index] if cuda else None)
+        stepper = torch.nn.parallel.DistributedDataParallel(
+            stepper, device_ids=[torch.device(run.device).index] if cuda else None
+        )
     rows = run.rows(cfg.batch_size)
     accumulate = getattr(cfg, "accumulate", 1)  # micro-batches of batch_size per optimiser step
     first_step = state["step"]
@@ -347,7 +364,14 @@ def fit(run: Run, cfg: Settings, task: Task) -> dict:
         t_since = time.time()
         return row
 
-    bar = tqdm(total=cfg.max_steps, initial=state["step"], desc=task.description, dynamic_ncols=True, mininterval=5, disable=not run.main)
+    bar = tqdm(
+        total=cfg.max_steps,
+        initial=state["step"],
+        desc=task.description,
+        dynamic_ncols=True,
+        mininterval=5,
+        disable=not run.main,
+    )
     summary: dict = state["history"][-1] if state["history"] else {}
     model.train()
     if task.validate_first and not state["history"]:

@@ -23,7 +23,13 @@ import torch
 from w2m2w.data.midi_corpus import WindowSampler, load_corpus, piece_names, split_by_piece
 from w2m2w.finding import MIDI_EXTENSIONS, InputError, find_corpus
 from w2m2w.generation import piece_tokens
-from w2m2w.models.music_transformer import MODEL_NAME, MusicTransformer, MusicTransformerConfig, relative_embeddings, sequence_nll
+from w2m2w.models.music_transformer import (
+    MODEL_NAME,
+    MusicTransformer,
+    MusicTransformerConfig,
+    relative_embeddings,
+    sequence_nll,
+)
 from w2m2w.settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range, setting
 from w2m2w.train.loop import Progress, Task, TrainingError, fit, init_from, start
 
@@ -45,25 +51,35 @@ class MusicTransformerTrainConfig:
     # each midi_dirs entry's share of the training windows (one per entry); empty: in proportion to
     # their notes (every note start equally likely), which lets POP909's many short songs weigh in
     midi_dir_shares: list[float] = setting(default_factory=list)
-    val_fraction: float = setting(0.05, range=Range(0, 1, hi_open=True))  # of pieces (ASAP: composer + title from metadata.csv), never files
+    val_fraction: float = setting(
+        0.05, range=Range(0, 1, hi_open=True)
+    )  # of pieces (ASAP: composer + title from metadata.csv), never files
     split_seed: int = setting(0, range=NON_NEGATIVE)
     val_pieces: int = setting(24, range=AT_LEAST_ONE)  # validation reads at most this many pieces...
-    val_events: int = setting(1024, range=AT_LEAST_ONE)  # ...and the first this-many events of each, so it takes bounded time on CPU
+    val_events: int = setting(
+        1024, range=AT_LEAST_ONE
+    )  # ...and the first this-many events of each, so it takes bounded time on CPU
     # the paper's augmentation: +-max_transpose semitones, time stretched by stretch_min..stretch_max
     max_transpose: int = setting(3, range=NON_NEGATIVE)
     stretch_min: float = setting(0.95, range=POSITIVE)
     stretch_max: float = setting(1.05, range=POSITIVE)
     # optimisation
     batch_size: int = setting(8, range=AT_LEAST_ONE)  # global: split over the processes under torchrun
-    accumulate: int = setting(1, range=AT_LEAST_ONE)  # micro-batches of batch_size per optimiser step (a larger effective batch)
+    accumulate: int = setting(
+        1, range=AT_LEAST_ONE
+    )  # micro-batches of batch_size per optimiser step (a larger effective batch)
     bf16: bool = setting(False)  # bfloat16 autocast of the network (the loss stays float32)
     learning_rate: float = setting(1e-3, range=POSITIVE)
     warmup_steps: int = setting(100, range=NON_NEGATIVE)
-    min_lr_ratio: float = setting(0.1, range=Range(0, 1))  # cosine decay to learning_rate * this at the end of the budget
+    min_lr_ratio: float = setting(
+        0.1, range=Range(0, 1)
+    )  # cosine decay to learning_rate * this at the end of the budget
     weight_decay: float = setting(0.01, range=NON_NEGATIVE)
     clip_grad_norm: float = setting(1.0, range=POSITIVE)
     max_steps: int = setting(100000, range=AT_LEAST_ONE)
-    max_minutes: float = setting(60.0, range=NON_NEGATIVE)  # 0: no time limit; else the schedule ends with whichever budget runs out first
+    max_minutes: float = setting(
+        60.0, range=NON_NEGATIVE
+    )  # 0: no time limit; else the schedule ends with whichever budget runs out first
     validate_every: int = setting(100, range=AT_LEAST_ONE)
     seed: int = setting(0, range=NON_NEGATIVE)
     # start from these weights (a fresh run only; a checkpoint in out_dir wins). A longer max_len than
@@ -79,7 +95,9 @@ def _subset(files: list[Path], n: int) -> list[Path]:
     return sorted(sorted(files, key=key)[:n]) if n else files
 
 
-def build_data(cfg: MusicTransformerTrainConfig, out: Path, write: bool = True) -> tuple[list[np.ndarray], list[torch.Tensor], dict, list[int]]:
+def build_data(
+    cfg: MusicTransformerTrainConfig, out: Path, write: bool = True
+) -> tuple[list[np.ndarray], list[torch.Tensor], dict, list[int]]:
     """Training pieces (note lists), validation sequences (BOS + events), a description and the
     midi_dirs entry each training piece came from; with `write`, the split as out/split.json and
     out/val_files.txt."""
@@ -107,7 +125,12 @@ def build_data(cfg: MusicTransformerTrainConfig, out: Path, write: bool = True) 
         (out / "val_files.txt").write_text("".join(f"{f}\n" for f in val_files))
         (out / "split.json").write_text(
             json.dumps(
-                {"val_fraction": cfg.val_fraction, "split_seed": cfg.split_seed, "train": [str(f) for f in train_files], "val": [str(f) for f in val_files]},
+                {
+                    "val_fraction": cfg.val_fraction,
+                    "split_seed": cfg.split_seed,
+                    "train": [str(f) for f in train_files],
+                    "val": [str(f) for f in val_files],
+                },
                 indent=1,
             )
         )
@@ -118,7 +141,10 @@ def build_data(cfg: MusicTransformerTrainConfig, out: Path, write: bool = True) 
     order = sorted(val_files, key=lambda f: (hashlib.sha1(pieces[f].encode()).hexdigest(), str(f)))
     firsts = list({pieces[f]: f for f in reversed(order)}.values())[::-1]
     chosen = (firsts + [f for f in order if f not in set(firsts)])[: cfg.val_pieces]
-    val = [torch.from_numpy(piece_tokens(n)[: cfg.val_events + 1]) for _, n in load_corpus(chosen, out / "cache", progress=False)]
+    val = [
+        torch.from_numpy(piece_tokens(n)[: cfg.val_events + 1])
+        for _, n in load_corpus(chosen, out / "cache", progress=False)
+    ]
     desc = {
         "files": len(pieces),
         "pieces": len(set(pieces.values())),
@@ -154,7 +180,12 @@ def learning_rate(cfg: MusicTransformerTrainConfig, step: int, elapsed_s: float)
 
 def longer_relative_table(name: str, saved: torch.Tensor, own: torch.Tensor) -> torch.Tensor | None:
     """A saved (H, R, Dh) relative table grown to own's (H, R', Dh), R' > R, by clipping distances as the model does."""
-    if name.endswith(".rel") and saved.dim() == 3 and saved.shape[::2] == own.shape[::2] and saved.shape[1] < own.shape[1]:
+    if (
+        name.endswith(".rel")
+        and saved.dim() == 3
+        and saved.shape[::2] == own.shape[::2]
+        and saved.shape[1] < own.shape[1]
+    ):
         return relative_embeddings(saved, own.shape[1])
     return None
 
@@ -172,7 +203,9 @@ def train(cfg: MusicTransformerTrainConfig) -> dict:
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not n.endswith(".rel")]
     other = [p for n, p in model.named_parameters() if p.dim() < 2 or n.endswith(".rel")]
     opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}], lr=cfg.learning_rate, betas=(0.9, 0.98)
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}],
+        lr=cfg.learning_rate,
+        betas=(0.9, 0.98),
     )
     sampler = WindowSampler(
         train_pieces,

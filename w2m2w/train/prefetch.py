@@ -68,7 +68,9 @@ class Prefetcher:
         if workers > 0:
             global _SAMPLER
             _SAMPLER = sampler
-            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_quiet_worker)
+            self.pool = ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("fork"), initializer=_quiet_worker
+            )
 
     def get(self, pos: int) -> Any:
         """The batch at position `pos` of the stream (positions asked for in increasing order)."""

@@ -46,14 +46,18 @@ class SourceFilterTrainConfig:
     model: SourceFilterConfig = field(default_factory=SourceFilterConfig)
     # data: one piano of a MAPS-layout folder, and/or folders of audio + same-named .tsv/.mid (your own piano)
     maps_root: str = setting("")
-    piano: str = setting("SptkBGCl")  # The Grand's Steinway D, close microphones: the cleanest, most piano-like recording in the data
+    piano: str = setting(
+        "SptkBGCl"
+    )  # The Grand's Steinway D, close microphones: the cleanest, most piano-like recording in the data
     audio_dirs: list[str] = setting(default_factory=list)
     holdout_pieces: list[str] = setting(default_factory=lambda: ["grieg_walzer", "scn15_2", "chpn-p7"])
     # optimisation
     batch_size: int = setting(8, range=AT_LEAST_ONE)  # global: split over the processes under torchrun
     segment_seconds: float = setting(0.5, range=POSITIVE)
     learning_rate: float = setting(2e-3, range=POSITIVE)
-    final_lr_fraction: float = setting(0.05, range=Range(0, 1))  # cosine from learning_rate to this fraction of it over max_steps
+    final_lr_fraction: float = setting(
+        0.05, range=Range(0, 1)
+    )  # cosine from learning_rate to this fraction of it over max_steps
     warmup_steps: int = setting(100, range=NON_NEGATIVE)
     clip_grad_norm: float = setting(1.0, range=POSITIVE)
     fft_sizes: list[int] = setting(default_factory=lambda: [2048, 1024, 512, 256])
@@ -93,7 +97,9 @@ def split_examples(cfg: SourceFilterTrainConfig) -> tuple[list[Example], list[Ex
 
 
 @torch.no_grad()
-def validate_model(model: SourceFilterWaveNet, batches: list[dict[str, torch.Tensor]], loss_fn, device: str) -> dict[str, float]:
+def validate_model(
+    model: SourceFilterWaveNet, batches: list[dict[str, torch.Tensor]], loss_fn, device: str
+) -> dict[str, float]:
     """MR-STFT loss and log-mel distance (unit RMS, as evaluate) of the model over fixed held-out windows."""
     from w2m2w.evaluate.synthesis import log_mel_distance
 
@@ -105,9 +111,16 @@ def validate_model(model: SourceFilterWaveNet, batches: list[dict[str, torch.Ten
         y = central(model(b["source"].to(device), b["gate"].to(device), b["roll"].to(device)), c).float().cpu()
         t = central(b["target"], c)
         losses.append(float(loss_fn(y.unsqueeze(1), t.unsqueeze(1))))
-        dists += [log_mel_distance(y[i].numpy(), t[i].numpy()) for i in range(len(y)) if t[i].abs().max() > 0 and y[i].abs().max() > 0]
+        dists += [
+            log_mel_distance(y[i].numpy(), t[i].numpy())
+            for i in range(len(y))
+            if t[i].abs().max() > 0 and y[i].abs().max() > 0
+        ]
     model.train(was)
-    return {"val_loss": float(np.mean(losses)), "val_log_mel_distance": float(np.mean(dists)) if dists else float("nan")}
+    return {
+        "val_loss": float(np.mean(losses)),
+        "val_log_mel_distance": float(np.mean(dists)) if dists else float("nan"),
+    }
 
 
 def train_source_filter(cfg: SourceFilterTrainConfig) -> dict:
@@ -138,8 +151,13 @@ def train_source_filter(cfg: SourceFilterTrainConfig) -> dict:
     sampler = SourceWindowSampler(train_ex, model, segment)
     val_batches = []
     if run.main:
-        vs = SourceWindowSampler(val_ex, model, segment, seed=12345)  # the same held-out windows every time, for every config
-        val_batches = [vs.sample(min(cfg.batch_size, cfg.validation_segments - i)) for i in range(0, cfg.validation_segments, cfg.batch_size)]
+        vs = SourceWindowSampler(
+            val_ex, model, segment, seed=12345
+        )  # the same held-out windows every time, for every config
+        val_batches = [
+            vs.sample(min(cfg.batch_size, cfg.validation_segments - i))
+            for i in range(0, cfg.validation_segments, cfg.batch_size)
+        ]
     loss_fn = stft_loss(cfg.fft_sizes, cfg.mel_weight, cfg.model.sample_rate, cfg.log_mel_weight)
     c = context(model)
 

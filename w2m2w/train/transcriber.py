@@ -70,7 +70,9 @@ class TranscriberTrainConfig:
     # folders of recordings beside same-named labels (.mid/.tsv; scripts/real_piano_folder.py makes one of
     # the real recordings with their teacher labels); their pedal (CC64) is learnt too, none pressed included
     audio_dirs: list[str] = setting(default_factory=list)
-    audio_share: float | None = setting(None, range=Range(0, 1, hi_open=True))  # of the draws, from audio_dirs; None: by length
+    audio_share: float | None = setting(
+        None, range=Range(0, 1, hi_open=True)
+    )  # of the draws, from audio_dirs; None: by length
     val_audio_dirs: list[str] = setting(default_factory=list)  # each a validation set "audio_<folder name>"
     val_audio_seconds: float = setting(0.0, range=NON_NEGATIVE)  # of each val_audio_dirs piece; 0: whole pieces
     select_by: str | None = setting(None)  # the validation set whose note F1 picks best.safetensors; None: the first
@@ -86,16 +88,24 @@ class TranscriberTrainConfig:
     # each note's onset frames weigh 1 + this x (1 - velocity/127) in the onset loss: soft notes count more
     soft_onset_boost: float = setting(0.0, range=NON_NEGATIVE)
     augment_p: float = setting(0.5, range=Range(0, 1))
-    room_bank: int = setting(64, range=NON_NEGATIVE)  # simulated rooms (data/rooms.py) the augmentation draws from; 0: no rooms
+    room_bank: int = setting(
+        64, range=NON_NEGATIVE
+    )  # simulated rooms (data/rooms.py) the augmentation draws from; 0: no rooms
     room_cache: str = setting("cache/rooms", affects_output=False)
     # the training rooms' ranges (data/rooms.py TRAIN_ROOMS by default); wider ones build another bank
     room_rt60: list[float] = setting(default_factory=lambda: list(TRAIN_ROOMS.rt60))  # s, [lo, hi]
-    room_far_distance: list[float] = setting(default_factory=lambda: list(TRAIN_ROOMS.far_distance))  # m, ambient microphone
+    room_far_distance: list[float] = setting(
+        default_factory=lambda: list(TRAIN_ROOMS.far_distance)
+    )  # m, ambient microphone
     room_p: float | None = setting(None, range=Range(0, 1))  # probability of a room; None: augment_p
     # stages of the chain left out (data/augment.py STAGES), for ablations: the draws stay the same, segment for segment
     augment_skip: list[str] = setting(default_factory=list, choices=AUGMENT_STAGES)
-    val_frame_thresholds: list[float] = setting(default_factory=lambda: [0.3, 0.2])  # validation also scores durations decoded at these
-    init_weights: str | None = setting(None)  # start from these weights (every tensor whose shape fits; new heads start fresh)
+    val_frame_thresholds: list[float] = setting(
+        default_factory=lambda: [0.3, 0.2]
+    )  # validation also scores durations decoded at these
+    init_weights: str | None = setting(
+        None
+    )  # start from these weights (every tensor whose shape fits; new heads start fresh)
     max_steps: int = setting(100000, range=AT_LEAST_ONE)
     max_minutes: float = setting(0.0, range=NON_NEGATIVE)  # 0 = no time limit
     validate_every: int = setting(500, range=AT_LEAST_ONE)
@@ -109,7 +119,9 @@ class TranscriberTrainConfig:
     # processes that draw batches ahead of the step (train/prefetch.py): the same batches, drawn in
     # parallel, so a GPU is not held back by one CPU core cutting segments and convolving rooms
     data_workers: int = setting(0, range=NON_NEGATIVE, affects_output=False)
-    bf16: bool = setting(False)  # autocast matmuls/convs to bfloat16 (about 1.5x faster on AVX512-BF16 CPUs and on GPUs)
+    bf16: bool = setting(
+        False
+    )  # autocast matmuls/convs to bfloat16 (about 1.5x faster on AVX512-BF16 CPUs and on GPUs)
 
     def check_more(self, prefix: str = "train") -> None:
         """The room ranges are [low, high] pairs (settings.check calls this, so a bad one is refused before any rendering)."""
@@ -139,7 +151,9 @@ def build_datasets(cfg: TranscriberTrainConfig) -> tuple[list[Example], dict[str
         if cfg.midi_max_files:
             train_midi = train_midi[: cfg.midi_max_files]
         train += rendered_examples(train_midi, list(cfg.soundfonts), cfg.render_cache, cfg.render_seconds)
-        val[f"render_{cfg.holdout_soundfont}"] = rendered_examples(held_midi, [cfg.holdout_soundfont], cfg.render_cache, cfg.render_seconds)
+        val[f"render_{cfg.holdout_soundfont}"] = rendered_examples(
+            held_midi, [cfg.holdout_soundfont], cfg.render_cache, cfg.render_seconds
+        )
     for d in cfg.audio_dirs:
         found = audio_dir_examples(d)
         if not found:
@@ -148,14 +162,18 @@ def build_datasets(cfg: TranscriberTrainConfig) -> tuple[list[Example], dict[str
     for d in cfg.val_audio_dirs:
         found = audio_dir_examples(d)
         if not found:
-            raise TrainingError(f"{d}: no recording with a same-named label (.mid, .midi or .tsv) in train.val_audio_dirs")
+            raise TrainingError(
+                f"{d}: no recording with a same-named label (.mid, .midi or .tsv) in train.val_audio_dirs"
+            )
         val[audio_set_name(d)] = found
     seen = {Path(e.audio).resolve() for e in train}
     leaked = sorted(e.name for v in val.values() for e in v if Path(e.audio).resolve() in seen)
     if leaked:
         raise TrainingError(f"validation pieces also in training: {leaked[:5]}")
     if not train:
-        raise TrainingError("no training data: set train.maps_root, train.maestro_root, train.midi_globs or train.audio_dirs")
+        raise TrainingError(
+            "no training data: set train.maps_root, train.maestro_root, train.midi_globs or train.audio_dirs"
+        )
     if cfg.select_by is not None and cfg.select_by not in val:
         raise TrainingError(f"train.select_by={cfg.select_by}: no such validation set (there are {sorted(val)})")
     return train, val
@@ -173,7 +191,9 @@ def audio_set_name(folder: str) -> str:
     return "audio_" + Path(folder).expanduser().resolve().name
 
 
-def load_validation(examples: list[Example], seconds: float | None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+def load_validation(
+    examples: list[Example], seconds: float | None
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
     """(audio, notes, pedal or None) of the first `seconds` of each validation example (None: all of it)."""
     from w2m2w.pedal import crop_pedal, load_pedal
 
@@ -185,7 +205,10 @@ def load_validation(examples: list[Example], seconds: float | None) -> list[tupl
 
 
 def decoding_scores(
-    probs: list[dict[str, np.ndarray]], data: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], frame_rate: float, decode: DecodeConfig
+    probs: list[dict[str, np.ndarray]],
+    data: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+    frame_rate: float,
+    decode: DecodeConfig,
 ) -> dict[str, float]:
     """Mean F1s over the pieces of the notes (and, where the references have one, the pedal) that
     `decode` makes of each piece's probabilities (model.predict's, one dict per piece of `data`)."""
@@ -201,7 +224,9 @@ def decoding_scores(
     return {**mean_metrics(rows), **mean_metrics(pedal_rows)}
 
 
-def validation_scores(model: OnsetsFrames, data: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], frame_thresholds: list[float]) -> dict[str, float]:
+def validation_scores(
+    model: OnsetsFrames, data: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]], frame_thresholds: list[float]
+) -> dict[str, float]:
     """Mean F1s over the pieces: notes at the default decoding, offsets and frames at each frame
     threshold (decoding is cheap next to the network, so one forward pass serves them all), and
     the pedal where the references have one."""
@@ -220,7 +245,11 @@ def make_augmenter(cfg: TranscriberTrainConfig):
     from w2m2w.data.augment import Augmenter
     from w2m2w.data.rooms import RoomBank
 
-    ranges = replace(TRAIN_ROOMS, rt60=_pair(cfg.room_rt60, "train.room_rt60"), far_distance=_pair(cfg.room_far_distance, "train.room_far_distance"))
+    ranges = replace(
+        TRAIN_ROOMS,
+        rt60=_pair(cfg.room_rt60, "train.room_rt60"),
+        far_distance=_pair(cfg.room_far_distance, "train.room_far_distance"),
+    )
     bank = RoomBank.training(cfg.room_bank, cfg.room_cache, seed=cfg.seed, ranges=ranges) if cfg.room_bank else None
     return Augmenter(cfg.augment_p, bank, room_p=cfg.room_p, skip=tuple(cfg.augment_skip))
 
@@ -247,7 +276,10 @@ def train_transcriber(cfg: TranscriberTrainConfig) -> dict:
         train_ex, val_sets = build_datasets(cfg)
     if run.main:
         log.info(
-            "training on %d examples (%s); validation sets: %s", len(train_ex), sorted({e.group for e in train_ex}), {k: len(v) for k, v in val_sets.items()}
+            "training on %d examples (%s); validation sets: %s",
+            len(train_ex),
+            sorted({e.group for e in train_ex}),
+            {k: len(v) for k, v in val_sets.items()},
         )
     model = OnsetsFrames(cfg.model).to(run.device)
     if cfg.init_weights and not (run.out / "checkpoint" / "state.json").is_file():
@@ -275,7 +307,9 @@ def train_transcriber(cfg: TranscriberTrainConfig) -> dict:
     def validation(m: OnsetsFrames) -> dict:
         row = {}
         for name, data in val_data.items():
-            row.update({f"{name}/{k}": round(v, 4) for k, v in validation_scores(m, data, cfg.val_frame_thresholds).items()})
+            row.update(
+                {f"{name}/{k}": round(v, 4) for k, v in validation_scores(m, data, cfg.val_frame_thresholds).items()}
+            )
         return row
 
     def train_log(p: Progress) -> dict:

@@ -36,7 +36,9 @@ class WaveNetTrainConfig:
     # data: MIDI rendered with one soundfont, and/or folders of audio + same-named .tsv/.mid
     midi_globs: list[str] = setting(default_factory=list)
     midi_max_files: int = setting(120, range=NON_NEGATIVE)  # 0 = all
-    soundfont: str = setting("fluidr3")  # FluidR3_GM's grand piano: the transcriber knows it, and it is the fluidsynth stage's default
+    soundfont: str = setting(
+        "fluidr3"
+    )  # FluidR3_GM's grand piano: the transcriber knows it, and it is the fluidsynth stage's default
     render_seconds: float = setting(60.0, range=POSITIVE)
     render_cache: str = setting("cache/renders")
     audio_dirs: list[str] = setting(default_factory=list)
@@ -95,7 +97,9 @@ def validation_batches(
     examples: list[Example], cfg: WaveNetTrainConfig, hop: int, margin: int, sr: int
 ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
     """A fixed set of held-out segments (the same every validation and every resume, and for every model config)."""
-    sampler = MuLawSampler(examples, _segment_samples(cfg, hop, sr), hop, margin, sr, seed=12345, harmonics=cfg.model.excitation_harmonics)
+    sampler = MuLawSampler(
+        examples, _segment_samples(cfg, hop, sr), hop, margin, sr, seed=12345, harmonics=cfg.model.excitation_harmonics
+    )
     out = []
     left = cfg.validation_segments
     while left > 0:
@@ -107,7 +111,9 @@ def validation_batches(
 
 
 @torch.no_grad()
-def validation_loss(model: WaveNet, batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]], device: str) -> float:
+def validation_loss(
+    model: WaveNet, batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]], device: str
+) -> float:
     """Mean cross-entropy in nats per sample over the validation segments."""
     was = model.training
     model.eval()
@@ -141,7 +147,15 @@ def train_wavenet(cfg: WaveNetTrainConfig) -> dict:
             sum(p.numel() for p in model.parameters()),
             model.receptive_field,
         )
-    sampler = MuLawSampler(train_ex, _segment_samples(cfg, hop, sr), hop, model.cond_margin, sr, seed=cfg.seed, harmonics=cfg.model.excitation_harmonics)
+    sampler = MuLawSampler(
+        train_ex,
+        _segment_samples(cfg, hop, sr),
+        hop,
+        model.cond_margin,
+        sr,
+        seed=cfg.seed,
+        harmonics=cfg.model.excitation_harmonics,
+    )
     val_batches = validation_batches(val_ex, cfg, hop, model.cond_margin, sr) if run.main else []
 
     def validation(m: WaveNet) -> dict:

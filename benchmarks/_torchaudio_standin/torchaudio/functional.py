@@ -27,7 +27,15 @@ def _mel_to_hz(m: np.ndarray, mel_scale: str) -> np.ndarray:
     raise ValueError(f"mel_scale should be 'htk' or 'slaney', not {mel_scale!r}")
 
 
-def melscale_fbanks(n_freqs: int, f_min: float, f_max: float, n_mels: int, sample_rate: int, norm: str | None = None, mel_scale: str = "htk"):
+def melscale_fbanks(
+    n_freqs: int,
+    f_min: float,
+    f_max: float,
+    n_mels: int,
+    sample_rate: int,
+    norm: str | None = None,
+    mel_scale: str = "htk",
+):
     """Triangular mel filters, a float32 tensor (n_freqs, n_mels), as torchaudio's function of the same name.
 
     Bin k of n_freqs is at k * (sample_rate // 2) / (n_freqs - 1) Hz; filter i rises from
