@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from w2m2w import SAMPLE_RATE
 from w2m2w.audio import StreamResampler
+from w2m2w.constants import SAMPLE_RATE
 from w2m2w.midi import MidiError, load_midi_notes
 from w2m2w.render.registry import FluidSynthRenderer, Renderer, load_renderer
 from w2m2w.render.registry import weights_file as _renderer_weights

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from w2m2w import SAMPLE_RATE
 from w2m2w.audio import AudioError, is_silent, load_audio
+from w2m2w.constants import SAMPLE_RATE
 from w2m2w.midi import write_midi
 from w2m2w.paths import DEFAULT_WEIGHTS
 from w2m2w.run.stage import Stage, StageError, StageJob

@@ -9,9 +9,7 @@ import contextlib
 import io
 from typing import Any
 
-__version__ = "0.1.0"
-
-SAMPLE_RATE = 16000
+from w2m2w.constants import SAMPLE_RATE, __version__  # noqa: F401 (the package's public names)
 
 # pyfluidsynth (imported by pretty_midi) prints where it found libfluidsynth on stdout
 # whenever CI is set; stdout carries results (evaluate's JSON), so load it once here and drop that line.

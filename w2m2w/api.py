@@ -31,7 +31,7 @@ import stages
 from stages import generate as _generate
 from stages import synthesize as _synthesize
 from stages import transcribe as _transcribe
-from w2m2w import SAMPLE_RATE
+from w2m2w.constants import SAMPLE_RATE
 from w2m2w.run.settings import (
     LocalExecutor,
     RayExecutor,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from w2m2w import SAMPLE_RATE
+from w2m2w.constants import SAMPLE_RATE
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".au", ".wma")
 

@@ -46,7 +46,7 @@ def make_demo(folder: str | Path, soundfont: str = "fluidr3") -> Path:
     """Render the demo recording (and its ground-truth MIDI) into `folder`; returns the FLAC path."""
     import soundfile as sf
 
-    from w2m2w import SAMPLE_RATE
+    from w2m2w.constants import SAMPLE_RATE
     from w2m2w.midi import write_midi
     from w2m2w.render.fluidsynth import render_notes
 

@@ -8,7 +8,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from w2m2w import SAMPLE_RATE
+from w2m2w.constants import SAMPLE_RATE
 from w2m2w.midi import N_KEYS
 
 

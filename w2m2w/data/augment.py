@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-from w2m2w import SAMPLE_RATE
+from w2m2w.constants import SAMPLE_RATE
 from w2m2w.data.rooms import RoomBank
 
 STAGES = ("room", "eq", "compression", "reverb", "codec", "noise", "gain")  # signal-chain order

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from w2m2w import SAMPLE_RATE
+from w2m2w.constants import SAMPLE_RATE
 
 log = logging.getLogger("w2m2w")
 

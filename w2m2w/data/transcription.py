@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from w2m2w import SAMPLE_RATE
 from w2m2w.audio import load_audio
+from w2m2w.constants import SAMPLE_RATE
 from w2m2w.midi import apply_sustain, load_notes, notes_to_rolls, save_tsv_notes, sort_notes
 
 

@@ -260,8 +260,8 @@ def _load_model(weights: str | os.PathLike | None, device: str) -> Any:
 
 def _transcribe_file(model, path: Path, decode: dict[str, float]) -> tuple[Any, Any, dict[str, float]]:
     """Notes (n, 4), pedal (m, 2) or None without a pedal head, and timings of one audio file."""
-    from w2m2w import SAMPLE_RATE
     from w2m2w.audio import load_audio
+    from w2m2w.constants import SAMPLE_RATE
     from w2m2w.transcription import DecodeConfig, transcribe_with_pedal
 
     y = load_audio(path)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from w2m2w import SAMPLE_RATE
+from w2m2w.constants import SAMPLE_RATE
 from w2m2w.features import MelConfig, log_mel
 
 NOTE_SUFFIXES = (".mid", ".midi", ".tsv")

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from w2m2w import SAMPLE_RATE
+from w2m2w.constants import SAMPLE_RATE
 
 # channels of the source signal
 GROUPS = ((1, 1), (2, 2), (3, 4), (5, 8), (9, 1 << 30))  # partial numbers per harmonic channel (inclusive)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from w2m2w import SAMPLE_RATE
+from w2m2w.constants import SAMPLE_RATE
 from w2m2w.midi import notes_to_pretty_midi
 
 # Debian packages: fluid-soundfont-gm, timgm6mb-soundfont, musescore-general-soundfont, csound-soundfont

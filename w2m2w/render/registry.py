@@ -17,7 +17,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from w2m2w import SAMPLE_RATE, paths
+from w2m2w import paths
+from w2m2w.constants import SAMPLE_RATE
 
 RENDERERS = ("source_filter", "wavenet", "fluidsynth")
 DEFAULT_WEIGHTS = {

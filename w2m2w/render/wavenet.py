@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from w2m2w import SAMPLE_RATE
 from w2m2w.audio import mu_law_decode
+from w2m2w.constants import SAMPLE_RATE
 from w2m2w.features import conditioning_roll, excitation
 from w2m2w.midi import notes_in_range
 from w2m2w.models.wavenet import MODEL_NAME, TorchGenerator, WaveNet, wavenet_from_config

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from w2m2w import __version__
+from w2m2w.constants import __version__
 from w2m2w.files import LockedError, file_sha256
 from w2m2w.finding import input_kind
 from w2m2w.run.io_errors import write_failure

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from w2m2w import __version__
+from w2m2w.constants import __version__
 from w2m2w.finding import input_kind
 from w2m2w.run.piece_ids import UnsafePieceIdError, check_piece_id
 from w2m2w.run.rundir import STAGES, RunDir, read_sidecar

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from w2m2w import __version__
+from w2m2w.constants import __version__
 from w2m2w.files import LockedError
 from w2m2w.finding import InputError, input_kind
 from w2m2w.paths import DEMO_INPUT
