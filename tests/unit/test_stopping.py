@@ -23,6 +23,10 @@ def _send(sig: int) -> None:
 @pytest.fixture(autouse=True)
 def _restore_handlers():
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    # each test starts from a terminal's dispositions: a shell starts background jobs with SIGINT ignored, and
+    # StopSignals keeps an ignored SIGINT ignored (tested on its own below), which the other tests do not mean
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     yield
     for s, h in before.items():
         signal.signal(s, h)

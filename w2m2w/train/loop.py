@@ -443,7 +443,7 @@ def fit(run: Run, cfg: Settings, task: Task) -> dict:
 
 class _StopOnSignal:
     """SIGTERM, SIGINT and SIGHUP set `signum` instead of killing the run, so the loop can end its step and
-    checkpoint; the previous handlers come back with restore(). Off (nothing installed) when `enabled` is
+    checkpoint (a signal the process ignores stays ignored); the previous handlers come back with restore(). Off (nothing installed) when `enabled` is
     false (torchrun's processes, which torchrun itself stops) or outside the main thread."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -455,7 +455,8 @@ class _StopOnSignal:
             return
         try:
             for s in self.SIGNALS:
-                self.previous[s] = signal.signal(s, self._handle)
+                if signal.getsignal(s) is not signal.SIG_IGN:  # an ignored signal (nohup, `cmd &`) stays ignored
+                    self.previous[s] = signal.signal(s, self._handle)
         except ValueError:  # not the main thread: signals stay as they were
             self.restore()
 
