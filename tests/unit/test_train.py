@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -106,7 +107,6 @@ def test_validation_scores_the_pedal_only_where_the_reference_has_one():
 
 def test_sample_seed_draws_again_but_holds_out_the_same_files(tmp_path, monkeypatch):
     """train.sample_seed: another draw of the same run; train.seed alone picks the held-out MIDI files."""
-    from dataclasses import replace
 
     import w2m2w.train.transcriber as tr
     from w2m2w.data.transcription import Example
@@ -203,7 +203,6 @@ def _audio_dir(folder, names, tmp_path):
 
 
 def test_recordings_with_labels_join_training_and_validation_and_pick_the_best(tmp_path):
-    from dataclasses import replace
 
     import pytest
 
@@ -242,7 +241,6 @@ def test_recordings_with_labels_join_training_and_validation_and_pick_the_best(t
 
 
 def test_checkpoints_between_validations_every_checkpoint_minutes(tmp_path, monkeypatch):
-    from dataclasses import replace
 
     from w2m2w.train import loop
 
@@ -300,6 +298,7 @@ train_transcriber(replace(_cfg(Path({str(tmp_path)!r}), 100000), validate_every=
     step = json.loads(state_file.read_text())["step"]
     assert step >= 1 and f"stopped by signal 15 at step {step}" in err
     assert not (tmp_path / "run" / "log.jsonl").exists()  # no validation on the way out: the resumed run validates
-    train_transcriber(_cfg(tmp_path, step + 2))
+    # validating every step lists exactly the steps the resumed run took, whatever step the signal landed on
+    train_transcriber(replace(_cfg(tmp_path, step + 2), validate_every=1))
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log] == [step + 2]  # resumed at step + 1, not from the start
+    assert [r["step"] for r in log] == [step + 1, step + 2]  # resumed at step + 1, not from the start
