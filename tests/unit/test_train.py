@@ -171,15 +171,31 @@ def test_a_checkpoint_older_than_a_model_setting_resumes_while_the_setting_is_un
     (tmp_path / "checkpoint").mkdir()
     save_weights(tmp_path / "checkpoint" / "model.safetensors", MODEL_NAME, OnsetsFrames(cfg).state_dict(), older, {})
     (tmp_path / "checkpoint" / "state.json").write_text("{}")
-    check_resume(tmp_path / "checkpoint", MODEL_NAME, asdict(cfg))
+    check_resume(tmp_path / "checkpoint", MODEL_NAME, cfg)
     with pytest.raises(TrainingError, match=r"model.input_level_db: None there, -15.0 now"):
         check_resume(
-            tmp_path / "checkpoint",
-            MODEL_NAME,
-            asdict(OnsetsFramesConfig(model_size=32, lstm_units=8, input_level_db=-15.0)),
+            tmp_path / "checkpoint", MODEL_NAME, OnsetsFramesConfig(model_size=32, lstm_units=8, input_level_db=-15.0)
         )
     with pytest.raises(TrainingError, match=r"model.lstm_units: 8 there, 16 now"):
-        check_resume(tmp_path / "checkpoint", MODEL_NAME, asdict(OnsetsFramesConfig(model_size=32, lstm_units=16)))
+        check_resume(tmp_path / "checkpoint", MODEL_NAME, OnsetsFramesConfig(model_size=32, lstm_units=16))
+
+
+def test_a_nested_setting_the_checkpoint_predates_reads_as_its_default():
+    """The source-filter model's `source` dict gained release_tau_octave (default 1.0, the behaviour before it):
+    a checkpoint without it resumes under the default and is refused, by its dotted name, under another value."""
+    from w2m2w.models.source_filter import SourceFilterConfig
+    from w2m2w.train.loop import config_differences
+
+    older = {"residual_channels": 16, "source": {"partials": 32, "tau_low": 3.0}}  # saved before the new key
+    assert config_differences(older, SourceFilterConfig()) == []
+    assert config_differences(older, SourceFilterConfig(source={"release_tau_octave": 1.22})) == [
+        ("source.release_tau_octave", 1.0, 1.22)
+    ]
+    assert config_differences({**older, "source": {"partials": 16}}, SourceFilterConfig()) == [
+        ("source.partials", 16, 32)
+    ]
+    assert config_differences({**older, "gone": 1}, SourceFilterConfig()) == [("gone", 1, None)]
+    assert config_differences({"layers": 4}, SourceFilterConfig(layers=8)) == [("layers", 4, 8)]
 
 
 def test_the_best_weights_are_picked_on_the_named_set_or_else_the_first():

@@ -33,7 +33,7 @@ CPU runs as one sgemm and is faster than conv1d at these widths.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -57,7 +57,11 @@ class SourceFilterConfig:
     hop_length: int = 160  # samples per conditioning frame (100 Hz at 16 kHz)
     sample_rate: int = 16000
     source_gain: float = 0.3  # the source is scaled by this before the first layer (keeps activations near unit size)
-    source: dict = field(default_factory=dict)  # SourceConfig fields that differ from the defaults
+    source: dict = field(default_factory=dict)  # SourceConfig fields; missing ones take SourceConfig's defaults
+
+    def __post_init__(self) -> None:
+        # every source setting spelled out, so weights record what they were trained with even if a default moves
+        self.source = asdict(source_config_from(self.source))
 
 
 class SourceFilterWaveNet(nn.Module):

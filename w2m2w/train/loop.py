@@ -34,7 +34,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -185,7 +185,7 @@ def start(cfg: Settings, model_name: str) -> Run:
     out = Path(cfg.out_dir)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
-        check_resume(out / "checkpoint", model_name, asdict(cfg.model))
+        check_resume(out / "checkpoint", model_name, cfg.model)
         out.mkdir(parents=True, exist_ok=True)
         return Run(out, cfg.device)
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
@@ -203,28 +203,53 @@ def start(cfg: Settings, model_name: str) -> Run:
             "nccl" if device.startswith("cuda") else "gloo", timeout=COLLECTIVE_TIMEOUT
         )
     run = Run(out, device, rank, world, owns)
-    check_resume(out / "checkpoint", model_name, asdict(cfg.model))  # every rank: each must stop, not wait for rank 0
+    check_resume(out / "checkpoint", model_name, cfg.model)  # every rank: each must stop, not wait for rank 0
     if run.main:
         out.mkdir(parents=True, exist_ok=True)
     run.barrier()
     return run
 
 
-def check_resume(checkpoint: Path, model_name: str, config: dict) -> None:
-    """Raise TrainingError when `checkpoint` holds a model of another config than `config`."""
+def check_resume(checkpoint: Path, model_name: str, config: Any) -> None:
+    """Raise TrainingError when `checkpoint` holds a model of another config than `config` (a config dataclass)."""
     if not (checkpoint / "state.json").is_file():
         return
     _, saved, _ = load_weights(checkpoint / "model.safetensors", model_name)
-    # a setting the checkpoint predates reads as None there: equal to a new setting's None default
     diff = "; ".join(
-        f"model.{k}: {saved.get(k)!r} there, {config.get(k)!r} now"
-        for k in sorted(set(saved) | set(config))
-        if saved.get(k) != config.get(k)
+        f"model.{key}: {there!r} there, {now!r} now" for key, there, now in config_differences(saved, config)
     )
     if diff:
         raise TrainingError(
             f"{checkpoint.parent}: holds a checkpoint of another model config ({diff}); use a new out_dir or the same model settings"
         )
+
+
+def config_differences(saved: dict, config: Any) -> list[tuple[str, Any, Any]]:
+    """(key, saved value, current value) for each setting where the `saved` config dict and the config dataclass
+    `config` differ. The saved config is read as the loaders read it, type(config)(**saved): a setting it predates
+    takes its default, so a new setting whose default keeps the old behaviour does not refuse a resume. A dict
+    setting is compared key by key (model.source.release_tau_octave)."""
+    names = {f.name for f in fields(config)}
+    out = [(k, saved[k], None) for k in sorted(set(saved) - names)]
+    try:
+        effective = type(config)(**{k: v for k, v in saved.items() if k in names})
+    except (TypeError, ValueError) as exc:
+        return [*out, ("*", saved, f"not readable as {type(config).__name__} ({exc})")]
+    for name in sorted(names):
+        there, now = _as_json(getattr(effective, name)), _as_json(getattr(config, name))
+        if isinstance(there, dict) and isinstance(now, dict):
+            out += [
+                (f"{name}.{k}", there.get(k), now.get(k))
+                for k in sorted(set(there) | set(now))
+                if there.get(k) != now.get(k)
+            ]
+        elif there != now:
+            out.append((name, there, now))
+    return out
+
+
+def _as_json(value: Any) -> Any:
+    return json.loads(json.dumps(asdict(value) if is_dataclass(value) else value))
 
 
 def export_trained(path: Path, model_name: str, model: nn.Module, cfg: Settings, summary: dict, **extra: Any) -> None:
