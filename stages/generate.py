@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from w2m2w.beats import Beats, beat_stats, track_beats_of
 from w2m2w.generation import (
     Continuation,
     GenerationConfig,
@@ -28,9 +29,11 @@ from w2m2w.generation import (
     read_midi_notes,
 )
 from w2m2w.midi import MidiError, write_midi
+from w2m2w.musicxml import write_score
 from w2m2w.paths import DEFAULT_WEIGHTS
 from w2m2w.run.stage import Stage, StageError, StageJob
 from w2m2w.settings import NON_NEGATIVE, PROBABILITY_UPPER, THREADS, Range, setting
+from w2m2w.tempo_map import beats_in_midi, shift_beats, write_tempo_mapped_midi
 
 log = logging.getLogger("w2m2w")
 _GEN, _SAMPLING = GenerationConfig, SamplingConfig  # the library's dataclasses hold the defaults
@@ -63,6 +66,11 @@ class GenerateSettings:
     seed: int | None = setting(
         _SAMPLING.seed, range=Range(0, 2**64 - 1)
     )  # torch's generator takes 64 bits  # null: a fresh seed per piece (recorded)
+    # the output's tempo map: the input's own where it has one (auto), else beats tracked from the input's notes,
+    # carried on over the continuation at the last tempo and meter; off: a plain 120 bpm 4/4 file
+    tempo_map: str = setting("auto", choices=("auto", "track", "off"))
+    # also <piece>.musicxml of the output (see transcribe.score; out of the hash for the same reason)
+    score: bool = setting(False, affects_output=False)
 
 
 def generation_config(s: GenerateSettings) -> GenerationConfig:
@@ -112,6 +120,9 @@ class Generate(Stage):
     def load(self, s: GenerateSettings):
         return _model(str(self.weights_file(s)), s.device or "cpu")  # a run fills in the device (resolve_devices)
 
+    def side_outputs(self, s: GenerateSettings) -> tuple[str, ...]:
+        return (".musicxml",) if s.score else ()
+
     def run(self, s: GenerateSettings, job: StageJob) -> dict[str, Any]:
         """Continue the MIDI file job.input into job.output; returns primer, sampling and note stats."""
         gen = generation_config(s)
@@ -127,13 +138,45 @@ class Generate(Stage):
             warning = f"{job.input}: transcription holds no notes; continuing from an empty start"
             log.warning("[generate] %s", warning)
         result = continue_piece(model, notes, gen, s)
-        write_midi(job.output, result.notes)
-        stats = {"input_notes": int(len(notes)), **result.stats}
+        beats, beats_from = output_beats(job.input, notes, result, s.tempo_map)
+        if beats is None:
+            write_midi(job.output, result.notes)
+        else:
+            write_tempo_mapped_midi(job.output, result.notes, beats)
+        if ".musicxml" in job.extras:
+            score_beats = beats if beats is not None else track_beats_of(result.notes)
+            write_score(job.extras[".musicxml"], result.notes, score_beats, title=job.piece)
+        stats = {"input_notes": int(len(notes)), **result.stats, **beat_stats(beats)}
+        if beats_from:
+            stats["tempo_map_from"] = beats_from
         if warning:
             stats["warning"] = warning
         if "warning" in result.stats:
             log.warning("[generate] %s: %s", job.piece, result.stats["warning"])
         return stats
+
+
+def output_beats(path: Path, notes: np.ndarray, result: Continuation, mode: str) -> tuple[Beats | None, str | None]:
+    """The continuation's beats and where they came from ('input': the input file's tempo map; 'tracked': from
+    the input's notes), in the output's time frame (it starts where the primer started in the input, or where
+    it ended when the primer is left out), carried on to the output's end; (None, None) for a plain file."""
+    if mode == "off":
+        return None, None
+    beats, source = None, "tracked"
+    if mode == "auto":
+        import pretty_midi
+
+        beats, source = beats_in_midi(pretty_midi.PrettyMIDI(str(path))), "input"
+    if beats is None:
+        beats, source = track_beats_of(notes), "tracked"
+    if beats is None:
+        return None, None
+    offset = float(result.stats["primer_start_in_input_s"]) + (
+        float(result.stats["primer_seconds"]) if result.stats["output"] == "continuation" else 0.0
+    )
+    end = float(result.notes[:, 1].max()) if len(result.notes) else 0.0
+    shifted = shift_beats(beats, offset, end + 1.0)
+    return (shifted, source) if len(shifted.times) >= 2 else (None, None)
 
 
 def continue_piece(model: Any, notes: np.ndarray, gen: GenerationConfig, s: GenerateSettings) -> Continuation:

@@ -10,11 +10,14 @@ from typing import Any
 import numpy as np
 
 from w2m2w.audio import AudioError, is_silent, load_audio
+from w2m2w.beats import Beats, beat_stats, track_beats_of
 from w2m2w.constants import SAMPLE_RATE
 from w2m2w.midi import write_midi
+from w2m2w.musicxml import write_score
 from w2m2w.paths import DEFAULT_WEIGHTS
 from w2m2w.run.stage import Stage, StageError, StageJob
 from w2m2w.settings import NON_NEGATIVE, PROBABILITY_OPEN, PROBABILITY_UPPER, Range, SettingsError, setting
+from w2m2w.tempo_map import write_tempo_mapped_midi
 from w2m2w.transcription import DecodeConfig, load_transcriber, transcribe_with_pedal
 
 # A batch of 4 chunks, each with its overlap on both sides, is in memory at once: about 1.4 MB per second of audio
@@ -52,6 +55,13 @@ class TranscribeSettings:
     max_seconds: float | None = setting(
         14400.0, range=Range(0, MAX_SECONDS, lo_open=True), affects_output=False
     )  # refuses, never changes a result
+    # beats, bars and meter tracked from the notes, written as the MIDI's tempo map and time signatures so a
+    # DAW's bar lines fall on the music's; the notes keep their times in seconds. false: a plain 120 bpm 4/4 file
+    tempo_map: bool = setting(True)
+    # also <piece>.musicxml beside the MIDI: notes quantized to the beats, key, two staves, pedal marks, tempo.
+    # Out of the hash: it changes no byte of the MIDI; the file is a side output (Stage.side_outputs), so turning
+    # it on computes what is missing and turning it off deletes nothing
+    score: bool = setting(False, affects_output=False)
 
     def check_more(self, prefix: str = "") -> None:
         """The overlap is context on each side of a chunk: at or above the chunk it costs memory and time for nothing."""
@@ -78,6 +88,9 @@ class Transcribe(Stage):
     def load(self, s: TranscribeSettings):
         return _model(str(self.weights_file(s)), s.device or "cpu")  # a run fills in the device (resolve_devices)
 
+    def side_outputs(self, s: TranscribeSettings) -> tuple[str, ...]:
+        return (".musicxml",) if s.score else ()
+
     def run(self, s: TranscribeSettings, job: StageJob) -> dict[str, Any]:
         """Transcribe job.input into the MIDI file job.output (notes, and the pedal as CC64); returns note, pedal and timing stats."""
         model = self.load(s)
@@ -90,13 +103,27 @@ class Transcribe(Stage):
         # The notes are written as decoded, already lengthened by the pedal (the frame labels are, as
         # MAESTRO's); a reader applying the CC64 again (midi.load_notes, the generate stage) lengthens
         # only notes the model ended while its decoded pedal was still down.
-        write_midi(job.output, notes, pedal=pedal)
+        beats = write_transcription(job.output, notes, pedal, s.tempo_map)
+        if ".musicxml" in job.extras:
+            write_score(job.extras[".musicxml"], notes, beats or track_beats_of(notes), pedal, title=job.piece)
         # pedal_intervals: None where no pedal was written (no pedal head, or pedal=false)
         return {
             "audio_seconds": round(seconds, 3),
             "notes": int(len(notes)),
             "pedal_intervals": None if pedal is None else int(len(pedal)),
+            **beat_stats(beats),
         }
+
+
+def write_transcription(path: Path, notes: np.ndarray, pedal: np.ndarray | None, tempo_map: bool) -> Beats | None:
+    """Write the MIDI file: with the tracked beats as its tempo map (None where tempo_map is off or too few
+    notes give no beats: then a plain 120 bpm file); returns the beats written."""
+    beats = track_beats_of(notes) if tempo_map else None
+    if beats is None:
+        write_midi(path, notes, pedal=pedal)
+    else:
+        write_tempo_mapped_midi(path, notes, beats, pedal)
+    return beats
 
 
 def transcribe_audio(

@@ -427,6 +427,25 @@ def beats_from_audio_and_notes(
     )
 
 
+MIN_NOTES = 8  # fewer notes than this give no beats worth a tempo map
+
+
+def track_beats_of(notes: np.ndarray) -> Beats | None:
+    """beats_from_notes for a stage's output: None where the notes are too few (MIN_NOTES) or give under two
+    beats, so the caller writes a plain file."""
+    if len(notes) < MIN_NOTES:
+        return None
+    beats = beats_from_notes(notes)
+    return beats if len(beats.times) >= 2 else None
+
+
+def beat_stats(beats: Beats | None) -> dict:
+    """What a sidecar records of the beats written: their count, median tempo (bpm) and meter; empty for none."""
+    if beats is None:
+        return {"beats": 0}
+    return {"beats": int(len(beats.times)), "tempo_bpm": round(beats.tempo, 1), "meter": int(beats.meter)}
+
+
 def handmade_beats_from_notes(notes: np.ndarray, start_bpm: float = 100.0) -> Beats:
     """The hand-made tracker on a note list (n, 4): the notes' onset envelope, downbeats from their accents."""
     times = track_beats(note_onset_envelope(notes), FPS, start_bpm=start_bpm)

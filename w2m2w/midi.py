@@ -187,6 +187,27 @@ def write_midi(path: str | os.PathLike, notes: np.ndarray, pedal: np.ndarray | N
     notes_to_pretty_midi(notes, pedal=pedal).write(str(path))
 
 
+def has_tempo_map(pm) -> bool:
+    """Whether PrettyMIDI `pm` carries a tempo map of its own: more than one tempo, one other than 120 bpm,
+    or a time signature other than one 4/4. A file with none of these (what most transcribers write, and
+    this project did before issue #32) says nothing about where the music's beats are."""
+    _, tempi = pm.get_tempo_changes()
+    signatures = {(ts.numerator, ts.denominator) for ts in pm.time_signature_changes}
+    return len(tempi) > 1 or (len(tempi) == 1 and abs(float(tempi[0]) - 120.0) > 1e-3) or bool(signatures - {(4, 4)})
+
+
+def bar_lines(path: str | os.PathLike) -> np.ndarray | None:
+    """Bar-line times (b,) seconds of a MIDI file by its tempo map and time signatures, up to its last note;
+    None where it has no tempo map of its own (has_tempo_map) or does not read."""
+    import pretty_midi
+
+    try:
+        pm = pretty_midi.PrettyMIDI(str(path))
+    except Exception:  # the caller shows the notes' own error
+        return None
+    return np.asarray(pm.get_downbeats(), dtype=np.float64) if has_tempo_map(pm) else None
+
+
 def notes_to_rolls(notes: np.ndarray, n_frames: int, frame_rate: float, onset_frames: int = 1) -> dict[str, np.ndarray]:
     """Training targets for the transcriber, each (n_frames, 88) float32.
 

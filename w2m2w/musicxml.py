@@ -13,7 +13,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from w2m2w.score import Quantized, beat_positions, estimate_key, key_sharps, split_hands
+from w2m2w.beats import Beats
+from w2m2w.score import Quantized, beat_positions, estimate_key, key_sharps, quantize, split_hands
 
 
 def _voices(
@@ -184,3 +185,17 @@ def read_notes(path: str | os.PathLike) -> list[tuple[Fraction, Fraction, int]]:
             else:
                 out.append((start, off, pitch))
     return sorted(out)
+
+
+def write_score(
+    path: str | os.PathLike,
+    notes: np.ndarray,
+    beats: Beats | None,
+    pedal: np.ndarray | None = None,
+    title: str = "w2m2w",
+) -> None:
+    """The score of notes (n, 4) and pedal (p, 2) as MusicXML at `path`: quantized to `beats`, or to a plain
+    120 bpm 4/4 grid where there are none (too few notes to track), as the MIDI file is written then."""
+    if beats is None:
+        beats = Beats(np.array([0.0, 0.5]), np.array([True, False]), 4)  # extend_beats carries it on
+    write_musicxml(path, quantize(notes, beats), notes, pedal, title)

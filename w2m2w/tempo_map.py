@@ -16,6 +16,7 @@ import os
 import numpy as np
 
 from w2m2w.beats import Beats, extend_beats
+from w2m2w.midi import has_tempo_map
 
 RESOLUTION = 960  # ticks per beat (quarter note)
 SUSTAIN_CC = 64
@@ -152,3 +153,24 @@ def write_tempo_mapped_midi(
 ) -> None:
     """Write tempo_mapped_midi to `path` (the caller renames it into place)."""
     tempo_mapped_midi(notes, beats, pedal, resolution, key).save(str(path))
+
+
+def beats_in_midi(pm) -> Beats | None:
+    """The beats of PrettyMIDI `pm` by its own tempo map and time signatures (pretty_midi's get_beats and
+    get_downbeats, up to its last note), or None where it has no tempo map (has_tempo_map). meter: the
+    last time signature's beats per bar."""
+    if not has_tempo_map(pm):
+        return None
+    times = np.asarray(pm.get_beats(), dtype=np.float64)
+    downbeats = np.asarray(pm.get_downbeats(), dtype=np.float64)
+    is_downbeat = np.isin(np.round(times, 6), np.round(downbeats, 6))
+    meter = pm.time_signature_changes[-1].numerator if pm.time_signature_changes else 4
+    return Beats(times, is_downbeat, int(meter)) if len(times) >= 2 else None
+
+
+def shift_beats(beats: Beats, offset: float, end: float) -> Beats:
+    """`beats` in a time frame that starts `offset` seconds later (a continuation starts where its primer
+    started in the input), carried on to cover [0, end] of that frame at its first and last tempo."""
+    full = extend_beats(beats, end=offset + end, start=offset)
+    keep = full.times >= offset - 1e-9
+    return Beats(full.times[keep] - offset, full.is_downbeat[keep], full.meter)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pretty_midi
 import pytest
 import soundfile as sf
 
@@ -16,7 +17,7 @@ import stages
 from stages.generate import GenerateSettings
 from stages.synthesize import FluidSynthSettings, SourceFilterSettings, WaveNetSettings
 from stages.transcribe import TranscribeSettings
-from w2m2w.midi import write_midi
+from w2m2w.midi import notes_to_pretty_midi, write_midi
 from w2m2w.paths import DEFAULT_WEIGHTS
 from w2m2w.run.stage import Configured, StageJob
 
@@ -28,9 +29,11 @@ from _synth import tones  # noqa: E402
 CHANGES_OUTPUT = {
     TranscribeSettings: {
         "onset_threshold", "frame_threshold", "min_duration", "offset_threshold", "pedal", "pedal_onset_threshold", "pedal_offset_threshold",
-        "pedal_frame_threshold", "pedal_min_duration", "pedal_change_gap", "chunk_seconds", "overlap_seconds", "silence_db",
+        "pedal_frame_threshold", "pedal_min_duration", "pedal_change_gap", "chunk_seconds", "overlap_seconds", "silence_db", "tempo_map",
     },
-    GenerateSettings: {"primer_seconds", "primer_events", "seconds", "context", "include_primer", "max_events", "temperature", "top_k", "top_p", "seed"},
+    GenerateSettings: {
+        "primer_seconds", "primer_events", "seconds", "context", "include_primer", "max_events", "temperature", "top_k", "top_p", "seed", "tempo_map",
+    },
     SourceFilterSettings: {"tail_seconds", "source_only", "eq_db", "gate_margin", "release", "loudness_lufs", "sample_rate"},
     WaveNetSettings: {
         "backend", "folds", "min_segment_seconds", "max_segment_seconds", "warmup_seconds", "fade_seconds", "crossfade", "tail_seconds", "temperature", "seed",
@@ -39,8 +42,8 @@ CHANGES_OUTPUT = {
     FluidSynthSettings: {"soundfont", "program", "tail_seconds", "loudness_lufs", "sample_rate"},
 }  # fmt: skip
 KEEPS_OUTPUT = {
-    TranscribeSettings: {"weights", "device", "max_seconds"},
-    GenerateSettings: {"weights", "device", "threads"},
+    TranscribeSettings: {"weights", "device", "max_seconds", "score"},  # score: a side output of its own
+    GenerateSettings: {"weights", "device", "threads", "score"},
     SourceFilterSettings: {"weights", "device", "threads", "block_seconds", "max_seconds"},
     WaveNetSettings: {"weights", "device", "threads", "chunk_samples", "max_seconds"},
     FluidSynthSettings: {"chunk_seconds", "max_seconds"},
@@ -69,8 +72,9 @@ OTHER = {
     "pedal_change_gap": 0.0, "overlap_seconds": 1.0, "silence_db": -30.0, "primer_seconds": 1.0, "primer_events": 5, "seconds": 3.0,
     "context": 64, "include_primer": False, "max_events": 10, "top_k": 5, "top_p": 0.5,
     "eq_db": [3.0, 3.0, 2.0, 1.0, -1.0, -2.0, -1.0, -1.0], "gate_margin": 0, "release": "measured", "loudness_lufs": -16.0,
-    "sample_rate": 44100,
+    "sample_rate": 44100, "tempo_map": False, "score": True,
 }  # fmt: skip
+OTHER_FOR = {(GenerateSettings, "tempo_map"): "off"}  # where one name takes another type in another stage
 CASES = [(cls, k) for cls in CHANGES_OUTPUT for k in sorted(CHANGES_OUTPUT[cls] | KEEPS_OUTPUT[cls])]
 
 
@@ -80,8 +84,9 @@ def test_settings_hash_changes_exactly_for_the_settings_that_change_the_output(c
     base = (
         cls(backend="numba") if cls is WaveNetSettings else cls()
     )  # backend auto is recorded as what it picks for the device
-    assert OTHER[key] != getattr(base, key)
-    changed = dataclasses.replace(base, **{key: OTHER[key]})
+    other = OTHER_FOR.get((cls, key), OTHER[key])
+    assert other != getattr(base, key)
+    changed = dataclasses.replace(base, **{key: other})
     same = Configured(stage, base).settings_hash == Configured(stage, changed).settings_hash
     assert same is (key in KEEPS_OUTPUT[cls]), (
         f"{cls.__name__}.{key}: the hash {'did not change' if same else 'changed'}"
@@ -91,6 +96,9 @@ def test_settings_hash_changes_exactly_for_the_settings_that_change_the_output(c
 # --- the outputs themselves -------------------------------------------------------------------------------------------
 
 NOTES = np.array([[0.1, 0.6, 60, 80], [0.5, 1.2, 64, 70], [0.9, 1.5, 67, 90], [1.3, 1.9, 72, 60]])
+BEATEN = np.array(
+    [[0.2 + 0.4 * k, 0.5 + 0.4 * k, (60, 64, 67, 72)[k % 4], 100 if k % 4 == 0 else 70] for k in range(14)]
+)
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +106,13 @@ def inputs(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("inputs")
     sf.write(d / "a.wav", tones(NOTES, 2.0), 16000)
     write_midi(d / "a.mid", NOTES)
+    # enough notes for a beat track (beats.MIN_NOTES): the tempo map shows only where beats are found
+    sf.write(d / "b.wav", tones(BEATEN, 6.0), 16000)
+    # a MIDI file with its own tempo map (100 bpm in 3/4), which a continuation carries on
+    pm = notes_to_pretty_midi(NOTES)
+    pm._tick_scales = [(0, 0.6 / pm.resolution)]
+    pm.time_signature_changes = [pretty_midi.TimeSignature(3, 4, 0.0)]
+    pm.write(str(d / "w.mid"))
     return d
 
 
@@ -148,6 +163,8 @@ TRANSCRIBE = {
     "chunk_seconds": ({"overlap_seconds": 0.0}, 0.5),
     "overlap_seconds": ({"chunk_seconds": 0.5}, 0.25),
     "silence_db": ({}, -1.0),
+    "tempo_map": ({}, False, "b.wav"),
+    "score": ({}, True),
     "weights": ({}, str(DEFAULT_WEIGHTS["onsets_frames"])),
     "max_seconds": ({}, 10.0),
 }
@@ -162,6 +179,8 @@ GENERATE = {
     "top_k": ({}, 1),
     "top_p": ({}, 0.05),
     "seed": ({}, 1),
+    "tempo_map": ({}, "off", "w.mid"),
+    "score": ({}, True),
     "weights": ({}, str(DEFAULT_WEIGHTS["music_transformer"])),
     "threads": ({}, 2),
 }
@@ -179,8 +198,8 @@ SYNTHESIZE = {
     "sample_rate": ({}, 44100),
 }
 RUNS = (
-    [(TranscribeSettings, k, *v, "a.wav") for k, v in TRANSCRIBE.items()]
-    + [(GenerateSettings, k, {"seconds": 1.0, **b}, val, "a.mid") for k, (b, val) in GENERATE.items()]
+    [(TranscribeSettings, k, *(v + ("a.wav",))[:3]) for k, v in TRANSCRIBE.items()]
+    + [(GenerateSettings, k, {"seconds": 1.0, **v[0]}, *(v[1:] + ("a.mid",))[:2]) for k, v in GENERATE.items()]
     + [(SourceFilterSettings, k, *v, "a.mid") for k, v in SYNTHESIZE.items()]
 )
 

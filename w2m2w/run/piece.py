@@ -86,8 +86,15 @@ class _Step:
         self.in_hash = hashes(self.input)
         return self
 
+    @property
+    def extras(self) -> dict[str, Path]:
+        """The side outputs' final paths, by suffix: beside the output, same name."""
+        return {sfx: self.output.with_suffix(sfx) for sfx in self.stage.side_outputs()}
+
     def is_current(self) -> bool:
-        return is_current(self.output, self.in_hash, self.stage.settings_hash, self.w_hash)
+        return is_current(self.output, self.in_hash, self.stage.settings_hash, self.w_hash) and all(
+            p.is_file() for p in self.extras.values()
+        )
 
 
 def stages_for(source: Path, stages: list[Configured]) -> list[Configured]:
@@ -109,14 +116,20 @@ def _reuse(step: _Step, piece: str, plan: Plan) -> Path | None:
     out, run_dir = step.output, plan.run_dir
     for d in plan.reuse_dirs:
         cand = RunDir(d).output(step.stage.name, piece)
-        if cand.resolve() == out.resolve() or not is_current(cand, step.in_hash, step.stage.settings_hash, step.w_hash):
+        extras = {final: cand.with_suffix(sfx) for sfx, final in step.extras.items()}
+        if (
+            cand.resolve() == out.resolve()
+            or not is_current(cand, step.in_hash, step.stage.settings_hash, step.w_hash)
+            or not all(src.is_file() for src in extras.values())
+        ):
             continue
         side = read_sidecar(cand) or {}
-        with run_dir.atomic(out) as tmp:
-            try:
-                os.link(cand, tmp)  # same file system: no copy at all
-            except OSError:
-                shutil.copyfile(cand, tmp)
+        for final, src in [*extras.items(), (out, cand)]:  # the output last: its sidecar follows it
+            with run_dir.atomic(final) as tmp:
+                try:
+                    os.link(src, tmp)  # same file system: no copy at all
+                except OSError:
+                    shutil.copyfile(src, tmp)
         run_dir.write_json(sidecar_path(out), {**side, "reused_from": str(cand)})
         return cand
     return None
@@ -141,11 +154,15 @@ def _compute(step: _Step, piece: str, source: Path, plan: Plan, hashes: Hashes) 
     out, run_dir, name = step.output, plan.run_dir, step.stage.name
     run_dir.make_dirs(out.parent)
     tmp = run_dir.temp_for(out)
+    extras = {sfx: (final, run_dir.temp_for(final)) for sfx, final in step.extras.items()}
     t0 = time.time()
     try:
-        stats = step.stage.run(StageJob(piece, source, step.input, tmp))
+        stats = step.stage.run(StageJob(piece, source, step.input, tmp, {sfx: t for sfx, (_, t) in extras.items()}))
         if not tmp.is_file():
             raise StageError(f"{source}: stage {name} wrote no output")
+        missing = [sfx for sfx, (_, t) in extras.items() if not t.is_file()]
+        if missing:
+            raise StageError(f"{source}: stage {name} wrote no {', '.join(missing)} file")
         elapsed = round(time.time() - t0, 3)
         if step.weights is not None and step.w_hash is None:
             step.w_hash = hashes(step.weights)  # a stage may create its weights (e.g. fluidsynth has none)
@@ -167,10 +184,13 @@ def _compute(step: _Step, piece: str, source: Path, plan: Plan, hashes: Hashes) 
         # the old sidecar goes first, the new one comes last: an output without its sidecar is never taken as
         # current, and the old output is replaced in one rename, never deleted before its successor exists
         run_dir.remove(sidecar_path(out))
+        for final, t in extras.values():
+            run_dir.replace(t, final)
         run_dir.replace(tmp, out)
         run_dir.write_json(sidecar_path(out), side)
     finally:
-        run_dir.remove(tmp)  # also when told to stop: no half-written file stays behind
+        for t in [tmp, *(t for _, t in extras.values())]:
+            run_dir.remove(t)  # also when told to stop: no half-written file stays behind
     log.info(
         "[%s] %s: %s", name, piece, ", ".join(f"{k}={v}" for k, v in stats.items() if not isinstance(v, (dict, list)))
     )

@@ -74,11 +74,16 @@ def _tick_step(duration: float, max_ticks: int = 10) -> float:
 
 
 def piano_roll_svg(
-    notes: np.ndarray, split_s: float | None = None, width: int = ROLL_WIDTH, max_notes: int = MAX_NOTES
+    notes: np.ndarray,
+    split_s: float | None = None,
+    width: int = ROLL_WIDTH,
+    max_notes: int = MAX_NOTES,
+    bars: np.ndarray | None = None,
 ) -> str:
     """Inline SVG of a note list (n, 4): x = time, y = pitch; one <rect> per note, opacity by velocity.
 
     Notes starting at or after `split_s` get the continuation colour, and a dashed line marks `split_s`.
+    bars (b,): bar-line times in seconds (the MIDI's tempo map), drawn as lines class="bar" within the roll.
     Beyond `max_notes` only the first notes are drawn and the SVG says so.
     """
     notes = np.asarray(notes, dtype=np.float64).reshape(-1, 4)
@@ -113,6 +118,12 @@ def piano_roll_svg(
         out.append(
             f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h:.1f}" stroke="#eee"/><text x="{x:.1f}" y="{height - 6}" text-anchor="middle">{k * step:g}s</text>'
         )
+    for t in () if bars is None else np.asarray(bars, dtype=np.float64):
+        if 0.0 <= t <= t_end:
+            x = left + t * sx
+            out.append(
+                f'<line class="bar" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h:.1f}" stroke="#9bb"/>'
+            )
     for on, off, pitch, vel in notes:
         colour = CONTINUATION_COLOUR if split_s is not None and on >= split_s else PRIMER_COLOUR
         opacity = 0.25 + 0.75 * min(max(vel, 0.0), 127.0) / 127.0
@@ -178,7 +189,7 @@ def _wav_seconds(path: Path) -> float:
 
 def _midi_block(path: Path, split_s: float | None = None) -> str:
     """Key numbers and the piano roll of one MIDI output; a message instead if it does not read."""
-    from w2m2w.midi import load_midi_notes  # pretty_midi is slow to import: only when a report is written
+    from w2m2w.midi import bar_lines, load_midi_notes  # pretty_midi is slow to import: only when a report is written
 
     try:
         notes = load_midi_notes(path)
@@ -196,7 +207,10 @@ def _midi_block(path: Path, split_s: float | None = None) -> str:
         )
     if len(notes) > MAX_NOTES:
         facts += f" (piano roll capped at the first {MAX_NOTES} notes)"
-    return f"<p>{_esc(facts)} {legend}</p>\n{piano_roll_svg(notes, split_s)}"
+    bars = bar_lines(path)
+    if bars is not None:
+        facts += f"; {len(bars)} bars (the MIDI's tempo map)"
+    return f"<p>{_esc(facts)} {legend}</p>\n{piano_roll_svg(notes, split_s, bars=bars)}"
 
 
 def _stage_block(
@@ -223,6 +237,9 @@ def _stage_block(
     elif status and status != "failed":
         parts.append(f'<p class="{_cls(status)}">{_esc(status)}</p>')
     link = f"<p>file: {file_link(out, run_dir, out.relative_to(run_dir).as_posix())}</p>"
+    score = out.with_suffix(".musicxml")  # a side output (transcribe.score, generate.score)
+    if score.is_file():
+        link += f"<p>score: {file_link(score, run_dir, score.relative_to(run_dir).as_posix())}</p>"
     try:
         if stage == "synthesize" and stale:
             parts.append(f"<p>{_wav_seconds(out):.2f} s of audio (stale: not played here)</p>{link}")

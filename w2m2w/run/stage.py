@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,6 +31,8 @@ class StageJob:
     source: Path  # the user's input file
     input: Path  # the file this stage reads (source or an earlier stage's output)
     output: Path  # temporary path the stage writes; renamed into place on success
+    # side outputs (Stage.side_outputs): suffix -> temporary path the stage writes, renamed into place with the output
+    extras: dict[str, Path] = field(default_factory=dict)
 
 
 class Stage:
@@ -53,6 +55,12 @@ class Stage:
     def load(self, s: Any) -> Any:
         """Load what `run` needs once per process (cached); errors name the file. Called before any piece."""
         return None
+
+    def side_outputs(self, s: Any) -> tuple[str, ...]:
+        """Suffixes of the files written beside the output under these settings (a score: '.musicxml'); each is
+        written to job.extras[suffix] and renamed into place with the output. They share its sidecar: the
+        output is current only while they exist too."""
+        return ()
 
     def run(self, s: Any, job: StageJob) -> dict[str, Any]:
         """Turn job.input into job.output (a temporary path) for one piece; returns stats for the sidecar."""
@@ -104,6 +112,9 @@ class Configured:
 
     def weights_file(self) -> Path | None:
         return self.stage.weights_file(self.settings)
+
+    def side_outputs(self) -> tuple[str, ...]:
+        return self.stage.side_outputs(self.settings)
 
     def load(self) -> Any:
         return self.stage.load(self.settings)
