@@ -141,7 +141,7 @@ def load_system(system: str, weights: str, threads: int) -> tuple[Callable[[str]
     and rss_loaded_mb (and params_m for the Onsets and Frames model).
     """
     info: dict = {}
-    if system == "onsets_frames":
+    if system in ("onsets_frames", "onsets_frames+score"):
         import torch
 
         from w2m2w import SAMPLE_RATE
@@ -164,6 +164,28 @@ def load_system(system: str, weights: str, threads: int) -> tuple[Callable[[str]
         def run(audio: str) -> tuple[np.ndarray, float]:
             y = load_audio(audio)
             return transcribe(model, y), len(y) / SAMPLE_RATE
+
+        if system == "onsets_frames+score":
+            import music21  # noqa: F401  (loaded once per process, as the stage does: counted in load_s)
+
+            from w2m2w.beats import load_beat_tracker, track_beats_of
+            from w2m2w.musicxml import write_score
+            from w2m2w.paths import DEFAULT_WEIGHTS
+            from w2m2w.tempo_map import write_tempo_mapped_midi
+
+            load_beat_tracker(str(DEFAULT_WEIGHTS["beat_tracker"]))
+            info["label"] += " + tempo map and MusicXML (transcribe.score=true)"
+            info["load_s"] = time.perf_counter() - t0
+            plain = run
+
+            def run(audio: str) -> tuple[np.ndarray, float]:
+                notes, seconds = plain(audio)
+                beats = track_beats_of(notes)
+                with tempfile.TemporaryDirectory() as out:
+                    if beats is not None:
+                        write_tempo_mapped_midi(Path(out) / "t.mid", notes, beats)
+                    write_score(Path(out) / "t.musicxml", notes, beats)
+                return notes, seconds
 
     elif system == "basic_pitch":
         import logging
@@ -308,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-basic-pitch", action="store_true", help="skip the Basic Pitch comparison")
+    ap.add_argument(
+        "--score", action="store_true", help="also time transcription with the tempo map and MusicXML of the stage"
+    )
     ap.add_argument("--keep", help="folder to keep the rendered WAV and its notes in")
     ap.add_argument(
         "--sample-rate",
@@ -349,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         rows = [run_worker("onsets_frames", audio, tsv, args.weights, args.threads, tmp)]
+        if args.score:
+            rows.append(run_worker("onsets_frames+score", audio, tsv, args.weights, args.threads, tmp))
         skipped = "--no-basic-pitch" if args.no_basic_pitch else basic_pitch_status()
         if skipped is None:
             rows.append(run_worker("basic_pitch", audio, tsv, args.weights, args.threads, tmp))
