@@ -146,3 +146,33 @@ def test_transcribe_then_generate(tmp_path, example_audio, tiny_transcriber, tin
     st = json.loads((run_dir / "2-generate" / "notes.json").read_text())["stats"]
     assert st["input_notes"] == 0 and st["primer_events"] == 0 and st["continuation_seconds"] >= 2.0
     assert "no notes" in st["warning"]
+
+
+def test_a_continuation_with_its_score_and_the_inputs_tempo_map(tmp_path, tiny_music_transformer):
+    """Through run.py: a 3/4 input at 100 bpm (beats 0.6 s, bars 1.8 s) is continued in 3/4 at 100 bpm with
+    its bar lines, moved to the output's start (6.0 s in the input: one beat after the bar line at 5.4 s, so
+    the output opens with a pickup bar of two beats), and generate.score=true writes a MusicXML file holding
+    the output's notes."""
+    import pretty_midi
+
+    from w2m2w.midi import notes_to_pretty_midi
+    from w2m2w.musicxml import read_notes
+
+    path = tmp_path / "in" / "waltz.mid"
+    path.parent.mkdir(parents=True)
+    pm = notes_to_pretty_midi(melody())
+    pm._tick_scales = [(0, 0.6 / pm.resolution)]
+    pm.time_signature_changes = [pretty_midi.TimeSignature(3, 4, 0.0)]
+    pm.write(str(path))
+    run_dir = tmp_path / "run"
+    res = run_pipeline(*gen_args(tiny_music_transformer, run_dir, f"input={path}", "generate.score=true"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = run_dir / "2-generate" / "waltz.mid"
+    stats = json.loads(out.with_suffix(".json").read_text())["stats"]
+    assert stats["primer_start_in_input_s"] == pytest.approx(6.0) and stats["tempo_map_from"] == "input"
+    written = pretty_midi.PrettyMIDI(str(out))
+    assert [(ts.numerator, ts.denominator) for ts in written.time_signature_changes] == [(2, 4), (3, 4)]
+    np.testing.assert_allclose(written.get_beats()[:4], [0.0, 0.6, 1.2, 1.8], atol=1e-5)
+    np.testing.assert_allclose(written.get_downbeats()[:3], [0.0, 1.2, 3.0], atol=1e-5)  # 7.2 and 9.0 s in the input
+    assert len(read_notes(out.with_suffix(".musicxml"))) == len(load_midi_notes(out, apply_pedal=False))
+    assert "score: <a" in (run_dir / "report.html").read_text()
