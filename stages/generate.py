@@ -156,17 +156,19 @@ class Generate(Stage):
         return stats
 
 
-def output_beats(path: Path, notes: np.ndarray, result: Continuation, mode: str) -> tuple[Beats | None, str | None]:
-    """The continuation's beats and where they came from ('input': the input file's tempo map; 'tracked': from
+def output_beats(midi: Any, notes: np.ndarray, result: Continuation, mode: str) -> tuple[Beats | None, str | None]:
+    """The continuation's beats and where they came from ('input': the input's own tempo map; 'tracked': from
     the input's notes), in the output's time frame (it starts where the primer started in the input, or where
-    it ended when the primer is left out), carried on to the output's end; (None, None) for a plain file."""
+    it ended when the primer is left out), carried on to the output's end; (None, None) for a plain file.
+    midi: the input, a MIDI file's path or a pretty_midi.PrettyMIDI (None: a bare note list, no map)."""
     if mode == "off":
         return None, None
     beats, source = None, "tracked"
-    if mode == "auto":
+    if mode == "auto" and midi is not None:
         import pretty_midi
 
-        beats, source = beats_in_midi(pretty_midi.PrettyMIDI(str(path))), "input"
+        pm = midi if isinstance(midi, pretty_midi.PrettyMIDI) else pretty_midi.PrettyMIDI(str(midi))
+        beats, source = beats_in_midi(pm), "input"
     if beats is None:
         beats, source = track_beats_of(notes), "tracked"
     if beats is None:

@@ -100,19 +100,23 @@ def transcribe(
     weights: str | None = None,
     **settings: Any,
 ) -> pretty_midi.PrettyMIDI:
-    """Audio -> MIDI, as the transcribe stage writes it: notes, and the sustain pedal as CC64.
+    """Audio -> MIDI, as the transcribe stage writes it: notes, the sustain pedal as CC64, the tracked beats as
+    its tempo map (tempo_map=False: a plain 120 bpm file).
 
     audio: a path (wav, flac, ogg, mp3, ...; any rate, stereo mixed down) or an array of samples, mono (n,) or with
     channels; sample_rate: the array's rate (default 16000; other rates are resampled with soxr).
     settings: the stage's keys, e.g. onset_threshold=0.4, pedal=False (conf/transcribe/onsets_frames.yaml).
     """
+    from w2m2w.beats import track_beats_of
     from w2m2w.midi import notes_to_pretty_midi
+    from w2m2w.tempo_map import with_tempo_map
 
     s = _settings(_transcribe.TranscribeSettings, "transcribe", {"weights": weights, **settings})
     s = dataclasses.replace(s, device=stage_device(device))
     y, name = _audio(audio, sample_rate, s.max_seconds)
     notes, pedal = _transcribe.transcribe_audio(_transcribe.STAGE.load(s), y, s, name)
-    return notes_to_pretty_midi(notes, pedal=pedal)
+    beats = track_beats_of(notes) if s.tempo_map else None
+    return notes_to_pretty_midi(notes, pedal=pedal) if beats is None else with_tempo_map(notes, beats, pedal)
 
 
 def continue_midi(
@@ -132,13 +136,16 @@ def continue_midi(
     (the sampling seed of the command's run is in its sidecar). settings: temperature=0.9, top_p=0.95, ...
     """
     from w2m2w.midi import notes_to_pretty_midi
+    from w2m2w.tempo_map import with_tempo_map
 
     s = _settings(
         _generate.GenerateSettings, "generate", {"weights": weights, "seconds": seconds, "seed": seed, **settings}
     )
     s = dataclasses.replace(s, device=stage_device(device))
-    result = _generate.continue_piece(_generate.STAGE.load(s), _notes(midi), _generate.generation_config(s), s)
-    return notes_to_pretty_midi(result.notes)
+    notes = _notes(midi)
+    result = _generate.continue_piece(_generate.STAGE.load(s), notes, _generate.generation_config(s), s)
+    beats, _ = _generate.output_beats(None if isinstance(midi, np.ndarray) else midi, notes, result, s.tempo_map)
+    return notes_to_pretty_midi(result.notes) if beats is None else with_tempo_map(result.notes, beats)
 
 
 def synthesize(
