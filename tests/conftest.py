@@ -12,6 +12,34 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+MAX_WORKERS = 4  # `-n auto` (pyproject addopts) caps here: each worker runs the real commands in subprocesses
+
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    # one thread per xdist worker, so N workers share N cores instead of each starting one thread per core; set
+    # before torch is imported here, and inherited by the commands the tests run as subprocesses
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = "1"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto`: one worker per core this process may use, at most MAX_WORKERS."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_WORKERS))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread_per_worker():
+    """Under xdist, torch in each worker uses one intra-op thread (the environment above covers OpenMP and MKL)."""
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+        import torch
+
+        torch.set_num_threads(1)
+    yield
+
 
 def piano_like(notes: np.ndarray, sr: int = 16000, seconds: float | None = None) -> np.ndarray:
     """Decaying harmonic tones for a note list (n, 4): a cheap stand-in for a piano recording."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import pyloudnorm
 import pytest
 import soundfile as sf
 
-from tests.conftest import run_pipeline
+from tests.conftest import REPO, run_pipeline
 from w2m2w.midi import write_midi
 
 NOTES = np.array([[0.2, 0.8, 60, 90], [0.4, 1.4, 64, 70], [1.0, 1.9, 67, 100]], dtype=np.float64)
@@ -112,9 +114,24 @@ def test_bad_midi_is_named_and_batch_goes_on(tmp_path, synth, request):
     assert summary["counts"] == {"done": 3, "failed": 2}
 
 
+def _fresh_render(mid: Path, soundfont: str, out: Path) -> np.ndarray:
+    """render_notes of a MIDI file in a fresh process, as the run renders it. FluidSynth draws its +-1 LSB dither table
+    from C's rand() once per process, so a render in this process matches the run's to the sample only if nothing here
+    called rand() first (an xdist worker has run other tests before)."""
+    code = (
+        "import sys, numpy as np; from w2m2w.midi import load_midi_notes; from w2m2w.render.fluidsynth import render_notes; "
+        "np.save(sys.argv[3], render_notes(load_midi_notes(sys.argv[1]), sys.argv[2]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(mid), soundfont, str(out)], cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return np.load(out)
+
+
 def test_fluidsynth_implementation(tmp_path):
     pytest.importorskip("fluidsynth")
-    from w2m2w.render.fluidsynth import RenderError, render_notes, soundfont_path
+    from w2m2w.render.fluidsynth import RenderError, soundfont_path
 
     try:
         sf_path = soundfont_path("timgm6mb")
@@ -144,9 +161,9 @@ def test_fluidsynth_implementation(tmp_path):
     assert (
         side["weights"] == sf_path and len(side["weights_sha256"]) == 64
     )  # the soundfont's hash: a new soundfont re-renders
-    from w2m2w.midi import load_midi_notes
-
-    ref = render_notes(load_midi_notes(mid), "timgm6mb")  # pretty_midi's render: 1 s after the last note-off, peak 0.9
+    ref = _fresh_render(
+        mid, "timgm6mb", tmp_path / "ref.npy"
+    )  # pretty_midi's render: 1 s after the last note-off, peak 0.9
     y = _wav(wav)
     assert len(y) <= round((1.9 + 5.0) * 16000)  # rings at most 5 s, ends where it has died away
     k = min(len(y), len(ref))
