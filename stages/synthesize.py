@@ -27,6 +27,7 @@ import numpy as np
 from w2m2w.audio import StreamResampler
 from w2m2w.constants import SAMPLE_RATE
 from w2m2w.midi import MidiError, load_midi_notes
+from w2m2w.render.finish import LOUDNESS, LOUDNESS_LUFS
 from w2m2w.render.registry import FluidSynthRenderer, Renderer, load_renderer
 from w2m2w.render.registry import weights_file as _renderer_weights
 from w2m2w.render.source_filter import SourceFilterRenderConfig
@@ -53,11 +54,6 @@ FLUIDSYNTH_CHUNK_SECONDS = Range(0, 600, lo_open=True)
 # the written WAV's rate: telephone-band 8 kHz up to 192 kHz studio files (a 24 h piece at 192 kHz is 33 GB)
 SAMPLE_RATES = Range(8000, 192000)
 BAND_NOTE = "the models' band ends at 8 kHz (they make 16 kHz audio): a higher rate adds no sound above it"
-# Every renderer's output is brought to this integrated loudness (BS.1770, w2m2w.render.finish), so they compare by ear.
-# -20 LUFS: renders of piano music peak 16-18 dB above their loudness (measured on the real piano's held-out pieces),
-# so their peaks land near -3 dBFS, under the -1 dBFS ceiling; below -70 LUFS is silence to the meter.
-LOUDNESS_LUFS = -20.0
-LOUDNESS = Range(-70, 0)
 
 # Settings that change how fast or in what pieces the audio is made, not the audio itself, are affects_output=False:
 # device, threads, block and chunk sizes (the numba streams are independent of their threads; source-filter

@@ -15,6 +15,8 @@ import stages
 from stages.generate import GenerateSettings
 from stages.synthesize import FluidSynthSettings, SourceFilterSettings, WaveNetSettings
 from stages.transcribe import TranscribeSettings
+from w2m2w.decoding import DecodeConfig
+from w2m2w.evaluate.settings import ContinuationSettings, EvaluateSettings
 from w2m2w.generation import GenerationConfig, SamplingConfig
 from w2m2w.render.registry import FluidSynthRenderer
 from w2m2w.render.source_filter import SourceFilterRenderConfig
@@ -22,15 +24,16 @@ from w2m2w.render.wavenet import SynthesisConfig
 from w2m2w.run.settings import LocalExecutor, RayExecutor, RunSettings
 from w2m2w.run.stage import Configured
 from w2m2w.settings import check
-from w2m2w.transcription import DecodeConfig
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 SCHEMAS = [(f"{s.name}/{opt}.yaml", cls) for s in stages.STAGES for opt, cls in s.options.items()] + [
     ("executor/local.yaml", LocalExecutor),
     ("executor/ray.yaml", RayExecutor),
     ("config.yaml", RunSettings),
+    ("evaluate.yaml", EvaluateSettings),
 ]
-GROUPS = {"transcribe", "generate", "synthesize", "executor"}
+# nested settings: their own group's file, or (evaluate's decode and continuation) their dataclass alone
+GROUPS = {"transcribe", "generate", "synthesize", "executor", "decode", "continuation"}
 
 
 def yaml_values(path: Path) -> dict:
@@ -55,6 +58,23 @@ def test_every_number_has_a_range_and_the_defaults_are_inside(path, cls):
         if numeric:
             assert f.metadata.get("w2m2w_range") is not None, f"{path}: {f.name} has no range"
     check(cls())
+
+
+@pytest.mark.parametrize("cls", [DecodeConfig, ContinuationSettings])
+def test_nested_settings_have_a_range_for_every_number(cls):
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if {int, float} & set(typing.get_args(hints[f.name]) or (hints[f.name],)):
+            assert f.metadata.get("w2m2w_range") is not None, f"{cls.__name__}.{f.name} has no range"
+    check(cls())
+
+
+def test_evaluate_decodes_with_the_transcribe_stages_declarations():
+    # one declaration: the stage's decode settings are DecodeConfig's fields, default and range alike
+    stage = {f.name: f for f in dataclasses.fields(TranscribeSettings)}
+    for f in dataclasses.fields(DecodeConfig):
+        assert (stage[f.name].default, dict(stage[f.name].metadata)) == (f.default, dict(f.metadata)), f.name
+    assert EvaluateSettings().decode == DecodeConfig()
 
 
 @pytest.mark.parametrize(
