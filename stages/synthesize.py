@@ -13,7 +13,6 @@ the models' band ends.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +27,7 @@ from w2m2w.audio import StreamResampler
 from w2m2w.constants import SAMPLE_RATE
 from w2m2w.midi import MidiError, load_midi_notes
 from w2m2w.render.finish import LOUDNESS, LOUDNESS_LUFS
-from w2m2w.render.registry import FluidSynthRenderer, Renderer, load_renderer
+from w2m2w.render.registry import FluidSynthConfig, Renderer, load_renderer
 from w2m2w.render.registry import weights_file as _renderer_weights
 from w2m2w.render.source_filter import SourceFilterRenderConfig
 from w2m2w.render.wavenet import SynthesisConfig, clean_notes
@@ -37,8 +36,11 @@ from w2m2w.settings import NON_NEGATIVE, POSITIVE, THREADS, Range, SettingsError
 
 SILENT_SECONDS = 0.5
 log = logging.getLogger("w2m2w")
-_SF, _AR = SourceFilterRenderConfig, SynthesisConfig  # the renderers' dataclasses hold the defaults
-_FS = {k: v.default for k, v in inspect.signature(FluidSynthRenderer).parameters.items()}  # FluidSynth has no dataclass
+_SF, _AR, _FS = (
+    SourceFilterRenderConfig,
+    SynthesisConfig,
+    FluidSynthConfig,
+)  # the renderers' dataclasses hold the defaults
 
 # A day of audio: the WAV file (16 kHz PCM_16) holds at most 4 GiB, about 37 hours; 24 h is 2.8 GB.
 MAX_SECONDS = Range(0, 86400, lo_open=True)
@@ -131,10 +133,10 @@ class FluidSynthSettings:
     """conf/synthesize/fluidsynth.yaml: FluidSynth through a soundfont (previews, the reference)."""
 
     name: str = setting("fluidsynth", choices=("fluidsynth",))
-    soundfont: str = setting(_FS["soundfont"])  # a short name or a path; its file's sha256 is in the sidecar too
-    program: int = setting(_FS["program"], range=Range(0, 127))
-    chunk_seconds: float = setting(_FS["chunk_seconds"], range=FLUIDSYNTH_CHUNK_SECONDS, affects_output=False)
-    tail_seconds: float = setting(_FS["tail_seconds"], range=NON_NEGATIVE)
+    soundfont: str = setting(_FS.soundfont)  # a short name or a path; its file's sha256 is in the sidecar too
+    program: int = setting(_FS.program, range=Range(0, 127))
+    chunk_seconds: float = setting(_FS.chunk_seconds, range=FLUIDSYNTH_CHUNK_SECONDS, affects_output=False)
+    tail_seconds: float = setting(_FS.tail_seconds, range=NON_NEGATIVE)
     loudness_lufs: float | None = setting(LOUDNESS_LUFS, range=LOUDNESS)  # null: as rendered
     max_seconds: float | None = setting(7200.0, range=MAX_SECONDS, affects_output=False)
     sample_rate: int = setting(
