@@ -126,12 +126,55 @@ def evaluate_transcription(
     input or reference, an input without usable files, or unusable weights.
     pedal_onset_tolerance: seconds; None is Kong et al.'s 0.2 (metrics.PEDAL_ONSET_TOLERANCE).
     """
-    from w2m2w.metrics import PEDAL_ONSET_TOLERANCE, mean_metrics, pedal_metrics, transcription_metrics
-    from w2m2w.midi import load_midi_notes, load_notes
-    from w2m2w.pedal import empty_pedal, load_pedal
+    from w2m2w.metrics import PEDAL_ONSET_TOLERANCE
 
     input_path, reference = Path(input_path), Path(reference)
-    pedal_onset_tolerance = PEDAL_ONSET_TOLERANCE if pedal_onset_tolerance is None else pedal_onset_tolerance
+    items, source = _inputs(input_path, reference, source, include, exclude)
+    report = TranscriptionReport()
+    matched = _matched(items, _references(reference), report)
+    scoring = _Scoring(
+        model=_load_model(weights, device) if source == "audio" and matched else None,
+        decode=decode or DecodeConfig(),
+        apply_pedal=apply_pedal,
+        onset_tolerance=onset_tolerance,
+        pedal_onset_tolerance=PEDAL_ONSET_TOLERANCE if pedal_onset_tolerance is None else pedal_onset_tolerance,
+        frame_rate=frame_rate,
+    )
+    timings = {"audio_s": 0.0, "transcribe_s": 0.0}  # summed over the transcribed files
+    for item in matched:
+        row = _score_file(item, scoring, report, warn, timings)
+        if row is not None:
+            report.rows.append(row)
+            emit(row)
+    report.summary = {
+        "task": "transcription",
+        "input": str(input_path),
+        "reference": str(reference),
+        "source": source,
+        **_means(report, scoring),
+    }
+    if scoring.model is not None:
+        report.summary.update(_speed(weights, timings))
+    report.summary.update(unmatched=report.unmatched, failed=report.failed)
+    return report
+
+
+@dataclass(frozen=True)
+class _Scoring:
+    """How each file of one evaluate_transcription call is scored."""
+
+    model: Any  # the transcriber for audio inputs; None: the inputs are MIDI
+    decode: DecodeConfig
+    apply_pedal: bool
+    onset_tolerance: float
+    pedal_onset_tolerance: float
+    frame_rate: float
+
+
+def _inputs(
+    input_path: Path, reference: Path, source: str, include: Sequence[str], exclude: Sequence[str]
+) -> tuple[list[Item], str]:
+    """The files to score and what they are, midi or audio; EvaluateError for a missing input or reference."""
     if not input_path.exists():
         raise EvaluateError(f"input {input_path}: no such file or folder")
     if not reference.exists():
@@ -145,11 +188,18 @@ def evaluate_transcription(
     if source == "auto":  # MIDI transcriptions when there are any; else audio, transcribed first
         midi = [i for i in items if i.path.suffix.lower() in MIDI_EXTENSIONS]
         items, source = (midi, "midi") if midi else (items, "audio")
+    return items, source
+
+
+def _references(reference: Path) -> ReferenceIndex:
     index = ReferenceIndex(reference)
     if len(index) == 0:
         raise EvaluateError(f"reference {reference}: no .mid, .midi or .tsv files found")
+    return index
 
-    report = TranscriptionReport()
+
+def _matched(items: list[Item], index: ReferenceIndex, report: TranscriptionReport) -> list[Item]:
+    """The items with a reference, each given its own; the others are listed in report.unmatched."""
     matched = []
     for item in items:
         item.reference = index.find(item.key)
@@ -157,86 +207,109 @@ def evaluate_transcription(
             report.unmatched.append(item.rel)
         else:
             matched.append(item)
+    return matched
 
-    model = None
-    if source == "audio" and matched:
-        model = _load_model(weights, device)
-    audio_s = transcribe_s = 0.0
-    for item in matched:
-        extra: dict[str, Any] = {}
-        try:
-            ref = load_notes(item.reference, apply_pedal=apply_pedal)
-            ref_pedal = load_pedal(item.reference)  # None: the reference says nothing about the pedal
-        except Exception as exc:  # a bad reference skips its piece, never the whole evaluation
-            _fail(report, warn, item, f"reference {_naming(item.reference, exc)}")
-            continue
-        try:
-            if model is None:
-                est = load_midi_notes(item.path, apply_pedal=apply_pedal)
-                est_pedal = load_pedal(item.path) if ref_pedal is not None and len(ref_pedal) else None
-            else:
-                est, est_pedal, extra = _transcribe_file(model, item.path, decode or DecodeConfig())
-                audio_s += extra["audio_s"]
-                transcribe_s += extra["transcribe_s"]
-        except ValueError as exc:  # MidiError, AudioError
-            _fail(report, warn, item, _naming(item.path, exc))
-            continue
-        metrics = transcription_metrics(ref, est, onset_tolerance=onset_tolerance, frame_rate=frame_rate)
-        row = {
-            "file": item.rel,
-            "reference": str(item.reference),
-            "ref_notes": int(len(ref)),
-            "est_notes": int(len(est)),
-            **extra,
-            **_round(metrics),
-        }
-        if ref_pedal is not None and len(ref_pedal):  # a reference whose pedal is never pressed has nothing to find
-            # an estimate without pedal (a transcriber without a pedal head, a MIDI without CC64) found none: it scores 0
-            est_pedal = empty_pedal() if est_pedal is None else est_pedal
-            row.update(
-                ref_pedal=int(len(ref_pedal)),
-                est_pedal=int(len(est_pedal)),
-                **_round(pedal_metrics(ref_pedal, est_pedal, pedal_onset_tolerance, frame_rate=frame_rate)),
-            )
-        report.rows.append(row)
-        emit(row)
 
-    def scores(row: dict[str, Any], pedal: bool) -> dict[str, float]:
-        return {
-            k: v
-            for k, v in row.items()
-            if k.endswith(("_precision", "_recall", "_f1")) and k.startswith("pedal_") is pedal
-        }
+def _score_file(
+    item: Item,
+    scoring: _Scoring,
+    report: TranscriptionReport,
+    warn: Callable[[str], None],
+    timings: dict[str, float],
+) -> dict[str, Any] | None:
+    """One file's row, or None when it is skipped (a bad reference or input: in report.failed, and warned)."""
+    from w2m2w.midi import load_notes
+    from w2m2w.pedal import load_pedal
 
-    summary: dict[str, Any] = {
-        "task": "transcription",
-        "input": str(input_path),
-        "reference": str(reference),
-        "source": source,
-        "files": len(report.rows),
+    try:
+        ref = load_notes(item.reference, apply_pedal=scoring.apply_pedal)
+        ref_pedal = load_pedal(item.reference)  # None: the reference says nothing about the pedal
+    except Exception as exc:  # a bad reference skips its piece, never the whole evaluation
+        _fail(report, warn, item, f"reference {_naming(item.reference, exc)}")
+        return None
+    # a reference whose pedal is never pressed has nothing to find
+    pressed = ref_pedal if ref_pedal is not None and len(ref_pedal) else None
+    try:
+        est, est_pedal, extra = _estimate(item.path, scoring, pedal=pressed is not None)
+    except ValueError as exc:  # MidiError, AudioError
+        _fail(report, warn, item, _naming(item.path, exc))
+        return None
+    for key, seconds in extra.items():
+        timings[key] += seconds
+    return _row(item, ref, pressed, est, est_pedal, extra, scoring)
+
+
+def _estimate(path: Path, scoring: _Scoring, pedal: bool) -> tuple[Any, Any, dict[str, float]]:
+    """Notes, pedal (None where not wanted or not known) and timings (transcribed files only) of one input file."""
+    from w2m2w.midi import load_midi_notes
+    from w2m2w.pedal import load_pedal
+
+    if scoring.model is not None:
+        return _transcribe_file(scoring.model, path, scoring.decode)
+    return load_midi_notes(path, apply_pedal=scoring.apply_pedal), load_pedal(path) if pedal else None, {}
+
+
+def _row(
+    item: Item, ref: Any, ref_pedal: Any, est: Any, est_pedal: Any, extra: dict[str, float], scoring: _Scoring
+) -> dict[str, Any]:
+    """One scored file: its notes' metrics and, where its reference has a pressed pedal, the pedal's."""
+    from w2m2w.metrics import pedal_metrics, transcription_metrics
+    from w2m2w.pedal import empty_pedal
+
+    metrics = transcription_metrics(ref, est, onset_tolerance=scoring.onset_tolerance, frame_rate=scoring.frame_rate)
+    row = {
+        "file": item.rel,
+        "reference": str(item.reference),
+        "ref_notes": int(len(ref)),
+        "est_notes": int(len(est)),
+        **extra,
+        **_round(metrics),
     }
-    summary.update(_round(mean_metrics([scores(r, pedal=False) for r in report.rows])))
-    summary["onset_tolerance"] = onset_tolerance
-    # pedal figures: the mean over the files whose reference has a pressed pedal, absent when none has
-    pedal_rows = [scores(r, pedal=True) for r in report.rows if "ref_pedal" in r]
-    if pedal_rows:
-        summary.update(
-            pedal_files=len(pedal_rows), **_round(mean_metrics(pedal_rows)), pedal_onset_tolerance=pedal_onset_tolerance
-        )
-    if model is not None:
-        from w2m2w.files import sha256_file
+    if ref_pedal is not None:
+        # an estimate without pedal (a transcriber without a pedal head, a MIDI without CC64) found none: it scores 0
+        est_pedal = empty_pedal() if est_pedal is None else est_pedal
+        pedal = pedal_metrics(ref_pedal, est_pedal, scoring.pedal_onset_tolerance, frame_rate=scoring.frame_rate)
+        row.update(ref_pedal=int(len(ref_pedal)), est_pedal=int(len(est_pedal)), **_round(pedal))
+    return row
 
-        summary.update(
-            weights=str(weights),
-            weights_sha256=sha256_file(weights),
-            audio_s=round(audio_s, 3),
-            transcribe_s=round(transcribe_s, 3),
-            x_real_time=round(audio_s / transcribe_s, 3) if transcribe_s else None,
+
+def _scores(row: dict[str, Any], pedal: bool) -> dict[str, float]:
+    """A row's precision, recall and F1 figures: the pedal's, or the notes'."""
+    return {
+        k: v for k, v in row.items() if k.endswith(("_precision", "_recall", "_f1")) and k.startswith("pedal_") is pedal
+    }
+
+
+def _means(report: TranscriptionReport, scoring: _Scoring) -> dict[str, Any]:
+    """The summary's figures: the notes' means over every scored file, the pedal's over those with a pressed pedal."""
+    from w2m2w.metrics import mean_metrics
+
+    means: dict[str, Any] = {"files": len(report.rows)}
+    means.update(_round(mean_metrics([_scores(r, pedal=False) for r in report.rows])))
+    means["onset_tolerance"] = scoring.onset_tolerance
+    # pedal figures: absent when no reference has a pressed pedal
+    pedal_rows = [_scores(r, pedal=True) for r in report.rows if "ref_pedal" in r]
+    if pedal_rows:
+        means.update(
+            pedal_files=len(pedal_rows),
+            **_round(mean_metrics(pedal_rows)),
+            pedal_onset_tolerance=scoring.pedal_onset_tolerance,
         )
-    summary["unmatched"] = report.unmatched
-    summary["failed"] = report.failed
-    report.summary = summary
-    return report
+    return means
+
+
+def _speed(weights: str | os.PathLike, timings: dict[str, float]) -> dict[str, Any]:
+    """The transcriber that transcribed the inputs, and how fast it was."""
+    from w2m2w.files import sha256_file
+
+    audio_s, transcribe_s = timings["audio_s"], timings["transcribe_s"]
+    return {
+        "weights": str(weights),
+        "weights_sha256": sha256_file(weights),
+        "audio_s": round(audio_s, 3),
+        "transcribe_s": round(transcribe_s, 3),
+        "x_real_time": round(audio_s / transcribe_s, 3) if transcribe_s else None,
+    }
 
 
 def _naming(path: Path, exc: Exception) -> str:
