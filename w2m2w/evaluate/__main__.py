@@ -361,7 +361,7 @@ def _warn(msg: str) -> None:
 
 
 def settings_of(cfg: DictConfig) -> EvaluateSettings:
-    """The composed config as EvaluateSettings (Hydra's own node left out), range-checked: SettingsError names the key."""
+    """The composed config as EvaluateSettings, Hydra's own node left out; SettingsError names a key out of range."""
     if "hydra" in cfg:  # the precheck composes it with Hydra's node, the task function gets it without
         cfg = cfg.copy()
         with open_dict(cfg):
@@ -444,7 +444,7 @@ def run_synthesis(s: EvaluateSettings) -> int:
     from w2m2w.files import write_json
     from w2m2w.render.fluidsynth import RenderError
 
-    # the autoregressive WaveNet's temperature is a key of its own, as synthesize.temperature is; settings= may override it
+    # the autoregressive WaveNet's temperature is a key of its own, as synthesize.temperature is; settings= overrides it
     settings = {**({"temperature": s.temperature} if s.synthesizer == "wavenet" else {}), **(s.settings or {})}
     try:
         summary = run_synthesis_evaluation(
