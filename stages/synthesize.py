@@ -185,7 +185,9 @@ class Synthesize(Stage):
                 SAMPLE_RATE,
                 BAND_NOTE,
             )
-        return _cached(s.name, tuple(sorted(_render_settings(s).items())))
+        # lru_cache keys must hash: a list setting (eq_db) goes in as a tuple (Finished reads it as a list again)
+        frozen = {k: tuple(v) if isinstance(v, list) else v for k, v in _render_settings(s).items()}
+        return _cached(s.name, tuple(sorted(frozen.items())))
 
     def run(self, s: SynthesizeSettings, job: StageJob) -> dict[str, Any]:
         return render(s, job, self.load(s))

@@ -210,3 +210,11 @@ def test_every_synthesize_setting_reaches_the_renderer(renderer):
     read_there = {"weights": "w.safetensors", "eq_db": [1.0] * 8, "loudness_lufs": -23.0}
     read_there = {k: v for k, v in read_there.items() if k in elsewhere}
     assert read_there.items() <= _render_settings(cls(**read_there)).items()
+
+
+def test_a_list_setting_loads_the_renderer():
+    # the stage caches loaded renderers by their settings: eq_db, a list, once made that key unhashable (TypeError)
+    from stages.synthesize import STAGE
+
+    eq = [3.0, 3.0, 2.0, 1.0, -1.0, -2.0, -1.0, -1.0]
+    assert STAGE.load(SourceFilterSettings(eq_db=eq, device="cpu")).eq_db == eq
