@@ -23,8 +23,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without installing
 
 from w2m2w.data.transcription import Example, audio_dir_examples, maps_examples  # noqa: E402
+from w2m2w.decoding import DecodeConfig  # noqa: E402
 from w2m2w.train.transcriber import decoding_scores, load_validation  # noqa: E402
-from w2m2w.transcription import DecodeConfig, load_transcriber  # noqa: E402
+from w2m2w.transcription import load_transcriber  # noqa: E402
 
 
 def examples(spec: str) -> list[Example]:

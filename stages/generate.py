@@ -32,7 +32,7 @@ from w2m2w.midi import MidiError, write_midi
 from w2m2w.musicxml import write_score
 from w2m2w.paths import DEFAULT_WEIGHTS
 from w2m2w.run.stage import Stage, StageError, StageJob
-from w2m2w.settings import NON_NEGATIVE, PROBABILITY_UPPER, THREADS, Range, setting
+from w2m2w.settings import NON_NEGATIVE, PROBABILITY_UPPER, THREADS, Range, carried, setting
 from w2m2w.tempo_map import beats_in_midi, shift_beats, write_tempo_mapped_midi
 
 log = logging.getLogger("w2m2w")
@@ -74,18 +74,10 @@ class GenerateSettings:
 
 
 def generation_config(s: GenerateSettings) -> GenerationConfig:
-    """The stage's settings as the library's dataclasses; seed null draws a fresh seed (the sidecar records it)."""
+    """The stage's settings as the library's dataclasses, each field by its name (settings.carried); seed null draws
+    a fresh seed (the sidecar records it)."""
     seed = s.seed if s.seed is not None else int.from_bytes(os.urandom(4), "little") >> 1
-    sampling = SamplingConfig(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=seed)
-    return GenerationConfig(
-        primer_seconds=s.primer_seconds,
-        primer_events=s.primer_events,
-        seconds=s.seconds,
-        context=s.context,
-        include_primer=s.include_primer,
-        max_events=s.max_events,
-        sampling=sampling,
-    )
+    return carried(GenerationConfig, s, sampling=carried(SamplingConfig, s, seed=seed))
 
 
 @lru_cache(maxsize=2)

@@ -13,7 +13,6 @@ the models' band ends.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +26,8 @@ import numpy as np
 from w2m2w.audio import StreamResampler
 from w2m2w.constants import SAMPLE_RATE
 from w2m2w.midi import MidiError, load_midi_notes
-from w2m2w.render.registry import FluidSynthRenderer, Renderer, load_renderer
+from w2m2w.render.finish import LOUDNESS, LOUDNESS_LUFS
+from w2m2w.render.registry import FluidSynthConfig, Renderer, load_renderer
 from w2m2w.render.registry import weights_file as _renderer_weights
 from w2m2w.render.source_filter import SourceFilterRenderConfig
 from w2m2w.render.wavenet import SynthesisConfig, clean_notes
@@ -36,8 +36,11 @@ from w2m2w.settings import NON_NEGATIVE, POSITIVE, THREADS, Range, SettingsError
 
 SILENT_SECONDS = 0.5
 log = logging.getLogger("w2m2w")
-_SF, _AR = SourceFilterRenderConfig, SynthesisConfig  # the renderers' dataclasses hold the defaults
-_FS = {k: v.default for k, v in inspect.signature(FluidSynthRenderer).parameters.items()}  # FluidSynth has no dataclass
+_SF, _AR, _FS = (
+    SourceFilterRenderConfig,
+    SynthesisConfig,
+    FluidSynthConfig,
+)  # the renderers' dataclasses hold the defaults
 
 # A day of audio: the WAV file (16 kHz PCM_16) holds at most 4 GiB, about 37 hours; 24 h is 2.8 GB.
 MAX_SECONDS = Range(0, 86400, lo_open=True)
@@ -53,11 +56,6 @@ FLUIDSYNTH_CHUNK_SECONDS = Range(0, 600, lo_open=True)
 # the written WAV's rate: telephone-band 8 kHz up to 192 kHz studio files (a 24 h piece at 192 kHz is 33 GB)
 SAMPLE_RATES = Range(8000, 192000)
 BAND_NOTE = "the models' band ends at 8 kHz (they make 16 kHz audio): a higher rate adds no sound above it"
-# Every renderer's output is brought to this integrated loudness (BS.1770, w2m2w.render.finish), so they compare by ear.
-# -20 LUFS: renders of piano music peak 16-18 dB above their loudness (measured on the real piano's held-out pieces),
-# so their peaks land near -3 dBFS, under the -1 dBFS ceiling; below -70 LUFS is silence to the meter.
-LOUDNESS_LUFS = -20.0
-LOUDNESS = Range(-70, 0)
 
 # Settings that change how fast or in what pieces the audio is made, not the audio itself, are affects_output=False:
 # device, threads, block and chunk sizes (the numba streams are independent of their threads; source-filter
@@ -135,10 +133,10 @@ class FluidSynthSettings:
     """conf/synthesize/fluidsynth.yaml: FluidSynth through a soundfont (previews, the reference)."""
 
     name: str = setting("fluidsynth", choices=("fluidsynth",))
-    soundfont: str = setting(_FS["soundfont"])  # a short name or a path; its file's sha256 is in the sidecar too
-    program: int = setting(_FS["program"], range=Range(0, 127))
-    chunk_seconds: float = setting(_FS["chunk_seconds"], range=FLUIDSYNTH_CHUNK_SECONDS, affects_output=False)
-    tail_seconds: float = setting(_FS["tail_seconds"], range=NON_NEGATIVE)
+    soundfont: str = setting(_FS.soundfont)  # a short name or a path; its file's sha256 is in the sidecar too
+    program: int = setting(_FS.program, range=Range(0, 127))
+    chunk_seconds: float = setting(_FS.chunk_seconds, range=FLUIDSYNTH_CHUNK_SECONDS, affects_output=False)
+    tail_seconds: float = setting(_FS.tail_seconds, range=NON_NEGATIVE)
     loudness_lufs: float | None = setting(LOUDNESS_LUFS, range=LOUDNESS)  # null: as rendered
     max_seconds: float | None = setting(7200.0, range=MAX_SECONDS, affects_output=False)
     sample_rate: int = setting(
@@ -187,7 +185,9 @@ class Synthesize(Stage):
                 SAMPLE_RATE,
                 BAND_NOTE,
             )
-        return _cached(s.name, tuple(sorted(_render_settings(s).items())))
+        # lru_cache keys must hash: a list setting (eq_db) goes in as a tuple (Finished reads it as a list again)
+        frozen = {k: tuple(v) if isinstance(v, list) else v for k, v in _render_settings(s).items()}
+        return _cached(s.name, tuple(sorted(frozen.items())))
 
     def run(self, s: SynthesizeSettings, job: StageJob) -> dict[str, Any]:
         return render(s, job, self.load(s))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -12,13 +12,14 @@ import numpy as np
 from w2m2w.audio import AudioError, is_silent, load_audio
 from w2m2w.beats import Beats, beat_stats, track_beats_of
 from w2m2w.constants import SAMPLE_RATE
+from w2m2w.decoding import DecodeConfig
 from w2m2w.midi import write_midi
 from w2m2w.musicxml import write_score
 from w2m2w.paths import DEFAULT_WEIGHTS
 from w2m2w.run.stage import Stage, StageError, StageJob
-from w2m2w.settings import NON_NEGATIVE, PROBABILITY_OPEN, PROBABILITY_UPPER, Range, SettingsError, setting
+from w2m2w.settings import NON_NEGATIVE, Range, SettingsError, carried, declared, setting
 from w2m2w.tempo_map import write_tempo_mapped_midi
-from w2m2w.transcription import DecodeConfig, load_transcriber, transcribe_with_pedal
+from w2m2w.transcription import load_transcriber, transcribe_with_pedal
 
 # A batch of 4 chunks, each with its overlap on both sides, is in memory at once: about 1.4 MB per second of audio
 # in it (measured with the shipped model on CPU). Chunks up to 120 s and an overlap under the chunk keep a batch
@@ -30,24 +31,22 @@ MAX_SECONDS = 86400.0
 
 @dataclass
 class TranscribeSettings:
-    """conf/transcribe/onsets_frames.yaml; decoding defaults come from w2m2w.transcription.DecodeConfig."""
+    """conf/transcribe/onsets_frames.yaml; decoding settings are declared in w2m2w.decoding.DecodeConfig."""
 
     weights: str | None = setting(None, affects_output=False)  # its sha256 is in the sidecar on its own
     device: str | None = setting(None, device=True, affects_output=False)  # null: the top-level `device` (auto)
-    onset_threshold: float = setting(DecodeConfig.onset_threshold, range=PROBABILITY_OPEN)
-    frame_threshold: float = setting(DecodeConfig.frame_threshold, range=PROBABILITY_OPEN)
-    min_duration: float = setting(DecodeConfig.min_duration, range=NON_NEGATIVE)
-    offset_threshold: float = setting(
-        DecodeConfig.offset_threshold, range=PROBABILITY_UPPER
-    )  # 1.0: the offset head never ends a note
+    onset_threshold: float = declared(DecodeConfig, "onset_threshold")
+    frame_threshold: float = declared(DecodeConfig, "frame_threshold")
+    min_duration: float = declared(DecodeConfig, "min_duration")
+    offset_threshold: float = declared(DecodeConfig, "offset_threshold")  # 1.0: the offset head never ends a note
     # sustain pedal: written as CC64 when the model has a pedal head (the shipped weights have one)
     pedal: bool = setting(True)
-    pedal_onset_threshold: float = setting(DecodeConfig.pedal_onset_threshold, range=PROBABILITY_OPEN)
-    pedal_offset_threshold: float = setting(DecodeConfig.pedal_offset_threshold, range=PROBABILITY_OPEN)
-    pedal_frame_threshold: float = setting(DecodeConfig.pedal_frame_threshold, range=PROBABILITY_OPEN)
-    pedal_min_duration: float = setting(DecodeConfig.pedal_min_duration, range=NON_NEGATIVE)
-    pedal_change_gap: float = setting(
-        DecodeConfig.pedal_change_gap, range=NON_NEGATIVE
+    pedal_onset_threshold: float = declared(DecodeConfig, "pedal_onset_threshold")
+    pedal_offset_threshold: float = declared(DecodeConfig, "pedal_offset_threshold")
+    pedal_frame_threshold: float = declared(DecodeConfig, "pedal_frame_threshold")
+    pedal_min_duration: float = declared(DecodeConfig, "pedal_min_duration")
+    pedal_change_gap: float = declared(
+        DecodeConfig, "pedal_change_gap"
     )  # s; 0: a pedal change must show in the frame head
     chunk_seconds: float = setting(20.0, range=Range(0, MAX_CHUNK_SECONDS, lo_open=True))
     overlap_seconds: float = setting(2.0, range=NON_NEGATIVE)  # below chunk_seconds (check_more)
@@ -133,10 +132,7 @@ def transcribe_audio(
     work on one recording, also w2m2w.transcribe's. StageError for a silent recording (`name` in the message)."""
     if is_silent(audio, s.silence_db):
         raise StageError(f"{name}: silent recording (peak below {s.silence_db} dBFS), nothing to transcribe")
-    decode = DecodeConfig(
-        **{f.name: getattr(s, f.name) for f in fields(DecodeConfig)}
-    )  # same names, same defaults (a test holds them)
-    notes, pedal = transcribe_with_pedal(model, audio, decode, s.chunk_seconds, s.overlap_seconds)
+    notes, pedal = transcribe_with_pedal(model, audio, carried(DecodeConfig, s), s.chunk_seconds, s.overlap_seconds)
     return notes, (pedal if s.pedal else None)
 
 

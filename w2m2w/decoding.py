@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from w2m2w.midi import MIN_MIDI, empty_notes, sort_notes
+from w2m2w.pedal import PEDAL_MIN_DURATION
+from w2m2w.settings import NON_NEGATIVE, PROBABILITY_OPEN, PROBABILITY_UPPER, setting
+
+
+@dataclass
+class DecodeConfig:
+    """The transcriber's decoding thresholds (decode_notes, pedal.decode_pedal), each with its allowed range: the one
+    declaration the transcribe stage's settings and `evaluate`'s decode block take theirs from."""
+
+    # Chosen for the shipped weights by scripts/tune_decoding.py on the dry held-out piano and
+    # soundfont (weights/README.md); a low frame threshold and the offset head together end notes
+    # where the key is let go, where 0.5 alone ended them too early (note+offset F1 0.38 -> 0.62).
+    onset_threshold: float = setting(0.4, range=PROBABILITY_OPEN)
+    frame_threshold: float = setting(0.05, range=PROBABILITY_OPEN)
+    min_duration: float = setting(0.0, range=NON_NEGATIVE)
+    # a note also ends where the offset head is above this (1.0: never; decode_notes)
+    offset_threshold: float = setting(0.2, range=PROBABILITY_UPPER)
+    # the pedal head's (pedal.decode_pedal), chosen the same way
+    pedal_onset_threshold: float = setting(0.3, range=PROBABILITY_OPEN)
+    pedal_offset_threshold: float = setting(0.06, range=PROBABILITY_OPEN)
+    pedal_frame_threshold: float = setting(0.3, range=PROBABILITY_OPEN)
+    pedal_min_duration: float = setting(PEDAL_MIN_DURATION, range=NON_NEGATIVE)
+    # s; an offset under a still-high frame head is a pedal change: down again this much later (0: never)
+    pedal_change_gap: float = setting(0.25, range=NON_NEGATIVE)
 
 
 def decode_notes(

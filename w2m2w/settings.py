@@ -15,8 +15,11 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 _RANGE = "w2m2w_range"
 _OUTPUT = "w2m2w_affects_output"
@@ -94,6 +97,27 @@ def setting(
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+def declared(cls: type, name: str) -> Any:
+    """A field declared as dataclass `cls`'s field `name` (its default, range, choices, affects_output): where settings
+    expose a library dataclass's fields flat, they take each declaration from there rather than a copy of it."""
+    (f,) = (f for f in dataclasses.fields(cls) if f.name == name)
+    if f.default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=f.default_factory, metadata=f.metadata)
+    return dataclasses.field(default=f.default, metadata=f.metadata)
+
+
+def carried(cls: type[T], source: Any, **given: Any) -> T:
+    """Dataclass `cls` built from the same-named fields of `source` (a dataclass or a mapping), `given` overriding;
+    a field `source` lacks keeps cls's default. Settings reach a library config this way, not copied one by one, so a
+    field added to both cannot be left behind."""
+    names = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in given]
+    if isinstance(source, Mapping):
+        values = {k: source[k] for k in names if k in source}
+    else:
+        values = {k: getattr(source, k) for k in names if hasattr(source, k)}
+    return cls(**values, **given)
 
 
 def _describe(rng: Range | None, choices: tuple | None) -> str:

@@ -3,35 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import numpy as np
 
 from w2m2w.checkpoint import load_model
-from w2m2w.decoding import decode_notes
+from w2m2w.decoding import DecodeConfig, decode_notes
 from w2m2w.models.onsets_frames import MODEL_NAME, PEDAL_HEADS, OnsetsFrames, OnsetsFramesConfig
-from w2m2w.pedal import PEDAL_MIN_DURATION, decode_pedal
-
-
-@dataclass
-class DecodeConfig:
-    # Chosen for the shipped weights by scripts/tune_decoding.py on the dry held-out piano and
-    # soundfont (weights/README.md); a low frame threshold and the offset head together end notes
-    # where the key is let go, where 0.5 alone ended them too early (note+offset F1 0.38 -> 0.62).
-    onset_threshold: float = 0.4
-    frame_threshold: float = 0.05
-    min_duration: float = 0.0
-    offset_threshold: float = (
-        0.2  # a note also ends where the offset head is above this (1.0: never; decoding.decode_notes)
-    )
-    # the pedal head's (pedal.decode_pedal), chosen the same way
-    pedal_onset_threshold: float = 0.3
-    pedal_offset_threshold: float = 0.06
-    pedal_frame_threshold: float = 0.3
-    pedal_min_duration: float = PEDAL_MIN_DURATION
-    pedal_change_gap: float = (
-        0.25  # s; an offset under a still-high frame head is a pedal change: down again this much later (0: never)
-    )
+from w2m2w.pedal import decode_pedal
 
 
 def load_transcriber(path: str | os.PathLike, device: str = "cpu") -> OnsetsFrames:

@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 
 from tests.unit._synth import SR, tones, write_tsv
+from w2m2w.decoding import DecodeConfig
 from w2m2w.evaluate.__main__ import EvaluateError, evaluate_transcription, find_inputs
 from w2m2w.finding import ReferenceIndex
 from w2m2w.midi import write_midi
@@ -175,6 +176,47 @@ def test_cli_errors(tmp_path):
     assert str(tmp_path / "empty") in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "override, line",
+    [
+        ("task=foo", "task='foo' is not allowed: it must be one of 'transcription', 'generation', 'synthesis'"),
+        ("decode.onset_threshold=2", "decode.onset_threshold=2.0 is not allowed: it must be in (0, 1)"),
+        ("continuation.top_p=1.5", "continuation.top_p=1.5 is not allowed: it must be in (0, 1]"),
+        ("device=gpu", "device='gpu' is not allowed: it must be 'cpu', 'cuda' or 'cuda:N' (N: a GPU's index)"),
+        ("also=3", "also=3 is not allowed: it must be a mapping, e.g. '{key: value}'"),
+        ("threads=abc", "threads=abc: Value 'abc' of type 'str' could not be converted to Integer"),
+    ],
+)
+def test_settings_are_checked_before_any_work(override, line):
+    from w2m2w.evaluate.__main__ import settings_of
+    from w2m2w.hydra_edge import precheck
+
+    assert precheck([override], "evaluate", settings_of) == line
+
+
+def test_settings_take_the_documented_forms():
+    from hydra import compose, initialize_config_dir
+
+    from w2m2w.evaluate.__main__ import settings_of
+    from w2m2w.paths import CONF
+
+    forms = [  # as README.md and weights/README.md write them
+        "task=synthesis",
+        "include=[*aria*,*fugue*]",
+        "soundfont=[fluidr3,musescore]",
+        "also={sptkbgcl: weights/source_filter_wavenet.safetensors}",
+        "settings={release: measured, eq_db: [0, 0, 0, 0, 0, 1, 3, 6]}",
+        "continuation.enabled=false",
+        "decode.frame_threshold=0.3",
+        "max_seconds=60",
+    ]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        s = settings_of(compose("evaluate", overrides=forms))
+    assert s.include == ["*aria*", "*fugue*"] and s.soundfont == ["fluidr3", "musescore"]
+    assert s.also == {"sptkbgcl": "weights/source_filter_wavenet.safetensors"} and s.settings["release"] == "measured"
+    assert s.continuation.enabled is False and s.decode == DecodeConfig(frame_threshold=0.3) and s.max_seconds == 60.0
+
+
 # --- sustain pedal -------------------------------------------------------------------------------
 PEDAL = np.array([[0.2, 0.8], [1.0, 1.4]])
 PEDAL_SUMMARY = {
@@ -286,7 +328,7 @@ def test_audio_input_scores_the_transcribers_pedal(tmp_path):
         tmp_path / "flac",
         tmp_path / "tsv",
         weights=tmp_path / "p.safetensors",
-        decode={"pedal_min_duration": 2.5},
+        decode=DecodeConfig(pedal_min_duration=2.5),
         emit=rows.append,
     )
     assert {r["file"]: r for r in rows}["pedalled.flac"]["est_pedal"] == 0

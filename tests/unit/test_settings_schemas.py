@@ -4,7 +4,6 @@ that follows exactly the settings that change an output."""
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import typing
 from pathlib import Path
 
@@ -15,22 +14,25 @@ import stages
 from stages.generate import GenerateSettings
 from stages.synthesize import FluidSynthSettings, SourceFilterSettings, WaveNetSettings
 from stages.transcribe import TranscribeSettings
+from w2m2w.decoding import DecodeConfig
+from w2m2w.evaluate.settings import ContinuationSettings, EvaluateSettings
 from w2m2w.generation import GenerationConfig, SamplingConfig
-from w2m2w.render.registry import FluidSynthRenderer
+from w2m2w.render.registry import FluidSynthConfig, render_config
 from w2m2w.render.source_filter import SourceFilterRenderConfig
 from w2m2w.render.wavenet import SynthesisConfig
 from w2m2w.run.settings import LocalExecutor, RayExecutor, RunSettings
 from w2m2w.run.stage import Configured
 from w2m2w.settings import check
-from w2m2w.transcription import DecodeConfig
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 SCHEMAS = [(f"{s.name}/{opt}.yaml", cls) for s in stages.STAGES for opt, cls in s.options.items()] + [
     ("executor/local.yaml", LocalExecutor),
     ("executor/ray.yaml", RayExecutor),
     ("config.yaml", RunSettings),
+    ("evaluate.yaml", EvaluateSettings),
 ]
-GROUPS = {"transcribe", "generate", "synthesize", "executor"}
+# nested settings: their own group's file, or (evaluate's decode and continuation) their dataclass alone
+GROUPS = {"transcribe", "generate", "synthesize", "executor", "decode", "continuation"}
 
 
 def yaml_values(path: Path) -> dict:
@@ -57,6 +59,23 @@ def test_every_number_has_a_range_and_the_defaults_are_inside(path, cls):
     check(cls())
 
 
+@pytest.mark.parametrize("cls", [DecodeConfig, ContinuationSettings])
+def test_nested_settings_have_a_range_for_every_number(cls):
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if {int, float} & set(typing.get_args(hints[f.name]) or (hints[f.name],)):
+            assert f.metadata.get("w2m2w_range") is not None, f"{cls.__name__}.{f.name} has no range"
+    check(cls())
+
+
+def test_evaluate_decodes_with_the_transcribe_stages_declarations():
+    # one declaration: the stage's decode settings are DecodeConfig's fields, default and range alike
+    stage = {f.name: f for f in dataclasses.fields(TranscribeSettings)}
+    for f in dataclasses.fields(DecodeConfig):
+        assert (stage[f.name].default, dict(stage[f.name].metadata)) == (f.default, dict(f.metadata)), f.name
+    assert EvaluateSettings().decode == DecodeConfig()
+
+
 @pytest.mark.parametrize(
     "settings, library",
     [
@@ -65,6 +84,7 @@ def test_every_number_has_a_range_and_the_defaults_are_inside(path, cls):
         (GenerateSettings, SamplingConfig),
         (WaveNetSettings, SynthesisConfig),
         (SourceFilterSettings, SourceFilterRenderConfig),
+        (FluidSynthSettings, FluidSynthConfig),
     ],
 )
 def test_library_dataclasses_have_the_same_defaults(settings, library):
@@ -73,14 +93,6 @@ def test_library_dataclasses_have_the_same_defaults(settings, library):
     assert mine.get("device", None) is None
     shared = set(mine) & set(theirs) - {"device"}
     assert shared and {k: mine[k] for k in shared} == {k: theirs[k] for k in shared}
-
-
-def test_fluidsynth_renderer_has_the_same_defaults():
-    params = inspect.signature(FluidSynthRenderer).parameters
-    mine = dataclasses.asdict(FluidSynthSettings())
-    assert {k: params[k].default for k in ("soundfont", "program", "chunk_seconds")} == {
-        k: mine[k] for k in ("soundfont", "program", "chunk_seconds")
-    }
 
 
 # Which settings enter the settings hash is pinned from outside the settings' own flags in test_settings_outputs.py
@@ -111,3 +123,100 @@ def test_automatic_backend_is_recorded_as_the_one_it_picks():
         Configured(synth, WaveNetSettings()).settings_hash
         == Configured(synth, WaveNetSettings(backend="numba")).settings_hash
     )
+
+
+# --- every setting reaches what it sets ---------------------------------------------------------------------------
+# By hand, per stage: the settings carried into the library's config (each set to a value other than its default
+# below), and those the stage or the renderer's finish reads itself. A field added to a settings class or to a
+# config fails here until it is listed, and a listed one that is not carried fails on its value.
+# generate: the model's file and where and how fast it runs; the output file's tempo map and its score, which the
+# stage writes itself (test_tempo_map_stages.py, test_settings_outputs.py)
+STAGE_OWN = {"weights", "device", "threads", "tempo_map", "score"}
+GENERATE_CARRIED = {
+    "primer_seconds": 3.5,
+    "primer_events": 40,
+    "seconds": 7.5,
+    "context": 128,
+    "include_primer": False,
+    "max_events": 999,
+    "temperature": 0.7,
+    "top_k": 5,
+    "top_p": 0.9,
+    "seed": 1234,
+}
+
+
+def test_every_generate_setting_reaches_the_generation_config():
+    from stages.generate import generation_config
+
+    assert {f.name for f in dataclasses.fields(GenerateSettings)} == set(GENERATE_CARRIED) | STAGE_OWN
+    gen = generation_config(GenerateSettings(**GENERATE_CARRIED))
+    flat = {**dataclasses.asdict(gen), **dataclasses.asdict(gen.sampling)}
+    del flat["sampling"]
+    assert flat == GENERATE_CARRIED  # every field of the config, each with the setting's value
+
+
+# renderer -> (settings class, settings carried into its config with a value other than the default, the rest)
+RENDERER_SETTINGS = {
+    "source_filter": (
+        SourceFilterSettings,
+        {
+            "device": "cuda:1",
+            "threads": 3,
+            "block_seconds": 2.5,
+            "tail_seconds": 4.0,
+            "source_only": True,
+            "gate_margin": 7,
+            "release": "measured",
+        },
+        {"name", "weights", "eq_db", "loudness_lufs", "max_seconds", "sample_rate"},
+    ),
+    "wavenet": (
+        WaveNetSettings,
+        {
+            "device": "cuda:1",
+            "backend": "torch",
+            "threads": 3,
+            "folds": 8,
+            "min_segment_seconds": 0.5,
+            "max_segment_seconds": 2.0,
+            "warmup_seconds": 0.1,
+            "fade_seconds": 0.02,
+            "crossfade": "linear",
+            "tail_seconds": 0.5,
+            "temperature": 0.9,
+            "seed": 7,
+            "chunk_samples": 2000,
+        },
+        {"name", "weights", "loudness_lufs", "max_seconds", "sample_rate"},
+    ),
+    "fluidsynth": (
+        FluidSynthSettings,
+        {"soundfont": "musescore", "program": 1, "chunk_seconds": 5.0, "tail_seconds": 2.0},
+        {"name", "loudness_lufs", "max_seconds", "sample_rate"},
+    ),
+}
+
+
+@pytest.mark.parametrize("renderer", list(RENDERER_SETTINGS))
+def test_every_synthesize_setting_reaches_the_renderer(renderer):
+    from stages.synthesize import _render_settings
+
+    cls, carried, elsewhere = RENDERER_SETTINGS[renderer]
+    assert {f.name for f in dataclasses.fields(cls)} == set(carried) | elsewhere
+    s = cls(**carried)
+    config = render_config(renderer, _render_settings(s))
+    assert dataclasses.asdict(config) == carried  # every field of the config, each with the setting's value
+    # the rest: the weights file (registry.weights_file) and the finish (its level, its EQ) read the same mapping;
+    # the stage reads name, max_seconds and sample_rate itself
+    read_there = {"weights": "w.safetensors", "eq_db": [1.0] * 8, "loudness_lufs": -23.0}
+    read_there = {k: v for k, v in read_there.items() if k in elsewhere}
+    assert read_there.items() <= _render_settings(cls(**read_there)).items()
+
+
+def test_a_list_setting_loads_the_renderer():
+    # the stage caches loaded renderers by their settings: eq_db, a list, once made that key unhashable (TypeError)
+    from stages.synthesize import STAGE
+
+    eq = [3.0, 3.0, 2.0, 1.0, -1.0, -2.0, -1.0, -1.0]
+    assert STAGE.load(SourceFilterSettings(eq_db=eq, device="cpu")).eq_db == eq

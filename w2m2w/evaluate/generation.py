@@ -29,7 +29,6 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,6 +36,7 @@ import numpy as np
 from w2m2w import events as ev
 from w2m2w.data.transcription import crop_notes
 from w2m2w.evaluate.music_stats import FEATURES, LONG_NOTE_SECONDS, long_note_share, notes_per_second, pooled_overlaps
+from w2m2w.evaluate.settings import ContinuationSettings
 from w2m2w.generation import (
     SamplingConfig,
     load_music_transformer,
@@ -46,17 +46,6 @@ from w2m2w.generation import (
     sample_continuation,
 )
 from w2m2w.midi import MidiError
-
-
-@dataclass
-class ContinuationSettings:
-    primer_seconds: float = 20.0  # the primer: the piece's first this-many seconds
-    seconds: float = 20.0  # continue this long, and compare with the real next this-many seconds
-    seed: int = 0  # piece i samples with seed + i
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0  # the generate stage's default
-    max_files: int = 0  # 0: every input file (each costs `seconds` of sampling)
 
 
 def orphaned_notes(tokens: np.ndarray, n_primer: int, context: int) -> tuple[int, int]:
@@ -208,7 +197,7 @@ def evaluate_generation(
     exclude: Sequence[str] = (),
     emit: Callable[[dict[str, Any]], None] = lambda row: None,
     warn: Callable[[str], None] = lambda msg: None,
-    continuation: Any = None,
+    continuation: ContinuationSettings | None = None,
 ) -> dict[str, Any]:
     """Mean NLL per event (nats) of the Music Transformer in `weights` over the MIDI files
     under `input_path` (a file, a folder searched recursively, or a .txt/.lst/.list list of
@@ -260,7 +249,7 @@ def evaluate_generation(
         "weights_sha256": sha256_file(weights),
         "failed": failed,
     }
-    if continuation is not None:
+    if continuation is not None and continuation.enabled:
         stats = evaluate_continuations(model, pieces, continuation, ctx, emit=lambda r: emit({"continuation": r}))
         if stats is None:
             warn(

@@ -32,10 +32,18 @@ import numpy as np
 
 from w2m2w.loudness import PEAK_CEILING_DBFS, LoudnessMeter, level_for
 from w2m2w.render.eq import StreamingEQ
+from w2m2w.settings import Range
 
 END_DB = -90.0  # a render ends where its sound has decayed this far below its peak (16-bit PCM's floor is -96 dB)
 _READ = 1 << 18  # samples per chunk of the second pass (1 MB of float32)
 log = logging.getLogger("w2m2w")
+
+# Every renderer's output is brought to this integrated loudness (BS.1770), so they compare by ear: the synthesize
+# stage's default and `evaluate task=synthesis`'s. -20 LUFS: renders of piano music peak 16-18 dB above their loudness
+# (measured on the real piano's held-out pieces), so their peaks land near -3 dBFS, under the -1 dBFS ceiling; below
+# -70 LUFS is silence to the meter.
+LOUDNESS_LUFS = -20.0
+LOUDNESS = Range(-70, 0)
 
 
 class Finished:

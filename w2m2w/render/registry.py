@@ -11,7 +11,8 @@ this interface; which renderer runs is a name and its settings:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from w2m2w import paths
 from w2m2w.constants import SAMPLE_RATE
+from w2m2w.settings import carried
 
 RENDERERS = ("source_filter", "wavenet", "fluidsynth")
 DEFAULT_WEIGHTS = {
@@ -49,6 +51,16 @@ class Renderer(Protocol):
         """Facts for the sidecar (backend, ...)."""
 
 
+@dataclass
+class FluidSynthConfig:
+    """FluidSynth's settings, as the source-filter and autoregressive renderers have theirs."""
+
+    soundfont: str = "fluidr3"  # a short name (fluidsynth.SOUNDFONTS) or a path
+    program: int = 0  # General MIDI program: 0, the acoustic grand
+    chunk_seconds: float = 10.0  # rendered at a time
+    tail_seconds: float = 5.0  # at most this long after the last note-off (finish ends it where the sound has died)
+
+
 class FluidSynthRenderer:
     """FluidSynth through a soundfont (w2m2w.render.fluidsynth): peaks normalised to 0.9, ringing up to tail_seconds
     after the last note-off (w2m2w.render.finish ends it where the sound has died away), its +-1 LSB dither removed
@@ -57,24 +69,13 @@ class FluidSynthRenderer:
     name = "fluidsynth"
     backend = "fluidsynth"
 
-    def __init__(
-        self,
-        soundfont: str = "fluidr3",
-        program: int = 0,
-        chunk_seconds: float = 10.0,
-        sample_rate: int = SAMPLE_RATE,
-        tail_seconds: float = 5.0,
-    ):
+    def __init__(self, config: FluidSynthConfig | None = None, sample_rate: int = SAMPLE_RATE):
         from w2m2w.render.fluidsynth import soundfont_path
 
-        self.soundfont_file = soundfont_path(soundfont)  # RenderError names it when it is not installed
-        self.soundfont, self.program, self.chunk_seconds, self.sample_rate = (
-            soundfont,
-            int(program),
-            float(chunk_seconds),
-            sample_rate,
-        )
-        self.tail_seconds = float(tail_seconds)
+        config = config or FluidSynthConfig()
+        self.soundfont_file = soundfont_path(config.soundfont)  # RenderError names it when it is not installed
+        self.soundfont, self.program, self.sample_rate = config.soundfont, int(config.program), sample_rate
+        self.chunk_seconds, self.tail_seconds = float(config.chunk_seconds), float(config.tail_seconds)
 
     def n_samples(self, notes: np.ndarray) -> int:
         end = float(notes[:, 1].max()) if len(notes) else 0.0
@@ -112,10 +113,11 @@ def weights_file(name: str, settings: dict[str, Any]) -> Path:
     if name == "fluidsynth":
         from w2m2w.render.fluidsynth import SOUNDFONTS, RenderError, soundfont_path
 
+        soundfont = render_config(name, settings).soundfont
         try:
-            return Path(soundfont_path(settings.get("soundfont", "fluidr3")))
+            return Path(soundfont_path(soundfont))
         except RenderError:
-            return Path(SOUNDFONTS.get(settings.get("soundfont", "fluidr3"), settings.get("soundfont", "fluidr3")))
+            return Path(SOUNDFONTS.get(soundfont, soundfont))
     if name not in RENDERERS:
         raise ValueError(f"unknown synthesizer {name!r}: choose one of {', '.join(RENDERERS)}")
     return Path(settings["weights"]) if settings.get("weights") else DEFAULT_WEIGHTS[name]
@@ -134,22 +136,37 @@ def load_renderer(name: str, settings: dict[str, Any]) -> Renderer:
     return Finished(_load(name, settings), settings.get("loudness_lufs"), settings.get("eq_db"))
 
 
+def render_config(name: str, settings: Mapping[str, Any]) -> Any:
+    """The config dataclass renderer `name` is built with: its fields taken by name from `settings` (a synthesize
+    config's keys; settings.carried), the others at their defaults. The one place settings become a renderer's."""
+    return carried(_config_class(name), settings)
+
+
+def _config_class(name: str) -> type:
+    if name == "fluidsynth":
+        return FluidSynthConfig
+    if name == "source_filter":
+        from w2m2w.render.source_filter import SourceFilterRenderConfig
+
+        return SourceFilterRenderConfig
+    if name == "wavenet":
+        from w2m2w.render.wavenet import SynthesisConfig
+
+        return SynthesisConfig
+    raise ValueError(f"unknown synthesizer {name!r}: choose one of {', '.join(RENDERERS)}")
+
+
 def _load(name: str, settings: dict[str, Any]) -> Renderer:
     """The renderer itself, as it renders."""
+    config = render_config(name, settings)
     if name == "fluidsynth":
-        fs = {k: settings[k] for k in ("soundfont", "program", "chunk_seconds", "tail_seconds") if k in settings}
-        return FluidSynthRenderer(**fs)
+        return FluidSynthRenderer(config)
     path = weights_file(name, settings)
     device = str(settings.get("device", "cpu"))
     if name == "source_filter":
-        from w2m2w.render.source_filter import SourceFilterRenderConfig, SourceFilterRenderer, load_source_filter
+        from w2m2w.render.source_filter import SourceFilterRenderer, load_source_filter
 
-        keys = set(SourceFilterRenderConfig.__dataclass_fields__)
-        return SourceFilterRenderer(
-            load_source_filter(path, device),
-            SourceFilterRenderConfig(**{k: settings[k] for k in keys if k in settings}),
-        )
-    from w2m2w.render.wavenet import SynthesisConfig, Synthesizer, load_wavenet
+        return SourceFilterRenderer(load_source_filter(path, device), config)
+    from w2m2w.render.wavenet import Synthesizer, load_wavenet
 
-    keys = set(SynthesisConfig.__dataclass_fields__)
-    return Synthesizer(load_wavenet(path, device), SynthesisConfig(**{k: settings[k] for k in keys if k in settings}))
+    return Synthesizer(load_wavenet(path, device), config)

@@ -324,146 +324,189 @@ def fit(run: Run, cfg: Settings, task: Task) -> dict:
     out_dir/log.jsonl (one row per validation), out_dir/best.safetensors (the best score so far)
     and out_dir/last.safetensors.
     """
-    model, opt = task.model, task.optimizer
-    ckpt = run.out / "checkpoint"
-    loaded = load_training_state(ckpt, task.model_name, model, opt)
-    state = {"step": 0, "elapsed_s": 0.0, "best": None, "history": []}
-    if loaded:  # older checkpoints also hold sampler and RNG states: the data now follow from the step alone
-        state.update({k: loaded[k] for k in state if k in loaded})
-        if run.main:
-            log.info("resumed at step %d", state["step"])
-    # each process its own torch RNG stream (dropout), reproducible from the step it starts at
-    torch.manual_seed(int(np.random.SeedSequence((draw_seed(cfg), state["step"], run.rank)).generate_state(1)[0]))
-    stepper: nn.Module = _StepModule(model, task.step)
-    if run.world > 1:
-        cuda = torch.device(run.device).type == "cuda"
-        stepper = torch.nn.parallel.DistributedDataParallel(
-            stepper, device_ids=[torch.device(run.device).index] if cuda else None
-        )
-    rows = run.rows(cfg.batch_size)
-    accumulate = getattr(cfg, "accumulate", 1)  # micro-batches of batch_size per optimiser step
-    first_step = state["step"]
-
-    def key_at(pos: int) -> tuple[int, int, int]:
-        # micro-batch j of a step holds the global rows j*batch_size.. of it: one process with
-        # accumulation, or several without, draw the same rows
-        step, j = divmod(pos, accumulate)
-        shift = j * cfg.batch_size
-        return first_step + step, rows.start + shift, rows.stop + shift
-
-    prefetch = Prefetcher(task.sampler, draw_seed(cfg), getattr(cfg, "data_workers", 0), key_at)
-    t_start = time.time() - state["elapsed_s"]
-    progress = Progress()
-    t_since = time.time()
-
-    def checkpoint() -> None:
-        save_training_state(ckpt, task.model_name, model, asdict(cfg.model), opt, state)
-
-    def export(path: Path, row: dict) -> None:
-        extra = dict(task.export_extra)
-        if run.world > 1:
-            extra["processes"] = run.world
-        export_trained(path, task.model_name, model, cfg, row, **extra)
-
-    def validation() -> dict:
-        """Rank 0: log a row (training since the last one, then validation), keep the best weights, checkpoint."""
-        nonlocal progress, t_since
-        row: dict = {}
-        if run.main:
-            progress.seconds = time.time() - t_since
-            state["elapsed_s"] = time.time() - t_start
-            row = {"step": state["step"], "elapsed_s": round(state["elapsed_s"], 1), **task.train_log(progress)}
-            model.eval()
-            row.update(task.validate(model))
-            model.train()
-            state["history"].append(row)
-            with open(run.out / "log.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
-            bar.write(json.dumps(row))
-            score, best = task.score(row), state["best"]
-            if best is None or (score > best if task.maximize else score < best):
-                state["best"] = score
-                export(run.out / "best.safetensors", row)
-            checkpoint()
-        progress = Progress(lr=progress.lr)
-        t_since = time.time()
-        return row
-
-    bar = tqdm(
-        total=cfg.max_steps,
-        initial=state["step"],
-        desc=task.description,
-        dynamic_ncols=True,
-        mininterval=5,
-        disable=not run.main,
-    )
-    summary: dict = state["history"][-1] if state["history"] else {}
-    model.train()
-    if task.validate_first and not state["history"]:
-        summary = validation()
+    training = _Training(run, cfg, task)
+    task.model.train()
+    if task.validate_first and not training.state["history"]:
+        training.summary = training.validation()
     stop = _StopOnSignal(run.world == 1)
-    last_checkpoint = t_start + state["elapsed_s"]  # the loop reads the clock once a step (tests count the readings)
     try:
-        while state["step"] < cfg.max_steps and not stop.signum:
-            now = time.time()
-            elapsed = run.agree(now - t_start)
-            if cfg.max_minutes and elapsed > cfg.max_minutes * 60:
-                if run.main:
-                    log.info("time budget of %.0f min reached", cfg.max_minutes)
-                break
-            progress.lr = task.lr(state["step"], elapsed)
-            for g in opt.param_groups:
-                g["lr"] = progress.lr
-            opt.zero_grad(set_to_none=True)
-            step_sums: dict[str, float] = {}
-            for j in range(accumulate):
-                batch = to_device(prefetch.get((state["step"] - first_step) * accumulate + j), run.device)
-                # under DDP, gradients are averaged over the processes once, at the last micro-batch
-                sync = stepper.no_sync() if run.world > 1 and j < accumulate - 1 else contextlib.nullcontext()
-                with sync:
-                    loss, figures = stepper(batch)
-                    (loss / accumulate).backward()
-                names = list(figures)
-                totals = run.sum([loss, *(figures[k] for k in names)])
-                step_sums["loss"] = step_sums.get("loss", 0.0) + totals[0] / run.world / accumulate
-                for k, v in zip(names, totals[1:]):
-                    progress.sums[k] = progress.sums.get(k, 0.0) + v
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
-            opt.step()
-            state["step"] += 1
-            progress.last_loss = step_sums["loss"]
-            progress.steps += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{progress.last_loss:.3f}", refresh=False)
-            if state["step"] % cfg.validate_every == 0 or state["step"] == cfg.max_steps:
-                summary = validation()
-                last_checkpoint = now
-            elif run.main and now - last_checkpoint > CHECKPOINT_MINUTES * 60:
-                state["elapsed_s"] = now - t_start
-                checkpoint()
-                last_checkpoint = now
+        training.train(stop)
     finally:
-        prefetch.close()
+        training.prefetch.close()
         stop.restore()
-    bar.close()
-    if run.main and stop.signum:  # asked to stop: keep the steps, leave validation to the resumed run
-        state["elapsed_s"] = time.time() - t_start
-        checkpoint()
-        log.info("stopped by signal %d at step %d; rerun the same command to resume", stop.signum, state["step"])
-    elif run.main:
-        if state["step"] and (not state["history"] or state["history"][-1]["step"] != state["step"]):
-            summary = validation()  # stopped by the time budget between validations: the last weights are scored too
-        state["elapsed_s"] = time.time() - t_start
-        checkpoint()
-        export(run.out / "last.safetensors", summary)
+    training.bar.close()
+    training.wrap_up(stop.signum)
+    summary = training.summary
     # a run leaves thousands of objects in reference cycles (2,500-3,500 per rank at exit under
     # tests/unit/test_train_distributed), DDP's state among them, which the collector would free only
     # at interpreter exit; gloo's resources freed that late aborted about 1 two-process run in 13
     # after its atexit handlers ("terminate called without an active exception": 6 of 80 runs of
     # that test's command; 0 of 80 with this collection)
-    del stepper
+    del training
     gc.collect()
     return finish(run, summary)
+
+
+class _Training:
+    """One fit(): the checkpointed state (step, elapsed time, best score, log rows), the clocks, the data, the bar."""
+
+    def __init__(self, run: Run, cfg: Settings, task: Task) -> None:
+        self.run, self.cfg, self.task = run, cfg, task
+        self.ckpt = run.out / "checkpoint"
+        self.state = self._resume()
+        # each process its own torch RNG stream (dropout), reproducible from the step it starts at
+        seeds = np.random.SeedSequence((draw_seed(cfg), self.state["step"], run.rank))
+        torch.manual_seed(int(seeds.generate_state(1)[0]))
+        self.stepper = _stepper(run, task)
+        self.rows = run.rows(cfg.batch_size)
+        self.accumulate = getattr(cfg, "accumulate", 1)  # micro-batches of batch_size per optimiser step
+        self.first_step = self.state["step"]
+        self.prefetch = Prefetcher(task.sampler, draw_seed(cfg), getattr(cfg, "data_workers", 0), self._key_at)
+        self.t_start = time.time() - self.state["elapsed_s"]
+        self.progress = Progress()
+        self.t_since = time.time()
+        self.bar = tqdm(
+            total=cfg.max_steps,
+            initial=self.state["step"],
+            desc=task.description,
+            dynamic_ncols=True,
+            mininterval=5,
+            disable=not run.main,
+        )
+        self.summary: dict = self.state["history"][-1] if self.state["history"] else {}
+
+    def _resume(self) -> dict:
+        """The state saved in out_dir's checkpoint (model and optimiser loaded with it), or a fresh one."""
+        task = self.task
+        loaded = load_training_state(self.ckpt, task.model_name, task.model, task.optimizer)
+        state = {"step": 0, "elapsed_s": 0.0, "best": None, "history": []}
+        if loaded:  # older checkpoints also hold sampler and RNG states: the data now follow from the step alone
+            state.update({k: loaded[k] for k in state if k in loaded})
+            if self.run.main:
+                log.info("resumed at step %d", state["step"])
+        return state
+
+    def _key_at(self, pos: int) -> tuple[int, int, int]:
+        # micro-batch j of a step holds the global rows j*batch_size.. of it: one process with
+        # accumulation, or several without, draw the same rows
+        step, j = divmod(pos, self.accumulate)
+        shift = j * self.cfg.batch_size
+        return self.first_step + step, self.rows.start + shift, self.rows.stop + shift
+
+    def train(self, stop: _StopOnSignal) -> None:
+        """Steps until the step or time budget is spent or a signal asks to stop, validating and checkpointing."""
+        run, cfg, state = self.run, self.cfg, self.state
+        last_checkpoint = (
+            self.t_start + state["elapsed_s"]
+        )  # the loop reads the clock once a step (tests count the readings)
+        while state["step"] < cfg.max_steps and not stop.signum:
+            now = time.time()
+            elapsed = run.agree(now - self.t_start)
+            if cfg.max_minutes and elapsed > cfg.max_minutes * 60:
+                if run.main:
+                    log.info("time budget of %.0f min reached", cfg.max_minutes)
+                break
+            self.step(elapsed)
+            if state["step"] % cfg.validate_every == 0 or state["step"] == cfg.max_steps:
+                self.summary = self.validation()
+                last_checkpoint = now
+            elif run.main and now - last_checkpoint > CHECKPOINT_MINUTES * 60:
+                state["elapsed_s"] = now - self.t_start
+                self.checkpoint()
+                last_checkpoint = now
+
+    def step(self, elapsed: float) -> None:
+        """One optimiser step over `accumulate` micro-batches, at the schedule's learning rate."""
+        task, progress = self.task, self.progress
+        progress.lr = task.lr(self.state["step"], elapsed)
+        for g in task.optimizer.param_groups:
+            g["lr"] = progress.lr
+        task.optimizer.zero_grad(set_to_none=True)
+        loss = 0.0
+        for j in range(self.accumulate):
+            loss += self._micro_batch(j)
+        torch.nn.utils.clip_grad_norm_(task.model.parameters(), self.cfg.clip_grad_norm)
+        task.optimizer.step()
+        self.state["step"] += 1
+        progress.last_loss = loss
+        progress.steps += 1
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{progress.last_loss:.3f}", refresh=False)
+
+    def _micro_batch(self, j: int) -> float:
+        """Forward and backward of micro-batch j of this step; its loss, mean over the processes and micro-batches."""
+        run = self.run
+        batch = to_device(self.prefetch.get((self.state["step"] - self.first_step) * self.accumulate + j), run.device)
+        # under DDP, gradients are averaged over the processes once, at the last micro-batch
+        sync = self.stepper.no_sync() if run.world > 1 and j < self.accumulate - 1 else contextlib.nullcontext()
+        with sync:
+            loss, figures = self.stepper(batch)
+            (loss / self.accumulate).backward()
+        names = list(figures)
+        totals = run.sum([loss, *(figures[k] for k in names)])
+        for k, v in zip(names, totals[1:]):
+            self.progress.sums[k] = self.progress.sums.get(k, 0.0) + v
+        return totals[0] / run.world / self.accumulate
+
+    def validation(self) -> dict:
+        """Rank 0: log a row (training since the last one, then validation), keep the best weights, checkpoint."""
+        run, task, state = self.run, self.task, self.state
+        row: dict = {}
+        if run.main:
+            self.progress.seconds = time.time() - self.t_since
+            state["elapsed_s"] = time.time() - self.t_start
+            row = {"step": state["step"], "elapsed_s": round(state["elapsed_s"], 1), **task.train_log(self.progress)}
+            task.model.eval()
+            row.update(task.validate(task.model))
+            task.model.train()
+            state["history"].append(row)
+            with open(run.out / "log.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+            self.bar.write(json.dumps(row))
+            score, best = task.score(row), state["best"]
+            if best is None or (score > best if task.maximize else score < best):
+                state["best"] = score
+                self.export(run.out / "best.safetensors", row)
+            self.checkpoint()
+        self.progress = Progress(lr=self.progress.lr)
+        self.t_since = time.time()
+        return row
+
+    def wrap_up(self, signum: int) -> None:
+        """Rank 0, after the loop: a stopped run keeps its steps for the resumed one to validate; a finished run
+        scores its last weights (unless the last step was just validated) and exports them as last.safetensors."""
+        run, state = self.run, self.state
+        if run.main and signum:  # asked to stop: keep the steps, leave validation to the resumed run
+            state["elapsed_s"] = time.time() - self.t_start
+            self.checkpoint()
+            log.info("stopped by signal %d at step %d; rerun the same command to resume", signum, state["step"])
+        elif run.main:
+            if state["step"] and (not state["history"] or state["history"][-1]["step"] != state["step"]):
+                self.summary = self.validation()  # stopped by the time budget between validations
+            state["elapsed_s"] = time.time() - self.t_start
+            self.checkpoint()
+            self.export(run.out / "last.safetensors", self.summary)
+
+    def checkpoint(self) -> None:
+        task = self.task
+        save_training_state(self.ckpt, task.model_name, task.model, asdict(self.cfg.model), task.optimizer, self.state)
+
+    def export(self, path: Path, row: dict) -> None:
+        extra = dict(self.task.export_extra)
+        if self.run.world > 1:
+            extra["processes"] = self.run.world
+        export_trained(path, self.task.model_name, self.task.model, self.cfg, row, **extra)
+
+
+def _stepper(run: Run, task: Task) -> nn.Module:
+    """The model and its batch step as one module, wrapped in DDP when the run has several processes."""
+    stepper: nn.Module = _StepModule(task.model, task.step)
+    if run.world > 1:
+        cuda = torch.device(run.device).type == "cuda"
+        stepper = torch.nn.parallel.DistributedDataParallel(
+            stepper, device_ids=[torch.device(run.device).index] if cuda else None
+        )
+    return stepper
 
 
 class _StopOnSignal:

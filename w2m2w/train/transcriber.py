@@ -30,11 +30,11 @@ from w2m2w.data.transcription import (
     maps_piece,
     rendered_examples,
 )
+from w2m2w.decoding import DecodeConfig
 from w2m2w.models.onsets_frames import MODEL_NAME, OnsetsFrames, OnsetsFramesConfig
 from w2m2w.settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY_UPPER, Range, SettingsError, setting
 from w2m2w.train.corpora import midi_files
 from w2m2w.train.loop import Progress, Task, TrainingError, draw_seed, fit, init_from, start
-from w2m2w.transcription import DecodeConfig
 
 log = logging.getLogger(__name__)
 
