@@ -216,3 +216,32 @@ def test_start_drops_every_note_struck_before_it():
 def test_no_notes_give_an_empty_int_stream():
     for toks in (ev.notes_to_tokens(np.zeros((0, 4))), ev.notes_to_tokens(np.array([[0.0, 1.0, 60, 64]]), start=5.0)):
         assert toks.shape == (0,) and toks.dtype == np.int64
+
+
+def test_decoder_edges():
+    # a key struck on the stream's last step sounds one step (10 ms); an id past the vocabulary (391) is ignored,
+    # not read as a 33rd velocity bin
+    assert ev.tokens_to_notes(np.array([ev.NOTE_ON + 60])).tolist() == [[0.0, 0.01, 60, 63]]
+    toks = np.array([ev.VELOCITY + 7, ev.VOCAB_SIZE, ev.NOTE_ON + 60, ev.TIME_SHIFT, ev.NOTE_OFF + 60])
+    assert ev.tokens_to_notes(toks).tolist() == [[0.0, 0.01, 60, 31]]  # bin 7: 1 + 4 * 7 + 2
+
+
+def test_to_steps_are_integers_on_the_10ms_grid():
+    steps = ev.to_steps(np.array([0.004, 0.126, 1.0, 7.234]))
+    assert steps.dtype == np.int64 and steps.tolist() == [0, 13, 100, 723]
+
+
+def test_notes_off_the_keyboard_or_not_finite_are_dropped():
+    # keys 0..127 only, every field finite; a velocity past 127 is clipped (bin 31 reads back as 127), not dropped
+    nan, inf = float("nan"), float("inf")
+    notes = np.array(
+        [
+            [0.0, 0.5, -1, 64],
+            [0.0, 0.5, 128, 64],
+            [0.0, 0.5, 0, 200],
+            [0.5, 1.0, 127, 64],
+            [nan, 1.0, 60, 64],
+            [1.0, inf, 61, 64],
+        ]
+    )
+    assert ev.canonical_notes(notes).tolist() == [[0.0, 0.5, 0, 127], [0.5, 1.0, 127, 63]]
