@@ -214,3 +214,68 @@ def test_the_primer_is_padded_with_time_shifts_to_primer_seconds(monkeypatch, ti
     full = np.array([[0.0, 3.0, 64, 80], [3.5, 4.0, 65, 80]])
     g.continue_piece(tiny_model, full, ContinuationSettings(primer_seconds=3.0, seconds=1.0), seed=0, context=64)
     assert ev.duration_steps(np.array(rec.primer)) == 300 and rec.primer[-1] == ev.NOTE_OFF + 64
+
+
+class _SeedRecorder(_Recorder):
+    """_Recorder that also keeps each call's sampling settings, context, token dtype and budgets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple] = []
+
+    def __call__(self, model, toks, steps, sampling, ctx, max_events):
+        s = sampling
+        self.calls.append((s.seed, s.temperature, s.top_k, s.top_p, ctx, toks.dtype, steps, max_events))
+        return super().__call__(model, toks, steps, sampling, ctx, max_events)
+
+
+def test_pieces_seeds_context_and_rows(monkeypatch, tiny_model) -> None:
+    import w2m2w.evaluate.generation as g
+
+    rec = _SeedRecorder()
+    monkeypatch.setattr(g, "sample_continuation", rec)
+    at_primer_end = np.array([[0.0, 0.5, 60, 80], [2.0, 2.5, 62, 80]])  # its last onset is the primer's end: usable
+    sounding_on = np.array([[0.0, 0.5, 60, 80], [1.5, 2.5, 62, 80]])  # struck before the end, sounding past it: not
+    # usable; its primer's last note (62) is cut at the primer's end and must not count as generated
+    later = np.array([[0.0, 0.5, 60, 80], [1.5, 2.5, 62, 80], [2.5, 3.0, 64, 80]])
+    pieces = [("a", at_primer_end), ("b", sounding_on), ("c", later), ("d", later)]
+    s = ContinuationSettings(primer_seconds=2.0, seconds=2.0, seed=5, temperature=0.9, top_k=7, top_p=0.8, max_files=2)
+    rows: list[dict] = []
+    out = g.evaluate_continuations(tiny_model, pieces, s, context=16, emit=rows.append)
+    # the first two usable pieces (a, c), seeded 5 and 6, sampled as set, with the context asked for, int64 tokens,
+    # 2 s = 200 steps and at most 300 events a second
+    assert rec.calls == [(5, 0.9, 7, 0.8, 16, np.int64, 200, 600), (6, 0.9, 7, 0.8, 16, np.int64, 200, 600)]
+    assert {k: out[k] for k in ("files", "primer_seconds", "seconds", "seed", "sampling")} == {
+        "files": 2,
+        "primer_seconds": 2.0,
+        "seconds": 2.0,
+        "seed": 5,
+        "sampling": {"temperature": 0.9, "top_k": 7, "top_p": 0.8},
+    }
+    # each row: the recorder's one 0.1 s note (no primer note), the real notes from 2.0 s, no long note, no orphan
+    assert rows == [
+        {"file": "a", "continuation_notes": 1, "real_notes": 1, "long_note_share": 0.0, "orphaned_notes": 0},
+        {"file": "c", "continuation_notes": 1, "real_notes": 1, "long_note_share": 0.0, "orphaned_notes": 0},
+    ]
+    # no context asked for: the model's training length (max_len 64), from either entry point; a continuation too
+    # short for one event a second still may play one
+    rec.calls.clear()
+    g.evaluate_continuations(tiny_model, pieces[:1], s)
+    g.continue_piece(tiny_model, at_primer_end, ContinuationSettings(primer_seconds=2.0, seconds=0.002), seed=0)
+    assert [c[4] for c in rec.calls] == [64, 64] and rec.calls[1][6:] == (0, 1)
+
+
+def test_orphans_at_the_edges_of_the_note_ranges() -> None:
+    on, off, shift = ev.NOTE_ON, ev.NOTE_OFF, ev.TIME_SHIFT
+    # key 0 down at 0, up at 3 (3 tokens later); key 127 down at 4, up at 5
+    toks = np.array([on + 0, shift, shift, off + 0, on + 127, off + 127])
+    assert orphaned_notes(toks, 0, context=4) == (0, 2)
+    assert orphaned_notes(toks, 0, context=3) == (1, 2)
+
+
+def test_no_notes_and_no_pieces() -> None:
+    assert on_grid(np.zeros((0, 4))).shape == (0, 4)
+    out = summarize([], seconds=2.0, primer_seconds=3.0)  # nothing to pool: no figure, rates of zero
+    assert out["longest_note_s"] is None and out["orphaned_note_share"] is None and out["overlap_ratio"] is None
+    assert out["long_note_share_over_4s"] is None and out["long_note_share_over_4s_baseline"] is None
+    assert out["notes_per_second"] == out["notes_per_second_baseline"] == out["notes_per_second_primer"] == 0.0

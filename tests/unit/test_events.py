@@ -174,3 +174,74 @@ def test_no_same_key_overlap_means_plain_quantisation(notes):
     np.testing.assert_array_equal(_grid(back[:, 1]), np.maximum(_grid(q[:, 1]), _grid(q[:, 0]) + 1))
     np.testing.assert_array_equal(back[:, 2], q[:, 2])
     np.testing.assert_array_equal(back[:, 3], [HAND_BIN_VELOCITY[HAND_BIN[int(v)]] for v in q[:, 3]])
+
+
+def test_token_names_at_the_edges_of_each_range():
+    # the layout of the module's docstring, by hand: 0..2 special, 3..130 NOTE_ON, 131..258 NOTE_OFF,
+    # 259..358 TIME_SHIFT 10..1000 ms, 359..390 VELOCITY 0..31
+    names = {
+        2: "EOS",
+        3: "NOTE_ON(0)",
+        130: "NOTE_ON(127)",
+        131: "NOTE_OFF(0)",
+        258: "NOTE_OFF(127)",
+        259: "TIME_SHIFT(10ms)",
+        358: "TIME_SHIFT(1000ms)",
+        359: "VELOCITY(0)",
+        390: "VELOCITY(31)",
+    }
+    assert {t: ev.token_name(t) for t in names} == names
+    with pytest.raises(ValueError, match="token id 391 is outside the vocabulary of 391"):
+        ev.token_name(391)
+
+
+def test_duration_steps_by_hand():
+    shift, vel = ev.TIME_SHIFT, ev.VELOCITY
+    assert ev.duration_steps(np.array([shift])) == 1  # the shortest shift, 10 ms
+    assert ev.duration_steps(np.array([shift + 99, shift + 4])) == 105
+    assert ev.duration_steps(np.array([vel, vel + 31, ev.NOTE_ON + 60, ev.NOTE_OFF + 60])) == 0  # no shift at all
+    assert ev.duration_steps(np.array([shift + 4, ev.EOS, shift + 9])) == 5  # stops at EOS
+    assert ev.duration_steps(np.array([shift, ev.EOS, shift + 1, ev.EOS, shift + 2])) == 1  # at the first EOS
+    assert ev.duration_steps(np.array([], dtype=np.int64)) == 0
+
+
+def test_start_drops_every_note_struck_before_it():
+    # integer rows (as a caller may build them): the note struck at `start` is kept and moves to 0; the one struck
+    # before but still sounding at `start` is dropped like the one over before it
+    notes = np.array([[0, 1, 60, 64], [1, 3, 61, 64], [2, 3, 62, 64]])
+    names = [ev.token_name(t) for t in ev.notes_to_tokens(notes, start=2.0)]
+    assert names == ["VELOCITY(15)", "NOTE_ON(62)", "TIME_SHIFT(1000ms)", "NOTE_OFF(62)"]
+
+
+def test_no_notes_give_an_empty_int_stream():
+    for toks in (ev.notes_to_tokens(np.zeros((0, 4))), ev.notes_to_tokens(np.array([[0.0, 1.0, 60, 64]]), start=5.0)):
+        assert toks.shape == (0,) and toks.dtype == np.int64
+
+
+def test_decoder_edges():
+    # a key struck on the stream's last step sounds one step (10 ms); an id past the vocabulary (391) is ignored,
+    # not read as a 33rd velocity bin
+    assert ev.tokens_to_notes(np.array([ev.NOTE_ON + 60])).tolist() == [[0.0, 0.01, 60, 63]]
+    toks = np.array([ev.VELOCITY + 7, ev.VOCAB_SIZE, ev.NOTE_ON + 60, ev.TIME_SHIFT, ev.NOTE_OFF + 60])
+    assert ev.tokens_to_notes(toks).tolist() == [[0.0, 0.01, 60, 31]]  # bin 7: 1 + 4 * 7 + 2
+
+
+def test_to_steps_are_integers_on_the_10ms_grid():
+    steps = ev.to_steps(np.array([0.004, 0.126, 1.0, 7.234]))
+    assert steps.dtype == np.int64 and steps.tolist() == [0, 13, 100, 723]
+
+
+def test_notes_off_the_keyboard_or_not_finite_are_dropped():
+    # keys 0..127 only, every field finite; a velocity past 127 is clipped (bin 31 reads back as 127), not dropped
+    nan, inf = float("nan"), float("inf")
+    notes = np.array(
+        [
+            [0.0, 0.5, -1, 64],
+            [0.0, 0.5, 128, 64],
+            [0.0, 0.5, 0, 200],
+            [0.5, 1.0, 127, 64],
+            [nan, 1.0, 60, 64],
+            [1.0, inf, 61, 64],
+        ]
+    )
+    assert ev.canonical_notes(notes).tolist() == [[0.0, 0.5, 0, 127], [0.5, 1.0, 127, 63]]

@@ -47,3 +47,15 @@ def test_real_notes_only_release_down_keys() -> None:
     prev[0, ev.NOTE_OFF : ev.TIME_SHIFT] = False  # nothing is down before the first token
     assert all(prev[i, t] for i, t in enumerate(toks))  # every real event was allowed by the prefix before it
     assert not ok[-1, ev.NOTE_OFF : ev.TIME_SHIFT].any()  # all keys up at the end
+
+
+def test_empty_and_row_shaped_streams() -> None:
+    assert ev.key_state([]).shape == (0, ev.N_PITCHES) and ev.valid_next([]).shape == (0, ev.VOCAB_SIZE)
+    toks = [ev.NOTE_ON + 60, ev.TIME_SHIFT, ev.NOTE_OFF + 60, ev.NOTE_ON + 62]
+    np.testing.assert_array_equal(ev.key_state(np.array([toks])), reference_state(toks))  # a (1, T) row reads as (T,)
+
+
+def test_valid_next_is_a_bool_mask() -> None:
+    ok = ev.valid_next(np.array([ev.NOTE_ON + 60, ev.TIME_SHIFT]))
+    assert ok.dtype == np.bool_ and ok.shape == (2, ev.VOCAB_SIZE)
+    assert ok[:, ev.NOTE_OFF + 60].all() and ok.sum() == 2 * (ev.VOCAB_SIZE - ev.N_PITCHES + 1)
