@@ -253,3 +253,42 @@ def test_the_default_release_is_the_same_for_every_key():
         src, _ = piano_source(np.array([[0.0, 0.5, pitch, 100.0]]), 2 * SR, 0, SourceConfig(partials=1))
         end = SR // 2 + int(6 * 0.06 * SR)
         assert src[end - 1, -1] > 0 and not src[end:].any()
+
+
+def test_release_seconds_and_the_longest_release_by_hand():
+    from w2m2w.models.source import longest_release, release_seconds
+
+    cfg = SourceConfig(release_tau=0.2, release_tau_octave=1.5, release_taus=4.0)
+    # release_tau at middle C (60), x 1.5 an octave up, / 1.5 an octave down, x 1.5^(1/12) a semitone up
+    np.testing.assert_allclose(
+        release_seconds(np.array([60.0, 72.0, 48.0, 61.0]), cfg),
+        [0.2, 0.3, 0.2 / 1.5, 0.2 * 1.5 ** (1 / 12)],
+        rtol=1e-12,
+    )
+    assert release_seconds(66, cfg) == pytest.approx(0.2 * np.sqrt(1.5), rel=1e-12)
+    # the longest: C8 (108, four octaves up) when the release grows with pitch, A0 (21) when it shrinks; x release_taus
+    assert longest_release(cfg) == pytest.approx(0.2 * 1.5**4 * 4.0, rel=1e-12)
+    shrinking = SourceConfig(release_tau=0.2, release_tau_octave=0.8, release_taus=4.0)
+    assert longest_release(shrinking) == pytest.approx(0.2 * 0.8 ** (-39 / 12) * 4.0, rel=1e-12)
+    assert longest_release() == pytest.approx(0.06 * 6.0, rel=1e-12)  # the default: the same 0.06 s for every key
+
+
+def test_partial_frequencies_follow_the_configured_inharmonicity():
+    from w2m2w.models.source import partial_frequencies
+
+    # B = 10^-2 for every key: A0's partials at k 27.5 sqrt(1 + 0.01 k^2) (k = 1 .. 5 asked for)
+    cfg = SourceConfig(partials=5, log10_b_low=-2.0, log10_b_high=-2.0)
+    k = np.arange(1, 6)
+    np.testing.assert_allclose(partial_frequencies(21, cfg), k * 27.5 * np.sqrt(1 + 0.01 * k * k), rtol=1e-12)
+
+
+@pytest.mark.parametrize("threads", [2, 4])
+def test_two_parts_side_by_side_give_the_one_thread_source(threads):
+    # 20000 samples are two parts of 10000 (at most one per 8000 samples, whatever threads asks for); a note that
+    # sounds across the join, so both halves hold sound: the parts join into the one-thread source to float rounding
+    notes = np.array([[0.1, 1.2, 57, 100.0], [0.55, 1.1, 64, 80.0]])
+    one, g1 = piano_source(notes, 20000, 0, threads=1)
+    split, g2 = piano_source(notes, 20000, 0, threads=threads)
+    assert np.abs(one[10000:, 0]).max() > 0.05 and np.abs(one[:10000, 0]).max() > 0.05
+    np.testing.assert_allclose(split, one, atol=2e-6)
+    np.testing.assert_array_equal(g2, g1)

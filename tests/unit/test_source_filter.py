@@ -249,3 +249,91 @@ def test_gate_margin_cuts_the_lead_before_an_onset_and_nothing_else(model):
     cut = SourceFilterRenderer(model, SourceFilterRenderConfig(gate_margin=0)).render(NOTES, SR)
     assert not cut[: on - 160].any() and own[on - 400 : on - 160].any()  # the weights' 256 samples open it earlier
     np.testing.assert_array_equal(cut[on : on + 2000], own[on : on + 2000])
+
+
+def _tiny(**kw) -> SourceFilterWaveNet:
+    torch.manual_seed(0)
+    base = dict(residual_channels=4, skip_channels=4, layers=3, dilation_cycle=2, cond_channels=4, cond_layers=2)
+    return SourceFilterWaveNet(SourceFilterConfig(**{**base, **kw}))
+
+
+def _inputs(model: SourceFilterWaveNet, frames: int, batch: int = 2, extra_roll: int = 0):
+    from w2m2w.features import N_ROLL
+    from w2m2w.models.source import N_CHANNELS
+
+    g = torch.Generator().manual_seed(3)
+    T = frames * model.cfg.hop_length
+    rows = frames + 2 * model.cond_margin + extra_roll
+    return (
+        torch.randn(batch, T, N_CHANNELS, generator=g),
+        torch.ones(batch, T),
+        torch.rand(batch, rows, N_ROLL, generator=g),
+    )
+
+
+def test_the_stored_source_settings_are_the_models_source():
+    from dataclasses import asdict
+
+    from w2m2w.models.source import SourceConfig
+
+    cfg = SourceFilterConfig(source={"partials": 8, "gate_margin": 100})
+    # every setting spelled out: the two given, the rest SourceConfig's defaults
+    assert cfg.source == asdict(SourceConfig(partials=8, gate_margin=100)) and cfg.source["tau_low"] == 3.0
+    assert SourceFilterWaveNet(cfg).source_cfg == SourceConfig(partials=8, gate_margin=100)
+
+
+def test_refusals_say_what_is_wrong():
+    from w2m2w.models.source_filter import source_filter_from_config
+
+    with pytest.raises(ValueError, match=r"^cond_kernel must be odd$"):
+        SourceFilterWaveNet(SourceFilterConfig(cond_kernel=4))
+    with pytest.raises(ValueError, match=r"^unknown source-filter WaveNet config keys \['aa', 'zz'\]$"):
+        source_filter_from_config({"zz": 1, "layers": 2, "aa": 0})
+    assert source_filter_from_config({"layers": 2}).cfg.layers == 2
+    model = _tiny()  # hop 160, cond margin 2 frames: 2 frames of audio need a roll of 2 + 4 rows
+    s, g, r = _inputs(model, 2)
+    with pytest.raises(ValueError, match=r"^segment length 300 is not a multiple of hop_length 160$"):
+        model(s[:, :300], g[:, :300], r)
+    s, g, r = _inputs(model, 2, extra_roll=2)  # (4 frames, not the 3 layers)
+    with pytest.raises(ValueError, match=r"^roll gives 4 frames, audio needs 2$"):
+        model(s, g, r)
+
+
+def test_training_step_scores_the_centre_of_each_window():
+    # the loss sees (batch, 1, T - 2 context) of output and target: samples context .. T - context - 1, cut here by hand
+    model = _tiny()
+    s, g, r = _inputs(model, 4)  # T = 640
+    target = torch.randn(2, 640, generator=torch.Generator().manual_seed(4))
+    seen = []
+
+    def loss_fn(y, t):
+        seen.append((y, t))
+        return (y - t).abs().mean()
+
+    with torch.no_grad():
+        whole = model(s, g, r)
+        for c, n in ((160, 320), (0, 640)):
+            seen.clear()
+            loss, extra = model.training_step({"source": s, "gate": g, "roll": r, "target": target}, loss_fn, c)
+            ((y, t),) = seen
+            assert y.shape == t.shape == (2, 1, n) and extra == {}
+            torch.testing.assert_close(y[:, 0], whole[:, c : c + n])
+            torch.testing.assert_close(t[:, 0], target[:, c : c + n])
+            assert float(loss) == pytest.approx(float((whole[:, c : c + n] - target[:, c : c + n]).abs().mean()))
+
+
+def test_the_mel_term_defaults_to_16_khz():
+    # sines 3 Hz apart near 3 kHz: the mel filters' slopes there move with the sample rate (16001 Hz shifts the
+    # loss by 1e-4 of itself); the default must be auraloss's mel loss at the project's 16 kHz
+    import auraloss
+
+    from w2m2w.models.source_filter import stft_loss
+
+    n = torch.arange(8000) / 16000
+    t, y = torch.sin(2 * np.pi * 3000 * n)[None, None], torch.sin(2 * np.pi * 3003 * n)[None, None]
+    mr = auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=[1024, 256], hop_sizes=[256, 64], win_lengths=[1024, 256])
+    mel = auraloss.freq.STFTLoss(
+        fft_size=2048, hop_size=256, win_length=2048, scale="mel", n_bins=128, sample_rate=16000
+    )
+    got = float(stft_loss([1024, 256], mel_weight=100.0)(y, t)) - float(mr(y, t))
+    assert got == pytest.approx(100.0 * float(mel(y, t)), rel=1e-6)

@@ -234,13 +234,16 @@ def test_the_death_signal_asked_for_is_sigterm():
 
     libc = ctypes.CDLL(None, use_errno=True)
     sig = ctypes.c_int(-1)
+    got = []
+    signal.signal(signal.SIGTERM, lambda s, f: got.append(s))  # a SIGTERM now (the parent is alive) fails, not kills
+    before = {t.ident for t in threading.enumerate()}  # the thread tests' watchers live on (daemons, parent alive)
     try:
         die_with_parent(os.getppid())
         assert (
             libc.prctl(2, ctypes.byref(sig), 0, 0, 0) == 0
         )  # PR_GET_PDEATHSIG: what this process gets when its parent dies
-        assert sig.value == signal.SIGTERM
-        assert not [t for t in threading.enumerate() if t.name == "watch-parent"], "prctl worked: no thread needed"
+        assert sig.value == signal.SIGTERM and got == []
+        assert not [t for t in threading.enumerate() if t.ident not in before], "prctl worked: no thread needed"
     finally:
         _no_death_signal()
 
@@ -255,3 +258,17 @@ def test_without_prctl_a_daemon_thread_watches_the_parent(monkeypatch):
     )  # a living parent: the thread keeps watching (a daemon: it never holds the exit)
     new = [t for t in threading.enumerate() if t.ident not in before]
     assert [(t.name, t.daemon) for t in new] == [("watch-parent", True)]
+
+
+def test_the_watching_thread_polls_twice_a_second_until_the_parent_changes(monkeypatch):
+    # _watch_parent itself, with the clock and the process table stubbed: the parent (pid 42) is there for three
+    # polls, then the process is re-parented (to pid 1): one SIGTERM to this process, after three half-second naps
+    from w2m2w.run import stopping
+
+    parents = iter([42, 42, 42, 1])
+    naps, kills = [], []
+    monkeypatch.setattr(stopping.os, "getppid", lambda: next(parents))
+    monkeypatch.setattr(stopping.time, "sleep", naps.append)
+    monkeypatch.setattr(stopping.os, "kill", lambda pid, sig: kills.append((pid, sig)))
+    stopping._watch_parent(42)
+    assert naps == [0.5, 0.5, 0.5] and kills == [(os.getpid(), signal.SIGTERM)]

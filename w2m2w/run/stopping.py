@@ -105,7 +105,7 @@ def unblock_signals() -> None:
 def die_with_parent(parent_pid: int) -> None:
     """Get SIGTERM when the parent process dies, however it dies (SIGKILL included).
 
-    Linux: prctl(PR_SET_PDEATHSIG). Elsewhere, or if prctl fails: a thread that polls the parent.
+    Linux: prctl(PR_SET_PDEATHSIG). Elsewhere, or if prctl fails: a thread that polls the parent twice a second.
     """
     if sys.platform.startswith("linux"):
         try:
