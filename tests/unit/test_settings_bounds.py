@@ -142,6 +142,17 @@ def test_missing_soundfont_names_the_key_and_the_path(tmp_path):
     check_run(_run(synthesize=FluidSynthSettings(soundfont=str(missing)), stages=["transcribe"]))
 
 
+def test_fluidsynth_without_pyfluidsynth_is_refused_before_any_piece(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "fluidsynth", None)  # what `import fluidsynth` meets where it is not installed
+    with pytest.raises(SettingsError) as err:
+        check_run(_run(synthesize=FluidSynthSettings()))
+    assert err.value.key == "synthesize" and "pip install 'w2m2w[render]'" in str(err.value)
+    check_run(_run(synthesize=FluidSynthSettings(), stages=["transcribe"]))  # not needed: not asked
+    check_run(_run(synthesize=SourceFilterSettings()))  # another renderer needs no FluidSynth
+
+
 # (settings class, field, smallest value allowed, largest value refused): the renderers' lower bounds, by hand from
 # what each setting means (a block, a segment, a temperature of 0 s or 0 is nothing; a tail or warm-up may be 0)
 LOWER = [

@@ -48,12 +48,9 @@ def render_notes(notes: np.ndarray, soundfont: str = "fluidr3", sr: int = SAMPLE
 
     Durations should already include the sustain pedal (midi.apply_sustain).
     """
-    try:
-        import fluidsynth  # noqa: F401  (pyfluidsynth)
-    except Exception as exc:
-        raise RenderError(
-            f"pyfluidsynth is not usable ({exc}); pip install 'w2m2w[render]' and apt-get install fluidsynth"
-        ) from None
+    problem = pyfluidsynth_problem()
+    if problem:
+        raise RenderError(problem)
     pm = notes_to_pretty_midi(notes, program=program)
     if len(notes) == 0:
         return np.zeros(int(sr * 0.5), dtype=np.float32)
@@ -64,13 +61,21 @@ def render_notes(notes: np.ndarray, soundfont: str = "fluidr3", sr: int = SAMPLE
     return y.astype(np.float32)
 
 
-def _synth(soundfont: str, sr: int, program: int):
+def pyfluidsynth_problem() -> str | None:
+    """Why FluidSynth cannot render here (pyfluidsynth or its C library missing), in one line; None when it can."""
     try:
-        import fluidsynth  # (pyfluidsynth)
-    except Exception as exc:
-        raise RenderError(
-            f"pyfluidsynth is not usable ({exc}); pip install 'w2m2w[render]' and apt-get install fluidsynth"
-        ) from None
+        import fluidsynth  # noqa: F401  (pyfluidsynth; it loads libfluidsynth on import)
+    except Exception as exc:  # ImportError, or OSError from a missing libfluidsynth
+        return f"pyfluidsynth is not usable ({exc}); pip install 'w2m2w[render]' and apt-get install libfluidsynth3"
+    return None
+
+
+def _synth(soundfont: str, sr: int, program: int):
+    problem = pyfluidsynth_problem()
+    if problem:
+        raise RenderError(problem)
+    import fluidsynth  # (pyfluidsynth)
+
     path = soundfont_path(soundfont)
     synth = fluidsynth.Synth(samplerate=sr)
     sfid = synth.sfload(path)

@@ -146,6 +146,11 @@ def check_this_machine(s: RunSettings) -> None:
             _check_cuda(key, device)
     synth = s.synthesize
     if "synthesize" in s.stages and getattr(synth, "name", None) == "fluidsynth":
+        from w2m2w.render.fluidsynth import pyfluidsynth_problem
+
+        problem = pyfluidsynth_problem()  # refused before any piece, not failed piece by piece
+        if problem:
+            raise SettingsError("synthesize", "fluidsynth", f"a renderer this machine can run: {problem}")
         _check_soundfont("synthesize.soundfont", synth.soundfont)
 
 
