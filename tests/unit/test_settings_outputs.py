@@ -19,7 +19,7 @@ from stages.synthesize import FluidSynthSettings, SourceFilterSettings, WaveNetS
 from stages.transcribe import TranscribeSettings
 from w2m2w.midi import notes_to_pretty_midi, write_midi
 from w2m2w.paths import DEFAULT_WEIGHTS
-from w2m2w.run.stage import Configured, StageJob
+from w2m2w.run.stage import Configured, StageError, StageJob
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _synth import tones  # noqa: E402
@@ -120,7 +120,7 @@ def _run(cls, settings, src: Path, out: Path) -> bytes:
     stage = _stage_of(cls)
     try:
         stage.run(settings, StageJob("a", src, src, out))
-    except Exception as exc:  # a refusal is an output too (silence_db: a recording below it is refused)
+    except StageError as exc:  # a refusal is an output too (silence_db: a recording below it is refused); a crash fails
         return f"refused: {type(exc).__name__}".encode()
     return out.read_bytes()
 
