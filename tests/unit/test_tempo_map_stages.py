@@ -145,3 +145,22 @@ def test_the_piano_roll_draws_the_bar_lines_inside_it():
     # left margin 36, right 8: 497 px for 5.05 s; bars outside the roll are left out
     np.testing.assert_allclose(xs, [36 + t * 497 / 5.05 for t in (0.0, 2.5, 5.0)], atol=0.06)
     assert 'class="bar"' not in piano_roll_svg(notes)
+
+
+def test_a_map_without_time_signatures_reads_as_4_4_and_two_beats_are_enough():
+    pm = pretty_midi.PrettyMIDI(initial_tempo=100.0)  # a tempo of its own, no time signature at all
+    inst = pretty_midi.Instrument(0)
+    inst.notes = [pretty_midi.Note(80, 60, 0.0, 0.7)]  # up to 0.7 s: beats at 0 and 0.6 s only
+    pm.instruments.append(inst)
+    beats = beats_in_midi(pm)
+    assert beats is not None and beats.meter == 4
+    np.testing.assert_allclose(beats.times, [0.0, 0.6], atol=1e-6)
+    inst.notes = [pretty_midi.Note(80, 60, 0.0, 0.3)]  # a single beat (0 s) says no tempo
+    assert beats_in_midi(pm) is None
+
+
+def test_a_beat_exactly_at_the_new_start_is_kept_as_its_first():
+    beats = Beats(0.5 * np.arange(11), np.arange(11) % 4 == 0, 4)
+    out = shift_beats(beats, offset=1.0, end=2.0)  # the beat at 1.0 s is the frame's 0 s
+    np.testing.assert_allclose(out.times[:5], [0.0, 0.5, 1.0, 1.5, 2.0], atol=1e-9)
+    np.testing.assert_array_equal(out.is_downbeat[:5], [False, False, True, False, False])  # 2 s was a bar line
