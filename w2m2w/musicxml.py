@@ -178,7 +178,9 @@ def read_notes(path: str | os.PathLike) -> list[tuple[Fraction, Fraction, int]]:
                 tie = n.tie if n.tie is not None else el.tie
                 pieces.append((on, off, int(n.pitch.midi), tie.type if tie is not None else None))
         open_ties: dict[tuple[int, Fraction], Fraction] = {}  # (pitch, where it ends) -> where it began
-        for on, off, pitch, t in sorted(pieces):
+        # a tie-less piece sorts as "": two pieces alike but for their ties (a repeated note quantized onto
+        # another) would otherwise compare None with a string
+        for on, off, pitch, t in sorted(pieces, key=lambda x: (*x[:3], x[3] or "")):
             start = open_ties.pop((pitch, on), on) if t in ("stop", "continue") else on
             if t in ("start", "continue"):
                 open_ties[(pitch, off)] = start

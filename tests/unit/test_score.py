@@ -130,3 +130,17 @@ def test_musicxml_round_trip_note_for_note_with_pedal_and_tempo(tmp_path):
     pedals = re.findall(r'<pedal [^>]*type="(start|stop)"', xml)
     assert pedals == ["start", "stop", "start", "stop"]
     assert "<staff>2</staff>" in xml and "<per-minute>" in xml
+
+
+def test_musicxml_reads_back_a_repeated_note_quantized_onto_a_tied_one(tmp_path):
+    """Two notes of one pitch from the same beat, one tied over the bar line: the file holds a tied and an untied
+    piece alike but for their ties, which reading back must not trip over (it compared None with "start")."""
+    pytest.importorskip("music21")
+    from w2m2w.musicxml import read_notes, write_musicxml
+
+    beats = Beats(np.arange(12) * 0.5, np.arange(12) % 4 == 0, 4)  # 120 bpm, bars at beats 0, 4, 8
+    notes = np.array([[1.5, 2.5, 60, 80], [1.5, 2.0, 60, 70], [0.0, 1.0, 48, 60]])  # beats 3-5 (tied), 3-4, 0-2
+    path = tmp_path / "repeated.musicxml"
+    write_musicxml(path, quantize(notes, beats), notes)
+    F = Fraction
+    assert read_notes(path) == [(F(0), F(2), 48), (F(3), F(4), 60), (F(3), F(5), 60)]
