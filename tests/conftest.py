@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
+import select
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -86,12 +93,119 @@ def example_audio(tmp_path_factory) -> Path:
     return path
 
 
+# What a process reads when it starts (tests/command_server.py forks after these took effect): a command whose
+# environment differs from the server's in any of them runs as a fresh process.
+_READ_AT_START = ("PYTHONPATH", "PYTHONHOME", "PYTHONSAFEPATH", "W2M2W_FAULTS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+COLD = "W2M2W_TEST_COLD_COMMANDS"  # set to 1: every command a fresh `python run.py` (to compare, or to debug)
+
+
+class _CommandServer:
+    """tests/command_server.py, started on first use in this process (one per xdist worker), stopped at exit."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self.env: dict[str, str] = {}
+        self.lock = threading.Lock()
+        self._buffer = b""
+
+    def _line(self, timeout: float | None = None) -> dict | None:
+        """The server's next reply, or None when none came within timeout (read raw: a buffered reader could hold
+        the second of two lines that arrived together while select waited on the pipe)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([self.proc.stdout], [], [], left)[0]:
+                return None
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                raise RuntimeError(f"the command server ended (exit {self.proc.wait()})")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def takes(self, env: dict[str, str]) -> bool:
+        if os.environ.get(COLD) == "1" or not hasattr(os, "fork"):
+            return False
+        base = self.env or os.environ
+        return all(env.get(k) == base.get(k) for k in _READ_AT_START)
+
+    def _start(self) -> subprocess.Popen:
+        if self.proc is None or self.proc.poll() is not None:
+            self.env = dict(os.environ)
+            self.proc = subprocess.Popen(
+                [sys.executable, str(REPO / "tests" / "command_server.py")],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                cwd=REPO,
+                env=self.env,
+            )
+            self._buffer = b""
+            assert self._line() == {"ready": True}
+            atexit.register(self.stop)
+        return self.proc
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+
+    def run(self, args: list[str], cwd: Path, env: dict, timeout: float, merge: bool, new_session: bool):
+        with self.lock, tempfile.TemporaryDirectory() as tmp:
+            proc = self._start()
+            out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
+            req = {"args": args, "cwd": str(cwd), "env": env, "stdout": str(out), "stderr": str(out if merge else err)}
+            proc.stdin.write((json.dumps({**req, "new_session": new_session}) + "\n").encode())
+            proc.stdin.flush()
+            pid = self._line()["pid"]
+            reply = self._line(timeout)
+            if reply is None:  # as subprocess.run does: kill it, then say so
+                os.kill(pid, signal.SIGKILL)
+                self._line()
+                raise subprocess.TimeoutExpired([sys.executable, "run.py", *args], timeout)
+            code = reply["returncode"]
+            text = out.read_text(errors="replace")
+            return subprocess.CompletedProcess(
+                [sys.executable, str(REPO / "run.py"), *args],
+                code,
+                text,
+                "" if merge else err.read_text(errors="replace"),
+            )
+
+
+_SERVER = _CommandServer()
+
+
+def run_command(
+    args: list[str] | tuple[str, ...],
+    cwd: Path = REPO,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+    merge_stderr: bool = False,
+    new_session: bool = False,
+) -> subprocess.CompletedProcess:
+    """`python run.py ARGS` run to its end: stdout and stderr as text (merged into stdout with merge_stderr).
+
+    Through the warm command server where the environment allows it (tests/command_server.py says what that
+    changes: nothing a run can see but the time its imports take), else as a fresh process."""
+    env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1")
+    if _SERVER.takes(env):
+        return _SERVER.run(list(args), cwd, env, timeout, merge_stderr, new_session)
+    cmd = [sys.executable, str(REPO / "run.py"), *args]
+    pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE)
+    with subprocess.Popen(
+        cmd, cwd=cwd, env=env, text=True, start_new_session=new_session, stdin=subprocess.DEVNULL, **pipes
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, "" if merge_stderr else err)
+
+
 def run_pipeline(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     """The real `python run.py ARGS`, as a user runs it."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.run(
-        [sys.executable, str(REPO / "run.py"), *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600
-    )
+    return run_command(args, cwd=cwd)
 
 
 def run_on_terminal(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.conftest import REPO, run_on_terminal
+from tests.conftest import REPO, run_command, run_on_terminal
 from w2m2w.files import file_lock
 from w2m2w.run.rundir import lock_path
 
@@ -54,10 +54,8 @@ def start(*args: str, faults: dict | None = None) -> subprocess.Popen:
 
 
 def run(*args: str, faults: dict | None = None) -> subprocess.CompletedProcess:
-    """`python run.py ARGS` to the end; stdout and stderr together, as on a console."""
-    p = start(*args, faults=faults)
-    out, _ = p.communicate(timeout=600)
-    return subprocess.CompletedProcess(p.args, p.returncode, out, "")
+    """`python run.py ARGS` to the end, in its own session; stdout and stderr together, as on a console."""
+    return run_command(args, env=_env(faults), merge_stderr=True, new_session=True)
 
 
 def transcribe(weights: Path, run_dir: Path, *extra: str) -> list[str]:

@@ -20,14 +20,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.conftest import REPO, piano_like
+from tests.conftest import REPO, piano_like, run_command
 from w2m2w.midi import write_midi
 
 FAULTS = Path(__file__).parent / "faults"
@@ -115,9 +114,7 @@ def run_py(*args: str, faults: dict | None = None) -> subprocess.CompletedProces
     if faults:
         env["W2M2W_FAULTS"] = json.dumps(faults)
         env["PYTHONPATH"] = os.pathsep.join([str(FAULTS), str(REPO), env.get("PYTHONPATH", "")])
-    return subprocess.run(
-        [sys.executable, str(REPO / "run.py"), *args], cwd=REPO, capture_output=True, text=True, env=env, timeout=600
-    )
+    return run_command(args, env=env)
 
 
 @pytest.fixture(scope="module")
