@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,7 @@ from w2m2w.constants import SAMPLE_RATE
 from w2m2w.decoding import DecodeConfig
 from w2m2w.midi import write_midi
 from w2m2w.musicxml import write_score
-from w2m2w.paths import DEFAULT_WEIGHTS
-from w2m2w.run.stage import Stage, StageError, StageJob
+from w2m2w.run.stage import ModelStage, StageError, StageJob
 from w2m2w.settings import NON_NEGATIVE, Range, SettingsError, carried, declared, setting
 from w2m2w.tempo_map import write_tempo_mapped_midi
 from w2m2w.transcription import load_transcriber, transcribe_with_pedal
@@ -69,26 +67,12 @@ class TranscribeSettings:
             raise SettingsError(key, self.overlap_seconds, f"in [0, chunk_seconds) = [0, {self.chunk_seconds:g})")
 
 
-@lru_cache(maxsize=2)
-def _model(path: str, device: str):
-    # one load per process, whatever the number of pieces
-    return load_transcriber(path, device)
-
-
-class Transcribe(Stage):
+class Transcribe(ModelStage):
     name = "transcribe"
     settings = TranscribeSettings
     options = {"onsets_frames": TranscribeSettings}
-
-    def weights_file(self, s: TranscribeSettings) -> Path:
-        """s.weights, or the shipped weights/onsets_frames.safetensors when it is null."""
-        return Path(s.weights) if s.weights else DEFAULT_WEIGHTS["onsets_frames"]
-
-    def load(self, s: TranscribeSettings):
-        return _model(str(self.weights_file(s)), s.device or "cpu")  # a run fills in the device (resolve_devices)
-
-    def side_outputs(self, s: TranscribeSettings) -> tuple[str, ...]:
-        return (".musicxml",) if s.score else ()
+    model = "onsets_frames"
+    loader = staticmethod(load_transcriber)
 
     def run(self, s: TranscribeSettings, job: StageJob) -> dict[str, Any]:
         """Transcribe job.input into the MIDI file job.output (notes, and the pedal as CC64); returns note, pedal and timing stats."""
