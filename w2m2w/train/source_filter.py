@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ from w2m2w.models.source import source_config_from
 from w2m2w.models.source_filter import MODEL_NAME, SourceFilterConfig, SourceFilterWaveNet, central, stft_loss
 from w2m2w.render.source_filter import context
 from w2m2w.settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range, setting
-from w2m2w.train.loop import Progress, Task, TrainingError, fit, start
+from w2m2w.train.loop import Task, TrainingError, fit, loss_log, start
 
 log = logging.getLogger(__name__)
 
@@ -171,9 +172,6 @@ def train_source_filter(cfg: SourceFilterTrainConfig) -> dict:
     def validation(m: SourceFilterWaveNet) -> dict:
         return {k: round(x, 4) for k, x in validate_model(m, val_batches, loss_fn, run.device).items()}
 
-    def train_log(p: Progress) -> dict:
-        return {"loss": None if p.last_loss is None else round(p.last_loss, 4)}
-
     task = Task(
         model_name=MODEL_NAME,
         model=model,
@@ -182,7 +180,7 @@ def train_source_filter(cfg: SourceFilterTrainConfig) -> dict:
         step=lambda m, batch: m.training_step(batch, loss_fn, c),
         lr=lambda step, _: lr_at(step),
         validate=validation,
-        train_log=train_log,
+        train_log=partial(loss_log, digits=4),
         score=lambda row: row["val_loss"],
         description="train source-filter wavenet",
         validate_first=True,
