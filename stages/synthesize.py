@@ -13,6 +13,7 @@ the models' band ends.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -147,19 +148,25 @@ class FluidSynthSettings:
 SynthesizeSettings = SourceFilterSettings | WaveNetSettings | FluidSynthSettings
 
 
-def _render_settings(s: SynthesizeSettings) -> dict[str, Any]:
-    """What the renderer reads (w2m2w.render.registry takes a plain mapping; the stage's own max_seconds stays here)."""
-    return {
-        k: v
-        for k, v in dataclasses.asdict(s).items()
-        if v is not None and k not in ("name", "max_seconds", "sample_rate")
-    }
+class _Keyed:
+    """Settings as a cache key: hashed and compared by their JSON (a list setting such as eq_db included), while the
+    renderer is loaded from the typed settings themselves."""
+
+    def __init__(self, s: SynthesizeSettings) -> None:
+        self.settings = s
+        self.key = json.dumps(dataclasses.asdict(s), sort_keys=True)
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Keyed) and self.key == other.key
 
 
 @lru_cache(maxsize=2)
-def _cached(name: str, frozen: tuple) -> Renderer:
+def _cached(keyed: _Keyed) -> Renderer:
     # one model load per process, whatever the number of pieces
-    return load_renderer(name, dict(frozen))
+    return load_renderer(keyed.settings.name, keyed.settings)
 
 
 class Synthesize(Stage):
@@ -169,7 +176,7 @@ class Synthesize(Stage):
 
     def weights_file(self, s: SynthesizeSettings) -> Path:
         """The renderer's weights file, or FluidSynth's soundfont: its hash goes into the sidecar, so new weights make outputs stale."""
-        return _renderer_weights(s.name, _render_settings(s))
+        return _renderer_weights(s.name, s)
 
     def resolve(self, s: SynthesizeSettings) -> SynthesizeSettings:
         if getattr(s, "backend", None) == "auto":  # the backend auto picks changes the audio, so the sidecar names it
@@ -185,9 +192,7 @@ class Synthesize(Stage):
                 SAMPLE_RATE,
                 BAND_NOTE,
             )
-        # lru_cache keys must hash: a list setting (eq_db) goes in as a tuple (Finished reads it as a list again)
-        frozen = {k: tuple(v) if isinstance(v, list) else v for k, v in _render_settings(s).items()}
-        return _cached(s.name, tuple(sorted(frozen.items())))
+        return _cached(_Keyed(s))
 
     def run(self, s: SynthesizeSettings, job: StageJob) -> dict[str, Any]:
         return render(s, job, self.load(s))
