@@ -45,7 +45,8 @@ _SF, _AR, _FS = (
 
 # A day of audio: the WAV file (16 kHz PCM_16) holds at most 4 GiB, about 37 hours; 24 h is 2.8 GB.
 MAX_SECONDS = Range(0, 86400, lo_open=True)
-# source_filter: a block takes ~10 MB per second of it with the shipped model (measured on CPU: +170 MB at 10 s).
+# source_filter: a block's memory grows with its seconds (measured: weights/README.md, source_filter_wavenet,
+# "Figures behind the code's choices"); a minute bounds it.
 BLOCK_SECONDS = Range(0, 60, lo_open=True)
 FOLDS = Range(1, 1024)
 # wavenet: a window holds folds x (segment + warmup + fade) seconds of streams, each sample at least 5 bytes
@@ -78,8 +79,9 @@ class SourceFilterSettings:
         None
     )  # gains (dB) at the octave centres 63..8000 Hz (render/eq.py), measured by scripts/band_bias.py
     # null: the weights' own (256 samples). 0: the gate opens only its 10 ms ramp before an onset; the weights' lead lets the
-    # non-causal filter's pre-echo through, which the loudness gain lifts to -50 dBFS where nothing sounds (0 measured -59 to
-    # -65, same distance: the card). Not yet the default: the side-by-side table has not been rerun with it
+    # non-causal filter's pre-echo through, which the loudness gain lifts where nothing sounds (0 is quieter there at
+    # the same distance: weights/README.md, "Level, ends and brightness"). Not yet the default: the side-by-side
+    # table has not been rerun with it
     gate_margin: int | None = setting(_SF.gate_margin, range=Range(0, 4096))
     release: str = setting(
         _SF.release, choices=("model", "measured")

@@ -19,9 +19,10 @@ from w2m2w.settings import NON_NEGATIVE, Range, SettingsError, carried, declared
 from w2m2w.tempo_map import write_tempo_mapped_midi
 from w2m2w.transcription import load_transcriber, transcribe_with_pedal
 
-# A batch of 4 chunks, each with its overlap on both sides, is in memory at once: about 1.4 MB per second of audio
-# in it (measured with the shipped model on CPU). Chunks up to 120 s and an overlap under the chunk keep a batch
-# under 4 x 3 x 120 s (~2 GB); an overlap of thousands of seconds reached 23 GB, and every chunk recomputes it.
+# A batch of 4 chunks, each with its overlap on both sides, is in memory at once, its size growing with the seconds
+# in it (measured per second: weights/README.md, onsets_frames, "Figures behind the code's choices"). Chunks up to
+# 120 s and an overlap under the chunk bound a batch at 4 x 3 x 120 s of audio; an overlap of thousands of seconds
+# took tens of GB, and every chunk recomputes it.
 MAX_CHUNK_SECONDS = 120.0
 # A day of audio: the recording is in memory whole (16 kHz float32: 5.5 GB for 24 h), its probabilities too.
 MAX_SECONDS = 86400.0

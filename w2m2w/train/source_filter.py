@@ -65,7 +65,8 @@ class SourceFilterTrainConfig:
     # weight of a mel-scaled STFT loss (auraloss, 2048-point, 128 bands) added to the MR-STFT loss (measured: closer to the target)
     mel_weight: float = setting(1.0, range=NON_NEGATIVE)
     # weight of an L1 loss on log-mel spectrograms of unit-RMS segments, what evaluate's distance measures
-    # (measured: held-out distance 1.44 -> 1.32 with it and 12,000 steps, weights/README.md; models/source_filter.py: log_mel_l1)
+    # (measured: nearer the held-out piano with it, weights/README.md "Model variants measured";
+    # models/source_filter.py: log_mel_l1)
     log_mel_weight: float = setting(1.0, range=NON_NEGATIVE)
     max_steps: int = setting(12000, range=AT_LEAST_ONE)
     max_minutes: float = setting(0.0, range=NON_NEGATIVE)  # 0 = no time limit

@@ -121,7 +121,7 @@ class TranscriberTrainConfig:
     data_workers: int = setting(0, range=NON_NEGATIVE, affects_output=False)
     bf16: bool = setting(
         False
-    )  # autocast matmuls/convs to bfloat16 (about 1.5x faster on AVX512-BF16 CPUs and on GPUs)
+    )  # autocast matmuls/convs to bfloat16: faster on AVX512-BF16 CPUs and on GPUs (how much: weights/README.md)
 
     def check_more(self, prefix: str = "train") -> None:
         """The room ranges are [low, high] pairs (settings.check calls this, so a bad one is refused before any rendering)."""
