@@ -5,8 +5,10 @@
 For each revision (exported with `git archive` into a temporary folder, so the working tree is not
 touched): modules at the root of w2m2w/; import cycles among the library's modules and the stages
 (strongly connected groups of the import graph that grimp builds, function-local imports included);
-imports that close a cycle or go from the library up into `stages/` (each cycle holds at least one
-import against the floors, so these are the upward imports whatever the floors were then); lines
+the imports of `stages/` by the two edges that hand the stages in (w2m2w.cli, w2m2w.api), as the
+ignore_imports of pyproject's forbidden contract declare them at that revision; imports that close a
+cycle or go from the library up into `stages/` undeclared (each cycle holds at least one import
+against the floors, so these are the upward imports whatever the floors were then); lines
 over 120 characters in w2m2w/, stages/ and run.py; the 10 longest functions; and the pairs of
 places sharing six or more lines in the library (the `duplicates` command, where it is installed).
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -96,12 +99,52 @@ def _top(module: str) -> str:
     return module.split(".")[0]
 
 
-def upward(edges: list[tuple[str, str]], groups: list[list[str]]) -> list[tuple[str, str]]:
-    """Imports inside a cycle's group, and imports from the library into stages/."""
+def declared_edges(tree: Path) -> list[tuple[str, str]]:
+    """The ignore_imports of pyproject's forbidden contract on the stages ("w2m2w.cli -> stages", ...), as
+    (importer, imported) patterns: the imports the edges are declared to make. None before the contract existed."""
+    pyproject = tree / "pyproject.toml"
+    if not pyproject.is_file():
+        return []
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    contracts = tomllib.loads(pyproject.read_text()).get("tool", {}).get("importlinter", {}).get("contracts", [])
+    out = []
+    for c in contracts:
+        if c.get("type") == "forbidden" and "stages" in c.get("forbidden_modules", []):
+            for rule in c.get("ignore_imports", []):
+                a, _, b = rule.partition("->")
+                out.append((a.strip(), b.strip()))
+    return out
+
+
+def _matches(module: str, pattern: str) -> bool:
+    """import-linter's wildcards: `*` stands for one module name, `**` for one or more."""
+    regex = ".".join(
+        r"[^.]+(\.[^.]+)*" if part == "**" else r"[^.]+" if part == "*" else re.escape(part)
+        for part in pattern.split(".")
+    )
+    return re.fullmatch(regex, module) is not None
+
+
+def into_stages(edges: list[tuple[str, str]], declared: list[tuple[str, str]]) -> tuple[list, list]:
+    """Imports from the library into stages/, split in two: those the forbidden contract declares (the edges
+    handing the stages in) and the rest, which are upward imports."""
+    declared_in, undeclared = [], []
+    for a, b in edges:
+        if _top(a) == "w2m2w" and _top(b) == "stages":
+            ok = any(_matches(a, pa) and _matches(b, pb) for pa, pb in declared)
+            (declared_in if ok else undeclared).append((a, b))
+    return sorted(declared_in), sorted(undeclared)
+
+
+def upward(edges: list[tuple[str, str]], groups: list[list[str]], declared: list[tuple[str, str]]) -> list:
+    """Imports inside a cycle's group, and imports from the library into stages/ that the forbidden contract
+    does not declare."""
     member = {m: i for i, g in enumerate(groups) for m in g}
     inside = [(a, b) for a, b in edges if a in member and member.get(b) == member[a]]
-    into_stages = [(a, b) for a, b in edges if _top(a) == "w2m2w" and _top(b) == "stages"]
-    return sorted(set(inside) | set(into_stages))
+    return sorted(set(inside) | set(into_stages(edges, declared)[1]))
 
 
 def long_lines(tree: Path, limit: int = 120) -> int:
@@ -137,13 +180,15 @@ def report(rev: str) -> dict:
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
         edges = import_edges(tree)
         groups = cycles(edges)
+        declared = declared_edges(tree)
         return {
             "rev": subprocess.run(
                 ["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True
             ).stdout.strip(),
             "root_modules": len([p for p in (tree / "w2m2w").glob("*.py") if p.name != "__init__.py"]),
             "cycles": groups,
-            "upward_imports": upward(edges, groups),
+            "edges_into_stages": into_stages(edges, declared)[0],
+            "upward_imports": upward(edges, groups, declared),
             "lines_over_120": long_lines(tree),
             "longest_functions": longest_functions(tree),
             "repeated_blocks": repeated_blocks(tree),
@@ -163,11 +208,17 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|" + "---|" * len(rows))
     print("| root modules of w2m2w/ | " + " | ".join(str(r["root_modules"]) for r in rows) + " |")
     print("| import cycles (grimp, modules) | " + " | ".join(str(len(r["cycles"])) for r in rows) + " |")
+    print(
+        "| the edges' imports of stages/ (declared in pyproject's forbidden contract) | "
+        + " | ".join(str(len(r["edges_into_stages"])) for r in rows)
+        + " |"
+    )
     print("| upward imports | " + " | ".join(str(len(r["upward_imports"])) for r in rows) + " |")
     print("| lines > 120 characters | " + " | ".join(str(r["lines_over_120"]) for r in rows) + " |")
     print("| pairs of places sharing 6+ lines (duplicates) | " + " | ".join(r["repeated_blocks"] for r in rows) + " |")
     for r in rows:
         print(f"\n{r['rev']}: cycles {r['cycles']}")
+        print(f"{r['rev']}: the edges' imports of stages/ {r['edges_into_stages']}")
         print(f"{r['rev']}: upward imports {r['upward_imports']}")
         print(f"{r['rev']}: longest functions " + ", ".join(f"{name} {n}" for n, name in r["longest_functions"]))
     return 0

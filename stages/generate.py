@@ -13,8 +13,6 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,8 +28,7 @@ from w2m2w.generation import (
 )
 from w2m2w.midi import MidiError, write_midi
 from w2m2w.musicxml import write_score
-from w2m2w.paths import DEFAULT_WEIGHTS
-from w2m2w.run.stage import Stage, StageError, StageJob
+from w2m2w.run.stage import ModelStage, StageError, StageJob
 from w2m2w.settings import NON_NEGATIVE, PROBABILITY_UPPER, THREADS, Range, carried, setting
 from w2m2w.tempo_map import beats_in_midi, shift_beats, write_tempo_mapped_midi
 
@@ -80,12 +77,6 @@ def generation_config(s: GenerateSettings) -> GenerationConfig:
     return carried(GenerationConfig, s, sampling=carried(SamplingConfig, s, seed=seed))
 
 
-@lru_cache(maxsize=2)
-def _model(path: str, device: str):
-    # one load per process, whatever the number of pieces
-    return load_music_transformer(path, device)
-
-
 @contextlib.contextmanager
 def _threads(n: int) -> Iterator[None]:
     """torch threads for this stage only; the other stages in the process keep theirs."""
@@ -100,20 +91,12 @@ def _threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-class Generate(Stage):
+class Generate(ModelStage):
     name = "generate"
     settings = GenerateSettings
     options = {"music_transformer": GenerateSettings}
-
-    def weights_file(self, s: GenerateSettings) -> Path:
-        """s.weights, or the shipped weights/music_transformer.safetensors when it is null."""
-        return Path(s.weights) if s.weights else DEFAULT_WEIGHTS["music_transformer"]
-
-    def load(self, s: GenerateSettings):
-        return _model(str(self.weights_file(s)), s.device or "cpu")  # a run fills in the device (resolve_devices)
-
-    def side_outputs(self, s: GenerateSettings) -> tuple[str, ...]:
-        return (".musicxml",) if s.score else ()
+    model = "music_transformer"
+    loader = staticmethod(load_music_transformer)
 
     def run(self, s: GenerateSettings, job: StageJob) -> dict[str, Any]:
         """Continue the MIDI file job.input into job.output; returns primer, sampling and note stats."""

@@ -13,6 +13,7 @@ the models' band ends.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -44,7 +45,8 @@ _SF, _AR, _FS = (
 
 # A day of audio: the WAV file (16 kHz PCM_16) holds at most 4 GiB, about 37 hours; 24 h is 2.8 GB.
 MAX_SECONDS = Range(0, 86400, lo_open=True)
-# source_filter: a block takes ~10 MB per second of it with the shipped model (measured on CPU: +170 MB at 10 s).
+# source_filter: a block's memory grows with its seconds (measured: weights/README.md, source_filter_wavenet,
+# "Figures behind the code's choices"); a minute bounds it.
 BLOCK_SECONDS = Range(0, 60, lo_open=True)
 FOLDS = Range(1, 1024)
 # wavenet: a window holds folds x (segment + warmup + fade) seconds of streams, each sample at least 5 bytes
@@ -77,8 +79,9 @@ class SourceFilterSettings:
         None
     )  # gains (dB) at the octave centres 63..8000 Hz (render/eq.py), measured by scripts/band_bias.py
     # null: the weights' own (256 samples). 0: the gate opens only its 10 ms ramp before an onset; the weights' lead lets the
-    # non-causal filter's pre-echo through, which the loudness gain lifts to -50 dBFS where nothing sounds (0 measured -59 to
-    # -65, same distance: the card). Not yet the default: the side-by-side table has not been rerun with it
+    # non-causal filter's pre-echo through, which the loudness gain lifts where nothing sounds (0 is quieter there at
+    # the same distance: weights/README.md, "Level, ends and brightness"). Not yet the default: the side-by-side
+    # table has not been rerun with it
     gate_margin: int | None = setting(_SF.gate_margin, range=Range(0, 4096))
     release: str = setting(
         _SF.release, choices=("model", "measured")
@@ -147,19 +150,25 @@ class FluidSynthSettings:
 SynthesizeSettings = SourceFilterSettings | WaveNetSettings | FluidSynthSettings
 
 
-def _render_settings(s: SynthesizeSettings) -> dict[str, Any]:
-    """What the renderer reads (w2m2w.render.registry takes a plain mapping; the stage's own max_seconds stays here)."""
-    return {
-        k: v
-        for k, v in dataclasses.asdict(s).items()
-        if v is not None and k not in ("name", "max_seconds", "sample_rate")
-    }
+class _Keyed:
+    """Settings as a cache key: hashed and compared by their JSON (a list setting such as eq_db included), while the
+    renderer is loaded from the typed settings themselves."""
+
+    def __init__(self, s: SynthesizeSettings) -> None:
+        self.settings = s
+        self.key = json.dumps(dataclasses.asdict(s), sort_keys=True)
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Keyed) and self.key == other.key
 
 
 @lru_cache(maxsize=2)
-def _cached(name: str, frozen: tuple) -> Renderer:
+def _cached(keyed: _Keyed) -> Renderer:
     # one model load per process, whatever the number of pieces
-    return load_renderer(name, dict(frozen))
+    return load_renderer(keyed.settings.name, keyed.settings)
 
 
 class Synthesize(Stage):
@@ -169,7 +178,7 @@ class Synthesize(Stage):
 
     def weights_file(self, s: SynthesizeSettings) -> Path:
         """The renderer's weights file, or FluidSynth's soundfont: its hash goes into the sidecar, so new weights make outputs stale."""
-        return _renderer_weights(s.name, _render_settings(s))
+        return _renderer_weights(s.name, s)
 
     def resolve(self, s: SynthesizeSettings) -> SynthesizeSettings:
         if getattr(s, "backend", None) == "auto":  # the backend auto picks changes the audio, so the sidecar names it
@@ -185,9 +194,7 @@ class Synthesize(Stage):
                 SAMPLE_RATE,
                 BAND_NOTE,
             )
-        # lru_cache keys must hash: a list setting (eq_db) goes in as a tuple (Finished reads it as a list again)
-        frozen = {k: tuple(v) if isinstance(v, list) else v for k, v in _render_settings(s).items()}
-        return _cached(s.name, tuple(sorted(frozen.items())))
+        return _cached(_Keyed(s))
 
     def run(self, s: SynthesizeSettings, job: StageJob) -> dict[str, Any]:
         return render(s, job, self.load(s))

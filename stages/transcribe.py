@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +14,15 @@ from w2m2w.constants import SAMPLE_RATE
 from w2m2w.decoding import DecodeConfig
 from w2m2w.midi import write_midi
 from w2m2w.musicxml import write_score
-from w2m2w.paths import DEFAULT_WEIGHTS
-from w2m2w.run.stage import Stage, StageError, StageJob
+from w2m2w.run.stage import ModelStage, StageError, StageJob
 from w2m2w.settings import NON_NEGATIVE, Range, SettingsError, carried, declared, setting
 from w2m2w.tempo_map import write_tempo_mapped_midi
 from w2m2w.transcription import load_transcriber, transcribe_with_pedal
 
-# A batch of 4 chunks, each with its overlap on both sides, is in memory at once: about 1.4 MB per second of audio
-# in it (measured with the shipped model on CPU). Chunks up to 120 s and an overlap under the chunk keep a batch
-# under 4 x 3 x 120 s (~2 GB); an overlap of thousands of seconds reached 23 GB, and every chunk recomputes it.
+# A batch of 4 chunks, each with its overlap on both sides, is in memory at once, its size growing with the seconds
+# in it (measured per second: weights/README.md, onsets_frames, "Figures behind the code's choices"). Chunks up to
+# 120 s and an overlap under the chunk bound a batch at 4 x 3 x 120 s of audio; an overlap of thousands of seconds
+# took tens of GB, and every chunk recomputes it.
 MAX_CHUNK_SECONDS = 120.0
 # A day of audio: the recording is in memory whole (16 kHz float32: 5.5 GB for 24 h), its probabilities too.
 MAX_SECONDS = 86400.0
@@ -69,26 +68,12 @@ class TranscribeSettings:
             raise SettingsError(key, self.overlap_seconds, f"in [0, chunk_seconds) = [0, {self.chunk_seconds:g})")
 
 
-@lru_cache(maxsize=2)
-def _model(path: str, device: str):
-    # one load per process, whatever the number of pieces
-    return load_transcriber(path, device)
-
-
-class Transcribe(Stage):
+class Transcribe(ModelStage):
     name = "transcribe"
     settings = TranscribeSettings
     options = {"onsets_frames": TranscribeSettings}
-
-    def weights_file(self, s: TranscribeSettings) -> Path:
-        """s.weights, or the shipped weights/onsets_frames.safetensors when it is null."""
-        return Path(s.weights) if s.weights else DEFAULT_WEIGHTS["onsets_frames"]
-
-    def load(self, s: TranscribeSettings):
-        return _model(str(self.weights_file(s)), s.device or "cpu")  # a run fills in the device (resolve_devices)
-
-    def side_outputs(self, s: TranscribeSettings) -> tuple[str, ...]:
-        return (".musicxml",) if s.score else ()
+    model = "onsets_frames"
+    loader = staticmethod(load_transcriber)
 
     def run(self, s: TranscribeSettings, job: StageJob) -> dict[str, Any]:
         """Transcribe job.input into the MIDI file job.output (notes, and the pedal as CC64); returns note, pedal and timing stats."""

@@ -18,7 +18,8 @@ class DecodeConfig:
 
     # Chosen for the shipped weights by scripts/tune_decoding.py on the dry held-out piano and
     # soundfont (weights/README.md); a low frame threshold and the offset head together end notes
-    # where the key is let go, where 0.5 alone ended them too early (note+offset F1 0.38 -> 0.62).
+    # where the key is let go, where 0.5 alone ended them too early (the figures: weights/README.md, onsets_frames,
+    # "Figures behind the code's choices").
     onset_threshold: float = setting(0.4, range=PROBABILITY_OPEN)
     frame_threshold: float = setting(0.05, range=PROBABILITY_OPEN)
     min_duration: float = setting(0.0, range=NON_NEGATIVE)

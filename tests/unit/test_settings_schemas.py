@@ -17,6 +17,7 @@ from stages.transcribe import TranscribeSettings
 from w2m2w.decoding import DecodeConfig
 from w2m2w.evaluate.settings import ContinuationSettings, EvaluateSettings
 from w2m2w.generation import GenerationConfig, SamplingConfig
+from w2m2w.render import registry
 from w2m2w.render.registry import FluidSynthConfig, render_config
 from w2m2w.render.source_filter import SourceFilterRenderConfig
 from w2m2w.render.wavenet import SynthesisConfig
@@ -200,18 +201,22 @@ RENDERER_SETTINGS = {
 
 @pytest.mark.parametrize("renderer", list(RENDERER_SETTINGS))
 def test_every_synthesize_setting_reaches_the_renderer(renderer):
-    from stages.synthesize import _render_settings
-
     cls, carried, elsewhere = RENDERER_SETTINGS[renderer]
     assert {f.name for f in dataclasses.fields(cls)} == set(carried) | elsewhere
     s = cls(**carried)
-    config = render_config(renderer, _render_settings(s))
+    config = render_config(renderer, s)  # the stage's typed settings, by field name
     assert dataclasses.asdict(config) == carried  # every field of the config, each with the setting's value
-    # the rest: the weights file (registry.weights_file) and the finish (its level, its EQ) read the same mapping;
-    # the stage reads name, max_seconds and sample_rate itself
-    read_there = {"weights": "w.safetensors", "eq_db": [1.0] * 8, "loudness_lufs": -23.0}
-    read_there = {k: v for k, v in read_there.items() if k in elsewhere}
-    assert read_there.items() <= _render_settings(cls(**read_there)).items()
+    # the rest: the weights file (registry.weights_file) and the finish (its level, its EQ) read the same settings
+    # by name (test_a_list_setting_loads_the_renderer); the stage reads name, max_seconds and sample_rate itself
+    if "weights" in elsewhere:
+        assert registry.weights_file(renderer, cls(weights="w.safetensors")) == Path("w.safetensors")
+        assert registry.weights_file(renderer, cls()) == registry.DEFAULT_WEIGHTS[renderer]
+
+
+def test_a_device_left_automatic_renders_on_the_cpu():
+    # device null is the top-level device, which a run fills in; before that the renderer's config keeps its own default
+    assert render_config("wavenet", WaveNetSettings(device=None)).device == "cpu"
+    assert render_config("source_filter", {"device": None}).device == "cpu"
 
 
 def test_a_list_setting_loads_the_renderer():
@@ -219,4 +224,9 @@ def test_a_list_setting_loads_the_renderer():
     from stages.synthesize import STAGE
 
     eq = [3.0, 3.0, 2.0, 1.0, -1.0, -2.0, -1.0, -1.0]
-    assert STAGE.load(SourceFilterSettings(eq_db=eq, device="cpu")).eq_db == eq
+    loaded = STAGE.load(SourceFilterSettings(eq_db=eq, device="cpu", loudness_lufs=-20.0))
+    assert loaded.eq_db == eq and loaded.loudness_lufs == -20.0  # the finish reads both off the settings
+    # equal settings (a new but equal list) find the renderer loaded; another EQ is another renderer
+    assert STAGE.load(SourceFilterSettings(eq_db=list(eq), device="cpu", loudness_lufs=-20.0)) is loaded
+    other = STAGE.load(SourceFilterSettings(eq_db=eq[::-1], device="cpu", loudness_lufs=-20.0))
+    assert other is not loaded and other.eq_db == eq[::-1]

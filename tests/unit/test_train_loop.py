@@ -169,3 +169,11 @@ def test_maximize_keeps_the_highest_score(tmp_path, clock):
     fit(Run(tmp_path, "cpu"), Cfg(out_dir=str(tmp_path), max_steps=3, validate_every=1), task)
     _, _, meta = load_weights(tmp_path / "best.safetensors", "one")
     assert json.loads(json.dumps(meta))["validation"]["val"] == 0.9
+
+
+def test_loss_log_rounds_the_loss_only_when_asked_and_averages_the_extra_figures_per_step():
+    p = loop.Progress(last_loss=0.123456, sums={"loss_beat": 3.0, "loss_downbeat": 1.0}, steps=4)
+    # by hand: 3/4 and 1/4 per step; the loss as it is, or to four decimals
+    assert loop.loss_log(p) == {"loss": 0.123456, "loss_beat": 0.75, "loss_downbeat": 0.25}
+    assert loop.loss_log(p, digits=4) == {"loss": 0.1235, "loss_beat": 0.75, "loss_downbeat": 0.25}
+    assert loop.loss_log(loop.Progress(), digits=4) == {"loss": None}  # no step yet: nothing to round

@@ -120,7 +120,7 @@ def random_codec(rng: np.random.Generator) -> list:
     if rng.random() < 0.75:
         return [pb.MP3Compressor(vbr_quality=rng.uniform(0.0, 9.5))]
     Q = pb.Resample.Quality
-    # the cheap interpolators alias like cheap recorders do; longer windowed sincs cost 10-30 ms per 5 s
+    # the cheap interpolators alias like cheap recorders do; longer windowed sincs cost more (weights/README.md)
     quality = [Q.CatmullRom, Q.Lagrange, Q.WindowedSinc8][rng.integers(3)]
     return [pb.Resample(target_sample_rate=float(rng.choice([8000, 11025, 12000])), quality=quality)]
 

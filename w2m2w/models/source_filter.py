@@ -41,6 +41,7 @@ from torch import nn
 
 from w2m2w.features import N_ROLL
 from w2m2w.models.source import N_CHANNELS, SourceConfig, source_config_from
+from w2m2w.models.wavenet import RollConditioning, gated_residual_skip
 
 MODEL_NAME = "source_filter_wavenet"  # in its weights files' metadata
 
@@ -64,23 +65,17 @@ class SourceFilterConfig:
         self.source = asdict(source_config_from(self.source))
 
 
-class SourceFilterWaveNet(nn.Module):
+class SourceFilterWaveNet(RollConditioning, nn.Module):
     """Non-causal WaveNet stack that maps source (batch, T, channels) + piano roll to audio (batch, T)."""
 
     def __init__(self, cfg: SourceFilterConfig = SourceFilterConfig()):
         super().__init__()
-        if cfg.cond_kernel % 2 != 1:
-            raise ValueError("cond_kernel must be odd")
         self.cfg = cfg
         self.source_cfg: SourceConfig = source_config_from(cfg.source)
-        R, S, C = cfg.residual_channels, cfg.skip_channels, cfg.cond_channels
+        R, S = cfg.residual_channels, cfg.skip_channels
         self.dilations = [2 ** (i % cfg.dilation_cycle) for i in range(cfg.layers)]
         self.input = nn.Linear(N_CHANNELS, R)
-        cond = []
-        for i in range(cfg.cond_layers):
-            cond += [nn.Conv1d(N_ROLL if i == 0 else C, C, cfg.cond_kernel), nn.ReLU()]
-        self.cond_net = nn.Sequential(*cond)
-        self.cond_proj = nn.Conv1d(C, cfg.layers * 2 * R, 1)  # one gate bias per layer, all layers in one matrix
+        self._add_conditioning()
         self.dilated = nn.ModuleList(nn.Linear(3 * R, 2 * R) for _ in self.dilations)
         self.res_skip = nn.ModuleList(nn.Linear(R, R + S) for _ in self.dilations)
         self.head1 = nn.Linear(S, S)
@@ -93,17 +88,6 @@ class SourceFilterWaveNet(nn.Module):
     def half_receptive_field(self) -> int:
         """Samples of source on each side that an output sample depends on."""
         return sum(self.dilations)
-
-    @property
-    def cond_margin(self) -> int:
-        """Frames of roll context needed on each side of the frames being conditioned."""
-        return self.cfg.cond_layers * (self.cfg.cond_kernel - 1) // 2
-
-    def conditioning(self, roll: torch.Tensor) -> torch.Tensor:
-        """roll (batch, frames + 2 * cond_margin, 264) -> gate biases (batch, frames, layers, 2R)."""
-        h = self.cond_proj(self.cond_net(roll.transpose(1, 2)))
-        b, _, f = h.shape
-        return h.transpose(1, 2).reshape(b, f, self.cfg.layers, 2 * self.cfg.residual_channels)
 
     def forward(self, source: torch.Tensor, gate: torch.Tensor, roll: torch.Tensor) -> torch.Tensor:
         """Audio (batch, T).
@@ -130,13 +114,7 @@ class SourceFilterWaveNet(nn.Module):
             p = F.pad(h, (0, 0, d, d))
             a = dil(torch.cat([p[:, :T], h, p[:, 2 * d :]], -1))
             a = (a.view(B, n_fr, hop, 2 * R) + cond[:, :, i].unsqueeze(2)).view(B, T, 2 * R)
-            z = torch.tanh(a[..., :R]) * torch.sigmoid(a[..., R:])
-            if i < last:
-                out = rs(z)
-                h = h + out[..., :R]
-                skip = skip + out[..., R:]
-            else:
-                skip = skip + F.linear(z, rs.weight[R:], rs.bias[R:])
+            h, skip = gated_residual_skip(a, rs, h, skip, i == last)
         y = self.head2(F.relu(self.head1(F.relu(skip)))) + self.direct(x)
         return y.squeeze(-1) * gate
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -82,15 +83,66 @@ class WaveNetConfig:
     mixtures: int = 10
 
 
-class WaveNet(nn.Module):
+def gated_residual_skip(
+    a: torch.Tensor, res_skip: nn.Linear, h: torch.Tensor, skip: torch.Tensor | float, last: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One layer's gate tanh(a) * sigmoid(b) over (..., 2R) inputs `a`, then its residual and skip outputs in one
+    matmul: the new (h, skip). The last layer's residual is never read, so only its skip half is computed."""
+    R = h.shape[-1]
+    z = torch.tanh(a[..., :R]) * torch.sigmoid(a[..., R:])
+    if last:
+        return h, skip + F.linear(z, res_skip.weight[R:], res_skip.bias[R:])
+    out = res_skip(z)
+    return h + out[..., :R], skip + out[..., R:]
+
+
+class RollConditioning:
+    """The local conditioning this WaveNet and the source-filter one (models.source_filter) share: `cond_layers`
+    non-causal convolutions over the piano roll's frames, then one projection to every layer's gate biases.
+
+    A base of the nn.Module: cond_net and cond_proj are the model's own attributes, so the weights' names
+    (cond_net.0.weight, cond_proj.bias, ...) are those the shipped files hold."""
+
+    cfg: Any  # cond_layers, cond_kernel, cond_channels, layers, residual_channels
+    cond_net: nn.Sequential
+    cond_proj: nn.Conv1d
+
+    def _add_conditioning(self) -> None:
+        """cond_net and cond_proj for self.cfg (call where the model registers them: the weights' order)."""
+        cfg = self.cfg
+        if cfg.cond_kernel % 2 != 1:  # the network is centred on its frame: an even kernel has no centre
+            raise ValueError("cond_kernel must be odd")
+        C, R = cfg.cond_channels, cfg.residual_channels
+        cond = []
+        for i in range(cfg.cond_layers):
+            cond += [nn.Conv1d(N_ROLL if i == 0 else C, C, cfg.cond_kernel), nn.ReLU()]
+        self.cond_net = nn.Sequential(*cond)
+        # one projection of the conditioning per layer, all layers in one matrix
+        self.cond_proj = nn.Conv1d(C, cfg.layers * 2 * R, 1)
+
+    @property
+    def cond_margin(self) -> int:
+        """Frames of roll context needed on each side of the frames being conditioned."""
+        return self.cfg.cond_layers * (self.cfg.cond_kernel - 1) // 2
+
+    def conditioning(self, roll: torch.Tensor) -> torch.Tensor:
+        """Per-layer gate biases at the frame rate.
+
+        roll: (batch, frames + 2 * cond_margin, 264), margin frames on both sides.
+        Returns (batch, frames, layers, 2 * residual_channels).
+        """
+        h = self.cond_proj(self.cond_net(roll.transpose(1, 2)))  # (b, L*2R, frames)
+        b, _, f = h.shape
+        return h.transpose(1, 2).reshape(b, f, self.cfg.layers, 2 * self.cfg.residual_channels)
+
+
+class WaveNet(RollConditioning, nn.Module):
     """Piano-roll-conditioned WaveNet over mu-law classes."""
 
     def __init__(self, cfg: WaveNetConfig = WaveNetConfig()):
         super().__init__()
-        if cfg.cond_kernel % 2 != 1:
-            raise ValueError("cond_kernel must be odd")
         self.cfg = cfg
-        R, S, C = cfg.residual_channels, cfg.skip_channels, cfg.cond_channels
+        R, S = cfg.residual_channels, cfg.skip_channels
         self.dilations = [2 ** (i % cfg.dilation_cycle) for i in range(cfg.layers)]
         self.embed = nn.Embedding(cfg.n_classes, R)
         self.input_proj = None
@@ -100,12 +152,7 @@ class WaveNet(nn.Module):
             k = np.arange(cfg.n_classes)
             feats = np.stack([2 * k / (cfg.n_classes - 1) - 1, mu_law_decode(k, cfg.n_classes - 1)], 1)
             self.register_buffer("_input_feats", torch.tensor(feats, dtype=torch.float32), persistent=False)
-        cond = []
-        for i in range(cfg.cond_layers):
-            cond += [nn.Conv1d(N_ROLL if i == 0 else C, C, cfg.cond_kernel), nn.ReLU()]
-        self.cond_net = nn.Sequential(*cond)
-        # one projection of the conditioning per layer, all layers in one matrix
-        self.cond_proj = nn.Conv1d(C, cfg.layers * 2 * R, 1)
+        self._add_conditioning()
         # per-sample excitation -> gate inputs of every layer, all layers in one matrix (no bias: cond_proj has it)
         E = 2 * cfg.excitation_harmonics
         self.exc_proj = nn.Linear(E, cfg.layers * 2 * R, bias=False) if E else None
@@ -135,21 +182,6 @@ class WaveNet(nn.Module):
     def receptive_field(self) -> int:
         """Samples of audio history a prediction depends on (including the previous sample)."""
         return sum(self.dilations) + 1
-
-    @property
-    def cond_margin(self) -> int:
-        """Frames of roll context needed on each side of the frames being conditioned."""
-        return self.cfg.cond_layers * (self.cfg.cond_kernel - 1) // 2
-
-    def conditioning(self, roll: torch.Tensor) -> torch.Tensor:
-        """Per-layer gate biases at the frame rate.
-
-        roll: (batch, frames + 2 * cond_margin, 264), margin frames on both sides.
-        Returns (batch, frames, layers, 2 * residual_channels).
-        """
-        h = self.cond_proj(self.cond_net(roll.transpose(1, 2)))  # (b, L*2R, frames)
-        b, _, f = h.shape
-        return h.transpose(1, 2).reshape(b, f, self.cfg.layers, 2 * self.cfg.residual_channels)
 
     def exc_weight(self, layer: int) -> torch.Tensor:
         """(2R, 2 * harmonics) projection of the excitation into one layer's gate inputs."""
@@ -192,13 +224,7 @@ class WaveNet(nn.Module):
             a = (a.view(B, n_fr, hop, 2 * R) + cond[:, :, i].unsqueeze(2)).view(B, T, 2 * R)
             if exc is not None:
                 a = a + F.linear(exc, self.exc_weight(i))
-            z = torch.tanh(a[..., :R]) * torch.sigmoid(a[..., R:])
-            if i < last:
-                out = rs(z)
-                h = h + out[..., :R]
-                skip = skip + out[..., R:]
-            else:
-                skip = skip + F.linear(z, rs.weight[R:], rs.bias[R:])
+            h, skip = gated_residual_skip(a, rs, h, skip, i == last)
         return self.head2(F.relu(self.head1(F.relu(skip))))
 
     def loss(self, x: torch.Tensor, roll: torch.Tensor, exc: torch.Tensor | None = None) -> torch.Tensor:

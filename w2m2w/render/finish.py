@@ -39,9 +39,9 @@ _READ = 1 << 18  # samples per chunk of the second pass (1 MB of float32)
 log = logging.getLogger("w2m2w")
 
 # Every renderer's output is brought to this integrated loudness (BS.1770), so they compare by ear: the synthesize
-# stage's default and `evaluate task=synthesis`'s. -20 LUFS: renders of piano music peak 16-18 dB above their loudness
-# (measured on the real piano's held-out pieces), so their peaks land near -3 dBFS, under the -1 dBFS ceiling; below
-# -70 LUFS is silence to the meter.
+# stage's default and `evaluate task=synthesis`'s. -20 LUFS: renders of piano music peak well above their loudness, and
+# at -20 their peaks land under the -1 dBFS ceiling (measured: weights/README.md, source_filter_wavenet, "Figures
+# behind the code's choices"); below -70 LUFS is silence to the meter.
 LOUDNESS_LUFS = -20.0
 LOUDNESS = Range(-70, 0)
 

@@ -10,6 +10,7 @@ this interface; which renderer runs is a name and its settings:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -108,7 +109,7 @@ class FluidSynthRenderer:
         return {"backend": self.backend, "soundfont": self.soundfont}
 
 
-def weights_file(name: str, settings: dict[str, Any]) -> Path:
+def weights_file(name: str, settings: Mapping[str, Any] | Any) -> Path:
     """What identifies the renderer's sound: the weights file, or FluidSynth's soundfont file."""
     if name == "fluidsynth":
         from w2m2w.render.fluidsynth import SOUNDFONTS, RenderError, soundfont_path
@@ -120,26 +121,36 @@ def weights_file(name: str, settings: dict[str, Any]) -> Path:
             return Path(SOUNDFONTS.get(soundfont, soundfont))
     if name not in RENDERERS:
         raise ValueError(f"unknown synthesizer {name!r}: choose one of {', '.join(RENDERERS)}")
-    return Path(settings["weights"]) if settings.get("weights") else DEFAULT_WEIGHTS[name]
+    weights = _setting(settings, "weights")
+    return Path(weights) if weights else DEFAULT_WEIGHTS[name]
 
 
-def load_renderer(name: str, settings: dict[str, Any]) -> Renderer:
-    """A ready renderer (model loaded once) from its name and settings (a synthesize config's keys), finished
-    (w2m2w.render.finish): its output ends where its sound has decayed, goes through settings["eq_db"] (gains per
-    octave band) if given and, with settings["loudness_lufs"], is brought to that loudness.
+def load_renderer(name: str, settings: Mapping[str, Any] | Any) -> Renderer:
+    """A ready renderer (model loaded once) from its name and settings (a synthesize stage's settings dataclass, or a
+    mapping of its keys), finished (w2m2w.render.finish): its output ends where its sound has decayed, goes through
+    eq_db (gains per octave band) if given and, with loudness_lufs, is brought to that loudness.
 
     Raises ValueError for an unknown name, WeightsError or RenderError (one line naming the file) when
     the weights or soundfont are unusable.
     """
     from w2m2w.render.finish import Finished
 
-    return Finished(_load(name, settings), settings.get("loudness_lufs"), settings.get("eq_db"))
+    return Finished(_load(name, settings), _setting(settings, "loudness_lufs"), _setting(settings, "eq_db"))
 
 
-def render_config(name: str, settings: Mapping[str, Any]) -> Any:
-    """The config dataclass renderer `name` is built with: its fields taken by name from `settings` (a synthesize
-    config's keys; settings.carried), the others at their defaults. The one place settings become a renderer's."""
-    return carried(_config_class(name), settings)
+def render_config(name: str, settings: Mapping[str, Any] | Any) -> Any:
+    """The config dataclass renderer `name` is built with: its fields taken by name from `settings` (the synthesize
+    stage's settings dataclass or a mapping of its keys; settings.carried), the others at their defaults, as are those
+    set to None (automatic: the stage's device before a run fills it in). The one place settings become a renderer's."""
+    cls = _config_class(name)
+    config = carried(cls, settings)
+    automatic = {f.name for f in dataclasses.fields(cls) if f.init and getattr(config, f.name) is None}
+    return dataclasses.replace(config, **{k: v for k, v in dataclasses.asdict(cls()).items() if k in automatic})
+
+
+def _setting(settings: Mapping[str, Any] | Any, key: str) -> Any:
+    """One setting by name from a mapping or a settings dataclass; None where it has none."""
+    return settings.get(key) if isinstance(settings, Mapping) else getattr(settings, key, None)
 
 
 def _config_class(name: str) -> type:
@@ -156,13 +167,13 @@ def _config_class(name: str) -> type:
     raise ValueError(f"unknown synthesizer {name!r}: choose one of {', '.join(RENDERERS)}")
 
 
-def _load(name: str, settings: dict[str, Any]) -> Renderer:
+def _load(name: str, settings: Mapping[str, Any] | Any) -> Renderer:
     """The renderer itself, as it renders."""
     config = render_config(name, settings)
     if name == "fluidsynth":
         return FluidSynthRenderer(config)
     path = weights_file(name, settings)
-    device = str(settings.get("device", "cpu"))
+    device = str(_setting(settings, "device") or "cpu")
     if name == "source_filter":
         from w2m2w.render.source_filter import SourceFilterRenderer, load_source_filter
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
+from w2m2w.paths import DEFAULT_WEIGHTS
 from w2m2w.settings import output_settings, settings_hash
 
 
@@ -72,6 +74,32 @@ class Stage:
 
     def __repr__(self) -> str:
         return f"<stage {self.name}>"
+
+
+class ModelStage(Stage):
+    """A stage that runs one model (transcribe, generate): its weights are the `weights` setting, or the shipped
+    file when that is null; loaded once per process (`loader`) on the settings' `device`;
+    and, with the `score` setting, a MusicXML score beside the output. Subclasses set `model` and `loader`."""
+
+    model: ClassVar[str]  # its shipped weights: w2m2w.paths.DEFAULT_WEIGHTS[model]
+    loader: ClassVar[Callable[[str, str], Any]]  # (weights path, device) -> model; a staticmethod
+
+    def weights_file(self, s: Any) -> Path:
+        """s.weights, or the shipped weights/<model>.safetensors when it is null."""
+        return Path(s.weights) if s.weights else DEFAULT_WEIGHTS[self.model]
+
+    def load(self, s: Any) -> Any:
+        # a run fills in the device (resolve_devices)
+        return _loaded(self.loader, str(self.weights_file(s)), s.device or "cpu")
+
+    def side_outputs(self, s: Any) -> tuple[str, ...]:
+        return (".musicxml",) if s.score else ()
+
+
+@lru_cache(maxsize=4)
+def _loaded(loader: Callable[[str, str], Any], path: str, device: str) -> Any:
+    # one load per process, whatever the number of pieces
+    return loader(path, device)
 
 
 _REGISTRY: dict[str, Stage] = {}

@@ -22,7 +22,7 @@ import torch
 from w2m2w.data.beats import Augment, BeatSampler, Performance, load_performances, split_pieces, training_pieces
 from w2m2w.models.beat_tracker import MODEL_NAME, BeatTracker, BeatTrackerConfig
 from w2m2w.settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range, SettingsError, setting
-from w2m2w.train.loop import Progress, Task, TrainingError, fit, start
+from w2m2w.train.loop import Task, TrainingError, fit, loss_log, start
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +125,6 @@ def train_beat_tracker(cfg: BeatTrackerTrainConfig) -> dict:
     def validate(m: BeatTracker) -> dict:
         return validation_scores(m, val_p, cfg.val_seconds)
 
-    def train_log(p: Progress) -> dict:
-        return {"loss": p.last_loss, **{k: round(v / max(p.steps, 1), 5) for k, v in p.sums.items()}}
-
     task = Task(
         model_name=MODEL_NAME,
         model=model,
@@ -136,7 +133,7 @@ def train_beat_tracker(cfg: BeatTrackerTrainConfig) -> dict:
         step=lambda m, batch: m.training_step(batch),
         lr=lr,
         validate=validate,
-        train_log=train_log,
+        train_log=loss_log,
         score=lambda row: (row["val/beat_f"] + row["val/downbeat_f"]) / 2 if "val/beat_f" in row else -row["loss"],
         maximize=True,
         description="train beat tracker",

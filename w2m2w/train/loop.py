@@ -93,6 +93,13 @@ class Progress:
     lr: float = 0.0
 
 
+def loss_log(p: Progress, digits: int | None = None) -> dict:
+    """The usual training part of a log row (Task.train_log): the last step's loss, rounded to `digits` where given,
+    and each extra figure of the steps (Progress.sums) as its mean per step."""
+    loss = p.last_loss if digits is None or p.last_loss is None else round(p.last_loss, digits)
+    return {"loss": loss, **{k: round(v / max(p.steps, 1), 5) for k, v in p.sums.items()}}
+
+
 Step = Callable[[nn.Module, Any], "tuple[torch.Tensor, dict[str, torch.Tensor]]"]
 
 

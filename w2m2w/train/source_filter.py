@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ from w2m2w.models.source import source_config_from
 from w2m2w.models.source_filter import MODEL_NAME, SourceFilterConfig, SourceFilterWaveNet, central, stft_loss
 from w2m2w.render.source_filter import context
 from w2m2w.settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range, setting
-from w2m2w.train.loop import Progress, Task, TrainingError, fit, start
+from w2m2w.train.loop import Task, TrainingError, fit, loss_log, start
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,8 @@ class SourceFilterTrainConfig:
     # weight of a mel-scaled STFT loss (auraloss, 2048-point, 128 bands) added to the MR-STFT loss (measured: closer to the target)
     mel_weight: float = setting(1.0, range=NON_NEGATIVE)
     # weight of an L1 loss on log-mel spectrograms of unit-RMS segments, what evaluate's distance measures
-    # (measured: held-out distance 1.44 -> 1.32 with it and 12,000 steps, weights/README.md; models/source_filter.py: log_mel_l1)
+    # (measured: nearer the held-out piano with it, weights/README.md "Model variants measured";
+    # models/source_filter.py: log_mel_l1)
     log_mel_weight: float = setting(1.0, range=NON_NEGATIVE)
     max_steps: int = setting(12000, range=AT_LEAST_ONE)
     max_minutes: float = setting(0.0, range=NON_NEGATIVE)  # 0 = no time limit
@@ -171,9 +173,6 @@ def train_source_filter(cfg: SourceFilterTrainConfig) -> dict:
     def validation(m: SourceFilterWaveNet) -> dict:
         return {k: round(x, 4) for k, x in validate_model(m, val_batches, loss_fn, run.device).items()}
 
-    def train_log(p: Progress) -> dict:
-        return {"loss": None if p.last_loss is None else round(p.last_loss, 4)}
-
     task = Task(
         model_name=MODEL_NAME,
         model=model,
@@ -182,7 +181,7 @@ def train_source_filter(cfg: SourceFilterTrainConfig) -> dict:
         step=lambda m, batch: m.training_step(batch, loss_fn, c),
         lr=lambda step, _: lr_at(step),
         validate=validation,
-        train_log=train_log,
+        train_log=partial(loss_log, digits=4),
         score=lambda row: row["val_loss"],
         description="train source-filter wavenet",
         validate_first=True,

@@ -34,7 +34,7 @@ from w2m2w.decoding import DecodeConfig
 from w2m2w.models.onsets_frames import MODEL_NAME, OnsetsFrames, OnsetsFramesConfig
 from w2m2w.settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY_UPPER, Range, SettingsError, setting
 from w2m2w.train.corpora import midi_files
-from w2m2w.train.loop import Progress, Task, TrainingError, draw_seed, fit, init_from, start
+from w2m2w.train.loop import Task, TrainingError, draw_seed, fit, init_from, loss_log, start
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class TranscriberTrainConfig:
     data_workers: int = setting(0, range=NON_NEGATIVE, affects_output=False)
     bf16: bool = setting(
         False
-    )  # autocast matmuls/convs to bfloat16 (about 1.5x faster on AVX512-BF16 CPUs and on GPUs)
+    )  # autocast matmuls/convs to bfloat16: faster on AVX512-BF16 CPUs and on GPUs (how much: weights/README.md)
 
     def check_more(self, prefix: str = "train") -> None:
         """The room ranges are [low, high] pairs (settings.check calls this, so a bad one is refused before any rendering)."""
@@ -312,9 +312,6 @@ def train_transcriber(cfg: TranscriberTrainConfig) -> dict:
             )
         return row
 
-    def train_log(p: Progress) -> dict:
-        return {"loss": p.last_loss, **{k: round(v / max(p.steps, 1), 5) for k, v in p.sums.items()}}
-
     task = Task(
         model_name=MODEL_NAME,
         model=model,
@@ -323,7 +320,7 @@ def train_transcriber(cfg: TranscriberTrainConfig) -> dict:
         step=lambda m, batch: m.training_step(batch, cfg.bf16, asdict(cfg.loss_weights), cfg.soft_onset_boost),
         lr=lambda step, _: cfg.learning_rate * cfg.lr_decay ** (step / cfg.lr_decay_steps),
         validate=validation,
-        train_log=train_log,
+        train_log=loss_log,
         score=lambda row: row[f1_key] if f1_key else row["loss"],
         maximize=f1_key is not None,
         description="train transcriber",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ from w2m2w.data.transcription import Example, audio_dir_examples, rendered_examp
 from w2m2w.models.wavenet import MODEL_NAME, WaveNet, WaveNetConfig
 from w2m2w.settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY_UPPER, setting
 from w2m2w.train.corpora import midi_files
-from w2m2w.train.loop import Progress, Task, TrainingError, fit, start
+from w2m2w.train.loop import Task, TrainingError, fit, loss_log, start
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,8 @@ class WaveNetTrainConfig:
     seed: int = setting(0, range=NON_NEGATIVE)
     threads: int = setting(0, range=NON_NEGATIVE, affects_output=False)  # 0 = torch default
     device: str = setting("cpu", affects_output=False)
-    # autocast convs to bfloat16: measured here 1.6-1.9x faster steps, same validation loss at step 100 as
-    # float32; set false on CPUs without AVX512-BF16, where autocast to bfloat16 is slow
+    # autocast convs to bfloat16: faster steps at the same validation loss as float32 (measured: weights/README.md,
+    # wavenet, "Figures behind the code's choices"); set false on CPUs without AVX512-BF16, where it is slow
     bf16: bool = setting(True)
 
 
@@ -162,9 +163,6 @@ def train_wavenet(cfg: WaveNetTrainConfig) -> dict:
         vl = validation_loss(m, val_batches, run.device)
         return {"val_loss": round(vl, 4), "val_bits_per_sample": round(vl / np.log(2), 4)}
 
-    def train_log(p: Progress) -> dict:
-        return {"loss": None if p.last_loss is None else round(p.last_loss, 4)}
-
     task = Task(
         model_name=MODEL_NAME,
         model=model,
@@ -173,7 +171,7 @@ def train_wavenet(cfg: WaveNetTrainConfig) -> dict:
         step=lambda m, batch: m.training_step(batch, cfg.bf16),
         lr=lambda step, _: cfg.learning_rate * cfg.lr_decay ** (step / cfg.lr_decay_steps),
         validate=validation,
-        train_log=train_log,
+        train_log=partial(loss_log, digits=4),
         score=lambda row: row["val_loss"],
         description="train wavenet",
     )
