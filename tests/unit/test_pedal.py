@@ -437,3 +437,20 @@ def test_pedal_rolls_of_presses_a_frame_long_or_less():
     # up exactly at the window's start is outside it (crop_pedal drops such a press too): no offset on frame 0
     r = pedal_rolls(np.array([[-0.5, 0.0]]), 10, 10.0)
     assert not r["frame"].any() and not r["onset"].any() and not r["offset"].any()
+
+
+def test_a_change_gap_of_one_frame_presses_again_on_the_next_frame():
+    # frames high throughout, an offset run at frame 10: up at 1.0 s, down again one frame (0.1 s) later
+    on, off, fr = arrays(T=30)
+    fr[:] = 0.9
+    off[10:12] = 0.7
+    np.testing.assert_allclose(decode_pedal(on, off, fr, FR, change_gap=0.1), [[0.0, 1.0], [1.1, 3.0]])
+
+
+def test_decode_pedal_reads_column_heads_as_the_same_frames():
+    # a head's (frames, 1) output decodes as its (frames,) values: frames 1..3 down -> 0.1 s to 0.4 s
+    on, off, fr = arrays()
+    fr[1:4] = 0.9
+    want = [[0.1, 0.4]]
+    np.testing.assert_allclose(decode_pedal(on, off, fr, FR), want)
+    np.testing.assert_allclose(decode_pedal(on[:, None], off[:, None], fr[:, None], FR), want)
