@@ -371,3 +371,86 @@ def test_decode_pedal_edges_of_its_thresholds():
     fr[2:5] = 0.9
     np.testing.assert_allclose(decode_pedal(on, off, fr, FR, min_duration=0.3), [[0.2, 0.5]])
     assert decode_pedal(on, off, fr, FR, min_duration=0.31).shape == (0, 2)
+
+
+def test_pedal_tsv_path_of_other_suffixes_and_a_bare_tsv():
+    from w2m2w.pedal import pedal_tsv_path
+
+    # NAME.tsv -> NAME.pedal.tsv for an empty NAME too; any other suffix, of any length, is replaced
+    assert pedal_tsv_path("a/.tsv").as_posix() == "a/.pedal.tsv"
+    assert pedal_tsv_path("a/take.midi").as_posix() == "a/take.pedal.tsv"
+
+
+def test_a_pedal_still_down_in_a_midi_without_notes_lasts_an_instant_where_it_went_down():
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(0)
+    piano.control_changes.append(pretty_midi.ControlChange(64, 127, 0.5))
+    pm.instruments.append(piano)
+    np.testing.assert_allclose(pedal_from_pretty_midi(pm), [[0.5, 0.5]])
+
+
+def test_a_pedal_tsv_reads_its_first_two_columns(tmp_path):
+    # the note file itself is not read: the pedal sits beside it
+    (tmp_path / "x.pedal.tsv").write_text("down\tup\tvalue\n1.0\t2.0\t127\n3.0\t3.5\t100\n")
+    np.testing.assert_allclose(load_pedal(tmp_path / "x.tsv"), [[1.0, 2.0], [3.0, 3.5]])
+
+
+def test_an_unreadable_midi_file_gives_the_readers_first_line_or_its_exception_type(tmp_path, monkeypatch):
+    import pretty_midi
+
+    from w2m2w.midi import MidiError
+
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(b"not midi at all")
+    first = ""
+    try:  # the reader's own words, from the reader itself
+        pretty_midi.PrettyMIDI(str(bad))
+    except Exception as exc:
+        first = str(exc).splitlines()[0]
+    assert first
+    with pytest.raises(MidiError) as err:
+        load_pedal(bad)
+    assert str(err.value) == f"{bad}: not a readable MIDI file ({first})"
+
+    def silent(path):
+        raise EOFError()
+
+    monkeypatch.setattr(pretty_midi, "PrettyMIDI", silent)  # an exception without words: its type names it
+    with pytest.raises(MidiError) as err:
+        load_pedal(bad)
+    assert str(err.value) == f"{bad}: not a readable MIDI file (EOFError)"
+
+
+def test_pedal_rolls_of_presses_a_frame_long_or_less():
+    # 10 frames per second: a press shorter than a frame still holds one frame, its offset on the next
+    r = pedal_rolls(np.array([[0.5, 0.52]]), 10, 10.0)
+    np.testing.assert_array_equal(r["frame"], [0, 0, 0, 0, 0, 1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(r["onset"], [0, 0, 0, 0, 0, 1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(r["offset"], [0, 0, 0, 0, 0, 0, 1, 0, 0, 0])
+    # down before the window, up on frame 1: frame 0 held, no onset, the offset on frame 1
+    r = pedal_rolls(np.array([[-0.5, 0.1]]), 10, 10.0)
+    np.testing.assert_array_equal(r["frame"], [1, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+    assert not r["onset"].any()
+    np.testing.assert_array_equal(r["offset"], [0, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+    # up exactly at the window's start is outside it (crop_pedal drops such a press too): no offset on frame 0
+    r = pedal_rolls(np.array([[-0.5, 0.0]]), 10, 10.0)
+    assert not r["frame"].any() and not r["onset"].any() and not r["offset"].any()
+
+
+def test_a_change_gap_of_one_frame_presses_again_on_the_next_frame():
+    # frames high throughout, an offset run at frame 10: up at 1.0 s, down again one frame (0.1 s) later
+    on, off, fr = arrays(T=30)
+    fr[:] = 0.9
+    off[10:12] = 0.7
+    np.testing.assert_allclose(decode_pedal(on, off, fr, FR, change_gap=0.1), [[0.0, 1.0], [1.1, 3.0]])
+
+
+def test_decode_pedal_reads_column_heads_as_the_same_frames():
+    # a head's (frames, 1) output decodes as its (frames,) values: frames 1..3 down -> 0.1 s to 0.4 s
+    on, off, fr = arrays()
+    fr[1:4] = 0.9
+    want = [[0.1, 0.4]]
+    np.testing.assert_allclose(decode_pedal(on, off, fr, FR), want)
+    np.testing.assert_allclose(decode_pedal(on[:, None], off[:, None], fr[:, None], FR), want)

@@ -337,3 +337,113 @@ def test_the_mel_term_defaults_to_16_khz():
     )
     got = float(stft_loss([1024, 256], mel_weight=100.0)(y, t)) - float(mr(y, t))
     assert got == pytest.approx(100.0 * float(mel(y, t)), rel=1e-6)
+
+
+def test_source_mix_by_hand():
+    # channels h1, h2, h3-4, h5-8, h9+, hammer, noise, envelope: the five harmonic groups in full, the hammer at 0.3,
+    # noise and envelope left out, times the gate, times 0.1
+    source = np.array([[1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 7.0, 8.0], [0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 100.0, 100.0]])
+    got = source_mix(source, np.array([1.0, 0.5]))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, [(15.0 + 3.0) * 0.1, 1.0 * 0.5 * 0.1], rtol=1e-6)
+
+
+def test_zero_samples_render_to_an_empty_float32_array(model):
+    y = SourceFilterRenderer(model).render(NOTES, 0)
+    assert y.shape == (0,) and y.dtype == np.float32
+
+
+def test_describe_names_what_the_renderer_was_set_to(model):
+    # the renderer's own part of the synthesize stage's stats, written out by hand
+    r = SourceFilterRenderer(model, SourceFilterRenderConfig(block_seconds=0.5, source_only=True, release="measured"))
+    assert r.describe() == {"backend": "torch", "block_seconds": 0.5, "source_only": True, "release": "measured"}
+    assert SourceFilterRenderer(model).describe() == {
+        "backend": "torch",
+        "block_seconds": 4.0,
+        "source_only": False,
+        "release": "model",
+    }
+
+
+def test_loading_puts_the_model_on_the_device_asked_for_and_names_what_does_not_fit(tmp_path, tiny_source_filter):
+    from w2m2w.checkpoint import WeightsError, save_weights
+
+    # "meta" (shapes only) stands in for a GPU on a CPU machine: the default would leave it on the CPU
+    assert next(load_source_filter(tiny_source_filter, device="meta").parameters()).is_meta
+    assert next(load_source_filter(tiny_source_filter).parameters()).device.type == "cpu"
+    bad = tmp_path / "bad.safetensors"
+    save_weights(bad, "source_filter_wavenet", {}, {"cond_kernel": 4})
+    msg = f"{bad}: weights do not fit the source-filter WaveNet config stored in it (cond_kernel must be odd)"
+    with pytest.raises(WeightsError) as err:
+        load_source_filter(bad)
+    assert str(err.value) == msg
+
+
+def test_block_seconds_sets_the_chunks_and_progress_counts_seconds(model):
+    # by hand, hop 160 at 16 kHz: 0.4001 s of tail-ended piece -> 41 frames = 6560 samples; blocks of 0.01 s are one
+    # frame, 0.05 s five (800 samples: 8 blocks and 160 left), 0.003 s rounds to none and is held at one frame
+    notes = np.array([[0.0, 0.3001, 60, 80]])
+    for block, chunks in ((0.01, [160] * 41), (0.05, [800] * 8 + [160]), (0.003, [160] * 41)):
+        r = SourceFilterRenderer(model, SourceFilterRenderConfig(block_seconds=block, tail_seconds=0.1))
+        seen: list[float] = []
+        assert [len(c) for c in r.stream(notes, progress=seen.append)] == chunks, block
+        np.testing.assert_allclose(seen, np.array(chunks) / 16000.0, err_msg=f"{block}")
+
+
+def test_the_output_is_clipped_to_full_scale(model):
+    # a loud cluster's plain source mix goes past full scale both ways; what the renderer hands on stays within it
+    notes = np.array([[0.0, 0.5, p, 127] for p in range(40, 80)], dtype=np.float64)
+    src, gate = piano_source(notes, 8000, 0, model.source_cfg)
+    raw = source_mix(src, gate)
+    assert raw.max() > 1.5 and raw.min() < -1.5
+    y = SourceFilterRenderer(model, SourceFilterRenderConfig(source_only=True)).render(notes, 8000)
+    assert y.max() == 1.0 and y.min() == -1.0
+
+
+def test_an_unknown_release_is_refused_by_name(model):
+    with pytest.raises(ValueError) as err:
+        SourceFilterRenderer(model, SourceFilterRenderConfig(release="soft"))
+    assert str(err.value) == "release='soft': 'model' or 'measured'"
+
+
+def test_a_late_note_of_a_long_piece_is_rendered(model):
+    # 25 s in, the lowest key (MIDI 21): blocks of 1 s must keep it where it sounds; the whole piece's plain source mix
+    # (source_mix is pinned by hand above) is the reference
+    notes = np.array([[0.2, 0.4, 60, 80], [25.0, 26.0, 21, 100]])
+    n = int(26.5 * SR)
+    y = SourceFilterRenderer(model, SourceFilterRenderConfig(source_only=True, block_seconds=1.0)).render(notes, n)
+    src, gate = piano_source(notes, n, 0, model.source_cfg)
+    assert np.abs(y[int(25.1 * SR) : int(25.9 * SR)]).max() > 1e-3  # it sounds
+    np.testing.assert_allclose(y, np.clip(source_mix(src, gate), -1, 1), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [{"gate_margin": 600, "gate_ramp": 800}, {"release_taus": 0.0, "gate_margin": 0, "gate_ramp": 1}],
+    ids=["long gate edges", "no release, bare gate"],
+)
+def test_one_frame_blocks_keep_every_note_that_reaches_them(source):
+    """Each block renders only the notes near it: with blocks of one frame there is no slack, so a note left out too
+    soon (its release, its gate's margin and ramp, the filter's and the roll's context) shows against the whole
+    forward. The second source has no release and a bare gate, so only the context keeps a coming onset in."""
+    from tests.conftest import TINY_SOURCE_FILTER
+
+    torch.manual_seed(0)
+    model = SourceFilterWaveNet(SourceFilterConfig(**TINY_SOURCE_FILTER, source=source))
+    with torch.no_grad():
+        torch.nn.init.normal_(model.head2.weight, std=0.3)
+    model.eval()
+    notes = np.array([[0.1, 0.5, 60, 90], [0.3, 0.7, 64, 70]])
+    n = int(1.2 * SR)
+    ref = _reference_render(model, notes, n)
+    y = SourceFilterRenderer(model, SourceFilterRenderConfig(block_seconds=0.01)).render(notes, n)
+    np.testing.assert_allclose(y, np.clip(ref, -1, 1), atol=2e-5)
+
+
+def test_a_window_at_the_start_of_a_piece_has_its_first_sample_as_target(model):
+    # audio k+1 at sample k: a window from sample 0 has c samples of zeros before the piece, then 1, 2, 3, ...
+    c = context(model)
+    audio = np.arange(1, 2001, dtype=np.float32)
+    t = window(model, NOTES, audio, 0, 1600)["target"]
+    np.testing.assert_array_equal(t[:c], 0.0)
+    np.testing.assert_array_equal(t[c : c + 1600], np.arange(1, 1601))
