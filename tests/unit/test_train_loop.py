@@ -526,6 +526,12 @@ def test_init_from_copies_what_fits_adapts_what_it_can_and_logs_what_starts_fres
     wrong = model()
     loop.init_from(wrong, path, "one", adapt=lambda name, there, own: torch.zeros(2, 2))  # still not b's shape
     assert wrong.b.weight.tolist() == [[0.0] * 4] and wrong.a.weight.tolist() == [[1.0, 2.0]]
+    whole = nn.Module()
+    whole.a = nn.Linear(2, 1, bias=False)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="w2m2w.train.loop"):
+        loop.init_from(whole, path, "one")
+    assert caplog.messages == [f"initialised 1 of 1 tensors from {path}; fresh: none"]
 
 
 def test_start_under_torchrun_reads_its_variables_joins_the_group_and_checks_on_every_rank(
@@ -633,3 +639,34 @@ def test_the_hardware_line(tmp_path, clock, monkeypatch):
         loop.export_trained(tmp_path / "w.safetensors", "one", nn.Linear(1, 1), Cfg(), {})
         _, _, meta = load_weights(tmp_path / "w.safetensors", "one")
         assert meta["hardware"] == f"{words} torch {torch.__version__} threads={torch.get_num_threads()} device=cpu"
+
+
+def test_data_workers_reach_the_prefetcher_and_default_to_none(tmp_path, clock, monkeypatch):
+    from w2m2w.train.prefetch import Prefetcher
+
+    asked: list[int] = []
+
+    def spy(sampler, seed, workers, key_at):  # records the workers asked for, draws in place
+        asked.append(workers)
+        return Prefetcher(sampler, seed, 0, key_at)
+
+    monkeypatch.setattr(loop, "Prefetcher", spy)
+    cfg = Cfg(out_dir=str(tmp_path), max_steps=1, validate_every=1)
+    fit(Run(tmp_path, "cpu"), cfg, _task(clock))
+    cfg.data_workers, cfg.max_steps = 3, 2
+    fit(Run(tmp_path, "cpu"), cfg, _task(clock))
+    assert asked == [0, 3]
+
+
+def test_the_progress_bar_counts_the_steps_of_the_budget_from_where_the_run_resumed(tmp_path, clock, capsys):
+    task = _task(clock)
+    task.description = "tiny"
+    cfg = Cfg(out_dir=str(tmp_path), max_steps=2, validate_every=2)
+    fit(Run(tmp_path, "cpu"), cfg, task)
+    out, err = capsys.readouterr()
+    assert "tiny" in err and "2/2" in err
+    assert json.dumps(_rows(tmp_path)[0]) in out.splitlines()  # each log row is shown too
+    cfg.max_steps = 4
+    fit(Run(tmp_path, "cpu"), cfg, _task(clock))
+    _, err = capsys.readouterr()
+    assert "2/4" in err and "4/4" in err and "0/4" not in err  # resumed at 2 of 4, two steps on
