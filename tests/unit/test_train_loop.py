@@ -148,12 +148,16 @@ def test_resume_continues_from_the_checkpoint_with_its_elapsed_time_and_best_sco
     assert float(w["weight"]) == pytest.approx(0.5904)
 
 
-def test_a_resumed_run_counts_its_time_budget_from_the_first_run(tmp_path, clock):
+def test_a_resumed_run_counts_its_time_budget_from_the_first_run(tmp_path, clock, caplog):
+    import logging
+
     cfg = Cfg(out_dir=str(tmp_path), max_steps=3, validate_every=3)
     fit(Run(tmp_path, "cpu"), cfg, _task(clock))  # 30 s used
     cfg.max_steps, cfg.max_minutes = 1000, 0.75  # 45 s in all: two more steps (40 s not over it, 50 s is)
-    summary = fit(Run(tmp_path, "cpu"), cfg, _task(clock))
+    with caplog.at_level(logging.INFO, logger="w2m2w.train.loop"):
+        summary = fit(Run(tmp_path, "cpu"), cfg, _task(clock))
     assert summary["step"] == 5 and summary["elapsed_s"] == 50.0
+    assert caplog.messages == ["resumed at step 3", "time budget of 1 min reached"]  # 0.75 min shown as 1
 
 
 def test_a_finished_run_resumed_with_the_same_budget_does_nothing(tmp_path, clock):
@@ -333,8 +337,9 @@ def own_handlers():
 
 
 def test_a_signal_stops_the_run_after_its_step_with_a_checkpoint_and_the_resumed_run_validates(
-    tmp_path, clock, own_handlers
+    tmp_path, clock, own_handlers, caplog
 ):
+    import logging
     import signal
 
     handler, got = own_handlers
@@ -349,7 +354,9 @@ def test_a_signal_stops_the_run_after_its_step_with_a_checkpoint_and_the_resumed
 
     task.step = step
     cfg = Cfg(out_dir=str(tmp_path), max_steps=100, validate_every=100)
-    assert fit(Run(tmp_path, "cpu"), cfg, task) == {}  # nothing validated
+    with caplog.at_level(logging.INFO, logger="w2m2w.train.loop"):
+        assert fit(Run(tmp_path, "cpu"), cfg, task) == {}  # nothing validated
+    assert caplog.messages == [f"stopped by signal {int(signal.SIGTERM)} at step 2; rerun the same command to resume"]
     assert seen == [(True, signal.SIG_IGN)] * 2  # SIGTERM caught by the loop, the ignored SIGHUP left ignored
     assert got == [] and signal.getsignal(signal.SIGTERM) is handler  # the test's handler is back
     state = json.loads((tmp_path / "checkpoint" / "state.json").read_text())
