@@ -677,3 +677,21 @@ def test_the_progress_bar_counts_the_steps_of_the_budget_from_where_the_run_resu
     fit(Run(tmp_path, "cpu"), cfg, _task(clock))
     _, err = capsys.readouterr()
     assert "2/4" in err and "4/4" in err and "0/4" not in err  # resumed at 2 of 4, two steps on
+
+
+def test_a_checkpoint_as_soon_as_the_interval_is_passed(tmp_path, clock, monkeypatch):
+    saved: list[tuple[int, float]] = []
+    real = loop.save_training_state
+    monkeypatch.setattr(
+        loop,
+        "save_training_state",
+        lambda d, name, m, c, o, state: (
+            saved.append((state["step"], state["elapsed_s"])),
+            real(d, name, m, c, o, state),
+        ),
+    )
+    monkeypatch.setattr(loop, "CHECKPOINT_MINUTES", 0.5)
+    clock.per_step = 15.2
+    fit(Run(tmp_path, "cpu"), Cfg(out_dir=str(tmp_path), max_steps=4, validate_every=100), _task(clock))
+    # before step 3 the clock reads 30.4 s, just past 30 s: saved there; step 4 is the last (validated, then the end)
+    assert [s for s, _ in saved] == [3, 4, 4] and [e for _, e in saved] == pytest.approx([30.4, 60.8, 60.8])
