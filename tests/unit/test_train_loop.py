@@ -695,3 +695,13 @@ def test_a_checkpoint_as_soon_as_the_interval_is_passed(tmp_path, clock, monkeyp
     fit(Run(tmp_path, "cpu"), Cfg(out_dir=str(tmp_path), max_steps=4, validate_every=100), _task(clock))
     # before step 3 the clock reads 30.4 s, just past 30 s: saved there; step 4 is the last (validated, then the end)
     assert [s for s, _ in saved] == [3, 4, 4] and [e for _, e in saved] == pytest.approx([30.4, 60.8, 60.8])
+
+
+def test_the_final_checkpoint_counts_the_last_validations_time(tmp_path, clock):
+    task = _task(clock)
+    inner = task.validate
+    task.validate = lambda m: (setattr(clock, "now", clock.now + 5.0), inner(m))[1]  # each validation takes 5 s
+    fit(Run(tmp_path, "cpu"), Cfg(out_dir=str(tmp_path), max_steps=2, validate_every=2), task)
+    # two steps of 10 s, then the validation's 5 s: the row was written at 20 s, the end's checkpoint holds 25 s
+    assert _rows(tmp_path)[0]["elapsed_s"] == 20.0
+    assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["elapsed_s"] == 25.0
