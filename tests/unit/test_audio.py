@@ -238,6 +238,7 @@ def test_decoder_failure_reasons_by_hand():
     )
     assert _first_line(".hidden.") == ".hidden" and _first_line("") == "" and _first_line("\n \n") == ""
     assert _first_line("Note: Error : x") == "Error : x", "the prefixes come off in order: the Error ones, then Note"
+    assert _first_line("Error : no codec XX.") == "no codec XX", "only the full stops come off the end"
 
     class WithString(Exception):
         error_string = "Error : unsupported encoding 0x1234."
@@ -251,3 +252,182 @@ def test_decoder_failure_reasons_by_hand():
         "chatter only replaces libsndfile's 'does not exist'"
     )
     assert _reason(EOFError()) == "truncated or corrupt data" and _reason(KeyError()) == "KeyError"
+
+
+def _refuse_soundfile_info(monkeypatch):
+    """Send load_audio down its librosa/audioread fallback, as for a format libsndfile does not know."""
+    import soundfile
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("format not supported")
+
+    monkeypatch.setattr(soundfile, "info", refuse)
+
+
+def test_refusals_word_for_word(tmp_path):
+    """Each refusal names the file and its reason, one line; the words are written here by hand."""
+
+    def message(path, **kwargs):
+        with pytest.raises(AudioError) as e:
+            load_audio(path, **kwargs)
+        return str(e.value)
+
+    assert message(tmp_path / "nope.flac") == f"{tmp_path / 'nope.flac'}: no such file"
+    (tmp_path / "empty.wav").write_bytes(b"")
+    assert message(tmp_path / "empty.wav") == f"{tmp_path / 'empty.wav'}: file is empty (0 bytes)"
+    sf.write(str(tmp_path / "none.wav"), np.zeros(0, np.float32), 16000)  # a 44-byte header and no frames
+    assert message(tmp_path / "none.wav") == f"{tmp_path / 'none.wav'}: contains no samples"
+    y = np.zeros(44100, np.float32)
+    y[100] = np.inf
+    sf.write(str(tmp_path / "inf.wav"), y, 44100, subtype="FLOAT")
+    assert message(tmp_path / "inf.wav") == f"{tmp_path / 'inf.wav'}: contains NaN or infinite samples"
+    sf.write(str(tmp_path / "long.wav"), np.zeros(16000 * 3, np.float32), 16000)
+    assert (
+        message(tmp_path / "long.wav", max_seconds=2) == f"{tmp_path / 'long.wav'}: 3 s is longer than the limit of 2 s"
+    )
+    # text: libsndfile's own reason ("Format not recognised"), not audioread's "no backend"
+    (tmp_path / "notes.wav").write_text("this is not audio\n" * 10)
+    assert message(tmp_path / "notes.wav") == f"{tmp_path / 'notes.wav'}: not readable as audio (Format not recognised)"
+
+
+def test_fallback_refusals_word_for_word(tmp_path, monkeypatch):
+    _refuse_soundfile_info(monkeypatch)
+    sf.write(str(tmp_path / "long.wav"), np.zeros(16000 * 3, np.float32), 16000)
+    with pytest.raises(AudioError) as e:
+        load_audio(tmp_path / "long.wav", max_seconds=2)
+    assert str(e.value) == f"{tmp_path / 'long.wav'}: longer than the limit of 2 s"
+    sf.write(str(tmp_path / "none.wav"), np.zeros(0, np.float32), 16000)
+    with pytest.raises(AudioError) as e:
+        load_audio(tmp_path / "none.wav")
+    assert str(e.value) == f"{tmp_path / 'none.wav'}: contains no samples"
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+def test_a_file_exactly_at_the_limit_is_read(tmp_path, monkeypatch, fallback):
+    """max_seconds is the longest accepted: a file of exactly that length loads whole (either path)."""
+    if fallback:
+        _refuse_soundfile_info(monkeypatch)
+    y0 = np.random.default_rng(1).uniform(-0.5, 0.5, 16000 * 2).astype(np.float32)
+    sf.write(str(tmp_path / "two.wav"), y0, 16000, subtype="FLOAT")
+    np.testing.assert_array_equal(load_audio(tmp_path / "two.wav", max_seconds=2), y0)
+
+
+def test_fallback_resamples_and_mixes_like_librosa(tmp_path, monkeypatch):
+    """The fallback's samples: librosa's own mono mix and soxr_hq resampling of the file, float32 and contiguous."""
+    import librosa
+
+    stereo = np.random.default_rng(2).uniform(-0.5, 0.5, (44100, 2)).astype(np.float32)
+    sf.write(str(tmp_path / "x.wav"), stereo, 44100, subtype="FLOAT")
+    want = librosa.resample(stereo.mean(axis=1), orig_sr=44100, target_sr=16000, res_type="soxr_hq")
+    _refuse_soundfile_info(monkeypatch)
+    got = load_audio(tmp_path / "x.wav")
+    assert got.dtype == np.float32 and got.flags.c_contiguous and len(got) == len(want)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    # at the file's own rate: the mono mix itself, not a trip through librosa's default 22050 Hz
+    np.testing.assert_allclose(load_audio(tmp_path / "x.wav", sr=44100), stereo.mean(axis=1), atol=1e-7)
+
+
+def test_decoder_stderr_catches_fd_2_and_gives_it_back(capfd):
+    """What a C decoder writes to fd 2 inside the block is caught; fd 2 is the console again after it."""
+    import os
+
+    from w2m2w.audio import _decoder_stderr
+
+    with _decoder_stderr() as got:
+        os.write(2, b"Note: Illegal Audio-MPEG-Header 0x00000000 at offset 0.\n")
+        assert got == []  # filled once the block ends
+    os.write(2, b"after\n")
+    assert got == ["Note: Illegal Audio-MPEG-Header 0x00000000 at offset 0.\n"]
+    assert capfd.readouterr().err == "after\n"
+
+
+def test_reading_past_a_header_that_undercounts_its_frames(tmp_path, monkeypatch):
+    """Some formats' frame count is an estimate: samples past it are kept, the same as a true count gives."""
+    import librosa
+    import soundfile
+
+    stereo = np.random.default_rng(3).uniform(-0.5, 0.5, (44100, 2)).astype(np.float32)
+    sf.write(str(tmp_path / "x.wav"), stereo, 44100, subtype="FLOAT")
+    want = librosa.resample(stereo.mean(axis=1), orig_sr=44100, target_sr=16000, res_type="soxr_hq")
+
+    class Undercounting(soundfile.SoundFile):
+        """The frame count read up front says 0 (a header that says nothing); reading then goes on to the end."""
+
+        asked = 0
+
+        @property
+        def frames(self):
+            Undercounting.asked += 1
+            return 0 if Undercounting.asked == 1 else super().frames
+
+    monkeypatch.setattr(soundfile, "SoundFile", Undercounting)
+    from w2m2w.audio import _read_resampled
+
+    got = _read_resampled(tmp_path / "x.wav", 16000, block_seconds=0.3)
+    assert Undercounting.asked >= 1 and got.dtype == np.float32 and len(got) == len(want)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    Undercounting.asked = 0
+    np.testing.assert_allclose(_read_resampled(tmp_path / "x.wav", 44100), stereo.mean(axis=1), atol=1e-7)
+
+
+def test_a_file_of_a_few_samples_is_read_whole(tmp_path):
+    """Shorter than the read buffer's 16 samples of slack: still read, sample for sample (at 16 kHz, as is)."""
+    y0 = np.array([0.1, -0.2, 0.3, -0.4, 0.5], np.float32)
+    sf.write(str(tmp_path / "five.wav"), y0, 16000, subtype="FLOAT")
+    np.testing.assert_array_equal(load_audio(tmp_path / "five.wav"), y0)
+
+
+def test_stream_resampler_in_chunks_is_the_one_shot_resampling():
+    """Chunk by chunk, then a flush: soxr's HQ resampling of the whole (librosa's soxr_hq); equal rates pass as is."""
+    import librosa
+
+    from w2m2w.audio import StreamResampler
+
+    y = np.random.default_rng(4).uniform(-0.5, 0.5, 44100).astype(np.float32)
+    want = librosa.resample(y, orig_sr=44100, target_sr=16000, res_type="soxr_hq")
+    r = StreamResampler(44100, 16000)
+    got = np.concatenate([r(y[i : i + 7000]) for i in range(0, len(y), 7000)] + [r(np.zeros(0), last=True)])
+    assert not r.same and got.dtype == np.float32 and len(got) == len(want)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    same = StreamResampler(16000, 16000.0)
+    assert same.same
+    np.testing.assert_array_equal(same(np.array([0.25, -0.5], np.float64)), np.array([0.25, -0.5], np.float32))
+    assert same(np.array([0.25], np.float64)).dtype == np.float32
+
+
+def test_reasons_of_the_two_decoders_word_for_word(tmp_path, monkeypatch):
+    """libsndfile's reason for a file it knows but cannot read; the fallback's own reason when it fails otherwise;
+    and the decoder's note on fd 2 when libsndfile only says the file does not exist (its mp3 decoder giving up)."""
+    import os
+
+    import librosa
+    import soundfile
+
+    y = np.random.default_rng(0).uniform(-0.5, 0.5, 48000).astype(np.float32)
+    sf.write(str(tmp_path / "t.flac"), y, 16000)
+    b = (tmp_path / "t.flac").read_bytes()
+    (tmp_path / "t.flac").write_bytes(b[: len(b) // 2] + b"\x00" * 1000 + b[len(b) // 2 + 1000 :])  # a hole
+    with pytest.raises(AudioError) as e:
+        load_audio(tmp_path / "t.flac")
+    assert str(e.value) == f"{tmp_path / 't.flac'}: not readable as audio (flac decoder lost sync)"
+
+    (tmp_path / "notes.mp3").write_text("this is not audio\n" * 10)
+
+    def mp3_gives_up(*args, **kwargs):
+        os.write(2, b"Note: Illegal Audio-MPEG-Header 0x00000000 at offset 0.\n")
+        raise RuntimeError("File does not exist or is not a regular file (possibly a pipe?)")
+
+    monkeypatch.setattr(soundfile, "info", mp3_gives_up)
+    with pytest.raises(AudioError) as e:
+        load_audio(tmp_path / "notes.mp3")
+    assert str(e.value) == (
+        f"{tmp_path / 'notes.mp3'}: not readable as audio (Illegal Audio-MPEG-Header 0x00000000 at offset 0)"
+    )
+
+    def bad_frame(*args, **kwargs):
+        raise ValueError("bad frame at 12 s")
+
+    monkeypatch.setattr(librosa, "load", bad_frame)
+    with pytest.raises(AudioError) as e:
+        load_audio(tmp_path / "notes.mp3")
+    assert str(e.value) == f"{tmp_path / 'notes.mp3'}: not readable as audio (bad frame at 12 s)"
