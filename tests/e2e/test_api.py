@@ -89,18 +89,18 @@ def test_synthesize_is_the_command(command_run, tiny):
 
 
 def test_each_model_loads_once(tiny, example_audio):
-    from stages import generate, transcribe
+    from w2m2w.run.stage import _loaded  # the model stages' one cache of loaded weights
 
     w2m2w.transcribe(example_audio, weights=tiny["t"], device="cpu")
-    before = transcribe._model.cache_info()
+    before = _loaded.cache_info()
     w2m2w.transcribe(example_audio, weights=tiny["t"], device="cpu", onset_threshold=0.4)  # other settings, same model
-    after = transcribe._model.cache_info()
+    after = _loaded.cache_info()
     assert after.misses == before.misses and after.hits == before.hits + 1
     notes = np.array([[0.0, 0.5, 60, 80], [0.5, 1.0, 64, 80]])
     w2m2w.continue_midi(notes, seconds=0.5, context=64, seed=1, weights=tiny["g"])
-    misses = generate._model.cache_info().misses
+    misses = _loaded.cache_info().misses
     w2m2w.continue_midi(notes, seconds=0.5, context=64, seed=2, weights=tiny["g"])
-    assert generate._model.cache_info().misses == misses
+    assert _loaded.cache_info().misses == misses
 
 
 def test_run_is_the_command(command_run, example_audio, tiny, tmp_path, monkeypatch):
