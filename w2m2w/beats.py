@@ -273,11 +273,14 @@ def dbn_beats(
     fps: int = MODEL_FPS,
     min_bpm: float = 40.0,
     max_bpm: float = 220.0,
-    transition_lambda: float = 100.0,
+    transition_lambda: float = 30.0,
     observation_lambda: int = 16,
     threshold: float = 0.1,
 ) -> np.ndarray:
     """Beat times (n,) seconds of a beat activation (frames,) in [0, 1]: Viterbi over (period, phase) states.
+
+    transition_lambda was chosen on the tuning pieces (scripts/tune_beat_decoder.py; the card's
+    beat-tracker section has the sweep): a looser tempo change than madmom's 100 follows rubato better.
 
     A state is a beat period of k frames (60 fps / max_bpm <= k <= 60 fps / min_bpm) and a phase 0..k-1;
     each frame the phase moves one on, and only at the end of a beat may the period change, from i to j

@@ -56,16 +56,25 @@ def test_segment_keeps_held_notes_as_sounding_not_as_onsets():
     assert seg["target"][25, 0] == 1.0 and seg["target"][:, 1].max() == 0.0  # the beat at 2.5 s, no downbeat
 
 
-def test_dbn_beats_follow_a_drifting_beat():
-    fps = 50
-    intervals = np.linspace(0.6, 0.45, 30)  # 100 -> 133 bpm
+def _drifting(off_beats: float, fps: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """A beat activation drifting from 100 to 133 bpm, with off-beat peaks of height off_beats; and its beats."""
+    intervals = np.linspace(0.6, 0.45, 30)
     truth = 1.0 + np.concatenate([[0.0], np.cumsum(intervals)])
     act = np.full(int((truth[-1] + 1.0) * fps), 0.02)
     act[np.round(truth * fps).astype(int)] = 0.9
-    act[np.round((truth[:-1] + intervals / 2) * fps).astype(int)] = 0.3  # off-beat notes: weaker peaks
-    est = B.dbn_beats(act, fps)
-    assert len(est) == len(truth)
-    np.testing.assert_allclose(est, np.round(truth * fps) / fps, atol=1e-9)  # on the peaks, to the frame
+    if off_beats:
+        act[np.round((truth[:-1] + intervals / 2) * fps).astype(int)] = off_beats
+    return act, np.round(truth * fps) / fps
+
+
+def test_dbn_beats_follow_a_drifting_beat():
+    """madmom's tempo-change weight (100) keeps to the strong peaks past weaker off-beat ones (0.3). The default
+    (30, chosen on the tuning pieces: it follows rubato better) may take such off-beats for beats part of the way,
+    the double-tempo error the card's sweep counts; without them it follows the same drift to the frame."""
+    act, truth = _drifting(off_beats=0.3)
+    np.testing.assert_allclose(B.dbn_beats(act, 50, transition_lambda=100.0), truth, atol=1e-9)
+    act, truth = _drifting(off_beats=0.0)
+    np.testing.assert_allclose(B.dbn_beats(act, 50), truth, atol=1e-9)  # on the peaks, to the frame
 
 
 def test_dbn_beats_of_a_silent_activation_are_none():
