@@ -152,3 +152,34 @@ def test_reuse_copies_when_a_hard_link_fails_and_skips_a_stale_candidate(tmp_pat
     assert (tmp_path / "mine" / "1-transcribe" / "a.mid").read_bytes() == b"RIFFcd"
     assert not (tmp_path / "mine" / "1-transcribe" / "a.mid").samefile(cand), "copied, not linked"
     assert run_piece("a", src, Plan(stages, tmp_path / "mine")).status == "current"
+
+
+class Faulty(CopyT):
+    """Records the job it was given; writes its output and its side output only when told to."""
+
+    def __init__(self, write: bool = True, side: bool = False) -> None:
+        self.write, self.side, self.jobs = write, side, []
+
+    def side_outputs(self, s) -> tuple[str, ...]:
+        return (".musicxml",) if self.side else ()
+
+    def run(self, s, job: StageJob) -> dict:
+        self.jobs.append(job)
+        if self.write:
+            job.output.write_bytes(b"MThd")
+        return {}
+
+
+def test_compute_hands_the_stage_its_source_and_names_what_it_failed_to_write(tmp_path):
+    src = tmp_path / "a.wav"
+    src.write_bytes(b"RIFF")
+    stage = Faulty()
+    assert run_piece("a", src, Plan([Configured(stage, TranscribeSettings())], tmp_path / "ok")).status == "done"
+    assert stage.jobs[0].source == src and stage.jobs[0].input == src and stage.jobs[0].extras == {}
+    side = (tmp_path / "ok" / "1-transcribe" / "a.json").read_text()
+    assert '"weights": null' in side and '"weights_sha256": null' in side, "a stage without weights records none"
+    nothing = run_piece("a", src, Plan([Configured(Faulty(write=False), TranscribeSettings())], tmp_path / "r1"))
+    assert nothing.status == "failed" and nothing.error == f"{src}: stage transcribe wrote no output"
+    no_score = run_piece("a", src, Plan([Configured(Faulty(side=True), TranscribeSettings())], tmp_path / "r2"))
+    assert no_score.status == "failed" and no_score.error == f"{src}: stage transcribe wrote no .musicxml file"
+    assert not (tmp_path / "r2" / "1-transcribe" / "a.mid").exists()
