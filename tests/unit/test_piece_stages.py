@@ -183,3 +183,21 @@ def test_compute_hands_the_stage_its_source_and_names_what_it_failed_to_write(tm
     no_score = run_piece("a", src, Plan([Configured(Faulty(side=True), TranscribeSettings())], tmp_path / "r2"))
     assert no_score.status == "failed" and no_score.error == f"{src}: stage transcribe wrote no .musicxml file"
     assert not (tmp_path / "r2" / "1-transcribe" / "a.mid").exists()
+
+
+def test_hashes_tell_apart_two_files_of_one_size_and_time(tmp_path):
+    """The cache of file hashes is keyed by the file too: two weights files written in the same instant with the same
+    size are two hashes (hashlib's, of each file's bytes)."""
+    import hashlib
+    import os
+
+    from w2m2w.run.piece import Hashes
+
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(b"weights one")
+    b.write_bytes(b"weights two")
+    os.utime(a, ns=(1_000_000_000, 1_000_000_000))
+    os.utime(b, ns=(1_000_000_000, 1_000_000_000))
+    hashes = Hashes()
+    assert hashes(a) == hashlib.sha256(b"weights one").hexdigest()
+    assert hashes(b) == hashlib.sha256(b"weights two").hexdigest()
