@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from stages.transcribe import TranscribeSettings
+from tests.unit import test_runner_exit as exit_tests
 from w2m2w.constants import __version__
 from w2m2w.files import file_lock, host_tag
 from w2m2w.finding import InputError
@@ -24,24 +25,16 @@ from w2m2w.run import runner
 from w2m2w.run.piece import Hashes
 from w2m2w.run.runner import read_run_json, run, shard_of
 from w2m2w.run.settings import LocalExecutor, RunSettings
-from w2m2w.run.stage import Stage, StageError, StageJob
+from w2m2w.run.stage import StageJob
 
 
-class Copy(Stage):
-    """The transcribe stage's name and settings; copies its input, fails on 'bad', sends itself SIGTERM on 'stop'."""
-
-    name = "transcribe"
-    settings = TranscribeSettings
-    options = {"onsets_frames": TranscribeSettings}
+class Copy(exit_tests.Copy):
+    """test_runner_exit's stage (copies its input, fails on 'bad'), which also sends itself SIGTERM on 'stop'."""
 
     def run(self, s: TranscribeSettings, job: StageJob) -> dict:
-        data = job.input.read_bytes()
-        if data.startswith(b"bad"):
-            raise StageError(f"{job.input}: bad input")
-        if data.startswith(b"stop"):
+        if job.input.read_bytes().startswith(b"stop"):
             os.kill(os.getpid(), signal.SIGTERM)  # as a user's kill would arrive mid-piece
-        job.output.write_bytes(data)
-        return {"bytes": len(data)}
+        return super().run(s, job)
 
 
 class Unloadable(Copy):
