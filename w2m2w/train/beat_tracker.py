@@ -22,7 +22,7 @@ import torch
 from w2m2w.data.beats import Augment, BeatSampler, Performance, load_performances, split_pieces, training_pieces
 from w2m2w.models.beat_tracker import MODEL_NAME, BeatTracker, BeatTrackerConfig
 from w2m2w.settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range, SettingsError, setting
-from w2m2w.train.loop import Task, TrainingError, fit, loss_log, start
+from w2m2w.train.loop import Task, TrainingError, fit, init_from, loss_log, start
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,9 @@ class BeatTrackerTrainConfig:
     learning_rate: float = setting(2e-3, range=POSITIVE)
     min_lr_ratio: float = setting(0.05, range=Range(0, 1))  # cosine decay to learning_rate * this at max_steps
     clip_grad_norm: float = setting(1.0, range=POSITIVE)
+    init_weights: str | None = setting(
+        None
+    )  # start from these weights (say the shipped tracker, to train it further); ignored once a checkpoint exists
     max_steps: int = setting(3500, range=AT_LEAST_ONE)
     max_minutes: float = setting(0.0, range=NON_NEGATIVE)
     validate_every: int = setting(250, range=AT_LEAST_ONE)
@@ -115,7 +118,10 @@ def train_beat_tracker(cfg: BeatTrackerTrainConfig) -> dict:
         transpose=cfg.transpose,
         velocity=(cfg.velocity_scale[0], cfg.velocity_scale[1]),
     )
-    model = BeatTracker(cfg.model).to(run.device)
+    model = BeatTracker(cfg.model)
+    if cfg.init_weights and not (run.out / "checkpoint" / "state.json").is_file():
+        init_from(model, cfg.init_weights, MODEL_NAME)
+    model = model.to(run.device)
     sampler = BeatSampler(train_p, cfg.segment_seconds, aug)
 
     def lr(step: int, _elapsed: float) -> float:
