@@ -206,3 +206,33 @@ def test_record_is_plain_data_of_every_setting():
     assert got["executor"] == {"name": "local"}
     got["stages"].append("x")
     assert s.stages == STAGES, "a copy: the record can be changed without changing the run"
+
+
+def test_a_folders_name_keeps_its_dots_and_a_file_loses_its_extension(tmp_path, monkeypatch):
+    from w2m2w.run.settings import default_run_dir, run_folder
+
+    home = tmp_path / "takes.2026"
+    (home / "set.b").mkdir(parents=True)
+    monkeypatch.chdir(home)
+    assert default_run_dir("set.b") == "runs/set.b"  # a folder: its whole name
+    assert default_run_dir("set.b/**/*.flac") == "runs/set.b"  # a glob: the folder before it
+    assert default_run_dir("set.b/take.one.wav") == "runs/take.one"  # a file: its name without the extension
+    assert default_run_dir(".") == "runs/takes.2026"
+    assert default_run_dir("set.b/..") == "runs/takes.2026"  # a parent: its own name
+    assert default_run_dir("..") == f"runs/{tmp_path.name}"
+    assert default_run_dir("/") == "runs/input"  # the root has no name
+    assert default_run_dir("/*.wav") == "runs/input"
+    assert run_folder(RunSettings(input="set.b/take.one.wav")) == "runs/take.one"
+    assert run_folder(RunSettings(input="a.wav", run_dir="")) == "runs/a", "an empty run_dir is no run_dir"
+
+
+def test_stage_groups_without_a_device_or_an_executor(gpus):
+    # a group without a device before one that asks for a GPU: the later one is still checked
+    with pytest.raises(SettingsError) as err:
+        check_this_machine(_run(transcribe=None, generate=GenerateSettings(device="cuda")))
+    assert err.value.key == "generate.device"
+    check_this_machine(_run(synthesize=None))  # no renderer named: nothing to check for it
+    # no executor group (the Python API's runs): this machine runs the pieces, so its GPUs are checked
+    with pytest.raises(SettingsError) as err:
+        check_run(_run(executor=None, generate=GenerateSettings(device="cuda")))
+    assert err.value.key == "generate.device"
