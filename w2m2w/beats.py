@@ -344,13 +344,17 @@ def downbeats_from_activation(
     meters: tuple[int, ...] = METERS,
     switch_penalty: float = 6.0,
     window: int = 2,
+    bias: float = 0.0,
 ) -> tuple[int, np.ndarray]:
     """(meter, is_downbeat (n,) bool) of beats (n,) seconds from a downbeat activation (frames,) in [0, 1].
 
     Each beat's downbeat probability p is the activation's maximum within `window` frames of it. For
-    each meter, bar_positions finds the bar path that maximises the summed log-odds log(p / (1 - p)) on
-    its downbeats less `switch_penalty` per jump (a beat skipped or doubled); that sum plus the sum of
+    each meter, bar_positions finds the bar path that maximises the summed log-odds log(p / (1 - p)) - bias
+    on its downbeats less `switch_penalty` per jump (a beat skipped or doubled); that sum plus the sum of
     log(1 - p) over all beats is the path's log-likelihood, so the meter whose path scores highest wins.
+    `bias` undoes the loss's weight on downbeat frames (weights/README.md: a positive weight w shifts
+    the network's log-odds up by about log w, which makes every other beat look like a bar line and
+    favours the shorter meter).
     """
     n = len(times)
     if n == 0:
@@ -358,7 +362,7 @@ def downbeats_from_activation(
     frames = np.clip(np.round(np.asarray(times) * fps).astype(int), 0, len(activation) - 1)
     p = np.array([activation[max(0, f - window) : f + window + 1].max() for f in frames])
     p = np.clip(p, 1e-4, 1 - 1e-4)
-    logit = np.log(p / (1 - p))
+    logit = np.log(p / (1 - p)) - bias
     best = (-np.inf, 4, np.zeros(n, dtype=bool))
     for m in meters:
         pos = bar_positions(logit, m, switch_penalty)

@@ -93,6 +93,21 @@ def test_downbeats_from_activation_find_the_meter_and_the_pickup(meter):
     assert np.flatnonzero(db).tolist() == list(range(1, 25, meter))
 
 
+def test_downbeat_bias_moves_a_half_bar_accent_below_the_bar_line():
+    """Beats 0..7 (0.5 s apart): p = 0.9 on beats 0 and 4, 0.6 on beats 2 and 6, 0.1 elsewhere. Worked by hand:
+    bias 0: meter 2 sums 2 ln 9 + 2 ln 1.5 = 5.21 > meter 4's 2 ln 9 = 4.39; bias 1: 2 (ln 9 - 1) + 2 (ln 1.5 - 1) =
+    1.21 < meter 4's 2 (ln 9 - 1) = 2.39 (a jump costs 6, never worth it here)."""
+    fps = 50
+    times = 0.5 * np.arange(8)
+    act = np.full(4 * fps + 1, 0.1)
+    for beat, p in ((0, 0.9), (4, 0.9), (2, 0.6), (6, 0.6)):
+        act[int(times[beat] * fps)] = p
+    meter, db = B.downbeats_from_activation(times, act, fps)
+    assert meter == 2 and np.flatnonzero(db).tolist() == [0, 2, 4, 6]
+    meter, db = B.downbeats_from_activation(times, act, fps, bias=1.0)
+    assert meter == 4 and np.flatnonzero(db).tolist() == [0, 4]
+
+
 def test_model_shapes_and_predict_in_unit_range():
     model = BeatTracker(TINY).eval()
     assert model(torch.zeros(2, 64, N_FEATURES)).shape == (2, 64, 2)
