@@ -16,8 +16,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tqdm
 
 REPO = Path(__file__).resolve().parent.parent
+
+# mutation testing forks the test process once per mutant and kills the ones that hang: tqdm's default lock is a
+# process-shared semaphore, and a mutant killed inside a progress bar left it held, so every later fork waited on it
+# for ever (seen on train/loop.py). A lock of this process alone, and no monitor thread, cannot outlive a child.
+tqdm.tqdm.set_lock(threading.RLock())
+tqdm.tqdm.monitor_interval = 0
 
 MAX_WORKERS = 4  # `-n auto` (pyproject addopts) caps here: each worker runs the real commands in subprocesses
 
