@@ -713,3 +713,35 @@ def test_the_final_checkpoint_counts_the_last_validations_time(tmp_path, clock):
     # two steps of 10 s, then the validation's 5 s: the row was written at 20 s, the end's checkpoint holds 25 s
     assert _rows(tmp_path)[0]["elapsed_s"] == 20.0
     assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["elapsed_s"] == 25.0
+
+
+def test_loss_log_of_one_step_is_that_steps_figures_to_five_decimals():
+    p = loop.Progress(last_loss=0.5, sums={"x": 0.1234567}, steps=1)
+    assert loop.loss_log(p) == {"loss": 0.5, "x": 0.12346}  # by hand: 0.1234567 / 1, to 5 decimals
+
+
+def test_to_device_moves_every_array_and_tensor_and_keeps_the_containers(tmp_path):
+    batch = {"a": np.zeros(2, np.float32), "b": (torch.ones(1), [np.ones(1)]), "c": None, "d": 3}
+    got = loop.to_device(batch, "meta")  # a device that is not the CPU, present on every machine
+    assert got["a"].device.type == "meta" and got["a"].shape == (2,)
+    assert isinstance(got["b"], tuple) and isinstance(got["b"][1], list)
+    assert got["b"][0].device.type == "meta" and got["b"][1][0].device.type == "meta"
+    assert got["c"] is None and got["d"] == 3
+
+
+def test_the_schedules_learning_rate_is_the_one_each_step_uses(tmp_path, clock):
+    # the optimiser starts at lr 0.1 (_task); the schedule says 0.05 then 0.2. By hand: w <- w - lr * 2 (w - 1)
+    task = _task(clock)
+    task.lr = lambda s, elapsed: [0.05, 0.2][s]
+    fit(Run(tmp_path, "cpu"), Cfg(out_dir=str(tmp_path), max_steps=2, validate_every=2), task)
+    w = 0.0
+    for lr in (0.05, 0.2):
+        w -= lr * 2 * (w - 1)
+    assert _rows(tmp_path)[-1]["val"] == pytest.approx(w)  # 0.28, not 0.36 (lr 0.1 twice)
+
+
+def test_the_log_row_gives_the_elapsed_time_to_a_tenth_of_a_second(tmp_path, clock):
+    clock.per_step = 10.04
+    fit(Run(tmp_path, "cpu"), Cfg(out_dir=str(tmp_path), max_steps=2, validate_every=2), _task(clock))
+    (row,) = _rows(tmp_path)
+    assert row["elapsed_s"] == 20.1 and isinstance(row["elapsed_s"], float)  # 2 x 10.04 = 20.08 s
