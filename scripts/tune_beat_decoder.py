@@ -119,7 +119,7 @@ def sweep_meter(args: argparse.Namespace, data: list) -> None:
             )
         )
     beats = [B.dbn_beats(act[:, 0], B.MODEL_FPS) for _, _, act in data]
-    for bias, penalty in itertools.product([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0], [3.0, 6.0, 9.0]):
+    for bias, penalty in itertools.product([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0], [2.0, 3.0, 4.0, 6.0, 9.0]):
         ds, meters, placed = [], [], []
         for (ref, db, act), t, (notes, truth) in zip(data, beats, truths):
             m, down = B.downbeats_from_activation(t, act[:, 1], B.MODEL_FPS, switch_penalty=penalty, bias=bias)

@@ -342,7 +342,7 @@ def downbeats_from_activation(
     activation: np.ndarray,
     fps: int = MODEL_FPS,
     meters: tuple[int, ...] = METERS,
-    switch_penalty: float = 6.0,
+    switch_penalty: float = 3.0,
     window: int = 2,
     bias: float = 0.0,
 ) -> tuple[int, np.ndarray]:

@@ -96,7 +96,7 @@ def test_downbeats_from_activation_find_the_meter_and_the_pickup(meter):
 def test_downbeat_bias_moves_a_half_bar_accent_below_the_bar_line():
     """Beats 0..7 (0.5 s apart): p = 0.9 on beats 0 and 4, 0.6 on beats 2 and 6, 0.1 elsewhere. Worked by hand:
     bias 0: meter 2 sums 2 ln 9 + 2 ln 1.5 = 5.21 > meter 4's 2 ln 9 = 4.39; bias 1: 2 (ln 9 - 1) + 2 (ln 1.5 - 1) =
-    1.21 < meter 4's 2 (ln 9 - 1) = 2.39 (a jump costs 6, never worth it here)."""
+    1.21 < meter 4's 2 (ln 9 - 1) = 2.39 (a jump costs 3, never worth it here)."""
     fps = 50
     times = 0.5 * np.arange(8)
     act = np.full(4 * fps + 1, 0.1)
