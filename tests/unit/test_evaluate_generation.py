@@ -115,3 +115,37 @@ def _rows_of(model, pieces, settings):
 def test_notes_of_the_fixture_are_what_was_written(folder):
     notes = read_midi_notes(folder / "a.mid")
     assert np.allclose(notes[:, 0], [0, 0.25, 0.5, 0.75], atol=1e-3) and list(notes[:, 2]) == [60, 64, 67, 72]
+
+
+def test_a_folder_without_midi_files_is_refused_naming_what_it_lacks(tmp_path, tiny_music_transformer):
+    (tmp_path / "notes.txt").write_text("not music")
+    with pytest.raises(InputError) as err:
+        evaluate_generation(tmp_path, tiny_music_transformer)
+    assert str(err.value) == f"input {tmp_path}: folder holds no MIDI files"
+
+
+def test_the_means_are_rounded_as_documented(folder, tiny_music_transformer, monkeypatch):
+    import w2m2w.evaluate.generation as gen
+
+    # the scorer stood in for: a.mid 3.0001 nats over 1 event, sub/b.mid 2.0004 over 2 (1.0002 per event)
+    per = {"a.mid": (3.0001, 1), "b.mid": (2.0004, 2)}
+    monkeypatch.setattr(gen, "notes_nll", lambda model, notes, ctx: per["a.mid" if len(notes) == 4 else "b.mid"])
+    clock = iter([100.0, 101.23456])
+    monkeypatch.setattr(gen, "time", type("T", (), {"perf_counter": staticmethod(lambda: next(clock))}))
+    got = evaluate_generation(folder, tiny_music_transformer, exclude=["bad.mid"], continuation=None)
+    # by hand: (3.0001 + 2.0004) / 3 = 1.66683..; per file 3.0001 and 1.0002, their mean 2.00015 -> 2.0002 (4 places)
+    assert got["nll_per_event"] == 1.6668 and got["events"] == 3
+    assert got["mean_file_nll_per_event"] == round((3.0001 + 1.0002) / 2, 4) == 2.0002
+    assert got["seconds"] == 1.23  # 1.23456 s, to the hundredth
+
+
+def test_the_continuations_use_the_context_asked_for(folder, tiny_music_transformer, monkeypatch):
+    import w2m2w.evaluate.generation as gen
+
+    seen = []
+    real = gen.evaluate_continuations
+    monkeypatch.setattr(gen, "evaluate_continuations", lambda *a, **kw: seen.append(a[3]) or real(*a, **kw))
+    settings = ContinuationSettings(primer_seconds=0.8, seconds=0.3, seed=5)
+    evaluate_generation(folder, tiny_music_transformer, context=6, continuation=settings, exclude=["bad.mid"])
+    evaluate_generation(folder, tiny_music_transformer, continuation=settings, exclude=["bad.mid"])
+    assert seen == [6, 64], "the context asked for, else the model's training length"
