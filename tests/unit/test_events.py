@@ -245,3 +245,14 @@ def test_notes_off_the_keyboard_or_not_finite_are_dropped():
         ]
     )
     assert ev.canonical_notes(notes).tolist() == [[0.0, 0.5, 0, 127], [0.5, 1.0, 127, 63]]
+
+
+def test_canonical_rows_are_int64_and_bins_stand_for_whole_velocities():
+    # by hand: 0.5 s is step 50 (100 steps a second); velocity 80 is bin (80 - 1) // 4 = 19, which stands for
+    # 1 + 4 * 19 + 2 = 79; the top bin 31 for min(1 + 124 + 2, 127) = 127
+    rows = ev._canonical_steps(np.array([[0.0, 0.5, 60, 80]]))
+    assert rows.tolist() == [[0, 50, 60, 19]] and rows.dtype == np.int64
+    empty = ev._canonical_steps(np.zeros((0, 4)))
+    assert empty.shape == (0, 4) and empty.dtype == np.int64
+    back = ev.bin_velocity(np.array([0, 19, 31]))
+    assert back.tolist() == [3, 79, 127] and back.dtype.kind == "i"
