@@ -14,6 +14,7 @@ import pytest
 
 from stages.generate import GenerateSettings
 from stages.transcribe import TranscribeSettings
+from tests.unit import test_piece_stages as piece_stages
 from w2m2w.run.piece import PieceResult, Plan, _reason, run_piece, summarize
 from w2m2w.run.stage import Configured, Stage, StageError, StageJob
 from w2m2w.run.stopping import Interrupted
@@ -37,16 +38,12 @@ class Copy(Stage):
         return {"n": 1}
 
 
-class CopyT(Copy):
-    name = "transcribe"
-    settings = TranscribeSettings
-    options = {"onsets_frames": TranscribeSettings}
+class CopyT(Copy, piece_stages.CopyT):
+    """This file's Copy under test_piece_stages' transcribe stage name and settings."""
 
 
-class CopyG(Copy):
-    name = "generate"
-    settings = GenerateSettings
-    options = {"music_transformer": GenerateSettings}
+class CopyG(Copy, piece_stages.CopyG):
+    """This file's Copy under test_piece_stages' generate stage name and settings."""
 
 
 @pytest.fixture()

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import w2m2w.train.loop as loop
-from tests.unit.test_train_loop import Cfg, Clock, _data_task, _row, _rows
+from tests.unit.test_train_loop import Cfg, Clock, _data_task, _row, _rows, clock  # noqa: F401 (a fixture)
 from w2m2w.checkpoint import load_weights
 from w2m2w.train.loop import Run, finish, fit
 
@@ -73,13 +73,6 @@ def peer(monkeypatch) -> Peer:
     return p
 
 
-@pytest.fixture()
-def clock(monkeypatch) -> Clock:
-    c = Clock()
-    monkeypatch.setattr(loop, "time", c)
-    return c
-
-
 def test_sum_adds_the_other_ranks_values_in_float64(peer, tmp_path):
     two = Run(tmp_path, "cpu", rank=0, world=2)
     assert two.sum([torch.tensor(0.25), 1.5, torch.tensor([3.0])]) == [0.5, 3.0, 6.0]
@@ -126,7 +119,7 @@ def test_the_model_is_wrapped_in_ddp_only_with_several_processes(peer, tmp_path)
     assert gpu.device_ids == [1], "a GPU rank names its device"
 
 
-def test_rank_0_of_two_trains_on_its_rows_and_logs_the_mean_over_both(peer, tmp_path, clock):
+def test_rank_0_of_two_trains_on_its_rows_and_logs_the_mean_over_both(peer, tmp_path, clock):  # noqa: F811 (the imported fixture)
     # rank 0 of 2 with batch_size 2 draws row 0 of each step; the peer holds the same loss, so the summed loss over
     # 2 processes and 2 micro-batches, / 2 / 2 per micro-batch, is this rank's mean loss. By hand, from the rows:
     cfg = Cfg(out_dir=str(tmp_path), batch_size=2, max_steps=2, validate_every=1)
@@ -146,14 +139,14 @@ def test_rank_0_of_two_trains_on_its_rows_and_logs_the_mean_over_both(peer, tmp_
     assert meta["processes"] == 2
 
 
-def test_one_process_records_no_process_count(tmp_path, clock):
+def test_one_process_records_no_process_count(tmp_path, clock):  # noqa: F811 (the imported fixture)
     cfg = Cfg(out_dir=str(tmp_path), batch_size=2, max_steps=1, validate_every=1)
     fit(Run(tmp_path, "cpu"), cfg, _data_task(clock))
     _, _, meta = load_weights(tmp_path / "best.safetensors", "one")
     assert "processes" not in meta and meta["validation"]["step"] == 1
 
 
-def test_rank_1_trains_silently_and_leaves_the_files_to_rank_0(peer, tmp_path, clock, capsys):
+def test_rank_1_trains_silently_and_leaves_the_files_to_rank_0(peer, tmp_path, clock, capsys):  # noqa: F811 (the imported fixture)
     cfg = Cfg(out_dir=str(tmp_path), batch_size=2, max_steps=2, validate_every=1)
     assert fit(Run(tmp_path, "cpu", rank=1, world=2), cfg, _data_task(clock)) == {}, "its summary comes from rank 0"
     assert "train" not in capsys.readouterr().err, "no progress bar of its own"
