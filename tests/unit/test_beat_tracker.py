@@ -197,3 +197,52 @@ def test_tiny_training_run_then_resume_and_track(tmp_path):
         np.array([[0.5 * k, 0.5 * k + 0.4, 60, 80] for k in range(20)]), weights=run / "best.safetensors"
     )
     assert isinstance(est, B.Beats) and est.meter in B.METERS
+
+
+def _beat_act(ps: list[float], fps: int = 50, base: float = 0.2, extra: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Beats every 0.5 s from 0.5 s, and an activation of `base` with beat k's frame set to ps[k]."""
+    times = 0.5 + 0.5 * np.arange(len(ps))
+    act = np.full(int(round(times[-1] * fps)) + 1 + extra, base)
+    act[np.round(times * fps).astype(int)] = ps
+    return times, act
+
+
+def test_the_bar_jump_costs_three():
+    """Peaks (p 0.95, log-odds 2.94) on beats 0 and 4, then p 0.7408 (1.05) on beats 7 and 11, 0.2 (-1.386)
+    elsewhere. By hand, 4 beats a bar: no jump 2.94 + 2.94 - 1.386 = 4.49 (bars at 0, 4, 8); one jump after beat 6
+    5.88 + 2.1 - cost, so at cost 3 (4.98) the bars move to 7 and 11, at cost 4 (3.98) they do not."""
+    ps = [0.2] * 12
+    ps[0] = ps[4] = 0.95
+    ps[7] = ps[11] = 0.7408
+    times, act = _beat_act(ps)
+    meter, db = B.downbeats_from_activation(times, act, 50)
+    assert meter == 4 and np.flatnonzero(db).tolist() == [0, 4, 7, 11]
+    meter, db = B.downbeats_from_activation(times, act, 50, switch_penalty=4.0)
+    assert meter == 4 and np.flatnonzero(db).tolist() == [0, 4, 8]
+
+
+def test_each_beat_reads_the_activation_two_frames_either_side():
+    # bar lines of 3 beats two frames late are seen (meter 3); three frames late they are not, and the weaker
+    # accents on every other beat, on their frames, win (meter 2)
+    times, act = _beat_act([0.2] * 12)
+    frames = np.round(times * 50).astype(int)
+    act[frames[::3] + 2] = 0.95
+    assert B.downbeats_from_activation(times, act, 50)[0] == 3
+    times, act = _beat_act([0.6 if k % 2 == 0 else 0.05 for k in range(12)], base=0.05)
+    act[frames[::3] + 3] = 0.95
+    meter, db = B.downbeats_from_activation(times, act, 50)
+    assert meter == 2 and np.flatnonzero(db).tolist() == [0, 2, 4, 6, 8, 10]
+
+
+def test_no_evidence_one_beat_and_beats_past_the_activation():
+    times, act = _beat_act([0.5] * 8, base=0.5)
+    meter, db = B.downbeats_from_activation(times, act, 50)
+    assert meter == 2 and db.sum() == 4, "a tie between meters: the first of METERS"
+    meter, db = B.downbeats_from_activation(np.array([1.0]), np.full(100, 0.9), 50)
+    assert meter == 2 and db.tolist() == [True]
+    # beats after the activation's end read its last frames
+    times = 0.5 + 0.5 * np.arange(8)
+    act = np.full(int(times[5] * 50) + 1, 0.1)
+    act[-1] = 0.95
+    meter, db = B.downbeats_from_activation(times, act, 50)
+    assert len(db) == 8 and db[-1]
