@@ -8,4 +8,4 @@ THREADS="${THREADS:-1}"
 HELD=$(python -c "import json; print(','.join(json.load(open('scripts/real_cc0_split.json'))['val']))")
 exec nice -n "${NICE:-19}" python -m w2m2w.train train=source_filter train.maps_root= \
   "train.audio_dirs=[$HOME/.cache/w2m2w/real_cc0_all]" "train.holdout_pieces=[$HELD]" \
-  train.threads="$THREADS" train.max_minutes=600 train.out_dir=runs/sf_real "$@"
+  train.threads="$THREADS" train.max_minutes=1200 train.out_dir=runs/sf_real "$@"
