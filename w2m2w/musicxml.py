@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 from fractions import Fraction
+from functools import lru_cache
 
 import numpy as np
 
 from w2m2w.beats import Beats
-from w2m2w.score import Quantized, beat_positions, estimate_key, key_sharps, quantize, split_hands
+from w2m2w.score import Quantized, beat_positions, estimate_key, key_sharps, quantize, spell_pitch, split_hands
 
 
 def _voices(
@@ -37,10 +38,16 @@ def _voices(
     return voices
 
 
+@lru_cache(maxsize=4096)  # a piece has few distinct lengths; music21's Duration is slow to build
 def _expressible(ql: Fraction) -> bool:
+    """Whether one note value writes `ql` quarters: plain, dotted or in a triplet (music21 would also take
+    tuplets such as 6:5 sixteenths, which no reader expects from a sixteenth-and-triplet grid)."""
     from music21 import duration
 
-    return duration.Duration(ql).type not in ("complex", "inexpressible")
+    d = duration.Duration(ql)
+    return d.type not in ("complex", "inexpressible") and all(
+        (t.numberNotesActual, t.numberNotesNormal) == (3, 2) for t in d.tuplets
+    )
 
 
 def _pieces(on: Fraction, off: Fraction) -> list[tuple[Fraction, Fraction]]:
@@ -64,31 +71,52 @@ def _pieces(on: Fraction, off: Fraction) -> list[tuple[Fraction, Fraction]]:
     return out
 
 
-def _fill(m, voice_chords, bar_start: Fraction, bar_end: Fraction, pedal_notes: list) -> None:
-    """Write chords into a music21 Voice/Measure `m` over [bar_start, bar_end), rests in the gaps."""
-    from music21 import chord, note, tie
+def _fill(
+    m, voice_chords, bar_start: Fraction, bar_end: Fraction, pedal_notes: list, names: dict[int, str], ts
+) -> None:
+    """Write chords into a music21 Voice/Measure `m` over [bar_start, bar_end), rests in the gaps, beamed as
+    the bar's TimeSignature `ts` groups them; `names` spells each MIDI pitch."""
+    from music21 import beam, chord, note, tie
+    from music21.stream.makeNotation import makeTupletBrackets
+
+    written = []
+
+    def rest(a: Fraction, b: Fraction) -> None:
+        r = note.Rest(quarterLength=b - a)
+        # said, not left to music21's "auto", whose look-up of the bar's time signature is most of the write
+        r.fullMeasure = a == bar_start and b == bar_end
+        m.insert(float(a - bar_start), r)
+        written.append(r)
 
     now = bar_start
     for on, off, pitches, tie_in, tie_out in voice_chords:
         for a, b in _pieces(now, on) if on > now else []:
-            m.insert(float(a - bar_start), note.Rest(quarterLength=b - a))
+            rest(a, b)
         parts = _pieces(on, off)
         for i, (a, b) in enumerate(parts):
-            el = note.Note(pitches[0]) if len(pitches) == 1 else chord.Chord(pitches)
+            # names, not MIDI numbers: a chord of ints is re-spelled by music21 (most of the build's time)
+            el = note.Note(names[pitches[0]]) if len(pitches) == 1 else chord.Chord([names[p] for p in pitches])
             el.quarterLength = b - a
             starts, stops = i > 0 or tie_in, i < len(parts) - 1 or tie_out
             if starts or stops:
                 el.tie = tie.Tie("continue" if starts and stops else ("stop" if starts else "start"))
             m.insert(float(a - bar_start), el)
+            written.append(el)
             pedal_notes.append((a, el))
         now = off
     for a, b in _pieces(now, bar_end) if bar_end > now else []:
-        m.insert(float(a - bar_start), note.Rest(quarterLength=b - a))
+        rest(a, b)
+    # music21's beaming, given the bar's time signature rather than looking it up
+    if len(written) > 1:
+        for el, beams in zip(written, ts.getBeams(written)):
+            el.beams = beams if beams is not None else beam.Beams()
+    makeTupletBrackets(m, inPlace=True)  # after the beams, as makeNotation orders them
 
 
 def to_music21(q: Quantized, notes: np.ndarray, pedal: np.ndarray | None = None, title: str = "w2m2w"):
     """A music21 Score of `q` (quantized from notes (n, 4)); pedal (p, 2) seconds become pedal marks."""
     from music21 import clef, expressions, key, layout, metadata, meter, stream, tempo
+    from music21.stream.makeNotation import makeAccidentalsInMeasureStream
 
     onsets = np.array([float(o) for o in q.onsets])
     hands = split_hands(np.array(q.pitches), onsets)
@@ -111,8 +139,11 @@ def to_music21(q: Quantized, notes: np.ndarray, pedal: np.ndarray | None = None,
     for hand in (0, 1):
         part = stream.PartStaff(id=f"P{hand + 1}")
         idx = np.flatnonzero(hands == hand)
-        items = [(q.onsets[i], q.offsets[i], q.pitches[i]) for i in idx]
+        items = sorted((q.onsets[i], q.offsets[i], q.pitches[i]) for i in idx)
+        names = {p: spell_pitch(p, tonic, mode) for p in set(q.pitches)}
         prev_len = None
+        sounding: list[tuple[Fraction, Fraction, int]] = []  # the notes begun before this bar's end
+        nxt = 0
         for b, (a, z) in enumerate(zip(lines, lines[1:])):
             m = stream.Measure(number=b + 1)
             if b == 0:
@@ -121,30 +152,39 @@ def to_music21(q: Quantized, notes: np.ndarray, pedal: np.ndarray | None = None,
                 if hand == 0 and bpm > 0:
                     m.insert(0, tempo.MetronomeMark(number=round(bpm)))
             if z - a != prev_len:
-                m.insert(0, meter.TimeSignature(f"{z - a}/4"))
+                ts = meter.TimeSignature(f"{z - a}/4")
+                # beams group by the beat at every level (four sixteenths: both beams unbroken), as engravers
+                # do and as the quantizer's per-beat grids suggest; music21 breaks the second beam at eighths
+                ts.beamSequence = meter.MeterSequence("+".join(["1/4"] * (z - a)))
+                m.insert(0, ts)
                 prev_len = z - a
             # the notes sounding in this bar, cut at its lines and tied across them
-            inside = [
-                (max(on, Fraction(a)), min(off, Fraction(z)), p, on < a, off > z)
-                for on, off, p in items
-                if on < z and off > a
-            ]
+            sounding = [it for it in sounding if it[1] > a]
+            while nxt < len(items) and items[nxt][0] < z:
+                if items[nxt][1] > a:
+                    sounding.append(items[nxt])
+                nxt += 1
+            inside = [(max(on, Fraction(a)), min(off, Fraction(z)), p, on < a, off > z) for on, off, p in sounding]
             voices = _voices(inside)
             targets = [m] if len(voices) <= 1 else [stream.Voice(id=str(v + 1)) for v in range(len(voices))]
             for target, chords in zip(targets, voices or [[]]):
-                _fill(target, chords, Fraction(a), Fraction(z), pedal_notes if hand == 1 else [])
+                _fill(target, chords, Fraction(a), Fraction(z), pedal_notes if hand == 1 else [], names, ts)
                 if target is not m:
                     m.insert(0, target)
             part.append(m)
+        makeAccidentalsInMeasureStream(part)  # accidentals as makeNotation would make them, bar by bar
         staves.append(part)
         score.insert(0, part)
     score.insert(0, layout.StaffGroup(staves, symbol="brace", barTogether=True))
     if pedal is not None and len(pedal) and pedal_notes:
         starts = np.array([float(a) for a, _ in pedal_notes])
         order = np.argsort(starts, kind="stable")
+        ordered = starts[order]
         down_b, up_b = beat_positions(pedal[:, 0], q.grid.times), beat_positions(pedal[:, 1], q.grid.times)
         for d, u in zip(down_b, up_b):
-            sel = [pedal_notes[i][1] for i in order if d - 0.25 <= starts[i] < u]
+            # the notes starting from a sixteenth before the press until the lift
+            lo, hi = np.searchsorted(ordered, d - 0.25, side="left"), np.searchsorted(ordered, u, side="left")
+            sel = [pedal_notes[i][1] for i in order[lo:hi]]
             if sel:
                 staves[1].insert(
                     0, expressions.PedalMark(sel[0], sel[-1]) if len(sel) > 1 else expressions.PedalMark(sel[0])
@@ -156,7 +196,9 @@ def write_musicxml(
     path: str | os.PathLike, q: Quantized, notes: np.ndarray, pedal: np.ndarray | None = None, title: str = "w2m2w"
 ) -> None:
     """Write the score of `q` as MusicXML to `path` (the caller renames it into place)."""
-    to_music21(q, notes, pedal, title).write("musicxml", fp=str(path))
+    # the score is complete notation (bars, rests, ties, beams, accidentals): music21's makeNotation would
+    # copy it and redo each step, three quarters of the write's time
+    to_music21(q, notes, pedal, title).write("musicxml", fp=str(path), makeNotation=False)
 
 
 def read_notes(path: str | os.PathLike) -> list[tuple[Fraction, Fraction, int]]:

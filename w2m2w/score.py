@@ -168,3 +168,15 @@ def key_sharps(tonic: int, mode: str) -> int:
     major = tonic if mode == "major" else (tonic + 3) % 12
     sharps = (major * 7) % 12  # steps round the circle of fifths from C
     return sharps - 12 if sharps > 6 else sharps
+
+
+_SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+_FLAT_NAMES = ("C", "D-", "D", "E-", "E", "F", "G-", "G", "A-", "A", "B-", "B")
+
+
+def spell_pitch(pitch: int, tonic: int, mode: str) -> str:
+    """music21's name of a MIDI pitch in a key ("E-4", "C#5"): black keys as flats in flat keys and as
+    sharps otherwise, but a minor key's leading tone always sharp (C# in D minor, not Db)."""
+    pc = pitch % 12
+    flats = key_sharps(tonic, mode) < 0 and not (mode == "minor" and pc == (tonic - 1) % 12)
+    return f"{(_FLAT_NAMES if flats else _SHARP_NAMES)[pc]}{pitch // 12 - 1}"

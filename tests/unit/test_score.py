@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from w2m2w.beats import Beats
-from w2m2w.score import estimate_key, key_sharps, quantize, split_hands
+from w2m2w.score import estimate_key, key_sharps, quantize, spell_pitch, split_hands
 from w2m2w.tempo_map import RESOLUTION, with_tempo_map
 
 
@@ -103,6 +103,72 @@ def test_key_of_a_c_major_scale_and_key_signatures():
         0,
         -1,
     ]
+
+
+def test_spelling_follows_the_key_signature_and_the_minor_leading_tone():
+    # by hand: sharps in C and sharp keys, flats in flat keys, the harmonic minor's raised 7th as a sharp
+    assert [spell_pitch(p, 0, "major") for p in (60, 61, 63, 66, 68, 70)] == ["C4", "C#4", "D#4", "F#4", "G#4", "A#4"]
+    assert [spell_pitch(p, 5, "major") for p in (61, 63, 70, 71)] == ["D-4", "E-4", "B-4", "B4"]  # F major
+    assert [spell_pitch(p, 2, "minor") for p in (61, 70, 73)] == ["C#4", "B-4", "C#5"]  # D minor: C# leads
+    assert [spell_pitch(p, 7, "minor") for p in (66, 63, 70)] == ["F#4", "E-4", "B-4"]  # G minor: F# leads
+    assert [spell_pitch(p, 9, "minor") for p in (68, 70)] == ["G#4", "A#4"]  # A minor, no signature: sharps
+    assert [spell_pitch(p, 0, "major") for p in (21, 108, 59)] == ["A0", "C8", "B3"]
+
+
+def test_note_values_are_plain_dotted_or_triplets():
+    pytest.importorskip("music21")
+    from w2m2w.musicxml import _expressible, _pieces
+
+    F = Fraction
+    assert [_expressible(x) for x in (F(1, 4), F(3, 2), F(2, 3), F(1, 3), F(4))] == [True] * 5
+    # 5/3 would be a half note under 6:5 sixteenths, 5/4 a quarter tied to a sixteenth: neither is one value
+    assert [_expressible(x) for x in (F(5, 3), F(5, 4), F(5, 6))] == [False] * 3
+    assert _pieces(F(1, 3), F(2)) == [(F(1, 3), F(1)), (F(1), F(2))]  # split at the beat line
+    assert _pieces(F(1, 4), F(3)) == [(F(1, 4), F(1)), (F(1), F(3))]  # whole beats join into a half
+    assert _pieces(F(0), F(5)) == [(F(0), F(4)), (F(4), F(5))]
+
+
+def test_musicxml_notation_beams_tuplets_accidentals_and_whole_bar_rests(tmp_path):
+    """One hand-made piece at 120 bpm in 4/4, whose notation is known: a beamed sixteenth run, a bracketed
+    triplet, a sharp shown once per bar and cancelled by a natural, and an empty bar written as a bar rest."""
+    pytest.importorskip("music21")
+    import xml.etree.ElementTree as ET
+
+    from w2m2w.musicxml import write_musicxml
+
+    beats = Beats(np.arange(20) * 0.5, np.arange(20) % 4 == 0, 4)
+    right = [(t * 0.125, 0.125, p) for t, p in enumerate((72, 74, 76, 77))]  # beat 1: C D E F sixteenths
+    right += [(0.5 + t / 6, 1 / 6, p) for t, p in enumerate((79, 81, 79))]  # beat 2: a G A G triplet
+    right += [(1.0, 0.25, 73), (1.25, 0.25, 73), (1.5, 0.5, 72)]  # beat 3: C# C# eighths; beat 4: C natural
+    right += [(2.0 + t * 0.5, 0.5, p) for t, p in enumerate((76, 79, 76, 72))]  # bar 2: quarters; bar 3: none
+    left = [(0.0, 2.0, 48), (0.0, 2.0, 55), (2.0, 2.0, 48), (2.0, 2.0, 52), (4.0, 2.0, 48), (4.0, 2.0, 55)]
+    notes = np.array([(on, on + d, p, 80) for on, d, p in right + left])
+    path = tmp_path / "known.musicxml"
+    write_musicxml(path, quantize(notes, beats), notes)
+    root = ET.parse(path).getroot()
+    assert root.find(".//key/fifths").text == "0"
+    parts = root.findall("part")
+    assert len(parts) == 1  # two staves of one part
+    bars = parts[0].findall("measure")
+    assert len(bars) == 3
+    upper = [[n for n in bar.findall("note") if n.find("staff").text == "1"] for bar in bars]
+    pitched = [n for n in upper[0] if n.find("pitch") is not None]
+    assert len(pitched) == 10
+    beams = [[(b.get("number"), b.text) for b in n.findall("beam")] for n in pitched]
+    run = [[("1", "begin"), ("2", "begin")], [("1", "continue"), ("2", "continue")]]
+    run += [[("1", "continue"), ("2", "continue")], [("1", "end"), ("2", "end")]]
+    assert beams[:4] == run
+    assert beams[4:7] == [[("1", "begin")], [("1", "continue")], [("1", "end")]]
+    assert beams[7:9] == [[("1", "begin")], [("1", "end")]] and beams[9] == []
+    tuplets = [[t.get("type") for t in n.findall("notations/tuplet")] for n in pitched]
+    assert tuplets == [[], [], [], [], ["start"], [], ["stop"], [], [], []]
+    assert [n.find("time-modification/actual-notes") is not None for n in pitched] == [False] * 4 + [True] * 3 + [
+        False
+    ] * 3
+    accidentals = [getattr(n.find("accidental"), "text", None) for n in pitched]
+    assert accidentals == [None] * 7 + ["sharp", None, "natural"]
+    rests = [n.find("rest") for n in upper[2]]
+    assert len(rests) == 1 and rests[0].get("measure") == "yes"
 
 
 def test_musicxml_round_trip_note_for_note_with_pedal_and_tempo(tmp_path):
