@@ -9,7 +9,9 @@ scripts/eval_beats.py feeds it); each setting then decodes the same activations:
     the downbeats following as the stages decode them;
   --sweep meter: downbeats_from_activation's log-odds bias and jump penalty at the stages' beat decoder,
     also printing how often the meter is the annotations' and the share of notes at the score's position in
-    the bar (scripts/eval_beats.py's measure).
+    the bar (scripts/eval_beats.py's measure);
+  --sweep accents: the weights of note_accents (harmonic change, note length) added to the downbeat log-odds,
+    with the same figures.
 Prints one line per setting: the settings, mean beat F and mean downbeat F (mir_eval, first 5 s trimmed).
 Only the tuning subset and the training side's validation pieces (`validation`: the pieces
 train=beat_tracker holds out with its default val_fraction and split_seed) are for choosing settings;
@@ -40,7 +42,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--asap", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/midi/asap")
     ap.add_argument("--subset", nargs="+", choices=("tuning", "heldout", "validation"), default=["tuning"])
-    ap.add_argument("--sweep", choices=("beats", "meter"), default="beats")
+    ap.add_argument("--sweep", choices=("beats", "meter", "accents"), default="beats")
     ap.add_argument("--seconds", type=float, default=120.0)
     ap.add_argument("--weights", type=Path, default=Path(B.default_weights() or "weights/beat_tracker.safetensors"))
     args = ap.parse_args()
@@ -56,7 +58,7 @@ def main() -> None:
         with torch.inference_mode():
             act = model.predict(np.asarray(notes, dtype=np.float64))
         data.append((ref[keep], db[keep], act))
-    if args.sweep == "meter":
+    if args.sweep in ("meter", "accents"):
         sweep_meter(args, data)
         return
     grid = itertools.product([20, 30, 40], [180, 220, 260], [30, 100, 300], [8, 16])
@@ -119,17 +121,29 @@ def sweep_meter(args: argparse.Namespace, data: list) -> None:
             )
         )
     beats = [B.dbn_beats(act[:, 0], B.MODEL_FPS) for _, _, act in data]
-    for bias, penalty in itertools.product([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0], [2.0, 3.0, 4.0, 6.0, 9.0]):
+    if args.sweep == "accents":
+        settings = [
+            {"accent_weights": w}
+            for w in itertools.product([0.0, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0], [0.0, 0.25, 0.5, 0.75, 1.0])
+        ]
+    else:
+        grid = itertools.product([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0], [2.0, 3.0, 4.0, 6.0, 9.0])
+        settings = [{"bias": b, "switch_penalty": p, "accent_weights": (0.0, 0.0)} for b, p in grid]
+    for setting in settings:
         ds, meters, placed = [], [], []
         for (ref, db, act), t, (notes, truth) in zip(data, beats, truths):
-            m, down = B.downbeats_from_activation(t, act[:, 1], B.MODEL_FPS, switch_penalty=penalty, bias=bias)
+            decode = {k: v for k, v in setting.items() if k != "accent_weights"}
+            # the tracker's input: notes lengthened by the pedal, as the stages and data[] have them
+            pedalled = load_midi_notes(perfs[len(ds)], apply_pedal=True)
+            accents = B.note_accents(pedalled[pedalled[:, 0] < args.seconds], t, setting["accent_weights"])
+            m, down = B.downbeats_from_activation(t, act[:, 1], B.MODEL_FPS, accents=accents, **decode)
             ds.append(mir_eval.beat.f_measure(trim(ref[db]), trim(t[down])) if len(t) else 0.0)
             meters.append(m == annotated_meter(db))
             q = S.quantize(notes, B.Beats(t, down, m))
             pairs = [(p[0], tr[0]) for tr, p in zip(truth, q.positions()) if tr is not None]
             placed.append(sum(a == b for a, b in pairs) / max(len(pairs), 1))
         print(
-            {"bias": bias, "switch_penalty": penalty},
+            setting,
             "downbeat F",
             round(float(np.mean(ds)), 3),
             "meter right",

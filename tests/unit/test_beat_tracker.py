@@ -246,3 +246,52 @@ def test_no_evidence_one_beat_and_beats_past_the_activation():
     act[-1] = 0.95
     meter, db = B.downbeats_from_activation(times, act, 50)
     assert len(db) == 8 and db[-1]
+
+
+def test_note_accents_mark_the_harmony_changes_and_long_notes():
+    """Beats 1 s apart; C-E-G held over beats 0-3, F-A-C over beats 4-7 (all above the bass weighting). By
+    hand: the chroma change is 1 on beat 0 (nothing before), 1 - cos(CEG, FAC) = 1 - 1/3 on beat 4 (C is shared),
+    0 elsewhere; the longest note starting on a beat is 4 s on beats 0 and 4, none elsewhere."""
+    beats = np.arange(8.0)
+    notes = np.array([[0.0, 4.0, p, 80] for p in (60, 64, 67)] + [[4.0, 8.0, p, 80] for p in (65, 69, 72)])
+    change = np.array([1.0, 0, 0, 0, 2 / 3, 0, 0, 0])
+    length = np.array([4.0, 0, 0, 0, 4.0, 0, 0, 0])
+    z = lambda x: (x - x.mean()) / x.std()  # noqa: E731
+    np.testing.assert_allclose(B.note_accents(notes, beats, (1.0, 0.5)), z(change) + 0.5 * z(length), atol=1e-9)
+    np.testing.assert_allclose(B.note_accents(notes, beats, (0.0, 2.0)), 2.0 * z(length), atol=1e-9)
+    assert not B.note_accents(notes, beats, (0.0, 0.0)).any()
+    assert B.ACCENT_WEIGHTS == (1.0, 0.5)  # the weights the card's sweep chose
+
+
+def test_accents_turn_a_two_beat_reading_into_four():
+    """p 0.8 (log-odds 1.386) on every other beat of 8, 0.1 (-2.197) between: meter 2 sums 4 x 1.386 = 5.55 against
+    meter 4's 2 x 1.386 = 2.77. Accents +2 on beats 0 and 4 and -2 on beats 2 and 6: meter 2 then sums
+    2 x 3.386 + 2 x -0.614 = 5.54, meter 4 2 x 3.386 = 6.77, so the bar lines are 0 and 4."""
+    times, act = _beat_act([0.8 if k % 2 == 0 else 0.1 for k in range(8)], base=0.1)
+    meter, db = B.downbeats_from_activation(times, act, 50)
+    assert meter == 2 and np.flatnonzero(db).tolist() == [0, 2, 4, 6]
+    accents = np.array([2.0, 0, -2.0, 0, 2.0, 0, -2.0, 0])
+    meter, db = B.downbeats_from_activation(times, act, 50, accents=accents)
+    assert meter == 4 and np.flatnonzero(db).tolist() == [0, 4]
+    meter, db = B.downbeats_from_activation(times, act, 50, accents=0.5 * accents)  # 5.55 vs 4.77: still 2
+    assert meter == 2
+
+
+def test_the_learned_trackers_bar_lines_hear_the_notes():
+    """Beats every 0.5 s; the downbeat activation is 0.8 every 4 beats and 0.6 half way (log-odds 1.39, 0.41: a 2/4
+    reading sums 4 x 1.79 = 7.2 against 4/4's 5.5), while the notes change chord, with a long note, every 4 beats:
+    given the notes, decode_activations reads 4/4 with bar lines on the chord changes; without them, 2/4."""
+    fps = 50
+    times = 0.5 + 0.5 * np.arange(16)
+    act = np.full((int(times[-1] * fps) + 26, 2), 0.01)
+    frames = np.round(times * fps).astype(int)
+    act[frames, 0] = 0.95
+    act[frames[::2], 1] = 0.6
+    act[frames[::4], 1] = 0.8
+    chords = [(60, 64, 67), (65, 69, 72), (67, 71, 74), (60, 64, 67)]
+    notes = np.array([[times[4 * i], times[4 * i] + 2.0, p, 80] for i, ch in enumerate(chords) for p in ch])
+    plain = B.decode_activations(act)
+    assert plain.meter == 2 and len(plain.times) == 16
+    heard = B.decode_activations(act, notes=notes)
+    np.testing.assert_allclose(heard.times, plain.times)
+    assert heard.meter == 4 and np.flatnonzero(heard.is_downbeat).tolist() == [0, 4, 8, 12]
