@@ -210,3 +210,133 @@ def test_musicxml_reads_back_a_repeated_note_quantized_onto_a_tied_one(tmp_path)
     write_musicxml(path, quantize(notes, beats), notes)
     F = Fraction
     assert read_notes(path) == [(F(0), F(2), 48), (F(3), F(4), 60), (F(3), F(5), 60)]
+
+
+def test_musicxml_document_of_a_hand_made_piece_in_three(tmp_path):
+    """3/4 at 120 bpm (beats 0.5 s apart, bar lines every 3 beats). Right hand: a C5-E5 half-note chord and a G5
+    quarter in bar 1, nothing in bar 2, a D5 quarter in bar 3; left hand: C3 held 7 beats, so tied over both bar
+    lines. Every element below is what a musician writes for this by hand."""
+    pytest.importorskip("music21")
+    import xml.etree.ElementTree as ET
+
+    from w2m2w.musicxml import read_notes, write_musicxml
+
+    beats = Beats(np.arange(16) * 0.5, np.arange(16) % 3 == 0, 3)
+    notes = np.array(
+        [[0.0, 1.0, 72, 80], [0.0, 1.0, 76, 80], [1.0, 1.5, 79, 80], [3.0, 3.5, 74, 80], [0.0, 3.5, 48, 70]]
+    )
+    path = tmp_path / "three.musicxml"
+    write_musicxml(path, quantize(notes, beats), notes, title="Trois")
+    root = ET.parse(path).getroot()
+    assert [t.text for t in root.iter("work-title")] + [t.text for t in root.iter("movement-title")] != []
+    assert "Trois" in {t.text for t in root.iter() if t.tag in ("work-title", "movement-title")}
+    (part,) = root.findall("part")
+    bars = part.findall("measure")
+    assert [m.get("number") for m in bars] == ["1", "2", "3"]
+    # the time signature, clefs, key and tempo once, at the start
+    assert [(t.findtext("beats"), t.findtext("beat-type")) for t in part.iter("time")] == [("3", "4")]
+    assert bars[0].find("attributes/time") is not None
+    assert [(c.get("number"), c.findtext("sign"), c.findtext("line")) for c in part.iter("clef")] == [
+        ("1", "G", "2"),
+        ("2", "F", "4"),
+    ]
+    assert bars[0].find("attributes/clef") is not None
+    assert [k.findtext("fifths") for k in part.iter("key")] == ["0"]
+    assert [p.text for p in part.iter("per-minute")] == ["120"]
+    assert bars[0].find("direction/direction-type/metronome") is not None
+    div = int(part.findtext("measure/attributes/divisions"))
+
+    def staff(bar, n):
+        return [x for x in bar.findall("note") if x.findtext("staff") == str(n)]
+
+    def row(x):  # (pitch or "rest", quarters, is a chord's further note, ties)
+        p = x.find("pitch")
+        name = "rest" if p is None else f"{p.findtext('step')}{p.findtext('alter') or ''}{p.findtext('octave')}"
+        ties = [t.get("type") for t in x.findall("tie")]
+        return name, Fraction(int(x.findtext("duration")), div), x.find("chord") is not None, ties
+
+    F = Fraction
+    assert [row(x) for x in staff(bars[0], 1)] == [
+        ("C5", F(2), False, []),
+        ("E5", F(2), True, []),
+        ("G5", F(1), False, []),
+    ]
+    assert [row(x) for x in staff(bars[1], 1)] == [("rest", F(3), False, [])]
+    assert staff(bars[1], 1)[0].find("rest").get("measure") == "yes"
+    assert [row(x) for x in staff(bars[2], 1)] == [("D5", F(1), False, []), ("rest", F(2), False, [])]
+    assert staff(bars[2], 1)[1].find("rest").get("measure") != "yes"
+    assert [row(x) for x in staff(bars[0], 2)] == [("C3", F(3), False, ["start"])]
+    assert [row(x) for x in staff(bars[1], 2)] == [("C3", F(3), False, ["stop", "start"])]
+    assert [row(x) for x in staff(bars[2], 2)] == [("C3", F(1), False, ["stop"]), ("rest", F(2), False, [])]
+    # read back, the tie over two bar lines is one note again (onset, offset in beats from the first bar line)
+    assert read_notes(path) == [
+        (F(0), F(2), 72),
+        (F(0), F(2), 76),
+        (F(0), F(7), 48),
+        (F(2), F(3), 79),
+        (F(6), F(7), 74),
+    ]
+
+
+def test_a_pedal_mark_spans_the_notes_from_a_sixteenth_before_the_press_to_the_lift(tmp_path):
+    """4/4 at 120 bpm; the left hand plays E3 on each beat of bar 1 under a C3 whole note. The pedal goes down at
+    0.45 s (beat 0.9) and up at 1.9 s (beat 3.8): the notes starting from beat 0.65 (a sixteenth before) up to the
+    lift are those on beats 1, 2 and 3, so the mark starts at beat 1 and ends after beat 3's note, at beat 4."""
+    pytest.importorskip("music21")
+    import xml.etree.ElementTree as ET
+
+    from w2m2w.musicxml import write_musicxml
+
+    beats = Beats(np.arange(16) * 0.5, np.arange(16) % 4 == 0, 4)
+    notes = np.array([[0.0, 2.0, 48, 70], [0.0, 2.0, 72, 80]] + [[t, t + 0.5, 52, 60] for t in (0.0, 0.5, 1.0, 1.5)])
+    path = tmp_path / "pedal.musicxml"
+    write_musicxml(path, quantize(notes, beats), notes, pedal=np.array([[0.45, 1.9]]))
+    bar = ET.parse(path).getroot().find("part/measure")
+    div = int(bar.findtext("attributes/divisions"))
+    now, marks = 0, []
+    for el in bar:  # the running position in the bar, in quarters, where each pedal direction stands
+        if el.tag == "note" and el.find("chord") is None:
+            now += int(el.findtext("duration"))
+        elif el.tag == "backup":
+            now -= int(el.findtext("duration"))
+        elif el.tag == "forward":
+            now += int(el.findtext("duration"))
+        elif el.tag == "direction":
+            marks += [(p.get("type"), Fraction(now, div)) for p in el.iter("pedal")]
+    assert marks == [("start", Fraction(1)), ("stop", Fraction(4))]
+
+
+def test_musicxml_of_a_piece_shorter_than_a_bar_and_of_no_notes(tmp_path):
+    """One C4 quarter on the first beat of a 3/4 grid: one bar, the quarter and a half rest, and the left staff a
+    bar rest; no notes at all: one bar of rests in each staff. The title defaults to the program's name."""
+    pytest.importorskip("music21")
+    import xml.etree.ElementTree as ET
+
+    from w2m2w.musicxml import write_musicxml
+
+    beats = Beats(np.arange(12) * 0.5, np.arange(12) % 3 == 0, 3)
+    for notes, upper in (
+        (np.array([[0.0, 0.5, 60, 80]]), [("C4", Fraction(1)), ("rest", Fraction(2))]),
+        (np.zeros((0, 4)), [("rest", Fraction(3))]),
+    ):
+        path = tmp_path / "short.musicxml"
+        write_musicxml(path, quantize(notes, beats), notes)
+        root = ET.parse(path).getroot()
+        assert "w2m2w" in {t.text for t in root.iter() if t.tag in ("work-title", "movement-title")}
+        bars = root.findall("part/measure")
+        assert len(bars) == 1 and [(t.findtext("beats"), t.findtext("beat-type")) for t in root.iter("time")] == [
+            ("3", "4")
+        ]
+        div = int(bars[0].findtext("attributes/divisions"))
+        got = {
+            s: [
+                (
+                    "rest" if x.find("pitch") is None else x.findtext("pitch/step") + x.findtext("pitch/octave"),
+                    Fraction(int(x.findtext("duration")), div),
+                )
+                for x in bars[0].findall("note")
+                if x.findtext("staff") == s
+            ]
+            for s in ("1", "2")
+        }
+        assert got == {"1": upper, "2": [("rest", Fraction(3))]}
