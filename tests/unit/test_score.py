@@ -126,6 +126,9 @@ def test_note_values_are_plain_dotted_or_triplets():
     assert _pieces(F(1, 3), F(2)) == [(F(1, 3), F(1)), (F(1), F(2))]  # split at the beat line
     assert _pieces(F(1, 4), F(3)) == [(F(1, 4), F(1)), (F(1), F(3))]  # whole beats join into a half
     assert _pieces(F(0), F(5)) == [(F(0), F(4)), (F(4), F(5))]
+    assert _pieces(F(1, 2), F(2)) == [(F(1, 2), F(2))]  # a dotted quarter across a beat line stays one value
+    # after an off-beat start, whole beats join while their sum is one value: 4 beats (a whole note) from beat 1
+    assert _pieces(F(1, 4), F(5)) == [(F(1, 4), F(1)), (F(1), F(5))]
 
 
 def test_musicxml_notation_beams_tuplets_accidentals_and_whole_bar_rests(tmp_path):
@@ -215,7 +218,7 @@ def test_musicxml_reads_back_a_repeated_note_quantized_onto_a_tied_one(tmp_path)
 def test_musicxml_document_of_a_hand_made_piece_in_three(tmp_path):
     """3/4 at 120 bpm (beats 0.5 s apart, bar lines every 3 beats). Right hand: a C5-E5 half-note chord and a G5
     quarter in bar 1, nothing in bar 2, a D5 quarter in bar 3; left hand: C3 held 7 beats, so tied over both bar
-    lines. Every element below is what a musician writes for this by hand."""
+    lines, and G3 with it. Every element below is what a musician writes for this by hand."""
     pytest.importorskip("music21")
     import xml.etree.ElementTree as ET
 
@@ -223,7 +226,14 @@ def test_musicxml_document_of_a_hand_made_piece_in_three(tmp_path):
 
     beats = Beats(np.arange(16) * 0.5, np.arange(16) % 3 == 0, 3)
     notes = np.array(
-        [[0.0, 1.0, 72, 80], [0.0, 1.0, 76, 80], [1.0, 1.5, 79, 80], [3.0, 3.5, 74, 80], [0.0, 3.5, 48, 70]]
+        [
+            [0.0, 1.0, 72, 80],
+            [0.0, 1.0, 76, 80],
+            [1.0, 1.5, 79, 80],
+            [3.0, 3.5, 74, 80],
+            [0.0, 3.5, 48, 70],
+            [0.0, 3.5, 55, 70],
+        ]
     )
     path = tmp_path / "three.musicxml"
     write_musicxml(path, quantize(notes, beats), notes, title="Trois")
@@ -265,14 +275,22 @@ def test_musicxml_document_of_a_hand_made_piece_in_three(tmp_path):
     assert staff(bars[1], 1)[0].find("rest").get("measure") == "yes"
     assert [row(x) for x in staff(bars[2], 1)] == [("D5", F(1), False, []), ("rest", F(2), False, [])]
     assert staff(bars[2], 1)[1].find("rest").get("measure") != "yes"
-    assert [row(x) for x in staff(bars[0], 2)] == [("C3", F(3), False, ["start"])]
-    assert [row(x) for x in staff(bars[1], 2)] == [("C3", F(3), False, ["stop", "start"])]
-    assert [row(x) for x in staff(bars[2], 2)] == [("C3", F(1), False, ["stop"]), ("rest", F(2), False, [])]
+    assert [row(x) for x in staff(bars[0], 2)] == [("C3", F(3), False, ["start"]), ("G3", F(3), True, ["start"])]
+    assert [row(x) for x in staff(bars[1], 2)] == [
+        ("C3", F(3), False, ["stop", "start"]),
+        ("G3", F(3), True, ["stop", "start"]),
+    ]
+    assert [row(x) for x in staff(bars[2], 2)] == [
+        ("C3", F(1), False, ["stop"]),
+        ("G3", F(1), True, ["stop"]),
+        ("rest", F(2), False, []),
+    ]
     # read back, the tie over two bar lines is one note again (onset, offset in beats from the first bar line)
     assert read_notes(path) == [
         (F(0), F(2), 72),
         (F(0), F(2), 76),
         (F(0), F(7), 48),
+        (F(0), F(7), 55),
         (F(2), F(3), 79),
         (F(6), F(7), 74),
     ]
@@ -307,7 +325,7 @@ def test_a_pedal_mark_spans_the_notes_from_a_sixteenth_before_the_press_to_the_l
 
 
 def test_musicxml_of_a_piece_shorter_than_a_bar_and_of_no_notes(tmp_path):
-    """One C4 quarter on the first beat of a 3/4 grid: one bar, the quarter and a half rest, and the left staff a
+    """One C4 quarter on the second beat of a 3/4 grid: one bar, a quarter rest, the quarter and a quarter rest, the left staff a
     bar rest; no notes at all: one bar of rests in each staff. The title defaults to the program's name."""
     pytest.importorskip("music21")
     import xml.etree.ElementTree as ET
@@ -316,7 +334,7 @@ def test_musicxml_of_a_piece_shorter_than_a_bar_and_of_no_notes(tmp_path):
 
     beats = Beats(np.arange(12) * 0.5, np.arange(12) % 3 == 0, 3)
     for notes, upper in (
-        (np.array([[0.0, 0.5, 60, 80]]), [("C4", Fraction(1)), ("rest", Fraction(2))]),
+        (np.array([[0.5, 1.0, 60, 80]]), [("rest", Fraction(1)), ("C4", Fraction(1)), ("rest", Fraction(1))]),
         (np.zeros((0, 4)), [("rest", Fraction(3))]),
     ):
         path = tmp_path / "short.musicxml"
