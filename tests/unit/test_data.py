@@ -161,6 +161,30 @@ def test_segment_sampler_pedal_targets_follow_the_pedal_file(tmp_path):
     assert 0 < t["pedal_known"].sum() < 24
 
 
+def test_segment_sampler_weighs_a_groups_pedal_labels(tmp_path):
+    """pedal_known is each row's weight in the pedal loss: 1 for a piece with pedal labels, the group's weight
+    where one is given (a teacher's labels with no press), 0 for a piece with no pedal labels at all."""
+    import soundfile as sf
+
+    from w2m2w.data.transcription import Example
+    from w2m2w.pedal import save_pedal_tsv
+
+    hop, fr = 512, SR / 512
+    pieces = {"render": ("fluidr3", 0.1), "real": ("audio_dir", 0.2), "maps": ("SptkBGCl", 0.3)}
+    for n, (_, level) in pieces.items():  # each piece's audio a constant level, so a segment says whose it is
+        sf.write(str(tmp_path / f"{n}.wav"), np.full(3 * SR, level, dtype=np.float32), SR, subtype="FLOAT")
+        write_tsv(tmp_path / f"{n}.tsv", np.array([[0.5, 1.0, 60, 80]]))
+    save_pedal_tsv(tmp_path / "render.pedal.tsv", np.array([[0.5, 2.0]]))
+    save_pedal_tsv(tmp_path / "real.pedal.tsv", np.zeros((0, 2)))  # labelled, never pressed
+    ex = [Example(str(tmp_path / f"{n}.wav"), str(tmp_path / f"{n}.tsv"), n, g) for n, (g, _) in pieces.items()]
+    for weights, real in ((None, 1.0), ({"audio_dir": 0.25}, 0.25), ({"audio_dir": 0.0}, 0.0)):
+        s = SegmentSampler(ex, 1.0, fr, hop, seed=1, pedal=True, pedal_weights=weights)
+        audio, t = s.sample(40)
+        want = {0.1: 1.0, 0.2: real, 0.3: 0.0}
+        got = {(round(float(audio[i, 0]), 3), round(float(t["pedal_known"][i]), 6)) for i in range(40)}
+        assert got == set(want.items()), weights  # every piece drawn, each row weighed as its piece
+
+
 def test_segment_sampler_brings_each_piece_to_the_models_input_level(tmp_path):
     from w2m2w.audio import level_db
 

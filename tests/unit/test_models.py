@@ -147,6 +147,11 @@ def test_pedal_loss_counts_only_rows_with_pedal_labels():
     assert m.loss(out, target)["pedal"].item() == pytest.approx(expect, rel=1e-5)
     target["pedal"][1] = 1.0  # row 1 unknown: whatever its target, the loss is the same
     assert m.loss(out, target)["pedal"].item() == pytest.approx(expect, rel=1e-5)
+    # row 1 at weight 0.5: its 12 outputs at logit 0 against 1 (log 2 each); the mean over weights 1 and 0.5
+    target["pedal_known"] = torch.tensor([1.0, 0.5])
+    assert m.loss(out, target)["pedal"].item() == pytest.approx((expect + 0.5 * np.log(2)) / 1.5, rel=1e-5)
+    target["pedal_known"] = torch.tensor([0.25, 0.0])  # one light row: its own loss scaled, not divided back
+    assert m.loss(out, target)["pedal"].item() == pytest.approx(0.25 * expect, rel=1e-5)
 
 
 def test_training_step_weights_each_head_and_reports_it_unweighted():

@@ -183,9 +183,10 @@ class SegmentSampler:
     """Random fixed-length transcriber training segments (audio and note targets) from examples held in memory.
 
     sample() returns audio (batch, samples) and targets dict of (batch, frames, 88); with
-    `pedal`, also 'pedal' (batch, frames, 3: onset, offset, down) and 'pedal_known' (batch,),
-    0 for audio whose labels carry no pedal (pedal.load_pedal gives None). Examples are drawn by
-    length, or with `shares` by group first (draw_weights).
+    `pedal`, also 'pedal' (batch, frames, 3: onset, offset, down) and 'pedal_known' (batch,): each
+    row's weight in the pedal loss, 0 for audio whose labels carry no pedal (pedal.load_pedal gives
+    None), `pedal_weights[group]` for a group named there (default 1). Examples are drawn by length,
+    or with `shares` by group first (draw_weights).
     """
 
     def __init__(
@@ -199,12 +200,16 @@ class SegmentSampler:
         pedal: bool = False,
         level_db: float | None = None,
         shares: dict[str, float] | None = None,
+        pedal_weights: dict[str, float] | None = None,
     ):
         from w2m2w.audio import level_gain
         from w2m2w.pedal import load_pedal
 
         self.items = []
         self.pedals: list[np.ndarray | None] = []
+        # a teacher that found no press in a whole recording says "not pressed" at every frame; a weight below 1
+        # keeps such labels from outweighing the renders' real presses
+        self.pedal_weights = [(pedal_weights or {}).get(ex.group, 1.0) for ex in examples]
         for ex in examples:
             y = load_audio(ex.audio)
             if level_db is not None:  # each piece at the level the model's predict() brings a recording to
@@ -259,7 +264,7 @@ class SegmentSampler:
             if self.pedal and self.pedals[i] is not None:
                 pr = pedal_rolls(self.pedals[i] - t0, self.seg_frames, self.frame_rate)
                 targets["pedal"][b] = np.stack([pr["onset"], pr["offset"], pr["frame"]], axis=-1)
-                targets["pedal_known"][b] = 1.0
+                targets["pedal_known"][b] = self.pedal_weights[i]
         return audio, targets
 
 

@@ -148,8 +148,9 @@ class OnsetsFrames(nn.Module):
         `soft_onset_boost` b weighs each onset frame of a note by 1 + b * (1 - velocity/127), the rest
         by 1: soft notes, whose onsets are the ones missed on real pianos, count up to 1 + b times.
         With the pedal head, binary cross-entropy of its three outputs against target 'pedal'
-        (batch, frames, 3), counted only on rows whose 'pedal_known' (batch,) is 1: audio whose
-        labels say nothing about the pedal (MAPS's note lists) must not teach "never pressed".
+        (batch, frames, 3), each row weighted by 'pedal_known' (batch,) in [0, 1] (the mean over the rows'
+        weights): audio whose labels say nothing about the pedal (MAPS's note lists, weight 0) must not
+        teach "never pressed", and a teacher's press-free labels may weigh less (train.audio_pedal_weight).
         """
         losses = {k: F.binary_cross_entropy_with_logits(out[k], target[k]) for k in ("offset", "frame")}
         weight = 1.0 + soft_onset_boost * target["onset"] * (1.0 - target["velocity"]) if soft_onset_boost else None

@@ -73,6 +73,9 @@ class TranscriberTrainConfig:
     audio_share: float | None = setting(
         None, range=Range(0, 1, hi_open=True)
     )  # of the draws, from audio_dirs; None: by length
+    # the weight of audio_dirs' pedal labels in the pedal loss (renders' and MAPS' weigh 1): a teacher's labels that
+    # hold no press teach "never pressed" on real audio, which below 1 weighs less against the renders' presses
+    audio_pedal_weight: float = setting(1.0, range=Range(0, 1))
     val_audio_dirs: list[str] = setting(default_factory=list)  # each a validation set "audio_<folder name>"
     val_audio_seconds: float = setting(0.0, range=NON_NEGATIVE)  # of each val_audio_dirs piece; 0: whole pieces
     select_by: str | None = setting(None)  # the validation set whose note F1 picks best.safetensors; None: the first
@@ -294,6 +297,7 @@ def train_transcriber(cfg: TranscriberTrainConfig) -> dict:
         pedal=cfg.model.pedal,
         level_db=cfg.model.input_level_db,
         shares=None if cfg.audio_share is None else {"audio_dir": cfg.audio_share},
+        pedal_weights={"audio_dir": cfg.audio_pedal_weight},
     )
 
     def seconds(name: str) -> float | None:
