@@ -12,7 +12,7 @@
 #   python scripts/real_piano_folder.py --part val --out ~/.cache/w2m2w/real_cc0_val)
 # at AUDIO_SHARE of the draws, validated on the real validation part (REAL_VAL), which picks best.safetensors;
 # soft notes' onsets weigh up to 1 + SOFT_BOOST in the onset loss (train.soft_onset_boost).
-# From step 500 (December 7, third session): the real part's pedal labels, which hold no press, weigh AUDIO_PEDAL_WEIGHT
+# From step 568 (December 7, third session): the real part's pedal labels, which hold no press, weigh AUDIO_PEDAL_WEIGHT
 # (default 0.1) in the pedal loss (train.audio_pedal_weight): at 1 they had cut the pedal head's recall on room_val
 # from 0.91 to 0.68 by step 500.
 set -euo pipefail
