@@ -253,7 +253,11 @@ def test_musicxml_document_of_a_hand_made_piece_in_three(tmp_path):
     assert bars[0].find("attributes/clef") is not None
     assert [k.findtext("fifths") for k in part.iter("key")] == ["0"]
     assert [p.text for p in part.iter("per-minute")] == ["120"]
-    assert bars[0].find("direction/direction-type/metronome") is not None
+    # the tempo stands over the upper staff, before the first note (not after a beat's notes or over the bass)
+    children = list(bars[0])
+    first_note = next(i for i, c in enumerate(children) if c.tag == "note")
+    tempo = [c for c in children[:first_note] if c.find("direction-type/metronome") is not None]
+    assert len(tempo) == 1 and tempo[0].findtext("staff") == "1" and tempo[0].find("offset") is None
     div = int(part.findtext("measure/attributes/divisions"))
 
     def staff(bar, n):
@@ -358,3 +362,16 @@ def test_musicxml_of_a_piece_shorter_than_a_bar_and_of_no_notes(tmp_path):
             for s in ("1", "2")
         }
         assert got == {"1": upper, "2": [("rest", Fraction(3))]}
+
+
+def test_musicxml_keeps_a_low_note_far_into_the_piece(tmp_path):
+    """An A0 (MIDI 21) on beat 40 of a 4/4 grid, after a C4 on beat 0: bar 11 holds it. (A bar's notes are found by
+    their times, so a low pitch number far into a piece must not be mistaken for a time.)"""
+    pytest.importorskip("music21")
+    from w2m2w.musicxml import read_notes, write_musicxml
+
+    beats = Beats(np.arange(60) * 0.5, np.arange(60) % 4 == 0, 4)
+    notes = np.array([[0.0, 0.5, 60, 80], [20.0, 20.5, 21, 80]])
+    path = tmp_path / "low.musicxml"
+    write_musicxml(path, quantize(notes, beats), notes)
+    assert read_notes(path) == [(Fraction(0), Fraction(1), 60), (Fraction(40), Fraction(41), 21)]
