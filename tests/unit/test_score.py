@@ -303,29 +303,34 @@ def test_musicxml_document_of_a_hand_made_piece_in_three(tmp_path):
 def test_a_pedal_mark_spans_the_notes_from_a_sixteenth_before_the_press_to_the_lift(tmp_path):
     """4/4 at 120 bpm; the left hand plays E3 on each beat of bar 1 under a C3 whole note. The pedal goes down at
     0.45 s (beat 0.9) and up at 1.9 s (beat 3.8): the notes starting from beat 0.65 (a sixteenth before) up to the
-    lift are those on beats 1, 2 and 3, so the mark starts at beat 1 and ends after beat 3's note, at beat 4."""
+    lift are those on beats 1, 2 and 3, so the mark starts at beat 1 and ends after beat 3's note, at beat 4. A
+    second press, 2.45-2.7 s, holds one note, bar 2's E3 on its beat 1: a mark around that note alone."""
     pytest.importorskip("music21")
     import xml.etree.ElementTree as ET
 
     from w2m2w.musicxml import write_musicxml
 
     beats = Beats(np.arange(16) * 0.5, np.arange(16) % 4 == 0, 4)
-    notes = np.array([[0.0, 2.0, 48, 70], [0.0, 2.0, 72, 80]] + [[t, t + 0.5, 52, 60] for t in (0.0, 0.5, 1.0, 1.5)])
+    lh = [[t, t + 0.5, 52, 60] for t in (0.0, 0.5, 1.0, 1.5, 2.5)]
+    notes = np.array([[0.0, 2.0, 48, 70], [0.0, 2.0, 72, 80]] + lh)
     path = tmp_path / "pedal.musicxml"
-    write_musicxml(path, quantize(notes, beats), notes, pedal=np.array([[0.45, 1.9]]))
-    bar = ET.parse(path).getroot().find("part/measure")
-    div = int(bar.findtext("attributes/divisions"))
-    now, marks = 0, []
-    for el in bar:  # the running position in the bar, in quarters, where each pedal direction stands
-        if el.tag == "note" and el.find("chord") is None:
-            now += int(el.findtext("duration"))
-        elif el.tag == "backup":
-            now -= int(el.findtext("duration"))
-        elif el.tag == "forward":
-            now += int(el.findtext("duration"))
-        elif el.tag == "direction":
-            marks += [(p.get("type"), Fraction(now, div)) for p in el.iter("pedal")]
-    assert marks == [("start", Fraction(1)), ("stop", Fraction(4))]
+    write_musicxml(path, quantize(notes, beats), notes, pedal=np.array([[0.45, 1.9], [2.45, 2.7]]))
+    bars = ET.parse(path).getroot().findall("part/measure")
+    div = int(bars[0].findtext("attributes/divisions"))
+    got = []
+    for bar in bars[:2]:
+        now, marks = 0, []
+        for el in bar:  # the running position in the bar, in quarters, where each pedal direction stands
+            if el.tag == "note" and el.find("chord") is None:
+                now += int(el.findtext("duration"))
+            elif el.tag == "backup":
+                now -= int(el.findtext("duration"))
+            elif el.tag == "forward":
+                now += int(el.findtext("duration"))
+            elif el.tag == "direction":
+                marks += [(p.get("type"), Fraction(now, div)) for p in el.iter("pedal")]
+        got.append(marks)
+    assert got == [[("start", Fraction(1)), ("stop", Fraction(4))], [("start", Fraction(1)), ("stop", Fraction(2))]]
 
 
 def test_musicxml_of_a_piece_shorter_than_a_bar_and_of_no_notes(tmp_path):
@@ -375,3 +380,27 @@ def test_musicxml_keeps_a_low_note_far_into_the_piece(tmp_path):
     path = tmp_path / "low.musicxml"
     write_musicxml(path, quantize(notes, beats), notes)
     assert read_notes(path) == [(Fraction(0), Fraction(1), 60), (Fraction(40), Fraction(41), 21)]
+
+
+def test_musicxml_follows_a_change_of_meter(tmp_path):
+    """Bar lines at beats 0, 3, 6 (two bars of 3/4), then 10 and 14 (4/4), a quarter note on every beat to beat 17:
+    five bars, 3/4 written once at the start and 4/4 once at bar 3, each bar full, the notes read back in place."""
+    pytest.importorskip("music21")
+    import xml.etree.ElementTree as ET
+
+    from w2m2w.musicxml import read_notes, write_musicxml
+
+    down = np.zeros(24, dtype=bool)
+    down[[0, 3, 6, 10, 14, 18, 22]] = True
+    beats = Beats(np.arange(24) * 0.5, down, 4)
+    notes = np.array([[k * 0.5, k * 0.5 + 0.5, 60 + k % 12, 80] for k in range(18)])
+    path = tmp_path / "meters.musicxml"
+    write_musicxml(path, quantize(notes, beats), notes)
+    bars = ET.parse(path).getroot().findall("part/measure")
+    assert len(bars) == 5
+    times = [(m.get("number"), t.findtext("beats")) for m in bars for t in m.iter("time")]
+    assert times == [("1", "3"), ("3", "4")]
+    div = int(bars[0].findtext("attributes/divisions"))
+    upper = [sum(int(n.findtext("duration")) for n in m.findall("note") if n.findtext("staff") == "1") for m in bars]
+    assert [Fraction(u, div) for u in upper] == [3, 3, 4, 4, 4]
+    assert read_notes(path) == [(Fraction(k), Fraction(k + 1), 60 + k % 12) for k in range(18)]
