@@ -121,6 +121,9 @@ def sweep_meter(args: argparse.Namespace, data: list) -> None:
             )
         )
     beats = [B.dbn_beats(act[:, 0], B.MODEL_FPS) for _, _, act in data]
+    # the tracker's input, read once: notes lengthened by the pedal, as the stages and data[] have them
+    pedalled = [load_midi_notes(p, apply_pedal=True) for p in perfs]
+    pedalled = [n[n[:, 0] < args.seconds] for n in pedalled]
     if args.sweep == "accents":
         settings = [
             {"accent_weights": w}
@@ -133,9 +136,7 @@ def sweep_meter(args: argparse.Namespace, data: list) -> None:
         ds, meters, placed = [], [], []
         for (ref, db, act), t, (notes, truth) in zip(data, beats, truths):
             decode = {k: v for k, v in setting.items() if k != "accent_weights"}
-            # the tracker's input: notes lengthened by the pedal, as the stages and data[] have them
-            pedalled = load_midi_notes(perfs[len(ds)], apply_pedal=True)
-            accents = B.note_accents(pedalled[pedalled[:, 0] < args.seconds], t, setting["accent_weights"])
+            accents = B.note_accents(pedalled[len(ds)], t, setting["accent_weights"])
             m, down = B.downbeats_from_activation(t, act[:, 1], B.MODEL_FPS, accents=accents, **decode)
             ds.append(mir_eval.beat.f_measure(trim(ref[db]), trim(t[down])) if len(t) else 0.0)
             meters.append(m == annotated_meter(db))

@@ -136,11 +136,11 @@ def to_music21(q: Quantized, notes: np.ndarray, pedal: np.ndarray | None = None,
     score.insert(0, metadata.Metadata(title=title))
     staves = []
     pedal_notes: list = []
+    names = {p: spell_pitch(p, tonic, mode) for p in set(q.pitches)}  # one spelling for both staves
     for hand in (0, 1):
         part = stream.PartStaff(id=f"P{hand + 1}")
         idx = np.flatnonzero(hands == hand)
         items = sorted((q.onsets[i], q.offsets[i], q.pitches[i]) for i in idx)
-        names = {p: spell_pitch(p, tonic, mode) for p in set(q.pitches)}
         prev_len = None
         sounding: list[tuple[Fraction, Fraction, int]] = []  # the notes begun before this bar's end
         nxt = 0
