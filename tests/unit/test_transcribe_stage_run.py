@@ -81,3 +81,34 @@ def test_silence_and_an_unreadable_file_are_refused_naming_the_file(tmp_path):
     with pytest.raises(StageError, match="broken.wav"):
         _run(TranscribeSettings(), broken, tmp_path)
     assert not (tmp_path / "take.mid.tmp").exists()
+
+
+def test_the_score_gets_the_pedal_and_its_own_beats_when_the_midi_has_none(tmp_path, monkeypatch):
+    """The stage's wiring, with the model's answer fixed by hand: two pedal presses reach the score as two marks, and
+    with tempo_map=false (a plain 120 bpm MIDI) the score still gets the beats tracked from the notes (150 bpm here,
+    notes 0.4 s apart). 96,020 samples are 6.00125 s: 6.001 to the millisecond."""
+    import stages.transcribe as tr
+
+    notes = NOTES.copy()
+    notes[::4, 2] = 48  # a left hand (C3 on 0.2, 1.8, 3.4 and 5.0 s), whose notes carry the pedal marks
+    pedal = np.array([[0.1, 1.7], [2.5, 4.1]])  # each press over one of them
+    monkeypatch.setattr(tr, "transcribe_audio", lambda model, audio, s, name="audio": (notes, pedal))
+    src = tmp_path / "take.wav"
+    sf.write(src, np.random.default_rng(0).uniform(-0.1, 0.1, 96020).astype(np.float32), 16000)
+    facts = _run(TranscribeSettings(tempo_map=False), src, tmp_path, score=True)
+    assert facts["audio_seconds"] == 6.001 and facts["pedal_intervals"] == 2 and facts["notes"] == len(notes)
+    assert "tempo_bpm" not in facts  # no beats written into the MIDI
+    pm = pretty_midi.PrettyMIDI(str(tmp_path / "take.mid.tmp"))
+    assert pm.get_tempo_changes()[1].tolist() == [120.0]
+    root = ET.parse(tmp_path / "take.musicxml").getroot()
+    bpm = int(root.findtext(".//per-minute"))
+    assert bpm in (75, 150)  # the notes' pulse, not the plain file's 120
+    assert [p.get("type") for p in root.iter("pedal")] == ["start", "stop", "start", "stop"]
+
+
+def test_a_silent_recording_without_a_name_is_called_audio():
+    from stages.transcribe import transcribe_audio
+
+    with pytest.raises(StageError) as err:
+        transcribe_audio(None, np.zeros(16000, np.float32), TranscribeSettings())
+    assert str(err.value) == "audio: silent recording (peak below -60.0 dBFS), nothing to transcribe"
