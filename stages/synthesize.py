@@ -78,11 +78,10 @@ class SourceFilterSettings:
     eq_db: list[float] | None = setting(
         None
     )  # gains (dB) at the octave centres 63..8000 Hz (render/eq.py), measured by scripts/band_bias.py
-    # null: the weights' own (256 samples). 0: the gate opens only its 10 ms ramp before an onset; the weights' lead lets the
-    # non-causal filter's pre-echo through, which the loudness gain lifts where nothing sounds (0 is quieter there at
-    # the same distance: weights/README.md, "Level, ends and brightness"). Not yet the default: the side-by-side
-    # table has not been rerun with it
+    # samples the gate opens before an onset, and its ramp (render/source_filter.py says why 0 and 16); null: the
+    # weights' own (256, 160)
     gate_margin: int | None = setting(_SF.gate_margin, range=Range(0, 4096))
+    gate_ramp: int | None = setting(_SF.gate_ramp, range=Range(1, 4096))
     release: str = setting(
         _SF.release, choices=("model", "measured")
     )  # the dampers: the weights' own, or the real piano's (weights/README.md)

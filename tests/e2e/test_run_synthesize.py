@@ -107,7 +107,7 @@ def test_bad_midi_is_named_and_batch_goes_on(tmp_path, synth, request):
     silent = _wav(out / "nonotes.wav")
     assert len(silent) == 8000 and not silent.any()
     # its tail: the autoregressive model's hiss rings to its 1 s cap; the source-filter output ends where its gate closes
-    want = 0.9 + (1.0 if synth == "wavenet" else 0.36 + 416 / 16000)
+    want = 0.9 + (1.0 if synth == "wavenet" else 0.36 + 16 / 16000)  # the gate: no lead, a 16-sample ramp
     assert len(_wav(out / "outside.wav")) / 16000 == pytest.approx(want, abs=0.003)
     assert not [p for p in out.rglob(".*") if p.is_file()], "no temporary files stay behind"
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -211,15 +211,16 @@ def test_source_filter_renders_midi_through_run_py(tmp_path, tiny_source_filter)
     assert res.returncode == 0, res.stderr[-3000:]
     wav = run_dir / "3-synthesize" / "piece.wav"
     y = _wav(wav)
-    # the gate closes 6 release taus (0.36 s) plus its margin and ramp (416 samples) after the last offset: the file ends there
-    assert len(y) / 16000 == pytest.approx(1.9 + 0.36 + 416 / 16000, abs=0.003)
+    # the gate closes 6 release taus (0.36 s) plus its margin and ramp (0 + 16 samples) after the last offset: the file ends there
+    assert len(y) / 16000 == pytest.approx(1.9 + 0.36 + 16 / 16000, abs=0.003)
     side = json.loads(wav.with_suffix(".json").read_text())
     assert side["settings"] == {
         "name": "source_filter",
         "tail_seconds": 5.0,
         "source_only": False,
         "eq_db": None,
-        "gate_margin": None,
+        "gate_margin": 0,
+        "gate_ramp": 16,
         "release": "model",
         "loudness_lufs": -20.0,
         "sample_rate": 16000,
@@ -227,7 +228,7 @@ def test_source_filter_renders_midi_through_run_py(tmp_path, tiny_source_filter)
     assert side["weights"] == str(tiny_source_filter) and side["stats"]["synthesizer"] == "source_filter"
     # the library's renderer's audio for the file's notes, brought to -20 LUFS as pyloudnorm measures it (through 16-bit PCM)
     raw = SourceFilterRenderer(
-        load_source_filter(tiny_source_filter), SourceFilterRenderConfig(gate_margin=None)
+        load_source_filter(tiny_source_filter), SourceFilterRenderConfig(gate_margin=0, gate_ramp=16)
     ).render(load_midi_notes(mid))
     raw = raw.astype(np.float64)
     assert not raw[len(y) :].any() and raw[len(y) - 1] != 0  # what was cut is exact silence

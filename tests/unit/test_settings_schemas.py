@@ -168,6 +168,7 @@ RENDERER_SETTINGS = {
             "tail_seconds": 4.0,
             "source_only": True,
             "gate_margin": 7,
+            "gate_ramp": 9,
             "release": "measured",
         },
         {"name", "weights", "eq_db", "loudness_lufs", "max_seconds", "sample_rate"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -22,6 +23,7 @@ from w2m2w.render.source_filter import (
 )
 
 SR = 16000
+OWN_GATE = {"gate_margin": None, "gate_ramp": None}  # the weights' own gate, as their reference source has it
 NOTES = np.array([[0.30, 0.9, 60, 90], [0.5, 1.6, 64, 70], [1.1, 1.4, 79, 110], [2.6, 2.8, 40, 50]], dtype=np.float64)
 
 
@@ -30,9 +32,10 @@ def model(tiny_source_filter):
     return load_source_filter(tiny_source_filter)
 
 
-def _reference_render(model: SourceFilterWaveNet, notes: np.ndarray, n: int) -> np.ndarray:
-    """One forward over the whole piece, written out here without the renderer's blocks and contexts."""
-    src, gate = piano_source(notes, n, 0, model.source_cfg)
+def _reference_render(model: SourceFilterWaveNet, notes: np.ndarray, n: int, cfg=None) -> np.ndarray:
+    """One forward over the whole piece, written out here without the renderer's blocks and contexts; cfg: the
+    source's settings (default: the weights' own)."""
+    src, gate = piano_source(notes, n, 0, cfg or model.source_cfg)
     m = model.cond_margin
     roll = conditioning_roll(notes, n // 160 + 2 * m, 100.0, -m)
     with torch.no_grad():
@@ -42,7 +45,8 @@ def _reference_render(model: SourceFilterWaveNet, notes: np.ndarray, n: int) -> 
 
 def test_blocks_join_exactly_and_equal_the_whole_forward(model):
     n = 4 * SR  # past every note's release, so the whole forward's zero padding is the piece's silence
-    ref = _reference_render(model, NOTES, n)
+    # the renderer's gate (its default lead 0 and 1 ms ramp, not the weights' 256 and 160)
+    ref = _reference_render(model, NOTES, n, dataclasses.replace(model.source_cfg, gate_margin=0, gate_ramp=16))
     assert np.abs(ref).max() > 1e-3
     for block in (0.25, 1.0, 8.0):
         y = SourceFilterRenderer(model, SourceFilterRenderConfig(block_seconds=block)).render(NOTES, n)
@@ -62,7 +66,7 @@ def test_inference_path_equals_forward(model):
 def test_exact_silence_where_no_note_sounds(model):
     r = SourceFilterRenderer(model)
     y = r.render(NOTES, 5 * SR)
-    first = int(0.3 * SR) - model.source_cfg.gate_margin - model.source_cfg.gate_ramp
+    first = int(0.3 * SR) - r.source_cfg.gate_margin - r.source_cfg.gate_ramp
     assert not y[:first].any(), "nothing before the first note's reach"
     gap = slice(int((1.6 + 0.36) * SR) + 500, int(2.6 * SR) - 500)
     assert not y[gap].any(), "nothing in a pause"
@@ -114,7 +118,9 @@ def test_the_roll_changes_the_output(model):
 
 def test_source_only_renders_the_plain_source(model):
     n = 3 * SR
-    y = SourceFilterRenderer(model, SourceFilterRenderConfig(source_only=True, block_seconds=0.5)).render(NOTES, n)
+    y = SourceFilterRenderer(model, SourceFilterRenderConfig(source_only=True, block_seconds=0.5, **OWN_GATE)).render(
+        NOTES, n
+    )
     src, gate = piano_source(NOTES, n, 0, model.source_cfg)
     np.testing.assert_allclose(y, np.clip(source_mix(src, gate), -1, 1), atol=1e-6)
 
@@ -242,13 +248,19 @@ def test_render_length_is_the_last_offset_plus_the_tail_in_whole_frames(model):
 
 
 def test_gate_margin_cuts_the_lead_before_an_onset_and_nothing_else(model):
-    """gate_margin=0: the output is exactly 0 until the gate's 160-sample ramp before the onset; from the onset on,
-    where both gates are open, the samples are the weights' own margin's."""
+    """gate_margin=0: the output is exactly 0 until the gate's ramp before the onset (the weights' 160 samples, or
+    gate_ramp's: 16 by default); from the onset on, where every gate is open, the samples are the weights' own."""
     on = int(0.30 * SR)
-    own = SourceFilterRenderer(model).render(NOTES, SR)
-    cut = SourceFilterRenderer(model, SourceFilterRenderConfig(gate_margin=0)).render(NOTES, SR)
+    own = SourceFilterRenderer(model, SourceFilterRenderConfig(gate_margin=None, gate_ramp=None)).render(NOTES, SR)
+    cut = SourceFilterRenderer(model, SourceFilterRenderConfig(gate_margin=0, gate_ramp=None)).render(NOTES, SR)
     assert not cut[: on - 160].any() and own[on - 400 : on - 160].any()  # the weights' 256 samples open it earlier
+    assert cut[on - 160 : on].any()  # their ramp
     np.testing.assert_array_equal(cut[on : on + 2000], own[on : on + 2000])
+    short = SourceFilterRenderer(model).render(NOTES, SR)  # the default: no lead, a 16-sample ramp
+    assert not short[: on - 16].any() and short[on - 16 : on].any()
+    # the ramp by hand: sample on - 16 + k is the ungated output times k / 16
+    np.testing.assert_allclose(short[on - 16 : on], own[on - 16 : on] * np.arange(16) / 16, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(short[on : on + 2000], own[on : on + 2000])
 
 
 def _tiny(**kw) -> SourceFilterWaveNet:
@@ -396,7 +408,7 @@ def test_the_output_is_clipped_to_full_scale(model):
     src, gate = piano_source(notes, 8000, 0, model.source_cfg)
     raw = source_mix(src, gate)
     assert raw.max() > 1.5 and raw.min() < -1.5
-    y = SourceFilterRenderer(model, SourceFilterRenderConfig(source_only=True)).render(notes, 8000)
+    y = SourceFilterRenderer(model, SourceFilterRenderConfig(source_only=True, **OWN_GATE)).render(notes, 8000)
     assert y.max() == 1.0 and y.min() == -1.0
 
 
@@ -411,7 +423,9 @@ def test_a_late_note_of_a_long_piece_is_rendered(model):
     # (source_mix is pinned by hand above) is the reference
     notes = np.array([[0.2, 0.4, 60, 80], [25.0, 26.0, 21, 100]])
     n = int(26.5 * SR)
-    y = SourceFilterRenderer(model, SourceFilterRenderConfig(source_only=True, block_seconds=1.0)).render(notes, n)
+    y = SourceFilterRenderer(model, SourceFilterRenderConfig(source_only=True, block_seconds=1.0, **OWN_GATE)).render(
+        notes, n
+    )
     src, gate = piano_source(notes, n, 0, model.source_cfg)
     assert np.abs(y[int(25.1 * SR) : int(25.9 * SR)]).max() > 1e-3  # it sounds
     np.testing.assert_allclose(y, np.clip(source_mix(src, gate), -1, 1), atol=1e-6)
@@ -436,7 +450,7 @@ def test_one_frame_blocks_keep_every_note_that_reaches_them(source):
     notes = np.array([[0.1, 0.5, 60, 90], [0.3, 0.7, 64, 70]])
     n = int(1.2 * SR)
     ref = _reference_render(model, notes, n)
-    y = SourceFilterRenderer(model, SourceFilterRenderConfig(block_seconds=0.01)).render(notes, n)
+    y = SourceFilterRenderer(model, SourceFilterRenderConfig(block_seconds=0.01, **OWN_GATE)).render(notes, n)
     np.testing.assert_allclose(y, np.clip(ref, -1, 1), atol=2e-5)
 
 

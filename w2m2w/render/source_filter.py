@@ -69,9 +69,13 @@ class SourceFilterRenderConfig:
     device: str = "cpu"
     threads: int = 0  # torch threads; 0 = leave torch's setting
     source_only: bool = False  # render the source's plain mix instead of the WaveNet's output (for comparisons)
-    gate_margin: int | None = (
-        None  # samples the gate opens before an onset and stays after a note's end (None: the weights' own)
-    )
+    # The gate opens gate_margin samples before an onset (and stays that long after a note's end), then ramps over
+    # gate_ramp samples; None: the weights' own (256 and 160, their training's). The filter is non-causal, so a
+    # longer lead lets its pre-echo through before the first note, which the loudness gain lifts; 0 and a 1 ms
+    # ramp keep the silence before a note at -67 dBFS (-55 with the weights' own) at the same distance to the
+    # piano (weights/README.md, "Level, ends and brightness").
+    gate_margin: int | None = 0
+    gate_ramp: int | None = 16
     release: str = (
         "model"  # the dampers: "model" (the weights' own source) | "measured" (the real piano's, MEASURED_RELEASE)
     )
@@ -116,10 +120,11 @@ class SourceFilterRenderer:
         self.source_cfg = (
             dataclasses.replace(model.source_cfg, **MEASURED_RELEASE) if cfg.release == "measured" else model.source_cfg
         )
-        if (
-            cfg.gate_margin is not None
-        ):  # the gate only multiplies the output: a shorter lead cuts the filter's pre-echo, nothing else
+        # the gate only multiplies the output: a shorter lead cuts the filter's pre-echo, nothing else
+        if cfg.gate_margin is not None:
             self.source_cfg = dataclasses.replace(self.source_cfg, gate_margin=int(cfg.gate_margin))
+        if cfg.gate_ramp is not None:
+            self.source_cfg = dataclasses.replace(self.source_cfg, gate_ramp=int(cfg.gate_ramp))
 
     def n_samples(self, notes: np.ndarray) -> int:
         """Length to render: the last offset plus the tail, in whole frames."""
