@@ -1,6 +1,6 @@
 """Source-filter WaveNet rendering: speed and memory, printed as markdown tables.
 
-    python benchmarks/source_filter_speed.py [--weights weights/source_filter_wavenet.safetensors] [--seconds 30] [--long-minutes 30]
+    python benchmarks/source_filter_speed.py [--weights weights/source_filter_wavenet_real.safetensors] [--seconds 30] [--long-minutes 30]
 
 A seeded, generated piece (10 notes per second, 0.2-3 s long, pitches across
 the keyboard: as dense as a romantic piano piece with pedal) is rendered
@@ -106,7 +106,7 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weights", default=str(ROOT / "weights" / "source_filter_wavenet.safetensors"))
+    ap.add_argument("--weights", default=str(ROOT / "weights" / "source_filter_wavenet_real.safetensors"))
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--long-minutes", type=float, default=30.0)
     ap.add_argument("--threads", type=int, default=2)

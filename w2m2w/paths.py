@@ -22,7 +22,9 @@ DEMO_INPUT = DEMO_DIR / "bach_prelude_c.flac"  # what `w2m2w` runs on with no in
 DEFAULT_WEIGHTS = {
     "onsets_frames": WEIGHTS / "onsets_frames.safetensors",
     "music_transformer": WEIGHTS / "music_transformer.safetensors",
-    "source_filter_wavenet": WEIGHTS / "source_filter_wavenet.safetensors",
+    "source_filter_wavenet": WEIGHTS
+    / "source_filter_wavenet.safetensors",  # its target: MAPS's SptkBGCl software piano
+    "source_filter_wavenet_real": WEIGHTS / "source_filter_wavenet_real.safetensors",  # a real Bosendorfer grand
     "wavenet": WEIGHTS / "wavenet.safetensors",
     "beat_tracker": WEIGHTS / "beat_tracker.safetensors",
 }

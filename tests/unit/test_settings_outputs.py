@@ -187,7 +187,7 @@ GENERATE = {
 SYNTHESIZE = {
     "tail_seconds": ({}, 0.1),
     "source_only": ({}, True),
-    "weights": ({}, str(DEFAULT_WEIGHTS["source_filter_wavenet"])),
+    "weights": ({}, str(DEFAULT_WEIGHTS["source_filter_wavenet_real"])),  # the default, named: the same audio
     "threads": ({}, 1),
     "block_seconds": ({}, 0.3),
     "max_seconds": ({}, 10.0),

@@ -231,3 +231,11 @@ def test_a_list_setting_loads_the_renderer():
     assert STAGE.load(SourceFilterSettings(eq_db=list(eq), device="cpu", loudness_lufs=-20.0)) is loaded
     other = STAGE.load(SourceFilterSettings(eq_db=eq[::-1], device="cpu", loudness_lufs=-20.0))
     assert other is not loaded and other.eq_db == eq[::-1]
+
+
+def test_a_gate_set_to_null_is_the_weights_own_and_left_out_is_the_default():
+    own = render_config("source_filter", SourceFilterSettings(gate_margin=None, gate_ramp=None))
+    assert (own.gate_margin, own.gate_ramp) == (None, None)  # the renderer then keeps the weights' 256 and 160
+    for given in (SourceFilterSettings(), {}, {"device": None}):
+        config = render_config("source_filter", given)
+        assert (config.gate_margin, config.gate_ramp) == (0, 16)

@@ -12,7 +12,14 @@ from w2m2w import checkpoint
 from w2m2w.checkpoint import WeightsError, load_weights, verify_shipped
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
-SHIPPED = ["onsets_frames", "music_transformer", "source_filter_wavenet", "wavenet", "beat_tracker"]
+SHIPPED = [
+    "onsets_frames",
+    "music_transformer",
+    "source_filter_wavenet",
+    "source_filter_wavenet_real",
+    "wavenet",
+    "beat_tracker",
+]
 
 
 def _sha256(path: Path) -> str:

@@ -274,3 +274,17 @@ def test_wavenet_window_check_names_the_bare_key():
     with pytest.raises(SettingsError) as err:
         WaveNetSettings(folds=1024).check_more("synthesize")
     assert err.value.key == "synthesize.folds"
+
+
+def test_the_shipped_pianos_by_short_name_and_the_default():
+    weights = Path(__file__).resolve().parents[2] / "weights"  # the package's weights folder links here
+
+    def file(s) -> Path:
+        return STAGE.weights_file(s).resolve()
+
+    assert file(SourceFilterSettings()) == weights / "source_filter_wavenet_real.safetensors"
+    assert file(SourceFilterSettings(weights="real")) == weights / "source_filter_wavenet_real.safetensors"
+    assert file(SourceFilterSettings(weights="sptkbgcl")) == weights / "source_filter_wavenet.safetensors"
+    # a short name is the source-filter model's only: anything else is a path
+    assert STAGE.weights_file(WaveNetSettings(weights="real")) == Path("real")
+    assert STAGE.weights_file(SourceFilterSettings(weights="./real")) == Path("real")

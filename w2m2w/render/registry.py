@@ -24,8 +24,14 @@ from w2m2w.constants import SAMPLE_RATE
 from w2m2w.settings import carried
 
 RENDERERS = ("source_filter", "wavenet", "fluidsynth")
+# The source-filter WaveNet's shipped pianos by short name (`synthesize.weights=sptkbgcl`): the same architecture
+# trained on two targets, so two files of one model (weights/README.md says why the real one is the default)
+PIANOS = {
+    "real": paths.DEFAULT_WEIGHTS["source_filter_wavenet_real"],
+    "sptkbgcl": paths.DEFAULT_WEIGHTS["source_filter_wavenet"],
+}
 DEFAULT_WEIGHTS = {
-    "source_filter": paths.DEFAULT_WEIGHTS["source_filter_wavenet"],
+    "source_filter": PIANOS["real"],
     "wavenet": paths.DEFAULT_WEIGHTS["wavenet"],
 }
 
@@ -122,6 +128,8 @@ def weights_file(name: str, settings: Mapping[str, Any] | Any) -> Path:
     if name not in RENDERERS:
         raise ValueError(f"unknown synthesizer {name!r}: choose one of {', '.join(RENDERERS)}")
     weights = _setting(settings, "weights")
+    if name == "source_filter" and weights in PIANOS:
+        return PIANOS[weights]
     return Path(weights) if weights else DEFAULT_WEIGHTS[name]
 
 
@@ -140,12 +148,14 @@ def load_renderer(name: str, settings: Mapping[str, Any] | Any) -> Renderer:
 
 def render_config(name: str, settings: Mapping[str, Any] | Any) -> Any:
     """The config dataclass renderer `name` is built with: its fields taken by name from `settings` (the synthesize
-    stage's settings dataclass or a mapping of its keys; settings.carried), the others at their defaults, as are those
-    set to None (automatic: the stage's device before a run fills it in). The one place settings become a renderer's."""
+    stage's settings dataclass or a mapping of its keys; settings.carried), the others at their defaults, as is a
+    device set to None (automatic: the stage's device before a run fills it in). Other settings keep a None: it has
+    a meaning of its own (the source-filter gate's: the weights' own). The one place settings become a renderer's."""
     cls = _config_class(name)
     config = carried(cls, settings)
-    automatic = {f.name for f in dataclasses.fields(cls) if f.init and getattr(config, f.name) is None}
-    return dataclasses.replace(config, **{k: v for k, v in dataclasses.asdict(cls()).items() if k in automatic})
+    if getattr(config, "device", "") is None:
+        config = dataclasses.replace(config, device=cls().device)
+    return config
 
 
 def _setting(settings: Mapping[str, Any] | Any, key: str) -> Any:
