@@ -239,3 +239,17 @@ def test_a_gate_set_to_null_is_the_weights_own_and_left_out_is_the_default():
     for given in (SourceFilterSettings(), {}, {"device": None}):
         config = render_config("source_filter", given)
         assert (config.gate_margin, config.gate_ramp) == (0, 16)
+
+
+def test_a_soundfont_not_installed_is_still_named_by_its_file(monkeypatch, tmp_path):
+    """weights_file names the soundfont's file for the sidecar even where it is missing (the renderer's load then
+    refuses it in one line): a short name by the path it stands for, anything else as given."""
+    from w2m2w.render import fluidsynth
+
+    gone = tmp_path / "gone.sf2"
+    monkeypatch.setitem(fluidsynth.SOUNDFONTS, "gone", str(gone))
+    assert registry.weights_file("fluidsynth", {"soundfont": "gone"}) == gone
+    assert registry.weights_file("fluidsynth", {"soundfont": str(tmp_path / "mine.sf2")}) == tmp_path / "mine.sf2"
+    with pytest.raises(ValueError) as err:
+        registry.weights_file("organ", {})
+    assert str(err.value) == "unknown synthesizer 'organ': choose one of source_filter, wavenet, fluidsynth"
