@@ -125,14 +125,24 @@ def track_beats(
     return np.asarray(beats, dtype=np.float64)
 
 
-def extrapolate_beats(times: np.ndarray, end: float, start: float = 0.0, n_recent: int = 8) -> np.ndarray:
-    """Beats (m,) covering [start, end]: `times` (n,) carried on at the median of its last `n_recent`
-    intervals (and back to `start` at its first ones). A continuation keeps the primer's last tempo."""
+RECENT_SECONDS = 20.0  # the stretch whose typical beat a continuation carries on: the primer's default length
+
+
+def extrapolate_beats(
+    times: np.ndarray, end: float, start: float = 0.0, n_recent: int = 8, recent_seconds: float = RECENT_SECONDS
+) -> np.ndarray:
+    """Beats (m,) covering [start, end]: `times` (n,) carried on at the median interval of its last
+    `recent_seconds` (at least its last `n_recent` intervals), and back to `start` at the median of its
+    first `n_recent`. A continuation keeps the primer's tempo: the median over the primer's span, not its
+    last few beats, so a tracker that switches to half beats in the final bars (the demo's last 3 s) does not
+    double the continuation's tempo."""
     times = np.asarray(times, dtype=np.float64)
     if len(times) < 2:
         return times
-    tail = float(np.median(np.diff(times[-(n_recent + 1) :])))
-    head = float(np.median(np.diff(times[: n_recent + 1])))
+    gaps = np.diff(times)
+    recent = max(n_recent, int(np.sum(times[1:] >= times[-1] - recent_seconds)))
+    tail = float(np.median(gaps[-recent:]))
+    head = float(np.median(gaps[:n_recent]))
     after = times[-1] + tail * np.arange(1, max(0, int(np.ceil((end - times[-1]) / tail))) + 1)
     before = times[0] - head * np.arange(max(0, int(np.floor((times[0] - start) / head))), 0, -1)
     return np.concatenate([before, times, after])
@@ -497,7 +507,8 @@ def handmade_beats_from_audio_and_notes(y: np.ndarray, sr: int, notes: np.ndarra
 
 
 def extend_beats(beats: Beats, end: float, start: float = 0.0) -> Beats:
-    """`beats` carried on to cover [start, end] at its first and last tempo, bars continued in its meter.
+    """`beats` carried on to cover [start, end] at its first and recent tempo (extrapolate_beats), bars
+    continued in its meter.
 
     A continuation keeps the primer's tempo map this way; with fewer than two beats a 120-bpm grid is
     assumed (the MIDI default).

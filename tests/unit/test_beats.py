@@ -68,6 +68,28 @@ def test_extend_beats_keeps_last_tempo_and_meter():
     assert set(np.diff(idx)) == {2}
 
 
+def test_a_switch_to_half_beats_in_the_last_bars_is_not_carried_on():
+    # 24 beats of 0.84 s (20.2 s), then 8 of 0.42 s: the demo's transcription as the tracker read it. By
+    # hand: the intervals ending in the last 20 s are 16 of 0.84 and 8 of 0.42, median 0.84.
+    times = np.concatenate([0.84 * np.arange(25), 0.84 * 24 + 0.42 * np.arange(1, 9)])
+    ext = B.extrapolate_beats(times, end=times[-1] + 4.0)
+    np.testing.assert_allclose(np.diff(ext[len(times) - 1 :]), 0.84, atol=1e-9)
+    # 17 half beats (7.1 s): the window then holds 16 intervals of 0.84 and 17 of 0.42, and the half beat wins
+    more = np.concatenate([0.84 * np.arange(25), 0.84 * 24 + 0.42 * np.arange(1, 18)])
+    np.testing.assert_allclose(np.diff(B.extrapolate_beats(more, end=more[-1] + 2.0)[len(more) - 1 :]), 0.42)
+
+
+def test_the_carried_tempo_reads_the_last_20_seconds_not_the_whole_piece():
+    # 30 s at 1 s a beat, then 21 s at 0.5: only the new tempo is in the last 20 s
+    times = np.concatenate([np.arange(31.0), 30.0 + 0.5 * np.arange(1, 43)])
+    tail = np.diff(B.extrapolate_beats(times, end=times[-1] + 3.0)[len(times) - 1 :])
+    np.testing.assert_allclose(tail, 0.5)
+    # with fewer than 8 intervals in the window, the last 8 decide: 3 beats of 10 s after 1-s beats
+    sparse = np.concatenate([np.arange(11.0), 10.0 + 10.0 * np.arange(1, 4)])
+    assert np.median(np.diff(sparse)[-8:]) == 1.0
+    np.testing.assert_allclose(np.diff(B.extrapolate_beats(sparse, end=sparse[-1] + 3.0)[len(sparse) - 1 :]), 1.0)
+
+
 def test_bar_positions_follow_accents():
     strength = np.tile([2.0, -1.0, -1.0, -1.0], 8)
     strength = np.concatenate([[-1.0], strength])  # a pickup beat
