@@ -220,6 +220,39 @@ def test_training_learns_and_resumes(tmp_path):
     assert [r["step"] for r in rows] == [0, 40, 45]
 
 
+def test_training_starts_from_init_weights_and_a_resume_ignores_them(tmp_path):
+    from dataclasses import asdict, replace
+
+    import torch
+
+    from w2m2w.checkpoint import save_weights
+    from w2m2w.train.source_filter import SourceFilterTrainConfig, train_source_filter
+
+    maps = make_maps(tmp_path / "maps", ["a_P", "held_P"], seconds=2.0)
+    mcfg = SourceFilterConfig(residual_channels=8, skip_channels=8, layers=2, dilation_cycle=2, cond_channels=8)
+    starts = {}
+    for name, seed in (("a", 1), ("b", 2)):
+        torch.manual_seed(seed)
+        starts[name] = SourceFilterWaveNet(mcfg).state_dict()
+        save_weights(tmp_path / f"{name}.safetensors", "source_filter_wavenet", starts[name], asdict(mcfg), {})
+    cfg = SourceFilterTrainConfig(
+        out_dir=str(tmp_path / "run"), maps_root=str(maps), piano="P", holdout_pieces=["held"], model=mcfg,
+        batch_size=2, segment_seconds=0.1, fft_sizes=[256], max_steps=1, validate_every=1, validation_segments=2,
+        warmup_steps=0, learning_rate=1e-9, threads=1, init_weights=str(tmp_path / "a.safetensors"),
+    )  # fmt: skip
+    train_source_filter(cfg)
+    got = load_source_filter(tmp_path / "run" / "last.safetensors").state_dict()
+    # a step at learning rate 1e-9 moves no weight by more than about 1e-9: the run started from a's
+    assert all(torch.allclose(got[k], starts["a"][k], atol=1e-6) for k in got)
+    assert any(not torch.allclose(got[k], starts["b"][k], atol=1e-3) for k in got)
+    train_source_filter(replace(cfg, max_steps=2, init_weights=str(tmp_path / "b.safetensors")))  # resumes
+    got = load_source_filter(tmp_path / "run" / "last.safetensors").state_dict()
+    assert all(torch.allclose(got[k], starts["a"][k], atol=1e-6) for k in got)
+    train_source_filter(replace(cfg, out_dir=str(tmp_path / "fresh"), init_weights=None))
+    got = load_source_filter(tmp_path / "fresh" / "last.safetensors").state_dict()
+    assert any(not torch.allclose(got[k], starts["a"][k], atol=1e-3) for k in got)
+
+
 def test_render_length_is_the_last_offset_plus_the_tail_in_whole_frames(model):
     # by hand, hop 160 samples: 1.0 s + a 0.5 s tail = 24000 samples = 150 frames; a hair more is 151 frames
     # (n_samples is the length the tail allows; the render may end sooner, where its sound has died away)

@@ -32,7 +32,7 @@ from w2m2w.models.source import source_config_from
 from w2m2w.models.source_filter import MODEL_NAME, SourceFilterConfig, SourceFilterWaveNet, central, stft_loss
 from w2m2w.render.source_filter import context
 from w2m2w.settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range, setting
-from w2m2w.train.loop import Task, TrainingError, fit, loss_log, start
+from w2m2w.train.loop import Task, TrainingError, fit, init_from, loss_log, start
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,9 @@ class SourceFilterTrainConfig:
     # (measured: nearer the held-out piano with it, weights/README.md "Model variants measured";
     # models/source_filter.py: log_mel_l1)
     log_mel_weight: float = setting(1.0, range=NON_NEGATIVE)
+    # start from these weights (say the shipped real-piano model, to fine-tune it with another source law); every
+    # tensor whose name and shape fit is copied; ignored once out_dir holds a checkpoint (the run resumes from that)
+    init_weights: str | None = setting(None)
     max_steps: int = setting(12000, range=AT_LEAST_ONE)
     max_minutes: float = setting(0.0, range=NON_NEGATIVE)  # 0 = no time limit
     validate_every: int = setting(250, range=AT_LEAST_ONE)
@@ -139,7 +142,10 @@ def train_source_filter(cfg: SourceFilterTrainConfig) -> dict:
     if run.main:
         (run.out / "validation_notes.txt").write_text("".join(f"{Path(e.notes).resolve()}\n" for e in val_ex))
         (run.out / "validation_audio.txt").write_text("".join(f"{Path(e.audio).resolve()}\n" for e in val_ex))
-    model = SourceFilterWaveNet(cfg.model).to(run.device)
+    model = SourceFilterWaveNet(cfg.model)
+    if cfg.init_weights and not (run.out / "checkpoint" / "state.json").is_file():
+        init_from(model, cfg.init_weights, MODEL_NAME)
+    model = model.to(run.device)
     sr, hop = cfg.model.sample_rate, cfg.model.hop_length
     segment = max(1, round(cfg.segment_seconds * sr / hop)) * hop
     if run.main:
