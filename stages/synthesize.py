@@ -85,6 +85,8 @@ class SourceFilterSettings:
     release: str = setting(
         _SF.release, choices=("model", "measured")
     )  # the dampers: the weights' own, or the real piano's (weights/README.md)
+    # corner (Hz) of the DC blocker on the WaveNet's output (render/source_filter.py says why); 0: none
+    dc_block_hz: float = setting(_SF.dc_block_hz, range=Range(0, 20))
     loudness_lufs: float | None = setting(LOUDNESS_LUFS, range=LOUDNESS)  # null: as rendered
     max_seconds: float | None = setting(7200.0, range=MAX_SECONDS, affects_output=False)
     sample_rate: int = setting(

@@ -212,6 +212,24 @@ def level_gain(y: np.ndarray, target_db: float | None) -> float:
     return 1.0 if level is None else float(10 ** ((target_db - level) / 20))
 
 
+def dc_block(
+    y: np.ndarray, open_: np.ndarray, hz: float, sr: int = SAMPLE_RATE, state: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(audio (n,) float32, filter state (1,)): y (n,) through a first-order DC blocker, y[n] - y[n-1] + r out[n-1]
+    with r = exp(-2 pi hz / sr), then zero wherever open_ (n,) is False, so exact silence stays exact.
+
+    Chunks of one signal give the same samples as the whole when each gets the state the last returned (None:
+    the signal starts at rest). A model trained with spectral losses only is not told its mean: it may leave an
+    offset while a note's tail keeps its gate open, which a DC blocker takes out (a 10 Hz corner is below A0).
+    """
+    from scipy.signal import lfilter
+
+    r = float(np.exp(-2.0 * np.pi * hz / sr))
+    zi = np.zeros(1) if state is None else state
+    out, zf = lfilter([1.0, -1.0], [1.0, -r], np.asarray(y, dtype=np.float64), zi=zi)
+    return np.where(open_, out, 0.0).astype(np.float32), zf
+
+
 def save_wav(path: str | os.PathLike, y: np.ndarray, sr: int = SAMPLE_RATE) -> None:
     """Write 16-bit PCM WAV (no atomicity here: callers use files.atomic_path)."""
     import soundfile as sf

@@ -34,7 +34,7 @@ CHANGES_OUTPUT = {
     GenerateSettings: {
         "primer_seconds", "primer_events", "seconds", "context", "include_primer", "max_events", "temperature", "top_k", "top_p", "seed", "tempo_map",
     },
-    SourceFilterSettings: {"tail_seconds", "source_only", "eq_db", "gate_margin", "gate_ramp", "release", "loudness_lufs", "sample_rate"},
+    SourceFilterSettings: {"tail_seconds", "source_only", "eq_db", "gate_margin", "gate_ramp", "release", "dc_block_hz", "loudness_lufs", "sample_rate"},
     WaveNetSettings: {
         "backend", "folds", "min_segment_seconds", "max_segment_seconds", "warmup_seconds", "fade_seconds", "crossfade", "tail_seconds", "temperature", "seed",
         "loudness_lufs", "sample_rate",
@@ -72,7 +72,7 @@ OTHER = {
     "pedal_change_gap": 0.0, "overlap_seconds": 1.0, "silence_db": -30.0, "primer_seconds": 1.0, "primer_events": 5, "seconds": 3.0,
     "context": 64, "include_primer": False, "max_events": 10, "top_k": 5, "top_p": 0.5,
     "eq_db": [3.0, 3.0, 2.0, 1.0, -1.0, -2.0, -1.0, -1.0], "gate_margin": 256, "gate_ramp": 160, "release": "measured", "loudness_lufs": -16.0,
-    "sample_rate": 44100, "tempo_map": False, "score": True,
+    "sample_rate": 44100, "dc_block_hz": 20.0, "tempo_map": False, "score": True,
 }  # fmt: skip
 OTHER_FOR = {(GenerateSettings, "tempo_map"): "off"}  # where one name takes another type in another stage
 CASES = [(cls, k) for cls in CHANGES_OUTPUT for k in sorted(CHANGES_OUTPUT[cls] | KEEPS_OUTPUT[cls])]
@@ -195,6 +195,7 @@ SYNTHESIZE = {
     "gate_margin": ({}, 256),
     "gate_ramp": ({}, 160),
     "release": ({}, "measured"),
+    "dc_block_hz": ({}, 0.0),  # off: the shipped model's offset stays in
     "loudness_lufs": ({}, -16.0),
     "sample_rate": ({}, 44100),
 }

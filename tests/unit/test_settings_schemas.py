@@ -170,6 +170,7 @@ RENDERER_SETTINGS = {
             "gate_margin": 7,
             "gate_ramp": 9,
             "release": "measured",
+            "dc_block_hz": 12.5,
         },
         {"name", "weights", "eq_db", "loudness_lufs", "max_seconds", "sample_rate"},
     ),

@@ -32,15 +32,19 @@ def model(tiny_source_filter):
     return load_source_filter(tiny_source_filter)
 
 
-def _reference_render(model: SourceFilterWaveNet, notes: np.ndarray, n: int, cfg=None) -> np.ndarray:
-    """One forward over the whole piece, written out here without the renderer's blocks and contexts; cfg: the
-    source's settings (default: the weights' own)."""
+def _reference_render(
+    model: SourceFilterWaveNet, notes: np.ndarray, n: int, cfg=None, dc_hz: float = SourceFilterRenderConfig.dc_block_hz
+) -> np.ndarray:
+    """One forward over the whole piece, written out here without the renderer's blocks and contexts, then the DC
+    blocker over the whole of it in one pass; cfg: the source's settings (default: the weights' own)."""
+    from w2m2w.audio import dc_block
+
     src, gate = piano_source(notes, n, 0, cfg or model.source_cfg)
     m = model.cond_margin
     roll = conditioning_roll(notes, n // 160 + 2 * m, 100.0, -m)
     with torch.no_grad():
         y = model(torch.from_numpy(src)[None], torch.from_numpy(gate)[None], torch.from_numpy(roll)[None])
-    return y[0].numpy()
+    return dc_block(y[0].numpy(), gate > 0, dc_hz)[0] if dc_hz > 0 else y[0].numpy()
 
 
 def test_blocks_join_exactly_and_equal_the_whole_forward(model):
@@ -284,12 +288,17 @@ def test_gate_margin_cuts_the_lead_before_an_onset_and_nothing_else(model):
     """gate_margin=0: the output is exactly 0 until the gate's ramp before the onset (the weights' 160 samples, or
     gate_ramp's: 16 by default); from the onset on, where every gate is open, the samples are the weights' own."""
     on = int(0.30 * SR)
-    own = SourceFilterRenderer(model, SourceFilterRenderConfig(gate_margin=None, gate_ramp=None)).render(NOTES, SR)
-    cut = SourceFilterRenderer(model, SourceFilterRenderConfig(gate_margin=0, gate_ramp=None)).render(NOTES, SR)
+    # without the DC blocker, whose state would carry the earlier opening of the weights' own gate past the onset
+    own = SourceFilterRenderer(model, SourceFilterRenderConfig(gate_margin=None, gate_ramp=None, dc_block_hz=0)).render(
+        NOTES, SR
+    )
+    cut = SourceFilterRenderer(model, SourceFilterRenderConfig(gate_margin=0, gate_ramp=None, dc_block_hz=0)).render(
+        NOTES, SR
+    )
     assert not cut[: on - 160].any() and own[on - 400 : on - 160].any()  # the weights' 256 samples open it earlier
     assert cut[on - 160 : on].any()  # their ramp
     np.testing.assert_array_equal(cut[on : on + 2000], own[on : on + 2000])
-    short = SourceFilterRenderer(model).render(NOTES, SR)  # the default: no lead, a 16-sample ramp
+    short = SourceFilterRenderer(model, SourceFilterRenderConfig(dc_block_hz=0)).render(NOTES, SR)  # no lead, 16-sample ramp
     assert not short[: on - 16].any() and short[on - 16 : on].any()
     # the ramp by hand: sample on - 16 + k is the ungated output times k / 16
     np.testing.assert_allclose(short[on - 16 : on], own[on - 16 : on] * np.arange(16) / 16, rtol=1e-5, atol=1e-7)
@@ -401,12 +410,19 @@ def test_zero_samples_render_to_an_empty_float32_array(model):
 def test_describe_names_what_the_renderer_was_set_to(model):
     # the renderer's own part of the synthesize stage's stats, written out by hand
     r = SourceFilterRenderer(model, SourceFilterRenderConfig(block_seconds=0.5, source_only=True, release="measured"))
-    assert r.describe() == {"backend": "torch", "block_seconds": 0.5, "source_only": True, "release": "measured"}
-    assert SourceFilterRenderer(model).describe() == {
+    assert r.describe() == {
+        "backend": "torch",
+        "block_seconds": 0.5,
+        "source_only": True,
+        "release": "measured",
+        "dc_block_hz": 5.0,
+    }
+    assert SourceFilterRenderer(model, SourceFilterRenderConfig(dc_block_hz=0)).describe() == {
         "backend": "torch",
         "block_seconds": 4.0,
         "source_only": False,
         "release": "model",
+        "dc_block_hz": 0,
     }
 
 

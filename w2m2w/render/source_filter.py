@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from w2m2w.audio import dc_block
 from w2m2w.features import conditioning_roll
 from w2m2w.models.source import MEASURED_RELEASE, SourceConfig, longest_release, piano_source
 from w2m2w.models.source_filter import MODEL_NAME, SourceFilterWaveNet, source_filter_from_config
@@ -79,6 +80,10 @@ class SourceFilterRenderConfig:
     release: str = (
         "model"  # the dampers: "model" (the weights' own source) | "measured" (the real piano's, MEASURED_RELEASE)
     )
+    # corner (Hz) of the DC blocker on the WaveNet's output (audio.dc_block); 0: none. The filter leaves an offset while
+    # a long release keeps its gate open (-46 dBFS on a held-out piece, weights/README.md "Natural ends"); at 5 Hz,
+    # A0's fundamental (27.5 Hz) loses 0.14 dB and an offset falls 27 dB in 0.1 s
+    dc_block_hz: float = 5.0
 
 
 def load_source_filter(path: str | os.PathLike, device: str = "cpu") -> SourceFilterWaveNet:
@@ -132,16 +137,18 @@ class SourceFilterRenderer:
         return max(self.hop, math.ceil((end + self.cfg.tail_seconds) * self.sample_rate / self.hop) * self.hop)
 
     @torch.no_grad()
-    def _block(self, notes: np.ndarray, start: int, n: int) -> np.ndarray:
+    def _block(self, notes: np.ndarray, start: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(audio (n,), open (n,) bool: where the gate lets sound through) of samples [start, start + n)."""
         w = window(self.model, notes, None, start, n, self.threads, self.source_cfg)
         c = context(self.model)
+        open_ = w["gate"][c : c + n] > 0
         if self.cfg.source_only:
-            return source_mix(w["source"], w["gate"])[c : c + n]
-        if not w["gate"][c : c + n].any():
-            return np.zeros(n, np.float32)  # nothing sounds: the gate would zero it anyway
+            return source_mix(w["source"], w["gate"])[c : c + n], open_
+        if not open_.any():
+            return np.zeros(n, np.float32), open_  # nothing sounds: the gate would zero it anyway
         dev = next(self.model.parameters()).device
         y = self.model.render(*(torch.from_numpy(w[k]).to(dev) for k in ("source", "gate", "roll")))
-        return y[c : c + n].float().cpu().numpy()
+        return y[c : c + n].float().cpu().numpy(), open_
 
     def stream(
         self, notes: np.ndarray, n_samples: int | None = None, progress: Callable[[float], None] | None = None
@@ -155,13 +162,17 @@ class SourceFilterRenderer:
             + self.source_cfg.gate_ramp
             + 2 * self.block
         )
+        state = None  # the DC blocker's, carried from block to block
         for start in range(0, total, self.block):
             n = min(self.block, total - start)
             n_pad = math.ceil(n / self.hop) * self.hop
             # only the notes that can touch this block (with its context): keeps a long piece's blocks cheap
             on, off = notes[:, 0] * self.sample_rate, notes[:, 1] * self.sample_rate
             near = notes[(on < start + n_pad + reach) & (off + reach > start)]
-            y = self._block(near, start, n_pad)[:n]
+            y, open_ = self._block(near, start, n_pad)
+            y, open_ = y[:n], open_[:n]
+            if self.cfg.dc_block_hz > 0 and not self.cfg.source_only:  # the source's partials have no offset
+                y, state = dc_block(y, open_, self.cfg.dc_block_hz, self.sample_rate, state)
             if progress is not None:
                 progress(n / self.sample_rate)
             yield np.clip(y, -1.0, 1.0)
@@ -176,4 +187,5 @@ class SourceFilterRenderer:
             "block_seconds": self.cfg.block_seconds,
             "source_only": self.cfg.source_only,
             "release": self.cfg.release,
+            "dc_block_hz": self.cfg.dc_block_hz,
         }
