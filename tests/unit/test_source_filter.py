@@ -298,7 +298,9 @@ def test_gate_margin_cuts_the_lead_before_an_onset_and_nothing_else(model):
     assert not cut[: on - 160].any() and own[on - 400 : on - 160].any()  # the weights' 256 samples open it earlier
     assert cut[on - 160 : on].any()  # their ramp
     np.testing.assert_array_equal(cut[on : on + 2000], own[on : on + 2000])
-    short = SourceFilterRenderer(model, SourceFilterRenderConfig(dc_block_hz=0)).render(NOTES, SR)  # no lead, 16-sample ramp
+    short = SourceFilterRenderer(model, SourceFilterRenderConfig(dc_block_hz=0)).render(
+        NOTES, SR
+    )  # no lead, 16-sample ramp
     assert not short[: on - 16].any() and short[on - 16 : on].any()
     # the ramp by hand: sample on - 16 + k is the ungated output times k / 16
     np.testing.assert_allclose(short[on - 16 : on], own[on - 16 : on] * np.arange(16) / 16, rtol=1e-5, atol=1e-7)
