@@ -194,7 +194,7 @@ SYNTHESIZE = {
     "eq_db": ({}, [3.0, 3.0, 2.0, 1.0, -1.0, -2.0, -1.0, -1.0]),
     "gate_margin": ({}, 256),
     "gate_ramp": ({}, 160),
-    "release": ({}, "measured"),
+    "release": ({"weights": "sptkbgcl"}, "measured"),  # the real-piano model's own law is the measured one
     "dc_block_hz": ({}, 0.0),  # off: the shipped model's offset stays in
     "loudness_lufs": ({}, -16.0),
     "sample_rate": ({}, 44100),

@@ -95,3 +95,15 @@ def test_each_file_is_hashed_once_per_process_until_it_changes(shipped_copy, mon
     with pytest.raises(WeightsError):
         verify_shipped(shipped_copy, shipped_copy.parent)
     assert len(calls) == 2
+
+
+def test_the_real_piano_model_renders_the_real_pianos_release():
+    # weights/README.md "Natural ends": fine-tuned with the release measured on its recordings (0.18 s at middle C,
+    # x1.22 per octave, cut after 10.4 of them), which rendering takes from the weights; the SptkBGCl model keeps its
+    # one damper of 0.06 s, cut after 6
+    from w2m2w.render.source_filter import load_source_filter
+
+    real = load_source_filter(WEIGHTS / "source_filter_wavenet_real.safetensors").source_cfg
+    assert (real.release_tau, real.release_tau_octave, real.release_taus) == (0.18, 1.22, 10.4)
+    old = load_source_filter(WEIGHTS / "source_filter_wavenet.safetensors").source_cfg
+    assert (old.release_tau, old.release_tau_octave, old.release_taus) == (0.06, 1.0, 6.0)
