@@ -47,13 +47,16 @@ def _reference_render(
     return dc_block(y[0].numpy(), gate > 0, dc_hz)[0] if dc_hz > 0 else y[0].numpy()
 
 
-def test_blocks_join_exactly_and_equal_the_whole_forward(model):
+@pytest.mark.parametrize("dc_hz", [SourceFilterRenderConfig.dc_block_hz, 1.0, 0.0])
+def test_blocks_join_exactly_and_equal_the_whole_forward(model, dc_hz):
     n = 4 * SR  # past every note's release, so the whole forward's zero padding is the piece's silence
     # the renderer's gate (its default lead 0 and 1 ms ramp, not the weights' 256 and 160)
-    ref = _reference_render(model, NOTES, n, dataclasses.replace(model.source_cfg, gate_margin=0, gate_ramp=16))
+    ref = _reference_render(model, NOTES, n, dataclasses.replace(model.source_cfg, gate_margin=0, gate_ramp=16), dc_hz)
     assert np.abs(ref).max() > 1e-3
     for block in (0.25, 1.0, 8.0):
-        y = SourceFilterRenderer(model, SourceFilterRenderConfig(block_seconds=block)).render(NOTES, n)
+        y = SourceFilterRenderer(model, SourceFilterRenderConfig(block_seconds=block, dc_block_hz=dc_hz)).render(
+            NOTES, n
+        )
         assert len(y) == n
         np.testing.assert_allclose(y, ref, atol=2e-5, err_msg=f"block_seconds={block}")
 
