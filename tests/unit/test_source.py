@@ -292,3 +292,23 @@ def test_two_parts_side_by_side_give_the_one_thread_source(threads):
     assert np.abs(one[10000:, 0]).max() > 0.05 and np.abs(one[:10000, 0]).max() > 0.05
     np.testing.assert_allclose(split, one, atol=2e-6)
     np.testing.assert_array_equal(g2, g1)
+
+
+def test_partials_stop_100_db_under_the_notes_start():
+    # By hand, middle C at 0.1-0.2 s with the real piano's release (0.18 s at middle C, cut after 10.4 of them, so
+    # the note reaches 2.072 s): the fundamental's level under its start is exp(-(t - 0.1) / tau0) during the note,
+    # times exp(-(t - 0.2) / 0.18) after it, tau0 = 3.0 x 0.63 ** (39 / 12) s; it is 100 dB down (1e-5) at
+    # t = (ln 1e5 + 0.1 / tau0 + 0.2 / 0.18) / (1 / tau0 + 1 / 0.18) = 1.811 s, and every higher partial sooner.
+    from dataclasses import replace
+
+    from w2m2w.models.source import MEASURED_RELEASE
+
+    cfg = replace(SourceConfig(), **MEASURED_RELEASE)
+    tau0 = 3.0 * 0.63 ** (39 / 12)
+    t = (np.log(1e5) + 0.1 / tau0 + 0.2 / 0.18) / (1 / tau0 + 1 / 0.18)
+    assert t == pytest.approx(1.811, abs=1e-3)
+    src, gate = piano_source(np.array([[0.1, 0.2, 60, 100]]), int(2.2 * SR), 0, cfg)
+    cut = int(np.ceil(t * SR))
+    assert np.abs(src[cut - 3 : cut - 1, HARM]).max() > 0  # still played just before
+    assert not src[cut + 1 :, HARM].any()  # from there on, nothing: not computed
+    assert gate[int(2.05 * SR)] == 1.0  # while the note's own reach (2.072 s) goes on

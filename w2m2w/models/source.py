@@ -110,6 +110,9 @@ def _noise(i: int, salt: int) -> float:
     return float(z >> np.uint64(11)) * (2.0 / 9007199254740992.0) - 1.0
 
 
+_PARTIAL_FLOOR = 1e-5  # a partial 100 dB under its note's start (gain) is no longer computed
+
+
 @numba.njit(cache=True, nogil=True)
 def _render(on_i, off_i, pitch, vel, start, n, sr, params, group_lo, group_hi, out, gate):  # pragma: no cover - numba
     (
@@ -189,8 +192,16 @@ def _render(on_i, off_i, pitch, vel, start, n, sr, params, group_lo, group_hi, o
             aa[q] = gain * k ** (-roll) * rkv[q] ** m
             ss[q], cc[q] = math.sin(w * m), math.cos(w * m)
             cwv[q], swv[q] = math.cos(w), math.sin(w)
+        floor = gain * _PARTIAL_FLOOR
         for i in range(a, e):
             er = env_rel[i - a]
+            # a partial's level only falls (its decay, then the release), and falls faster the higher it is: once the
+            # highest still played is 100 dB under the note's start it is left out for good (a long release's tail
+            # costs the few partials still sounding, not all 32)
+            while K > 0 and aa[K - 1] * er < floor:
+                K -= 1
+            if K == 0:
+                break
             row = i - start
             for g in range(n_groups):
                 lo, hi = group_lo[g] - 1, min(group_hi[g], K)
