@@ -222,6 +222,7 @@ def test_source_filter_renders_midi_through_run_py(tmp_path, tiny_source_filter)
         "gate_margin": 0,
         "gate_ramp": 16,
         "release": "model",
+        "dc_block_hz": 5.0,
         "loudness_lufs": -20.0,
         "sample_rate": 16000,
     }
