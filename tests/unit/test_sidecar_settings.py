@@ -37,7 +37,7 @@ def _run(tmp_path: Path, **changes) -> tuple[str, dict]:
 def test_sidecar_hash_follows_output_settings_only(tmp_path):
     status, first = _run(tmp_path)
     assert (
-        status == "done" and first["settings"]["onset_threshold"] == 0.4 and "device" not in first["settings"]
+        status == "done" and first["settings"]["onset_threshold"] == 0.3 and "device" not in first["settings"]
     )  # the YAML default
     status, again = _run(tmp_path, device="cuda", max_seconds=10.0)  # how, not what: still current
     assert status == "current" and again["config_hash"] == first["config_hash"]
