@@ -220,7 +220,7 @@ def dc_block(
 
     Chunks of one signal give the same samples as the whole when each gets the state the last returned (None:
     the signal starts at rest). A model trained with spectral losses only is not told its mean: it may leave an
-    offset while a note's tail keeps its gate open, which a DC blocker takes out (a 10 Hz corner is below A0).
+    offset while a note's tail keeps its gate open, which a DC blocker takes out (a corner of a few Hz is below A0).
     """
     from scipy.signal import lfilter
 

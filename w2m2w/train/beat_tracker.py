@@ -22,7 +22,7 @@ import torch
 from w2m2w.data.beats import Augment, BeatSampler, Performance, load_performances, split_pieces, training_pieces
 from w2m2w.models.beat_tracker import MODEL_NAME, BeatTracker, BeatTrackerConfig
 from w2m2w.settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range, SettingsError, setting
-from w2m2w.train.loop import Task, TrainingError, fit, init_from, loss_log, start
+from w2m2w.train.loop import Task, TrainingError, fit, init_unless_resuming, loss_log, start
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +119,7 @@ def train_beat_tracker(cfg: BeatTrackerTrainConfig) -> dict:
         velocity=(cfg.velocity_scale[0], cfg.velocity_scale[1]),
     )
     model = BeatTracker(cfg.model)
-    if cfg.init_weights and not (run.out / "checkpoint" / "state.json").is_file():
-        init_from(model, cfg.init_weights, MODEL_NAME)
+    init_unless_resuming(model, run, cfg.init_weights, MODEL_NAME)
     model = model.to(run.device)
     sampler = BeatSampler(train_p, cfg.segment_seconds, aug)
 

@@ -283,6 +283,19 @@ class _StepModule(nn.Module):
         return self.step(self.model, batch)
 
 
+def init_unless_resuming(
+    model: nn.Module,
+    run,
+    path: str | None,
+    model_name: str,
+    adapt: Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor | None] | None = None,
+) -> None:
+    """init_from(model, path, ...) for a run's `init_weights`, unless `path` is unset or run.out holds a checkpoint
+    (the run then resumes from that, which loop.fit loads over whatever the model holds)."""
+    if path and not (run.out / "checkpoint" / "state.json").is_file():
+        init_from(model, path, model_name, adapt)
+
+
 def init_from(
     model: nn.Module,
     path: str,

@@ -31,7 +31,7 @@ from w2m2w.models.music_transformer import (
     sequence_nll,
 )
 from w2m2w.settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range, setting
-from w2m2w.train.loop import Progress, Task, TrainingError, fit, init_from, start
+from w2m2w.train.loop import Progress, Task, TrainingError, fit, init_unless_resuming, start
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +198,7 @@ def train(cfg: MusicTransformerTrainConfig) -> dict:
     if run.main:
         log.info("data: %s", data_desc)
     model = MusicTransformer(cfg.model).to(run.device)
-    if cfg.init_weights and not (run.out / "checkpoint" / "state.json").is_file():
-        init_from(model, cfg.init_weights, MODEL_NAME, adapt=longer_relative_table)
+    init_unless_resuming(model, run, cfg.init_weights, MODEL_NAME, adapt=longer_relative_table)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not n.endswith(".rel")]
     other = [p for n, p in model.named_parameters() if p.dim() < 2 or n.endswith(".rel")]
     opt = torch.optim.AdamW(

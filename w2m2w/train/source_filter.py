@@ -32,7 +32,7 @@ from w2m2w.models.source import source_config_from
 from w2m2w.models.source_filter import MODEL_NAME, SourceFilterConfig, SourceFilterWaveNet, central, stft_loss
 from w2m2w.render.source_filter import context
 from w2m2w.settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range, setting
-from w2m2w.train.loop import Task, TrainingError, fit, init_from, loss_log, start
+from w2m2w.train.loop import Task, TrainingError, fit, init_unless_resuming, loss_log, start
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +143,7 @@ def train_source_filter(cfg: SourceFilterTrainConfig) -> dict:
         (run.out / "validation_notes.txt").write_text("".join(f"{Path(e.notes).resolve()}\n" for e in val_ex))
         (run.out / "validation_audio.txt").write_text("".join(f"{Path(e.audio).resolve()}\n" for e in val_ex))
     model = SourceFilterWaveNet(cfg.model)
-    if cfg.init_weights and not (run.out / "checkpoint" / "state.json").is_file():
-        init_from(model, cfg.init_weights, MODEL_NAME)
+    init_unless_resuming(model, run, cfg.init_weights, MODEL_NAME)
     model = model.to(run.device)
     sr, hop = cfg.model.sample_rate, cfg.model.hop_length
     segment = max(1, round(cfg.segment_seconds * sr / hop)) * hop

@@ -34,7 +34,7 @@ from w2m2w.decoding import DecodeConfig
 from w2m2w.models.onsets_frames import MODEL_NAME, OnsetsFrames, OnsetsFramesConfig
 from w2m2w.settings import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, PROBABILITY_UPPER, Range, SettingsError, setting
 from w2m2w.train.corpora import midi_files
-from w2m2w.train.loop import Task, TrainingError, draw_seed, fit, init_from, loss_log, start
+from w2m2w.train.loop import Task, TrainingError, draw_seed, fit, init_unless_resuming, loss_log, start
 
 log = logging.getLogger(__name__)
 
@@ -285,8 +285,7 @@ def train_transcriber(cfg: TranscriberTrainConfig) -> dict:
             {k: len(v) for k, v in val_sets.items()},
         )
     model = OnsetsFrames(cfg.model).to(run.device)
-    if cfg.init_weights and not (run.out / "checkpoint" / "state.json").is_file():
-        init_from(model, cfg.init_weights, MODEL_NAME)
+    init_unless_resuming(model, run, cfg.init_weights, MODEL_NAME)
     sampler = SegmentSampler(
         train_ex,
         cfg.segment_seconds,
