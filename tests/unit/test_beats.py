@@ -105,3 +105,21 @@ def test_shipped_learned_tracker_on_a_waltz():
     assert abs(est.tempo - 100.0) < 5.0
     assert est.meter == 3
     assert mir_eval.beat.f_measure(downbeats, est.downbeats) > 0.9
+
+
+def test_extrapolated_beats_by_hand_on_both_sides():
+    # intervals 0.4, 0.6, 0.5, 0.6: median 0.55 for both the head and the tail. Back to 0.6 s: floor(1.4 / 0.55) = 2
+    # beats before (0.9, 1.45); on to 5.3 s: ceil(1.2 / 0.55) = 3 beats after (4.65, 5.2, 5.75)
+    times = np.array([2.0, 2.4, 3.0, 3.5, 4.1])
+    np.testing.assert_allclose(
+        B.extrapolate_beats(times, end=5.3, start=0.6),
+        [0.9, 1.45, 2.0, 2.4, 3.0, 3.5, 4.1, 4.65, 5.2, 5.75],
+        atol=1e-9,
+    )
+    # two beats are enough: 0.5 s back to 0.2 (one beat), on to 2.6 (three); the defaults start at 0 s
+    np.testing.assert_allclose(
+        B.extrapolate_beats(np.array([1.0, 1.5]), end=2.6, start=0.2), [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
+    )
+    np.testing.assert_allclose(B.extrapolate_beats(np.array([1.0, 1.5]), end=1.5), [0.0, 0.5, 1.0, 1.5])
+    # nothing to add where the beats already cover [start, end]
+    np.testing.assert_allclose(B.extrapolate_beats(times, end=4.1, start=2.0), times)
